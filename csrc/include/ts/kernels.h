@@ -1,0 +1,90 @@
+/* The kernel table (one per ISA, filled once at start-up) and the public kernel entry points. */
+#ifndef TS_KERNELS_H
+#define TS_KERNELS_H
+
+#include "ts/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* x: n elements of `type` (n a multiple of its block size) -> y: n floats. */
+typedef void (*ts_dequantize_row_fn)(const void *x, float *y, int64_t n);
+/* x: n floats -> y: n elements in an activation format (n a multiple of its block size). */
+typedef void (*ts_quantize_row_fn)(const float *x, void *y, int64_t n);
+/* *s = dot(w, x): w is one weight row of n elements of the table slot's type,
+ * x the same n elements in that type's activation format (ts_type_traits.act). */
+typedef void (*ts_vec_dot_fn)(int64_t n, float *s, const void *w, const void *x);
+
+/* Attention of one query head over cache positions [p0, p1).
+ * q: (head_dim) f32; k, v: position p is at k + p*kv_stride (head_dim f16 each);
+ * scale multiplies q.k; softcap > 0 applies softcap*tanh(x/softcap) to the scores;
+ * out: (head_dim) f32. Uses an online softmax: one pass over k and v. */
+typedef void (*ts_attn_head_fn)(const float *q, const ts_f16 *k, const ts_f16 *v,
+                                int64_t kv_stride, int p0, int p1, int head_dim,
+                                float scale, float softcap, float *out);
+
+typedef struct {
+    const char *isa; /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
+
+    ts_dequantize_row_fn dequantize[TS_TYPE_COUNT];
+    ts_vec_dot_fn vec_dot[TS_TYPE_COUNT];
+    ts_quantize_row_fn quantize_q8x32;
+    ts_quantize_row_fn quantize_q8k;
+
+    /* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). y may alias x. */
+    void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps);
+    /* In place, numerically stable. */
+    void (*softmax)(float *x, int n);
+    /* y = x * sigmoid(x). y may alias x. */
+    void (*silu)(const float *x, float *y, int n);
+    /* Tanh approximation (gelu_pytorch_tanh, as llama.cpp's GELU). y may alias x. */
+    void (*gelu)(const float *x, float *y, int n);
+    /* y = silu(g) * u and y = gelu(g) * u. y may alias g. */
+    void (*swiglu)(const float *g, const float *u, float *y, int n);
+    void (*geglu)(const float *g, const float *u, float *y, int n);
+    /* In place rotation of n_head heads of head_dim floats (head h at x + h*head_dim) for one
+     * position; the first n_rot dims of each head rotate. neox: pairs (i, i+n_rot/2), else (2i, 2i+1).
+     * theta_i = pos * freq_scale * freq_base^(-2i/n_rot). */
+    void (*rope)(float *x, int n_head, int head_dim, int n_rot, float pos,
+                 float freq_base, float freq_scale, int neox);
+    void (*f16_to_f32)(const ts_f16 *x, float *y, int64_t n);
+    void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
+    ts_attn_head_fn attn_head;
+} ts_kernels;
+
+/* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
+void ts_register_scalar(ts_kernels *k);
+void ts_register_scalar_ops(ts_kernels *k);
+void ts_register_avx2(ts_kernels *k);
+void ts_register_avx2_ops(ts_kernels *k);
+void ts_register_avx512(ts_kernels *k);
+void ts_register_avx512_ops(ts_kernels *k);
+void ts_register_avx512vnni(ts_kernels *k);
+
+/* The table in use: detected once (TENSORSHARP_ISA forces a level), never changes after. */
+const ts_kernels *ts_kernels_get(void);
+/* A named level's table ("scalar", "avx2", ...) or NULL if this CPU or build lacks it. */
+const ts_kernels *ts_kernels_for(const char *isa);
+/* Comma-separated list of levels this CPU and build can run, best last. */
+const char *ts_isa_available(void);
+
+/* y (n, rows) = x (n, cols) @ W^T, W (rows, cols) stored in GGUF blocks of `type`, rows
+ * row_bytes apart. Activations are quantized once per call. Returns 0, or -1 on bad sizes.
+ * kernels NULL means the table in use. Work is split over the pool's threads (n_threads
+ * <= 0: all). */
+int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
+              int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads);
+
+/* Causal attention for one sequence with grouped-query heads.
+ * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) f16;
+ * q_pos: (n_tok) position of each query; a query at p sees cache positions
+ * [max(0, p - window + 1), p] (window <= 0: all). out: (n_tok, n_head, head_dim). */
+int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
+                 const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
+                 int n_ctx, int window, float scale, float softcap, float *out, int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

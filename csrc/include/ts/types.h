@@ -1,0 +1,129 @@
+/* GGUF tensor types and their quantized block layouts, declared once with size checks. */
+#ifndef TS_TYPES_H
+#define TS_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Values are the GGML type ids stored in GGUF tensor infos. */
+typedef enum {
+    TS_TYPE_F32 = 0,
+    TS_TYPE_F16 = 1,
+    TS_TYPE_Q4_0 = 2,
+    TS_TYPE_Q4_1 = 3,
+    TS_TYPE_Q5_0 = 6,
+    TS_TYPE_Q5_1 = 7,
+    TS_TYPE_Q8_0 = 8,
+    TS_TYPE_Q8_1 = 9,
+    TS_TYPE_Q2_K = 10,
+    TS_TYPE_Q3_K = 11,
+    TS_TYPE_Q4_K = 12,
+    TS_TYPE_Q5_K = 13,
+    TS_TYPE_Q6_K = 14,
+    TS_TYPE_Q8_K = 15,
+    TS_TYPE_IQ4_NL = 20,
+    TS_TYPE_IQ4_XS = 23,
+    TS_TYPE_BF16 = 30,
+    TS_TYPE_COUNT = 40
+} ts_type;
+
+typedef uint16_t ts_f16;  /* IEEE half, bit pattern */
+typedef uint16_t ts_bf16; /* bfloat16, bit pattern */
+
+#define TS_QK 32   /* elements per block of the legacy formats */
+#define TS_QK_K 256 /* elements per super-block of the k-quants */
+#define TS_K_SCALE_SIZE 12
+
+typedef struct { ts_f16 d; uint8_t qs[TS_QK / 2]; } ts_block_q4_0;
+typedef struct { ts_f16 d; ts_f16 m; uint8_t qs[TS_QK / 2]; } ts_block_q4_1;
+typedef struct { ts_f16 d; uint8_t qh[4]; uint8_t qs[TS_QK / 2]; } ts_block_q5_0;
+typedef struct { ts_f16 d; ts_f16 m; uint8_t qh[4]; uint8_t qs[TS_QK / 2]; } ts_block_q5_1;
+typedef struct { ts_f16 d; int8_t qs[TS_QK]; } ts_block_q8_0;
+typedef struct { ts_f16 d; uint8_t qs[TS_QK / 2]; } ts_block_iq4_nl;
+
+typedef struct {
+    uint8_t scales[TS_QK_K / 16]; /* 4-bit scale and 4-bit min per 16 values */
+    uint8_t qs[TS_QK_K / 4];
+    ts_f16 d;
+    ts_f16 dmin;
+} ts_block_q2_K;
+typedef struct {
+    uint8_t hmask[TS_QK_K / 8];
+    uint8_t qs[TS_QK_K / 4];
+    uint8_t scales[12];  /* 6-bit scales, packed */
+    ts_f16 d;
+} ts_block_q3_K;
+typedef struct {
+    ts_f16 d;
+    ts_f16 dmin;
+    uint8_t scales[TS_K_SCALE_SIZE]; /* 6-bit scales and mins, packed */
+    uint8_t qs[TS_QK_K / 2];
+} ts_block_q4_K;
+typedef struct {
+    ts_f16 d;
+    ts_f16 dmin;
+    uint8_t scales[TS_K_SCALE_SIZE];
+    uint8_t qh[TS_QK_K / 8];
+    uint8_t qs[TS_QK_K / 2];
+} ts_block_q5_K;
+typedef struct {
+    uint8_t ql[TS_QK_K / 2];
+    uint8_t qh[TS_QK_K / 4];
+    int8_t scales[TS_QK_K / 16];
+    ts_f16 d;
+} ts_block_q6_K;
+typedef struct {
+    ts_f16 d;
+    uint16_t scales_h;
+    uint8_t scales_l[TS_QK_K / 64];
+    uint8_t qs[TS_QK_K / 2];
+} ts_block_iq4_xs;
+
+/* Activation formats: the right-hand side of every quantized dot product.
+ * q8x32 pairs with Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL; s = d * sum(qs) serves the
+ * formats with a minimum (Q4_1/Q5_1) without a second pass over qs. */
+typedef struct { float d; float s; int8_t qs[TS_QK]; } ts_block_q8x32;
+/* q8k pairs with the k-quants and IQ4_XS; bsums[j] = sum of qs[16j .. 16j+15]. */
+typedef struct { float d; int8_t qs[TS_QK_K]; int16_t bsums[TS_QK_K / 16]; } ts_block_q8k;
+
+_Static_assert(sizeof(ts_block_q4_0) == 18, "q4_0 size");
+_Static_assert(sizeof(ts_block_q4_1) == 20, "q4_1 size");
+_Static_assert(sizeof(ts_block_q5_0) == 22, "q5_0 size");
+_Static_assert(sizeof(ts_block_q5_1) == 24, "q5_1 size");
+_Static_assert(sizeof(ts_block_q8_0) == 34, "q8_0 size");
+_Static_assert(sizeof(ts_block_iq4_nl) == 18, "iq4_nl size");
+_Static_assert(sizeof(ts_block_q2_K) == 84, "q2_K size");
+_Static_assert(sizeof(ts_block_q3_K) == 110, "q3_K size");
+_Static_assert(sizeof(ts_block_q4_K) == 144, "q4_K size");
+_Static_assert(sizeof(ts_block_q5_K) == 176, "q5_K size");
+_Static_assert(sizeof(ts_block_q6_K) == 210, "q6_K size");
+_Static_assert(sizeof(ts_block_iq4_xs) == 136, "iq4_xs size");
+_Static_assert(sizeof(ts_block_q8x32) == 40, "q8x32 size");
+_Static_assert(sizeof(ts_block_q8k) == 292, "q8k size");
+
+/* Which activation format a weight type's dot product consumes. */
+typedef enum { TS_ACT_F32 = 0, TS_ACT_Q8X32 = 1, TS_ACT_Q8K = 2 } ts_act;
+
+typedef struct {
+    const char *name;
+    int block_size;    /* elements per block */
+    int type_size;     /* bytes per block */
+    ts_act act;        /* activation format of vec_dot */
+} ts_type_traits;
+
+/* NULL name for ids that are not supported. */
+const ts_type_traits *ts_type_traits_get(int type);
+
+/* Bytes of one row of n elements, or 0 if n is not a whole number of blocks. */
+size_t ts_row_size(int type, int64_t n);
+/* Bytes of one activation row of n elements in the format `act`. */
+size_t ts_act_row_size(ts_act act, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,118 @@
+/* Threaded drivers: quantized matrix products and grouped-query attention over the pool. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts/kernels.h"
+#include "ts/threadpool.h"
+
+typedef struct {
+    ts_vec_dot_fn dot;
+    ts_quantize_row_fn quantize; /* NULL: the dot takes f32 activations as they are */
+    const char *w;               /* (rows, row_bytes) */
+    int64_t rows, cols, row_bytes;
+    const float *x;              /* (n, cols) f32 */
+    int64_t n;
+    const char *xq;              /* (n, act_row) activation rows */
+    size_t act_row;
+    float *y;                    /* (n, rows) */
+    ts_threadpool *pool;
+} matmul_job;
+
+/* Rows are handed out in groups so that a group's weights stay in cache while every
+ * activation row passes over them. */
+#define TS_ROW_GROUP 16
+
+static void matmul_task(void *arg, int ith, int nth) {
+    matmul_job *j = (matmul_job *)arg;
+    if (j->quantize) {
+        for (int64_t t = ith; t < j->n; t += nth)
+            j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
+        ts_threadpool_barrier(j->pool);
+    }
+    const int64_t groups = (j->rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
+    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t r0 = g * TS_ROW_GROUP;
+        const int64_t r1 = r0 + TS_ROW_GROUP < j->rows ? r0 + TS_ROW_GROUP : j->rows;
+        for (int64_t t = 0; t < j->n; t++) {
+            const char *xr = j->xq + (size_t)t * j->act_row;
+            float *yr = j->y + t * j->rows;
+            for (int64_t r = r0; r < r1; r++) j->dot(j->cols, &yr[r], j->w + r * j->row_bytes, xr);
+        }
+    }
+}
+
+int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
+              int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads) {
+    const ts_kernels *k = kern ? kern : ts_kernels_get();
+    const ts_type_traits *tr = ts_type_traits_get(type);
+    if (!tr || !k->vec_dot[type] || rows <= 0 || cols <= 0 || n <= 0) return -1;
+    const size_t need = ts_row_size(type, cols);
+    if (need == 0 || row_bytes < (int64_t)need) return -1;
+
+    matmul_job j = {0};
+    j.dot = k->vec_dot[type];
+    j.w = (const char *)w;
+    j.rows = rows;
+    j.cols = cols;
+    j.row_bytes = row_bytes;
+    j.x = x;
+    j.n = n;
+    j.y = y;
+    j.pool = ts_threadpool_global();
+    char *buf = NULL;
+    if (tr->act == TS_ACT_F32) {
+        j.xq = (const char *)x;
+        j.act_row = (size_t)cols * sizeof(float);
+    } else {
+        j.quantize = tr->act == TS_ACT_Q8K ? k->quantize_q8k : k->quantize_q8x32;
+        if (!j.quantize) return -1;
+        j.act_row = ts_act_row_size(tr->act, cols);
+        buf = malloc(j.act_row * (size_t)n);
+        if (!buf) return -1;
+        j.xq = buf;
+    }
+    ts_threadpool_run(j.pool, matmul_task, &j, n_threads);
+    free(buf);
+    return 0;
+}
+
+typedef struct {
+    ts_attn_head_fn attn;
+    const float *q;
+    const ts_f16 *k, *v;
+    const int32_t *q_pos;
+    int n_tok, n_head, n_kv_head, head_dim, n_ctx, window;
+    float scale, softcap;
+    float *out;
+} attn_job;
+
+static void attn_task(void *arg, int ith, int nth) {
+    attn_job *j = (attn_job *)arg;
+    const int group = j->n_head / j->n_kv_head;
+    /* Interleaved so that early (short) and late (long) causal rows spread evenly. */
+    for (int item = ith; item < j->n_tok * j->n_head; item += nth) {
+        const int t = item / j->n_head, h = item % j->n_head;
+        const int p = j->q_pos[t];
+        const int p0 = (j->window > 0 && p - j->window + 1 > 0) ? p - j->window + 1 : 0;
+        const size_t kv_off = (size_t)(h / group) * (size_t)j->n_ctx * (size_t)j->head_dim;
+        const size_t q_off = ((size_t)t * j->n_head + h) * (size_t)j->head_dim;
+        j->attn(j->q + q_off, j->k + kv_off, j->v + kv_off, j->head_dim, p0, p + 1, j->head_dim,
+                j->scale, j->softcap, j->out + q_off);
+    }
+}
+
+int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
+                 const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
+                 int n_ctx, int window, float scale, float softcap, float *out, int n_threads) {
+    const ts_kernels *kt = kern ? kern : ts_kernels_get();
+    if (!kt->attn_head || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
+        n_ctx <= 0 || n_head % n_kv_head != 0)
+        return -1;
+    for (int t = 0; t < n_tok; t++)
+        if (q_pos[t] < 0 || q_pos[t] >= n_ctx) return -1;
+    attn_job j = {kt->attn_head, q, k, v, q_pos, n_tok, n_head, n_kv_head, head_dim,
+                  n_ctx, window, scale, softcap, out};
+    ts_threadpool_run(ts_threadpool_global(), attn_task, &j, n_threads);
+    return 0;
+}

@@ -1,0 +1,45 @@
+# C declarations of csrc/include/ts/*.h used by _kernels.pyx.
+from libc.stdint cimport int32_t, int64_t, uint16_t
+
+cdef extern from "ts/types.h" nogil:
+    ctypedef struct ts_type_traits:
+        const char *name
+        int block_size
+        int type_size
+        int act
+    const ts_type_traits *ts_type_traits_get(int type)
+    size_t ts_row_size(int type, int64_t n)
+    size_t ts_act_row_size(int act, int64_t n)
+
+cdef extern from "ts/kernels.h" nogil:
+    ctypedef void (*ts_dequantize_row_fn)(const void *x, float *y, int64_t n) noexcept nogil
+    ctypedef void (*ts_quantize_row_fn)(const float *x, void *y, int64_t n) noexcept nogil
+    ctypedef struct ts_kernels:
+        const char *isa
+        ts_dequantize_row_fn dequantize[40]
+        void *vec_dot[40]
+        ts_quantize_row_fn quantize_q8x32
+        ts_quantize_row_fn quantize_q8k
+        void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps) noexcept nogil
+        void (*softmax)(float *x, int n) noexcept nogil
+        void (*silu)(const float *x, float *y, int n) noexcept nogil
+        void (*gelu)(const float *x, float *y, int n) noexcept nogil
+        void (*swiglu)(const float *g, const float *u, float *y, int n) noexcept nogil
+        void (*geglu)(const float *g, const float *u, float *y, int n) noexcept nogil
+        void (*rope)(float *x, int n_head, int head_dim, int n_rot, float pos,
+                     float freq_base, float freq_scale, int neox) noexcept nogil
+        void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n) noexcept nogil
+        void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n) noexcept nogil
+        void *attn_head
+
+    const ts_kernels *ts_kernels_get()
+    const ts_kernels *ts_kernels_for(const char *isa)
+    const char *ts_isa_available()
+    int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
+                  int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads)
+    int ts_attention(const ts_kernels *kern, const float *q, const uint16_t *k, const uint16_t *v,
+                     const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
+                     int n_ctx, int window, float scale, float softcap, float *out, int n_threads)
+
+cdef extern from "ts/threadpool.h" nogil:
+    int ts_cpu_count()

@@ -1,0 +1,136 @@
+# cython: boundscheck=False, wraparound=False, language_level=3
+# Thin `with nogil` calls into csrc/; argument checking and allocation live in kernels.py.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from ._kernels cimport *
+
+
+cdef const ts_kernels *_table(str isa) except NULL:
+    cdef const ts_kernels *k
+    if isa is None:
+        return ts_kernels_get()
+    k = ts_kernels_for(isa.encode())
+    if k == NULL:
+        raise ValueError(f"ISA {isa!r} is not available here (have {available()})")
+    return k
+
+
+def isa():
+    return ts_kernels_get().isa.decode()
+
+
+def available():
+    return ts_isa_available().decode().split(",")
+
+
+def cpu_count():
+    return ts_cpu_count()
+
+
+def type_traits(int type_id):
+    """(name, block_size, type_size, activation format) or None for an unsupported id."""
+    cdef const ts_type_traits *t = ts_type_traits_get(type_id)
+    if t == NULL:
+        return None
+    return t.name.decode(), t.block_size, t.type_size, t.act
+
+
+def has_dot(int type_id, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    return k.dequantize[type_id] != NULL and k.vec_dot[type_id] != NULL
+
+
+def dequantize(const uint8_t[::1] raw, int type_id, int64_t n, float[::1] out, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    if k.dequantize[type_id] == NULL:
+        raise NotImplementedError(f"no dequantize for type {type_id}")
+    with nogil:
+        k.dequantize[type_id](&raw[0], &out[0], n)
+
+
+def quantize_act(const float[::1] x, int act, uint8_t[::1] out, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef ts_quantize_row_fn q = k.quantize_q8k if act == 2 else k.quantize_q8x32
+    if q == NULL:
+        raise NotImplementedError("no activation quantizer")
+    with nogil:
+        q(&x[0], &out[0], x.shape[0])
+
+
+def matmul(const uint8_t[:, ::1] w, int type_id, int64_t cols, const float[:, ::1] x,
+           float[:, ::1] y, int n_threads=0, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef int rc
+    with nogil:
+        rc = ts_matmul(k, type_id, &w[0, 0], w.shape[0], cols, w.shape[1], &x[0, 0], x.shape[0],
+                       &y[0, 0], n_threads)
+    if rc != 0:
+        raise ValueError("matmul: unsupported type or inconsistent sizes")
+
+
+def rmsnorm(const float[::1] x, const float[::1] w, float[::1] y, float eps, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef const float *wp = &w[0] if w is not None else NULL
+    with nogil:
+        k.rmsnorm(&x[0], wp, &y[0], x.shape[0], eps)
+
+
+def softmax(float[::1] x, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    with nogil:
+        k.softmax(&x[0], x.shape[0])
+
+
+def unary(str op, const float[::1] x, float[::1] y, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    if op == "silu":
+        with nogil:
+            k.silu(&x[0], &y[0], x.shape[0])
+    elif op == "gelu":
+        with nogil:
+            k.gelu(&x[0], &y[0], x.shape[0])
+    else:
+        raise ValueError(op)
+
+
+def gated(str op, const float[::1] g, const float[::1] u, float[::1] y, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    if op == "swiglu":
+        with nogil:
+            k.swiglu(&g[0], &u[0], &y[0], g.shape[0])
+    elif op == "geglu":
+        with nogil:
+            k.geglu(&g[0], &u[0], &y[0], g.shape[0])
+    else:
+        raise ValueError(op)
+
+
+def rope(float[:, ::1] x, int n_rot, float pos, float freq_base, float freq_scale, bint neox,
+         str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    with nogil:
+        k.rope(&x[0, 0], x.shape[0], x.shape[1], n_rot, pos, freq_base, freq_scale, neox)
+
+
+def f16_to_f32(const uint16_t[::1] x, float[::1] y, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    with nogil:
+        k.f16_to_f32(&x[0], &y[0], x.shape[0])
+
+
+def f32_to_f16(const float[::1] x, uint16_t[::1] y, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    with nogil:
+        k.f32_to_f16(&x[0], &y[0], x.shape[0])
+
+
+def attention(const float[:, :, ::1] q, const uint16_t[:, :, ::1] kc, const uint16_t[:, :, ::1] vc,
+              const int32_t[::1] q_pos, int window, float scale, float softcap,
+              float[:, :, ::1] out, int n_threads=0, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef int rc
+    with nogil:
+        rc = ts_attention(k, &q[0, 0, 0], &kc[0, 0, 0], &vc[0, 0, 0], &q_pos[0], q.shape[0],
+                          q.shape[1], kc.shape[0], q.shape[2], kc.shape[1], window, scale,
+                          softcap, &out[0, 0, 0], n_threads)
+    if rc != 0:
+        raise ValueError("attention: inconsistent shapes or positions")

@@ -1,0 +1,177 @@
+"""Checked, allocating wrappers around the C kernels (tensorsharp._kernels)."""
+from __future__ import annotations
+
+import numpy as np
+
+from tensorsharp import _kernels
+from tensorsharp.gguf.types import tensor_type
+
+# Activation formats of the quantized dot products (ts_act in csrc/include/ts/types.h).
+ACT_F32, ACT_Q8X32, ACT_Q8K = 0, 1, 2
+ACT_BLOCK = {ACT_Q8X32: (32, 40), ACT_Q8K: (256, 292)}  # elements, bytes per block
+
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
+
+
+def isa() -> str:
+    """The kernel level in use (TENSORSHARP_ISA forces one)."""
+    return _kernels.isa()
+
+
+def available_isas() -> list[str]:
+    """Levels this CPU and build can run, best last."""
+    return _kernels.available()
+
+
+def _type_id(type_name: str) -> int:
+    t = tensor_type(type_name)
+    if _kernels.type_traits(t.id) is None:
+        raise NotImplementedError(f"tensor type {type_name} has no kernels")
+    return t.id
+
+
+def dequantize(raw: np.ndarray, type_name: str, n: int, isa: str | None = None) -> np.ndarray:
+    """n elements of `type_name` blocks in `raw` (uint8) -> float32 (n,)."""
+    tid = _type_id(type_name)
+    need = tensor_type(type_name).row_bytes(n)
+    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
+    if raw.size < need:
+        raise ValueError(f"{type_name}: {n} elements need {need} bytes, got {raw.size}")
+    out = np.empty(n, dtype=np.float32)
+    if n:
+        _kernels.dequantize(raw, tid, n, out, isa)
+    return out
+
+
+def quantize_activations(x: np.ndarray, act: int, isa: str | None = None) -> np.ndarray:
+    """One row of floats -> bytes of the q8x32 or q8k activation format."""
+    elems, nbytes = ACT_BLOCK[act]
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    if x.size % elems:
+        raise ValueError(f"{x.size} is not a multiple of {elems}")
+    out = np.empty(x.size // elems * nbytes, dtype=np.uint8)
+    _kernels.quantize_act(x, act, out, isa)
+    return out
+
+
+def matmul(w_raw: np.ndarray, type_name: str, x: np.ndarray, n_threads: int = 0,
+           isa: str | None = None) -> np.ndarray:
+    """y (n, rows) = x (n, cols) @ W.T with W (rows, row_bytes) uint8 kept in its GGUF blocks."""
+    tid = _type_id(type_name)
+    w_raw = np.ascontiguousarray(w_raw, dtype=np.uint8)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if w_raw.ndim != 2 or x.ndim != 2:
+        raise ValueError("matmul wants w_raw (rows, row_bytes) and x (n, cols)")
+    cols = x.shape[1]
+    need = tensor_type(type_name).row_bytes(cols)
+    if w_raw.shape[1] != need:
+        raise ValueError(f"{type_name} rows of {cols} elements are {need} bytes, w_raw rows are {w_raw.shape[1]}")
+    y = np.empty((x.shape[0], w_raw.shape[0]), dtype=np.float32)
+    if y.size:
+        _kernels.matmul(w_raw, tid, cols, x, y, n_threads, isa)
+    return y
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def rmsnorm(x: np.ndarray, w: np.ndarray | None, eps: float, isa: str | None = None) -> np.ndarray:
+    x = _f32(x).reshape(-1)
+    if w is not None:
+        w = _f32(w).reshape(-1)
+        if w.size != x.size:
+            raise ValueError("rmsnorm weight size differs from x")
+    y = np.empty_like(x)
+    _kernels.rmsnorm(x, w, y, eps, isa)
+    return y
+
+
+def softmax(x: np.ndarray, isa: str | None = None) -> np.ndarray:
+    y = _f32(x).reshape(-1).copy()
+    _kernels.softmax(y, isa)
+    return y
+
+
+def silu(x: np.ndarray, isa: str | None = None) -> np.ndarray:
+    x = _f32(x).reshape(-1)
+    y = np.empty_like(x)
+    _kernels.unary("silu", x, y, isa)
+    return y
+
+
+def gelu(x: np.ndarray, isa: str | None = None) -> np.ndarray:
+    x = _f32(x).reshape(-1)
+    y = np.empty_like(x)
+    _kernels.unary("gelu", x, y, isa)
+    return y
+
+
+def _gated(op: str, g: np.ndarray, u: np.ndarray, isa: str | None) -> np.ndarray:
+    g, u = _f32(g).reshape(-1), _f32(u).reshape(-1)
+    if g.size != u.size:
+        raise ValueError(f"{op}: gate and up sizes differ")
+    y = np.empty_like(g)
+    _kernels.gated(op, g, u, y, isa)
+    return y
+
+
+def swiglu(g: np.ndarray, u: np.ndarray, isa: str | None = None) -> np.ndarray:
+    return _gated("swiglu", g, u, isa)
+
+
+def geglu(g: np.ndarray, u: np.ndarray, isa: str | None = None) -> np.ndarray:
+    return _gated("geglu", g, u, isa)
+
+
+def rope(x: np.ndarray, pos: float, n_rot: int, freq_base: float = 10000.0, freq_scale: float = 1.0,
+         neox: bool = False, isa: str | None = None) -> np.ndarray:
+    """Rotate x (n_head, head_dim) for one position; returns a new array."""
+    y = _f32(x).copy()
+    if y.ndim != 2 or n_rot % 2 or not 0 < n_rot <= y.shape[1]:
+        raise ValueError("rope wants x (n_head, head_dim) and an even n_rot <= head_dim")
+    _kernels.rope(y, n_rot, pos, freq_base, freq_scale, neox, isa)
+    return y
+
+
+def f16_to_f32(x: np.ndarray, isa: str | None = None) -> np.ndarray:
+    x = np.ascontiguousarray(x).view(np.uint16).reshape(-1)
+    y = np.empty(x.size, dtype=np.float32)
+    if x.size:
+        _kernels.f16_to_f32(x, y, isa)
+    return y
+
+
+def f32_to_f16(x: np.ndarray, isa: str | None = None) -> np.ndarray:
+    x = _f32(x).reshape(-1)
+    y = np.empty(x.size, dtype=np.uint16)
+    if x.size:
+        _kernels.f32_to_f16(x, y, isa)
+    return y.view(np.float16)
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np.ndarray,
+              scale: float | None = None, window: int = 0, softcap: float = 0.0,
+              n_threads: int = 0, isa: str | None = None) -> np.ndarray:
+    """Causal grouped-query attention of one sequence.
+
+    q (n_tok, n_head, head_dim) f32; k_cache, v_cache (n_kv_head, n_ctx, head_dim) f16;
+    q_pos (n_tok) int: a query at p sees cache positions [p - window + 1, p] (window 0: all).
+    """
+    q = _f32(q)
+    k_cache = np.ascontiguousarray(k_cache, dtype=np.float16)
+    v_cache = np.ascontiguousarray(v_cache, dtype=np.float16)
+    q_pos = np.ascontiguousarray(q_pos, dtype=np.int32).reshape(-1)
+    if q.ndim != 3 or k_cache.ndim != 3 or k_cache.shape != v_cache.shape:
+        raise ValueError("attention wants q (n_tok, n_head, head_dim) and k/v (n_kv_head, n_ctx, head_dim)")
+    if q.shape[2] != k_cache.shape[2] or q.shape[1] % k_cache.shape[0] or q_pos.size != q.shape[0]:
+        raise ValueError("attention: head counts, head_dim or positions do not match")
+    if scale is None:
+        scale = 1.0 / float(np.sqrt(q.shape[2]))
+    out = np.empty_like(q)
+    _kernels.attention(q, k_cache.view(np.uint16), v_cache.view(np.uint16), q_pos, window,
+                       scale, softcap, out, n_threads, isa)
+    return out
