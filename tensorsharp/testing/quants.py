@@ -1,0 +1,64 @@
+"""Random GGUF blocks with sane scales, and numpy oracles of the activation quantization."""
+from __future__ import annotations
+
+import numpy as np
+
+from tensorsharp.gguf.types import tensor_type
+from tensorsharp.kernels import ACT_F32, ACT_Q8K, ACT_Q8X32
+
+# Byte offsets of the f16 scale fields inside one block (csrc/include/ts/types.h).
+_F16_FIELDS = {
+    "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,), "IQ4_NL": (0,),
+    "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,), "IQ4_XS": (0,),
+}
+
+ACT_OF = {"F32": ACT_F32, "F16": ACT_F32, "BF16": ACT_F32,
+          "Q4_0": ACT_Q8X32, "Q4_1": ACT_Q8X32, "Q5_0": ACT_Q8X32, "Q5_1": ACT_Q8X32,
+          "Q8_0": ACT_Q8X32, "IQ4_NL": ACT_Q8X32,
+          "Q2_K": ACT_Q8K, "Q3_K": ACT_Q8K, "Q4_K": ACT_Q8K, "Q5_K": ACT_Q8K, "Q6_K": ACT_Q8K,
+          "IQ4_XS": ACT_Q8K}
+
+
+def random_weights(type_name: str, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
+    """(rows, row_bytes) uint8: random quants, finite scales of a realistic magnitude."""
+    if type_name == "F32":
+        return rng.standard_normal((rows, cols), dtype=np.float32).view(np.uint8)
+    if type_name == "F16":
+        return rng.standard_normal((rows, cols)).astype(np.float16).view(np.uint8)
+    if type_name == "BF16":
+        bits = rng.standard_normal((rows, cols)).astype(np.float32).view(np.uint32) >> 16
+        return bits.astype(np.uint16).view(np.uint8)
+    t = tensor_type(type_name)
+    nb = cols // t.block_size
+    raw = rng.integers(0, 256, size=(rows, nb, t.type_size), dtype=np.uint8)
+    for off in _F16_FIELDS[type_name]:
+        scale = (rng.uniform(0.5, 2.0, size=(rows, nb)) * 2.0 ** -6).astype(np.float16)
+        raw[:, :, off:off + 2] = scale.view(np.uint8).reshape(rows, nb, 2)
+    return raw.reshape(rows, nb * t.type_size)
+
+
+def quantize_act_ref(x: np.ndarray, act: int) -> np.ndarray:
+    """What the kernels' activation quantizer computes, returned dequantized (float64).
+
+    Symmetric 8-bit with d = max|x| / 127 per block of 32 (q8x32) or 256 (q8k)."""
+    x = np.asarray(x, dtype=np.float32)
+    if act == ACT_F32:
+        return x.astype(np.float64)
+    bs = 32 if act == ACT_Q8X32 else 256
+    blocks = x.reshape(*x.shape[:-1], -1, bs)
+    amax = np.abs(blocks).max(axis=-1, keepdims=True)
+    d = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(d > 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    q = np.clip(np.round(blocks * inv), -127, 127)
+    return (q * d.astype(np.float64)).reshape(x.shape)
+
+
+def matmul_ref(w_deq: np.ndarray, x: np.ndarray, act: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact product the kernels approximate, and a per-output scale for tolerances.
+
+    w_deq (rows, cols) dequantized weights; x (n, cols). Returns y (n, rows) and
+    |x_q| @ |W|^T, the magnitude against which float rounding is measured."""
+    xq = quantize_act_ref(x, act)
+    w = w_deq.astype(np.float64)
+    return xq @ w.T, np.abs(xq) @ np.abs(w).T
