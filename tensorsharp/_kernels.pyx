@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, language_level=3
 # Thin `with nogil` calls into csrc/; argument checking and allocation live in kernels.py.
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from ._kernels cimport *
 
 
@@ -134,3 +134,10 @@ def attention(const float[:, :, ::1] q, const uint16_t[:, :, ::1] kc, const uint
                           softcap, &out[0, 0, 0], n_threads)
     if rc != 0:
         raise ValueError("attention: inconsistent shapes or positions")
+
+
+def read_probe(const uint8_t[::1] buf, int n_threads=0):
+    cdef uint64_t s
+    with nogil:
+        s = ts_read_probe(&buf[0], buf.shape[0] // 8 * 8, n_threads)
+    return s

@@ -84,6 +84,10 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, float *out, int n_threads);
 
+/* Sums n_bytes (a multiple of 8) as uint64 words over the pool's threads: a read-bandwidth
+ * probe for benchmarks. */
+uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

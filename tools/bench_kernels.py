@@ -1,0 +1,108 @@
+"""Kernel benchmark: weight GB/s and GFLOP/s of matvec and matmul per type, ISA and thread count.
+
+Matrices are real layer shapes. "cold" cycles through enough copies of the matrix to
+exceed the last-level cache, so weights stream from DRAM as in a real forward pass;
+"hot" repeats one matrix that may sit in cache. A read-bandwidth probe over the same
+amount of memory gives the bound to compare against.
+
+    python tools/bench_kernels.py [--types Q4_0,Q4_K] [--isa avx512vnni] [--threads 1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from tensorsharp import _kernels, kernels
+from tensorsharp.gguf.types import tensor_type
+from tensorsharp.testing.quants import random_weights
+
+SHAPES = [(576, 1536), (896, 4864), (640, 262144)]  # (cols, rows) as GGUF ne0, ne1
+DEFAULT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "Q3_K", "Q2_K", "F16"]
+COLD_BYTES = 512 << 20  # well past the last-level cache
+
+
+def median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def probe_bandwidth(n_threads: int) -> float:
+    buf = np.ones(COLD_BYTES, dtype=np.uint8)
+    _kernels.read_probe(buf, n_threads)
+    return buf.nbytes / median_time(lambda: _kernels.read_probe(buf, n_threads), 5) / 1e9
+
+
+def bench_matvec(w_copies, type_name, cols, n_threads, isa) -> float:
+    x = np.random.default_rng(0).standard_normal((1, cols), dtype=np.float32)
+
+    def run():
+        for w in w_copies:
+            kernels.matmul(w, type_name, x, n_threads=n_threads, isa=isa)
+
+    run()
+    return median_time(run, 5) / len(w_copies)
+
+
+def bench_matmul(w, type_name, cols, n_tok, n_threads, isa) -> float:
+    x = np.random.default_rng(0).standard_normal((n_tok, cols), dtype=np.float32)
+    kernels.matmul(w, type_name, x, n_threads=n_threads, isa=isa)
+    return median_time(lambda: kernels.matmul(w, type_name, x, n_threads=n_threads, isa=isa), 3)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--types", default=",".join(DEFAULT_TYPES))
+    ap.add_argument("--isa", default=None, help="comma list; default: scalar and the best level")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--prefill", type=int, default=64, help="tokens in the matmul case (0: skip)")
+    ap.add_argument("--shapes", default=None, help="e.g. 576x1536,896x4864")
+    args = ap.parse_args()
+
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} > 0.5: the machine is busy, figures will be noisy",
+              file=sys.stderr)
+    isas = args.isa.split(",") if args.isa else sorted({"scalar", kernels.isa()},
+                                                        key=kernels.available_isas().index)
+    threads = [int(t) for t in args.threads.split(",")]
+    shapes = SHAPES if not args.shapes else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    rng = np.random.default_rng(1)
+
+    for nt in threads:
+        print(f"read-bandwidth probe, {nt} thread(s): {probe_bandwidth(nt):.1f} GB/s")
+    print()
+    print("| type | shape (cols x rows) | isa | threads | matvec cold GB/s | matvec hot GB/s | "
+          f"matvec GFLOP/s | matmul n={args.prefill} GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for type_name in args.types.split(","):
+        for cols, rows in shapes:
+            w = random_weights(type_name, rows, cols, rng)
+            nbytes = w.nbytes
+            copies = max(1, COLD_BYTES // nbytes)
+            cold = [w] + [w.copy() for _ in range(copies - 1)] if copies > 1 else [w]
+            flops = 2.0 * rows * cols
+            for isa in isas:
+                for nt in threads:
+                    t_cold = bench_matvec(cold, type_name, cols, nt, isa)
+                    t_hot = bench_matvec([w] * 8, type_name, cols, nt, isa)
+                    mm = ""
+                    if args.prefill and rows * cols <= 64 << 20 and not (isa == "scalar" and rows * cols > 8 << 20):
+                        t_mm = bench_matmul(w, type_name, cols, args.prefill, nt, isa)
+                        mm = f"{flops * args.prefill / t_mm / 1e9:.1f}"
+                    print(f"| {type_name} | {cols}x{rows} | {isa} | {nt} | {nbytes / t_cold / 1e9:.1f} | "
+                          f"{nbytes / t_hot / 1e9:.1f} | {flops / t_hot / 1e9:.1f} | {mm} |", flush=True)
+            del cold
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
