@@ -22,6 +22,22 @@ typedef struct {
  * activation row passes over them. */
 #define TS_ROW_GROUP 16
 
+void ts_matmul_part(ts_vec_dot_fn dot, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+                    const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
+                    int ith, int nth) {
+    const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
+    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t r0 = g * TS_ROW_GROUP;
+        const int64_t r1 = r0 + TS_ROW_GROUP < rows ? r0 + TS_ROW_GROUP : rows;
+        for (int64_t t = 0; t < n; t++) {
+            const char *xr = (const char *)xq + (size_t)t * act_row;
+            float *yr = y + t * y_stride;
+            for (int64_t r = r0; r < r1; r++) dot(cols, &yr[r], (const char *)w + r * row_bytes, xr);
+        }
+    }
+}
+
 static void matmul_task(void *arg, int ith, int nth) {
     matmul_job *j = (matmul_job *)arg;
     if (j->quantize) {
@@ -29,17 +45,8 @@ static void matmul_task(void *arg, int ith, int nth) {
             j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
         ts_threadpool_barrier(j->pool);
     }
-    const int64_t groups = (j->rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
-    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-    for (int64_t g = g0; g < g1; g++) {
-        const int64_t r0 = g * TS_ROW_GROUP;
-        const int64_t r1 = r0 + TS_ROW_GROUP < j->rows ? r0 + TS_ROW_GROUP : j->rows;
-        for (int64_t t = 0; t < j->n; t++) {
-            const char *xr = j->xq + (size_t)t * j->act_row;
-            float *yr = j->y + t * j->rows;
-            for (int64_t r = r0; r < r1; r++) j->dot(j->cols, &yr[r], j->w + r * j->row_bytes, xr);
-        }
-    }
+    ts_matmul_part(j->dot, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
+                   j->rows, ith, nth);
 }
 
 int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,

@@ -44,3 +44,35 @@ cdef extern from "ts/kernels.h" nogil:
 
 cdef extern from "ts/threadpool.h" nogil:
     int ts_cpu_count()
+
+cdef extern from "ts/model.h" nogil:
+    ctypedef struct ts_tensor:
+        const void *data
+        int type
+        int64_t rows, cols, row_bytes
+    ctypedef struct ts_hparams:
+        int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_rot, rope_neox
+        float norm_eps
+        int ffn_act
+        float embd_scale, attn_scale, attn_softcap, final_softcap
+    ctypedef struct ts_layer_params:
+        float rope_base, rope_scale
+        int window
+    ctypedef struct ts_model:
+        pass
+    ctypedef struct ts_context:
+        pass
+    ctypedef struct ts_kv_cache:
+        uint16_t *k
+        uint16_t *v
+        int n_seq, n_ctx
+    ts_model *ts_model_create(const ts_hparams *hp)
+    void ts_model_free(ts_model *m)
+    int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t)
+    int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp)
+    int ts_model_finalize(ts_model *m, char *msg, int msg_len)
+    ts_context *ts_context_create(const ts_model *m, int n_batch)
+    void ts_context_free(ts_context *c)
+    int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
+                   const int32_t *seq, int n_tok, const int32_t *out_rows, int n_out, float *logits,
+                   int n_threads)

@@ -141,3 +141,93 @@ def read_probe(const uint8_t[::1] buf, int n_threads=0):
     with nogil:
         s = ts_read_probe(&buf[0], buf.shape[0] // 8 * 8, n_threads)
     return s
+
+
+cdef class NativeModel:
+    """A ts_model over weight views that this object keeps alive."""
+    cdef ts_model *m
+    cdef list _keep
+    cdef readonly int n_layer, n_head_kv, head_dim, n_vocab
+
+    def __cinit__(self, dict hp):
+        cdef ts_hparams h
+        h.n_layer = hp["n_layer"]; h.n_embd = hp["n_embd"]; h.n_head = hp["n_head"]
+        h.n_head_kv = hp["n_head_kv"]; h.head_dim = hp["head_dim"]; h.n_ff = hp["n_ff"]
+        h.n_vocab = hp["n_vocab"]; h.n_rot = hp["n_rot"]; h.rope_neox = hp["rope_neox"]
+        h.norm_eps = hp["norm_eps"]; h.ffn_act = hp["ffn_act"]; h.embd_scale = hp["embd_scale"]
+        h.attn_scale = hp["attn_scale"]; h.attn_softcap = hp["attn_softcap"]
+        h.final_softcap = hp["final_softcap"]
+        self.m = ts_model_create(&h)
+        if self.m == NULL:
+            raise ValueError(f"inconsistent hyper-parameters: {hp}")
+        self._keep = []
+        self.n_layer, self.n_head_kv, self.head_dim, self.n_vocab = h.n_layer, h.n_head_kv, h.head_dim, h.n_vocab
+
+    def __dealloc__(self):
+        if self.m != NULL:
+            ts_model_free(self.m)
+
+    def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
+        cdef ts_tensor t
+        t.data = &data[0, 0]
+        t.type = type_id
+        t.rows = data.shape[0]
+        t.cols = cols
+        t.row_bytes = data.shape[1]
+        if ts_model_set_tensor(self.m, layer, slot, &t) != 0:
+            raise ValueError(f"weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
+                             f"and type {type_id} does not fit the model")
+        self._keep.append(data)
+
+    def set_layer_params(self, int layer, float rope_base, float rope_scale, int window):
+        cdef ts_layer_params p
+        p.rope_base, p.rope_scale, p.window = rope_base, rope_scale, window
+        if ts_model_set_layer_params(self.m, layer, &p) != 0:
+            raise ValueError(f"bad parameters for layer {layer}")
+
+    def finalize(self):
+        cdef char msg[256]
+        if ts_model_finalize(self.m, msg, 256) != 0:
+            raise ValueError(msg.decode())
+
+
+cdef class NativeContext:
+    """Scratch space for forward steps of up to n_batch tokens."""
+    cdef ts_context *c
+    cdef NativeModel model
+    cdef readonly int n_batch
+
+    def __cinit__(self, NativeModel model, int n_batch):
+        self.c = ts_context_create(model.m, n_batch)
+        if self.c == NULL:
+            raise MemoryError("cannot allocate a forward context")
+        self.model = model
+        self.n_batch = n_batch
+
+    def __dealloc__(self):
+        if self.c != NULL:
+            ts_context_free(self.c)
+
+    def forward(self, uint16_t[:, :, :, :, ::1] k_cache, uint16_t[:, :, :, :, ::1] v_cache,
+                const int32_t[::1] tokens, const int32_t[::1] pos, const int32_t[::1] seq,
+                const int32_t[::1] out_rows, float[:, ::1] logits, int n_threads=0):
+        cdef ts_kv_cache kv
+        cdef int rc
+        cdef int n_out = out_rows.shape[0]
+        cdef const int32_t *rows_p = &out_rows[0] if n_out > 0 else NULL
+        cdef float *logits_p = &logits[0, 0] if n_out > 0 else NULL
+        kv.k = &k_cache[0, 0, 0, 0, 0]
+        kv.v = &v_cache[0, 0, 0, 0, 0]
+        kv.n_seq = k_cache.shape[0]
+        kv.n_ctx = k_cache.shape[3]
+        if (tokens.shape[0] != pos.shape[0] or tokens.shape[0] != seq.shape[0]
+                or k_cache.shape[1] != self.model.n_layer or k_cache.shape[2] != self.model.n_head_kv
+                or k_cache.shape[4] != self.model.head_dim
+                or any(v_cache.shape[i] != k_cache.shape[i] for i in range(5))
+                or (n_out > 0 and (logits.shape[0] < n_out or logits.shape[1] != self.model.n_vocab))):
+            raise ValueError("forward: inconsistent batch, cache or logits shapes")
+        with nogil:
+            rc = ts_forward(self.c, &kv, &tokens[0], &pos[0], &seq[0], tokens.shape[0], rows_p, n_out,
+                            logits_p, n_threads)
+        if rc != 0:
+            raise ValueError("forward: token id, position or sequence out of range, or batch too large")

@@ -76,6 +76,12 @@ const char *ts_isa_available(void);
 int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
               int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads);
 
+/* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
+ * activations already in the dot's format (act_row bytes apart). For use inside pool tasks. */
+void ts_matmul_part(ts_vec_dot_fn dot, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+                    const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
+                    int ith, int nth);
+
 /* Causal attention for one sequence with grouped-query heads.
  * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) f16;
  * q_pos: (n_tok) position of each query; a query at p sees cache positions

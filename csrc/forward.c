@@ -1,0 +1,382 @@
+/* The batched decoder forward pass: one pool job per step, phases separated by barriers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts/fp16.h"
+#include "ts/model.h"
+#include "ts/threadpool.h"
+
+typedef struct {
+    ts_tensor w[TS_W_LAYER_COUNT];
+    ts_layer_params p;
+} ts_layer;
+
+struct ts_model {
+    ts_hparams hp;
+    ts_tensor g[TS_W_GLOBAL_COUNT];
+    ts_layer *layers; /* (n_layer) */
+    const ts_kernels *k;
+};
+
+struct ts_context {
+    const ts_model *m;
+    int n_batch;
+    int q_dim, kv_dim, max_in; /* widths: n_head*head_dim, n_head_kv*head_dim, widest matmul input */
+    float *x;    /* (n_batch, n_embd) residual stream */
+    float *t;    /* (n_batch, max_in) normed input / attention output */
+    float *q;    /* (n_batch, q_dim) */
+    float *kb;   /* (n_batch, kv_dim) */
+    float *vb;   /* (n_batch, kv_dim) */
+    float *o;    /* (n_batch, n_embd) matmul output added to the residual */
+    float *gate; /* (n_batch, n_ff) */
+    float *up;   /* (n_batch, n_ff) */
+    void *act[3]; /* per ts_act: (n_batch, activation row of the current input) */
+};
+
+static int is_vector_slot(int layer, int slot) {
+    if (layer < 0) return slot == TS_W_OUTPUT_NORM;
+    switch (slot) {
+    case TS_W_ATTN_NORM: case TS_W_Q_BIAS: case TS_W_K_BIAS: case TS_W_V_BIAS:
+    case TS_W_Q_NORM: case TS_W_K_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM:
+    case TS_W_POST_FFN_NORM:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The (rows, cols) a slot must have under the hyper-parameters. */
+static void slot_shape(const ts_hparams *hp, int layer, int slot, int64_t *rows, int64_t *cols) {
+    const int64_t qd = (int64_t)hp->n_head * hp->head_dim, kvd = (int64_t)hp->n_head_kv * hp->head_dim;
+    *rows = 1;
+    if (layer < 0) {
+        if (slot == TS_W_OUTPUT_NORM) *cols = hp->n_embd;
+        else { *rows = hp->n_vocab; *cols = hp->n_embd; }
+        return;
+    }
+    switch (slot) {
+    case TS_W_ATTN_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM: case TS_W_POST_FFN_NORM:
+        *cols = hp->n_embd; break;
+    case TS_W_Q: *rows = qd; *cols = hp->n_embd; break;
+    case TS_W_K: case TS_W_V: *rows = kvd; *cols = hp->n_embd; break;
+    case TS_W_Q_BIAS: *cols = qd; break;
+    case TS_W_K_BIAS: case TS_W_V_BIAS: *cols = kvd; break;
+    case TS_W_Q_NORM: case TS_W_K_NORM: *cols = hp->head_dim; break;
+    case TS_W_O: *rows = hp->n_embd; *cols = qd; break;
+    case TS_W_GATE: case TS_W_UP: *rows = hp->n_ff; *cols = hp->n_embd; break;
+    case TS_W_DOWN: *rows = hp->n_embd; *cols = hp->n_ff; break;
+    default: *cols = -1;
+    }
+}
+
+ts_model *ts_model_create(const ts_hparams *hp) {
+    if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
+        hp->head_dim <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_head % hp->n_head_kv != 0 ||
+        hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0 || hp->n_layer > 4096 ||
+        (hp->ffn_act != TS_FFN_SILU && hp->ffn_act != TS_FFN_GELU))
+        return NULL;
+    ts_model *m = calloc(1, sizeof(*m));
+    if (!m) return NULL;
+    m->hp = *hp;
+    m->layers = calloc((size_t)hp->n_layer, sizeof(ts_layer));
+    if (!m->layers) { free(m); return NULL; }
+    for (int l = 0; l < hp->n_layer; l++) m->layers[l].p = (ts_layer_params){10000.0f, 1.0f, 0};
+    m->k = ts_kernels_get();
+    return m;
+}
+
+void ts_model_free(ts_model *m) {
+    if (!m) return;
+    free(m->layers);
+    free(m);
+}
+
+int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t) {
+    if (layer < -1 || layer >= m->hp.n_layer) return -1;
+    if (layer < 0 ? (slot < 0 || slot >= TS_W_GLOBAL_COUNT) : (slot < 0 || slot >= TS_W_LAYER_COUNT)) return -1;
+    int64_t rows, cols;
+    slot_shape(&m->hp, layer, slot, &rows, &cols);
+    if (t->data == NULL || t->rows != rows || t->cols != cols) return -1;
+    if (is_vector_slot(layer, slot) ? t->type != TS_TYPE_F32 : m->k->vec_dot[t->type] == NULL) return -1;
+    const size_t need = ts_row_size(t->type, cols);
+    if (need == 0 || t->row_bytes < (int64_t)need) return -1;
+    if (layer < 0) m->g[slot] = *t;
+    else m->layers[layer].w[slot] = *t;
+    return 0;
+}
+
+int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp) {
+    if (layer < 0 || layer >= m->hp.n_layer || !(lp->rope_base > 0) || lp->window < 0) return -1;
+    m->layers[layer].p = *lp;
+    return 0;
+}
+
+int ts_model_finalize(ts_model *m, char *msg, int msg_len) {
+    static const int required[] = {TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_O,
+                                   TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN};
+    if (!m->g[TS_W_TOKEN_EMBD].data || !m->g[TS_W_OUTPUT_NORM].data) {
+        snprintf(msg, (size_t)msg_len, "missing token embedding or output norm");
+        return -1;
+    }
+    if (!m->k->dequantize[m->g[TS_W_TOKEN_EMBD].type]) {
+        snprintf(msg, (size_t)msg_len, "token embedding type cannot be dequantized");
+        return -1;
+    }
+    if (!m->g[TS_W_OUTPUT].data) m->g[TS_W_OUTPUT] = m->g[TS_W_TOKEN_EMBD]; /* tied */
+    for (int l = 0; l < m->hp.n_layer; l++)
+        for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+            if (!m->layers[l].w[required[i]].data) {
+                snprintf(msg, (size_t)msg_len, "layer %d lacks weight slot %d", l, required[i]);
+                return -1;
+            }
+    return 0;
+}
+
+ts_context *ts_context_create(const ts_model *m, int n_batch) {
+    const ts_hparams *hp = &m->hp;
+    if (n_batch <= 0) return NULL;
+    ts_context *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->m = m;
+    c->n_batch = n_batch;
+    c->q_dim = hp->n_head * hp->head_dim;
+    c->kv_dim = hp->n_head_kv * hp->head_dim;
+    c->max_in = hp->n_embd;
+    if (c->q_dim > c->max_in) c->max_in = c->q_dim;
+    if (hp->n_ff > c->max_in) c->max_in = hp->n_ff;
+    const size_t nb = (size_t)n_batch;
+    c->x = malloc(nb * hp->n_embd * sizeof(float));
+    c->t = malloc(nb * c->max_in * sizeof(float));
+    c->q = malloc(nb * c->q_dim * sizeof(float));
+    c->kb = malloc(nb * c->kv_dim * sizeof(float));
+    c->vb = malloc(nb * c->kv_dim * sizeof(float));
+    c->o = malloc(nb * hp->n_embd * sizeof(float));
+    c->gate = malloc(nb * hp->n_ff * sizeof(float));
+    c->up = malloc(nb * hp->n_ff * sizeof(float));
+    /* Widest row rounded up to whole blocks of either activation format. */
+    const int64_t padded = ((int64_t)c->max_in + TS_QK_K - 1) / TS_QK_K * TS_QK_K;
+    c->act[TS_ACT_Q8X32] = malloc(nb * ts_act_row_size(TS_ACT_Q8X32, padded));
+    c->act[TS_ACT_Q8K] = malloc(nb * ts_act_row_size(TS_ACT_Q8K, padded));
+    if (!c->x || !c->t || !c->q || !c->kb || !c->vb || !c->o || !c->gate || !c->up ||
+        !c->act[TS_ACT_Q8X32] || !c->act[TS_ACT_Q8K]) {
+        ts_context_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void ts_context_free(ts_context *c) {
+    if (!c) return;
+    free(c->x); free(c->t); free(c->q); free(c->kb); free(c->vb); free(c->o);
+    free(c->gate); free(c->up); free(c->act[TS_ACT_Q8X32]); free(c->act[TS_ACT_Q8K]);
+    free(c);
+}
+
+typedef struct {
+    ts_context *c;
+    ts_kv_cache *kv;
+    const int32_t *tokens, *pos, *seq, *out_rows;
+    int n_tok, n_out;
+    float *logits;
+    ts_threadpool *pool;
+} step_job;
+
+/* Activation formats the given weights consume, as a bit mask over ts_act. */
+static unsigned act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c) {
+    unsigned mask = 0;
+    const ts_tensor *ws[3] = {a, b, c};
+    for (int i = 0; i < 3; i++)
+        if (ws[i] && ws[i]->data) mask |= 1u << ts_type_traits_get(ws[i]->type)->act;
+    return mask;
+}
+
+/* Quantizes src (cols floats) into row r of the buffer of each format in mask. */
+static void quantize_row(ts_context *c, const float *src, int r, int cols, unsigned mask) {
+    const ts_kernels *k = c->m->k;
+    if (mask & (1u << TS_ACT_Q8X32))
+        k->quantize_q8x32(src, (char *)c->act[TS_ACT_Q8X32] + (size_t)r * ts_act_row_size(TS_ACT_Q8X32, cols), cols);
+    if (mask & (1u << TS_ACT_Q8K))
+        k->quantize_q8k(src, (char *)c->act[TS_ACT_Q8K] + (size_t)r * ts_act_row_size(TS_ACT_Q8K, cols), cols);
+}
+
+/* This thread's share of y (n, w.rows) = input @ W^T; input rows are f32 in `src` for
+ * float weights, else the prepared activation rows. */
+static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stride, int n,
+               float *y, int ith, int nth) {
+    const ts_type_traits *tr = ts_type_traits_get(w->type);
+    const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : c->act[tr->act];
+    const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
+                                                 : ts_act_row_size(tr->act, w->cols);
+    ts_matmul_part(c->m->k->vec_dot[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
+                   w->rows, ith, nth);
+}
+
+static const float *vec(const ts_tensor *t) { return (const float *)t->data; }
+
+static size_t cache_offset(const ts_model *m, const ts_kv_cache *kv, int s, int l, int h) {
+    const ts_hparams *hp = &m->hp;
+    return (((size_t)s * hp->n_layer + l) * hp->n_head_kv + h) * (size_t)kv->n_ctx * hp->head_dim;
+}
+
+/* Bias, per-head norm and RoPE of q and k; k and v then go into the cache. */
+static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) {
+    ts_context *c = j->c;
+    const ts_model *m = c->m;
+    const ts_hparams *hp = &m->hp;
+    const ts_kernels *k = m->k;
+    const int hd = hp->head_dim, heads = hp->n_head + hp->n_head_kv;
+    for (int item = ith; item < j->n_tok * heads; item += nth) {
+        const int t = item / heads, h = item % heads;
+        const float pos = (float)j->pos[t];
+        if (h < hp->n_head) {
+            float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
+            if (L->w[TS_W_Q_BIAS].data)
+                for (int i = 0; i < hd; i++) q[i] += vec(&L->w[TS_W_Q_BIAS])[h * hd + i];
+            if (L->w[TS_W_Q_NORM].data) k->rmsnorm(q, vec(&L->w[TS_W_Q_NORM]), q, hd, hp->norm_eps);
+            k->rope(q, 1, hd, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, hp->rope_neox);
+        } else {
+            const int kh = h - hp->n_head;
+            float *kr = c->kb + (size_t)t * c->kv_dim + (size_t)kh * hd;
+            float *vr = c->vb + (size_t)t * c->kv_dim + (size_t)kh * hd;
+            if (L->w[TS_W_K_BIAS].data)
+                for (int i = 0; i < hd; i++) kr[i] += vec(&L->w[TS_W_K_BIAS])[kh * hd + i];
+            if (L->w[TS_W_V_BIAS].data)
+                for (int i = 0; i < hd; i++) vr[i] += vec(&L->w[TS_W_V_BIAS])[kh * hd + i];
+            if (L->w[TS_W_K_NORM].data) k->rmsnorm(kr, vec(&L->w[TS_W_K_NORM]), kr, hd, hp->norm_eps);
+            k->rope(kr, 1, hd, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, hp->rope_neox);
+            const size_t off = cache_offset(m, j->kv, j->seq[t], l, kh) + (size_t)j->pos[t] * hd;
+            k->f32_to_f16(kr, j->kv->k + off, hd);
+            k->f32_to_f16(vr, j->kv->v + off, hd);
+        }
+    }
+}
+
+static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
+    ts_context *c = j->c;
+    const ts_model *m = c->m;
+    const ts_hparams *hp = &m->hp;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    for (int item = ith; item < j->n_tok * hp->n_head; item += nth) {
+        const int t = item / hp->n_head, h = item % hp->n_head;
+        const int p = j->pos[t];
+        const int w = L->p.window;
+        const int p0 = (w > 0 && p - w + 1 > 0) ? p - w + 1 : 0;
+        const size_t off = cache_offset(m, j->kv, j->seq[t], l, h / group);
+        m->k->attn_head(c->q + (size_t)t * c->q_dim + (size_t)h * hd, j->kv->k + off, j->kv->v + off, hd,
+                        p0, p + 1, hd, hp->attn_scale, hp->attn_softcap, c->t + (size_t)t * c->max_in + (size_t)h * hd);
+    }
+}
+
+static void step_task(void *arg, int ith, int nth) {
+    step_job *j = (step_job *)arg;
+    ts_context *c = j->c;
+    const ts_model *m = c->m;
+    const ts_hparams *hp = &m->hp;
+    const ts_kernels *k = m->k;
+    const int n = j->n_tok, E = hp->n_embd;
+    ts_threadpool *pool = j->pool;
+
+    /* Token-partitioned phases use this same split, so consecutive ones need no barrier. */
+    const int t0 = n * ith / nth, t1 = n * (ith + 1) / nth;
+    const ts_tensor *emb = &m->g[TS_W_TOKEN_EMBD];
+    for (int t = t0; t < t1; t++) {
+        float *x = c->x + (size_t)t * E;
+        k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
+        if (hp->embd_scale != 1.0f)
+            for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
+    }
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const ts_layer *L = &m->layers[l];
+        const ts_tensor *W = L->w;
+        /* attention block */
+        unsigned mask = act_mask(&W[TS_W_Q], &W[TS_W_K], &W[TS_W_V]);
+        for (int t = t0; t < t1; t++) {
+            float *tr = c->t + (size_t)t * c->max_in;
+            k->rmsnorm(c->x + (size_t)t * E, vec(&W[TS_W_ATTN_NORM]), tr, E, hp->norm_eps);
+            quantize_row(c, tr, t, E, mask);
+        }
+        ts_threadpool_barrier(pool);
+        mm(c, &W[TS_W_Q], c->t, c->max_in, n, c->q, ith, nth);
+        mm(c, &W[TS_W_K], c->t, c->max_in, n, c->kb, ith, nth);
+        mm(c, &W[TS_W_V], c->t, c->max_in, n, c->vb, ith, nth);
+        ts_threadpool_barrier(pool);
+        qk_prepare(j, L, l, ith, nth);
+        ts_threadpool_barrier(pool);
+        attend(j, L, l, ith, nth);
+        ts_threadpool_barrier(pool);
+        mask = act_mask(&W[TS_W_O], NULL, NULL);
+        for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, c->q_dim, mask);
+        ts_threadpool_barrier(pool);
+        mm(c, &W[TS_W_O], c->t, c->max_in, n, c->o, ith, nth);
+        ts_threadpool_barrier(pool);
+
+        /* feed-forward block */
+        mask = act_mask(&W[TS_W_GATE], &W[TS_W_UP], NULL);
+        for (int t = t0; t < t1; t++) {
+            float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
+            float *tr = c->t + (size_t)t * c->max_in;
+            if (W[TS_W_POST_ATTN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_ATTN_NORM]), o, E, hp->norm_eps);
+            for (int i = 0; i < E; i++) x[i] += o[i];
+            k->rmsnorm(x, vec(&W[TS_W_FFN_NORM]), tr, E, hp->norm_eps);
+            quantize_row(c, tr, t, E, mask);
+        }
+        ts_threadpool_barrier(pool);
+        mm(c, &W[TS_W_GATE], c->t, c->max_in, n, c->gate, ith, nth);
+        mm(c, &W[TS_W_UP], c->t, c->max_in, n, c->up, ith, nth);
+        ts_threadpool_barrier(pool);
+        mask = act_mask(&W[TS_W_DOWN], NULL, NULL);
+        for (int t = t0; t < t1; t++) {
+            float *g = c->gate + (size_t)t * hp->n_ff;
+            if (hp->ffn_act == TS_FFN_GELU) k->geglu(g, c->up + (size_t)t * hp->n_ff, g, hp->n_ff);
+            else k->swiglu(g, c->up + (size_t)t * hp->n_ff, g, hp->n_ff);
+            quantize_row(c, g, t, hp->n_ff, mask);
+        }
+        ts_threadpool_barrier(pool);
+        mm(c, &W[TS_W_DOWN], c->gate, hp->n_ff, n, c->o, ith, nth);
+        ts_threadpool_barrier(pool);
+        for (int t = t0; t < t1; t++) {
+            float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
+            if (W[TS_W_POST_FFN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_FFN_NORM]), o, E, hp->norm_eps);
+            for (int i = 0; i < E; i++) x[i] += o[i];
+        }
+    }
+    if (j->n_out == 0) return;
+    ts_threadpool_barrier(pool);
+
+    /* Logits only for the rows somebody reads. */
+    const ts_tensor *out = &m->g[TS_W_OUTPUT];
+    const unsigned mask = act_mask(out, NULL, NULL);
+    for (int r = ith; r < j->n_out; r += nth) {
+        float *tr = c->t + (size_t)r * c->max_in;
+        k->rmsnorm(c->x + (size_t)j->out_rows[r] * E, vec(&m->g[TS_W_OUTPUT_NORM]), tr, E, hp->norm_eps);
+        quantize_row(c, tr, r, E, mask);
+    }
+    ts_threadpool_barrier(pool);
+    mm(c, out, c->t, c->max_in, j->n_out, j->logits, ith, nth);
+    if (hp->final_softcap > 0) {
+        ts_threadpool_barrier(pool);
+        const size_t total = (size_t)j->n_out * hp->n_vocab;
+        const size_t a = total * ith / nth, b = total * (ith + 1) / nth;
+        const float cap = hp->final_softcap;
+        for (size_t i = a; i < b; i++) j->logits[i] = cap * tanhf(j->logits[i] / cap);
+    }
+}
+
+int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
+               const int32_t *seq, int n_tok, const int32_t *out_rows, int n_out, float *logits,
+               int n_threads) {
+    const ts_hparams *hp = &c->m->hp;
+    if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || !kv->k || !kv->v) return -1;
+    for (int t = 0; t < n_tok; t++)
+        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
+            seq[t] < 0 || seq[t] >= kv->n_seq)
+            return -1;
+    for (int r = 0; r < n_out; r++)
+        if (out_rows[r] < 0 || out_rows[r] >= n_tok) return -1;
+    step_job j = {c, kv, tokens, pos, seq, out_rows, n_tok, n_out, logits, ts_threadpool_global()};
+    ts_threadpool_run(j.pool, step_task, &j, n_threads);
+    return 0;
+}

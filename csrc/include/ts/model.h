@@ -1,0 +1,86 @@
+/* A decoder-only transformer described by its hyper-parameters and weight views, its KV cache,
+ * and the batched forward pass that runs a whole step in C on the thread pool. */
+#ifndef TS_MODEL_H
+#define TS_MODEL_H
+
+#include "ts/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A weight: rows x cols elements of `type`, rows row_bytes apart (vectors: rows = 1).
+ * The memory belongs to the caller (an mmap of the GGUF file) and must outlive the model. */
+typedef struct {
+    const void *data;
+    int type;
+    int64_t rows, cols, row_bytes;
+} ts_tensor;
+
+/* Per-layer weight slots; absent ones keep data == NULL. */
+typedef enum {
+    TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_Q_BIAS, TS_W_K_BIAS, TS_W_V_BIAS,
+    TS_W_Q_NORM, TS_W_K_NORM, TS_W_O, TS_W_POST_ATTN_NORM,
+    TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN, TS_W_POST_FFN_NORM,
+    TS_W_LAYER_COUNT
+} ts_weight_slot;
+
+/* Model-level slots, passed with layer = -1. */
+typedef enum { TS_W_TOKEN_EMBD, TS_W_OUTPUT_NORM, TS_W_OUTPUT, TS_W_GLOBAL_COUNT } ts_global_slot;
+
+typedef enum { TS_FFN_SILU = 0, TS_FFN_GELU = 1 } ts_ffn_act;
+
+typedef struct {
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
+    int n_rot;          /* rotated dims per head */
+    int rope_neox;      /* 1: pairs (i, i + n_rot/2); 0: pairs (2i, 2i+1) */
+    float norm_eps;
+    int ffn_act;        /* ts_ffn_act */
+    float embd_scale;   /* multiplies the token embedding (1: none) */
+    float attn_scale;   /* multiplies q.k */
+    float attn_softcap; /* 0: none */
+    float final_softcap;/* on the logits; 0: none */
+} ts_hparams;
+
+typedef struct {
+    float rope_base, rope_scale; /* theta = pos * rope_scale * rope_base^(-2i/n_rot) */
+    int window;                  /* sliding window in positions; 0: full attention */
+} ts_layer_params;
+
+typedef struct ts_model ts_model;
+
+/* Returns NULL on inconsistent hyper-parameters. */
+ts_model *ts_model_create(const ts_hparams *hp);
+void ts_model_free(ts_model *m);
+/* layer -1 sets a ts_global_slot. Returns 0, or -1 when the tensor's shape does not fit the
+ * slot (checked against the hyper-parameters). */
+int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t);
+int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp);
+/* Checks that every required weight is present; 0 or -1 (msg names the first missing one). */
+int ts_model_finalize(ts_model *m, char *msg, int msg_len);
+
+/* KV cache of n_seq independent sequences of up to n_ctx positions each.
+ * k, v: (n_seq, n_layer, n_head_kv, n_ctx, head_dim) f16, owned by the caller. */
+typedef struct {
+    ts_f16 *k, *v;
+    int n_seq, n_ctx;
+} ts_kv_cache;
+
+/* A forward context: scratch buffers for batches of up to n_batch tokens. */
+typedef struct ts_context ts_context;
+ts_context *ts_context_create(const ts_model *m, int n_batch);
+void ts_context_free(ts_context *c);
+
+/* One step over n_tok tokens (n_tok <= n_batch): token ids, positions and sequence ids.
+ * Writes each token's K/V to its sequence's cache at its position, attends to positions
+ * [.., pos] of the same sequence (cache entries below pos must already be filled), and writes
+ * logits (n_out, n_vocab) for the batch rows listed in out_rows. Returns 0, or -1 on bad input
+ * (token id, position or sequence out of range). */
+int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
+               const int32_t *seq, int n_tok, const int32_t *out_rows, int n_out, float *logits,
+               int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
