@@ -1,0 +1,1 @@
+"""The engine: KV cache, batched steps, sampling, scheduling."""

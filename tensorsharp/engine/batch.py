@@ -1,0 +1,41 @@
+"""One forward step over a batch of tokens from any number of sequences."""
+from __future__ import annotations
+
+import numpy as np
+
+from tensorsharp import _kernels
+from tensorsharp.engine.kv_cache import KVCache
+from tensorsharp.models.base import Model
+
+
+class Stepper:
+    """Runs batches of up to n_batch tokens through the model into a KV cache."""
+
+    def __init__(self, model: Model, cache: KVCache, n_batch: int = 512, n_threads: int = 0):
+        self.model = model
+        self.cache = cache
+        self.n_batch = n_batch
+        self.n_threads = n_threads
+        self._ctx = _kernels.NativeContext(model.native, n_batch)
+
+    def step(self, tokens, pos, seq, out_rows) -> np.ndarray:
+        """Logits (len(out_rows), n_vocab) for the listed batch rows."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        pos = np.ascontiguousarray(pos, dtype=np.int32)
+        seq = np.ascontiguousarray(seq, dtype=np.int32)
+        out_rows = np.ascontiguousarray(out_rows, dtype=np.int32)
+        logits = np.empty((max(len(out_rows), 1), self.model.hparams.n_vocab), dtype=np.float32)
+        self._ctx.forward(self.cache.k, self.cache.v, tokens, pos, seq, out_rows, logits, self.n_threads)
+        return logits[: len(out_rows)]
+
+    def prefill(self, tokens, start: int = 0, seq: int = 0) -> np.ndarray:
+        """Runs a prompt in chunks of n_batch from position `start`; logits of its last token."""
+        tokens = np.asarray(tokens, dtype=np.int32)
+        logits = None
+        for a in range(0, len(tokens), self.n_batch):
+            chunk = tokens[a:a + self.n_batch]
+            last = a + len(chunk) == len(tokens)
+            pos = np.arange(start + a, start + a + len(chunk), dtype=np.int32)
+            logits = self.step(chunk, pos, np.full(len(chunk), seq, np.int32),
+                               [len(chunk) - 1] if last else [])
+        return logits[0]

@@ -1,0 +1,19 @@
+"""Model architectures, registered by GGUF `general.architecture`."""
+from __future__ import annotations
+
+from tensorsharp.errors import GGUFError
+from tensorsharp.models.base import Architecture, Model
+from tensorsharp.models.gemma3 import Gemma3
+from tensorsharp.models.llama import Llama
+from tensorsharp.models.qwen2 import Qwen2
+from tensorsharp.models.qwen3 import Qwen3
+
+ARCHITECTURES: dict[str, type[Architecture]] = {cls.name: cls for cls in (Llama, Qwen2, Qwen3, Gemma3)}
+
+
+def load_model(gguf) -> Model:
+    """The native model of an open GGUF file, by its general.architecture."""
+    arch = gguf.metadata.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(sorted(ARCHITECTURES))})")
+    return Model(gguf, ARCHITECTURES[arch])
