@@ -1,0 +1,93 @@
+"""A plain numpy forward pass over dequantized weights: the oracle for the native one."""
+from __future__ import annotations
+
+import numpy as np
+
+from tensorsharp.kernels import dequantize
+from tensorsharp.models.base import FFN_GELU, Model
+
+
+def _rmsnorm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def _rope(x, pos, n_rot, base, scale, neox):
+    """x (n, heads, head_dim), pos (n,)."""
+    x = x.copy()
+    half = n_rot // 2
+    theta = (np.asarray(pos, np.float64)[:, None] * scale) * base ** (-np.arange(half) * 2.0 / n_rot)
+    cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+    if neox:
+        a, b = x[..., :half].copy(), x[..., half:n_rot].copy()
+        x[..., :half], x[..., half:n_rot] = a * cos - b * sin, a * sin + b * cos
+    else:
+        a, b = x[..., 0:n_rot:2].copy(), x[..., 1:n_rot:2].copy()
+        x[..., 0:n_rot:2], x[..., 1:n_rot:2] = a * cos - b * sin, a * sin + b * cos
+    return x
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def reference_logits(model: Model, tokens) -> np.ndarray:
+    """Logits (n, n_vocab) of every position of one sequence, in float64."""
+    hp, tensors = model.hparams, model.gguf.tensors
+
+    def weight(name):
+        t = tensors[name]
+        w = dequantize(np.asarray(t.data), t.type_name, t.n_elements).astype(np.float64)
+        return w.reshape(-1, int(t.shape[0])) if len(t.shape) > 1 else w
+
+    def opt(name):
+        return weight(name) if name in tensors else None
+
+    n = len(tokens)
+    pos = np.arange(n)
+    x = weight("token_embd.weight")[np.asarray(tokens)] * hp.embd_scale
+    native = hp.native()
+    for layer in range(hp.n_layer):
+        base, scale, window = model.arch.layer_params(hp, layer)
+        p = f"blk.{layer}."
+        h = _rmsnorm(x, weight(p + "attn_norm.weight"), hp.norm_eps)
+        q, k, v = (h @ weight(p + f"attn_{s}.weight").T for s in "qkv")
+        for s, arr in (("q", q), ("k", k), ("v", v)):
+            b = opt(p + f"attn_{s}.bias")
+            if b is not None:
+                arr += b
+        q = q.reshape(n, hp.n_head, hp.head_dim)
+        k = k.reshape(n, hp.n_head_kv, hp.head_dim)
+        v = v.reshape(n, hp.n_head_kv, hp.head_dim)
+        if p + "attn_q_norm.weight" in tensors:
+            q = _rmsnorm(q, weight(p + "attn_q_norm.weight"), hp.norm_eps)
+            k = _rmsnorm(k, weight(p + "attn_k_norm.weight"), hp.norm_eps)
+        q = _rope(q, pos, hp.n_rot, base, scale, hp.rope_neox)
+        k = _rope(k, pos, hp.n_rot, base, scale, hp.rope_neox)
+        group = hp.n_head // hp.n_head_kv
+        k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+        scores = np.einsum("thd,shd->hts", q, k) * native["attn_scale"]
+        if hp.attn_softcap:
+            scores = hp.attn_softcap * np.tanh(scores / hp.attn_softcap)
+        visible = pos[None, :] <= pos[:, None]
+        if window:
+            visible &= pos[:, None] - pos[None, :] < window
+        scores = np.where(visible[None], scores, -np.inf)
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        o = np.einsum("hts,shd->thd", scores, v).reshape(n, -1) @ weight(p + "attn_output.weight").T
+        if p + "post_attention_norm.weight" in tensors:
+            o = _rmsnorm(o, weight(p + "post_attention_norm.weight"), hp.norm_eps)
+        x = x + o
+        h = _rmsnorm(x, weight(p + "ffn_norm.weight"), hp.norm_eps)
+        g, u = h @ weight(p + "ffn_gate.weight").T, h @ weight(p + "ffn_up.weight").T
+        a = _gelu(g) if hp.ffn_act == FFN_GELU else g / (1.0 + np.exp(-g))
+        o = (a * u) @ weight(p + "ffn_down.weight").T
+        if p + "post_ffw_norm.weight" in tensors:
+            o = _rmsnorm(o, weight(p + "post_ffw_norm.weight"), hp.norm_eps)
+        x = x + o
+    x = _rmsnorm(x, weight("output_norm.weight"), hp.norm_eps)
+    out = weight("output.weight" if "output.weight" in tensors else "token_embd.weight")
+    logits = x @ out.T
+    if hp.final_softcap:
+        logits = hp.final_softcap * np.tanh(logits / hp.final_softcap)
+    return logits
