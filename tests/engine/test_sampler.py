@@ -1,0 +1,95 @@
+"""Sampler: greedy, filters, penalties, bias, seeds and reported log-probabilities."""
+import numpy as np
+import pytest
+
+from tensorsharp.engine.sampler import Sampler, SamplingParams, log_softmax
+
+
+def _logits():
+    return np.array([1.0, 3.0, 2.0, 0.5, 2.9, -1.0], dtype=np.float32)
+
+
+def _counts(params, logits, n=3000):
+    s = Sampler(params)
+    c = np.zeros(logits.size, int)
+    for _ in range(n):
+        c[s.sample(logits).token] += 1
+    return c
+
+
+def test_greedy_is_argmax():
+    assert Sampler(SamplingParams()).sample(_logits()).token == 1
+
+
+def test_top_k_limits_candidates():
+    c = _counts(SamplingParams(temperature=1.0, top_k=2, seed=1), _logits())
+    assert set(np.nonzero(c)[0]) == {1, 4}
+
+
+def test_top_p_limits_candidates():
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+    c = _counts(SamplingParams(temperature=1.0, top_p=0.7, seed=2), logits)
+    assert set(np.nonzero(c)[0]) == {0, 1}
+
+
+def test_min_p_limits_candidates():
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+    c = _counts(SamplingParams(temperature=1.0, min_p=0.5, seed=3), logits)
+    assert set(np.nonzero(c)[0]) == {0, 1}
+
+
+def test_temperature_follows_softmax():
+    logits = np.log(np.array([0.6, 0.3, 0.1], dtype=np.float32))
+    c = _counts(SamplingParams(temperature=1.0, seed=4), logits, n=6000) / 6000
+    assert np.allclose(c, [0.6, 0.3, 0.1], atol=0.03)
+
+
+def test_seed_reproduces():
+    p = SamplingParams(temperature=1.5, seed=42)
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal(1000).astype(np.float32)
+    a = [Sampler(p).sample(logits).token for _ in range(5)]
+    s1, s2 = Sampler(p), Sampler(p)
+    assert [s1.sample(logits).token for _ in range(20)] == [s2.sample(logits).token for _ in range(20)]
+    assert len(set(a)) == 1
+
+
+def test_repeat_penalty_and_window():
+    s = Sampler(SamplingParams(repeat_penalty=2.0, repeat_last_n=2), history=[1])
+    assert s.sample(_logits()).token == 4  # 3.0 / 2 < 2.9
+    s.accept(0)
+    s.accept(2)  # token 1 falls out of the window of 2
+    assert s.sample(_logits()).token == 1
+
+
+def test_presence_and_frequency_penalties():
+    s = Sampler(SamplingParams(frequency_penalty=0.1), history=[1, 1])
+    assert s.sample(_logits()).token == 4  # 3.0 - 2*0.1 < 2.9
+    s = Sampler(SamplingParams(presence_penalty=0.2), history=[1, 1])
+    assert s.sample(_logits()).token == 4
+
+
+def test_logit_bias():
+    assert Sampler(SamplingParams(logit_bias={5: 10.0})).sample(_logits()).token == 5
+    assert Sampler(SamplingParams(logit_bias={1: -100.0})).sample(_logits()).token == 4
+
+
+def test_mask_restricts_tokens():
+    mask = np.zeros(6, bool)
+    mask[[0, 3]] = True
+    assert Sampler(SamplingParams()).sample(_logits(), mask).token == 0
+
+
+def test_logprobs_report_model_distribution():
+    out = Sampler(SamplingParams(n_probs=3)).sample(_logits())
+    lp = log_softmax(_logits())
+    assert out.logprob == pytest.approx(lp[1])
+    assert [t for t, _ in out.top] == [1, 4, 2]
+    assert out.top[0][1] == pytest.approx(lp[1])
+
+
+def test_validation():
+    with pytest.raises(ValueError):
+        SamplingParams(temperature=-1).validate(10)
+    with pytest.raises(ValueError):
+        SamplingParams(logit_bias={99: 1.0}).validate(10)
