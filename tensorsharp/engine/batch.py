@@ -5,13 +5,13 @@ import numpy as np
 
 from tensorsharp import _kernels
 from tensorsharp.engine.kv_cache import KVCache
-from tensorsharp.models.base import Model
+from tensorsharp.models.base import Transformer
 
 
 class Stepper:
     """Runs batches of up to n_batch tokens through the model into a KV cache."""
 
-    def __init__(self, model: Model, cache: KVCache, n_batch: int = 512, n_threads: int = 0):
+    def __init__(self, model: Transformer, cache: KVCache, n_batch: int = 512, n_threads: int = 0):
         self.model = model
         self.cache = cache
         self.n_batch = n_batch

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tensorsharp.models.base import Model
+from tensorsharp.models.base import Transformer
 
 
 class KVCache:
-    def __init__(self, model: Model, n_ctx: int, n_seq: int = 1):
+    def __init__(self, model: Transformer, n_ctx: int, n_seq: int = 1):
         hp = model.hparams
         if n_ctx <= 0 or n_seq <= 0:
             raise ValueError("n_ctx and n_seq must be positive")

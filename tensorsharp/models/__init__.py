@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from tensorsharp.errors import GGUFError
-from tensorsharp.models.base import Architecture, Model
+from tensorsharp.models.base import Architecture, Transformer
 from tensorsharp.models.gemma3 import Gemma3
 from tensorsharp.models.llama import Llama
 from tensorsharp.models.qwen2 import Qwen2
@@ -11,9 +11,9 @@ from tensorsharp.models.qwen3 import Qwen3
 ARCHITECTURES: dict[str, type[Architecture]] = {cls.name: cls for cls in (Llama, Qwen2, Qwen3, Gemma3)}
 
 
-def load_model(gguf) -> Model:
+def load_model(gguf) -> Transformer:
     """The native model of an open GGUF file, by its general.architecture."""
     arch = gguf.metadata.get("general.architecture")
     if arch not in ARCHITECTURES:
         raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(sorted(ARCHITECTURES))})")
-    return Model(gguf, ARCHITECTURES[arch])
+    return Transformer(gguf, ARCHITECTURES[arch])

@@ -105,7 +105,7 @@ class Architecture:
         return hp.rope_base, hp.rope_scale, 0
 
 
-class Model:
+class Transformer:
     """A loaded model: hyper-parameters and the native weights over the file's mmap."""
 
     def __init__(self, gguf, arch_cls: type[Architecture]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tensorsharp.kernels import dequantize
-from tensorsharp.models.base import FFN_GELU, Model
+from tensorsharp.models.base import FFN_GELU, Transformer
 
 
 def _rmsnorm(x, w, eps):
@@ -30,7 +30,7 @@ def _gelu(x):
     return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
-def reference_logits(model: Model, tokens) -> np.ndarray:
+def reference_logits(model: Transformer, tokens) -> np.ndarray:
     """Logits (n, n_vocab) of every position of one sequence, in float64."""
     hp, tensors = model.hparams, model.gguf.tensors
 
