@@ -1,0 +1,87 @@
+"""The `tensorsharp` command: one argparse subcommand per verb, each a small function."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import metadata
+
+from tensorsharp import config, store
+from tensorsharp.errors import TensorSharpError
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tensorsharp")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    print(store.pull(args.name, progress=not args.quiet))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    cached = store.list_models()
+    rows = [(c.name, store.format_size(c.size), str(c.path)) for c in cached]
+    if args.all:
+        have = {c.name for c in cached}
+        rows += [(m.name, store.format_size(m.size), "(not pulled)") for m in store.known_models() if m.name not in have]
+    if not rows:
+        print(f"no models in {config.models_dir()}; get one with: tensorsharp pull {config.default_model()}")
+        return 0
+    rows.insert(0, ("NAME", "SIZE", "PATH"))
+    w0, w1 = (max(len(r[i]) for r in rows) for i in range(2))
+    for name, size, path in rows:
+        print(f"{name:<{w0}}  {size:>{w1}}  {path}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    # Imported here so pull and list keep working even if the compiled kernels fail to load.
+    from tensorsharp import kernels
+    opts = config.load_options()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"tensorsharp {_version()} (python {sys.version.split()[0]})")
+    print(f"kernel isa:     {kernels.isa()}")
+    print(f"available isas: {', '.join(kernels.available_isas())}")
+    print(f"cpus:           {os.cpu_count()} ({usable} usable)")
+    print(f"models dir:     {config.models_dir()}")
+    print(f"default model:  {opts.model}")
+    print(f"context:        {opts.n_ctx or 'model default'}")
+    print(f"threads:        {opts.n_threads or 'one per usable cpu'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tensorsharp",
+                                     description="Run GGUF language models on the CPU.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pull", help="download and verify a model into the cache")
+    p.add_argument("name", nargs="?", default=config.default_model(),
+                   help="model name or alias (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_pull)
+
+    p = sub.add_parser("list", help="list the models in the cache")
+    p.add_argument("-a", "--all", action="store_true", help="also list known models not pulled yet")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="show version, kernel ISA and CPU")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TensorSharpError as e:
+        print(f"tensorsharp: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tensorsharp: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,73 @@
+"""The `python -m tensorsharp` command line, run as a user would: in a subprocess."""
+import os
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from tensorsharp import kernels
+from tensorsharp.testing.models import fake_model, write_registry
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TENSORSHARP_")}
+    e["TENSORSHARP_HOME"] = str(tmp_path / "home")
+    return e
+
+
+def _run(tmp_path, env, *args):
+    # Run from tmp_path so the installed package is imported, not a source tree in the cwd.
+    return subprocess.run([sys.executable, "-m", "tensorsharp", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_info(tmp_path, env):
+    r = _run(tmp_path, env, "info")
+    assert r.returncode == 0, r.stderr
+    assert f"tensorsharp {metadata.version('tensorsharp')}" in r.stdout
+    assert f"kernel isa:     {kernels.isa()}" in r.stdout
+    assert f"available isas: {', '.join(kernels.available_isas())}" in r.stdout
+    assert f"cpus:           {os.cpu_count()} " in r.stdout
+    assert f"models dir:     {tmp_path / 'home' / 'models'}" in r.stdout
+
+
+def test_info_shows_a_forced_isa(tmp_path, env):
+    r = _run(tmp_path, {**env, "TENSORSHARP_ISA": "scalar"}, "info")
+    assert r.returncode == 0, r.stderr
+    assert "kernel isa:     scalar" in r.stdout
+
+
+def test_pull_then_list(tmp_path, env, rng):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    payloads = [rng.integers(0, 256, size=n, dtype="uint8").tobytes() for n in (2000, 1000)]
+    env["TENSORSHARP_REGISTRY"] = str(write_registry(tmp_path / "registry.json",
+                                                     [fake_model(wheels, "tiny", payloads)]))
+    env["TENSORSHARP_PIP_ARGS"] = shlex.join(["--no-index", "--find-links", str(wheels)])
+
+    r = _run(tmp_path, env, "list")
+    assert r.returncode == 0 and r.stdout.startswith("no models in"), r.stderr
+
+    r = _run(tmp_path, env, "pull", "tiny")
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "home" / "models" / "tiny.gguf"
+    assert r.stdout == f"{path}\n"
+    assert "100%" in r.stderr
+    assert path.read_bytes() == b"".join(payloads)
+
+    r = _run(tmp_path, env, "list")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split() == ["tiny", "3.0", "kB", str(path)]
+
+    r = _run(tmp_path, env, "list", "--all")
+    assert "smollm2-135m" in r.stdout and "(not pulled)" in r.stdout and "tiny" in r.stdout
+
+
+def test_pull_unknown_model_fails_with_known_names(tmp_path, env):
+    r = _run(tmp_path, env, "pull", "no-such-model")
+    assert r.returncode == 1
+    assert "unknown model 'no-such-model'" in r.stderr and "smollm2-135m" in r.stderr
+    assert r.stdout == ""
