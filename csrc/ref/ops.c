@@ -1,4 +1,117 @@
 /* Scalar reference: norms, activations, RoPE, softmax, conversions and attention. */
+#include <math.h>
+
+#include "ts/fp16.h"
 #include "ts/kernels.h"
 
-void ts_register_scalar_ops(ts_kernels *k) { (void)k; }
+#define TS_SQRT_2_OVER_PI 0.79788456080286535588f
+#define TS_GELU_COEF_A 0.044715f
+
+/* The sum of squares is kept in double: this path is the oracle the SIMD paths are held to. */
+static void rmsnorm_scalar(const float *x, const float *w, float *y, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = 0; i < n; i++) y[i] = w ? (x[i] * scale) * w[i] : x[i] * scale;
+}
+
+static void softmax_scalar(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static inline float silu1(float x) { return x / (1.0f + expf(-x)); }
+
+/* 0.5*x*(1 + tanh(u)) equals x * sigmoid(2u); that form does not cancel for negative x. */
+static inline float gelu1(float x) {
+    const float u = TS_SQRT_2_OVER_PI * x * (1.0f + TS_GELU_COEF_A * x * x);
+    return x / (1.0f + expf(-2.0f * u));
+}
+
+static void silu_scalar(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = silu1(x[i]);
+}
+
+static void gelu_scalar(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = gelu1(x[i]);
+}
+
+static void swiglu_scalar(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = silu1(g[i]) * u[i];
+}
+
+static void geglu_scalar(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = gelu1(g[i]) * u[i];
+}
+
+/* Angles are formed in double: at position 8000 a float angle would already be off by ~5e-4 rad. */
+static void rope_scalar(float *x, int n_head, int head_dim, int n_rot, float pos,
+                        float freq_base, float freq_scale, int neox) {
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        const double theta = (double)pos * (double)freq_scale *
+                             pow((double)freq_base, -2.0 * i / (double)n_rot);
+        const float c = (float)cos(theta), s = (float)sin(theta);
+        const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        for (int h = 0; h < n_head; h++) {
+            float *xh = x + (size_t)h * head_dim;
+            const float a = xh[i0], b = xh[i1];
+            xh[i0] = a * c - b * s;
+            xh[i1] = a * s + b * c;
+        }
+    }
+}
+
+static void f16_to_f32_scalar(const ts_f16 *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = ts_f16_to_f32(x[i]);
+}
+
+static void f32_to_f16_scalar(const float *x, ts_f16 *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = ts_f32_to_f16(x[i]);
+}
+
+/* out doubles as the running accumulator; it is rescaled whenever the running max grows. */
+static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
+                             int p0, int p1, int head_dim, float scale, float softcap,
+                             float *out) {
+    float m = -INFINITY, l = 0.0f;
+    for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
+    for (int p = p0; p < p1; p++) {
+        const ts_f16 *kp = k + (int64_t)p * kv_stride, *vp = v + (int64_t)p * kv_stride;
+        float s = 0.0f;
+        for (int d = 0; d < head_dim; d++) s += q[d] * ts_f16_to_f32(kp[d]);
+        s *= scale;
+        if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+        if (s > m) {
+            const float c = expf(m - s);
+            l *= c;
+            for (int d = 0; d < head_dim; d++) out[d] *= c;
+            m = s;
+        }
+        const float e = expf(s - m);
+        l += e;
+        for (int d = 0; d < head_dim; d++) out[d] += e * ts_f16_to_f32(vp[d]);
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int d = 0; d < head_dim; d++) out[d] *= inv;
+}
+
+void ts_register_scalar_ops(ts_kernels *k) {
+    k->rmsnorm = rmsnorm_scalar;
+    k->softmax = softmax_scalar;
+    k->silu = silu_scalar;
+    k->gelu = gelu_scalar;
+    k->swiglu = swiglu_scalar;
+    k->geglu = geglu_scalar;
+    k->rope = rope_scalar;
+    k->f16_to_f32 = f16_to_f32_scalar;
+    k->f32_to_f16 = f32_to_f16_scalar;
+    k->attn_head = attn_head_scalar;
+}

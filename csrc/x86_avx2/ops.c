@@ -1,4 +1,405 @@
 /* AVX2 + FMA + F16C: norms, activations, RoPE, softmax, conversions and attention. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "ts/fp16.h"
 #include "ts/kernels.h"
 
-void ts_register_avx2_ops(ts_kernels *k) { (void)k; }
+#define TS_SQRT_2_OVER_PI 0.79788456080286535588f
+#define TS_GELU_COEF_A 0.044715f
+
+/* ---- helpers ---- */
+
+/* Lanes [0, rem) set: tails are read and written with maskload/maskstore, never past n. */
+static inline __m256i tail_mask(int rem) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8 halves -> 8 floats. */
+static inline __m256 load_f16x8(const ts_f16 *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* 2^n for integer n in [-126, 127]. */
+static inline __m256 pow2i(__m256i n) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+}
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* e^x = 2^n * e^r with n = round(x/ln2), |r| <= ln2/2 and e^r from its degree-7 Taylor
+ * polynomial (truncation < 1e-8). 2^n is applied as two halves so that n = 128 and the
+ * denormal range still come out right. Clamping keeps n in int range; NaN passes through
+ * because max/min return their second operand when either is NaN. */
+static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
+    x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i h = _mm256_srai_epi32(ni, 1);
+    return _mm256_mul_ps(_mm256_mul_ps(p, pow2i(h)), pow2i(_mm256_sub_epi32(ni, h)));
+}
+
+/* tanh|y| = m / (m + 2) with m = e^(2|y|) - 1. m is formed as 2^n*(e^r - 1) + (2^n - 1)
+ * with e^r - 1 = r*(1 + r/2 + ...), so small arguments keep their relative accuracy.
+ * Beyond 2|y| = 20 tanh is 1 in float. */
+static inline __m256 tanh_avx2(__m256 y) {
+    const __m256 sign = _mm256_and_ps(y, _mm256_set1_ps(-0.0f));
+    __m256 z = _mm256_add_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), y),
+                             _mm256_andnot_ps(_mm256_set1_ps(-0.0f), y));
+    z = _mm256_min_ps(_mm256_set1_ps(20.0f), z);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 40320.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 5040.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256 em1_r = _mm256_mul_ps(p, r);
+    const __m256 s = pow2i(_mm256_cvtps_epi32(n));
+    const __m256 m = _mm256_fmadd_ps(s, em1_r, _mm256_sub_ps(s, _mm256_set1_ps(1.0f)));
+    const __m256 t = _mm256_div_ps(m, _mm256_add_ps(m, _mm256_set1_ps(2.0f)));
+    return _mm256_or_ps(t, sign);
+}
+
+static inline __m256 silu_avx2(__m256 x) {
+    const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/* gelu(x) = 0.5*x*(1 + tanh(u)) = x / (1 + e^(-2u)): no cancellation for negative x. */
+static inline __m256 gelu_avx2(__m256 x) {
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    const __m256 inner = _mm256_fmadd_ps(_mm256_set1_ps(TS_GELU_COEF_A), x2, _mm256_set1_ps(1.0f));
+    const __m256 m2u = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f * TS_SQRT_2_OVER_PI), x), inner);
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(m2u)));
+}
+
+/* ---- norms, softmax, activations ---- */
+
+static void rmsnorm_avx2(const float *x, const float *w, float *y, int n, float eps) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        a0 = _mm256_fmadd_ps(v0, v0, a0);
+        a1 = _mm256_fmadd_ps(v1, v1, a1);
+    }
+    for (; i < n; i += 8) {
+        const __m256 v = _mm256_maskload_ps(x + i, tail_mask(n - i));
+        a0 = _mm256_fmadd_ps(v, v, a0);
+    }
+    const double ss = (double)hsum(_mm256_add_ps(a0, a1));
+    const __m256 sc = _mm256_set1_ps((float)(1.0 / sqrt(ss / n + (double)eps)));
+    for (i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, m), sc);
+        if (w) v = _mm256_mul_ps(v, _mm256_maskload_ps(w + i, m));
+        _mm256_maskstore_ps(y + i, m, v);
+    }
+}
+
+static void softmax_avx2(float *x, int n) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf;
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        const __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+        mx = _mm256_max_ps(mx, v);
+    }
+    const __m256 vmax = _mm256_set1_ps(hmax(mx));
+    __m256 sum = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmax));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(m));
+        sum = _mm256_add_ps(sum, e);
+        _mm256_maskstore_ps(x + i, m, e);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / hsum(sum));
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
+    }
+}
+
+static void silu_avx2_row(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, silu_avx2(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+static void gelu_avx2_row(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, gelu_avx2(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+static void swiglu_avx2(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        const __m256 a = silu_avx2(_mm256_maskload_ps(g + i, m));
+        _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(a, _mm256_maskload_ps(u + i, m)));
+    }
+}
+
+static void geglu_avx2(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        const __m256 a = gelu_avx2(_mm256_maskload_ps(g + i, m));
+        _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(a, _mm256_maskload_ps(u + i, m)));
+    }
+}
+
+/* ---- RoPE ---- */
+
+#define ROPE_CHUNK 64 /* pair indices whose cos/sin are tabled at once */
+
+/* cos and sin of th[0..cnt) (cnt a multiple of 4, th in double). The reduction by
+ * multiples of pi/2 is done in double so large positions keep full float accuracy; the
+ * remainder |r| <= pi/4 goes through degree-9 (sin) and degree-8 (cos) Taylor polynomials. */
+static void rope_sincos(const double *th, float *cs, float *sn, int cnt) {
+    for (int i = 0; i < cnt; i += 4) {
+        const __m256d t = _mm256_loadu_pd(th + i);
+        const __m256d j = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(0.63661977236758134308)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256d hi = _mm256_fnmadd_pd(j, _mm256_set1_pd(1.57079632679489655800), t);
+        const __m256d rd = _mm256_fnmadd_pd(j, _mm256_set1_pd(6.12323399573676603587e-17), hi);
+        /* quadrant = j mod 4, taken in double so that j need not fit an int */
+        const __m256d jq = _mm256_fnmadd_pd(_mm256_floor_pd(_mm256_mul_pd(j, _mm256_set1_pd(0.25))),
+                                            _mm256_set1_pd(4.0), j);
+        const __m128i quad = _mm256_cvtpd_epi32(jq);
+        const __m128 r = _mm256_cvtpd_ps(rd);
+        const __m128 r2 = _mm_mul_ps(r, r);
+        __m128 ps = _mm_set1_ps(1.0f / 362880.0f);
+        ps = _mm_fmadd_ps(ps, r2, _mm_set1_ps(-1.0f / 5040.0f));
+        ps = _mm_fmadd_ps(ps, r2, _mm_set1_ps(1.0f / 120.0f));
+        ps = _mm_fmadd_ps(ps, r2, _mm_set1_ps(-1.0f / 6.0f));
+        const __m128 s = _mm_fmadd_ps(_mm_mul_ps(ps, r2), r, r);
+        __m128 pc = _mm_set1_ps(1.0f / 40320.0f);
+        pc = _mm_fmadd_ps(pc, r2, _mm_set1_ps(-1.0f / 720.0f));
+        pc = _mm_fmadd_ps(pc, r2, _mm_set1_ps(1.0f / 24.0f));
+        pc = _mm_fmadd_ps(pc, r2, _mm_set1_ps(-0.5f));
+        const __m128 c = _mm_fmadd_ps(pc, r2, _mm_set1_ps(1.0f));
+        /* quadrant q: sin = (s, c, -s, -c)[q], cos = (c, -s, -c, s)[q] */
+        const __m128i one = _mm_set1_epi32(1), two = _mm_set1_epi32(2);
+        const __m128 swap = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(quad, one), one));
+        const __m128 neg_s = _mm_castsi128_ps(_mm_slli_epi32(_mm_and_si128(quad, two), 30));
+        const __m128i quad1 = _mm_add_epi32(quad, one);
+        const __m128 neg_c = _mm_castsi128_ps(_mm_slli_epi32(_mm_and_si128(quad1, two), 30));
+        _mm_storeu_ps(sn + i, _mm_xor_ps(_mm_blendv_ps(s, c, swap), neg_s));
+        _mm_storeu_ps(cs + i, _mm_xor_ps(_mm_blendv_ps(c, s, swap), neg_c));
+    }
+}
+
+/* (c0, c0, c1, c1, c2, c2, c3, c3) from c[0..4): one angle per rotated pair. */
+static inline __m256 dup_pairs(const float *c) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c)),
+                                    _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+}
+
+static void rope_avx2(float *x, int n_head, int head_dim, int n_rot, float pos,
+                      float freq_base, float freq_scale, int neox) {
+    const int half = n_rot / 2;
+    const double ratio = pow((double)freq_base, -2.0 / (double)n_rot);
+    double th[ROPE_CHUNK];
+    float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+    for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
+        const int cnt = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
+        /* freq_base^(-2i/n_rot) by repeated products: ~i ulps of double, far below float's */
+        double f = (double)pos * (double)freq_scale * pow((double)freq_base, -2.0 * i0 / (double)n_rot);
+        const int cnt4 = (cnt + 3) & ~3;
+        for (int i = 0; i < cnt4; i++, f *= ratio) th[i] = f;
+        rope_sincos(th, cs, sn, cnt4);
+        for (int hd = 0; hd < n_head; hd++) {
+            float *xh = x + (size_t)hd * head_dim;
+            int i = 0;
+            if (neox) {
+                float *a = xh + i0, *b = xh + i0 + half;
+                for (; i + 8 <= cnt; i += 8) {
+                    const __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+                    const __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
+                    _mm256_storeu_ps(a + i, _mm256_fmsub_ps(va, c, _mm256_mul_ps(vb, s)));
+                    _mm256_storeu_ps(b + i, _mm256_fmadd_ps(va, s, _mm256_mul_ps(vb, c)));
+                }
+                for (; i < cnt; i++) {
+                    const float va = a[i], vb = b[i];
+                    a[i] = va * cs[i] - vb * sn[i];
+                    b[i] = va * sn[i] + vb * cs[i];
+                }
+            } else {
+                float *a = xh + 2 * i0;
+                for (; i + 4 <= cnt; i += 4) {
+                    const __m256 c = dup_pairs(cs + i), s = dup_pairs(sn + i);
+                    const __m256 v = _mm256_loadu_ps(a + 2 * i);
+                    const __m256 sw = _mm256_permute_ps(v, 0xB1); /* (x1, x0, x3, x2, ...) */
+                    /* even lanes x0*c - x1*s, odd lanes x1*c + x0*s */
+                    _mm256_storeu_ps(a + 2 * i, _mm256_fmaddsub_ps(v, c, _mm256_mul_ps(sw, s)));
+                }
+                for (; i < cnt; i++) {
+                    const float va = a[2 * i], vb = a[2 * i + 1];
+                    a[2 * i] = va * cs[i] - vb * sn[i];
+                    a[2 * i + 1] = va * sn[i] + vb * cs[i];
+                }
+            }
+        }
+    }
+}
+
+/* ---- f16 conversions ---- */
+
+static void f16_to_f32_avx2(const ts_f16 *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
+    for (; i < n; i++) y[i] = ts_f16_to_f32(x[i]);
+}
+
+/* F16C keeps NaN payload bits where ts_f32_to_f16 returns the canonical quiet NaN; NaNs
+ * are canonicalized first so both paths give the same bits. */
+static void f32_to_f16_avx2(const float *x, ts_f16 *y, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        v = _mm256_blendv_ps(v, _mm256_or_ps(_mm256_and_ps(v, sign), qnan), nan);
+        const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = ts_f32_to_f16(x[i]);
+}
+
+/* ---- attention ---- */
+
+/* Eight dot products (one per accumulator) summed into the lanes of one vector. */
+static inline __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* Up to 7 trailing f16 values of a row, zero padded (no 16-bit masked loads in AVX2). */
+static inline __m256 load_f16_tail(const ts_f16 *p, int rem) {
+    ts_f16 tmp[8] = {0};
+    memcpy(tmp, p, (size_t)rem * sizeof(ts_f16));
+    return load_f16x8(tmp);
+}
+
+/* Positions go in blocks of 8: eight dot products reduced together, one vectorized exp,
+ * at most one rescale of the accumulator (out) per block, then the weighted rows of v.
+ * A short last block repeats its last row in the unused slots (their weight is 0), so the
+ * inner loops keep a fixed count and the accumulators stay in registers. */
+static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
+                           int p0, int p1, int head_dim, float scale, float softcap, float *out) {
+    const int nd = head_dim & ~7, rem = head_dim - nd;
+    const __m256i mrem = tail_mask(rem);
+    const __m256 qtail = _mm256_maskload_ps(q + nd, mrem);
+    float m = -INFINITY, l = 0.0f;
+    float wt[8];
+    const ts_f16 *kr[8], *vr[8];
+    for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
+    for (int pb = p0; pb < p1; pb += 8) {
+        const int nb = p1 - pb < 8 ? p1 - pb : 8;
+        for (int j = 0; j < 8; j++) {
+            const int64_t off = (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
+            kr[j] = k + off;
+            vr[j] = v + off;
+        }
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        for (int d = 0; d < nd; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm256_fmadd_ps(qv, load_f16x8(kr[j] + d), acc[j]);
+        }
+        if (rem)
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm256_fmadd_ps(qtail, load_f16_tail(kr[j] + nd, rem), acc[j]);
+        __m256 s = _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(scale));
+        if (softcap > 0.0f) {
+            const __m256 cap = _mm256_set1_ps(softcap);
+            s = _mm256_mul_ps(cap, tanh_avx2(_mm256_div_ps(s, cap)));
+        }
+        const __m256 valid = _mm256_castsi256_ps(tail_mask(nb));
+        s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, valid);
+        const float bm = hmax(s);
+        if (bm > m) {
+            const float c = expf(m - bm);
+            l *= c;
+            const __m256 vc = _mm256_set1_ps(c);
+            for (int d = 0; d < head_dim; d += 8) {
+                const __m256i mm = tail_mask(head_dim - d);
+                _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), vc));
+            }
+            m = bm;
+        }
+        const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(s, _mm256_set1_ps(m))), valid);
+        l += hsum(e);
+        _mm256_storeu_ps(wt, e);
+        for (int d = 0; d < nd; d += 8) {
+            __m256 o = _mm256_loadu_ps(out + d);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_f16x8(vr[j] + d), o);
+            _mm256_storeu_ps(out + d, o);
+        }
+        if (rem) {
+            __m256 o = _mm256_maskload_ps(out + nd, mrem);
+            for (int j = 0; j < 8; j++)
+                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_f16_tail(vr[j] + nd, rem), o);
+            _mm256_maskstore_ps(out + nd, mrem, o);
+        }
+    }
+    const __m256 inv = _mm256_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
+    for (int d = 0; d < head_dim; d += 8) {
+        const __m256i mm = tail_mask(head_dim - d);
+        _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), inv));
+    }
+}
+
+void ts_register_avx2_ops(ts_kernels *k) {
+    k->rmsnorm = rmsnorm_avx2;
+    k->softmax = softmax_avx2;
+    k->silu = silu_avx2_row;
+    k->gelu = gelu_avx2_row;
+    k->swiglu = swiglu_avx2;
+    k->geglu = geglu_avx2;
+    k->rope = rope_avx2;
+    k->f16_to_f32 = f16_to_f32_avx2;
+    k->f32_to_f16 = f32_to_f16_avx2;
+    k->attn_head = attn_head_avx2;
+}

@@ -1,4 +1,364 @@
 /* AVX-512: norms, activations, RoPE, softmax, conversions and attention. */
+#include <immintrin.h>
+#include <math.h>
+
 #include "ts/kernels.h"
 
-void ts_register_avx512_ops(ts_kernels *k) { (void)k; }
+#define TS_SQRT_2_OVER_PI 0.79788456080286535588f
+#define TS_GELU_COEF_A 0.044715f
+
+/* ---- helpers ---- */
+
+/* Lanes [0, rem) of 16; masked loads and stores never touch memory past n. */
+static inline __mmask16 tail_mask(int64_t rem) {
+    return rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
+}
+
+/* 16 halves (masked) -> 16 floats. */
+static inline __m512 load_f16x16(__mmask16 m, const ts_f16 *p) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+/* e^x = 2^n * e^r with n = round(x/ln2), |r| <= ln2/2 and e^r from its degree-7 Taylor
+ * polynomial (truncation < 1e-8); scalef applies 2^n with correct overflow and denormals.
+ * The clamp only keeps r meaningful; NaN passes through (max/min return their second
+ * operand when either is NaN). */
+static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* tanh|y| = m / (m + 2) with m = e^(2|y|) - 1, formed as 2^n*(e^r - 1) + (2^n - 1) with
+ * e^r - 1 = r*(1 + r/2 + ...) so that small arguments keep their relative accuracy.
+ * Beyond 2|y| = 20 tanh is 1 in float. */
+static inline __m512 tanh512(__m512 y) {
+    const __m512 sign = _mm512_and_ps(y, _mm512_set1_ps(-0.0f));
+    const __m512 ay = _mm512_abs_ps(y);
+    const __m512 z = _mm512_min_ps(_mm512_set1_ps(20.0f), _mm512_add_ps(ay, ay));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), z);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 40320.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 5040.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512 s = _mm512_scalef_ps(_mm512_set1_ps(1.0f), n);
+    const __m512 m = _mm512_fmadd_ps(s, _mm512_mul_ps(p, r), _mm512_sub_ps(s, _mm512_set1_ps(1.0f)));
+    const __m512 t = _mm512_div_ps(m, _mm512_add_ps(m, _mm512_set1_ps(2.0f)));
+    return _mm512_or_ps(t, sign);
+}
+
+static inline __m512 silu512(__m512 x) {
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* gelu(x) = 0.5*x*(1 + tanh(u)) = x / (1 + e^(-2u)): no cancellation for negative x. */
+static inline __m512 gelu512(__m512 x) {
+    const __m512 inner = _mm512_fmadd_ps(_mm512_set1_ps(TS_GELU_COEF_A), _mm512_mul_ps(x, x),
+                                         _mm512_set1_ps(1.0f));
+    const __m512 m2u = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f * TS_SQRT_2_OVER_PI), x), inner);
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(m2u)));
+}
+
+/* ---- norms, softmax, activations ---- */
+
+static void rmsnorm_avx512(const float *x, const float *w, float *y, int n, float eps) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+        a0 = _mm512_fmadd_ps(v0, v0, a0);
+        a1 = _mm512_fmadd_ps(v1, v1, a1);
+    }
+    for (; i < n; i += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        a0 = _mm512_fmadd_ps(v, v, a0);
+    }
+    const double ss = (double)_mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    const __m512 sc = _mm512_set1_ps((float)(1.0 / sqrt(ss / n + (double)eps)));
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sc);
+        if (w) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
+static void softmax_avx512(float *x, int n) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = ninf;
+    for (int i = 0; i < n; i += 16)
+        mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, tail_mask(n - i), x + i));
+    const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmax);
+        const __m512 e = _mm512_maskz_mov_ps(m, exp512(v));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+static void silu_avx512(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, silu512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static void gelu_avx512(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, gelu512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static void swiglu_avx512(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 a = silu512(_mm512_maskz_loadu_ps(m, g + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+static void geglu_avx512(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 a = gelu512(_mm512_maskz_loadu_ps(m, g + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+/* ---- RoPE ---- */
+
+#define ROPE_CHUNK 64 /* pair indices whose cos/sin are tabled at once */
+
+/* cos and sin of th[0..cnt) (cnt a multiple of 8, th in double). The reduction by
+ * multiples of pi/2 is done in double so large positions keep full float accuracy; the
+ * remainder |r| <= pi/4 goes through degree-9 (sin) and degree-8 (cos) Taylor polynomials. */
+static void rope_sincos(const double *th, float *cs, float *sn, int cnt) {
+    for (int i = 0; i < cnt; i += 8) {
+        const __m512d t = _mm512_loadu_pd(th + i);
+        const __m512d j = _mm512_roundscale_pd(_mm512_mul_pd(t, _mm512_set1_pd(0.63661977236758134308)),
+                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512d hi = _mm512_fnmadd_pd(j, _mm512_set1_pd(1.57079632679489655800), t);
+        const __m512d rd = _mm512_fnmadd_pd(j, _mm512_set1_pd(6.12323399573676603587e-17), hi);
+        /* quadrant = j mod 4, taken in double so that j need not fit an int */
+        const __m512d jfl = _mm512_roundscale_pd(_mm512_mul_pd(j, _mm512_set1_pd(0.25)),
+                                                 _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m256i quad = _mm512_cvtpd_epi32(_mm512_fnmadd_pd(jfl, _mm512_set1_pd(4.0), j));
+        const __m256 r = _mm512_cvtpd_ps(rd);
+        const __m256 r2 = _mm256_mul_ps(r, r);
+        __m256 ps = _mm256_set1_ps(1.0f / 362880.0f);
+        ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(-1.0f / 5040.0f));
+        ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(1.0f / 120.0f));
+        ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(-1.0f / 6.0f));
+        const __m256 s = _mm256_fmadd_ps(_mm256_mul_ps(ps, r2), r, r);
+        __m256 pc = _mm256_set1_ps(1.0f / 40320.0f);
+        pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(-1.0f / 720.0f));
+        pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(1.0f / 24.0f));
+        pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(-0.5f));
+        const __m256 c = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(1.0f));
+        /* quadrant q: sin = (s, c, -s, -c)[q], cos = (c, -s, -c, s)[q] */
+        const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
+        const __mmask8 swap = _mm256_test_epi32_mask(quad, one);
+        const __m256 neg_s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(quad, two), 30));
+        const __m256i quad1 = _mm256_add_epi32(quad, one);
+        const __m256 neg_c = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(quad1, two), 30));
+        _mm256_storeu_ps(sn + i, _mm256_xor_ps(_mm256_mask_blend_ps(swap, s, c), neg_s));
+        _mm256_storeu_ps(cs + i, _mm256_xor_ps(_mm256_mask_blend_ps(swap, c, s), neg_c));
+    }
+}
+
+/* (c0, c0, c1, c1, ..., c7, c7) from c[0..8): one angle per rotated pair. */
+static inline __m512 dup_pairs(const float *c) {
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                 _mm512_castps256_ps512(_mm256_loadu_ps(c)));
+}
+
+static void rope_avx512(float *x, int n_head, int head_dim, int n_rot, float pos,
+                        float freq_base, float freq_scale, int neox) {
+    const int half = n_rot / 2;
+    const double ratio = pow((double)freq_base, -2.0 / (double)n_rot);
+    double th[ROPE_CHUNK];
+    float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+    for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
+        const int cnt = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
+        const int cnt8 = (cnt + 7) & ~7;
+        /* freq_base^(-2i/n_rot) by repeated products: ~i ulps of double, far below float's */
+        double f = (double)pos * (double)freq_scale * pow((double)freq_base, -2.0 * i0 / (double)n_rot);
+        for (int i = 0; i < cnt8; i++, f *= ratio) th[i] = f;
+        rope_sincos(th, cs, sn, cnt8);
+        for (int hd = 0; hd < n_head; hd++) {
+            float *xh = x + (size_t)hd * head_dim;
+            if (neox) {
+                float *a = xh + i0, *b = xh + i0 + half;
+                for (int i = 0; i < cnt; i += 16) {
+                    const __mmask16 m = tail_mask(cnt - i);
+                    const __m512 c = _mm512_maskz_loadu_ps(m, cs + i);
+                    const __m512 s = _mm512_maskz_loadu_ps(m, sn + i);
+                    const __m512 va = _mm512_maskz_loadu_ps(m, a + i);
+                    const __m512 vb = _mm512_maskz_loadu_ps(m, b + i);
+                    _mm512_mask_storeu_ps(a + i, m, _mm512_fmsub_ps(va, c, _mm512_mul_ps(vb, s)));
+                    _mm512_mask_storeu_ps(b + i, m, _mm512_fmadd_ps(va, s, _mm512_mul_ps(vb, c)));
+                }
+            } else {
+                float *a = xh + 2 * i0;
+                for (int i = 0; i < cnt; i += 8) {
+                    const __mmask16 m = tail_mask(2 * (cnt - i));
+                    const __m512 c = dup_pairs(cs + i), s = dup_pairs(sn + i);
+                    const __m512 v = _mm512_maskz_loadu_ps(m, a + 2 * i);
+                    const __m512 sw = _mm512_permute_ps(v, 0xB1); /* (x1, x0, x3, x2, ...) */
+                    /* even lanes x0*c - x1*s, odd lanes x1*c + x0*s */
+                    _mm512_mask_storeu_ps(a + 2 * i, m, _mm512_fmaddsub_ps(v, c, _mm512_mul_ps(sw, s)));
+                }
+            }
+        }
+    }
+}
+
+/* ---- f16 conversions ---- */
+
+static void f16_to_f32_avx512(const ts_f16 *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, load_f16x16(m, x + i));
+    }
+}
+
+/* F16C keeps NaN payload bits where ts_f32_to_f16 returns the canonical quiet NaN; NaNs
+ * are canonicalized first so both paths give the same bits. */
+static void f32_to_f16_avx512(const float *x, ts_f16 *y, int64_t n) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 qnan = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        v = _mm512_mask_mov_ps(v, nan, _mm512_or_ps(_mm512_and_ps(v, sign), qnan));
+        const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_mask_storeu_epi16(y + i, m, h);
+    }
+}
+
+/* ---- attention ---- */
+
+/* Sixteen dot-product accumulators -> one vector whose lane i is the sum of a[i]. Folds
+ * whole 128-bit lanes first (a[k], a[k+4], a[k+8], a[k+12] land in lanes 0..3 of y[k]),
+ * then a 4x4 transpose-add inside each lane. */
+static inline __m512 hsum16x16(const __m512 a[16]) {
+    __m512 y[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512 x0 = _mm512_add_ps(_mm512_shuffle_f32x4(a[k], a[k + 4], 0x44),
+                                        _mm512_shuffle_f32x4(a[k], a[k + 4], 0xEE));
+        const __m512 x1 = _mm512_add_ps(_mm512_shuffle_f32x4(a[k + 8], a[k + 12], 0x44),
+                                        _mm512_shuffle_f32x4(a[k + 8], a[k + 12], 0xEE));
+        y[k] = _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xDD));
+    }
+    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+    return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));
+}
+
+/* Positions go in blocks of 16: sixteen dot products reduced together, one vectorized
+ * exp, at most one rescale of the accumulator (out) per block, then the weighted rows of
+ * v. A short last block repeats its last row in the unused slots (their weight is 0), so
+ * the inner loops keep a fixed count and the accumulators stay in registers. */
+static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
+                             int p0, int p1, int head_dim, float scale, float softcap, float *out) {
+    float m = -INFINITY, l = 0.0f;
+    float wt[16];
+    const ts_f16 *kr[16], *vr[16];
+    for (int d = 0; d < head_dim; d += 16)
+        _mm512_mask_storeu_ps(out + d, tail_mask(head_dim - d), _mm512_setzero_ps());
+    for (int pb = p0; pb < p1; pb += 16) {
+        const int nb = p1 - pb < 16 ? p1 - pb : 16;
+        for (int j = 0; j < 16; j++) {
+            const int64_t off = (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
+            kr[j] = k + off;
+            vr[j] = v + off;
+        }
+        __m512 acc[16];
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+        for (int d = 0; d < head_dim; d += 16) {
+            const __mmask16 md = tail_mask(head_dim - d);
+            const __m512 qv = _mm512_maskz_loadu_ps(md, q + d);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                acc[j] = _mm512_fmadd_ps(qv, load_f16x16(md, kr[j] + d), acc[j]);
+        }
+        __m512 s = _mm512_mul_ps(hsum16x16(acc), _mm512_set1_ps(scale));
+        if (softcap > 0.0f) {
+            const __m512 cap = _mm512_set1_ps(softcap);
+            s = _mm512_mul_ps(cap, tanh512(_mm512_div_ps(s, cap)));
+        }
+        const __mmask16 valid = tail_mask(nb);
+        s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
+        const float bm = _mm512_reduce_max_ps(s);
+        if (bm > m) {
+            const float c = expf(m - bm);
+            const __m512 vc = _mm512_set1_ps(c);
+            l *= c;
+            for (int d = 0; d < head_dim; d += 16) {
+                const __mmask16 md = tail_mask(head_dim - d);
+                const __m512 o = _mm512_maskz_loadu_ps(md, out + d);
+                _mm512_mask_storeu_ps(out + d, md, _mm512_mul_ps(o, vc));
+            }
+            m = bm;
+        }
+        const __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
+        l += _mm512_reduce_add_ps(e);
+        _mm512_storeu_ps(wt, e);
+        for (int d = 0; d < head_dim; d += 16) {
+            const __mmask16 md = tail_mask(head_dim - d);
+            __m512 o = _mm512_maskz_loadu_ps(md, out + d);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                o = _mm512_fmadd_ps(_mm512_set1_ps(wt[j]), load_f16x16(md, vr[j] + d), o);
+            _mm512_mask_storeu_ps(out + d, md, o);
+        }
+    }
+    const __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 md = tail_mask(head_dim - d);
+        _mm512_mask_storeu_ps(out + d, md, _mm512_mul_ps(_mm512_maskz_loadu_ps(md, out + d), inv));
+    }
+}
+
+void ts_register_avx512_ops(ts_kernels *k) {
+    k->rmsnorm = rmsnorm_avx512;
+    k->softmax = softmax_avx512;
+    k->silu = silu_avx512;
+    k->gelu = gelu_avx512;
+    k->swiglu = swiglu_avx512;
+    k->geglu = geglu_avx512;
+    k->rope = rope_avx512;
+    k->f16_to_f32 = f16_to_f32_avx512;
+    k->f32_to_f16 = f32_to_f16_avx512;
+    k->attn_head = attn_head_avx512;
+}
