@@ -1,0 +1,120 @@
+"""Tokenizers built from GGUF metadata, matching llama.cpp: byte-level BPE, SentencePiece, streaming decode."""
+from __future__ import annotations
+
+from tensorsharp.tokenizer.bpe import BpeEncoder
+from tensorsharp.tokenizer.detokenize import Pieces, StreamDecoder, decode
+from tensorsharp.tokenizer.spm import SPACE, SpmEncoder
+from tensorsharp.tokenizer.vocab import ATTR_CONTROL, TokenizerError, Vocab
+
+__all__ = ["Tokenizer", "StreamDecoder", "TokenizerError"]
+
+
+class Tokenizer:
+    """encode/decode for one model. Build with Tokenizer.from_metadata(gguf_metadata)."""
+
+    def __init__(self, vocab: Vocab):
+        self.vocab = vocab
+        self._encoder = SpmEncoder(vocab) if vocab.kind == "spm" else BpeEncoder(vocab)
+        self._pieces = Pieces(vocab)
+
+    @classmethod
+    def from_metadata(cls, md: dict) -> "Tokenizer":
+        """md maps GGUF keys (tokenizer.ggml.*, general.name) to their values."""
+        return cls(Vocab.from_metadata(md))
+
+    # -- ids of note ---------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab.texts)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self.vocab.special["bos"]
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.vocab.special["eos"]
+
+    @property
+    def pad_id(self) -> int | None:
+        return self.vocab.special["pad"]
+
+    @property
+    def eot_id(self) -> int | None:
+        """End of turn (<|im_end|>, <end_of_turn>, ...), from metadata or found by its text."""
+        return self.vocab.special["eot"]
+
+    @property
+    def eog_ids(self) -> frozenset[int]:
+        """Every id that ends generation: EOS, EOT, EOM, FIM pad/repo/sep and llama.cpp's known texts."""
+        return self.vocab.eog_ids
+
+    @property
+    def add_bos(self) -> bool:
+        return self.vocab.add_bos
+
+    @property
+    def add_eos(self) -> bool:
+        return self.vocab.add_eos
+
+    def is_eog(self, tid: int) -> bool:
+        return tid in self.vocab.eog_ids
+
+    def is_control(self, tid: int) -> bool:
+        return bool(self.vocab.attrs[tid] & ATTR_CONTROL)
+
+    def token_id(self, text: str) -> int | None:
+        """Id of the token whose vocabulary text is exactly text (e.g. "<|im_end|>")."""
+        return self.vocab.ids.get(text)
+
+    def token_text(self, tid: int) -> str:
+        """The token as stored in the vocabulary (byte-level or ▁ form, not decoded)."""
+        return self.vocab.texts[tid]
+
+    def token_to_piece(self, tid: int, special: bool = False) -> bytes:
+        """Bytes one token decodes to, as llama_token_to_piece (may be part of a UTF-8 character)."""
+        return self._pieces.get(tid, special)
+
+    # -- text <-> ids --------------------------------------------------------------------------
+    def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """llama_tokenize: add_special adds BOS/EOS as the model asks; parse_special matches
+        control-token texts such as "<|im_start|>" as those tokens instead of plain text."""
+        v = self.vocab
+        text = _valid_unicode(text)
+        out: list[int] = []
+        if add_special and v.add_bos:
+            out.append(v.special["bos"])
+        spm = v.kind == "spm"
+        after_special = True  # SPM puts the space prefix on text that starts or follows a special token
+        for frag in v.partition(text, parse_special):
+            if isinstance(frag, int):
+                out.append(frag)
+                after_special = True
+            elif spm:
+                if v.add_space_prefix and after_special:
+                    frag = " " + frag
+                self._encoder.encode(frag.replace(" ", SPACE), out)
+                after_special = False
+            else:
+                self._encoder.encode(frag, out)
+        if add_special and v.add_eos:
+            out.append(v.special["eos"])
+        return out
+
+    def decode(self, ids, special: bool = False, clean: bool | None = None) -> str:
+        """llama_detokenize: special=True renders control tokens; clean overrides the model's
+        clean_spaces (None keeps it); invalid UTF-8 becomes U+FFFD."""
+        return decode(self.vocab, self._pieces, ids, special, clean)
+
+    def stream(self, special: bool = False, at_start: bool = True, clean: bool | None = None) -> StreamDecoder:
+        """A decoder to feed ids one by one (see StreamDecoder); at_start=False after a prompt."""
+        return StreamDecoder(self.vocab, self._pieces, special, at_start, clean)
+
+
+def _valid_unicode(text: str) -> str:
+    """Lone surrogates cannot be UTF-8; they become U+FFFD as invalid input does in llama.cpp."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
