@@ -11,3 +11,7 @@ class GGUFError(TensorSharpError):
 
 class ModelStoreError(TensorSharpError):
     """A model could not be found, fetched or verified."""
+
+
+class ContextFullError(TensorSharpError):
+    """A sequence would grow past the KV cache's context size."""

@@ -1,0 +1,94 @@
+"""The Python API: load a model by name or path, tokenize, evaluate, generate."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from tensorsharp import store
+from tensorsharp.engine.batch import Stepper
+from tensorsharp.engine.kv_cache import KVCache
+from tensorsharp.engine.sampler import Sampler, SamplingParams
+from tensorsharp.errors import ContextFullError
+from tensorsharp.gguf import GGUFFile
+from tensorsharp.models import load_model
+from tensorsharp.tokenizer import Tokenizer
+
+
+class Model:
+    """One model with a single-sequence KV cache that reuses the prefix shared with the last call."""
+
+    def __init__(self, model: str, n_ctx: int = 4096, n_threads: int = 0, n_batch: int = 512):
+        self.path = store.resolve(model)
+        self.gguf = GGUFFile(self.path)
+        self.transformer = load_model(self.gguf)
+        self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
+        hp = self.transformer.hparams
+        self.n_ctx = min(n_ctx, hp.n_ctx_train) if n_ctx > 0 else hp.n_ctx_train
+        self.cache = KVCache(self.transformer, self.n_ctx)
+        self.stepper = Stepper(self.transformer, self.cache, n_batch=n_batch, n_threads=n_threads)
+        self._cached: list[int] = []  # tokens whose K/V sit in the cache, in order
+
+    @property
+    def n_vocab(self) -> int:
+        return self.transformer.hparams.n_vocab
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, ids) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def _check_room(self, n: int) -> None:
+        if n > self.n_ctx:
+            raise ContextFullError(f"{n} tokens do not fit the context of {self.n_ctx}")
+
+    def eval(self, ids, logits_all: bool = False) -> np.ndarray:
+        """Logits of a fresh sequence: (n_vocab,) of the last position, or (len(ids), n_vocab)."""
+        ids = [int(t) for t in ids]
+        if not ids:
+            raise ValueError("eval needs at least one token")
+        self._check_room(len(ids))
+        self._cached = []
+        nb = self.stepper.n_batch
+        out = []
+        for a in range(0, len(ids), nb):
+            chunk = ids[a:a + nb]
+            rows = range(len(chunk)) if logits_all else ([len(chunk) - 1] if a + nb >= len(ids) else [])
+            out.append(self.stepper.step(chunk, np.arange(a, a + len(chunk)), np.zeros(len(chunk)), list(rows)))
+            self._cached += chunk
+        logits = np.concatenate(out)
+        return logits if logits_all else logits[-1]
+
+    def _prefill(self, ids: list[int]) -> np.ndarray:
+        """Logits after ids, evaluating only what the cache does not already hold."""
+        keep = 0
+        limit = min(len(ids) - 1, len(self._cached))  # the last token is always evaluated
+        while keep < limit and self._cached[keep] == ids[keep]:
+            keep += 1
+        self._cached = self._cached[:keep]
+        logits = self.stepper.prefill(ids[keep:], start=keep)
+        self._cached = list(ids)
+        return logits
+
+    def generate(self, ids, max_tokens: int, temperature: float = 0.0, stop_at_eog: bool = True,
+                 **sampling) -> Iterator[int]:
+        """Token ids sampled after the prompt ids, up to max_tokens or an end-of-generation token."""
+        ids = [int(t) for t in ids]
+        if not ids:
+            raise ValueError("generate needs at least one prompt token")
+        params = SamplingParams(temperature=temperature, **sampling)
+        params.validate(self.n_vocab)
+        self._check_room(len(ids))
+        sampler = Sampler(params, history=ids)
+        logits = self._prefill(ids)
+        for _ in range(max_tokens):
+            tok = sampler.sample(logits).token
+            sampler.accept(tok)
+            yield tok
+            if stop_at_eog and self.tokenizer.is_eog(tok):
+                return
+            pos = len(self._cached)
+            self._check_room(pos + 1)
+            logits = self.stepper.step([tok], [pos], [0], [0])[0]
+            self._cached.append(tok)
