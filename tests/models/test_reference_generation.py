@@ -1,35 +1,32 @@
-"""Whole models against llama.cpp: greedy tokens and top-5 log-probabilities from shared/refdata."""
+"""Whole models against llama.cpp (shared/refdata): teacher-forced log-probabilities and greedy runs.
+
+The thresholds are the engine issue's: two llama.cpp builds with different SIMD paths measure
+100% / 99.3% arg-max agreement and mean |d logprob| 0.012-0.031 (top-1), 0.06-0.12 (top-5)."""
 import ast
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tensorsharp.engine.batch import Stepper
-from tensorsharp.engine.kv_cache import KVCache
-from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import load_model
-from tensorsharp.testing.models import model_path
+from tensorsharp.llm import Model
 
 REFDATA = Path(__file__).resolve().parents[3] / "shared" / "refdata"
 CASES = json.loads((REFDATA / "generation_greedy.json").read_text()) if REFDATA.exists() else []
 NAMES = {"SmolLM2-135M-Instruct.Q4_1.gguf": "smollm2-135m", "gemma-3-270m-q4_k_m.gguf": "gemma3-270m",
          "qwen2.5-coder-0.5b-instruct.gguf": "qwen2.5-coder-0.5b"}
-# llama.cpp quantizes activations slightly differently (f16 block scales, asymmetric Q8_K),
-# so log-probabilities agree to a few hundredths, not exactly.
-LOGPROB_TOL = 0.12
 
 pytestmark = pytest.mark.skipif(not CASES, reason="shared/refdata is not beside the checkout")
 
-_loaded = {}
+
+def _parse(v):
+    return ast.literal_eval(v) if isinstance(v, str) else v
 
 
-def _model(file):
-    if file not in _loaded:
-        _loaded.clear()  # one model in memory at a time
-        _loaded[file] = load_model(GGUFFile(model_path(NAMES[file])))
-    return _loaded[file]
+@lru_cache(maxsize=1)  # one model in memory at a time
+def _model(name):
+    return Model(name, n_ctx=1024)
 
 
 def _log_softmax(logits):
@@ -37,45 +34,37 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _case_id(c):
-    return f"{NAMES[c['model']]}-p{c['prompt_index']}"
-
-
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_teacher_forced_logprobs_match_llama_cpp(case):
-    model = _model(case["model"])
+def _teacher_forced(case):
+    """Per step: (our arg-max, reference token, margin, |d| top-1, mean |d| top-5)."""
+    m = _model(NAMES[case["model"]])
     prompt, gen = case["prompt_ids"], case["generated_ids"]
-    per_token = ast.literal_eval(case["per_token"]) if isinstance(case["per_token"], str) else case["per_token"]
-    seq = prompt + gen[:-1]
-    stepper = Stepper(model, KVCache(model, n_ctx=len(seq) + 8), n_batch=256)
-    rows, logits = [], []
-    # Prefill the prompt and generated tokens in chunks, reading logits from the last prompt token on.
-    for a in range(0, len(seq), stepper.n_batch):
-        chunk = seq[a:a + stepper.n_batch]
-        want = [i for i in range(len(chunk)) if a + i >= len(prompt) - 1]
-        out = stepper.step(chunk, np.arange(a, a + len(chunk)), np.zeros(len(chunk)), want)
-        rows += [a + i for i in want]
-        logits.append(out)
-    lp = _log_softmax(np.concatenate(logits))
-    assert len(rows) == len(gen)
-    for step, ref in enumerate(per_token):
-        ours = lp[step]
-        ref_ids = [t["id"] for t in ref["top5"]]
-        ref_lp = np.array([t["logprob"] for t in ref["top5"]])
-        assert np.all(np.abs(ours[ref_ids] - ref_lp) < LOGPROB_TOL), (step, ours[ref_ids], ref_lp)
-        if step < case["robust_prefix_len"]:
-            assert int(np.argmax(ours)) == gen[step], step
+    lp = _log_softmax(m.eval(prompt + gen[:-1], logits_all=True)[len(prompt) - 1:])
+    margins = _parse(case["top1_top2_logprob_margin"])
+    rows = []
+    for step, ref in enumerate(_parse(case["per_token"])):
+        ids = [t["id"] for t in ref["top5"]]
+        d = np.abs(lp[step][ids] - np.array([t["logprob"] for t in ref["top5"]]))
+        rows.append((int(np.argmax(lp[step])), gen[step], margins[step], d[0], d.mean()))
+    return rows
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c["prompt_index"] in (0, 8)], ids=_case_id)
-def test_greedy_decode_matches_llama_cpp(case):
-    model = _model(case["model"])
-    prompt, gen = case["prompt_ids"], case["generated_ids"]
-    stepper = Stepper(model, KVCache(model, n_ctx=len(prompt) + len(gen) + 8), n_batch=128)
-    logits = stepper.prefill(prompt)
-    out = []
-    for i in range(case["robust_prefix_len"]):
-        tok = int(np.argmax(logits))
-        out.append(tok)
-        logits = stepper.step([tok], [len(prompt) + i], [0], [0])[0]
-    assert out == gen[: case["robust_prefix_len"]]
+@pytest.mark.parametrize("name", sorted(set(NAMES.values())))
+def test_teacher_forced_matches_llama_cpp(name):
+    rows = [r for c in CASES if NAMES[c["model"]] == name for r in _teacher_forced(c)]
+    assert rows
+    ours, ref, margin, d1, d5 = (np.array(v) for v in zip(*rows))
+    assert np.all(ours[margin >= 0.5] == ref[margin >= 0.5])
+    assert np.mean(ours[margin >= 0.1] == ref[margin >= 0.1]) >= 0.98
+    assert d1.mean() <= 0.05, d1.mean()
+    assert d5.mean() <= 0.2, d5.mean()
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES.values())))
+def test_greedy_generate_reproduces_llama_cpp(name):
+    cases = [c for c in CASES if NAMES[c["model"]] == name]
+    m = _model(name)
+    good = 0
+    for c in cases:
+        n = c["robust_prefix_len"]
+        good += list(m.generate(c["prompt_ids"], n)) == c["generated_ids"][:n]
+    assert good >= 0.8 * len(cases), f"{good}/{len(cases)}"
