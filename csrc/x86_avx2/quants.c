@@ -17,9 +17,13 @@ static __m256 abs_max(const float *x, int n) {
     return m;
 }
 
-/* 8 floats -> 8 int32 of round(x * id), ties to even. */
+/* 8 floats -> 8 int32 of round(x * id), ties to even. The clamp only matters when 1/d
+ * overflows (block maxima near the bottom of the float range): those values saturate at
+ * +-127 instead of turning into the conversion's 0x80000000. */
 static inline __m256i quant8(const float *x, __m256 id) {
-    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x), id);
+    const __m256 lim = _mm256_set1_ps(127.0f);
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x), id);
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
     return _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 

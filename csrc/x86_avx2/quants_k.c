@@ -33,6 +33,18 @@ static inline __m256 fmadd_i32(float d, __m256i v, __m256 acc) {
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(v), acc);
 }
 
+/* The f16 pair [d, dmin] at p times the activation scale xd: even lanes d * xd, odd lanes
+ * dmin * xd. */
+static inline __m256 scale_pair(const void *p, float xd) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi32((int)ts_avx2_load_u32(p))), _mm256_set1_ps(xd));
+}
+
+/* acc + dd[even] * sums - dd[odd] * mins */
+static inline __m256 fmadd_scale_pair(__m256 dd, __m256i sums, __m256i mins, __m256 acc) {
+    acc = _mm256_fmadd_ps(_mm256_permute_ps(dd, 0x00), _mm256_cvtepi32_ps(sums), acc);
+    return _mm256_fnmadd_ps(_mm256_permute_ps(dd, 0x55), _mm256_cvtepi32_ps(mins), acc);
+}
+
 static void dot_q2_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q2_K *w = (const ts_block_q2_K *)vw;
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
@@ -58,15 +70,14 @@ static void dot_q2_K(int64_t n, float *s, const void *vw, const void *vx) {
                 sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, pick16(2 * k + 2, 2 * k + 3))));
             }
         }
-        const float dy = x[b].d;
-        acc = fmadd_i32(dy * _cvtsh_ss(w[b].d), _mm256_add_epi32(sum0, sum1), acc);
-        acc = fmadd_i32(-dy * _cvtsh_ss(w[b].dmin), mins, acc);
+        acc = fmadd_scale_pair(scale_pair(&w[b].d, x[b].d), _mm256_add_epi32(sum0, sum1), mins, acc);
     }
     *s = ts_avx2_hsum_ps(acc);
 }
 
 /* The 16 packed 6-bit Q3_K scales as int8, offset removed: low nibbles from bytes 0..7
- * (scales 0..7 low halves, 8..15 high halves), top two bits from bytes 8..11. */
+ * (scales 0..7 low halves, 8..15 high halves), top two bits from bytes 8..11. Unpacked in
+ * general registers, which the vector ports around it leave idle. */
 static inline __m128i q3_K_scales(const uint8_t raw[12]) {
     uint64_t lo;
     uint32_t hi;
@@ -132,7 +143,7 @@ static inline __m256i widen8(int k) { return _mm256_set1_epi16((short)(k - 0x800
 /* One Q4_K or Q5_K super-block (qh NULL: Q4_K) into acc. Elements 64j .. 64j+31 are the
  * low nibbles of qs[32j ..], 64j+32 .. 64j+63 the high nibbles; each 32 has one scale. */
 static inline __m256 q45_K_block(const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh,
-                                 float d, float dmin, const ts_block_q8k *x, __m256 acc) {
+                                 __m256 dd, const ts_block_q8k *x, __m256 acc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i sm = q4_K_scales(scales);
     /* The min of 32 elements, once per 16 of them to meet bsums: m0 m0 m1 m1 .. m7 m7. */
@@ -155,8 +166,7 @@ static inline __m256 q45_K_block(const uint8_t scales[12], const uint8_t *qs, co
         sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sm, widen8(2 * j))));
         sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sm, widen8(2 * j + 1))));
     }
-    acc = fmadd_i32(d, _mm256_add_epi32(sum0, sum1), acc);
-    return fmadd_i32(-dmin, mins, acc);
+    return fmadd_scale_pair(dd, _mm256_add_epi32(sum0, sum1), mins, acc);
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *vw, const void *vx) {
@@ -164,8 +174,7 @@ static void dot_q4_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++)
-        acc = q45_K_block(w[b].scales, w[b].qs, NULL, x[b].d * _cvtsh_ss(w[b].d),
-                          x[b].d * _cvtsh_ss(w[b].dmin), &x[b], acc);
+        acc = q45_K_block(w[b].scales, w[b].qs, NULL, scale_pair(&w[b].d, x[b].d), &x[b], acc);
     *s = ts_avx2_hsum_ps(acc);
 }
 
@@ -174,8 +183,7 @@ static void dot_q5_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++)
-        acc = q45_K_block(w[b].scales, w[b].qs, w[b].qh, x[b].d * _cvtsh_ss(w[b].d),
-                          x[b].d * _cvtsh_ss(w[b].dmin), &x[b], acc);
+        acc = q45_K_block(w[b].scales, w[b].qs, w[b].qh, scale_pair(&w[b].d, x[b].d), &x[b], acc);
     *s = ts_avx2_hsum_ps(acc);
 }
 
