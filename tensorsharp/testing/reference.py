@@ -5,6 +5,7 @@ import numpy as np
 
 from tensorsharp.kernels import dequantize
 from tensorsharp.models.base import FFN_GELU, Transformer
+from tensorsharp.testing.quants import ACT_OF, quantize_act_ref
 
 
 def _rmsnorm(x, w, eps):
@@ -30,9 +31,17 @@ def _gelu(x):
     return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
-def reference_logits(model: Transformer, tokens) -> np.ndarray:
-    """Logits (n, n_vocab) of every position of one sequence, in float64."""
+def reference_logits(model: Transformer, tokens, quantize_inputs: bool = False) -> np.ndarray:
+    """Logits (n, n_vocab) of every position of one sequence, in float64.
+
+    quantize_inputs rounds every matmul input as the kernels' activation quantizer does, which
+    separates the error of 8-bit activations from everything else."""
     hp, tensors = model.hparams, model.gguf.tensors
+
+    def mul(x, name):
+        if quantize_inputs:
+            x = quantize_act_ref(x.astype(np.float32), ACT_OF[tensors[name].type_name])
+        return x @ weight(name).T
 
     def weight(name):
         t = tensors[name]
@@ -50,7 +59,7 @@ def reference_logits(model: Transformer, tokens) -> np.ndarray:
         base, scale, window = model.arch.layer_params(hp, layer)
         p = f"blk.{layer}."
         h = _rmsnorm(x, weight(p + "attn_norm.weight"), hp.norm_eps)
-        q, k, v = (h @ weight(p + f"attn_{s}.weight").T for s in "qkv")
+        q, k, v = (mul(h, p + f"attn_{s}.weight") for s in "qkv")
         for s, arr in (("q", q), ("k", k), ("v", v)):
             b = opt(p + f"attn_{s}.bias")
             if b is not None:
@@ -74,20 +83,19 @@ def reference_logits(model: Transformer, tokens) -> np.ndarray:
         scores = np.where(visible[None], scores, -np.inf)
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         scores /= scores.sum(axis=-1, keepdims=True)
-        o = np.einsum("hts,shd->thd", scores, v).reshape(n, -1) @ weight(p + "attn_output.weight").T
+        o = mul(np.einsum("hts,shd->thd", scores, v).reshape(n, -1), p + "attn_output.weight")
         if p + "post_attention_norm.weight" in tensors:
             o = _rmsnorm(o, weight(p + "post_attention_norm.weight"), hp.norm_eps)
         x = x + o
         h = _rmsnorm(x, weight(p + "ffn_norm.weight"), hp.norm_eps)
-        g, u = h @ weight(p + "ffn_gate.weight").T, h @ weight(p + "ffn_up.weight").T
+        g, u = mul(h, p + "ffn_gate.weight"), mul(h, p + "ffn_up.weight")
         a = _gelu(g) if hp.ffn_act == FFN_GELU else g / (1.0 + np.exp(-g))
-        o = (a * u) @ weight(p + "ffn_down.weight").T
+        o = mul(a * u, p + "ffn_down.weight")
         if p + "post_ffw_norm.weight" in tensors:
             o = _rmsnorm(o, weight(p + "post_ffw_norm.weight"), hp.norm_eps)
         x = x + o
     x = _rmsnorm(x, weight("output_norm.weight"), hp.norm_eps)
-    out = weight("output.weight" if "output.weight" in tensors else "token_embd.weight")
-    logits = x @ out.T
+    logits = mul(x, "output.weight" if "output.weight" in tensors else "token_embd.weight")
     if hp.final_softcap:
         logits = hp.final_softcap * np.tanh(logits / hp.final_softcap)
     return logits
