@@ -1,7 +1,16 @@
 /* AVX2 + FMA + F16C: activation quantization, 32-element-block and float dot products. */
+#include <stddef.h>
+
 #include "quants.h"
 
 /* ---- activation quantization ---------------------------------------------------------- */
+
+static int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
 
 static float hmax_ps(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -48,7 +57,7 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
         store_i8x32(y[b].qs, q);
         const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
         y[b].d = d;
-        y[b].s = d * (float)ts_avx2_hsum_epi32(sum);
+        y[b].s = d * (float)hsum_epi32(sum);
     }
 }
 
@@ -86,7 +95,8 @@ static void quantize_q8k(const float *x, void *vy, int64_t n) {
  * one int->float conversion and one FMA serve two blocks; and in fours, so that the scales
  * of four blocks are converted and multiplied together. */
 
-/* Nibbles of blocks a and b: lo = elements 0..15 of a | of b, hi = elements 16..31. */
+/* Nibbles of blocks a and b, whose low nibbles are elements 0..15 and high nibbles 16..31:
+ * lo = elements 0..15 of a | of b, hi = elements 16..31 of a | of b. */
 static inline void nibble_pair(const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i v = ts_avx2_load_pair(a, b);
@@ -112,7 +122,8 @@ static inline void q5_high_pair(const uint8_t *qha, const uint8_t *qhb, __m256i 
 
 /* int32 lanes 0..3 of the result sum to block a's integer dot product, lanes 4..7 to b's.
  * Quants below 32 keep a maddubs lane under 31*127*2, so lo and hi add in int16. */
-static inline __m256i dot_pair_u(__m256i qlo, __m256i qhi, const ts_block_q8x32 *xa, const ts_block_q8x32 *xb) {
+static inline __m256i dot_pair_u(__m256i qlo, __m256i qhi, const ts_block_q8x32 *xa,
+                                 const ts_block_q8x32 *xb) {
     const __m256i ylo = ts_avx2_load_pair(xa->qs, xb->qs), yhi = ts_avx2_load_pair(xa->qs + 16, xb->qs + 16);
     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(qlo, ylo), _mm256_maddubs_epi16(qhi, yhi));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
@@ -191,6 +202,7 @@ static inline __m256 scales4(const uint8_t *w, size_t stride, int has_min, const
     h = _mm_insert_epi32(h, (int)ts_avx2_load_u32(w + 3 * stride), 3);
     if (!has_min) h = _mm_shuffle_epi8(h, _mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
     /* x[k].d and x[k].s are adjacent: one 8-byte load per block. */
+    _Static_assert(offsetof(ts_block_q8x32, s) == offsetof(ts_block_q8x32, d) + 4, "q8x32 d, s adjacent");
     const __m128d ds02 = _mm_loadh_pd(_mm_load_sd((const double *)&x[0]), (const double *)&x[2]);
     const __m128d ds13 = _mm_loadh_pd(_mm_load_sd((const double *)&x[1]), (const double *)&x[3]);
     return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_castpd_ps(_mm256_set_m128d(ds13, ds02)));
@@ -199,33 +211,33 @@ static inline __m256 scales4(const uint8_t *w, size_t stride, int has_min, const
 /* One dot product per block type: `pair` gives the integer dots of two blocks, which the
  * scales turn into floats; the offset or minimum terms add up separately and enter once,
  * as off_scale * sum(offset-or-min scale * x.s). */
-#define TS_DOT_Q8X32(name, block_t, pair, has_min, off_scale)                                    \
-    static void name(int64_t n, float *s, const void *vw, const void *vx) {                      \
-        const block_t *w = (const block_t *)vw;                                                  \
-        const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;                                    \
-        const int64_t nb = n / TS_QK;                                                            \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps(); \
-        int64_t i = 0;                                                                           \
-        for (; i + 4 <= nb; i += 4) {                                                            \
-            const __m256 sc = scales4((const uint8_t *)&w[i], sizeof(block_t), has_min, &x[i]);  \
-            if ((off_scale) != 0.0f) off = _mm256_add_ps(off, sc);                               \
-            acc0 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0x00),                       \
-                                   _mm256_cvtepi32_ps(pair(&w[i], &w[i + 1], &x[i], &x[i + 1])), acc0); \
-            acc1 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0xAA),                       \
-                                   _mm256_cvtepi32_ps(pair(&w[i + 2], &w[i + 3], &x[i + 2], &x[i + 3])), acc1); \
-        }                                                                                        \
-        float off_sum = ts_avx2_hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), off, 0xAA));        \
-        /* The last one to three blocks; an odd one pairs with itself at scale 0. */             \
-        for (; i < nb; i += 2) {                                                                 \
-            const int64_t j = i + 1 < nb ? i + 1 : i;                                            \
-            const float da = f16_at(&w[i], 0) * x[i].d;                                          \
-            const float db = j > i ? f16_at(&w[j], 0) * x[j].d : 0.0f;                           \
-            off_sum += f16_at(&w[i], 2 * (has_min)) * x[i].s;                                    \
-            if (j > i) off_sum += f16_at(&w[j], 2 * (has_min)) * x[j].s;                         \
-            const __m256 d = _mm256_set_m128(_mm_set1_ps(db), _mm_set1_ps(da));                 \
-            acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(pair(&w[i], &w[j], &x[i], &x[j])), acc0); \
-        }                                                                                        \
-        *s = ts_avx2_hsum_ps(_mm256_add_ps(acc0, acc1)) + (off_scale) * off_sum;                 \
+#define TS_DOT_Q8X32(name, block_t, pair, has_min, off_scale)                                            \
+    static void name(int64_t n, float *s, const void *vw, const void *vx) {                              \
+        const block_t *w = (const block_t *)vw;                                                          \
+        const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;                                            \
+        const int64_t nb = n / TS_QK;                                                                    \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps();        \
+        int64_t i = 0;                                                                                   \
+        for (; i + 4 <= nb; i += 4) {                                                                    \
+            const __m256 sc = scales4((const uint8_t *)&w[i], sizeof(block_t), has_min, &x[i]);          \
+            if ((off_scale) != 0.0f) off = _mm256_add_ps(off, sc);                                       \
+            const __m256 p01 = _mm256_cvtepi32_ps(pair(&w[i], &w[i + 1], &x[i], &x[i + 1]));             \
+            const __m256 p23 = _mm256_cvtepi32_ps(pair(&w[i + 2], &w[i + 3], &x[i + 2], &x[i + 3]));     \
+            acc0 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0x00), p01, acc0);                              \
+            acc1 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0xAA), p23, acc1);                              \
+        }                                                                                                \
+        float off_sum = ts_avx2_hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), off, 0xAA));                \
+        /* The last one to three blocks; an odd one pairs with itself at scale 0. */                     \
+        for (; i < nb; i += 2) {                                                                         \
+            const int64_t j = i + 1 < nb ? i + 1 : i;                                                    \
+            const float da = f16_at(&w[i], 0) * x[i].d;                                                  \
+            const float db = j > i ? f16_at(&w[j], 0) * x[j].d : 0.0f;                                   \
+            off_sum += f16_at(&w[i], 2 * (has_min)) * x[i].s;                                            \
+            if (j > i) off_sum += f16_at(&w[j], 2 * (has_min)) * x[j].s;                                 \
+            const __m256 d = _mm256_set_m128(_mm_set1_ps(db), _mm_set1_ps(da));                          \
+            acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(pair(&w[i], &w[j], &x[i], &x[j])), acc0);       \
+        }                                                                                                \
+        *s = ts_avx2_hsum_ps(_mm256_add_ps(acc0, acc1)) + (off_scale) * off_sum;                         \
     }
 
 TS_DOT_Q8X32(dot_q4_0, ts_block_q4_0, q4_0_pair, 0, -8.0f)
@@ -256,21 +268,21 @@ static inline float scalar_bf16(const ts_bf16 *p) {
 static inline float scalar_f32(const float *p) { return *p; }
 
 /* Four accumulators hide the FMA latency; n need not be a multiple of anything. */
-#define TS_DOT_FLOAT(name, elem_t, load, scalar)                                             \
-    static void name(int64_t n, float *s, const void *vw, const void *vx) {                  \
-        const elem_t *w = (const elem_t *)vw;                                                \
-        const float *x = (const float *)vx;                                                  \
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),      \
-                         _mm256_setzero_ps()};                                               \
-        int64_t i = 0;                                                                       \
-        for (; i + 32 <= n; i += 32)                                                         \
-            for (int k = 0; k < 4; k++)                                                      \
-                acc[k] = _mm256_fmadd_ps(load(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), acc[k]); \
+#define TS_DOT_FLOAT(name, elem_t, load, scalar)                                                         \
+    static void name(int64_t n, float *s, const void *vw, const void *vx) {                              \
+        const elem_t *w = (const elem_t *)vw;                                                            \
+        const float *x = (const float *)vx;                                                              \
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),                  \
+                         _mm256_setzero_ps()};                                                           \
+        int64_t i = 0;                                                                                   \
+        for (; i + 32 <= n; i += 32)                                                                     \
+            for (int k = 0; k < 4; k++)                                                                  \
+                acc[k] = _mm256_fmadd_ps(load(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), acc[k]);   \
         for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), acc[0]); \
-        float sum = ts_avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),            \
-                                                  _mm256_add_ps(acc[2], acc[3])));           \
-        for (; i < n; i++) sum += scalar(w + i) * x[i];                                      \
-        *s = sum;                                                                            \
+        float sum = ts_avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),                         \
+                                                  _mm256_add_ps(acc[2], acc[3])));                       \
+        for (; i < n; i++) sum += scalar(w + i) * x[i];                                                  \
+        *s = sum;                                                                                        \
     }
 
 TS_DOT_FLOAT(dot_f32, float, load_f32, scalar_f32)

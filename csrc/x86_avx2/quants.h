@@ -15,13 +15,6 @@ static inline float ts_avx2_hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static inline int32_t ts_avx2_hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
-
 static inline __m256i ts_avx2_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* 16 bytes from a in the low 128-bit lane, 16 bytes from b in the high one. */
@@ -33,14 +26,6 @@ static inline uint32_t ts_avx2_load_u32(const void *p) {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-/* 16 bytes of packed nibbles -> 32 bytes 0..15: the low nibbles, then the high nibbles,
- * which is element order in every 32-element nibble block (Q4_0, Q4_1, Q5_*, IQ4_*). */
-static inline __m256i ts_avx2_nibbles(const uint8_t *p) {
-    const __m128i b = _mm_loadu_si128((const __m128i *)p);
-    const __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
 /* int16 sums of adjacent products w*y for signed w and y (|y| <= 127). maddubs wants its

@@ -14,6 +14,12 @@ static inline __m256i pick16(int lo, int hi) {
                             _mm_set1_epi16((short)((2 * lo + 1) << 8 | 2 * lo)));
 }
 
+/* pshufb control that zero-extends byte `lo` of a 128-bit lane into every int16 lane of the
+ * low half and byte `hi` into those of the high half. */
+static inline __m256i widen8(int lo, int hi) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)(hi - 0x8000)), _mm_set1_epi16((short)(lo - 0x8000)));
+}
+
 /* Bit `bit` of every byte of h, moved to bit `pos` and isolated. A 16-bit shift carries
  * bits across the byte boundary only into positions the mask drops. */
 static inline __m256i bit_to(__m256i h, int bit, int pos) {
@@ -49,25 +55,32 @@ static void dot_q2_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q2_K *w = (const ts_block_q2_K *)vw;
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
     const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    /* Zero-extends bytes 0..7 of the low lane and 8..15 of the high lane to int16. */
+    const __m256i widen_all = _mm256_setr_epi8(0, -128, 1, -128, 2, -128, 3, -128, 4, -128, 5, -128,
+                                               6, -128, 7, -128, 8, -128, 9, -128, 10, -128, 11, -128,
+                                               12, -128, 13, -128, 14, -128, 15, -128);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
-        const __m128i raw = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
-        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        /* One byte per 16 elements: the scale in the low nibble, the min in the high one. */
+        const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b].scales));
+        const __m256i sc = _mm256_and_si256(raw, m4);
+        const __m256i mn16 = _mm256_shuffle_epi8(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), widen_all);
         const __m256i mins = _mm256_madd_epi16(mn16, ts_avx2_load(x[b].bsums));
         __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
         for (int j = 0; j < 2; j++) {
             const __m256i q = ts_avx2_load(w[b].qs + 32 * j);
-            const __m256i sc = scales_half(sc16, j);
             const int8_t *y = x[b].qs + 128 * j;
             for (int k = 0; k < 4; k += 2) {
+                const int g = 8 * j + 2 * k; /* the 16-element group of the low lane of u0 */
                 const __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
                 const __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k + 2), m3);
                 const __m256i p0 = _mm256_maddubs_epi16(u0, ts_avx2_load(y + 32 * k));
                 const __m256i p1 = _mm256_maddubs_epi16(u1, ts_avx2_load(y + 32 * k + 32));
-                sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, pick16(2 * k, 2 * k + 1))));
-                sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, pick16(2 * k + 2, 2 * k + 3))));
+                const __m256i s0 = _mm256_shuffle_epi8(sc, widen8(g, g + 1));
+                const __m256i s1 = _mm256_shuffle_epi8(sc, widen8(g + 2, g + 3));
+                sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, s0));
+                sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, s1));
             }
         }
         acc = fmadd_scale_pair(scale_pair(&w[b].d, x[b].d), _mm256_add_epi32(sum0, sum1), mins, acc);
@@ -114,8 +127,10 @@ static void dot_q3_K(int64_t n, float *s, const void *vw, const void *vx) {
                                                    bit_to(hb, 4 * j + k + 1, 2));
                 const __m256i p0 = _mm256_maddubs_epi16(u0, ts_avx2_load(y + 32 * k));
                 const __m256i p1 = _mm256_maddubs_epi16(u1, ts_avx2_load(y + 32 * k + 32));
-                sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, pick16(2 * k, 2 * k + 1))));
-                sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, pick16(2 * k + 2, 2 * k + 3))));
+                const __m256i s0 = _mm256_shuffle_epi8(sc, pick16(2 * k, 2 * k + 1));
+                const __m256i s1 = _mm256_shuffle_epi8(sc, pick16(2 * k + 2, 2 * k + 3));
+                sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, s0));
+                sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, s1));
             }
         }
         acc = fmadd_i32(x[b].d * _cvtsh_ss(w[b].d), _mm256_add_epi32(sum0, sum1), acc);
@@ -129,16 +144,18 @@ static void dot_q3_K(int64_t n, float *s, const void *vw, const void *vx) {
  * nibbles). The 16-byte load also reads four quant bytes, unused. */
 static inline __m256i q4_K_scales(const uint8_t *raw) {
     const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)raw));
+    /* [D, MD, M, MD >> 4] masked to 6 / 4 bits: sc0..3, the low bits of sc4..7, m0..3, of m4..7. */
+    const __m256i low_shift = _mm256_broadcastsi128_si256(_mm_setr_epi32(0, 0, 0, 4));
+    const __m256i low_mask =
+        _mm256_broadcastsi128_si256(_mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F));
     const __m256i low = _mm256_and_si256(
-        _mm256_srlv_epi32(_mm256_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4)),
-        _mm256_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F));
+        _mm256_srlv_epi32(_mm256_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), low_shift), low_mask);
+    /* [_, D >> 2, _, M >> 2] masked to bits 4-5: the top bits of sc4..7 and m4..7. */
+    const __m256i top_mask = _mm256_broadcastsi128_si256(_mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
     const __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 2),
-                                         _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030));
+                                         top_mask);
     return _mm256_or_si256(low, top);
 }
-
-/* pshufb control that widens byte k of each 128-bit lane to every int16 lane. */
-static inline __m256i widen8(int k) { return _mm256_set1_epi16((short)(k - 0x8000)); }
 
 /* One Q4_K or Q5_K super-block (qh NULL: Q4_K) into acc. Elements 64j .. 64j+31 are the
  * low nibbles of qs[32j ..], 64j+32 .. 64j+63 the high nibbles; each 32 has one scale. */
@@ -163,8 +180,10 @@ static inline __m256 q45_K_block(const uint8_t scales[12], const uint8_t *qs, co
         }
         const __m256i plo = _mm256_maddubs_epi16(lo, ts_avx2_load(x->qs + 64 * j));
         const __m256i phi = _mm256_maddubs_epi16(hi, ts_avx2_load(x->qs + 64 * j + 32));
-        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sm, widen8(2 * j))));
-        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sm, widen8(2 * j + 1))));
+        const __m256i slo = _mm256_shuffle_epi8(sm, widen8(2 * j, 2 * j));
+        const __m256i shi = _mm256_shuffle_epi8(sm, widen8(2 * j + 1, 2 * j + 1));
+        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, slo));
+        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, shi));
     }
     return fmadd_scale_pair(dd, _mm256_add_epi32(sum0, sum1), mins, acc);
 }
@@ -216,8 +235,10 @@ static void dot_q6_K(int64_t n, float *s, const void *vw, const void *vx) {
             for (int k = 0; k < 4; k += 2) {
                 const __m256i p0 = _mm256_maddubs_epi16(u[k], ts_avx2_load(y + 32 * k));
                 const __m256i p1 = _mm256_maddubs_epi16(u[k + 1], ts_avx2_load(y + 32 * k + 32));
-                sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, pick16(2 * k, 2 * k + 1))));
-                sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, pick16(2 * k + 2, 2 * k + 3))));
+                const __m256i s0 = _mm256_shuffle_epi8(sc, pick16(2 * k, 2 * k + 1));
+                const __m256i s1 = _mm256_shuffle_epi8(sc, pick16(2 * k + 2, 2 * k + 3));
+                sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, s0));
+                sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, s1));
             }
         }
         acc = fmadd_i32(x[b].d * _cvtsh_ss(w[b].d), _mm256_add_epi32(sum0, sum1), acc);
@@ -232,21 +253,17 @@ static inline __m256i iq4_xs_scales(const ts_block_iq4_xs *w) {
     memcpy(&head, w, 8);
     const __m256i v = _mm256_set1_epi64x(head);
     /* int16 lane ib holds scales_l byte ib/2; a multiply moves its nibble to the top. */
-    const __m256i l = _mm256_shuffle_epi8(v, _mm256_setr_epi8(4, -128, 4, -128, 5, -128, 5, -128, 6, -128, 6, -128,
-                                                              7, -128, 7, -128, 4, -128, 4, -128, 5, -128, 5, -128,
-                                                              6, -128, 6, -128, 7, -128, 7, -128));
-    const __m256i nib = _mm256_srli_epi16(
-        _mm256_mullo_epi16(l, _mm256_setr_epi16(1 << 12, 1 << 8, 1 << 12, 1 << 8, 1 << 12, 1 << 8, 1 << 12, 1 << 8,
-                                                1 << 12, 1 << 8, 1 << 12, 1 << 8, 1 << 12, 1 << 8, 1 << 12, 1 << 8)),
-        12);
+    const __m256i l = _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        4, -128, 4, -128, 5, -128, 5, -128, 6, -128, 6, -128, 7, -128, 7, -128)));
+    const __m256i nib_shift = _mm256_broadcastsi128_si256(_mm_setr_epi16(
+        1 << 12, 1 << 8, 1 << 12, 1 << 8, 1 << 12, 1 << 8, 1 << 12, 1 << 8));
+    const __m256i nib = _mm256_srli_epi16(_mm256_mullo_epi16(l, nib_shift), 12);
     /* Every int16 lane holds scales_h; lane ib shifts its two bits to the top, then to bits 4-5. */
     const __m256i h = _mm256_shuffle_epi8(v, _mm256_set1_epi16(0x0302));
-    const __m256i top = _mm256_and_si256(
-        _mm256_srli_epi16(_mm256_mullo_epi16(h, _mm256_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4,
-                                                                  1 << 2, 1, 1 << 14, 1 << 12, 1 << 10, 1 << 8,
-                                                                  1 << 6, 1 << 4, 1 << 2, 1)),
-                          10),
-        _mm256_set1_epi16(0x30));
+    const __m256i top_shift = _mm256_broadcastsi128_si256(_mm_setr_epi16(
+        1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1));
+    const __m256i top = _mm256_and_si256(_mm256_srli_epi16(_mm256_mullo_epi16(h, top_shift), 10),
+                                         _mm256_set1_epi16(0x30));
     return _mm256_sub_epi16(_mm256_or_si256(nib, top), _mm256_set1_epi16(32));
 }
 
