@@ -1,0 +1,1 @@
+"""The chat layer: templates, tool calls, reasoning, structured output."""

@@ -1,0 +1,126 @@
+"""Chat templates: the GGUF's Jinja template run in a sandbox, or a built-in one for files without."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from tensorsharp.errors import TensorSharpError
+
+
+class TemplateError(TensorSharpError):
+    """A chat template failed to render (raised by the template or refused by the sandbox)."""
+
+
+# Gemma's turn format: the system prompt joins the first user turn; the assistant is "model".
+GEMMA_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'system' -%}{%- set ns.system = ns.system + m.content + '\\n\\n' -%}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + ('model' if m.role == 'assistant' else m.role) + '\\n' }}"
+    "{%- if m.role == 'user' -%}{{ ns.system }}{%- set ns.system = '' -%}{%- endif -%}"
+    "{{ (m.content | trim) + '<end_of_turn>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+CHATML_TEMPLATE = (
+    "{%- for m in messages -%}"
+    "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+def _raise(message):
+    raise TemplateError(f"chat template: {message}")
+
+
+def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False, separators=None):
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys,
+                      separators=separators)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                       extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env
+
+
+def _with_object_arguments(message: dict) -> dict:
+    """Templates expect tool-call arguments as objects; OpenAI clients send JSON strings."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    fixed = []
+    for call in calls:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            try:
+                fn = {**fn, "arguments": json.loads(fn["arguments"])}
+            except json.JSONDecodeError:
+                pass  # leave text the model or client produced as it is
+            call = {**call, "function": fn}
+        fixed.append(call)
+    return {**message, "tool_calls": fixed}
+
+
+class ChatTemplate:
+    def __init__(self, source: str, bos_token: str = "", eos_token: str = "", builtin: bool = False):
+        self.source = source
+        self.builtin = builtin
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        try:
+            self._template = _environment().from_string(source)
+        except jinja2.TemplateError as e:
+            raise TemplateError(f"chat template does not parse: {e}") from None
+
+    @classmethod
+    def for_model(cls, metadata: dict, tokenizer) -> "ChatTemplate":
+        """The file's template, else the built-in one of its architecture family."""
+        source = metadata.get("tokenizer.chat_template")
+        builtin = not source
+        if builtin:
+            arch = str(metadata.get("general.architecture", ""))
+            source = GEMMA_TEMPLATE if arch.startswith("gemma") else CHATML_TEMPLATE
+        bos = tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
+        eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
+        return cls(source, bos, eos, builtin)
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None,
+               enable_thinking: bool | None = None) -> str:
+        context = {"messages": [_with_object_arguments(m) for m in messages],
+                   "add_generation_prompt": add_generation_prompt,
+                   "bos_token": self.bos_token, "eos_token": self.eos_token}
+        if tools:
+            context["tools"] = tools
+        if enable_thinking is not None:
+            context["enable_thinking"] = enable_thinking
+        try:
+            text = self._template.render(**context)
+        except TemplateError:
+            raise
+        except jinja2.exceptions.SecurityError as e:
+            raise TemplateError(f"chat template tried something the sandbox forbids: {e}") from None
+        except Exception as e:  # a template is untrusted input: any failure is its own
+            raise TemplateError(f"chat template failed: {type(e).__name__}: {e}") from None
+        return text if self.builtin else self._continue_final(text, messages, add_generation_prompt)
+
+    @staticmethod
+    def _continue_final(text: str, messages: list[dict], add_generation_prompt: bool) -> str:
+        """Without a generation prompt, a final assistant message is a prefix the model continues
+        (as llama.cpp does with a file's template): drop the end-of-turn the template closed it with."""
+        if add_generation_prompt or not messages or messages[-1].get("role") != "assistant":
+            return text
+        content = messages[-1].get("content")
+        if not isinstance(content, str) or not content:
+            return text
+        at = text.rfind(content)
+        return text[:at + len(content)] if at >= 0 else text
