@@ -16,7 +16,8 @@ def _template_for(case):
     if case["case"].endswith("__builtin_gemma"):
         return ChatTemplate(GEMMA_TEMPLATE, builtin=True)
     source = SOURCES[case["model"]]
-    return ChatTemplate(source) if source else ChatTemplate(CHATML_TEMPLATE, builtin=True)
+    # llama.cpp --jinja falls back to ChatML rendered through its Jinja path.
+    return ChatTemplate(source or CHATML_TEMPLATE)
 
 
 @pytest.mark.skipif(not CASES, reason="shared/refdata is not beside the checkout")
