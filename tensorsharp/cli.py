@@ -54,6 +54,64 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_known_model(name: str) -> bool:
+    try:
+        store.lookup(name)
+    except TensorSharpError:
+        return False
+    return True
+
+
+def _split_run_args(words: list[str]) -> tuple[str, str | None]:
+    """`run [MODEL] [PROMPT]`: a lone word is the model if it names one, else the prompt."""
+    if len(words) > 2:
+        raise TensorSharpError("run takes at most a model and one quoted prompt")
+    if len(words) == 2:
+        return words[0], words[1]
+    if len(words) == 1 and (_is_known_model(words[0]) or os.path.exists(words[0])):
+        return words[0], None
+    return config.default_model(), words[0] if words else None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tensorsharp.chat.template import ChatTemplate
+    from tensorsharp.llm import Model
+
+    name, prompt = _split_run_args(args.words)
+    model = Model(args.model or name, n_ctx=args.ctx, n_threads=args.threads)
+    template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    sampling = {"top_k": 40, "top_p": 0.9, "repeat_penalty": 1.1, "seed": args.seed}
+
+    def answer(text: str) -> None:
+        messages.append({"role": "user", "content": text})
+        ids = model.tokenize_prompt(template.render(messages))
+        decoder = model.tokenizer.stream(at_start=False)
+        reply = []
+        for tok in model.generate(ids, args.max_tokens, temperature=args.temperature, **sampling):
+            if model.tokenizer.is_eog(tok):
+                break
+            reply.append(decoder.feed(tok))
+            print(reply[-1], end="", flush=True)
+        reply.append(decoder.flush())
+        print(reply[-1])
+        messages.append({"role": "assistant", "content": "".join(reply)})
+
+    if prompt is not None:
+        answer(prompt)
+        return 0
+    print(f"chatting with {model.path.name}; an empty line or Ctrl-D ends", file=sys.stderr)
+    while True:
+        try:
+            text = input(">>> ")
+        except EOFError:
+            print()
+            return 0
+        if not text.strip():
+            return 0
+        answer(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorsharp",
                                      description="Run GGUF language models on the CPU.")
@@ -69,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the models in the cache")
     p.add_argument("-a", "--all", action="store_true", help="also list known models not pulled yet")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="chat with a model: one answer to PROMPT, or interactively")
+    p.add_argument("words", nargs="*", metavar="[MODEL] [PROMPT]",
+                   help="model name or GGUF path (default: %s), then the prompt" % config.default_model())
+    p.add_argument("--model", help="model name or GGUF path (instead of the positional one)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ctx", type=int, default=config.load_options().n_ctx, help="context size in tokens")
+    p.add_argument("--threads", type=int, default=config.load_options().n_threads)
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("info", help="show version, kernel ISA and CPU")
     p.set_defaults(func=_cmd_info)

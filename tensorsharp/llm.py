@@ -36,6 +36,12 @@ class Model:
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
 
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Ids of a rendered chat prompt: special tokens parsed, BOS added unless the text has it."""
+        bos = self.tokenizer.bos_id
+        has_bos = bos is not None and text.startswith(self.tokenizer.token_text(bos))
+        return self.tokenize(text, add_special=not has_bos, parse_special=True)
+
     def detokenize(self, ids) -> str:
         return self.tokenizer.decode(list(ids))
 
