@@ -71,3 +71,14 @@ def test_pull_unknown_model_fails_with_known_names(tmp_path, env):
     assert r.returncode == 1
     assert "unknown model 'no-such-model'" in r.stderr and "smollm2-135m" in r.stderr
     assert r.stdout == ""
+
+
+def test_run_answers_with_the_default_model(tmp_path):
+    """A real chat turn: default model from the cache (pulled if missing), greedy, short."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "tensorsharp", "run", "smollm2-135m",
+                          "What is the capital of France?", "--temperature", "0", "--max-tokens", "24"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
