@@ -298,20 +298,20 @@ static void step_task(void *arg, int ith, int nth) {
             k->rmsnorm(c->x + (size_t)t * E, vec(&W[TS_W_ATTN_NORM]), tr, E, hp->norm_eps);
             quantize_row(c, tr, t, E, mask);
         }
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         mm(c, &W[TS_W_Q], c->t, c->max_in, n, c->q, ith, nth);
         mm(c, &W[TS_W_K], c->t, c->max_in, n, c->kb, ith, nth);
         mm(c, &W[TS_W_V], c->t, c->max_in, n, c->vb, ith, nth);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         qk_prepare(j, L, l, ith, nth);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         attend(j, L, l, ith, nth);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         mask = act_mask(&W[TS_W_O], NULL, NULL);
         for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, c->q_dim, mask);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         mm(c, &W[TS_W_O], c->t, c->max_in, n, c->o, ith, nth);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
 
         /* feed-forward block */
         mask = act_mask(&W[TS_W_GATE], &W[TS_W_UP], NULL);
@@ -323,10 +323,10 @@ static void step_task(void *arg, int ith, int nth) {
             k->rmsnorm(x, vec(&W[TS_W_FFN_NORM]), tr, E, hp->norm_eps);
             quantize_row(c, tr, t, E, mask);
         }
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         mm(c, &W[TS_W_GATE], c->t, c->max_in, n, c->gate, ith, nth);
         mm(c, &W[TS_W_UP], c->t, c->max_in, n, c->up, ith, nth);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         mask = act_mask(&W[TS_W_DOWN], NULL, NULL);
         for (int t = t0; t < t1; t++) {
             float *g = c->gate + (size_t)t * hp->n_ff;
@@ -334,9 +334,9 @@ static void step_task(void *arg, int ith, int nth) {
             else k->swiglu(g, c->up + (size_t)t * hp->n_ff, g, hp->n_ff);
             quantize_row(c, g, t, hp->n_ff, mask);
         }
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         mm(c, &W[TS_W_DOWN], c->gate, hp->n_ff, n, c->o, ith, nth);
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
             if (W[TS_W_POST_FFN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_FFN_NORM]), o, E, hp->norm_eps);
@@ -344,7 +344,7 @@ static void step_task(void *arg, int ith, int nth) {
         }
     }
     if (j->n_out == 0) return;
-    ts_threadpool_barrier(pool);
+    ts_threadpool_barrier(pool, nth);
 
     /* Logits only for the rows somebody reads. */
     const ts_tensor *out = &m->g[TS_W_OUTPUT];
@@ -354,10 +354,10 @@ static void step_task(void *arg, int ith, int nth) {
         k->rmsnorm(c->x + (size_t)j->out_rows[r] * E, vec(&m->g[TS_W_OUTPUT_NORM]), tr, E, hp->norm_eps);
         quantize_row(c, tr, r, E, mask);
     }
-    ts_threadpool_barrier(pool);
+    ts_threadpool_barrier(pool, nth);
     mm(c, out, c->t, c->max_in, j->n_out, j->logits, ith, nth);
     if (hp->final_softcap > 0) {
-        ts_threadpool_barrier(pool);
+        ts_threadpool_barrier(pool, nth);
         const size_t total = (size_t)j->n_out * hp->n_vocab;
         const size_t a = total * ith / nth, b = total * (ith + 1) / nth;
         const float cap = hp->final_softcap;

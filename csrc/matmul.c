@@ -43,7 +43,7 @@ static void matmul_task(void *arg, int ith, int nth) {
     if (j->quantize) {
         for (int64_t t = ith; t < j->n; t += nth)
             j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
-        ts_threadpool_barrier(j->pool);
+        ts_threadpool_barrier(j->pool, nth);
     }
     ts_matmul_part(j->dot, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
                    j->rows, ith, nth);

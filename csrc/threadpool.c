@@ -128,8 +128,7 @@ void ts_threadpool_run(ts_threadpool *p, ts_task_fn fn, void *ctx, int n) {
     pthread_mutex_unlock(&p->run_mu);
 }
 
-void ts_threadpool_barrier(ts_threadpool *p) {
-    const int nth = p->nth;
+void ts_threadpool_barrier(ts_threadpool *p, int nth) {
     if (nth <= 1) return;
     const int g = atomic_load_explicit(&p->bar_gen, memory_order_acquire);
     if (atomic_fetch_add_explicit(&p->bar_count, 1, memory_order_acq_rel) == nth - 1) {

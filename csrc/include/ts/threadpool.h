@@ -17,8 +17,9 @@ int ts_threadpool_size(const ts_threadpool *p);
 /* Runs fn on min(n, size) threads (n <= 0: all) and returns when every one has finished.
  * Calls from different OS threads are serialized. */
 void ts_threadpool_run(ts_threadpool *p, ts_task_fn fn, void *ctx, int n);
-/* Inside a task: waits until all nth threads of the current job reach the barrier. */
-void ts_threadpool_barrier(ts_threadpool *p);
+/* Inside a task: waits until all nth threads of the current job reach the barrier. nth is the
+ * task's own, so a job the caller ran alone (nth 1) never waits on the pool. */
+void ts_threadpool_barrier(ts_threadpool *p, int nth);
 
 /* The process-wide pool, created on first use with one thread per online CPU. */
 ts_threadpool *ts_threadpool_global(void);
