@@ -16,6 +16,7 @@ class Gemma3(Architecture):
         hp = super().hparams(n_vocab)
         hp.embd_scale = math.sqrt(hp.n_embd)
         hp.attn_scale = 1.0 / math.sqrt(hp.head_dim)
+        hp.final_softcap = float(self.md.get(f"{self.name}.final_logit_softcapping", 0.0) or 0.0)
         return hp
 
     def layer_params(self, hp: HParams, layer: int) -> tuple[float, float, int]:

@@ -1,0 +1,222 @@
+"""Tiny random HF transformers models, written to GGUF as llama.cpp's converter writes them.
+
+The oracle for architectures without a real model file: HF transformers runs the random weights
+in float32, tensorsharp runs the same weights from the GGUF file, and the logits are compared.
+Needs torch and transformers (imported here, not by the package).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+import transformers
+
+# HF config.model_type -> GGUF general.architecture.
+ARCH_OF_MODEL_TYPE = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3"}
+
+# The weight types a tiny file can be written in (gguf-py quantizes these; it has no k-quant
+# quantizer). Vectors stay F32 whatever the type, as in the converter.
+WEIGHT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
+
+_FILE_TYPES = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0",
+               "Q4_0": "MOSTLY_Q4_0", "Q4_1": "MOSTLY_Q4_1", "Q5_0": "MOSTLY_Q5_0", "Q5_1": "MOSTLY_Q5_1"}
+
+# Small defaults per architecture: GQA, head_dim a multiple of 32, every matrix row a whole
+# number of 32-element blocks. Gemma3 gets six layers so it has both sliding and global ones.
+_DEFAULTS = {
+    "llama": dict(cls="LlamaConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5),
+    "qwen2": dict(cls="Qwen2Config", hidden_size=128, intermediate_size=320, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=1, rms_norm_eps=1e-6,
+                  tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
+    "qwen3": dict(cls="Qwen3Config", hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=64, rms_norm_eps=1e-6,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
+    "gemma3": dict(cls="Gemma3TextConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=6,
+                   num_attention_heads=4, num_key_value_heads=1, head_dim=64, query_pre_attn_scalar=64,
+                   sliding_window=8, rms_norm_eps=1e-6),
+}
+
+
+def tiny_config(arch: str, vocab_size: int = 384, **overrides):
+    """An HF config of a tiny `arch` model (llama, qwen2, qwen3, gemma3); overrides win."""
+    kw = dict(_DEFAULTS[arch], vocab_size=vocab_size, max_position_embeddings=256)
+    kw.update(overrides)
+    cls = getattr(transformers, kw.pop("cls"))
+    return cls(**kw)
+
+
+def random_model(config, seed: int = 0):
+    """The float32 HF causal LM of config with every parameter drawn at random.
+
+    HF's own init leaves norms at one and biases at zero, which would hide a missing norm or
+    bias; here matrices are scaled to keep activations near unit size, so attention is neither
+    uniform nor one-hot."""
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32,
+                                                          attn_implementation="eager")
+    gemma = _arch(config) == "gemma3"
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            r = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if name.endswith("norm.weight"):
+                p.copy_((0.0 if gemma else 1.0) + 0.2 * r)  # gemma3 norms scale by 1 + w
+            elif p.ndim == 1:
+                p.copy_(0.3 * r)
+            elif "embed_tokens" in name:
+                p.copy_(0.5 * r)
+            else:
+                p.copy_(r / math.sqrt(p.shape[1]))
+    return model.eval()
+
+
+def hf_logits(model, tokens) -> np.ndarray:
+    """float32 logits (len(tokens), n_vocab) of one sequence."""
+    with torch.no_grad():
+        out = model(torch.as_tensor([list(tokens)], dtype=torch.long), use_cache=False)
+    return out.logits[0].float().numpy()
+
+
+def write_gguf(model, path, weight_type: str = "F32") -> Path:
+    """Write model to path as convert_hf_to_gguf.py would (matrices in weight_type); returns path."""
+    if weight_type not in WEIGHT_TYPES:
+        raise ValueError(f"weight type {weight_type!r} is not one of {WEIGHT_TYPES}")
+    config = model.config
+    arch = _arch(config)
+    path = Path(path)
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_name(f"tiny-random-{arch}")
+    _write_hparams(w, config, arch)
+    w.add_file_type(getattr(gguf.LlamaFileType, _FILE_TYPES[weight_type]))
+    _write_vocab(w, config.vocab_size)
+    qtype = gguf.GGMLQuantizationType[weight_type]
+    for name, data in _gguf_tensors(model, arch):
+        if data.ndim == 1 or weight_type == "F32":
+            w.add_tensor(name, data.astype(np.float32))
+        else:
+            w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _arch(config) -> str:
+    try:
+        return ARCH_OF_MODEL_TYPE[config.model_type]
+    except KeyError:
+        raise ValueError(f"no GGUF writer for HF model type {config.model_type!r}") from None
+
+
+def _rope(config, arch: str) -> dict:
+    """The rope parameters of the global (full attention) layers."""
+    rp = dict(config.rope_parameters or {})
+    if arch == "gemma3":
+        local = rp["sliding_attention"]
+        # llama.cpp fixes gemma3's local layers at base 10000 without scaling.
+        if local.get("rope_type", "default") != "default" or local.get("rope_theta") != 10000.0:
+            raise ValueError("gemma3 sliding layers must use plain RoPE with base 10000")
+        rp = dict(rp["full_attention"])
+    if rp.get("rope_type", "default") not in ("default", "linear"):
+        raise ValueError(f"rope type {rp['rope_type']!r} has no GGUF form here")
+    return rp
+
+
+def _write_hparams(w: gguf.GGUFWriter, config, arch: str) -> None:
+    hp = config.to_dict()
+    rope = _rope(config, arch)
+    w.add_block_count(config.num_hidden_layers)
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_head_count(config.num_attention_heads)
+    w.add_head_count_kv(config.num_key_value_heads)
+    w.add_rope_freq_base(float(rope["rope_theta"]))
+    w.add_layer_norm_rms_eps(config.rms_norm_eps)
+    if hp.get("head_dim") is not None:  # the converter writes it only when config.json has it
+        w.add_key_length(hp["head_dim"])
+        w.add_value_length(hp["head_dim"])
+    if rope.get("rope_type") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(float(rope["factor"]))
+    if arch == "llama":
+        w.add_vocab_size(config.vocab_size)
+        w.add_rope_dimension_count(hp.get("head_dim") or config.hidden_size // config.num_attention_heads)
+    if arch == "gemma3":
+        head_dim = config.head_dim
+        if config.query_pre_attn_scalar != head_dim:
+            raise ValueError("llama.cpp scales gemma3 attention by 1/sqrt(head_dim): "
+                             "query_pre_attn_scalar must equal head_dim")
+        if config.attn_logit_softcapping is not None:
+            raise ValueError("gemma3 has no attention logit softcapping")
+        pattern = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+                   for i in range(config.num_hidden_layers)]
+        if "sliding_attention" in config.layer_types:
+            if list(config.layer_types) != pattern:
+                raise ValueError("llama.cpp's gemma3 has five sliding layers, then one global")
+            w.add_sliding_window(config.sliding_window)
+        if config.final_logit_softcapping:
+            w.add_final_logit_softcapping(float(config.final_logit_softcapping))
+
+
+def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's Q/K row order: HF rotates halves of each head, GGML rotates adjacent pairs."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _gguf_tensors(model, arch: str):
+    """(GGUF name, float32 array) of every weight, renamed and transformed as the converter does."""
+    config = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    for hf_name, t in model.state_dict().items():
+        if hf_name == "lm_head.weight" and config.tie_word_embeddings:
+            continue  # tied: HF saves no lm_head, llama.cpp reads token_embd instead
+        data = t.detach().float().numpy().copy()
+        if arch == "llama" and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+            data = _permute(data, config.num_attention_heads)
+        elif arch == "llama" and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            data = _permute(data, config.num_key_value_heads)
+        if arch == "gemma3" and hf_name.endswith("norm.weight"):
+            data = data + 1.0  # Gemma3RMSNorm multiplies by 1 + weight
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise ValueError(f"no GGUF name for HF tensor {hf_name}")
+        yield name, data
+
+
+# GPT-2's printable stand-ins for the 256 byte values.
+def _byte_chars() -> list[str]:
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+
+
+def _write_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
+    """A valid byte-level BPE vocabulary of n_vocab tokens: the 256 bytes, <|endoftext|>, then
+    merges of lowercase letters (with and without the leading-space mark), then unused fillers."""
+    tokens = _byte_chars() + ["<|endoftext|>"]
+    types = [gguf.TokenType.NORMAL] * 256 + [gguf.TokenType.CONTROL]
+    if n_vocab < len(tokens):
+        raise ValueError(f"a byte-level vocabulary needs at least {len(tokens)} tokens")
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    pairs = [("Ġ", a) for a in letters] + [(a, b) for a in letters for b in letters]
+    merges = []
+    for a, b in pairs[: n_vocab - len(tokens)]:
+        merges.append(f"{a} {b}")
+        tokens.append(a + b)
+        types.append(gguf.TokenType.NORMAL)
+    while len(tokens) < n_vocab:
+        tokens.append(f"<|unused_{len(tokens)}|>")
+        types.append(gguf.TokenType.UNUSED)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([int(t) for t in types])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(256)
+    w.add_add_bos_token(False)
