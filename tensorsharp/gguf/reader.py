@@ -203,6 +203,8 @@ class GGUFFile:
         self.alignment = self._read_alignment()
         infos = self._read_tensor_infos(cur, n_tensors)
         self.data_offset = -(-cur.pos // self.alignment) * self.alignment
+        if self.data_offset > size:
+            raise GGUFError(f"tensor data would start at {self.data_offset}, past the end of the file ({size})")
         self.tensors = self._place_tensors(infos)
 
     def _read_metadata(self, cur: _Cursor, n_kv: int) -> None:
