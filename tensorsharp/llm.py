@@ -9,7 +9,6 @@ from tensorsharp import store
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.sampler import Sampler, SamplingParams
-from tensorsharp.errors import ContextFullError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_model
 from tensorsharp.tokenizer import Tokenizer
@@ -27,7 +26,7 @@ class Model:
         self.n_ctx = min(n_ctx, hp.n_ctx_train) if n_ctx > 0 else hp.n_ctx_train
         self.cache = KVCache(self.transformer, self.n_ctx)
         self.stepper = Stepper(self.transformer, self.cache, n_batch=n_batch, n_threads=n_threads)
-        self._cached: list[int] = []  # tokens whose K/V sit in the cache, in order
+        self._cached: list[int] = []  # tokens whose K/V sit in slot 0 of the cache, in order
 
     @property
     def n_vocab(self) -> int:
@@ -45,24 +44,21 @@ class Model:
     def detokenize(self, ids) -> str:
         return self.tokenizer.decode(list(ids))
 
-    def _check_room(self, n: int) -> None:
-        if n > self.n_ctx:
-            raise ContextFullError(f"{n} tokens do not fit the context of {self.n_ctx}")
-
     def eval(self, ids, logits_all: bool = False) -> np.ndarray:
         """Logits of a fresh sequence: (n_vocab,) of the last position, or (len(ids), n_vocab)."""
         ids = [int(t) for t in ids]
         if not ids:
             raise ValueError("eval needs at least one token")
-        self._check_room(len(ids))
         self._cached = []
+        self.cache.truncate(0, 0)
+        self.cache.reserve(0, len(ids))
         nb = self.stepper.n_batch
         out = []
         for a in range(0, len(ids), nb):
             chunk = ids[a:a + nb]
             rows = range(len(chunk)) if logits_all else ([len(chunk) - 1] if a + nb >= len(ids) else [])
             out.append(self.stepper.step(chunk, np.arange(a, a + len(chunk)), np.zeros(len(chunk)), list(rows)))
-            self._cached += chunk
+        self._cached = list(ids)
         logits = np.concatenate(out)
         return logits if logits_all else logits[-1]
 
@@ -73,6 +69,8 @@ class Model:
         while keep < limit and self._cached[keep] == ids[keep]:
             keep += 1
         self._cached = self._cached[:keep]
+        self.cache.truncate(0, keep)
+        self.cache.reserve(0, len(ids) - keep)
         logits = self.stepper.prefill(ids[keep:], start=keep)
         self._cached = list(ids)
         return logits
@@ -85,7 +83,6 @@ class Model:
             raise ValueError("generate needs at least one prompt token")
         params = SamplingParams(temperature=temperature, **sampling)
         params.validate(self.n_vocab)
-        self._check_room(len(ids))
         sampler = Sampler(params, history=ids)
         logits = self._prefill(ids)
         for _ in range(max_tokens):
@@ -94,7 +91,6 @@ class Model:
             yield tok
             if stop_at_eog and self.tokenizer.is_eog(tok):
                 return
-            pos = len(self._cached)
-            self._check_room(pos + 1)
+            pos = self.cache.reserve(0, 1)
             logits = self.stepper.step([tok], [pos], [0], [0])[0]
             self._cached.append(tok)
