@@ -7,6 +7,7 @@
 
 typedef struct {
     ts_vec_dot_fn dot;
+    ts_gemm_fn gemm;
     ts_quantize_row_fn quantize; /* NULL: the dot takes f32 activations as they are */
     const char *w;               /* (rows, row_bytes) */
     int64_t rows, cols, row_bytes;
@@ -22,7 +23,7 @@ typedef struct {
  * activation row passes over them. */
 #define TS_ROW_GROUP 16
 
-void ts_matmul_part(ts_vec_dot_fn dot, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+void ts_matmul_part(ts_vec_dot_fn dot, ts_gemm_fn gemm, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
@@ -30,7 +31,14 @@ void ts_matmul_part(ts_vec_dot_fn dot, const void *w, int64_t rows, int64_t cols
     for (int64_t g = g0; g < g1; g++) {
         const int64_t r0 = g * TS_ROW_GROUP;
         const int64_t r1 = r0 + TS_ROW_GROUP < rows ? r0 + TS_ROW_GROUP : rows;
-        for (int64_t t = 0; t < n; t++) {
+        int64_t t = 0;
+        if (gemm && n > 1)
+            for (; t < n; t += TS_GEMM_MAX_COLS) {
+                const int nc = n - t < TS_GEMM_MAX_COLS ? (int)(n - t) : TS_GEMM_MAX_COLS;
+                gemm(cols, (int)(r1 - r0), nc, (const char *)w + r0 * row_bytes, (size_t)row_bytes,
+                     (const char *)xq + (size_t)t * act_row, act_row, y + t * y_stride + r0, (size_t)y_stride);
+            }
+        for (; t < n; t++) {
             const char *xr = (const char *)xq + (size_t)t * act_row;
             float *yr = y + t * y_stride;
             for (int64_t r = r0; r < r1; r++) dot(cols, &yr[r], (const char *)w + r * row_bytes, xr);
@@ -45,7 +53,7 @@ static void matmul_task(void *arg, int ith, int nth) {
             j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
         ts_threadpool_barrier(j->pool, nth);
     }
-    ts_matmul_part(j->dot, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
+    ts_matmul_part(j->dot, j->gemm, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
                    j->rows, ith, nth);
 }
 
@@ -59,6 +67,7 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
 
     matmul_job j = {0};
     j.dot = k->vec_dot[type];
+    j.gemm = k->gemm[type];
     j.w = (const char *)w;
     j.rows = rows;
     j.cols = cols;

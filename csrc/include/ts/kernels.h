@@ -16,6 +16,13 @@ typedef void (*ts_quantize_row_fn)(const float *x, void *y, int64_t n);
  * x the same n elements in that type's activation format (ts_type_traits.act). */
 typedef void (*ts_vec_dot_fn)(int64_t n, float *s, const void *w, const void *x);
 
+/* A tile of a matrix product: y[c*y_stride + r] = dot(w row r, x row c) for r < nr, c < nc
+ * (nc <= TS_GEMM_MAX_COLS). Unpacking each weight block once for several activation rows is what
+ * makes prompt processing faster than nc separate vec_dots. Rows w_stride / x_stride bytes apart. */
+#define TS_GEMM_MAX_COLS 4
+typedef void (*ts_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
+                           size_t x_stride, float *y, size_t y_stride);
+
 /* Attention of one query head over cache positions [p0, p1).
  * q: (head_dim) f32; k, v: position p is at k + p*kv_stride (head_dim f16 each);
  * scale multiplies q.k; softcap > 0 applies softcap*tanh(x/softcap) to the scores;
@@ -29,6 +36,7 @@ typedef struct {
 
     ts_dequantize_row_fn dequantize[TS_TYPE_COUNT];
     ts_vec_dot_fn vec_dot[TS_TYPE_COUNT];
+    ts_gemm_fn gemm[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row and column */
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
 
@@ -78,7 +86,7 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
 
 /* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
  * activations already in the dot's format (act_row bytes apart). For use inside pool tasks. */
-void ts_matmul_part(ts_vec_dot_fn dot, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+void ts_matmul_part(ts_vec_dot_fn dot, ts_gemm_fn gemm, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth);
 
