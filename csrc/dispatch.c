@@ -40,11 +40,14 @@ static void fill_tables(void) {
     g_tables[LVL_AVX2] = g_tables[LVL_SCALAR];
     ts_register_avx2(&g_tables[LVL_AVX2]);
     ts_register_avx2_ops(&g_tables[LVL_AVX2]);
+    ts_register_avx2_gemm(&g_tables[LVL_AVX2]);
     g_tables[LVL_AVX512] = g_tables[LVL_AVX2];
     ts_register_avx512(&g_tables[LVL_AVX512]);
     ts_register_avx512_ops(&g_tables[LVL_AVX512]);
+    ts_register_avx512_gemm(&g_tables[LVL_AVX512]);
     g_tables[LVL_AVX512VNNI] = g_tables[LVL_AVX512];
     ts_register_avx512vnni(&g_tables[LVL_AVX512VNNI]);
+    ts_register_avx512vnni_gemm(&g_tables[LVL_AVX512VNNI]);
 #endif
     for (int i = 0; i < LVL_COUNT; i++) g_tables[i].isa = LEVEL_NAMES[i];
 }

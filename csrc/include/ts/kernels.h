@@ -69,6 +69,9 @@ void ts_register_avx2_ops(ts_kernels *k);
 void ts_register_avx512(ts_kernels *k);
 void ts_register_avx512_ops(ts_kernels *k);
 void ts_register_avx512vnni(ts_kernels *k);
+void ts_register_avx2_gemm(ts_kernels *k);
+void ts_register_avx512_gemm(ts_kernels *k);
+void ts_register_avx512vnni_gemm(ts_kernels *k);
 
 /* The table in use: detected once (TENSORSHARP_ISA forces a level), never changes after. */
 const ts_kernels *ts_kernels_get(void);
