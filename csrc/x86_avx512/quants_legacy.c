@@ -2,6 +2,13 @@
  * and IQ4_NL dot products, two 32-element blocks per 512-bit register. */
 #include "quants.h"
 
+/* How a row is computed, 16 blocks at a time: first their scales, d_w * d_x, in one register
+ * (the f16 weight scales and the activation headers are picked out of 64-byte windows by
+ * permutes, then one conversion), and the offset or minimum terms through s. Then each pair
+ * of blocks takes its integer dot product, spreads its two scales over the pair's lanes with
+ * one permute and adds with one multiply-add. Loads are what limits this loop: per-block
+ * broadcasts of scales, or gathers, cost more than the integer work itself. */
+
 /* In a pair register the int32/float lanes 0-7 belong to the first block, 8-15 to the second. */
 #define LO ((__mmask16)0x00FF)
 #define HI ((__mmask16)0xFF00)
@@ -23,146 +30,244 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
     }
 }
 
+/* For blocks of `stride` bytes (even) counted from a group start, as vpermt2d indices that
+ * merge window j (64 bytes at 64j) into the running vector: lane b takes dword (b * stride / 4)
+ * mod 16 of the window (index 16 + that) if block b's first dword lies in window j, else keeps
+ * its own lane (index b). Merging through indices rather than masks keeps mask-register moves,
+ * which share port 5 with the permutes, out of the loop. */
+#define WIN_PICK(b, j) ((((b) * stride) >> 6) == (j) ? ((((b) * stride) >> 2) & 15) | 16 : (b))
+#define WIN_IDX(j)                                                                                   \
+    _mm512_setr_epi32(WIN_PICK(0, j), WIN_PICK(1, j), WIN_PICK(2, j), WIN_PICK(3, j), WIN_PICK(4, j),   \
+                      WIN_PICK(5, j), WIN_PICK(6, j), WIN_PICK(7, j), WIN_PICK(8, j), WIN_PICK(9, j),   \
+                      WIN_PICK(10, j), WIN_PICK(11, j), WIN_PICK(12, j), WIN_PICK(13, j), WIN_PICK(14, j), \
+                      WIN_PICK(15, j))
+
+/* The 64-byte window at p of which only `left` bytes exist (masked loads do not fault). */
+TS_ALWAYS_INLINE __m512i window(const void *p, int64_t left) {
+    return left >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32((__mmask16)((1u << (left / 4)) - 1), p);
+}
+
+/* Lane b: the dword at byte b * stride of the nblk <= 16 weight blocks at w, of which avail
+ * bytes exist (a multiple of 4 or of stride). Lanes past nblk are 0 or unused. */
+TS_ALWAYS_INLINE __m512i weight_heads(const uint8_t *w, int stride, int64_t avail, int nblk) {
+    /* 16 blocks of at most 34 bytes span at most 9 windows. */
+    const __m512i idx[9] = {WIN_IDX(0), WIN_IDX(1), WIN_IDX(2), WIN_IDX(3), WIN_IDX(4),
+                            WIN_IDX(5), WIN_IDX(6), WIN_IDX(7), WIN_IDX(8)};
+    __m512i v = _mm512_setzero_si512();
+    for (int j = 0; j <= ((nblk - 1) * stride >> 6); j++)
+        v = _mm512_permutex2var_epi32(v, idx[j], window(w + 64 * j, avail - 64 * j));
+    return v;
+}
+
+/* f16 scales d of 16 blocks as floats: the low or (stride 2 mod 4, odd blocks) high half of
+ * each head dword. */
+TS_ALWAYS_INLINE __m512 weight_d(__m512i heads, int stride) {
+    const int odd = (stride & 2) << 3;
+    const __m512i shift = _mm512_setr_epi32(0, odd, 0, odd, 0, odd, 0, odd, 0, odd, 0, odd, 0, odd, 0, odd);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srlv_epi32(heads, shift)));
+}
+
+/* The activation blocks' d (lanes 0-7) and s (lanes 8-15) of the nblk <= 8 blocks at x: the
+ * headers sit 40 bytes (10 dwords) apart; the same index merging as for the weights. */
+#define ACT_PICK(b, k, j) (((b) * 40 >> 6) == (j) ? ((((b) * 10 + (k)) & 15) | 16) : (b) + 8 * (k))
+#define ACT_IDX(j)                                                                                   \
+    _mm512_setr_epi32(ACT_PICK(0, 0, j), ACT_PICK(1, 0, j), ACT_PICK(2, 0, j), ACT_PICK(3, 0, j),       \
+                      ACT_PICK(4, 0, j), ACT_PICK(5, 0, j), ACT_PICK(6, 0, j), ACT_PICK(7, 0, j),       \
+                      ACT_PICK(0, 1, j), ACT_PICK(1, 1, j), ACT_PICK(2, 1, j), ACT_PICK(3, 1, j),       \
+                      ACT_PICK(4, 1, j), ACT_PICK(5, 1, j), ACT_PICK(6, 1, j), ACT_PICK(7, 1, j))
+
+TS_ALWAYS_INLINE __m512 act_heads8(const ts_block_q8x32 *x, int nblk) {
+    _Static_assert(sizeof(ts_block_q8x32) == 40, "q8x32 headers sit 10 dwords apart");
+    const __m512i idx[5] = {ACT_IDX(0), ACT_IDX(1), ACT_IDX(2), ACT_IDX(3), ACT_IDX(4)};
+    const int64_t avail = (int64_t)nblk * (int64_t)sizeof(*x);
+    __m512 v = _mm512_setzero_ps();
+    for (int j = 0; j <= ((nblk - 1) * 40 >> 6); j++)
+        v = _mm512_permutex2var_ps(v, idx[j], _mm512_castsi512_ps(window((const uint8_t *)x + 64 * j, avail - 64 * j)));
+    return v;
+}
+
+/* What the float side adds besides d_w * d_x * dot: nothing, an offset of the stored quants
+ * (extra = sum of d_w * s, scaled by -offset at the end) or a minimum (extra = sum m * s). */
+enum { PLAIN, OFFSET, MINIMUM };
+
+/* c (returned): d_w * d_x of the nblk <= 16 blocks at w and x, 0 past nblk; *extra gains
+ * their offset or minimum terms. */
+TS_ALWAYS_INLINE __m512 group_scales(const uint8_t *w, int stride, int64_t avail, const ts_block_q8x32 *x,
+                                     int nblk, int kind, __m512 *extra) {
+    const __m512i heads = weight_heads(w, stride, avail, nblk);
+    const __m512 a0 = act_heads8(x, nblk < 8 ? nblk : 8);
+    const __m512 a1 = nblk > 8 ? act_heads8(x + 8, nblk - 8) : _mm512_setzero_ps();
+    const __m512i lo8 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const __m512 dx = _mm512_permutex2var_ps(a0, lo8, a1);
+    const __m512 sx = _mm512_permutex2var_ps(a0, _mm512_add_epi32(lo8, _mm512_set1_epi32(8)), a1);
+    if (kind == MINIMUM) {
+        /* Heads are (d, m): convert both halves, then split the interleaved floats. */
+        const __m512 h0 = _mm512_cvtph_ps(_mm512_castsi512_si256(heads));
+        const __m512 h1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(heads, 1));
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512 mw = _mm512_permutex2var_ps(h0, _mm512_add_epi32(even, _mm512_set1_epi32(1)), h1);
+        *extra = _mm512_fmadd_ps(mw, sx, *extra);
+        return _mm512_mul_ps(_mm512_permutex2var_ps(h0, even, h1), dx);
+    }
+    const __m512 dw = weight_d(heads, stride);
+    if (kind == OFFSET) *extra = _mm512_fmadd_ps(dw, sx, *extra);
+    return _mm512_mul_ps(dw, dx);
+}
+
 static inline __m512i act_pair(const ts_block_q8x32 *a, const ts_block_q8x32 *b) {
     const __m256i lo = _mm256_loadu_si256((const __m256i *)a->qs);
     /* A masked broadcast rather than an insert: it issues on either vector port, not only port 5. */
     return _mm512_mask_broadcast_i64x4(_mm512_castsi256_si512(lo), 0xF0, _mm256_loadu_si256((const __m256i *)b->qs));
 }
 
-/* Floats [f16 word 0 x8, f16 word w1 x8] of the bytes at p: the scales of the pair starting
- * at p when blocks are w1 words long. A lone tail block (tail = 1) reads only its own word
- * and leaves the second half 0, which zeroes whatever the duplicate half computed. */
-static inline __m512 f16_pair(const void *p, int w1, int tail) {
-    const __mmask32 m = tail ? 1u : (1u | (1u << w1));
-    const __m512i idx = _mm512_mask_blend_epi16(0xFF00u, _mm512_setzero_si512(),
-                                                _mm512_set1_epi16((short)w1));
-    const __m512i v = _mm512_permutexvar_epi16(idx, _mm512_maskz_loadu_epi16(m, p));
-    return _mm512_cvtph_ps(_mm512_castsi512_si256(v));
-}
+/* With VNNI (no int16 saturation) the nibbles of Q4_0/Q4_1 are only masked, not shifted: the
+ * high ones count 16 times, which their scale lanes undo. */
+#ifdef TS_VNNI
+#define SIXTEEN_HIGH 1
+#else
+#define SIXTEEN_HIGH 0
+#endif
 
-/* Scale and minimum patterns of a pair of blocks that open with f16 d and m, w1 words long. */
-static inline void f16_dm_pair(const void *p, int w1, int tail, __m512 *d, __m512 *m) {
-    const __mmask16 k = tail ? 0x3 : (__mmask16)(0x3 | (0x3 << w1));
-    const __m512 f = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p));
-    const __m512i idx = _mm512_mask_blend_epi32(HI, _mm512_setzero_si512(), _mm512_set1_epi32(w1));
-    *d = _mm512_permutexvar_ps(idx, f);
-    *m = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(1)), f);
-}
+/* Integer dot products of a pair of weight blocks w, w1 with x, x1 (int32 lanes 0-7 for the
+ * first block, 8-15 for the second). A lone tail block passes w1 == w and x1 == x. */
 
-/* f lane-wise times the activation scale of its block. */
-static inline __m512 scale_act(__m512 f, const ts_block_q8x32 *a, const ts_block_q8x32 *b) {
-    f = _mm512_mask_mul_ps(f, LO, f, _mm512_set1_ps(a->d));
-    return _mm512_mask_mul_ps(f, HI, f, _mm512_set1_ps(b->d));
-}
-
-/* [a->s x8, b->s x8]: 8 lanes per block, so the sum over lanes counts each s 8 times. */
-static inline __m512 sum_pair(const ts_block_q8x32 *a, const ts_block_q8x32 *b) {
-    return _mm512_mask_mov_ps(_mm512_set1_ps(a->s), HI, _mm512_set1_ps(b->s));
-}
-
-/* Each pair function adds two blocks (one when tail) into acc[0] (scaled dot products)
- * and acc[1] (8 x minimum terms). */
-
-static inline void q4_0_pair(__m512 acc[2], const ts_block_q4_0 *w, const ts_block_q8x32 *x, int tail) {
-    const ts_block_q4_0 *w1 = w + !tail;
-    const ts_block_q8x32 *x1 = x + !tail;
-    const __m512i dot = ts_avx512_dot_u8s8(_mm512_setzero_si512(), ts_avx512_nibble_pair(w->qs, w1->qs), act_pair(x, x1));
-    __m512 f = _mm512_cvtepi32_ps(dot);
-    /* The nibbles are offset by 8: subtracting s in each of a block's 8 lanes removes 8*sum(x). */
-    f = _mm512_mask_fmsub_ps(f, LO, _mm512_set1_ps(x->d), _mm512_set1_ps(x->s));
-    f = _mm512_mask_fmsub_ps(f, HI, _mm512_set1_ps(x1->d), _mm512_set1_ps(x1->s));
-    acc[0] = _mm512_fmadd_ps(f, f16_pair(w, sizeof(*w) / 2, tail), acc[0]);
-}
-
-static inline void q4_1_pair(__m512 acc[2], const ts_block_q4_1 *w, const ts_block_q8x32 *x, int tail) {
-    const ts_block_q4_1 *w1 = w + !tail;
-    const ts_block_q8x32 *x1 = x + !tail;
-    const __m512i dot = ts_avx512_dot_u8s8(_mm512_setzero_si512(), ts_avx512_nibble_pair(w->qs, w1->qs), act_pair(x, x1));
-    __m512 d, m;
-    f16_dm_pair(w, sizeof(*w) / 2, tail, &d, &m);
-    acc[0] = _mm512_fmadd_ps(scale_act(_mm512_cvtepi32_ps(dot), x, x1), d, acc[0]);
-    acc[1] = _mm512_fmadd_ps(m, sum_pair(x, x1), acc[1]);
+static inline __m512i nibbles_dot(const uint8_t *qs, const uint8_t *qs1, const ts_block_q8x32 *x,
+                                  const ts_block_q8x32 *x1) {
+#if SIXTEEN_HIGH
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qs));
+    v = _mm512_mask_broadcast_i32x4(v, HI, _mm_loadu_si128((const __m128i *)qs1));
+    const __m512i keep = _mm512_set_epi64(-0x0F0F0F0F0F0F0F10, -0x0F0F0F0F0F0F0F10, 0x0F0F0F0F0F0F0F0F,
+                                          0x0F0F0F0F0F0F0F0F, -0x0F0F0F0F0F0F0F10, -0x0F0F0F0F0F0F0F10,
+                                          0x0F0F0F0F0F0F0F0F, 0x0F0F0F0F0F0F0F0F);
+    return _mm512_dpbusd_epi32(ts_avx512_fresh_zero(), _mm512_and_si512(v, keep), act_pair(x, x1));
+#else
+    return ts_avx512_dot_u8s8_new(ts_avx512_nibble_pair(qs, qs1), act_pair(x, x1));
+#endif
 }
 
 /* Fifth bits of a pair: bit j of qh is element j, and element j of the pair's second block
  * is byte 32 + j of the register. */
-static inline __m512i add_high_bits(__m512i q, const uint8_t *qh0, const uint8_t *qh1) {
-    const uint64_t bits = ts_avx512_load_u32(qh0) | (uint64_t)ts_avx512_load_u32(qh1) << 32;
-    return _mm512_mask_add_epi8(q, _cvtu64_mask64(bits), q, _mm512_set1_epi8(16));
+static inline __m512i fives_dot(const uint8_t *qs, const uint8_t *qs1, const uint8_t *qh, const uint8_t *qh1,
+                                const ts_block_q8x32 *x, const ts_block_q8x32 *x1) {
+    const uint64_t bits = ts_avx512_load_u32(qh) | (uint64_t)ts_avx512_load_u32(qh1) << 32;
+    __m512i q = ts_avx512_nibble_pair(qs, qs1);
+    q = _mm512_mask_add_epi8(q, _cvtu64_mask64(bits), q, _mm512_set1_epi8(16));
+    return ts_avx512_dot_u8s8_new(q, act_pair(x, x1));
 }
 
-static inline void q5_0_pair(__m512 acc[2], const ts_block_q5_0 *w, const ts_block_q8x32 *x, int tail) {
-    const ts_block_q5_0 *w1 = w + !tail;
-    const ts_block_q8x32 *x1 = x + !tail;
-    const __m512i q = add_high_bits(ts_avx512_nibble_pair(w->qs, w1->qs), w->qh, w1->qh);
-    const __m512i dot = ts_avx512_dot_u8s8(_mm512_setzero_si512(), q, act_pair(x, x1));
-    __m512 f = _mm512_cvtepi32_ps(dot);
-    /* Offset 16: s twice in each of the block's 8 lanes. */
-    const __m512 s0 = _mm512_set1_ps(x->s), s1 = _mm512_set1_ps(x1->s);
-    f = _mm512_mask_fmsub_ps(f, LO, _mm512_set1_ps(x->d), s0);
-    f = _mm512_mask_fmsub_ps(f, HI, _mm512_set1_ps(x1->d), s1);
-    f = _mm512_sub_ps(f, _mm512_mask_mov_ps(s0, HI, s1));
-    acc[0] = _mm512_fmadd_ps(f, f16_pair(w, sizeof(*w) / 2, tail), acc[0]);
+static inline __m512i q4_0_pair(const ts_block_q4_0 *w, const ts_block_q4_0 *w1, const ts_block_q8x32 *x,
+                                const ts_block_q8x32 *x1) {
+    return nibbles_dot(w->qs, w1->qs, x, x1);
 }
 
-static inline void q5_1_pair(__m512 acc[2], const ts_block_q5_1 *w, const ts_block_q8x32 *x, int tail) {
-    const ts_block_q5_1 *w1 = w + !tail;
-    const ts_block_q8x32 *x1 = x + !tail;
-    const __m512i q = add_high_bits(ts_avx512_nibble_pair(w->qs, w1->qs), w->qh, w1->qh);
-    const __m512i dot = ts_avx512_dot_u8s8(_mm512_setzero_si512(), q, act_pair(x, x1));
-    __m512 d, m;
-    f16_dm_pair(w, sizeof(*w) / 2, tail, &d, &m);
-    acc[0] = _mm512_fmadd_ps(scale_act(_mm512_cvtepi32_ps(dot), x, x1), d, acc[0]);
-    acc[1] = _mm512_fmadd_ps(m, sum_pair(x, x1), acc[1]);
+static inline __m512i q4_1_pair(const ts_block_q4_1 *w, const ts_block_q4_1 *w1, const ts_block_q8x32 *x,
+                                const ts_block_q8x32 *x1) {
+    return nibbles_dot(w->qs, w1->qs, x, x1);
 }
 
-static inline void q8_0_pair(__m512 acc[2], const ts_block_q8_0 *w, const ts_block_q8x32 *x, int tail) {
-    const ts_block_q8_0 *w1 = w + !tail;
-    const ts_block_q8x32 *x1 = x + !tail;
+static inline __m512i q5_0_pair(const ts_block_q5_0 *w, const ts_block_q5_0 *w1, const ts_block_q8x32 *x,
+                                const ts_block_q8x32 *x1) {
+    return fives_dot(w->qs, w1->qs, w->qh, w1->qh, x, x1);
+}
+
+static inline __m512i q5_1_pair(const ts_block_q5_1 *w, const ts_block_q5_1 *w1, const ts_block_q8x32 *x,
+                                const ts_block_q8x32 *x1) {
+    return fives_dot(w->qs, w1->qs, w->qh, w1->qh, x, x1);
+}
+
+/* Signed weights: with VNNI they move by +128 onto the unsigned side (the offset leaves through
+ * s); without it int16 pairs would saturate, so the sign moves onto x instead. */
+#ifdef TS_VNNI
+#define SIGNED_KIND OFFSET
+#define SIGNED_OFFSET 128.0f
+#else
+#define SIGNED_KIND PLAIN
+#define SIGNED_OFFSET 0.0f
+#endif
+
+static inline __m512i q8_0_pair(const ts_block_q8_0 *w, const ts_block_q8_0 *w1, const ts_block_q8x32 *x,
+                                const ts_block_q8x32 *x1) {
     const __m256i lo = _mm256_loadu_si256((const __m256i *)w->qs);
-    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256((const __m256i *)w1->qs), 1);
+    const __m512i q = _mm512_mask_broadcast_i64x4(_mm512_castsi256_si512(lo), 0xF0,
+                                                  _mm256_loadu_si256((const __m256i *)w1->qs));
+#ifdef TS_VNNI
+    return _mm512_dpbusd_epi32(ts_avx512_fresh_zero(), _mm512_xor_si512(q, _mm512_set1_epi8(-128)), act_pair(x, x1));
+#else
     /* |-128| = 128 still fits the unsigned side, and 2*128*127 stays below 2^15. */
-    const __m512i dot = ts_avx512_dot_signed(_mm512_abs_epi8(q), _mm512_movepi8_mask(q), act_pair(x, x1));
-    acc[0] = _mm512_fmadd_ps(scale_act(_mm512_cvtepi32_ps(dot), x, x1), f16_pair(w, sizeof(*w) / 2, tail), acc[0]);
+    return ts_avx512_dot_signed(_mm512_abs_epi8(q), _mm512_movepi8_mask(q), act_pair(x, x1));
+#endif
 }
 
-static inline void iq4_nl_pair(__m512 acc[2], const ts_block_iq4_nl *w, const ts_block_q8x32 *x, int tail) {
-    const ts_block_iq4_nl *w1 = w + !tail;
-    const ts_block_q8x32 *x1 = x + !tail;
+static inline __m512i iq4_nl_pair(const ts_block_iq4_nl *w, const ts_block_iq4_nl *w1, const ts_block_q8x32 *x,
+                                  const ts_block_q8x32 *x1) {
     const __m512i q = ts_avx512_nibble_pair(w->qs, w1->qs);
-    const __m512i dot = ts_avx512_dot_signed(ts_avx512_iq4_abs(q), ts_avx512_iq4_neg(q),
-                                   act_pair(x, x1));
-    acc[0] = _mm512_fmadd_ps(scale_act(_mm512_cvtepi32_ps(dot), x, x1), f16_pair(w, sizeof(*w) / 2, tail), acc[0]);
+#ifdef TS_VNNI
+    return _mm512_dpbusd_epi32(ts_avx512_fresh_zero(), ts_avx512_iq4_shifted(q), act_pair(x, x1));
+#else
+    return ts_avx512_dot_signed(ts_avx512_iq4_abs(q), ts_avx512_iq4_neg(q), act_pair(x, x1));
+#endif
 }
 
-/* Two pairs per step into independent accumulators, then a last pair and a lone block. */
-#define TS_LEGACY_DOT(name, block_t, pair)                                                   \
-    static void name(int64_t n, float *s, const void *vw, const void *vx) {                  \
-        const block_t *w = (const block_t *)vw;                                              \
-        const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;                                \
-        const int64_t nb = n / TS_QK;                                                        \
-        __m512 a[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};                            \
-        __m512 b[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};                            \
-        int64_t i = 0;                                                                       \
-        for (; i + 4 <= nb; i += 4) {                                                        \
-            pair(a, w + i, x + i, 0);                                                        \
-            pair(b, w + i + 2, x + i + 2, 0);                                                \
-        }                                                                                    \
-        if (i + 2 <= nb) {                                                                   \
-            pair(a, w + i, x + i, 0);                                                        \
-            i += 2;                                                                          \
-        }                                                                                    \
-        if (i < nb) pair(b, w + i, x + i, 1);                                                \
-        *s = _mm512_reduce_add_ps(_mm512_add_ps(a[0], b[0])) +                               \
-             0.125f * _mm512_reduce_add_ps(_mm512_add_ps(a[1], b[1]));                       \
+/* Scale lanes of a pair (blocks a, a+1 of one half of the group): [c_a x8, c_a+1 x8] from
+ * half = [c of the half's 8 blocks, the same / 16]; with sixteen_high the second four lanes
+ * of each block (its high nibbles) take c / 16. */
+TS_ALWAYS_INLINE __m512 pair_scales(__m512 half, int a, int sixteen_high) {
+    const int b = a + 1, h = sixteen_high ? 8 : 0;
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(a, a, a, a, a + h, a + h, a + h, a + h, b, b, b, b, b + h, b + h,
+                                                   b + h, b + h), half);
+}
+
+/* The dot product of one row, 16 blocks at a time: their scales, then eight pairs into two
+ * alternating accumulators. Groups whose scale windows lie inside the row take a path with
+ * constant sizes (plain loads, unrolled); the rest, at the row end, one that checks every load.
+ * A last group of m < 16 blocks may end with a lone block, whose duplicate half meets a scale
+ * of 0. */
+#define TS_LEGACY_DOT(name, block_t, pair, kind, sign, sixteen_high)                                \
+    TS_ALWAYS_INLINE void name##_group(const block_t *w, const ts_block_q8x32 *x, int m, int64_t avail, \
+                                       __m512 *acc0, __m512 *acc1, __m512 *extra) {                \
+        const __m512 c = group_scales((const uint8_t *)w, (int)sizeof(block_t), avail, x, m, kind, extra); \
+        const __m512 c16 = _mm512_mul_ps(c, _mm512_set1_ps(1.0f / 16.0f));                          \
+        const __m512 half[2] = {_mm512_shuffle_f32x4(c, c16, 0x44), _mm512_shuffle_f32x4(c, c16, 0xEE)}; \
+        if (m == 16) {                                                                              \
+            _Pragma("GCC unroll 8") for (int p = 0; p < 8; p += 2) {                                \
+                const __m512i d0 = pair(w + 2 * p, w + 2 * p + 1, x + 2 * p, x + 2 * p + 1);        \
+                const __m512i d1 = pair(w + 2 * p + 2, w + 2 * p + 3, x + 2 * p + 2, x + 2 * p + 3); \
+                *acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), pair_scales(half[p / 4], (2 * p) % 8, sixteen_high), *acc0); \
+                *acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), pair_scales(half[p / 4], (2 * p + 2) % 8, sixteen_high), *acc1); \
+            }                                                                                       \
+            return;                                                                                 \
+        }                                                                                           \
+        for (int p = 0; 2 * p < m; p++) {                                                           \
+            const int b1 = 2 * p + 1 < m ? 2 * p + 1 : 2 * p;                                       \
+            const __m512i d = pair(w + 2 * p, w + b1, x + 2 * p, x + b1);                           \
+            const int a = (2 * p) % 8, h = (sixteen_high) ? 8 : 0;                                  \
+            const __m512i idx = _mm512_setr_epi32(a, a, a, a, a + h, a + h, a + h, a + h, a + 1, a + 1, a + 1, a + 1, \
+                                                  a + 1 + h, a + 1 + h, a + 1 + h, a + 1 + h);       \
+            *acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, half[p / 4]), *acc0); \
+        }                                                                                           \
+    }                                                                                               \
+    static void name(int64_t n, float *s, const void *vw, const void *vx) {                         \
+        const block_t *w = (const block_t *)vw;                                                     \
+        const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;                                       \
+        const int64_t nb = n / TS_QK;                                                               \
+        /* Bytes the scale windows of a full group reach from its start. */                        \
+        const int64_t reach = 64 * ((15 * (int64_t)sizeof(block_t) >> 6) + 1);                     \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), extra = _mm512_setzero_ps(); \
+        int64_t g = 0;                                                                              \
+        for (; (nb - g) * (int64_t)sizeof(block_t) >= reach; g += 16)                               \
+            name##_group(w + g, x + g, 16, reach, &acc0, &acc1, &extra);                            \
+        for (; g < nb; g += 16)                                                                     \
+            name##_group(w + g, x + g, nb - g < 16 ? (int)(nb - g) : 16, (nb - g) * (int64_t)sizeof(block_t), \
+                         &acc0, &acc1, &extra);                                                     \
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (sign) * _mm512_reduce_add_ps(extra); \
     }
 
-TS_LEGACY_DOT(vec_dot_q4_0, ts_block_q4_0, q4_0_pair)
-TS_LEGACY_DOT(vec_dot_q4_1, ts_block_q4_1, q4_1_pair)
-TS_LEGACY_DOT(vec_dot_q5_0, ts_block_q5_0, q5_0_pair)
-TS_LEGACY_DOT(vec_dot_q5_1, ts_block_q5_1, q5_1_pair)
-TS_LEGACY_DOT(vec_dot_q8_0, ts_block_q8_0, q8_0_pair)
-TS_LEGACY_DOT(vec_dot_iq4_nl, ts_block_iq4_nl, iq4_nl_pair)
+TS_LEGACY_DOT(vec_dot_q4_0, ts_block_q4_0, q4_0_pair, OFFSET, -8.0f, SIXTEEN_HIGH)
+TS_LEGACY_DOT(vec_dot_q4_1, ts_block_q4_1, q4_1_pair, MINIMUM, 1.0f, SIXTEEN_HIGH)
+TS_LEGACY_DOT(vec_dot_q5_0, ts_block_q5_0, q5_0_pair, OFFSET, -16.0f, 0)
+TS_LEGACY_DOT(vec_dot_q5_1, ts_block_q5_1, q5_1_pair, MINIMUM, 1.0f, 0)
+TS_LEGACY_DOT(vec_dot_q8_0, ts_block_q8_0, q8_0_pair, SIGNED_KIND, -SIGNED_OFFSET, 0)
+TS_LEGACY_DOT(vec_dot_iq4_nl, ts_block_iq4_nl, iq4_nl_pair, SIGNED_KIND, -SIGNED_OFFSET, 0)
 
 void TS_AVX512_NAME(ts_avx512_register_legacy)(ts_kernels *k) {
     k->quantize_q8x32 = quantize_q8x32;
