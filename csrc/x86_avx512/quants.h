@@ -3,6 +3,7 @@
 #define TS_X86_AVX512_QUANTS_H
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -24,15 +25,9 @@ void TS_AVX512_NAME(ts_avx512_register_float)(ts_kernels *k);
  * so that those arguments fold into immediates and index vectors. */
 #define TS_ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* acc + sums of four u*s products per int32 lane: u unsigned bytes, s signed bytes.
- * Without VNNI the pairs pass through int16 with saturation, so callers keep 2*u*|s| < 2^15. */
-static inline __m512i ts_avx512_dot_u8s8(__m512i acc, __m512i u, __m512i s) {
-#ifdef TS_VNNI
-    return _mm512_dpbusd_epi32(acc, u, s);
-#else
-    const __m512i pairs = _mm512_maddubs_epi16(u, s);
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
-#endif
+/* (a & mask) | b in one vpternlogd: a's kept bits with b's merged in. */
+static inline __m512i ts_avx512_and_or(__m512i a, __m512i mask, __m512i b) {
+    return _mm512_ternarylogic_epi32(a, b, mask, 0xEC);
 }
 
 /* A zero register by the xor idiom, which register renaming resolves without an execution
@@ -44,8 +39,9 @@ static inline __m512i ts_avx512_fresh_zero(void) {
     return z;
 }
 
-/* Sums of four u*s products per int32 lane (see ts_avx512_dot_u8s8). */
-static inline __m512i ts_avx512_dot_u8s8_new(__m512i u, __m512i s) {
+/* Sums of four u*s products per int32 lane: u unsigned bytes, s signed bytes. Without VNNI
+ * the pairs pass through int16 with saturation, so callers keep 2*u*|s| < 2^15. */
+static inline __m512i ts_avx512_dot_u8s8(__m512i u, __m512i s) {
 #ifdef TS_VNNI
     return _mm512_dpbusd_epi32(ts_avx512_fresh_zero(), u, s);
 #else
@@ -74,7 +70,7 @@ static inline __m512i ts_avx512_nibble_pair(const uint8_t *a, const uint8_t *b) 
 /* Signed weights times signed activations: |w| as the unsigned side, the sign moved onto x
  * (neg: the lanes where w < 0). Activations never hold -128, so negating them is exact. */
 static inline __m512i ts_avx512_dot_signed(__m512i absw, __mmask64 neg, __m512i x) {
-    return ts_avx512_dot_u8s8_new(absw, _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
+    return ts_avx512_dot_u8s8(absw, _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
 }
 
 /* IQ4_NL / IQ4_XS codebook of 4-bit indices q: |value| per byte, and the negative ones (q < 8). */

@@ -6,11 +6,10 @@
  * (the f16 weight scales and the activation headers are picked out of 64-byte windows by
  * permutes, then one conversion), and the offset or minimum terms through s. Then each pair
  * of blocks takes its integer dot product, spreads its two scales over the pair's lanes with
- * one permute and adds with one multiply-add. Loads are what limits this loop: per-block
- * broadcasts of scales, or gathers, cost more than the integer work itself. */
-
-/* In a pair register the int32/float lanes 0-7 belong to the first block, 8-15 to the second. */
-#define LO ((__mmask16)0x00FF)
+ * one permute and adds with one multiply-add. Converting scales per pair, broadcasting them
+ * per block or gathering them all cost more loads and uops than the integer work itself.
+ *
+ * In a pair register the int32/float lanes 0-7 belong to the first block, 8-15 to the second. */
 #define HI ((__mmask16)0xFF00)
 
 static void quantize_q8x32(const float *x, void *vy, int64_t n) {
@@ -81,8 +80,10 @@ TS_ALWAYS_INLINE __m512 act_heads8(const ts_block_q8x32 *x, int nblk) {
     const __m512i idx[5] = {ACT_IDX(0), ACT_IDX(1), ACT_IDX(2), ACT_IDX(3), ACT_IDX(4)};
     const int64_t avail = (int64_t)nblk * (int64_t)sizeof(*x);
     __m512 v = _mm512_setzero_ps();
-    for (int j = 0; j <= ((nblk - 1) * 40 >> 6); j++)
-        v = _mm512_permutex2var_ps(v, idx[j], _mm512_castsi512_ps(window((const uint8_t *)x + 64 * j, avail - 64 * j)));
+    for (int j = 0; j <= ((nblk - 1) * 40 >> 6); j++) {
+        const __m512i win = window((const uint8_t *)x + 64 * j, avail - 64 * j);
+        v = _mm512_permutex2var_ps(v, idx[j], _mm512_castsi512_ps(win));
+    }
     return v;
 }
 
@@ -141,7 +142,7 @@ static inline __m512i nibbles_dot(const uint8_t *qs, const uint8_t *qs1, const t
                                           0x0F0F0F0F0F0F0F0F, 0x0F0F0F0F0F0F0F0F);
     return _mm512_dpbusd_epi32(ts_avx512_fresh_zero(), _mm512_and_si512(v, keep), act_pair(x, x1));
 #else
-    return ts_avx512_dot_u8s8_new(ts_avx512_nibble_pair(qs, qs1), act_pair(x, x1));
+    return ts_avx512_dot_u8s8(ts_avx512_nibble_pair(qs, qs1), act_pair(x, x1));
 #endif
 }
 
@@ -152,7 +153,7 @@ static inline __m512i fives_dot(const uint8_t *qs, const uint8_t *qs1, const uin
     const uint64_t bits = ts_avx512_load_u32(qh) | (uint64_t)ts_avx512_load_u32(qh1) << 32;
     __m512i q = ts_avx512_nibble_pair(qs, qs1);
     q = _mm512_mask_add_epi8(q, _cvtu64_mask64(bits), q, _mm512_set1_epi8(16));
-    return ts_avx512_dot_u8s8_new(q, act_pair(x, x1));
+    return ts_avx512_dot_u8s8(q, act_pair(x, x1));
 }
 
 static inline __m512i q4_0_pair(const ts_block_q4_0 *w, const ts_block_q4_0 *w1, const ts_block_q8x32 *x,
@@ -217,6 +218,11 @@ TS_ALWAYS_INLINE __m512 pair_scales(__m512 half, int a, int sixteen_high) {
                                                    b + h, b + h), half);
 }
 
+/* acc + the pair's integer dot d scaled by its blocks' lanes of half (see pair_scales). */
+TS_ALWAYS_INLINE __m512 add_pair(__m512 acc, __m512i d, __m512 half, int a, int sixteen_high) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(half, a, sixteen_high), acc);
+}
+
 /* The dot product of one row, 16 blocks at a time: their scales, then eight pairs into two
  * alternating accumulators. Groups whose scale windows lie inside the row take a path with
  * constant sizes (plain loads, unrolled); the rest, at the row end, one that checks every load.
@@ -227,23 +233,21 @@ TS_ALWAYS_INLINE __m512 pair_scales(__m512 half, int a, int sixteen_high) {
                                        __m512 *acc0, __m512 *acc1, __m512 *extra) {                \
         const __m512 c = group_scales((const uint8_t *)w, (int)sizeof(block_t), avail, x, m, kind, extra); \
         const __m512 c16 = _mm512_mul_ps(c, _mm512_set1_ps(1.0f / 16.0f));                          \
-        const __m512 half[2] = {_mm512_shuffle_f32x4(c, c16, 0x44), _mm512_shuffle_f32x4(c, c16, 0xEE)}; \
+        const __m512 half[2] = {_mm512_shuffle_f32x4(c, c16, 0x44),                                 \
+                                _mm512_shuffle_f32x4(c, c16, 0xEE)};                                \
         if (m == 16) {                                                                              \
             _Pragma("GCC unroll 8") for (int p = 0; p < 8; p += 2) {                                \
                 const __m512i d0 = pair(w + 2 * p, w + 2 * p + 1, x + 2 * p, x + 2 * p + 1);        \
                 const __m512i d1 = pair(w + 2 * p + 2, w + 2 * p + 3, x + 2 * p + 2, x + 2 * p + 3); \
-                *acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), pair_scales(half[p / 4], (2 * p) % 8, sixteen_high), *acc0); \
-                *acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), pair_scales(half[p / 4], (2 * p + 2) % 8, sixteen_high), *acc1); \
+                *acc0 = add_pair(*acc0, d0, half[p / 4], (2 * p) % 8, sixteen_high);               \
+                *acc1 = add_pair(*acc1, d1, half[p / 4], (2 * p + 2) % 8, sixteen_high);           \
             }                                                                                       \
             return;                                                                                 \
         }                                                                                           \
         for (int p = 0; 2 * p < m; p++) {                                                           \
             const int b1 = 2 * p + 1 < m ? 2 * p + 1 : 2 * p;                                       \
             const __m512i d = pair(w + 2 * p, w + b1, x + 2 * p, x + b1);                           \
-            const int a = (2 * p) % 8, h = (sixteen_high) ? 8 : 0;                                  \
-            const __m512i idx = _mm512_setr_epi32(a, a, a, a, a + h, a + h, a + h, a + h, a + 1, a + 1, a + 1, a + 1, \
-                                                  a + 1 + h, a + 1 + h, a + 1 + h, a + 1 + h);       \
-            *acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, half[p / 4]), *acc0); \
+            *acc0 = add_pair(*acc0, d, half[p / 4], (2 * p) % 8, sixteen_high);                     \
         }                                                                                           \
     }                                                                                               \
     static void name(int64_t n, float *s, const void *vw, const void *vx) {                         \
