@@ -1,6 +1,6 @@
-/* AVX-512 (F/BW/VL/DQ): activation quantization and quantized dot products.
- * Compiled twice: once plain, once with TS_VNNI and -mavx512vnni (vpdpbusd). */
-#include "ts/kernels.h"
+/* AVX-512 (F/BW/VL/DQ) quantized kernels: fills the table from the per-family files.
+ * Every quants*.c file is compiled twice: once plain, once with TS_VNNI and -mavx512vnni. */
+#include "quants.h"
 
 #ifdef TS_VNNI
 #define TS_REGISTER ts_register_avx512vnni
@@ -8,4 +8,8 @@
 #define TS_REGISTER ts_register_avx512
 #endif
 
-void TS_REGISTER(ts_kernels *k) { (void)k; }
+void TS_REGISTER(ts_kernels *k) {
+    TS_AVX512_NAME(ts_avx512_register_legacy)(k);
+    TS_AVX512_NAME(ts_avx512_register_kquants)(k);
+    TS_AVX512_NAME(ts_avx512_register_float)(k);
+}

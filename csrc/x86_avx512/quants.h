@@ -1,0 +1,97 @@
+/* Helpers shared by the AVX-512 quantized kernels (csrc/x86_avx512/quants*.c), inlined per build. */
+#ifndef TS_X86_AVX512_QUANTS_H
+#define TS_X86_AVX512_QUANTS_H
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ts/kernels.h"
+
+/* Every quants*.c file is compiled once plain and once with TS_VNNI; the two builds link into
+ * one library, so their external names must differ. */
+#ifdef TS_VNNI
+#define TS_AVX512_NAME(name) name##_vnni
+#else
+#define TS_AVX512_NAME(name) name
+#endif
+
+void TS_AVX512_NAME(ts_avx512_register_legacy)(ts_kernels *k);
+void TS_AVX512_NAME(ts_avx512_register_kquants)(ts_kernels *k);
+void TS_AVX512_NAME(ts_avx512_register_float)(ts_kernels *k);
+
+/* Kernels are built from small helpers taking constant layout arguments; they must inline
+ * so that those arguments fold into immediates and index vectors. */
+#define TS_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* (a & mask) | b in one vpternlogd: a's kept bits with b's merged in. */
+static inline __m512i ts_avx512_and_or(__m512i a, __m512i mask, __m512i b) {
+    return _mm512_ternarylogic_epi32(a, b, mask, 0xEC);
+}
+
+/* A zero register by the xor idiom, which register renaming resolves without an execution
+ * port. Left to itself the compiler copies one shared zero into every VNNI accumulator, and
+ * each copy is a uop on the two ports that run all 512-bit work. */
+static inline __m512i ts_avx512_fresh_zero(void) {
+    __m512i z;
+    __asm__ volatile("vpxord %0, %0, %0" : "=v"(z));
+    return z;
+}
+
+/* Sums of four u*s products per int32 lane: u unsigned bytes, s signed bytes. Without VNNI
+ * the pairs pass through int16 with saturation, so callers keep 2*u*|s| < 2^15. */
+static inline __m512i ts_avx512_dot_u8s8(__m512i u, __m512i s) {
+#ifdef TS_VNNI
+    return _mm512_dpbusd_epi32(ts_avx512_fresh_zero(), u, s);
+#else
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+
+/* acc + sums of two int16 products per int32 lane. */
+static inline __m512i ts_avx512_dot_s16(__m512i acc, __m512i a, __m512i b) {
+#ifdef TS_VNNI
+    return _mm512_dpwssd_epi32(acc, a, b);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
+
+/* The 16 packed bytes of each of two blocks as 32 nibbles each, in element order:
+ * 128-bit lanes [a & 15, a >> 4, b & 15, b >> 4]. */
+static inline __m512i ts_avx512_nibble_pair(const uint8_t *a, const uint8_t *b) {
+    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a));
+    v = _mm512_mask_broadcast_i32x4(v, (__mmask16)0xFF00, _mm_loadu_si128((const __m128i *)b));
+    return _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0F));
+}
+
+/* Signed weights times signed activations: |w| as the unsigned side, the sign moved onto x
+ * (neg: the lanes where w < 0). Activations never hold -128, so negating them is exact. */
+static inline __m512i ts_avx512_dot_signed(__m512i absw, __mmask64 neg, __m512i x) {
+    return ts_avx512_dot_u8s8(absw, _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x));
+}
+
+/* IQ4_NL / IQ4_XS codebook of 4-bit indices q: |value| per byte, and the negative ones (q < 8). */
+static inline __m512i ts_avx512_iq4_abs(__m512i q) {
+    const __m128i table = _mm_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table), q);
+}
+/* The codebook values + 128, all unsigned: the VNNI side, with the offset removed through s. */
+static inline __m512i ts_avx512_iq4_shifted(__m512i q) {
+    const __m128i table = _mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153,
+                                        (char)166, (char)181, (char)197, (char)217, (char)241);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table), q);
+}
+static inline __mmask64 ts_avx512_iq4_neg(__m512i q) {
+    return _mm512_testn_epi8_mask(q, _mm512_set1_epi8(8));
+}
+
+static inline uint32_t ts_avx512_load_u32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+#endif
