@@ -73,7 +73,8 @@ def worker(args) -> int:
 
 
 def measure(engine: str, path: str, threads: int, args) -> dict | None:
-    cmd = [sys.executable, __file__, "--worker", engine, "--path", path, "--t", str(threads),
+    python = args.llama_python if engine == "llama" and args.llama_python else sys.executable
+    cmd = [python, __file__, "--worker", engine, "--path", path, "--t", str(threads),
            "--n-prompt", str(args.n_prompt), "--n-gen", str(args.n_gen)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -88,6 +89,7 @@ def main() -> int:
     ap.add_argument("--threads", default="2,1")
     ap.add_argument("--n-prompt", type=int, default=512)
     ap.add_argument("--n-gen", type=int, default=128)
+    ap.add_argument("--llama-python", help="interpreter that has llama-cpp-python (default: this one)")
     ap.add_argument("--worker", choices=["ours", "llama"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--t", type=int, help=argparse.SUPPRESS)
@@ -96,11 +98,9 @@ def main() -> int:
         return worker(args)
 
     from tensorsharp import store
-    try:
-        import llama_cpp  # noqa: F401
-        have_llama = True
-    except ImportError:
-        have_llama = False
+    probe = [args.llama_python or sys.executable, "-c", "import llama_cpp"]
+    have_llama = subprocess.run(probe, capture_output=True).returncode == 0
+    if not have_llama:
         print("llama-cpp-python is not installed: measuring tensorsharp alone", file=sys.stderr)
     load = os.getloadavg()[0]
     if load > 0.5:
