@@ -173,11 +173,143 @@ TS_GEMM_Q8X32(gemm_q5_0, TS_TYPE_Q5_0)
 TS_GEMM_Q8X32(gemm_q8_0, TS_TYPE_Q8_0)
 #endif
 
+/* ---- k-quants against q8k --------------------------------------------------------------------
+ * A super-block's quants become unsigned bytes in element order, 64 to a register; maddubs
+ * pairs them with the activations (below int16 saturation: u <= 63, |x| <= 127) and dpwssd
+ * applies each 16- or 32-element sub-block's integer scale. Weight unpacking and scales are
+ * shared by all activation rows of the tile; only d * x.d is per row and super-block. */
+
+TS_INLINE const ts_block_q8k *act_k(const void *x, size_t x_stride, int c) {
+    return (const ts_block_q8k *)((const char *)x + (size_t)c * x_stride);
+}
+
+/* Q4_K's packed 6-bit scales and mins -> int16 [sc0..sc7, m0..m7]. Bytes 0..3 hold sc0..3 and
+ * m0..3 are bytes 4..7 (low 6 bits each); sc4..7 and m4..7 take their low 4 bits from the
+ * nibbles of bytes 8..11 and their top 2 bits from the spare top bits of bytes 0..7. */
+TS_INLINE __m256i q4_K_scales16(const uint8_t *raw) {
+    const uint32_t m6 = 0x3F3F3F3Fu, m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    const uint32_t a = load_u32(raw), b = load_u32(raw + 4), c = load_u32(raw + 8);
+    const uint32_t sc_lo = a & m6, sc_hi = (c & m4) | ((a >> 6) & m2) << 4;
+    const uint32_t mn_lo = b & m6, mn_hi = ((c >> 4) & m4) | ((b >> 6) & m2) << 4;
+    return _mm256_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi));
+}
+
+/* int16 lanes 0..15 = lane lo of v, 16..31 = lane hi. */
+TS_INLINE __m512i spread16(__m256i v, int lo, int hi) {
+    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(v));
+}
+
+TS_INLINE void gemm_q4_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    for (int r = 0; r < nr; r++) {
+        const ts_block_q4_K *wr = (const ts_block_q4_K *)((const char *)w + (size_t)r * w_stride);
+        __m512 acc[TS_GEMM_MAX_COLS];
+        __m256 accm[TS_GEMM_MAX_COLS];
+        for (int c = 0; c < nc; c++) {
+            acc[c] = _mm512_setzero_ps();
+            accm[c] = _mm256_setzero_ps();
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i sm = q4_K_scales16(wr[b].scales);
+            /* The min of 32 elements, once per 16 of them to meet bsums: m0 m0 m1 m1 .. m7 m7. */
+            const __m256i mins = _mm256_permutexvar_epi16(
+                _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), sm);
+            /* Elements 64j .. 64j+31 are the low nibbles of qs[32j ..], the next 32 the high ones. */
+            __m512i u[4], sc[4];
+            for (int j = 0; j < 4; j++) {
+                const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr[b].qs + 32 * j)));
+                u[j] = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0)),
+                                        _mm512_set1_epi8(0x0F));
+                sc[j] = spread16(sm, 2 * j, 2 * j + 1);
+            }
+            const float d = f16_at(&wr[b].d), dmin = f16_at(&wr[b].dmin);
+            for (int c = 0; c < nc; c++) {
+                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+                __m512i isum = _mm512_setzero_si512();
+                for (int j = 0; j < 4; j++)
+                    isum = dot_s16(isum, _mm512_maddubs_epi16(u[j], _mm512_loadu_si512(xb->qs + 64 * j)), sc[j]);
+                const __m256i imin = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)xb->bsums));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xb->d), acc[c]);
+                accm[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_set1_ps(dmin * xb->d), accm[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            const __m256 lo = _mm256_sub_ps(_mm512_castps512_ps256(acc[c]), accm[c]);
+            acc[c] = _mm512_insertf32x8(acc[c], lo, 0);
+        }
+        store_cols(acc, nc, y + r, ys, 1);
+    }
+}
+
+TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    for (int r = 0; r < nr; r++) {
+        const ts_block_q6_K *wr = (const ts_block_q6_K *)((const char *)w + (size_t)r * w_stride);
+        __m512 acc[TS_GEMM_MAX_COLS];
+        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr[b].scales));
+            /* Quants are stored as u - 32: the -32 * sum(scale * bsums) term starts each sum. */
+            const __m256i bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+            /* Elements 128j + 32k + i: 4 bits from ql[64j + 32(k&1) + i] (high nibble when k >= 2),
+             * 2 bits from qh[32j + i] at bit 2k. u[2j] holds k = 0, 1 and u[2j+1] k = 2, 3. */
+            __m512i u[4], sc[4];
+            for (int j = 0; j < 2; j++) {
+                const __m512i ql = _mm512_loadu_si512(wr[b].ql + 64 * j);
+                const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr[b].qh + 32 * j)));
+                const __m512i h01 = _mm512_sllv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4));
+                const __m512i h23 = _mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
+                u[2 * j] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(h01, m30));
+                u[2 * j + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                               _mm512_and_si512(h23, m30));
+            }
+            /* int16 lane l of chunk t covers elements 64t + 2l, 2l+1: scale 4t + l/8. */
+            for (int t = 0; t < 4; t++) {
+                const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * t)),
+                    _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18,
+                                                       17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                                       1, 0), 3));
+                sc[t] = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc16));
+            }
+            const float d = f16_at(&wr[b].d);
+            for (int c = 0; c < nc; c++) {
+                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+                __m512i isum = _mm512_zextsi256_si512(
+                    _mm256_madd_epi16(bias, _mm256_loadu_si256((const __m256i *)xb->bsums)));
+                for (int t = 0; t < 4; t++)
+                    isum = dot_s16(isum, _mm512_maddubs_epi16(u[t], _mm512_loadu_si512(xb->qs + 64 * t)), sc[t]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xb->d), acc[c]);
+            }
+        }
+        store_cols(acc, nc, y + r, ys, 1);
+    }
+}
+
+/* A constant column count lets the accumulators live in registers. */
+#define TS_GEMM_K(name, rows_fn)                                                                         \
+    static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,           \
+                     size_t x_stride, float *y, size_t y_stride) {                                       \
+        const int64_t nb = n / TS_QK_K;                                                                  \
+        switch (nc) {                                                                                    \
+        case 1: rows_fn(1, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
+        case 2: rows_fn(2, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
+        case 3: rows_fn(3, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
+        default: rows_fn(4, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                       \
+        }                                                                                                \
+    }
+
+TS_GEMM_K(gemm_q4_K, gemm_q4_K_rows)
+TS_GEMM_K(gemm_q6_K, gemm_q6_K_rows)
+
 #ifdef TS_VNNI
 void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
+    k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
+    k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
 }
 #else
@@ -185,5 +317,7 @@ void ts_register_avx512_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
+    k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
+    k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
 }
 #endif
