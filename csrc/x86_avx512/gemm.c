@@ -34,12 +34,6 @@ TS_INLINE float f16_at(const void *p) {
     return _cvtsh_ss(h);
 }
 
-/* Float lanes 0..7 = lane lo of f, lanes 8..15 = lane hi of f. */
-TS_INLINE __m512 spread2(__m128 f, int lo, int hi) {
-    const __m512i idx = _mm512_set_epi32(hi, hi, hi, hi, hi, hi, hi, hi, lo, lo, lo, lo, lo, lo, lo, lo);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
-}
-
 /* Up to four accumulators reduced and stored (first: stored, else added) to y[c*ys + r]. */
 TS_INLINE void store_cols(const __m512 *acc, int nc, float *y, size_t ys, int first) {
     for (int c = 0; c < nc; c++) {
@@ -49,91 +43,126 @@ TS_INLINE void store_cols(const __m512 *acc, int nc, float *y, size_t ys, int fi
 }
 
 /* ---- 32-element blocks against q8x32 ------------------------------------------------------
- * Blocks go in pairs, block a in the low 256 bits of a register and block b in the high ones,
- * each in element order. The activations of a chunk of blocks are rearranged once per call
- * (shared by all weight rows of the tile): quants of a pair in one register, the activation
- * scales spread over their block's lanes, and the per-block offset term. Each weight pair is
- * then unpacked once and meets up to four activation rows. */
+ * Blocks go in fours, one per 128-bit lane: one register holds elements 0..15 of four blocks,
+ * another elements 16..31, so that the integer dot of a block lands in one lane's four int32
+ * and a single conversion and FMA serve four blocks. The activations of a chunk of blocks are
+ * rearranged that way once per call (shared by all weight rows of the tile), with their scales
+ * spread over their lanes and the per-block offset term; each weight quad is then unpacked
+ * once and meets up to four activation rows. */
 
 #define CHUNK 64 /* blocks per chunk: the rearranged activations of four rows stay in L1 */
 
 typedef struct {
-    __m512i q[CHUNK / 2];  /* quants of the pair (Q8_0: plus 128, to be the unsigned side) */
-    __m512 d[CHUNK / 2];   /* [x_a.d x8, x_b.d x8]; 0 for a missing block b */
-    __m512i off[CHUNK / 2]; /* Q4_0 / Q5_0: -offset * (sums of 4 quants), the integer start */
-    __m512 s[CHUNK / 2];   /* Q4_1: [x_a.s / 8 x8, x_b.s / 8 x8], the minimum's partner */
+    __m512i lo[CHUNK / 4];  /* elements 0..15 of each block (Q8_0: plus 128, the unsigned side) */
+    __m512i hi[CHUNK / 4];  /* elements 16..31 */
+    __m512 d[CHUNK / 4];    /* x.d over each block's four lanes; 0 for a missing block */
+    __m512i off[CHUNK / 4]; /* Q4_0 / Q5_0: -offset * (sums of 4 quants), the integer start */
+    __m512 s[CHUNK / 4];    /* Q4_1: x.s / 4 over each block's lanes, the minimum's partner */
 } act_chunk;
 
+/* Four 16-byte pieces p[0..3] as the four 128-bit lanes of one register. */
+TS_INLINE __m512i load_quad(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p0));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p1), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p2), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p3), 3);
+}
+
+/* Float lanes 4k..4k+3 = lane 2k + odd of the eight in f. */
+TS_INLINE __m512 spread4(__m256 f, int odd) {
+    const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(odd),
+                                         _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6));
+    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f));
+}
+
 TS_INLINE void act_prepare(int type, const ts_block_q8x32 *x, int nbc, act_chunk *a) {
-    for (int p = 0; 2 * p < nbc; p++) {
-        const ts_block_q8x32 *xa = &x[2 * p];
-        const int has_b = 2 * p + 1 < nbc;
-        const __m256i qa = _mm256_loadu_si256((const __m256i *)xa->qs);
-        const __m256i qb = has_b ? _mm256_loadu_si256((const __m256i *)xa[1].qs) : _mm256_setzero_si256();
-        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qb, 1);
-        const __m128 ds = _mm_setr_ps(xa->d, has_b ? xa[1].d : 0.0f, xa->s * 0.125f, has_b ? xa[1].s * 0.125f : 0.0f);
-        a->d[p] = spread2(ds, 0, 1);
-        if (type == TS_TYPE_Q4_1) a->s[p] = spread2(ds, 2, 3);
+    static const int8_t zero[TS_QK] = {0};
+    for (int g = 0; 4 * g < nbc; g++) {
+        const int8_t *q[4];
+        float ds[8];
+        for (int k = 0; k < 4; k++) {
+            const int i = 4 * g + k;
+            q[k] = i < nbc ? x[i].qs : zero;
+            ds[2 * k] = i < nbc ? x[i].d : 0.0f;
+            ds[2 * k + 1] = i < nbc ? x[i].s * 0.25f : 0.0f;
+        }
+        __m512i lo = load_quad((const uint8_t *)q[0], (const uint8_t *)q[1], (const uint8_t *)q[2],
+                               (const uint8_t *)q[3]);
+        __m512i hi = load_quad((const uint8_t *)q[0] + 16, (const uint8_t *)q[1] + 16,
+                               (const uint8_t *)q[2] + 16, (const uint8_t *)q[3] + 16);
+        const __m256 dsv = _mm256_loadu_ps(ds);
+        a->d[g] = spread4(dsv, 0);
+        if (type == TS_TYPE_Q4_1) a->s[g] = spread4(dsv, 1);
         if (type == TS_TYPE_Q4_0 || type == TS_TYPE_Q5_0) {
             const __m512i off = _mm512_set1_epi8(type == TS_TYPE_Q4_0 ? 8 : 16);
-            a->off[p] = _mm512_sub_epi32(_mm512_setzero_si512(), dot_u8s8(_mm512_setzero_si512(), off, q));
+            const __m512i sum = dot_u8s8(dot_u8s8(_mm512_setzero_si512(), off, lo), off, hi);
+            a->off[g] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
         }
-        if (type == TS_TYPE_Q8_0) q = _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
-        a->q[p] = q;
+        if (type == TS_TYPE_Q8_0) {
+            lo = _mm512_xor_si512(lo, _mm512_set1_epi8((char)0x80));
+            hi = _mm512_xor_si512(hi, _mm512_set1_epi8((char)0x80));
+        }
+        a->lo[g] = lo;
+        a->hi[g] = hi;
     }
 }
 
-/* The quants of weight blocks a and b as bytes in element order; Q4_x / Q5_0 unsigned. */
-TS_INLINE __m512i weight_pair(int type, const uint8_t *a, const uint8_t *b) {
-    if (type == TS_TYPE_Q8_0)
-        return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 2))),
-                                  _mm256_loadu_si256((const __m256i *)(b + 2)), 1);
-    const int qs = type == TS_TYPE_Q4_0 ? 2 : type == TS_TYPE_Q4_1 ? 4 : 6;
-    /* [qs_a, qs_a, qs_b, qs_b]: low nibbles are elements 0..15, high nibbles 16..31. */
-    const __m256i va = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(a + qs)));
-    const __m256i vb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + qs)));
-    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(va), vb, 1);
-    __m512i u = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
-                                 _mm512_set1_epi8(0x0F));
-    if (type == TS_TYPE_Q5_0) {
-        /* qh bit i is the fifth bit of element i: one mask bit per byte of the pair. */
-        const __mmask64 k = (__mmask64)load_u32(a + 2) | (__mmask64)load_u32(b + 2) << 32;
-        u = _mm512_mask_add_epi8(u, k, u, _mm512_set1_epi8(16));
-    }
-    return u;
+/* Bits 16h .. 16h+15 of each of the four qh words, as one 64-bit byte mask. */
+TS_INLINE __mmask64 q5_mask(const uint32_t qh[4], int h) {
+    uint64_t m = 0;
+    for (int k = 0; k < 4; k++) m |= (uint64_t)((qh[k] >> (16 * h)) & 0xFFFF) << (16 * k);
+    return (__mmask64)m;
 }
 
 TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t *w, size_t w_stride,
                                const act_chunk *act, float *y, size_t ys, int first) {
     const int bs = type == TS_TYPE_Q4_0 ? 18 : type == TS_TYPE_Q4_1 ? 20 : type == TS_TYPE_Q5_0 ? 22 : 34;
+    const int qs = type == TS_TYPE_Q4_0 || type == TS_TYPE_Q8_0 ? 2 : type == TS_TYPE_Q4_1 ? 4 : 6;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
         __m512 acc[TS_GEMM_MAX_COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
-        for (int p = 0; 2 * p < nbc; p++) {
-            const uint8_t *a = wr + (size_t)(2 * p) * bs;
-            /* A missing block b repeats a; its activation scale is 0. */
-            const uint8_t *b = 2 * p + 1 < nbc ? a + bs : a;
-            const __m512i q = weight_pair(type, a, b);
-            /* [d_a, m_a, d_b, m_b] for Q4_1, else [d_a, d_b, ...]. */
-            const __m128 dm = _mm_cvtph_ps(type == TS_TYPE_Q4_1
-                ? _mm_setr_epi32((int)load_u32(a), (int)load_u32(b), 0, 0)
-                : _mm_cvtsi32_si128((int)((load_u32(a) & 0xFFFF) | load_u32(b) << 16)));
-            const __m512 dw = type == TS_TYPE_Q4_1 ? spread2(dm, 0, 2) : spread2(dm, 0, 1);
-            const __m512 mw = spread2(dm, 1, 3);
+        for (int g = 0; 4 * g < nbc; g++) {
+            /* A missing block repeats the last one; its activation scale is 0. */
+            const uint8_t *b[4];
+            for (int k = 0; k < 4; k++) b[k] = wr + (size_t)(4 * g + k < nbc ? 4 * g + k : nbc - 1) * bs;
+            __m512i lo, hi;
+            if (type == TS_TYPE_Q8_0) {
+                lo = load_quad(b[0] + qs, b[1] + qs, b[2] + qs, b[3] + qs);
+                hi = load_quad(b[0] + qs + 16, b[1] + qs + 16, b[2] + qs + 16, b[3] + qs + 16);
+            } else {
+                /* Low nibbles are elements 0..15, high nibbles 16..31. */
+                const __m512i v = load_quad(b[0] + qs, b[1] + qs, b[2] + qs, b[3] + qs);
+                lo = _mm512_and_si512(v, m4);
+                hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            if (type == TS_TYPE_Q5_0) {
+                /* qh bit i is the fifth bit of element i. */
+                const uint32_t qh[4] = {load_u32(b[0] + 2), load_u32(b[1] + 2), load_u32(b[2] + 2),
+                                        load_u32(b[3] + 2)};
+                lo = _mm512_mask_add_epi8(lo, q5_mask(qh, 0), lo, _mm512_set1_epi8(16));
+                hi = _mm512_mask_add_epi8(hi, q5_mask(qh, 1), hi, _mm512_set1_epi8(16));
+            }
+            /* [d, m] of each block (Q4_1), else d and two quant bytes. */
+            const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32((int)load_u32(b[0]), (int)load_u32(b[1]),
+                                                             (int)load_u32(b[2]), (int)load_u32(b[3])));
+            const __m512 dw = spread4(dm, 0);
+            const __m512 mw = spread4(dm, 1);
             /* Q8_0: the activations carry +128; take 128 * (sums of 4 weight quants) back out. */
-            const __m512i corr = type == TS_TYPE_Q8_0
-                ? _mm512_sub_epi32(_mm512_setzero_si512(),
-                                   dot_u8s8(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), q))
-                : _mm512_setzero_si512();
+            __m512i corr = _mm512_setzero_si512();
+            if (type == TS_TYPE_Q8_0) {
+                const __m512i k128 = _mm512_set1_epi8((char)0x80);
+                corr = _mm512_sub_epi32(corr, dot_u8s8(dot_u8s8(corr, k128, lo), k128, hi));
+            }
             for (int c = 0; c < nc; c++) {
                 const act_chunk *x = &act[c];
                 __m512i dot;
-                if (type == TS_TYPE_Q8_0) dot = dot_u8s8(corr, x->q[p], q);
-                else if (type == TS_TYPE_Q4_1) dot = dot_u8s8(_mm512_setzero_si512(), q, x->q[p]);
-                else dot = dot_u8s8(x->off[p], q, x->q[p]);
-                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, x->d[p]), acc[c]);
-                if (type == TS_TYPE_Q4_1) acc[c] = _mm512_fmadd_ps(mw, x->s[p], acc[c]);
+                if (type == TS_TYPE_Q8_0) dot = dot_u8s8(dot_u8s8(corr, x->lo[g], lo), x->hi[g], hi);
+                else if (type == TS_TYPE_Q4_1) dot = dot_u8s8(dot_u8s8(corr, lo, x->lo[g]), hi, x->hi[g]);
+                else dot = dot_u8s8(dot_u8s8(x->off[g], lo, x->lo[g]), hi, x->hi[g]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, x->d[g]), acc[c]);
+                if (type == TS_TYPE_Q4_1) acc[c] = _mm512_fmadd_ps(mw, x->s[g], acc[c]);
             }
         }
         store_cols(acc, nc, y + r, ys, first);
