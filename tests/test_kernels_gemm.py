@@ -19,7 +19,7 @@ def _widths(type_name: str) -> list[int]:
 
 @pytest.mark.parametrize("type_name", TYPES)
 @pytest.mark.parametrize("rows", [1, 7, 33])
-@pytest.mark.parametrize("n", [2, 4, 5, 8, 9])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9])
 def test_gemm_matches_row_by_row(isa, type_name, rows, n, rng):
     tid = kernels._type_id(type_name)
     if not kernels._kernels.has_dot(tid, isa):

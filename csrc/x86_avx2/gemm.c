@@ -184,9 +184,142 @@ TS_GEMM_Q8X32(gemm_q4_1, TS_TYPE_Q4_1)
 TS_GEMM_Q8X32(gemm_q5_0, TS_TYPE_Q5_0)
 TS_GEMM_Q8X32(gemm_q8_0, TS_TYPE_Q8_0)
 
+/* ---- k-quants against q8k --------------------------------------------------------------------
+ * A super-block's quants are unpacked once per weight row into unsigned bytes in element
+ * order, 32 to a register, with an int16 scale vector per register; each activation row then
+ * takes maddubs (u <= 63, |x| <= 127: below int16 saturation) and madd with those scales. The
+ * unpacked super-block lives on the stack: sixteen registers do not hold it and the
+ * accumulators, and reloading it from L1 is cheaper than unpacking it again per row. */
+
+TS_INLINE const ts_block_q8k *act_k(const void *x, size_t x_stride, int c) {
+    return (const ts_block_q8k *)((const char *)x + (size_t)c * x_stride);
+}
+
+/* Q4_K's packed 6-bit scales and mins -> int16 [sc0..sc7, m0..m7]. Bytes 0..3 hold sc0..3 and
+ * m0..3 are bytes 4..7 (low 6 bits each); sc4..7 and m4..7 take their low 4 bits from the
+ * nibbles of bytes 8..11 and their top 2 bits from the spare top bits of bytes 0..7. */
+TS_INLINE __m256i q4_K_scales16(const uint8_t *raw) {
+    const uint32_t m6 = 0x3F3F3F3Fu, m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    const uint32_t a = load_u32(raw), b = load_u32(raw + 4), c = load_u32(raw + 8);
+    const uint32_t sc_lo = a & m6, sc_hi = (c & m4) | ((a >> 6) & m2) << 4;
+    const uint32_t mn_lo = b & m6, mn_hi = ((c >> 4) & m4) | ((b >> 6) & m2) << 4;
+    return _mm256_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi));
+}
+
+/* int16 lane i of v (i < 8) repeated over the low 128-bit lane, lane j over the high one. */
+TS_INLINE __m256i pick16(__m256i v, int i, int j) {
+    const __m256i both = _mm256_permute2x128_si256(v, v, i < 8 ? 0x00 : 0x11);
+    const __m256i both2 = _mm256_permute2x128_si256(v, v, j < 8 ? 0x00 : 0x11);
+    const __m256i s = _mm256_blend_epi32(both, both2, 0xF0);
+    const int bi = 2 * (i & 7), bj = 2 * (j & 7);
+    return _mm256_shuffle_epi8(s, _mm256_set_m128i(_mm_set1_epi16((short)((bj + 1) << 8 | bj)),
+                                                   _mm_set1_epi16((short)((bi + 1) << 8 | bi))));
+}
+
+typedef struct {
+    __m256i u[8];  /* quants of elements 32t .. 32t+31 */
+    __m256i sc[8]; /* their int16 scales, one per maddubs lane */
+} kblock;
+
+TS_INLINE void gemm_q4_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    kblock kb;
+    for (int r = 0; r < nr; r++) {
+        const ts_block_q4_K *wr = (const ts_block_q4_K *)((const char *)w + (size_t)r * w_stride);
+        __m256 acc[TS_GEMM_MAX_COLS];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i sm = q4_K_scales16(wr[b].scales);
+            /* The min of 32 elements, once per 16 of them to meet bsums: m0 m0 m1 m1 .. m7 m7. */
+            const __m256i mins = _mm256_shuffle_epi8(_mm256_permute2x128_si256(sm, sm, 0x11),
+                _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
+                                 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15));
+            /* Elements 64j .. 64j+31 are the low nibbles of qs[32j ..], the next 32 the high ones. */
+            for (int j = 0; j < 4; j++) {
+                const __m256i q = load(wr[b].qs + 32 * j);
+                kb.u[2 * j] = _mm256_and_si256(q, m4);
+                kb.u[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                kb.sc[2 * j] = pick16(sm, 2 * j, 2 * j);
+                kb.sc[2 * j + 1] = pick16(sm, 2 * j + 1, 2 * j + 1);
+            }
+            const float d = f16_at(&wr[b].d), dmin = f16_at(&wr[b].dmin);
+            for (int c = 0; c < nc; c++) {
+                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+                __m256i isum = _mm256_setzero_si256();
+                for (int t = 0; t < 8; t++)
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
+                const __m256i imin = _mm256_madd_epi16(mins, load(xb->bsums));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
+                acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_set1_ps(dmin * xb->d), acc[c]);
+            }
+        }
+        store_cols(acc, nc, y + r, ys, 1);
+    }
+}
+
+TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    kblock kb;
+    for (int r = 0; r < nr; r++) {
+        const ts_block_q6_K *wr = (const ts_block_q6_K *)((const char *)w + (size_t)r * w_stride);
+        __m256 acc[TS_GEMM_MAX_COLS];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr[b].scales));
+            /* Quants are stored as u - 32: the -32 * sum(scale * bsums) term starts each sum. */
+            const __m256i bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+            /* Element 128j + 32k + i: 4 bits from ql[64j + 32(k&1) + i] (high nibble when k >= 2),
+             * 2 bits from qh[32j + i] at bit 2k. */
+            for (int j = 0; j < 2; j++) {
+                const __m256i ql0 = load(wr[b].ql + 64 * j), ql1 = load(wr[b].ql + 64 * j + 32);
+                const __m256i qh = load(wr[b].qh + 32 * j);
+                __m256i *u = &kb.u[4 * j];
+                u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+                u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            }
+            /* Register t covers sub-blocks 2t (low 128-bit lane) and 2t+1 (high). */
+            for (int t = 0; t < 8; t++) kb.sc[t] = pick16(sc16, 2 * t, 2 * t + 1);
+            const float d = f16_at(&wr[b].d);
+            for (int c = 0; c < nc; c++) {
+                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+                __m256i isum = _mm256_madd_epi16(bias, load(xb->bsums));
+                for (int t = 0; t < 8; t++)
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
+            }
+        }
+        store_cols(acc, nc, y + r, ys, 1);
+    }
+}
+
+/* A constant column count lets the accumulators live in registers. */
+#define TS_GEMM_K(name, rows_fn)                                                                         \
+    static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,           \
+                     size_t x_stride, float *y, size_t y_stride) {                                       \
+        const int64_t nb = n / TS_QK_K;                                                                  \
+        switch (nc) {                                                                                    \
+        case 1: rows_fn(1, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
+        case 2: rows_fn(2, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
+        case 3: rows_fn(3, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
+        default: rows_fn(4, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                       \
+        }                                                                                                \
+    }
+
+TS_GEMM_K(gemm_q4_K, gemm_q4_K_rows)
+TS_GEMM_K(gemm_q6_K, gemm_q6_K_rows)
+
 void ts_register_avx2_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
+    k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
+    k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
 }
