@@ -48,8 +48,10 @@ def run_ours(path: str, threads: int, n_prompt: int, n_gen: int) -> dict:
 
 def run_llama(path: str, threads: int, n_prompt: int, n_gen: int) -> dict:
     from llama_cpp import Llama
-    llm = Llama(model_path=path, n_ctx=n_prompt + n_gen + 8, n_threads=threads, n_threads_batch=threads,
-                n_batch=n_prompt, n_ubatch=n_prompt, verbose=False)
+    # n_batch = n_ctx: llama-cpp-python keeps logits in an (n_batch, n_vocab) array indexed by position.
+    n_ctx = n_prompt + n_gen + 8
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                n_batch=n_ctx, n_ubatch=n_prompt, verbose=False)
     ids = _prompt_ids(lambda t: llm.tokenize(t.encode(), add_bos=False), n_prompt)
     llm.eval(ids[:16])
     llm.reset()
