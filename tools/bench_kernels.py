@@ -21,7 +21,7 @@ from tensorsharp import _kernels, kernels
 from tensorsharp.gguf.types import tensor_type
 from tensorsharp.testing.quants import random_weights
 
-SHAPES = [(576, 1536), (896, 4864), (640, 262144)]  # (cols, rows) as GGUF ne0, ne1
+SHAPES = [(576, 1536), (896, 4864), (4864, 896), (2048, 640), (640, 262144)]  # (cols, rows): GGUF ne0, ne1
 DEFAULT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "Q3_K", "Q2_K", "F16"]
 COLD_BYTES = 512 << 20  # well past the last-level cache
 
