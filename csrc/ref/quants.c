@@ -76,8 +76,8 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
             y[b].qs[i] = q8_round(x[i] * id);
             sum += y[b].qs[i];
         }
-        y[b].d = d;
-        y[b].s = d * (float)sum;
+        y[b].d = ts_f16_round(d);
+        y[b].s = y[b].d * (float)sum;
     }
 }
 

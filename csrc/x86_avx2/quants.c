@@ -56,8 +56,8 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
         for (int k = 0; k < 4; k++) q[k] = quant8(xb + 8 * k, id);
         store_i8x32(y[b].qs, q);
         const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        y[b].d = d;
-        y[b].s = d * (float)hsum_epi32(sum);
+        y[b].d = ts_f16_round(d);
+        y[b].s = y[b].d * (float)hsum_epi32(sum);
     }
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ts/fp16.h"
 #include "ts/kernels.h"
 
 static inline float ts_avx2_hsum_ps(__m256 v) {

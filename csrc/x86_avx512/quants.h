@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ts/fp16.h"
 #include "ts/kernels.h"
 
 /* Every quants*.c file is compiled once plain and once with TS_VNNI; the two builds link into

@@ -24,8 +24,8 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
         const __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, id));
         _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
-        y[i].d = d;
-        y[i].s = d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        y[i].d = ts_f16_round(d);
+        y[i].s = y[i].d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
     }
 }
 

@@ -37,10 +37,20 @@ def random_weights(type_name: str, rows: int, cols: int, rng: np.random.Generato
     return raw.reshape(rows, nb * t.type_size)
 
 
+def f16_round(a: np.ndarray) -> np.ndarray:
+    """Float32 values rounded to half precision where a half holds them as a normal number
+    (as the kernels store q8x32 scales); the rest unchanged."""
+    a = np.asarray(a, dtype=np.float32)
+    normal = (np.abs(a) >= np.float32(2.0 ** -14)) & (np.abs(a) <= np.float32(65504))
+    with np.errstate(over="ignore"):
+        return np.where(normal, a.astype(np.float16).astype(np.float32), a)
+
+
 def quantize_act_ref(x: np.ndarray, act: int) -> np.ndarray:
     """What the kernels' activation quantizer computes, returned dequantized (float64).
 
-    Symmetric 8-bit with d = max|x| / 127 per block of 32 (q8x32) or 256 (q8k)."""
+    Symmetric 8-bit with d = max|x| / 127 per block of 32 (q8x32) or 256 (q8k); q8x32 stores d
+    rounded by f16_round (the quants use the unrounded d)."""
     x = np.asarray(x, dtype=np.float32)
     if act == ACT_F32:
         return x.astype(np.float64)
@@ -51,6 +61,8 @@ def quantize_act_ref(x: np.ndarray, act: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(d > 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
     q = np.clip(np.round(blocks * inv), -127, 127)
+    if act == ACT_Q8X32:
+        d = f16_round(d)
     return (q * d.astype(np.float64)).reshape(x.shape)
 
 

@@ -48,15 +48,7 @@ def _teacher_forced(case):
     return rows
 
 
-# Gemma 3 misses one of 202 steps with margin >= 0.5 (prompt 5, step 22: the float64 reference
-# puts the two tokens 0.07 apart, llama.cpp 0.56): our 8-bit activation noise differs from
-# llama.cpp's. Strict, so the mark must go once the engine gets it right.
-KNOWN_GAPS = {"gemma3-270m": "argmax differs at one margin>=0.5 step (activation-rounding noise)"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=True)) if n in KNOWN_GAPS else n
-    for n in sorted(set(NAMES.values()))])
+@pytest.mark.parametrize("name", sorted(set(NAMES.values())))
 def test_teacher_forced_matches_llama_cpp(name):
     rows = [r for c in CASES if NAMES[c["model"]] == name for r in _teacher_forced(c)]
     assert rows

@@ -42,6 +42,13 @@ static inline uint16_t ts_f32_to_f16(float f) {
     return (uint16_t)((sign >> 16) | (shl1_w > UINT32_C(0xFF000000) ? UINT16_C(0x7E00) : nonsign));
 }
 
+/* x rounded to the nearest half, the precision ggml stores activation block scales in; values
+ * outside the normal half range stay as they are rather than flush to 0 or overflow to inf. */
+static inline float ts_f16_round(float x) {
+    const float a = x < 0 ? -x : x;
+    return (a >= 0x1.0p-14f && a <= 65504.0f) ? ts_f16_to_f32(ts_f32_to_f16(x)) : x;
+}
+
 static inline float ts_bf16_to_f32(uint16_t h) { return ts_fp32_from_bits((uint32_t)h << 16); }
 
 #endif
