@@ -9,6 +9,7 @@ from tensorsharp import store
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.sampler import Sampler, SamplingParams
+from tensorsharp.engine.stop import StopMatcher
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_model
 from tensorsharp.tokenizer import Tokenizer
@@ -76,18 +77,25 @@ class Model:
         return logits
 
     def generate(self, ids, max_tokens: int, temperature: float = 0.0, stop_at_eog: bool = True,
-                 **sampling) -> Iterator[int]:
-        """Token ids sampled after the prompt ids, up to max_tokens or an end-of-generation token."""
+                 stop=(), **sampling) -> Iterator[int]:
+        """Token ids sampled after the prompt ids, up to max_tokens, an end-of-generation token, or
+        the token that completes one of the `stop` strings (that token is not yielded)."""
         ids = [int(t) for t in ids]
         if not ids:
             raise ValueError("generate needs at least one prompt token")
         params = SamplingParams(temperature=temperature, **sampling)
         params.validate(self.n_vocab)
         sampler = Sampler(params, history=ids)
+        matcher = StopMatcher(stop) if stop else None
+        decoder = self.tokenizer.stream(at_start=False) if stop else None
         logits = self._prefill(ids)
         for _ in range(max_tokens):
             tok = sampler.sample(logits).token
             sampler.accept(tok)
+            if matcher is not None:
+                matcher.feed(decoder.feed(tok))
+                if matcher.stopped:
+                    return
             yield tok
             if stop_at_eog and self.tokenizer.is_eog(tok):
                 return

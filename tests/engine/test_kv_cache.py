@@ -37,18 +37,3 @@ def test_copied_prefix_continues_like_the_original(smol):
     # slot 0 re-evaluates its last one: both then predict the token after the whole prompt.
     a = step.step(prompt[-2:] + [prompt[-1]], [n - 2, n - 1, n - 1], [1, 1, 0], [1, 2])
     assert np.allclose(a[0], a[1], atol=1e-4 * np.abs(a[0]).max())
-
-
-def test_generate_refuses_to_overflow_the_context(smol):
-    ids = smol.tokenize("Count: 1 2 3 4 5 6 7 8 9 10")
-    with pytest.raises(ContextFullError):
-        list(smol.generate(ids, max_tokens=200, stop_at_eog=False))
-
-
-def test_prefix_reuse_gives_the_same_answer(smol):
-    ids = smol.tokenize("The capital of France is")
-    first = list(smol.generate(ids, 5))
-    again = list(smol.generate(ids, 5))  # the cache already holds the prompt
-    assert first == again
-    fresh = smol.eval(ids)
-    assert int(np.argmax(fresh)) == first[0]
