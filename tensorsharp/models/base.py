@@ -111,6 +111,7 @@ class Transformer:
     def __init__(self, gguf, arch_cls: type[Architecture]):
         self.gguf = gguf  # keeps the mmap alive as long as the model
         self.arch = arch_cls(gguf.metadata)
+        self._used: set[str] = set()
         emb = self._tensor("token_embd.weight")
         self.hparams = hp = self.arch.hparams(n_vocab=int(emb.shape[1]))
         self.native = _kernels.NativeModel(hp.native())
@@ -125,6 +126,11 @@ class Transformer:
         for slot, name in GLOBAL_SLOTS.items():
             if name in gguf.tensors:
                 self._set(-1, slot, name)
+        unused = sorted(set(gguf.tensors) - self._used)
+        if unused:
+            # A tensor we do not apply (a bias, rope_freqs, ...) would silently change the result.
+            raise GGUFError(f"{self.arch.name} model has tensors this engine does not support: "
+                            f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}")
         self.native.finalize()
 
     def _tensor(self, name: str):
@@ -135,6 +141,7 @@ class Transformer:
 
     def _set(self, layer: int, slot: int, name: str) -> None:
         t = self._tensor(name)
+        self._used.add(name)
         cols = int(t.shape[0])
         rows = int(np.prod(t.shape[1:], dtype=np.int64)) if len(t.shape) > 1 else 1
         data = np.asarray(t.data).reshape(rows, -1)

@@ -3,7 +3,8 @@ import math
 
 from tensorsharp.models.base import FFN_GELU, Architecture, HParams
 
-# Five sliding-window layers, then one global layer; local layers rotate with their own base.
+# Unless the file says otherwise: five sliding-window layers, then one global layer; local
+# layers rotate with their own base (llama.cpp's defaults for gemma3).
 SWA_PATTERN = 6
 LOCAL_ROPE_BASE = 10000.0
 
@@ -20,6 +21,13 @@ class Gemma3(Architecture):
         return hp
 
     def layer_params(self, hp: HParams, layer: int) -> tuple[float, float, int]:
-        if hp.sliding_window and layer % SWA_PATTERN < SWA_PATTERN - 1:
-            return LOCAL_ROPE_BASE, 1.0, hp.sliding_window
+        pattern = self.md.get(f"{self.name}.attention.sliding_window_pattern", SWA_PATTERN)
+        if isinstance(pattern, (int, float)):
+            pattern = int(pattern)
+            sliding = pattern > 0 and layer % pattern < pattern - 1
+        else:  # one flag per layer
+            sliding = layer < len(pattern) and bool(pattern[layer])
+        if hp.sliding_window and sliding:
+            base = float(self.md.get(f"{self.name}.rope.freq_base_swa", LOCAL_ROPE_BASE))
+            return base, 1.0, hp.sliding_window
         return hp.rope_base, hp.rope_scale, 0

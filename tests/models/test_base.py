@@ -1,0 +1,31 @@
+"""Loading a GGUF into the native model: what is required, what is refused."""
+import pytest
+
+from tensorsharp.errors import GGUFError
+from tensorsharp.gguf import GGUFFile
+from tensorsharp.models import load_model
+from tensorsharp.testing.models import model_path
+
+
+@pytest.fixture
+def smol_file():
+    with GGUFFile(model_path("smollm2-135m")) as f:
+        yield f
+
+
+def test_unsupported_tensor_is_refused(smol_file):
+    smol_file.tensors["blk.0.attn_output.bias"] = smol_file.tensors["blk.0.attn_norm.weight"]
+    with pytest.raises(GGUFError, match="attn_output.bias"):
+        load_model(smol_file)
+
+
+def test_missing_required_tensor_is_refused(smol_file):
+    del smol_file.tensors["blk.3.ffn_down.weight"]
+    with pytest.raises(GGUFError, match="blk.3.ffn_down.weight"):
+        load_model(smol_file)
+
+
+def test_unknown_architecture_is_refused(smol_file):
+    smol_file.metadata["general.architecture"] = "mamba9"
+    with pytest.raises(GGUFError, match="mamba9"):
+        load_model(smol_file)
