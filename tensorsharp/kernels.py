@@ -165,13 +165,14 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     k_cache = np.ascontiguousarray(k_cache, dtype=np.float16)
     v_cache = np.ascontiguousarray(v_cache, dtype=np.float16)
     q_pos = np.asarray(q_pos).reshape(-1)
-    if q_pos.size and (q_pos.min() < 0 or q_pos.max() >= k_cache.shape[1] if k_cache.ndim == 3 else True):
-        raise ValueError("attention: query positions must lie inside the cache")
-    q_pos = q_pos.astype(np.int32)
     if q.ndim != 3 or k_cache.ndim != 3 or k_cache.shape != v_cache.shape:
         raise ValueError("attention wants q (n_tok, n_head, head_dim) and k/v (n_kv_head, n_ctx, head_dim)")
     if q.shape[2] != k_cache.shape[2] or q.shape[1] % k_cache.shape[0] or q_pos.size != q.shape[0]:
         raise ValueError("attention: head counts, head_dim or positions do not match")
+    # Checked before narrowing to int32, which would wrap large positions silently.
+    if q_pos.size and (q_pos.min() < 0 or q_pos.max() >= k_cache.shape[1]):
+        raise ValueError("attention: query positions must lie inside the cache")
+    q_pos = q_pos.astype(np.int32)
     if scale is None:
         scale = 1.0 / float(np.sqrt(q.shape[2]))
     out = np.empty_like(q)
