@@ -50,18 +50,7 @@ class Model:
         ids = [int(t) for t in ids]
         if not ids:
             raise ValueError("eval needs at least one token")
-        self._cached = []
-        self.cache.truncate(0, 0)
-        self.cache.reserve(0, len(ids))
-        nb = self.stepper.n_batch
-        out = []
-        for a in range(0, len(ids), nb):
-            chunk = ids[a:a + nb]
-            rows = range(len(chunk)) if logits_all else ([len(chunk) - 1] if a + nb >= len(ids) else [])
-            out.append(self.stepper.step(chunk, np.arange(a, a + len(chunk)), np.zeros(len(chunk)), list(rows)))
-        self._cached = list(ids)
-        logits = np.concatenate(out)
-        return logits if logits_all else logits[-1]
+        return self._evaluate(ids, keep=0, logits_all=logits_all)
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
         """Logits after ids, evaluating only what the cache does not already hold."""
@@ -69,10 +58,14 @@ class Model:
         limit = min(len(ids) - 1, len(self._cached))  # the last token is always evaluated
         while keep < limit and self._cached[keep] == ids[keep]:
             keep += 1
+        return self._evaluate(ids, keep)
+
+    def _evaluate(self, ids: list[int], keep: int, logits_all: bool = False) -> np.ndarray:
+        """Keeps the first `keep` cached positions and evaluates the rest of ids after them."""
         self._cached = self._cached[:keep]
         self.cache.truncate(0, keep)
         self.cache.reserve(0, len(ids) - keep)
-        logits = self.stepper.prefill(ids[keep:], start=keep)
+        logits = self.stepper.prefill(ids[keep:], start=keep, logits_all=logits_all)
         self._cached = list(ids)
         return logits
 

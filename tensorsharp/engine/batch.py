@@ -28,14 +28,15 @@ class Stepper:
         self._ctx.forward(self.cache.k, self.cache.v, tokens, pos, seq, out_rows, logits, self.n_threads)
         return logits[: len(out_rows)]
 
-    def prefill(self, tokens, start: int = 0, seq: int = 0) -> np.ndarray:
-        """Runs a prompt in chunks of n_batch from position `start`; logits of its last token."""
+    def prefill(self, tokens, start: int = 0, seq: int = 0, logits_all: bool = False) -> np.ndarray:
+        """Runs tokens in chunks of n_batch from position `start`: logits (n_vocab,) of the last
+        token, or (len(tokens), n_vocab) of every one when logits_all."""
         tokens = np.asarray(tokens, dtype=np.int32)
-        logits = None
+        out = []
         for a in range(0, len(tokens), self.n_batch):
             chunk = tokens[a:a + self.n_batch]
             last = a + len(chunk) == len(tokens)
+            rows = range(len(chunk)) if logits_all else ([len(chunk) - 1] if last else [])
             pos = np.arange(start + a, start + a + len(chunk), dtype=np.int32)
-            logits = self.step(chunk, pos, np.full(len(chunk), seq, np.int32),
-                               [len(chunk) - 1] if last else [])
-        return logits[0]
+            out.append(self.step(chunk, pos, np.full(len(chunk), seq, np.int32), list(rows)))
+        return np.concatenate(out) if logits_all else out[-1][0]
