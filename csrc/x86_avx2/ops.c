@@ -40,6 +40,15 @@ static inline float hmax(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* x = n*ln2 + r with n = round(x/ln2) and |r| <= ln2/2; ln2 is split in two parts so that
+ * r stays exact for large n. */
+static inline __m256 reduce_ln2_avx2(__m256 x, __m256 *n) {
+    *n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 r = _mm256_fnmadd_ps(*n, _mm256_set1_ps(0.693359375f), x);
+    return _mm256_fnmadd_ps(*n, _mm256_set1_ps(-2.12194440e-4f), r);
+}
+
 /* e^x = 2^n * e^r with n = round(x/ln2), |r| <= ln2/2 and e^r from its degree-7 Taylor
  * polynomial (truncation < 1e-8). 2^n is applied as two halves so that n = 128 and the
  * denormal range still come out right. Clamping keeps n in int range; NaN passes through
@@ -47,10 +56,8 @@ static inline float hmax(__m256 v) {
 static inline __m256 exp_avx2(__m256 x) {
     x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
     x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 n;
+    const __m256 r = reduce_ln2_avx2(x, &n);
     __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
@@ -72,10 +79,8 @@ static inline __m256 tanh_avx2(__m256 y) {
     __m256 z = _mm256_add_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), y),
                              _mm256_andnot_ps(_mm256_set1_ps(-0.0f), y));
     z = _mm256_min_ps(_mm256_set1_ps(20.0f), z);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 n;
+    const __m256 r = reduce_ln2_avx2(z, &n);
     __m256 p = _mm256_set1_ps(1.0f / 40320.0f);
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 5040.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));

@@ -19,6 +19,15 @@ static inline __m512 load_f16x16(__mmask16 m, const ts_f16 *p) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
+/* x = n*ln2 + r with n = round(x/ln2) and |r| <= ln2/2; ln2 is split in two parts so that
+ * r stays exact for large n. */
+static inline __m512 reduce_ln2_512(__m512 x, __m512 *n) {
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_fnmadd_ps(*n, _mm512_set1_ps(0.693359375f), x);
+    return _mm512_fnmadd_ps(*n, _mm512_set1_ps(-2.12194440e-4f), r);
+}
+
 /* e^x = 2^n * e^r with n = round(x/ln2), |r| <= ln2/2 and e^r from its degree-7 Taylor
  * polynomial (truncation < 1e-8); scalef applies 2^n with correct overflow and denormals.
  * The clamp only keeps r meaningful; NaN passes through (max/min return their second
@@ -26,10 +35,8 @@ static inline __m512 load_f16x16(__mmask16 m, const ts_f16 *p) {
 static inline __m512 exp512(__m512 x) {
     x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
     x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 n;
+    const __m512 r = reduce_ln2_512(x, &n);
     __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
@@ -48,10 +55,8 @@ static inline __m512 tanh512(__m512 y) {
     const __m512 sign = _mm512_and_ps(y, _mm512_set1_ps(-0.0f));
     const __m512 ay = _mm512_abs_ps(y);
     const __m512 z = _mm512_min_ps(_mm512_set1_ps(20.0f), _mm512_add_ps(ay, ay));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), z);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 n;
+    const __m512 r = reduce_ln2_512(z, &n);
     __m512 p = _mm512_set1_ps(1.0f / 40320.0f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 5040.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
