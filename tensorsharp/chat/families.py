@@ -1,0 +1,97 @@
+"""A model's chat format, resolved once from its GGUF metadata and chat template text: which
+tool-call family it speaks, whether it reasons, and the parser each request gets."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from tensorsharp.chat import tool_parsers
+from tensorsharp.chat.output import OutputParser
+from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
+from tensorsharp.chat.tool_parsers import Family
+from tensorsharp.chat.tool_parsers import hermes, llama3, mistral
+
+_TOOLS_VARIABLE = re.compile(r"\btools\b")
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    family: Family
+    template_renders_tools: bool  # the template lays out `tools` itself
+    supports_thinking: bool
+    reasoning_markers: tuple[tuple[str, str], ...]  # (opening, closing) pairs
+
+    @property
+    def tool_family(self) -> str:
+        return self.family.name
+
+    @property
+    def supports_tools(self) -> bool:
+        """The template lays out tools, or the family teaches its call form in a system prompt."""
+        return self.template_renders_tools or self.family.system_prompt is not None
+
+    @property
+    def call_prefix(self) -> str:
+        return self.family.call_prefix
+
+    @property
+    def call_suffix(self) -> str:
+        return self.family.call_suffix
+
+    @property
+    def arguments_key(self) -> str:
+        return self.family.arguments_key
+
+    @property
+    def calls_as_array(self) -> bool:
+        return self.family.calls_as_array
+
+    def make_parser(self, tools: list | None = None, think: bool | None = None, prompt: str = "",
+                    new_id: Callable[[], str] | None = None) -> OutputParser:
+        """The parser of one request. tools: the tools offered (None or empty: no tool calls are
+        looked for). think: False drops reasoning, True or None (the model's default) splits it off.
+        prompt: the rendered prompt, whose end says whether generation starts inside reasoning.
+        new_id makes tool-call ids (default "call_" + random hex)."""
+        reasoning = ReasoningSplitter(self.reasoning_markers, in_thinking=self.starts_in_thinking(prompt),
+                                      keep=think is not False)
+        return OutputParser(reasoning, self.family.parser(new_id) if tools else None)
+
+    def starts_in_thinking(self, prompt: str) -> bool:
+        """Whether the prompt ends inside an opened reasoning block (Qwen3 thinking templates and
+        DeepSeek-R1 end the generation prompt with "<think>\\n")."""
+        tail = prompt.rstrip()
+        return any(tail.endswith(opening) for opening, _ in self.reasoning_markers)
+
+    def system_prompt_for_tools(self, tools: list | None) -> str | None:
+        """Text for the system prompt that teaches the call syntax; None when there are no tools
+        or the template renders them itself."""
+        if not tools or self.template_renders_tools or self.family.system_prompt is None:
+            return None
+        return self.family.system_prompt(tools)
+
+
+def detect_family(metadata: dict, template_source: str) -> str:
+    src = template_source
+    if hermes.OPEN in src:
+        return "hermes"
+    if llama3.PYTHON_TAG in src or "<|start_header_id|>" in src:
+        return "llama3"
+    if mistral.TOOL_CALLS in src:
+        return "mistral"
+    arch = str(metadata.get("general.architecture", ""))
+    if arch.startswith("gemma") and not _TOOLS_VARIABLE.search(src):
+        return "gemma"
+    return "generic"
+
+
+def chat_format(metadata: dict, template_source: str | None, tool_format: str | None = None) -> ChatFormat:
+    """See tensorsharp.chat.output.chat_format. template_source is the file's template (None or
+    empty when it has none: the built-in template renders no tools)."""
+    src = template_source or ""
+    family = tool_parsers.family(tool_format or detect_family(metadata, src))
+    markers = tuple(pair for pair in (THINK, MISTRAL_THINK) if pair[0] in src or pair[1] in src)
+    return ChatFormat(family=family,
+                      template_renders_tools=bool(_TOOLS_VARIABLE.search(src)),
+                      supports_thinking=bool(markers) or "enable_thinking" in src,
+                      reasoning_markers=markers or (THINK,))

@@ -1,0 +1,87 @@
+"""What a chat model's streamed text becomes: content, reasoning and tool calls, as deltas and aggregates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from tensorsharp.chat.families import ChatFormat
+    from tensorsharp.chat.reasoning import ReasoningSplitter
+    from tensorsharp.chat.tool_parsers.base import ToolParser
+
+
+@dataclass
+class ContentDelta:
+    text: str
+
+
+@dataclass
+class ThinkingDelta:
+    text: str
+
+
+@dataclass
+class ToolCallDelta:
+    """One piece of a tool call. The first delta of a call carries its id and name; the
+    `arguments` of all deltas of one index, joined, are the call's JSON arguments text."""
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+Delta = Union[ContentDelta, ThinkingDelta, ToolCallDelta]
+
+
+class OutputParser:
+    """One per request: feed it the generated text as it settles, get back deltas.
+
+    Reasoning is split off first; the content that remains goes through the family's tool-call
+    parser when the request offered tools. `content`, `thinking` and `tool_calls` (OpenAI shape,
+    arguments as a JSON string) hold everything returned so far."""
+
+    def __init__(self, reasoning: ReasoningSplitter, tools: ToolParser | None = None):
+        self._reasoning = reasoning
+        self._tools = tools
+        self.content = ""
+        self.thinking = ""
+        self.tool_calls: list[dict] = []
+
+    def feed(self, text: str) -> list[Delta]:
+        return self._record(self._route(self._reasoning.feed(text)))
+
+    def finish(self) -> list[Delta]:
+        """Flush what was held back (a marker that never completed is plain text after all)."""
+        out = self._route(self._reasoning.finish())
+        if self._tools is not None:
+            out += self._tools.finish()
+        return self._record(out)
+
+    def _route(self, deltas: list[Delta]) -> list[Delta]:
+        if self._tools is None:
+            return deltas
+        out: list[Delta] = []
+        for d in deltas:
+            out += self._tools.feed(d.text) if isinstance(d, ContentDelta) else [d]
+        return out
+
+    def _record(self, deltas: list[Delta]) -> list[Delta]:
+        for d in deltas:
+            if isinstance(d, ContentDelta):
+                self.content += d.text
+            elif isinstance(d, ThinkingDelta):
+                self.thinking += d.text
+            elif d.index == len(self.tool_calls):
+                self.tool_calls.append({"id": d.id, "type": "function",
+                                        "function": {"name": d.name, "arguments": d.arguments}})
+            else:
+                self.tool_calls[d.index]["function"]["arguments"] += d.arguments
+        return deltas
+
+
+def chat_format(metadata: dict, template_source: str | None, tool_format: str | None = None) -> ChatFormat:
+    """The model's chat format, resolved from its GGUF metadata and chat template text;
+    tool_format names a tool-call family explicitly (the --tool-format override)."""
+    # families builds OutputParsers, so it is imported here rather than at the top.
+    from tensorsharp.chat.families import chat_format as resolve
+    return resolve(metadata, template_source, tool_format)
