@@ -80,8 +80,11 @@ def hf_logits(model, tokens) -> np.ndarray:
     return out.logits[0].float().numpy()
 
 
-def write_gguf(model, path, weight_type: str = "F32") -> Path:
-    """Write model to path as convert_hf_to_gguf.py would (matrices in weight_type); returns path."""
+def write_gguf(model, path, weight_type: str = "F32", chat_template: str | None = None,
+               added_tokens: dict[str, gguf.TokenType] | None = None) -> Path:
+    """Write model to path as convert_hf_to_gguf.py would (matrices in weight_type); returns path.
+    chat_template becomes tokenizer.chat_template; added_tokens (text -> CONTROL or USER_DEFINED)
+    follow <|endoftext|> in the vocabulary, as a model's special tokens do."""
     if weight_type not in WEIGHT_TYPES:
         raise ValueError(f"weight type {weight_type!r} is not one of {WEIGHT_TYPES}")
     config = model.config
@@ -91,7 +94,9 @@ def write_gguf(model, path, weight_type: str = "F32") -> Path:
     w.add_name(f"tiny-random-{arch}")
     _write_hparams(w, config, arch)
     w.add_file_type(getattr(gguf.LlamaFileType, _FILE_TYPES[weight_type]))
-    _write_vocab(w, config.vocab_size)
+    _write_vocab(w, config.vocab_size, added_tokens or {})
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
     qtype = gguf.GGMLQuantizationType[weight_type]
     for name, data in _gguf_tensors(model, arch):
         if data.ndim == 1 or weight_type == "F32":
@@ -195,11 +200,12 @@ def _byte_chars() -> list[str]:
     return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
 
 
-def _write_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
-    """A valid byte-level BPE vocabulary of n_vocab tokens: the 256 bytes, <|endoftext|>, then
-    merges of lowercase letters (with and without the leading-space mark), then unused fillers."""
-    tokens = _byte_chars() + ["<|endoftext|>"]
-    types = [gguf.TokenType.NORMAL] * 256 + [gguf.TokenType.CONTROL]
+def _write_vocab(w: gguf.GGUFWriter, n_vocab: int, added: dict[str, gguf.TokenType]) -> None:
+    """A valid byte-level BPE vocabulary of n_vocab tokens: the 256 bytes, <|endoftext|>, the added
+    tokens, then merges of lowercase letters (with and without the leading-space mark), then
+    unused fillers."""
+    tokens = _byte_chars() + ["<|endoftext|>", *added]
+    types = [gguf.TokenType.NORMAL] * 256 + [gguf.TokenType.CONTROL, *added.values()]
     if n_vocab < len(tokens):
         raise ValueError(f"a byte-level vocabulary needs at least {len(tokens)} tokens")
     letters = "etaoinshrdlcumwfgypbvkjxqz"

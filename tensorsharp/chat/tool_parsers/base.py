@@ -143,6 +143,65 @@ class ToolParser:
 
 
 @dataclass(frozen=True)
+class Block:
+    """Text that introduces JSON tool calls and, optionally, text that closes them. bare: the JSON
+    must look like a call (only a call's keys) to count, as after a Markdown fence."""
+    opening: str
+    closing: str = ""
+    bare: bool = False
+
+
+_START, _TEXT, _CALLS, _CLOSING, _AFTER = range(5)
+
+
+class JsonCallParser(ToolParser):
+    """Calls as JSON objects (or arrays of them) inside the family's blocks, or, with BARE_START,
+    as JSON that opens the answer or follows another call. Markers that never close are
+    forgiven: whatever follows the JSON is read as text."""
+
+    BLOCKS: tuple[Block, ...] = ()
+    BARE_START = True
+    BETWEEN_CALLS = WHITESPACE  # what may separate one call from the next
+
+    def __init__(self, new_id=None):
+        super().__init__(new_id)
+        self._mode = _START
+        self._closing = ""
+
+    def _step(self, final: bool) -> bool:
+        mode = self._mode
+        if mode in (_START, _AFTER):
+            rest = self._buf.lstrip(WHITESPACE if mode == _START else self.BETWEEN_CALLS)
+            if not rest and not final:
+                return False
+            if self.BARE_START and rest[:1] in ("{", "["):
+                self._start_calls(self._buf[:len(self._buf) - len(rest)], bare=True)
+                self._buf, self._closing, self._mode = rest, "", _CALLS
+            else:
+                self._mode = _TEXT
+            return True
+        if mode == _TEXT:
+            opening = self._scan(tuple(b.opening for b in self.BLOCKS), final)
+            if opening is None:
+                return False
+            block = next(b for b in self.BLOCKS if b.opening == opening)
+            self._start_calls(opening, bare=block.bare)
+            self._closing, self._mode = block.closing, _CALLS
+            return True
+        if mode == _CALLS:
+            read = self._read_calls(final)
+            if read is None:
+                return False
+            self._mode = (_CLOSING if self._closing else _AFTER) if read else _TEXT
+            return True
+        found = self._expect(self._closing, final)
+        if found is None:
+            return False
+        self._mode = _AFTER
+        return True
+
+
+@dataclass(frozen=True)
 class Family:
     """A tool-call wire format: its parser, the syntax a constraint grammar must produce (prefix,
     JSON call object(s) with `arguments_key`, suffix) and the system prompt that teaches it to a

@@ -1,40 +1,20 @@
-"""Hermes / Qwen tool calls: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, one per block."""
+"""Hermes / Qwen tool calls: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, one per block.
+
+Small Qwen models also drop the tags or fence the JSON as Markdown, so a bare call object that
+opens the answer and a ```json block holding a call are read as calls too."""
 from __future__ import annotations
 
 import json
 
-from tensorsharp.chat.tool_parsers.base import Family, ToolParser
+from tensorsharp.chat.tool_parsers.base import Block, Family, JsonCallParser
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
+FENCE = Block("```json", "```", bare=True)
 
-_TEXT, _CALLS, _CLOSE = range(3)
 
-
-class HermesParser(ToolParser):
-    def __init__(self, new_id=None):
-        super().__init__(new_id)
-        self._mode = _TEXT
-
-    def _step(self, final: bool) -> bool:
-        if self._mode == _TEXT:
-            if self._scan((OPEN,), final) is None:
-                return False
-            self._start_calls(OPEN)
-            self._mode = _CALLS
-            return True
-        if self._mode == _CALLS:
-            read = self._read_calls(final)
-            if read is None:
-                return False
-            self._mode = _CLOSE if read else _TEXT
-            return True
-        # A missing closing tag is forgiven: whatever follows the JSON is read as text.
-        found = self._expect(CLOSE, final)
-        if found is None:
-            return False
-        self._mode = _TEXT
-        return True
+class HermesParser(JsonCallParser):
+    BLOCKS = (Block(OPEN, CLOSE), FENCE)
 
 
 def tools_block(tools: list) -> str:
