@@ -9,8 +9,7 @@ from typing import Callable
 from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
-from tensorsharp.chat.tool_parsers import Family
-from tensorsharp.chat.tool_parsers import hermes, llama3, mistral
+from tensorsharp.chat.tool_parsers import Family, hermes, llama3, mistral
 
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
 

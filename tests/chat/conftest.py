@@ -75,6 +75,12 @@ def parse(qwen_tokenizer):
     return parse
 
 
+@pytest.fixture(scope="session")
+def feed():
+    """feed(parser, chunks) -> Parsed, checking the streaming contract of the deltas."""
+    return run
+
+
 @pytest.fixture
 def counter_ids():
     """A new_id that counts, for tests that look at ids."""

@@ -49,10 +49,6 @@ class CallReader:
         self._begun = False
         self._quoted = False    # arguments sent as a JSON string holding the JSON text
 
-    @property
-    def in_call(self) -> bool:
-        return self._begun
-
     def feed(self, ch: str) -> str:
         """MORE, DONE (the whole JSON is read) or FAILED."""
         state = self._state
@@ -79,9 +75,8 @@ class CallReader:
             self._in_array = self._in_array or ch == "["
             self._state = _ELEMENT_FIRST if ch == "[" else _KEY_FIRST
         elif state in (_KEY_FIRST, _KEY) and ch == '"':
-            self._reader, self._text, self._state = JsonReader(), "", _IN_KEY
+            self._reader, self._text, self._state = JsonReader(), ch, _IN_KEY
             self._reader.feed(ch)
-            self._text = ch
         elif state == _COLON and ch == ":":
             self._state = _VALUE_START
         elif state == _AFTER_VALUE and ch == ",":
@@ -154,7 +149,7 @@ class CallReader:
                 self.sink.call_arguments(self._args)
 
     def _begin(self) -> None:
-        if self._begun or self._name is None:
+        if self._begun or not self._name:
             return
         self._begun = True
         self.calls += 1
@@ -167,7 +162,7 @@ class CallReader:
             self._state = _AFTER_VALUE
             self.unowned += "}"
             return MORE
-        if self._name is None or self._bare and not self._args_key_seen:
+        if not self._name or self._bare and not self._args_key_seen:
             return self._fail()
         if not self._begun:
             self._args = "{}"

@@ -71,8 +71,6 @@ class MistralParser(ToolParser):
                     self._raw += marker
                     self._mode = _CALL_ID_STATE
                     return True
-                if not self._name:
-                    return self._release()
                 self._mode, self._args, self._args_fresh = _ARGUMENTS, JsonReader(), True
                 self.begin_call(self._name, "")
                 return True

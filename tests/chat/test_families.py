@@ -1,0 +1,152 @@
+"""Chat formats resolved from the real models' metadata and templates, and from template snippets."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tensorsharp.chat.families import ChatFormat
+from tensorsharp.chat.output import chat_format
+from tensorsharp.chat.template import GEMMA_TEMPLATE, ChatTemplate
+from tensorsharp.chat.tool_parsers import UnknownToolFormat
+from tensorsharp.errors import TensorSharpError
+from tensorsharp.gguf import GGUFFile
+from tensorsharp.testing.models import model_path
+
+# ../shared/refdata beside the checkout (a worktree sits one level deeper than the main checkout).
+REFDATA = next((p / "shared" / "refdata" for p in Path(__file__).resolve().parents
+                if (p / "shared" / "refdata").is_dir()), Path("/nonexistent"))
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+# model name -> (family, template lays out tools, teaching system prompt)
+REAL = {
+    "smollm2-135m": ("generic", False, True),
+    "gemma3-270m": ("gemma", False, True),
+    "qwen2.5-coder-0.5b": ("hermes", True, False),
+}
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_models(name):
+    md = GGUFFile(model_path(name)).metadata
+    fmt = chat_format(md, md.get("tokenizer.chat_template"))
+    family, renders, teaches = REAL[name]
+    assert isinstance(fmt, ChatFormat)
+    assert (fmt.tool_family, fmt.template_renders_tools) == (family, renders)
+    assert (fmt.system_prompt_for_tools(TOOLS) is not None) == teaches
+    assert fmt.system_prompt_for_tools(None) is None and fmt.system_prompt_for_tools([]) is None
+    assert fmt.supports_tools and not fmt.supports_thinking
+    assert fmt.reasoning_markers == (("<think>", "</think>"),)
+
+
+@pytest.mark.skipif(not REFDATA.exists(), reason="shared/refdata is not beside the checkout")
+def test_refdata_templates_and_the_wire_syntax_they_teach():
+    sources = {s["model"]: s["tokenizer_chat_template"]
+               for s in json.loads((REFDATA / "chat_template_sources.json").read_text())}
+    arch = {"SmolLM2-135M-Instruct.Q4_1.gguf": "llama", "gemma-3-270m-q4_k_m.gguf": "gemma3",
+            "qwen2.5-coder-0.5b-instruct.gguf": "qwen2"}
+    families = {m: chat_format({"general.architecture": arch[m]}, s).tool_family for m, s in sources.items()}
+    assert families == {"SmolLM2-135M-Instruct.Q4_1.gguf": "generic", "gemma-3-270m-q4_k_m.gguf": "gemma",
+                        "qwen2.5-coder-0.5b-instruct.gguf": "hermes"}
+    # The prompt Qwen's own template renders teaches the syntax a tool-call constraint produces.
+    cases = json.loads((REFDATA / "chat_templates.json").read_text())
+    prompt = next(c["prompt"] for c in cases if c["case"] == "tools_user")
+    fmt = chat_format({"general.architecture": "qwen2"}, sources["qwen2.5-coder-0.5b-instruct.gguf"])
+    assert (fmt.call_prefix, fmt.call_suffix) == ("<tool_call>\n", "\n</tool_call>")
+    assert fmt.call_prefix + '{"name": <function-name>, "' + fmt.arguments_key in prompt
+    assert fmt.call_suffix in prompt and not fmt.calls_as_array
+
+
+def _calls(fmt, text):
+    parser = fmt.make_parser(TOOLS)
+    parser.feed(text)
+    parser.finish()
+    return [c["function"]["name"] for c in parser.tool_calls]
+
+
+HERMES_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>'
+
+
+def test_gemma_learns_hermes_from_a_system_prompt_in_its_turn_format():
+    fmt = chat_format(GGUFFile(model_path("gemma3-270m")).metadata, None)
+    prompt = ChatTemplate(GEMMA_TEMPLATE, builtin=True).render(
+        [{"role": "system", "content": fmt.system_prompt_for_tools(TOOLS)},
+         {"role": "user", "content": "Weather in Paris?"}])
+    assert prompt.startswith("<start_of_turn>user\n") and '"name": "get_weather"' in prompt
+    assert "<tool_call>" in prompt and prompt.endswith("<start_of_turn>model\n")
+    assert _calls(fmt, HERMES_CALL) == ["get_weather"]
+
+
+@pytest.mark.parametrize("source, family", [
+    ("{{ '<|start_header_id|>' + m.role + '<|end_header_id|>' }}", "llama3"),
+    ("{% if tools %}<|python_tag|>{% endif %}", "llama3"),
+    ("[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS][TOOL_CALLS]", "mistral"),
+    ("<|im_start|>{% for t in tools %}<tool_call>{% endfor %}", "hermes"),
+    ("{{ messages }}", "generic"),
+    ("", "generic"),
+])
+def test_family_from_template_text(source, family):
+    assert chat_format({"general.architecture": "llama"}, source).tool_family == family
+
+
+def test_gemma_whose_template_renders_tools_is_not_taught():
+    fmt = chat_format({"general.architecture": "gemma3"}, "{% for t in tools %}{{ t | tojson }}{% endfor %}")
+    assert fmt.tool_family == "generic" and fmt.system_prompt_for_tools(TOOLS) is None
+
+
+def test_wire_syntax_per_family():
+    syntax = {name: (f.call_prefix, f.call_suffix, f.arguments_key, f.calls_as_array)
+              for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "gemma", "generic"))}
+    assert syntax == {
+        "hermes": ("<tool_call>\n", "\n</tool_call>", "arguments", False),
+        "llama3": ("", "", "parameters", False),
+        "mistral": ("[TOOL_CALLS]", "", "arguments", True),
+        "gemma": ("<tool_call>\n", "\n</tool_call>", "arguments", False),
+        "generic": ("", "", "arguments", False),
+    }
+
+
+def test_override_and_unknown_override():
+    qwen = "{% for t in tools %}<tool_call>{% endfor %}"
+    assert _calls(chat_format({}, qwen), HERMES_CALL) == ["get_weather"]
+    fmt = chat_format({}, qwen, tool_format="mistral")
+    assert fmt.tool_family == "mistral" and _calls(fmt, HERMES_CALL) == []
+    assert _calls(fmt, '[TOOL_CALLS][{"name": "get_weather", "arguments": {}}]') == ["get_weather"]
+    with pytest.raises(UnknownToolFormat, match="'hermez'.*hermes") as e:
+        chat_format({}, qwen, tool_format="hermez")
+    assert isinstance(e.value, TensorSharpError)
+
+
+def test_no_tools_offered_means_no_calls_are_looked_for():
+    fmt = chat_format({}, "<tool_call>")
+    parser = fmt.make_parser(None)
+    parser.feed(HERMES_CALL)
+    parser.finish()
+    assert parser.tool_calls == [] and parser.content == HERMES_CALL
+
+
+@pytest.mark.parametrize("source, thinking, markers", [
+    ("{% if enable_thinking is false %}<think>\n\n</think>{% endif %}", True, (("<think>", "</think>"),)),
+    ("{{ '<think>\\n' }}", True, (("<think>", "</think>"),)),
+    ("[THINK]{{ m.thinking }}[/THINK][TOOL_CALLS]", True, (("[THINK]", "[/THINK]"),)),
+    ("{% if enable_thinking %}{% endif %}", True, (("<think>", "</think>"),)),
+    ("<|im_start|>", False, (("<think>", "</think>"),)),
+])
+def test_thinking_support_and_markers(source, thinking, markers):
+    fmt = chat_format({}, source)
+    assert (fmt.supports_thinking, fmt.reasoning_markers) == (thinking, markers)
+
+
+@pytest.mark.parametrize("tail, inside", [
+    ("<|im_start|>assistant\n<think>\n", True),
+    ("<|im_start|>assistant\n<think>", True),
+    ("<|im_start|>assistant\n<think>\n\n</think>\n\n", False),
+    ("<|im_start|>assistant\n", False),
+    ("", False),
+])
+def test_generation_starts_inside_thinking_when_the_prompt_opened_it(tail, inside):
+    fmt = chat_format({}, "<think>")
+    assert fmt.starts_in_thinking(tail) == inside
+    parser = fmt.make_parser(prompt=tail)
+    parser.feed("plan</think>answer")
+    parser.finish()
+    assert (parser.thinking, parser.content) == (("plan", "answer") if inside else ("", "plan</think>answer"))
