@@ -2,6 +2,7 @@
 tool-call family it speaks, whether it reasons, and the parser each request gets."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -10,6 +11,7 @@ from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
 from tensorsharp.chat.tool_parsers import Family, hermes, llama3, mistral
+from tensorsharp.chat.tool_parsers.base import tool_response
 
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
 
@@ -68,6 +70,59 @@ class ChatFormat:
         if not tools or self.template_renders_tools or self.family.system_prompt is None:
             return None
         return self.family.system_prompt(tools)
+
+    def messages_for_template(self, messages: list[dict], tools: list | None) -> list[dict]:
+        """The messages to render. Unchanged when the template lays out tools itself (or none are
+        offered); otherwise the teaching prompt joins the system message, earlier calls are written
+        back in the family's own syntax and tool results become user turns wrapped in
+        <tool_response> tags, so a template that knows nothing of tools still shows the model the
+        whole loop."""
+        teach = self.system_prompt_for_tools(tools)
+        if teach is None:
+            return messages
+        if messages and messages[0].get("role") == "system":
+            first, rest = messages[0], messages[1:]
+            out = [{**first, "content": f"{first.get('content') or ''}\n\n{teach}".lstrip()}]
+        else:
+            out, rest = [{"role": "system", "content": teach}], messages
+        results_turn = False  # the last message holds tool results: the next one joins it
+        for m in rest:
+            if m.get("role") == "tool":
+                result = tool_response(_text(m.get("content")))
+                if results_turn:
+                    out[-1] = {**out[-1], "content": out[-1]["content"] + "\n" + result}
+                else:
+                    out.append({"role": "user", "content": result})
+                results_turn = True
+                continue
+            results_turn = False
+            if m.get("role") == "assistant" and m.get("tool_calls"):
+                written = self._write_calls(m["tool_calls"])
+                content = (m.get("content") or "").strip()
+                out.append({"role": "assistant", "content": f"{content}\n{written}" if content else written})
+            else:
+                out.append(m)
+        return out
+
+    def _write_calls(self, calls: list[dict]) -> str:
+        objects = []
+        for call in calls:
+            fn = call.get("function", call)
+            arguments = fn.get("arguments")
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except json.JSONDecodeError:
+                    pass  # shown as the client sent it
+            objects.append({"name": fn.get("name"), self.arguments_key: arguments if arguments is not None else {}})
+        f = self.family
+        if f.calls_as_array:
+            return f.call_prefix + json.dumps(objects, ensure_ascii=False) + f.call_suffix
+        return "\n".join(f.call_prefix + json.dumps(o, ensure_ascii=False) + f.call_suffix for o in objects)
+
+
+def _text(content) -> str:
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
 
 
 def detect_family(metadata: dict, template_source: str) -> str:

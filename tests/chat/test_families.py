@@ -150,3 +150,47 @@ def test_generation_starts_inside_thinking_when_the_prompt_opened_it(tail, insid
     parser.feed("plan</think>answer")
     parser.finish()
     assert (parser.thinking, parser.content) == (("plan", "answer") if inside else ("", "plan</think>answer"))
+
+
+LOOP = [
+    {"role": "user", "content": "Weather in Paris and Oslo?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 18}'},
+    {"role": "tool", "tool_call_id": "call_2", "content": '{"temp": 9}'},
+]
+
+
+def test_gemma_sees_the_whole_loop_in_its_turn_format():
+    fmt = chat_format({"general.architecture": "gemma3"}, None)
+    messages = fmt.messages_for_template(LOOP, TOOLS)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    prompt = ChatTemplate(GEMMA_TEMPLATE, builtin=True).render(messages)
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert "<start_of_turn>model\n<tool_call>\n" in prompt and call + "<end_of_turn>" in prompt
+    assert ('<start_of_turn>user\n<tool_response>\n{"temp": 18}\n</tool_response>\n'
+            '<tool_response>\n{"temp": 9}\n</tool_response><end_of_turn>\n<start_of_turn>model\n') in prompt
+    # What the model is shown is what its parser reads back.
+    assert _calls(fmt, messages[2]["content"]) == ["get_weather", "get_weather"]
+
+
+def test_system_message_keeps_its_text_and_gains_the_teaching():
+    fmt = chat_format({}, "{{ messages }}")
+    messages = fmt.messages_for_template([{"role": "system", "content": "Be brief."}, *LOOP[:1]], TOOLS)
+    assert messages[0]["content"].startswith("Be brief.\n\n") and "get_weather" in messages[0]["content"]
+    assert messages[1] == LOOP[0]
+
+
+def test_templates_that_render_tools_get_the_messages_unchanged():
+    fmt = chat_format({}, "{% for t in tools %}<tool_call>{% endfor %}")
+    assert fmt.messages_for_template(LOOP, TOOLS) is LOOP
+    assert chat_format({}, "").messages_for_template(LOOP, None) is LOOP
+
+
+def test_mistral_writes_parallel_calls_as_one_array():
+    fmt = chat_format({}, "", tool_format="mistral")
+    written = fmt.messages_for_template(LOOP, TOOLS)[2]["content"]
+    assert written == ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+                       '{"name": "get_weather", "arguments": {"city": "Oslo"}}]')
+    assert _calls(fmt, written) == ["get_weather", "get_weather"]

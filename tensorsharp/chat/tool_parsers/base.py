@@ -12,6 +12,14 @@ from tensorsharp.chat.tool_parsers.calls import FAILED, MORE, CallReader
 WHITESPACE = " \t\n\r"
 
 
+# How a taught model is shown the results of its calls (the Hermes convention, for every family).
+RESULTS_NOTE = "The results of your calls come back inside <tool_response></tool_response> tags."
+
+
+def tool_response(text: str) -> str:
+    return f"<tool_response>\n{text}\n</tool_response>"
+
+
 def random_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 

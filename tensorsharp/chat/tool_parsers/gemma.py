@@ -3,7 +3,7 @@ which the Hermes parser reads."""
 from __future__ import annotations
 
 from tensorsharp.chat.tool_parsers import hermes
-from tensorsharp.chat.tool_parsers.base import Family
+from tensorsharp.chat.tool_parsers.base import RESULTS_NOTE, Family
 
 
 def system_prompt(tools: list) -> str:
@@ -15,7 +15,7 @@ def system_prompt(tools: list) -> str:
             "A function call is a JSON object with the function's name and its arguments, written "
             "inside <tool_call></tool_call> tags and nothing else, for example:\n"
             '<tool_call>\n{"name": "<function name>", "arguments": {"<argument>": <value>}}\n</tool_call>\n'
-            "Write one such block per call. When no function is needed, answer in plain text.")
+            "Write one such block per call. When no function is needed, answer in plain text. " + RESULTS_NOTE)
 
 
 FAMILY = Family("gemma", hermes.HermesParser, call_prefix=hermes.FAMILY.call_prefix,

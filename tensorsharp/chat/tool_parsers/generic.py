@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tensorsharp.chat.tool_parsers.base import Block, Family, JsonCallParser
+from tensorsharp.chat.tool_parsers.base import RESULTS_NOTE, Block, Family, JsonCallParser
 
 
 class GenericParser(JsonCallParser):
@@ -19,7 +19,7 @@ def system_prompt(tools: list) -> str:
             + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) + "\n\n"
             "To call a function, answer with only a JSON object, nothing before or after it: "
             '{"name": "<function name>", "arguments": {"<argument>": <value>}}. '
-            "If no function is needed, answer in plain text.")
+            "If no function is needed, answer in plain text. " + RESULTS_NOTE)
 
 
 FAMILY = Family("generic", GenericParser, call_prefix="", call_suffix="", arguments_key="arguments",

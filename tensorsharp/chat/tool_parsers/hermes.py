@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tensorsharp.chat.tool_parsers.base import Block, Family, JsonCallParser
+from tensorsharp.chat.tool_parsers.base import RESULTS_NOTE, Block, Family, JsonCallParser
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -27,7 +27,7 @@ def system_prompt(tools: list) -> str:
             "To call a function, answer with its name and arguments as a JSON object inside "
             "<tool_call></tool_call> tags, one block per call:\n"
             '<tool_call>\n{"name": "<function name>", "arguments": {"<argument>": <value>}}\n</tool_call>\n'
-            "If no function is needed, answer normally.")
+            "If no function is needed, answer normally. " + RESULTS_NOTE)
 
 
 FAMILY = Family("hermes", HermesParser, call_prefix=OPEN + "\n", call_suffix="\n" + CLOSE,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tensorsharp.chat.tool_parsers.base import WHITESPACE, Block, Family, JsonCallParser
+from tensorsharp.chat.tool_parsers.base import RESULTS_NOTE, WHITESPACE, Block, Family, JsonCallParser
 
 PYTHON_TAG = "<|python_tag|>"
 
@@ -22,7 +22,7 @@ def system_prompt(tools: list) -> str:
             + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) + "\n\n"
             "To call a function, answer with only a JSON object in the format "
             '{"name": "<function name>", "parameters": {"<argument>": <value>}} and nothing else. '
-            "If no function is needed, answer normally.")
+            "If no function is needed, answer normally. " + RESULTS_NOTE)
 
 
 FAMILY = Family("llama3", Llama3Parser, call_prefix="", call_suffix="", arguments_key="parameters",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tensorsharp.chat.tool_parsers.base import WHITESPACE, Family, ToolParser
+from tensorsharp.chat.tool_parsers.base import RESULTS_NOTE, WHITESPACE, Family, ToolParser
 from tensorsharp.chat.tool_parsers.json_reader import BEFORE, DONE, ERROR, JsonReader
 
 TOOL_CALLS = "[TOOL_CALLS]"
@@ -113,7 +113,7 @@ def system_prompt(tools: list) -> str:
     return ("[AVAILABLE_TOOLS]" + json.dumps(tools, ensure_ascii=False) + "[/AVAILABLE_TOOLS]\n"
             "To call tools, answer with [TOOL_CALLS] followed by a JSON array of calls: "
             '[TOOL_CALLS][{"name": "<function name>", "arguments": {"<argument>": <value>}}]. '
-            "If no tool is needed, answer normally.")
+            "If no tool is needed, answer normally. " + RESULTS_NOTE)
 
 
 FAMILY = Family("mistral", MistralParser, call_prefix=TOOL_CALLS, call_suffix="", arguments_key="arguments",
