@@ -43,9 +43,23 @@ class OutputParser:
     def __init__(self, reasoning: ReasoningSplitter, tools: ToolParser | None = None):
         self._reasoning = reasoning
         self._tools = tools
-        self.content = ""
-        self.thinking = ""
-        self.tool_calls: list[dict] = []
+        # Pieces, joined when read: a long answer streamed in small deltas stays linear in time.
+        self._content: list[str] = []
+        self._thinking: list[str] = []
+        self._calls: list[tuple[str, str, list[str]]] = []  # (id, name, argument pieces)
+
+    @property
+    def content(self) -> str:
+        return _joined(self._content)
+
+    @property
+    def thinking(self) -> str:
+        return _joined(self._thinking)
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return [{"id": cid, "type": "function", "function": {"name": name, "arguments": _joined(args)}}
+                for cid, name, args in self._calls]
 
     def feed(self, text: str) -> list[Delta]:
         return self._record(self._route(self._reasoning.feed(text)))
@@ -68,15 +82,20 @@ class OutputParser:
     def _record(self, deltas: list[Delta]) -> list[Delta]:
         for d in deltas:
             if isinstance(d, ContentDelta):
-                self.content += d.text
+                self._content.append(d.text)
             elif isinstance(d, ThinkingDelta):
-                self.thinking += d.text
-            elif d.index == len(self.tool_calls):
-                self.tool_calls.append({"id": d.id, "type": "function",
-                                        "function": {"name": d.name, "arguments": d.arguments}})
+                self._thinking.append(d.text)
+            elif d.index == len(self._calls):
+                self._calls.append((d.id, d.name, [d.arguments]))
             else:
-                self.tool_calls[d.index]["function"]["arguments"] += d.arguments
+                self._calls[d.index][2].append(d.arguments)
         return deltas
+
+
+def _joined(pieces: list[str]) -> str:
+    if len(pieces) > 1:
+        pieces[:] = ["".join(pieces)]
+    return pieces[0] if pieces else ""
 
 
 def chat_format(metadata: dict, template_source: str | None, tool_format: str | None = None) -> ChatFormat:

@@ -41,6 +41,7 @@ class ToolParser:
         self._ws = ""             # trailing whitespace of the content, held until we know what follows
         self._after_call = False  # no content since the last call ended
         self._reader: CallReader | None = None
+        self._parts: list[str] = []  # argument text of the last delta in _out, not yet joined
 
     def feed(self, text: str) -> list[Delta]:
         self._buf += text
@@ -63,15 +64,15 @@ class ToolParser:
 
     # -- what CallReader reports ---------------------------------------------------------------
     def begin_call(self, name: str, arguments: str) -> None:
+        self._join_parts()
         self._index += 1
         self._out.append(ToolCallDelta(self._index, self._new_id(), name, arguments))
 
     def call_arguments(self, text: str) -> None:
         last = self._out[-1] if self._out else None
-        if isinstance(last, ToolCallDelta) and last.index == self._index:
-            last.arguments += text
-        else:
-            self._out.append(ToolCallDelta(self._index, None, None, text))
+        if not (isinstance(last, ToolCallDelta) and last.index == self._index):
+            self._out.append(ToolCallDelta(self._index, None, None, ""))
+        self._parts.append(text)  # joined into the last delta when it is handed out
 
     def end_call(self) -> None:
         self._after_call = True
@@ -139,10 +140,17 @@ class ToolParser:
         return reader.calls > 0
 
     def _take(self) -> list[Delta]:
+        self._join_parts()
         out, self._out = self._out, []
         return out
 
+    def _join_parts(self) -> None:
+        if self._parts:
+            self._out[-1].arguments += "".join(self._parts)
+            self._parts = []
+
     def _emit(self, delta: ContentDelta) -> None:
+        self._join_parts()
         last = self._out[-1] if self._out else None
         if isinstance(last, ContentDelta):
             last.text += delta.text

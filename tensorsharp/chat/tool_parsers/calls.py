@@ -31,23 +31,27 @@ class CallReader:
 
     def __init__(self, sink, lead: str = "", bare: bool = False):
         self.sink = sink
-        self.unowned = lead
         self.calls = 0          # calls begun
+        self._unowned = [lead]  # pieces of `unowned` (lists: a long call must not cost quadratic time)
         self._bare = bare
         self._state = _ROOT
         self._in_array = False
         self._nesting = 0       # depth inside "function" objects of the current call
         self._reader: JsonReader | None = None
         self._key = ""
-        self._text = ""         # the key or captured value being read
+        self._text: list[str] = []  # the key or captured value being read
         self._new_call()
 
     def _new_call(self) -> None:
         self._name: str | None = None
-        self._args = ""         # argument text read before the call could begin (decoded if quoted)
+        self._args: list[str] = []  # argument text read before the call could begin (decoded if quoted)
         self._args_key_seen = False
         self._begun = False
         self._quoted = False    # arguments sent as a JSON string holding the JSON text
+
+    @property
+    def unowned(self) -> str:
+        return "".join(self._unowned)
 
     def feed(self, ch: str) -> str:
         """MORE, DONE (the whole JSON is read) or FAILED."""
@@ -58,16 +62,16 @@ class CallReader:
             r = self._reader.feed(ch)
             if r == ERROR:
                 return self._fail()
+            self._text.append(ch)
             if r == DONE:
-                key = json.loads(self._text + ch)
+                key = json.loads("".join(self._text))
                 if self._bare and key not in BARE_KEYS:
                     return self._fail()
                 self._key, self._state = key, _COLON
-            self._text += ch
-            self.unowned += ch
+            self._unowned.append(ch)
             return MORE
         if ch in _WS:
-            self.unowned += ch
+            self._unowned.append(ch)
             return MORE
         if state == _VALUE_START:
             return self._value_start(ch)
@@ -75,7 +79,7 @@ class CallReader:
             self._in_array = self._in_array or ch == "["
             self._state = _ELEMENT_FIRST if ch == "[" else _KEY_FIRST
         elif state in (_KEY_FIRST, _KEY) and ch == '"':
-            self._reader, self._text, self._state = JsonReader(), ch, _IN_KEY
+            self._reader, self._text, self._state = JsonReader(), [ch], _IN_KEY
             self._reader.feed(ch)
         elif state == _COLON and ch == ":":
             self._state = _VALUE_START
@@ -86,11 +90,11 @@ class CallReader:
         elif state == _AFTER_ELEMENT and ch == ",":
             self._state = _ELEMENT
         elif state == _AFTER_ELEMENT and ch == "]":
-            self.unowned = ""
+            self._unowned = []
             return DONE
         else:
             return self._fail()
-        self.unowned += ch
+        self._unowned.append(ch)
         return MORE
 
     def finish(self) -> None:
@@ -104,11 +108,11 @@ class CallReader:
         if key == NESTED_KEY and ch == "{":
             self._nesting += 1
             self._state = _KEY_FIRST
-            self.unowned += ch
+            self._unowned.append(ch)
             return MORE
         if key == NAME_KEY and ch != '"' or key in ARGUMENT_KEYS and self._args_key_seen:
             return self._fail()
-        self._reader, self._text, self._state = JsonReader(), "", _IN_VALUE
+        self._reader, self._text, self._state = JsonReader(), [], _IN_VALUE
         if key in ARGUMENT_KEYS:
             self._args_key_seen = True
             self._quoted = ch == '"'
@@ -126,13 +130,13 @@ class CallReader:
             if self._begun:
                 self.sink.call_arguments(ch)
             else:
-                self._args += ch
+                self._args.append(ch)
         else:
-            self._text += ch
+            self._text.append(ch)
         if self._begun:
-            self.unowned = ""
+            self._unowned = []
         else:
-            self.unowned += ch
+            self._unowned.append(ch)
         if r == DONE:
             self._value_end()
         return MORE
@@ -140,35 +144,35 @@ class CallReader:
     def _value_end(self) -> None:
         self._state = _AFTER_VALUE
         if self._key == NAME_KEY:
-            self._name = json.loads(self._text)
+            self._name = json.loads("".join(self._text))
             if self._args_key_seen:
                 self._begin()
         elif self._key in ARGUMENT_KEYS and self._quoted:
-            self._args = json.loads(self._text)
+            self._args = [json.loads("".join(self._text))]
             if self._begun:
-                self.sink.call_arguments(self._args)
+                self.sink.call_arguments(self._args[0])
 
     def _begin(self) -> None:
         if self._begun or not self._name:
             return
         self._begun = True
         self.calls += 1
-        self.sink.begin_call(self._name, self._args)
-        self.unowned = ""
+        self.sink.begin_call(self._name, "".join(self._args))
+        self._unowned = []
 
     def _close_object(self) -> str:
         if self._nesting:
             self._nesting -= 1
             self._state = _AFTER_VALUE
-            self.unowned += "}"
+            self._unowned.append("}")
             return MORE
         if not self._name or self._bare and not self._args_key_seen:
             return self._fail()
         if not self._begun:
-            self._args = "{}"
+            self._args = ["{}"]
             self._begin()
         self.finish()
-        self.unowned = ""
+        self._unowned = []
         self._new_call()
         if self._in_array:
             self._state = _AFTER_ELEMENT
