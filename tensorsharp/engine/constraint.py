@@ -1,6 +1,7 @@
 """Constrained decoding with llguidance: token masks for JSON schemas and tool calls in a family's syntax."""
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import weakref
@@ -33,8 +34,16 @@ class _TokenizerAdapter:
 
     def __init__(self, tokenizer: Tokenizer):
         attrs = tokenizer.vocab.attrs
+        if not tokenizer.eog_ids:
+            raise ConstraintError("the tokenizer has no end-of-generation token to end constrained output")
+        if tokenizer.vocab.add_space_prefix:
+            # llguidance tokenizes text it will force in the middle of the output, where
+            # SentencePiece's leading space does not belong.
+            vocab = copy.copy(tokenizer.vocab)
+            vocab.add_space_prefix = False
+            tokenizer = Tokenizer(vocab)
         self._tokenizer = tokenizer
-        self.eos_token_id = tokenizer.eos_id
+        self.eos_token_id = tokenizer.eos_id if tokenizer.eos_id is not None else min(tokenizer.eog_ids)
         self.bos_token_id = tokenizer.bos_id
         self.special_token_ids = [i for i, a in enumerate(attrs) if a & ATTR_CONTROL]
         # llguidance marks special tokens with a leading 0xFF byte (never valid UTF-8): grammars

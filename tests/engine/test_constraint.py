@@ -1,5 +1,6 @@
 """Constraints on the real SmolLM2 (and Qwen) tokenizers, and constrained generation with SmolLM2:
 every sample of twenty schemas validates, and forced tool calls always parse."""
+import copy
 import json
 import re
 
@@ -185,6 +186,20 @@ def test_user_defined_tool_call_token_is_text():
     assert qwen.token_id("<tool_call>") in _allowed(c, qwen)
     _feed(c, qwen, '<tool_call>\n{"name": "get_time", "arguments": {"zone": "UTC"}}\n</tool_call>')
     assert c.allows_eos()
+
+
+def test_sentencepiece_space_prefix_stays_out_of_forced_text():
+    # Gemma's file turns the prefix off; a copy with it on stands in for Llama 2 style models.
+    gemma = _tokenizer("gemma3-270m")
+    vocab = copy.copy(gemma.vocab)
+    vocab.add_space_prefix = True
+    spaced = Tokenizer(vocab)
+    text = '{"a": 1}'
+    assert spaced.encode(text, add_special=False) != gemma.encode(text, add_special=False)
+    assert lltokenizer(spaced).tokenize_str(text) == gemma.encode(text, add_special=False)
+    c = json_schema_constraint(spaced, {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})
+    _feed(c, gemma, text)
+    assert c.is_done()
 
 
 @pytest.mark.parametrize("tools, choice, match", [
