@@ -43,7 +43,7 @@ def bench_tokenizer(name: str) -> None:
           + ", ".join(f"{k} {v:.0f} us" for k, v in times.items()))
 
 
-def bench_schemas(name: str, samples: int, temperature: float, max_tokens: int) -> None:
+def bench_schemas(name: str, samples: int, temperature: float, max_tokens: int, seed: int) -> None:
     model = Model(name, n_ctx=2048)
     template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
     timings = Timings()
@@ -55,7 +55,7 @@ def bench_schemas(name: str, samples: int, temperature: float, max_tokens: int) 
         constraints = [json_schema_constraint(model.tokenizer, schema) for _ in range(samples)]
         t0 = time.perf_counter()
         outs = generate_batch(model, prompt, constraints, max_tokens,
-                              SamplingParams(temperature=temperature, seed=1000 * i), timings)
+                              SamplingParams(temperature=temperature, seed=seed + 1000 * i), timings)
         bad = 0
         for o in outs:
             try:
@@ -80,11 +80,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--max-tokens", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0, help="sample s of case i uses seed + 1000*i + s")
     args = ap.parse_args()
     for name in filter(None, args.models.split(",")):
         bench_tokenizer(name)
     if args.schemas_model:
-        bench_schemas(args.schemas_model, args.samples, args.temperature, args.max_tokens)
+        bench_schemas(args.schemas_model, args.samples, args.temperature, args.max_tokens, args.seed)
 
 
 if __name__ == "__main__":
