@@ -36,13 +36,12 @@ class _TokenizerAdapter:
         attrs = tokenizer.vocab.attrs
         if not tokenizer.eog_ids:
             raise ConstraintError("the tokenizer has no end-of-generation token to end constrained output")
-        if tokenizer.vocab.add_space_prefix:
-            # llguidance tokenizes text it will force in the middle of the output, where
-            # SentencePiece's leading space does not belong.
-            vocab = copy.copy(tokenizer.vocab)
-            vocab.add_space_prefix = False
-            tokenizer = Tokenizer(vocab)
-        self._tokenizer = tokenizer
+        # A tokenizer of our own over the same tables: the cache entry must not keep the model's
+        # alive, and llguidance tokenizes text it forces in the middle of the output, where
+        # SentencePiece's leading space does not belong.
+        vocab = copy.copy(tokenizer.vocab)
+        vocab.add_space_prefix = False
+        tokenizer = self._tokenizer = Tokenizer(vocab)
         self.eos_token_id = tokenizer.eos_id if tokenizer.eos_id is not None else min(tokenizer.eog_ids)
         self.bos_token_id = tokenizer.bos_id
         self.special_token_ids = [i for i, a in enumerate(attrs) if a & ATTR_CONTROL]

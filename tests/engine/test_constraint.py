@@ -1,8 +1,10 @@
 """Constraints on the real SmolLM2 (and Qwen) tokenizers, and constrained generation with SmolLM2:
 every sample of twenty schemas validates, and forced tool calls always parse."""
 import copy
+import gc
 import json
 import re
+import weakref
 
 import jsonschema
 import numpy as np
@@ -57,6 +59,15 @@ def _feed(c, tok, text):
 def test_lltokenizer_is_built_once_per_tokenizer(tok):
     assert lltokenizer(tok) is lltokenizer(tok)
     assert lltokenizer(tok).vocab_size == tok.vocab_size
+
+
+def test_lltokenizer_cache_lets_the_tokenizer_go():
+    t = _tokenizer("smollm2-135m")
+    lltokenizer(t)
+    ref = weakref.ref(t)
+    del t
+    gc.collect()
+    assert ref() is None
 
 
 def test_object_schema_starts_with_a_brace(tok):
