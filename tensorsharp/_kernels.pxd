@@ -1,5 +1,5 @@
 # C declarations of csrc/include/ts/*.h used by _kernels.pyx.
-from libc.stdint cimport int32_t, int64_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "ts/types.h" nogil:
     ctypedef struct ts_type_traits:
@@ -41,6 +41,7 @@ cdef extern from "ts/kernels.h" nogil:
                      const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                      int n_ctx, int window, float scale, float softcap, float *out, int n_threads)
     uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads)
+    void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n)
 
 cdef extern from "ts/threadpool.h" nogil:
     int ts_cpu_count()

@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, language_level=3
 # Thin `with nogil` calls into csrc/; argument checking and allocation live in kernels.py.
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from ._kernels cimport *
 
 
@@ -141,6 +141,11 @@ def read_probe(const uint8_t[::1] buf, int n_threads=0):
     with nogil:
         s = ts_read_probe(&buf[0], buf.shape[0] // 8 * 8, n_threads)
     return s
+
+
+def apply_token_mask(float[::1] logits, const uint32_t[::1] mask):
+    with nogil:
+        ts_apply_token_mask(&logits[0], &mask[0], logits.shape[0])
 
 
 cdef class NativeModel:

@@ -179,3 +179,18 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     _kernels.attention(q, k_cache.view(np.uint16), v_cache.view(np.uint16), q_pos, window,
                        scale, softcap, out, n_threads, isa)
     return out
+
+
+def apply_token_mask(logits: np.ndarray, bitmask: np.ndarray) -> None:
+    """In place: logits (n_vocab,) float32 become -inf where bitmask (ceil(n_vocab/32),) uint32
+    has a clear bit (token i is bit i % 32 of word i // 32)."""
+    if not (isinstance(logits, np.ndarray) and logits.dtype == np.float32 and logits.ndim == 1
+            and logits.flags.c_contiguous and logits.flags.writeable):
+        raise ValueError("apply_token_mask wants writable contiguous float32 logits (n_vocab,)")
+    if not (isinstance(bitmask, np.ndarray) and bitmask.dtype == np.uint32 and bitmask.ndim == 1):
+        raise ValueError("apply_token_mask wants a uint32 bitmask (ceil(n_vocab/32),)")
+    if bitmask.size != (logits.size + 31) // 32:
+        raise ValueError(f"a bitmask for {logits.size} tokens has {(logits.size + 31) // 32} words, "
+                         f"not {bitmask.size}")
+    if logits.size:
+        _kernels.apply_token_mask(logits, np.ascontiguousarray(bitmask))

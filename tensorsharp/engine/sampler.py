@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tensorsharp.kernels import apply_token_mask
 
 @dataclass
 class SamplingParams:
@@ -76,12 +77,13 @@ class Sampler:
             x[toks] = v
         return x
 
-    def sample(self, logits: np.ndarray, mask: np.ndarray | None = None) -> Sample:
-        """One token from logits (n_vocab,); mask (bool, n_vocab) limits the allowed tokens."""
+    def sample(self, logits: np.ndarray, bitmask: np.ndarray | None = None) -> Sample:
+        """One token from logits (n_vocab,); bitmask (ceil(n_vocab/32),) uint32 limits the allowed
+        tokens (a constraint's mask: bit i % 32 of word i // 32 set = token i allowed)."""
         p = self.p
         x = self._adjust(logits)
-        if mask is not None:
-            x = np.where(mask, x, -np.inf)
+        if bitmask is not None:
+            apply_token_mask(x, bitmask)
         if p.temperature <= 0:
             token = int(np.argmax(x))
         else:

@@ -74,10 +74,11 @@ def test_logit_bias():
     assert Sampler(SamplingParams(logit_bias={1: -100.0})).sample(_logits()).token == 4
 
 
-def test_mask_restricts_tokens():
-    mask = np.zeros(6, bool)
-    mask[[0, 3]] = True
-    assert Sampler(SamplingParams()).sample(_logits(), mask).token == 0
+def test_bitmask_restricts_tokens():
+    bitmask = np.array([1 << 0 | 1 << 3], np.uint32)  # tokens 0 and 3
+    assert Sampler(SamplingParams()).sample(_logits(), bitmask).token == 0
+    drawn = {Sampler(SamplingParams(temperature=2.0, seed=s)).sample(_logits(), bitmask).token for s in range(50)}
+    assert drawn == {0, 3}
 
 
 def test_logprobs_report_model_distribution():

@@ -101,6 +101,10 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, float *out, int n_threads);
 
+/* Constrained decoding: logits[i] = -inf for every i < n whose bit (mask[i / 32] >> (i % 32)) & 1
+ * is clear; mask holds ceil(n / 32) words, bits past n are ignored. */
+void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n);
+
 /* Sums n_bytes (a multiple of 8) as uint64 words over the pool's threads: a read-bandwidth
  * probe for benchmarks. */
 uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads);

@@ -1,0 +1,197 @@
+"""Constrained decoding with llguidance: token masks for JSON schemas and tool calls in a family's syntax."""
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import weakref
+
+import llguidance as llg
+import numpy as np
+
+from tensorsharp.errors import TensorSharpError
+from tensorsharp.tokenizer import Tokenizer
+from tensorsharp.tokenizer.vocab import ATTR_CONTROL
+
+
+class ConstraintError(TensorSharpError):
+    """A grammar cannot be built, or a token breaks it."""
+
+
+# Compact JSON as Python's json.dumps writes it. Free whitespace would let a small model pad its
+# output with newlines until max_tokens; fixed separators keep every token on the content.
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+# Error messages without llguidance's parser-state dump (it can echo the whole grammar).
+_LIMITS = llg.LLParserLimits(verbose_errors=False)
+
+_lltokenizers: "weakref.WeakKeyDictionary[Tokenizer, llg.LLTokenizer]" = weakref.WeakKeyDictionary()
+_lltokenizers_lock = threading.Lock()
+
+
+class _TokenizerAdapter:
+    """What llguidance.TokenizerWrapper reads: token bytes, special ids and a tokenize callable."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        attrs = tokenizer.vocab.attrs
+        if not tokenizer.eog_ids:
+            raise ConstraintError("the tokenizer has no end-of-generation token to end constrained output")
+        # A tokenizer of our own over the same tables: the cache entry must not keep the model's
+        # alive, and llguidance tokenizes text it forces in the middle of the output, where
+        # SentencePiece's leading space does not belong.
+        vocab = copy.copy(tokenizer.vocab)
+        vocab.add_space_prefix = False
+        tokenizer = self._tokenizer = Tokenizer(vocab)
+        self.eos_token_id = tokenizer.eos_id if tokenizer.eos_id is not None else min(tokenizer.eog_ids)
+        self.bos_token_id = tokenizer.bos_id
+        self.special_token_ids = [i for i, a in enumerate(attrs) if a & ATTR_CONTROL]
+        # llguidance marks special tokens with a leading 0xFF byte (never valid UTF-8): grammars
+        # name them as <|im_end|> or <[id]>, and text never matches them. User-defined tokens
+        # (Qwen's <tool_call>, Gemma's newline runs) stay ordinary text.
+        piece = tokenizer.token_to_piece
+        self.tokens = [b"\xff" + piece(i, True) if a & ATTR_CONTROL else piece(i, False)
+                       for i, a in enumerate(attrs)]
+
+    def __call__(self, text):
+        # Refusing bytes makes TokenizerWrapper pass str: a byte string cut inside a character
+        # has no tokenization of its own.
+        if not isinstance(text, str):
+            raise TypeError("tokenize takes str")
+        return self._tokenizer.encode(text, add_special=False)
+
+
+def lltokenizer(tokenizer: Tokenizer) -> llg.LLTokenizer:
+    """llguidance's view of our tokenizer, built once per Tokenizer (about 2 s for a 262k vocab):
+    call it at model load so the first constrained request does not pay for it."""
+    with _lltokenizers_lock:
+        ll = _lltokenizers.get(tokenizer)
+        if ll is None:
+            ll = llg.LLTokenizer(llg.TokenizerWrapper(_TokenizerAdapter(tokenizer)),
+                                 n_vocab=tokenizer.vocab_size, eos_token=sorted(tokenizer.eog_ids))
+            _lltokenizers[tokenizer] = ll
+        return ll
+
+
+class Constraint:
+    """The grammar state of one request's output; used only on the engine thread."""
+
+    def __init__(self, tokenizer: Tokenizer, grammar: str):
+        self._matcher = llg.LLMatcher(lltokenizer(tokenizer), grammar, log_level=0, limits=_LIMITS)
+        if self._matcher.is_error():
+            raise ConstraintError(f"cannot build the output grammar: {self._matcher.get_error()}")
+        self.n_words = (tokenizer.vocab_size + 31) // 32
+
+    def fill_mask(self, out: np.ndarray) -> None:
+        """out: (ceil(n_vocab/32),) uint32, bit i % 32 of word i // 32 set = token i allowed. A
+        model whose output rows outnumber the tokenizer's tokens passes a longer out: the rows
+        without a token are never allowed."""
+        if out.dtype != np.uint32 or out.ndim != 1 or not out.flags.c_contiguous or out.size < self.n_words:
+            raise ValueError(f"fill_mask wants a contiguous uint32 array of at least {self.n_words} words")
+        self._matcher.unsafe_compute_mask_ptr(out.ctypes.data, self.n_words * 4)
+        out[self.n_words:] = 0
+
+    def accept(self, token: int) -> None:
+        if not self._matcher.consume_token(int(token)):
+            raise ConstraintError(f"token {token} breaks the output grammar: {self._matcher.get_error()}")
+
+    def is_done(self) -> bool:
+        """The output is complete: nothing can follow (or an end-of-generation token was accepted)."""
+        return self._matcher.is_stopped()
+
+    def allows_eos(self) -> bool:
+        """The output so far is complete, so the mask allows the end-of-generation tokens."""
+        return self._matcher.is_accepting()
+
+
+def json_schema_grammar(schema: dict | None) -> str:
+    """llguidance grammar of the JSON texts that satisfy schema (None or {}: any JSON object)."""
+    return llg.LLMatcher.grammar_from_json_schema(schema or {"type": "object"}, overrides=JSON_OPTIONS)
+
+
+def grammar_error(grammar: str) -> str | None:
+    """Why llguidance cannot compile grammar (an unsupported keyword, a bad pattern ...), or None."""
+    err, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, None, limits=_LIMITS)
+    return messages[0] if err else None
+
+
+def json_schema_constraint(tokenizer: Tokenizer, schema: dict | None) -> Constraint:
+    """Output that is one JSON text matching schema (None or {}: any JSON object, for OpenAI
+    json_object and Ollama format "json")."""
+    return Constraint(tokenizer, json_schema_grammar(schema))
+
+
+def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, prefix: str, suffix: str,
+                         arguments_key: str = "arguments", as_array: bool = False,
+                         parallel: bool = True) -> Constraint:
+    """Output that is tool calls in a family's wire syntax, e.g. Hermes:
+    prefix "<tool_call>\\n", JSON {"name": <tool>, "arguments": <its parameters>}, suffix "\\n</tool_call>".
+
+    tools: OpenAI/Ollama tool objects ({"type": "function", "function": {...}}). choice:
+    "required" (any tool) or {"type": "function", "function": {"name": ...}} (that tool).
+    as_array: the calls form one JSON array between one prefix and suffix (Mistral's
+    [TOOL_CALLS][...]); otherwise each call has its own prefix and suffix, one per line.
+    parallel: one or more calls; else exactly one."""
+    functions = _chosen_functions(tools, choice)
+    rules = []
+    for i, fn in enumerate(functions):
+        params = fn.get("parameters") or {"type": "object"}
+        if not isinstance(params, dict):
+            raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
+        head = "{" + json.dumps("name") + ": " + json.dumps(fn["name"], ensure_ascii=False) + ", " \
+            + json.dumps(arguments_key, ensure_ascii=False) + ": "
+        rules.append(f"fn{i}: {_lark_string(head)} args{i} \"}}\"")
+        rules.append(f"args{i}: %json {json.dumps({**params, 'x-guidance': JSON_OPTIONS})}")
+        err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
+        if err:
+            raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
+    body = " | ".join(f"fn{i}" for i in range(len(functions)))
+    pre, post = _lark_text(tokenizer, prefix), _lark_text(tokenizer, suffix)
+    if as_array:
+        items = "call (\", \" call)*" if parallel else "call"
+        start = [f"start: {pre} \"[\" {items} \"]\" {post}", f"call: {body}"]
+    else:
+        start = ["start: call (\"\\n\" call)*" if parallel else "start: call", f"call: {pre} ({body}) {post}"]
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+
+
+def _chosen_functions(tools: list[dict], choice) -> list[dict]:
+    functions = []
+    for t in tools or ():
+        fn = t.get("function", t) if isinstance(t, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise ConstraintError(f"a tool needs a function with a name, got {t!r}")
+        functions.append(fn)
+    if not functions:
+        raise ConstraintError("tool_choice needs at least one tool")
+    if choice == "required":
+        return functions
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    if name is None:
+        raise ConstraintError(f"tool_choice {choice!r} constrains nothing: use \"required\" or "
+                              "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+    named = [fn for fn in functions if fn["name"] == name]
+    if not named:
+        raise ConstraintError(f"tool_choice names {name!r}, which is not among the tools "
+                              f"({', '.join(fn['name'] for fn in functions)})")
+    return named[:1]
+
+
+def _lark_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # JSON's escapes are Lark's
+
+
+def _lark_text(tokenizer: Tokenizer, text: str) -> str:
+    """text as a Lark sequence: control tokens in it (Mistral's [TOOL_CALLS], Llama's
+    <|python_tag|>) are matched as those tokens, the rest as literal text."""
+    parts, literal = [], ""
+    for frag in tokenizer.vocab.partition(text, parse_special=True):
+        if isinstance(frag, int) and tokenizer.vocab.attrs[frag] & ATTR_CONTROL:
+            if literal:
+                parts.append(_lark_string(literal))
+                literal = ""
+            parts.append(f"<[{frag}]>")
+        else:
+            literal += tokenizer.token_to_piece(frag, True).decode("utf-8") if isinstance(frag, int) else frag
+    if literal:
+        parts.append(_lark_string(literal))
+    return " ".join(parts)

@@ -1,0 +1,92 @@
+"""Cost of constrained decoding: LLTokenizer build per model, mask time per token, and the
+schema acceptance run (SCHEMA_CASES x samples) with its forward / mask / sampling split.
+
+    python tools/bench_constraint.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b] [--samples 20]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from tensorsharp.chat.schema import schema_instruction, validate_output
+from tensorsharp.chat.template import ChatTemplate
+from tensorsharp.engine.constraint import json_schema_constraint, lltokenizer
+from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.gguf import GGUFFile
+from tensorsharp.llm import Model
+from tensorsharp.testing.constrained import SCHEMA_CASES, Timings, generate_batch
+from tensorsharp.testing.models import model_path
+from tensorsharp.tokenizer import Tokenizer
+
+
+def bench_tokenizer(name: str) -> None:
+    tok = Tokenizer.from_metadata(GGUFFile(model_path(name)).metadata)
+    t0 = time.perf_counter()
+    lltokenizer(tok)
+    build = time.perf_counter() - t0
+    # Mask cost in the two regimes that matter: at a structural position (few tokens allowed)
+    # and inside a free string (nearly all allowed).
+    mask = np.zeros((tok.vocab_size + 31) // 32, np.uint32)
+    times = {}
+    for label, text in (("start", ""), ("in string", '{"s": "abc')):
+        c = json_schema_constraint(tok, {"type": "object", "properties": {"s": {"type": "string"}}})
+        for t in tok.encode(text, add_special=False):
+            c.fill_mask(mask)
+            c.accept(t)
+        t0 = time.perf_counter()
+        for _ in range(50):
+            c.fill_mask(mask)
+        times[label] = (time.perf_counter() - t0) / 50 * 1e6
+    print(f"{name}: vocab {tok.vocab_size}, LLTokenizer build {build:.2f} s, fill_mask "
+          + ", ".join(f"{k} {v:.0f} us" for k, v in times.items()))
+
+
+def bench_schemas(name: str, samples: int, temperature: float, max_tokens: int, seed: int) -> None:
+    model = Model(name, n_ctx=2048)
+    template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
+    timings = Timings()
+    failures = 0
+    t_all = time.perf_counter()
+    for i, (task, schema) in enumerate(SCHEMA_CASES):
+        prompt = model.tokenize_prompt(template.render(
+            [{"role": "system", "content": schema_instruction(schema)}, {"role": "user", "content": task}]))
+        constraints = [json_schema_constraint(model.tokenizer, schema) for _ in range(samples)]
+        t0 = time.perf_counter()
+        outs = generate_batch(model, prompt, constraints, max_tokens,
+                              SamplingParams(temperature=temperature, seed=seed + 1000 * i), timings)
+        bad = 0
+        for o in outs:
+            try:
+                validate_output(o.text, schema)
+            except Exception as e:  # noqa: BLE001 - reported, not raised: this is a survey
+                bad += 1
+                print(f"  case {i} failed: {e}: {o.text[:120]!r}")
+        failures += bad
+        print(f"case {i:2d}: {samples - bad}/{samples} valid, {time.perf_counter() - t0:.1f} s, "
+              f"e.g. {outs[0].text[:70]!r}")
+    total = time.perf_counter() - t_all
+    print(f"{name}: {len(SCHEMA_CASES)} schemas x {samples}: {failures} failures, {total:.1f} s total; "
+          f"forward {timings.forward_s:.1f} s, mask+accept {timings.mask_s:.1f} s "
+          f"({timings.mask_s / max(timings.tokens, 1) * 1e6:.0f} us/token), sampling {timings.sample_s:.1f} s, "
+          f"{timings.tokens} tokens in {len(timings.steps)} steps")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b")
+    ap.add_argument("--schemas-model", default="smollm2-135m", help="model for the schema run ('' skips it)")
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--max-tokens", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0, help="sample s of case i uses seed + 1000*i + s")
+    args = ap.parse_args()
+    for name in filter(None, args.models.split(",")):
+        bench_tokenizer(name)
+    if args.schemas_model:
+        bench_schemas(args.schemas_model, args.samples, args.temperature, args.max_tokens, args.seed)
+
+
+if __name__ == "__main__":
+    main()
