@@ -98,28 +98,45 @@ class Sampler:
         return out
 
     def _draw(self, x: np.ndarray) -> int:
+        ids, logits = self._candidates(x)
+        z = logits * (1.0 / self.p.temperature)
+        cdf = np.cumsum(np.exp(z - z.max()))
+        # Inverse-CDF draw: what rng.choice(p=...) does, without its checks over the whole vocabulary.
+        at = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
+        return int(ids[min(at, ids.size - 1)])
+
+    def _candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ids that survive top-k, min-p and top-p, with their logits. With top-p or
+        min-p they come best first (ties: lower id first), and only as many as the filters can keep
+        are sorted: a full sort of a 50k-262k vocabulary per token costs milliseconds."""
         p = self.p
-        n = x.size
-        k = p.top_k if 0 < p.top_k < n else n
-        # Candidates sorted by logit, best first (ties keep the lower id first).
-        if k < n:
-            cand = np.argpartition(-x, k - 1)[:k]
+        finite = np.isfinite(x)
+        if finite.all():  # the common case: no constraint mask, no -inf bias
+            if p.top_k <= 0 and p.top_p >= 1.0 and p.min_p <= 0.0:
+                return np.arange(x.size), x  # float32 is precise enough to draw from
+            ids = np.arange(x.size)
         else:
-            cand = np.arange(n)
-        cand = cand[np.isfinite(x[cand])]
-        if cand.size == 0:
-            return int(np.argmax(x))
-        cand = cand[np.lexsort((cand, -x[cand]))]
-        logits = x[cand].astype(np.float64)
-        probs = np.exp(logits - logits[0])
-        probs /= probs.sum()
-        if p.top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(probs), p.top_p) + 1)
-            cand, logits, probs = cand[:keep], logits[:keep], probs[:keep]
-        if p.min_p > 0.0:
-            keep = probs >= p.min_p * probs[0]
-            cand, logits = cand[keep], logits[keep]
-        z = logits / p.temperature
-        w = np.exp(z - z.max())
-        w /= w.sum()
-        return int(cand[self.rng.choice(cand.size, p=w)])
+            ids = np.flatnonzero(finite)
+            if ids.size == 0:
+                return np.array([int(np.argmax(x))]), np.zeros(1)
+        if 0 < p.top_k < ids.size:
+            ids = ids[np.argpartition(-x[ids], p.top_k - 1)[: p.top_k]]
+        v = x[ids].astype(np.float64)
+        if p.top_p >= 1.0 and p.min_p <= 0.0:
+            return ids, v
+        e = np.exp(v - v.max())  # probability times the normalizer, relative to the best
+        norm = e.sum()           # top-p is measured within the top-k set
+        if p.min_p > 0.0:        # cuts the tail, as top-p does, so the two commute
+            keep = e >= p.min_p
+            ids, v, e = ids[keep], v[keep], e[keep]
+        m = min(ids.size, 64) if p.top_p < 1.0 else ids.size
+        while True:
+            part = np.argpartition(-v, m - 1)[:m] if m < ids.size else np.arange(ids.size)
+            part = part[np.lexsort((ids[part], -v[part]))]
+            if p.top_p >= 1.0:
+                return ids[part], v[part]
+            cum = np.cumsum(e[part]) / norm
+            if cum[-1] >= p.top_p or m == ids.size:
+                part = part[: int(np.searchsorted(cum, p.top_p)) + 1]
+                return ids[part], v[part]
+            m = min(ids.size, 4 * m)

@@ -94,3 +94,31 @@ def test_validation():
         SamplingParams(temperature=-1).validate(10)
     with pytest.raises(ValueError):
         SamplingParams(logit_bias={99: 1.0}).validate(10)
+
+
+def _candidates_by_full_sort(x, top_k, top_p, min_p):
+    ids = np.flatnonzero(np.isfinite(x))
+    ids = ids[np.lexsort((ids, -x[ids]))]
+    if 0 < top_k < ids.size:
+        ids = ids[:top_k]
+    e = np.exp(x[ids].astype(np.float64) - x[ids[0]])
+    probs = e / e.sum()
+    keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1) if top_p < 1.0 else ids.size
+    ids, e = ids[:keep], e[:keep]
+    return ids[e >= min_p] if min_p > 0 else ids
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_partial_sort_keeps_the_same_candidates_as_a_full_sort(seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=3000) * rng.uniform(0.5, 8)).astype(np.float32)
+    x[rng.random(3000) < 0.3] = -np.inf
+    top_k = int(rng.choice([0, 5, 200, 5000]))
+    top_p = float(rng.choice([1.0, 0.5, 0.9, 0.999]))
+    min_p = float(rng.choice([0.0, 0.01, 0.3]))
+    got, _ = Sampler(SamplingParams(temperature=1.0, top_k=top_k, top_p=top_p, min_p=min_p))._candidates(x)
+    want = _candidates_by_full_sort(x, top_k, top_p, min_p)
+    if top_p < 1.0 or min_p > 0.0:
+        assert list(got) == list(want)
+    else:
+        assert sorted(got) == sorted(want)
