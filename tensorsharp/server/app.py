@@ -60,10 +60,10 @@ def web_root() -> Path | None:
     source checkout's web/ beside the package."""
     import tensorsharp
     package = Path(tensorsharp.__file__).parent
-    for root in (config.web_dir(), package / "web", package.parent / "web"):
-        if root is not None and (root / "index.html").is_file():
-            return root
-    return None
+    roots = [config.web_dir(), package / "web"]
+    if (package.parent / "pyproject.toml").is_file():
+        roots.append(package.parent / "web")
+    return next((r for r in roots if r is not None and (r / "index.html").is_file()), None)
 
 
 def _check_key() -> Response | None:

@@ -6,7 +6,7 @@ from tensorsharp.errors import ContextFullError, TensorSharpError
 
 RETRY_AFTER_S = 2   # what a 503 for a full queue tells clients to wait
 
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                  413: "invalid_request_error", 422: "invalid_request_error", 501: "not_implemented_error",
                  503: "server_error"}
 

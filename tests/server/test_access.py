@@ -59,3 +59,14 @@ def test_full_queue_is_503_with_retry_after_and_a_dropped_stream_frees_the_engin
     ok = keyed.post("/api/generate", json={"model": FILE, "prompt": "hi", "stream": False,
                                            "options": {"num_predict": 2}}, headers=AUTH)
     assert ok.status_code == 200 and ok.get_json()["eval_count"] == 2
+
+
+def test_a_client_gone_before_the_first_byte_frees_the_engine(keyed):
+    r = keyed.post("/api/chat", json={"model": FILE, "messages": LONG["messages"], "options": {"num_predict": 400}},
+                   headers=AUTH, buffered=False)
+    assert r.status_code == 200 and keyed.get("/api/queue/status", headers=AUTH).get_json()["active"] == 1
+    r.close()   # the body was never read
+    deadline = time.monotonic() + 5
+    while keyed.get("/api/queue/status", headers=AUTH).get_json()["active"]:
+        assert time.monotonic() < deadline, "the abandoned request still holds the engine"
+        time.sleep(0.01)

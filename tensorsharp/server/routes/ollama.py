@@ -44,7 +44,7 @@ def generate():
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
     if req.stream:
-        return ndjson_response(_stream(gen, req.model, chat=False))
+        return ndjson_response(_stream(gen, req.model, chat=False), on_close=gen.close)
     return json_response(_result(gen, req.model, chat=False))
 
 
@@ -67,7 +67,7 @@ def ollama_chat(data: dict):
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
     if req.stream:
-        return ndjson_response(_stream(gen, req.model, chat=True))
+        return ndjson_response(_stream(gen, req.model, chat=True), on_close=gen.close)
     return json_response(_result(gen, req.model, chat=True))
 
 
@@ -86,19 +86,16 @@ def _result(gen: Generation, model: str, chat: bool) -> dict:
 
 
 def _stream(gen: Generation, model: str, chat: bool):
-    try:
-        for _, ev in gen.events():
-            if isinstance(ev, Output):
-                line = ol.chat_chunk(model, ev.deltas) if chat else ol.generate_chunk(model, ev.deltas)
-                if line is not None and (chat or line["response"] or "thinking" in line):
-                    yield ndjson_line(line)
-            elif isinstance(ev, Done):
-                reply = gen.replies[0]
-                if chat:
-                    yield ndjson_line(ol.chat_final(model, ol.chat_message("", "", reply.tool_calls), ev, ev.reason))
-                else:
-                    yield ndjson_line(ol.generate_final(model, "", "", ev, ev.reason))
-            elif isinstance(ev, Failed):
-                yield ndjson_line(from_engine(ev.error).plain())
-    finally:
-        gen.close()
+    for _, ev in gen.events():
+        if isinstance(ev, Output):
+            line = ol.chat_chunk(model, ev.deltas) if chat else ol.generate_chunk(model, ev.deltas)
+            if line is not None and (chat or line["response"] or "thinking" in line):
+                yield ndjson_line(line)
+        elif isinstance(ev, Done):
+            reply = gen.replies[0]
+            if chat:
+                yield ndjson_line(ol.chat_final(model, ol.chat_message("", "", reply.tool_calls), ev, ev.reason))
+            else:
+                yield ndjson_line(ol.generate_final(model, "", "", ev, ev.reason))
+        elif isinstance(ev, Failed):
+            yield ndjson_line(from_engine(ev.error).plain())

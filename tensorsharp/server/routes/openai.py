@@ -52,7 +52,7 @@ def chat_completions():
     gen.wait_started()
     cid, created = oa.new_id("chatcmpl"), oa.now()
     if req.stream:
-        return sse_response(_chat_stream(gen, req, cid, created, served))
+        return sse_response(_chat_stream(gen, req, cid, created, served), on_close=gen.close)
     return json_response(_chat_result(gen, req, cid, created, served))
 
 
@@ -78,30 +78,27 @@ def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
         return sse_line(oa.chunk(cid, served.name, created, index, delta, with_usage=req.include_usage, **kw))
 
     usage = _Usage()
-    try:
-        for i in range(req.n):
-            yield chunk(i, {"role": "assistant", "content": ""})
-        for index, ev in gen.events():
-            if isinstance(ev, Output):
-                lp = None
-                if req.logprobs and ev.token is not None:
-                    lp = [oa.token_logprob(served.tokenizer, ev.token, req.top_logprobs)]
-                # A token whose text is still held back has no delta but does have a logprob.
-                deltas = [oa.delta(d) for d in ev.deltas] or ([{"content": ""}] if lp else [])
-                for j, d in enumerate(deltas):
-                    yield chunk(index, d, logprobs=lp if j == 0 else None)
-            elif isinstance(ev, Done):
-                usage.add(ev)
-                yield chunk(index, {}, finish_reason=gen.replies[index].finish_reason(ev.reason))
-            elif isinstance(ev, Failed):
-                yield sse_line(from_engine(ev.error).openai())
-                break
-        else:
-            if req.include_usage:
-                yield sse_line(oa.usage_chunk(cid, served.name, created, usage.dict()))
-        yield SSE_DONE
-    finally:
-        gen.close()
+    for i in range(req.n):
+        yield chunk(i, {"role": "assistant", "content": ""})
+    for index, ev in gen.events():
+        if isinstance(ev, Output):
+            lp = None
+            if req.logprobs and ev.token is not None:
+                lp = [oa.token_logprob(served.tokenizer, ev.token, req.top_logprobs)]
+            # A token whose text is still held back has no delta but does have a logprob.
+            deltas = [oa.delta(d) for d in ev.deltas] or ([{"content": ""}] if lp else [])
+            for j, d in enumerate(deltas):
+                yield chunk(index, d, logprobs=lp if j == 0 else None)
+        elif isinstance(ev, Done):
+            usage.add(ev)
+            yield chunk(index, {}, finish_reason=gen.replies[index].finish_reason(ev.reason))
+        elif isinstance(ev, Failed):
+            yield sse_line(from_engine(ev.error).openai())
+            break
+    else:
+        if req.include_usage:
+            yield sse_line(oa.usage_chunk(cid, served.name, created, usage.dict()))
+    yield SSE_DONE
 
 
 @bp.post("/v1/completions")
@@ -121,7 +118,8 @@ def completions():
         raise
     cid, created = oa.new_id("cmpl"), oa.now()
     if req.stream:
-        return sse_response(_completion_stream(gens, req, cid, created, served))
+        return sse_response(_completion_stream(gens, req, cid, created, served),
+                            on_close=lambda: [g.close() for g in gens])
     return json_response(_completion_result(gens, req, cid, created, served))
 
 
@@ -159,32 +157,28 @@ def _completion_stream(gens: list[Generation], req: oa.CompletionRequest, cid: s
                                            None))
 
     total = _Usage()
-    try:
-        for p, gen in enumerate(gens):
-            usage = _Usage()
-            if req.echo:
-                for i in range(req.n):
-                    yield chunk(p * req.n + i, _echo(served, req.prompts[p]))
-            for index, ev in gen.events():
-                at = p * req.n + index
-                if isinstance(ev, Output):
-                    text = "".join(d.text for d in ev.deltas if hasattr(d, "text"))
-                    lp = None
-                    if req.logprobs is not None and ev.token is not None:
-                        lp = oa.text_logprobs(served.tokenizer, [ev.token], req.logprobs, 0)
-                    if text or lp:
-                        yield chunk(at, text, lp=lp)
-                elif isinstance(ev, Done):
-                    usage.add(ev)
-                    yield chunk(at, "", ev.reason)
-                elif isinstance(ev, Failed):
-                    yield sse_line(from_engine(ev.error).openai())
-                    yield SSE_DONE
-                    return
-            total.add_prompt(usage)
-        if req.include_usage:
-            yield sse_line(oa.usage_chunk(cid, served.name, created, total.dict(), obj="text_completion"))
-        yield SSE_DONE
-    finally:
-        for g in gens:
-            g.close()
+    for p, gen in enumerate(gens):
+        usage = _Usage()
+        if req.echo:
+            for i in range(req.n):
+                yield chunk(p * req.n + i, _echo(served, req.prompts[p]))
+        for index, ev in gen.events():
+            at = p * req.n + index
+            if isinstance(ev, Output):
+                text = "".join(d.text for d in ev.deltas if hasattr(d, "text"))
+                lp = None
+                if req.logprobs is not None and ev.token is not None:
+                    lp = oa.text_logprobs(served.tokenizer, [ev.token], req.logprobs, 0)
+                if text or lp:
+                    yield chunk(at, text, lp=lp)
+            elif isinstance(ev, Done):
+                usage.add(ev)
+                yield chunk(at, "", ev.reason)
+            elif isinstance(ev, Failed):
+                yield sse_line(from_engine(ev.error).openai())
+                yield SSE_DONE
+                return
+        total.add_prompt(usage)
+    if req.include_usage:
+        yield sse_line(oa.usage_chunk(cid, served.name, created, total.dict(), obj="text_completion"))
+    yield SSE_DONE

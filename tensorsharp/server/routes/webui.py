@@ -38,29 +38,43 @@ def chat(data: dict):
               tools=req.tools, think=req.think, session=session.id, images=len(req.images))
     gen = Generation(st.served, job, environ=request.environ)
     session.busy = True
-    return sse_response(_stream(gen, session, turns))
+    turn = _Turn(gen, session, turns)
+    return sse_response(turn.frames(), on_close=turn.settle)
 
 
-def _stream(gen: Generation, session, turns: list[dict]):
-    reply = gen.replies[0]
-    try:
-        yield sse_line({"sessionId": session.id})
-        for _, ev in gen.events():
-            if isinstance(ev, Queued):
-                yield sse_line({"queuePosition": ev.position})
-            elif isinstance(ev, Output):
-                for line in wu.delta_frames(ev.deltas):
-                    yield line
-            elif isinstance(ev, Done):
-                if reply.tool_calls:
-                    yield sse_line({"tool_calls": reply.tool_calls})
-                yield wu.done_frame(ev, reply.finish_reason(ev.reason))
-            elif isinstance(ev, Failed):
-                yield sse_line({"error": from_engine(ev.error).message})
-    finally:
-        gen.close()
+class _Turn:
+    """One web UI chat turn: its frames, then (once, however the stream ends) the session update."""
+
+    def __init__(self, gen: Generation, session, turns: list[dict]):
+        self.gen, self.session, self.turns = gen, session, turns
+        self.settled = False
+
+    def frames(self):
+        reply = self.gen.replies[0]
+        try:
+            yield sse_line({"sessionId": self.session.id})
+            for _, ev in self.gen.events():
+                if isinstance(ev, Queued):
+                    yield sse_line({"queuePosition": ev.position})
+                elif isinstance(ev, Output):
+                    yield from wu.delta_frames(ev.deltas)
+                elif isinstance(ev, Done):
+                    if reply.tool_calls:
+                        yield sse_line({"tool_calls": reply.tool_calls})
+                    yield wu.done_frame(ev, reply.finish_reason(ev.reason))
+                elif isinstance(ev, Failed):
+                    yield sse_line({"error": from_engine(ev.error).message})
+        finally:
+            self.settle()   # at once, before the client can send its next turn
+
+    def settle(self) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.gen.close()
+        reply, session = self.gen.replies[0], self.session
         # The turn is kept even when cut short: the KV slot holds what was generated so far.
-        session.history += turns
+        session.history += self.turns
         if reply.content or reply.tool_calls:
             turn = {"role": "assistant", "content": reply.content}
             if reply.tool_calls:
