@@ -177,23 +177,42 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while True:
-                with self._mutex:
-                    if self._closing:
+                try:
+                    if not self._serve_once():
                         return
-                    events, admitted = self._admit()
-                for handle, event in events:
-                    self._send(handle, event)
-                # Slots are chosen outside the mutex: copying a cached prefix may take a while.
-                for w in admitted:
-                    for handle, event in self._start(w):
-                        self._send(handle, event)
-                self._drop_cancelled()
-                if self._active:
-                    self._step()
-                else:
-                    self._wake.acquire(timeout=1.0)
+                except Exception as e:   # a bug must fail the requests it hit, not hang every client
+                    log.exception("engine loop failed")
+                    for a in list(self._active):
+                        self._reset(a.slot)
+                        self._fail(a, TensorSharpError(f"engine failure: {e}"))
         finally:
+            with self._mutex:
+                waiting, self._waiting = list(self._waiting), deque()
+            stopped = TensorSharpError("the server is shutting down")
+            for w in waiting:
+                self._send(w.handle, Failed(stopped))
+            for a in list(self._active):
+                self._fail(a, stopped)
             self._exited.release()
+
+    def _serve_once(self) -> bool:
+        """Admits what fits and runs one step (or sleeps until there is work); False once closing."""
+        with self._mutex:
+            if self._closing:
+                return False
+            events, admitted = self._admit()
+        for handle, event in events:
+            self._send(handle, event)
+        # Slots are chosen outside the mutex: copying a cached prefix may take a while.
+        for w in admitted:
+            for handle, event in self._start(w):
+                self._send(handle, event)
+        self._drop_cancelled()
+        if self._active:
+            self._step()
+        else:
+            self._wake.acquire(timeout=1.0)
+        return True
 
     def _send(self, handle: Handle, event) -> None:
         try:
@@ -274,6 +293,11 @@ class Scheduler:
         lru.tokens = best.tokens[:n]
         return lru, n
 
+    def _reset(self, slot: _Slot) -> None:
+        """Forgets what a slot holds (its cache may be half written)."""
+        self.cache.truncate(slot.index, 0)
+        slot.tokens.clear()
+
     def _keep(self, slot: _Slot, n: int) -> _Slot:
         del slot.tokens[n:]
         self.cache.truncate(slot.index, n)
@@ -334,9 +358,7 @@ class Scheduler:
         except Exception as e:
             log.exception("forward step failed")
             for a, _ in owners:
-                # The slot's cache may be half written: forget what it held.
-                self.cache.truncate(a.slot.index, 0)
-                a.slot.tokens.clear()
+                self._reset(a.slot)
                 self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
             return
         row = 0

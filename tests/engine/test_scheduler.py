@@ -294,3 +294,35 @@ def test_numpy_mask_fallback_matches_the_bits():
     logits = np.zeros(n_vocab, dtype=np.float32)
     sched.apply_mask(logits, bits)
     assert np.flatnonzero(np.isfinite(logits)).tolist() == [0, 31, 32, 69]
+
+
+def test_close_fails_what_is_left(smol):
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    s = make(smol, parallel=1).start()
+    active, waiting = Collector("active"), Collector("waiting")
+    s.submit(GenerationRequest(ids, 200, stop_at_eog=False), active)
+    s.submit(GenerationRequest(ids, 200, stop_at_eog=False), waiting)
+    while not active.of(Token):
+        active.finished.wait(0.01)
+    s.close()
+    for c in (active.wait(), waiting.wait()):
+        (f,) = c.of(Failed)
+        assert "shutting down" in str(f.error)
+    with pytest.raises(TensorSharpError):
+        s.submit(GenerationRequest(ids, 1), Collector())
+
+
+class Exploding:
+    """A constraint whose mask fill raises: an engine bug must fail only the request it hit."""
+
+    def fill_mask(self, out):
+        raise RuntimeError("boom")
+
+
+def test_a_failing_request_does_not_stop_the_engine(smol):
+    ids = smol.tokenize("Hello")
+    with make(smol) as s:
+        bad = run(s, ids, 3, constraint=Exploding())
+        (f,) = bad.of(Failed)
+        assert "boom" in str(f.error)
+        assert run(s, ids, 3).done.reason == "length"
