@@ -37,7 +37,6 @@ class EngineEvents:
         self._open = True
         self._unfinished = set(range(len(requests)))
         self.handles = []
-        self.client_gone = False
         self._guard = None
         try:
             for i, request in enumerate(requests):
@@ -94,6 +93,5 @@ class EngineEvents:
                 gone = True
             break
         if gone:
-            self.client_gone = True
             for h in self.handles:
                 h.cancel()

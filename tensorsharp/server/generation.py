@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from tensorsharp.chat.template import TemplateError
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
 from tensorsharp.server.errors import ApiError, from_engine
@@ -39,7 +40,11 @@ def constraint_for(served: ServedModel, job: Job):
 
 def prompt_ids(served: ServedModel, job: Job) -> list[int]:
     if job.messages is not None:
-        return served.tokenize_prompt(served.render(job.messages, job.tools, job.think))
+        try:
+            text = served.render(job.messages, job.tools, job.think)
+        except TemplateError as e:   # e.g. roles the template does not accept in that order
+            raise ApiError(400, str(e), param="messages") from None
+        return served.tokenize_prompt(text)
     if isinstance(job.prompt, str):
         return served.tokenize_prompt(job.prompt)
     ids = [int(t) for t in job.prompt or ()]
@@ -118,10 +123,6 @@ class Generation:
         while self._held:
             yield self._held.pop(0)
         yield from self._iter
-
-    @property
-    def client_gone(self) -> bool:
-        return self._events.client_gone
 
     def close(self) -> None:
         self._events.close()
