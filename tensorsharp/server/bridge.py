@@ -10,7 +10,7 @@ import socket
 from collections import deque
 
 import gevent
-import gevent.event
+from gevent.hub import Waiter
 import gevent.socket
 
 from tensorsharp.engine.request import Done, Failed
@@ -32,8 +32,8 @@ class EngineEvents:
     def __init__(self, scheduler, requests: list, environ: dict | None = None):
         self._events: deque = deque()
         self._watcher = gevent.get_hub().loop.async_()
-        self._ready = gevent.event.Event()
-        self._watcher.start(self._ready.set)
+        self._waiter: Waiter | None = None   # set while the consuming greenlet sleeps
+        self._watcher.start(self._wake)
         self._open = True
         self._unfinished = set(range(len(requests)))
         self.handles = []
@@ -45,7 +45,6 @@ class EngineEvents:
             self.close()
             raise
         sock = client_socket(environ)
-        self._guard = None
         if sock is not None:
             # Streams are many small writes: without NODELAY each waits for the client's delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -58,16 +57,24 @@ class EngineEvents:
                 self._watcher.send()
         return sink
 
+    def _wake(self) -> None:   # the watcher's callback, on the hub
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.switch(None)
+
     def __iter__(self):
+        # The sink appends before it sends, and the callback runs only on the hub, which this
+        # greenlet reaches only through waiter.get(): an event either is in the deque when it is
+        # drained or its send finds the waiter. A callback that finds none had its event drained.
         while self._unfinished:
-            self._ready.clear()   # before draining: a send after this wakes the wait below
             while self._events:
                 index, event = self._events.popleft()
                 if isinstance(event, (Done, Failed)):
                     self._unfinished.discard(index)
                 yield index, event
             if self._unfinished:
-                self._ready.wait()
+                self._waiter = Waiter()
+                self._waiter.get()
 
     def close(self) -> None:
         for i in self._unfinished:
