@@ -1,0 +1,106 @@
+"""Streaming decode speed seen by an HTTP client against the engine's own, in the same run.
+
+    python tools/bench_stream.py [--model smollm2-135m] [--tokens 128] [--rounds 3] [--threads 0]
+
+Starts `tensorsharp serve`, then alternates, round by round: the engine alone in this process
+(tensorsharp.Model.generate), an OpenAI streaming chat and an Ollama streaming chat. Each rate is
+decode only: (tokens - 1) / (time of the last token - time of the first), so prompt evaluation and
+connection setup are left out. Reports medians and the HTTP / engine ratios (the goal is >= 0.95).
+The server is idle while the engine runs alone, and the other way round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+
+import requests
+
+PROMPT = "Write a long story about a lighthouse keeper and a storm."
+
+
+def engine_rate(model, ids: list[int], n: int) -> tuple[float, int]:
+    stamps = []
+    for _ in model.generate(ids, n, stop_at_eog=False):
+        stamps.append(time.perf_counter())
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+def openai_rate(base: str, model: str, n: int, eog: list[int]) -> tuple[float, int]:
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": n, "stream": True,
+            "stream_options": {"include_usage": True},
+            "logit_bias": {str(t): -100 for t in eog}}   # all n tokens, as the engine run makes
+    stamps, used = [], None
+    with requests.post(base + "/v1/chat/completions", json=body, stream=True) as r:
+        for line in r.iter_lines():
+            if not line.startswith(b"data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk["choices"] and "content" in chunk["choices"][0]["delta"] and "role" not in chunk["choices"][0]["delta"]:
+                stamps.append(time.perf_counter())
+            used = chunk.get("usage") or used
+    # A token whose text is held back (a partial character) sends no chunk: count tokens, not chunks.
+    return (used["completion_tokens"] - 1) / (stamps[-1] - stamps[0]), used["completion_tokens"]
+
+
+def ollama_rate(base: str, model: str, n: int) -> tuple[float, int]:
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
+            "options": {"num_predict": n}}
+    stamps, final = [], None
+    with requests.post(base + "/api/chat", json=body, stream=True) as r:
+        for line in r.iter_lines():
+            if not line:
+                continue
+            chunk = json.loads(line)
+            if chunk["done"]:
+                final = chunk
+            else:
+                stamps.append(time.perf_counter())
+    return (final["eval_count"] - 1) / (stamps[-1] - stamps[0]), final["eval_count"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", default="0", help="kernel threads, for both the server and the engine run")
+    args = ap.parse_args(argv)
+
+    import tensorsharp
+    from tensorsharp.chat.template import ChatTemplate
+    from tensorsharp.testing.server import running, serve_args
+
+    engine = tensorsharp.Model(args.model, n_ctx=1024, n_threads=int(args.threads))
+    template = ChatTemplate.for_model(engine.gguf.metadata, engine.tokenizer)
+    ids = engine.tokenize_prompt(template.render([{"role": "user", "content": PROMPT}]))
+    eog = sorted(engine.tokenizer.eog_ids)
+    rates = {"engine": [], "openai": [], "ollama": []}
+    with tempfile.TemporaryDirectory() as tmp, \
+            running(serve_args(args.model, "--ctx", "1024", "--threads", args.threads, "--parallel", "1"), tmp) as base:
+        served = requests.get(base + "/api/tags").json()["models"][0]["name"]
+        openai_rate(base, served, 8, eog)   # warm up both sides
+        engine_rate(engine, ids, 8)
+        for r in range(args.rounds):
+            for name, fn in (("engine", lambda: engine_rate(engine, ids, args.tokens)),
+                             ("openai", lambda: openai_rate(base, served, args.tokens, eog)),
+                             ("ollama", lambda: ollama_rate(base, served, args.tokens))):
+                rate, n = fn()
+                rates[name].append(rate)
+                print(f"round {r + 1}  {name:<7} {n:4d} tokens  {rate:7.1f} tok/s", flush=True)
+    # On a shared machine the best round is the least disturbed one; the median shows the spread.
+    print(f"\ndecode tok/s over {args.rounds} rounds ({args.tokens} tokens, threads={args.threads}, model {args.model}):")
+    print(f"  {'':<7} {'median':>7} {'best':>7}   ratio to the engine (median / best)")
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    best = {k: max(v) for k, v in rates.items()}
+    for k in ("engine", "openai", "ollama"):
+        ratio = "" if k == "engine" else f"   {med[k] / med['engine']:.3f} / {best[k] / best['engine']:.3f}"
+        print(f"  {k:<7} {med[k]:7.1f} {best[k]:7.1f}{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
