@@ -114,7 +114,8 @@ async function loadModel() {
     state.model = models.find((m) => m.name === data.loaded) || models[0] || null;
     if (!state.model) throw new ServerError("The server reports no loaded model.");
     const m = state.model;
-    $("model-label").textContent = `${m.name} · ${Number(m.contextLength).toLocaleString("en-US")} ctx`;
+    $("model-label").textContent = m.name;
+    $("model-ctx").textContent = `${Number(m.contextLength).toLocaleString("en-US")} ctx`;
     $("model-label").title = [m.file, m.architecture, m.parameters, m.quantization].filter(Boolean).join(" · ");
     $("empty-model").textContent = m.name;
     $("attach").hidden = !m.supportsImages;
@@ -125,6 +126,7 @@ async function loadModel() {
   } catch (err) {
     setConnected(false, "Not connected");
     $("model-label").textContent = "not connected";
+    $("model-ctx").textContent = "";
     showBanner(describeError(err), true);
   }
 }
