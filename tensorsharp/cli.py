@@ -112,6 +112,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         answer(text)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tensorsharp.server.app import create_app
+    from tensorsharp.server.run import serve
+
+    app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
+                     api_key=args.api_key)
+    serve(app, args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorsharp",
                                      description="Run GGUF language models on the CPU.")
@@ -139,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctx", type=int, default=config.load_options().n_ctx, help="context size in tokens")
     p.add_argument("--threads", type=int, default=config.load_options().n_threads)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("serve", help="serve a model over the Ollama, OpenAI and web UI APIs")
+    srv = config.server_options()
+    p.add_argument("--model", default=None,
+                   help="model name or GGUF path (default: %s; pulled on first use)" % config.default_model())
+    p.add_argument("--host", default=srv.host, help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=srv.port, help="(default: %(default)s)")
+    p.add_argument("--ctx", type=int, default=config.load_options().n_ctx, help="context size in tokens")
+    p.add_argument("--threads", type=int, default=config.load_options().n_threads)
+    p.add_argument("--parallel", type=int, default=srv.parallel,
+                   help="requests decoded together (default: %(default)s)")
+    p.add_argument("--api-key", default=srv.api_key,
+                   help="require 'Authorization: Bearer KEY' on every route but /health")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("info", help="show version, kernel ISA and CPU")
     p.set_defaults(func=_cmd_info)

@@ -75,3 +75,42 @@ def load_options() -> LoadOptions:
     return LoadOptions(model=default_model(),
                        n_ctx=_int_env("TENSORSHARP_CTX", DEFAULT_N_CTX),
                        n_threads=_int_env("TENSORSHARP_THREADS", 0))
+
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How `tensorsharp serve` and the WSGI app run (the model itself: LoadOptions)."""
+    host: str          # bind address; 127.0.0.1 keeps the server private to this machine
+    port: int
+    parallel: int      # requests decoded together in one batch
+    cache_slots: int   # extra KV sequences that keep idle prompts for prefix reuse
+    max_queue: int     # requests that may wait for a place before new ones get 503
+    api_key: str | None  # bearer key every route but /health requires; None = open
+    max_body: int      # bytes of a request body (JSON or upload)
+
+
+def server_options() -> ServerOptions:
+    """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
+    _MAX_QUEUE / _API_KEY / _MAX_BODY."""
+    return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
+                         port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
+                         parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
+                         cache_slots=_int_env("TENSORSHARP_CACHE_SLOTS", 2),
+                         max_queue=_int_env("TENSORSHARP_MAX_QUEUE", 16),
+                         api_key=os.environ.get("TENSORSHARP_API_KEY") or None,
+                         max_body=_int_env("TENSORSHARP_MAX_BODY", 32 << 20))
+
+
+def uploads_dir() -> Path:
+    """Where the server keeps uploaded files, under generated names."""
+    return home() / "uploads"
+
+
+def web_dir() -> Path | None:
+    """A folder of web UI files to serve instead of the packaged page (TENSORSHARP_WEB_DIR)."""
+    path = os.environ.get("TENSORSHARP_WEB_DIR")
+    return Path(path).expanduser() if path else None

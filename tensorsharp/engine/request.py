@@ -1,0 +1,82 @@
+"""What goes into the scheduler (GenerationRequest) and what comes back out (events, Handle)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.errors import TensorSharpError
+
+
+class QueueFullError(TensorSharpError):
+    """The scheduler's waiting queue is at capacity; the caller should retry later."""
+
+
+@dataclass
+class GenerationRequest:
+    prompt: list[int]                 # token ids of the rendered prompt
+    max_tokens: int
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: list[str] = ()              # stop strings (not included in output)
+    session: str | None = None        # KV-cache affinity key (web UI session); None = any slot
+    reuse_prefix: bool = True         # False (Ollama /api/generate): evaluate the whole prompt
+    constraint: object | None = None  # engine/constraint.Constraint: fill_mask, accept, is_done
+    stop_at_eog: bool = True
+
+
+@dataclass
+class Queued:
+    position: int                     # >= 1; 1 = next to start
+
+
+@dataclass
+class Started:
+    prompt_tokens: int
+    cached_tokens: int                # prompt positions reused from the KV cache
+
+
+@dataclass
+class Token:
+    id: int
+    text: str                         # newly settled text; "" while held back (UTF-8, stop strings)
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None   # (id, logprob) best first, when asked for
+
+
+@dataclass
+class Done:
+    reason: str                       # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    prompt_ns: int                    # admission to the first token's logits
+    eval_ns: int                      # first token's logits to the end
+    total_ns: int                     # submit to the end
+    queue_ns: int                     # submit to admission
+
+
+@dataclass
+class Failed:
+    error: TensorSharpError
+
+
+Event = Union[Queued, Started, Token, Done, Failed]
+Sink = Callable[[Event], None]
+
+
+class Handle:
+    """The caller's grip on a submitted request; cancel() may be called from any thread."""
+
+    def __init__(self, request: GenerationRequest, sink: Sink, wake: Callable[[], None]):
+        self.request = request
+        self.sink = sink
+        self._wake = wake
+        # A plain flag, not threading.Event: under gevent's monkey patching that would be a
+        # greenlet primitive, and the engine thread reading it is a real OS thread.
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Ends the request before its next token (or takes it out of the queue)."""
+        if not self.cancelled:
+            self.cancelled = True
+            self._wake()

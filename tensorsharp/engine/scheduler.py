@@ -1,0 +1,409 @@
+"""The engine thread: a bounded FIFO of requests, KV slots that keep prefixes, continuous batching.
+
+One real OS thread owns the Stepper (model + KV cache). Up to `parallel` requests are active at
+once: every step runs one batch holding the next token of each decoding request plus a chunk of
+a newly admitted request's prompt, so prefill and decode share forward passes. The cache has more
+slots than `parallel`; idle slots keep the tokens they hold so a later request with the same
+prefix (a session's next turn) evaluates only what is new.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tensorsharp.engine.batch import Stepper
+from tensorsharp.engine.kv_cache import KVCache
+from tensorsharp.engine.request import (Done, Failed, GenerationRequest, Handle, Queued, QueueFullError,
+                                        Sink, Started, Token)
+from tensorsharp.engine.sampler import Sampler
+from tensorsharp.engine.stop import StopMatcher
+from tensorsharp.errors import ContextFullError, TensorSharpError
+
+log = logging.getLogger(__name__)
+
+
+def _original(module: str, name: str):
+    """An unpatched threading primitive. Under gevent's monkey patching threads are greenlets and
+    locks are greenlet locks; the engine must be a real OS thread with real locks."""
+    if "gevent.monkey" in sys.modules:
+        from gevent import monkey
+        return monkey.get_original(module, name)
+    return getattr(importlib.import_module(module), name)
+
+
+def apply_mask(logits: np.ndarray, bitmask: np.ndarray) -> None:
+    """Sets disallowed tokens' logits (n_vocab,) to -inf; bitmask (ceil(n_vocab/32),) uint32."""
+    from tensorsharp import kernels
+    native = getattr(kernels, "apply_token_mask", None)
+    if native is not None:
+        native(logits, bitmask)
+        return
+    allowed = np.unpackbits(bitmask.view(np.uint8), bitorder="little")[: logits.shape[0]]
+    logits[allowed == 0] = -np.inf
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class _Slot:
+    index: int
+    tokens: list[int] = field(default_factory=list)  # ids whose K/V fill positions [0, len) in order
+    session: str | None = None
+    last_used: int = -1                               # LRU clock; -1 never used
+    busy: bool = False
+
+
+class _Active:
+    """A request being served: its slot, sampler, text state and timings."""
+
+    def __init__(self, handle: Handle, slot: _Slot, keep: int, submitted: int, tokenizer, n_vocab: int):
+        req = handle.request
+        self.handle = handle
+        self.req = req
+        self.slot = slot
+        self.cached = keep
+        self.todo = list(req.prompt[keep:])   # ids still to evaluate into the slot
+        self.decoding = False                 # True once the prompt is in and tokens are sampled
+        self.generated = 0
+        self.sampler = Sampler(req.sampling, history=req.prompt)
+        self.decoder = tokenizer.stream(at_start=False)
+        self.matcher = StopMatcher(req.stop) if req.stop else None
+        self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.uint32) if req.constraint is not None else None
+        self.t_submit = submitted
+        self.t_admit = time.monotonic_ns()
+        self.t_first = self.t_admit
+
+
+@dataclass
+class _Waiting:
+    handle: Handle
+    submitted: int
+    told: int = 0   # last queue position sent to the sink
+
+
+class Scheduler:
+    """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots."""
+
+    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16):
+        self.stepper = stepper
+        self.cache = stepper.cache
+        self.tokenizer = tokenizer
+        self.n_vocab = stepper.model.hparams.n_vocab
+        if not 1 <= parallel <= self.cache.n_seq:
+            raise ValueError(f"parallel must be between 1 and the cache's {self.cache.n_seq} slots")
+        if max_queue < 0:
+            raise ValueError("max_queue must not be negative")
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self.slots = [_Slot(i) for i in range(self.cache.n_seq)]
+        self._waiting: deque[_Waiting] = deque()
+        self._active: list[_Active] = []
+        self._clock = 0
+        self._starting = 0   # taken from the queue, not yet active
+        self._closing = False
+        lock = _original("_thread", "allocate_lock")
+        self._mutex = lock()     # guards _waiting, _active and _closing
+        self._wake = lock()      # released to wake an idle engine thread; held while nothing to do
+        self._wake.acquire()
+        self._exited = lock()    # held while the engine thread runs
+        self._started = False
+
+    @property
+    def n_ctx(self) -> int:
+        return self.cache.n_ctx
+
+    # -- caller side (any thread) --------------------------------------------------------------
+    def start(self) -> "Scheduler":
+        if not self._started:
+            self._started = True
+            self._exited.acquire()
+            _original("_thread", "start_new_thread")(self._run, ())
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stops the engine thread after its current step; requests still queued are not served."""
+        with self._mutex:
+            self._closing = True
+        self._kick()
+        if self._started and self._exited.acquire(timeout=timeout):
+            self._exited.release()
+
+    def __enter__(self) -> "Scheduler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submit(self, request: GenerationRequest, sink: Sink) -> Handle:
+        """Queues a request; its events go to sink on the engine thread. QueueFullError when full;
+        ValueError for sampling options the vocabulary cannot take."""
+        request.sampling.validate(self.n_vocab)
+        handle = Handle(request, sink, self._kick)
+        with self._mutex:
+            if self._closing:
+                raise TensorSharpError("the scheduler is shut down")
+            # Requests that free active places will take at once do not count against the queue.
+            free = self.parallel - len(self._active) - self._starting
+            if len(self._waiting) >= self.max_queue + free:
+                raise QueueFullError(f"the queue is full ({self.max_queue} requests waiting)")
+            self._waiting.append(_Waiting(handle, time.monotonic_ns()))
+        self._kick()
+        return handle
+
+    def status(self) -> dict:
+        with self._mutex:
+            return {"pending": len(self._waiting), "active": len(self._active),
+                    "parallel": self.parallel, "capacity": self.max_queue}
+
+    def _kick(self) -> None:
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass  # already awake; one pending wake-up is enough
+
+    # -- engine thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._mutex:
+                    if self._closing:
+                        return
+                    events, admitted = self._admit()
+                for handle, event in events:
+                    self._send(handle, event)
+                # Slots are chosen outside the mutex: copying a cached prefix may take a while.
+                for w in admitted:
+                    for handle, event in self._start(w):
+                        self._send(handle, event)
+                self._drop_cancelled()
+                if self._active:
+                    self._step()
+                else:
+                    self._wake.acquire(timeout=1.0)
+        finally:
+            self._exited.release()
+
+    def _send(self, handle: Handle, event) -> None:
+        try:
+            handle.sink(event)
+        except Exception:  # a broken consumer must not take the engine down with it
+            log.exception("request sink failed; cancelling the request")
+            handle.cancelled = True
+
+    def _admit(self) -> tuple[list, list[_Waiting]]:
+        """Under the mutex: drops cancelled waiters, takes those there is room for and updates
+        queue positions. Returns (events to send, requests to start)."""
+        events = []
+        kept = deque()
+        for w in self._waiting:
+            if w.handle.cancelled:
+                now = time.monotonic_ns()
+                events.append((w.handle, Done("cancelled", len(w.handle.request.prompt), 0, 0,
+                                              0, 0, now - w.submitted, now - w.submitted)))
+            else:
+                kept.append(w)
+        self._waiting = kept
+        admitted = []
+        while self._waiting and len(self._active) + len(admitted) < self.parallel:
+            admitted.append(self._waiting.popleft())
+        self._starting = len(admitted)
+        for i, w in enumerate(self._waiting, start=1):
+            if w.told != i:
+                w.told = i
+                events.append((w.handle, Queued(i)))
+        return events, admitted
+
+    def _start(self, w: _Waiting) -> list:
+        req, handle = w.handle.request, w.handle
+        n = len(req.prompt)
+        if n == 0 or n >= self.n_ctx or req.max_tokens <= 0:
+            with self._mutex:
+                self._starting -= 1
+        if n == 0:
+            return [(handle, Failed(TensorSharpError("the prompt has no tokens")))]
+        if n >= self.n_ctx:
+            return [(handle, Failed(ContextFullError(
+                f"the prompt is {n} tokens but the context holds {self.n_ctx} (prompt and reply together)")))]
+        if req.max_tokens <= 0:
+            now = time.monotonic_ns()
+            return [(handle, Started(n, 0)),
+                    (handle, Done("length", n, 0, 0, 0, 0, now - w.submitted, now - w.submitted))]
+        slot, keep = self._choose_slot(req)
+        slot.busy = True
+        slot.session = req.session
+        a = _Active(handle, slot, keep, w.submitted, self.tokenizer, self.n_vocab)
+        with self._mutex:
+            self._active.append(a)
+            self._starting -= 1
+        return [(handle, Started(n, keep))]
+
+    def _choose_slot(self, req: GenerationRequest) -> tuple[_Slot, int]:
+        """The slot to serve req, already holding only the prefix it keeps, and that prefix's length.
+
+        The session's own slot if idle; else the idle slot sharing the longest prefix with the
+        prompt; else the least recently used idle slot. A prefix held by another session's slot
+        is copied into the LRU slot instead of taking that slot, so the session keeps its cache."""
+        idle = [s for s in self.slots if not s.busy]
+
+        def reusable(s: _Slot) -> int:   # the last prompt token is always evaluated again
+            return min(_common_prefix(s.tokens, req.prompt), len(req.prompt) - 1) if req.reuse_prefix else 0
+
+        own = next((s for s in idle if req.session is not None and s.session == req.session), None)
+        if own is not None:
+            return self._keep(own, reusable(own)), reusable(own)
+        lru = min(idle, key=lambda s: s.last_used)
+        best = max(idle, key=lambda s: (reusable(s), s is lru))
+        n = reusable(best)
+        if n == 0:
+            return self._keep(lru, 0), 0
+        if best.session is None or best is lru:
+            return self._keep(best, n), n
+        self.cache.copy_prefix(best.index, lru.index, n)
+        lru.tokens = best.tokens[:n]
+        return lru, n
+
+    def _keep(self, slot: _Slot, n: int) -> _Slot:
+        del slot.tokens[n:]
+        self.cache.truncate(slot.index, n)
+        return slot
+
+    def _release(self, a: _Active) -> None:
+        self._clock += 1
+        a.slot.busy = False
+        a.slot.last_used = self._clock
+        with self._mutex:
+            self._active.remove(a)
+
+    def _done(self, a: _Active, reason: str) -> Done:
+        now = time.monotonic_ns()
+        first = a.t_first if a.decoding else now
+        return Done(reason, len(a.req.prompt), a.cached, a.generated, first - a.t_admit,
+                    now - first, now - a.t_submit, a.t_admit - a.t_submit)
+
+    def _finish(self, a: _Active, reason: str) -> None:
+        self._release(a)
+        self._send(a.handle, self._done(a, reason))
+
+    def _fail(self, a: _Active, error: TensorSharpError) -> None:
+        self._release(a)
+        self._send(a.handle, Failed(error))
+
+    def _drop_cancelled(self) -> None:
+        for a in list(self._active):
+            if a.handle.cancelled:
+                self._finish(a, "cancelled")
+
+    def _step(self) -> None:
+        """One forward pass: each decoding request's last token, then prompt chunks in admission order."""
+        tokens, pos, seq, rows, owners = [], [], [], [], []
+        budget = self.stepper.n_batch
+        for a in self._active:
+            if a.decoding:
+                tokens.append(a.todo[0])
+                pos.append(self.cache.reserve(a.slot.index, 1))
+                seq.append(a.slot.index)
+                rows.append(len(tokens) - 1)
+                owners.append((a, 1))
+                budget -= 1
+        for a in self._active:
+            if a.decoding or budget <= 0:
+                continue
+            chunk = a.todo[:budget]
+            start = self.cache.reserve(a.slot.index, len(chunk))
+            tokens += chunk
+            pos += range(start, start + len(chunk))
+            seq += [a.slot.index] * len(chunk)
+            if len(chunk) == len(a.todo):
+                rows.append(len(tokens) - 1)
+            owners.append((a, len(chunk)))
+            budget -= len(chunk)
+        try:
+            logits = self.stepper.step(tokens, pos, seq, rows)
+        except Exception as e:
+            log.exception("forward step failed")
+            for a, _ in owners:
+                # The slot's cache may be half written: forget what it held.
+                self.cache.truncate(a.slot.index, 0)
+                a.slot.tokens.clear()
+                self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
+            return
+        row = 0
+        for a, n in owners:
+            a.slot.tokens.extend(a.todo[:n])
+            del a.todo[:n]
+            if a.todo:
+                continue   # more of the prompt to go: this chunk produced no logits
+            if not a.decoding:
+                a.decoding = True
+                a.t_first = time.monotonic_ns()
+            self._sample(a, logits[row])
+            row += 1
+
+    def _sample(self, a: _Active, logits: np.ndarray) -> None:
+        req = a.req
+        c = req.constraint
+        if c is not None:
+            c.fill_mask(a.mask)
+            apply_mask(logits, a.mask)
+        s = a.sampler.sample(logits)
+        tok = s.token
+        a.sampler.accept(tok)
+        try:
+            if c is not None:
+                c.accept(tok)
+        except TensorSharpError as e:
+            self._fail(a, e)
+            return
+        if a.handle.cancelled:
+            self._finish(a, "cancelled")
+            return
+        a.generated += 1
+        if req.stop_at_eog and self.tokenizer.is_eog(tok):
+            self._emit_last(a, s, "", "stop")
+            return
+        piece = a.decoder.feed(tok)
+        text = a.matcher.feed(piece) if a.matcher is not None else piece
+        if a.matcher is not None and a.matcher.stopped:
+            self._emit(a, s, text)
+            self._finish(a, "stop")
+        elif c is not None and c.is_done():
+            self._emit_last(a, s, text, "stop")
+        elif a.generated >= req.max_tokens or self.cache.length[a.slot.index] >= self.n_ctx:
+            # Also at a full context: the token could not be fed back, so it is the last one.
+            self._emit_last(a, s, text, "length")
+        else:
+            self._emit(a, s, text)
+            a.todo = [tok]
+
+    def _emit(self, a: _Active, s, text: str) -> None:
+        self._send(a.handle, Token(s.token, text, s.logprob, s.top))
+
+    def _emit_last(self, a: _Active, s, text: str, reason: str) -> None:
+        """The final token's event also carries the text the decoder and stop matcher held back."""
+        rest = a.decoder.flush()
+        if a.matcher is not None:
+            rest = a.matcher.feed(rest) + a.matcher.flush()
+        self._emit(a, s, text + rest)
+        self._finish(a, reason)
+
+
+def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: int = 2,
+          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0) -> Scheduler:
+    """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet)."""
+    if cache_slots < 0:
+        raise ValueError("cache_slots must not be negative")
+    cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots)
+    return Scheduler(Stepper(transformer, cache, n_batch=n_batch, n_threads=n_threads), tokenizer,
+                     parallel=parallel, max_queue=max_queue)

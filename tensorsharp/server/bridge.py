@@ -1,0 +1,94 @@
+"""Engine events into a request's greenlet, and a dropped client back out as a cancel.
+
+The engine thread is a real OS thread, so gevent primitives cannot cross to it. Its sink appends
+to a deque (thread-safe) and sends the hub's async watcher, the one gevent object that may be
+poked from another thread; the watcher's callback, run on the hub, wakes the waiting greenlet.
+"""
+from __future__ import annotations
+
+import socket
+from collections import deque
+
+import gevent
+import gevent.event
+import gevent.socket
+
+from tensorsharp.engine.request import Done, Failed
+
+
+def client_socket(environ: dict | None):
+    """The client's socket where the WSGI server exposes it (ours and gunicorn's do)."""
+    if not environ:
+        return None
+    return environ.get("tensorsharp.socket") or environ.get("gunicorn.socket")
+
+
+class EngineEvents:
+    """Submits requests and yields (index, event) in arrival order until each is Done or Failed.
+
+    close() cancels what is unfinished; it runs when the consumer stops early (a client that
+    disconnected mid-stream, or a route that raised)."""
+
+    def __init__(self, scheduler, requests: list, environ: dict | None = None):
+        self._events: deque = deque()
+        self._watcher = gevent.get_hub().loop.async_()
+        self._ready = gevent.event.Event()
+        self._watcher.start(self._ready.set)
+        self._open = True
+        self._unfinished = set(range(len(requests)))
+        self.handles = []
+        self.client_gone = False
+        try:
+            for i, request in enumerate(requests):
+                self.handles.append(scheduler.submit(request, self._sink(i)))
+        except BaseException:
+            self.close()
+            raise
+        sock = client_socket(environ)
+        self._guard = gevent.spawn(self._watch_client, sock) if sock is not None else None
+
+    def _sink(self, index: int):
+        def sink(event) -> None:   # runs on the engine thread
+            self._events.append((index, event))
+            if self._open:
+                self._watcher.send()
+        return sink
+
+    def __iter__(self):
+        while self._unfinished:
+            self._ready.clear()   # before draining: a send after this wakes the wait below
+            while self._events:
+                index, event = self._events.popleft()
+                if isinstance(event, (Done, Failed)):
+                    self._unfinished.discard(index)
+                yield index, event
+            if self._unfinished:
+                self._ready.wait()
+
+    def close(self) -> None:
+        for i in self._unfinished:
+            if i < len(self.handles):
+                self.handles[i].cancel()
+        self._open = False
+        self._watcher.stop()
+        if getattr(self, "_guard", None) is not None:
+            self._guard.kill(block=False)
+
+    def _watch_client(self, sock) -> None:
+        """Cancels everything when the client closes its connection while we are still working.
+
+        Nothing is read from a client while its response is pending, so the socket becoming
+        readable with no data to peek at means it closed (data would be a pipelined request)."""
+        while True:
+            try:
+                gevent.socket.wait_read(sock.fileno())
+                gone = sock.recv(1, socket.MSG_PEEK) == b""
+            except BlockingIOError:
+                continue   # woken without data after all
+            except OSError:
+                gone = True
+            break
+        if gone:
+            self.client_gone = True
+            for h in self.handles:
+                h.cancel()

@@ -1,0 +1,139 @@
+"""The one model a server hosts: weights, tokenizer, chat template, scheduler, and its facts."""
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tensorsharp import store
+from tensorsharp.chat.template import ChatTemplate
+from tensorsharp.engine import scheduler as sched
+from tensorsharp.gguf import GGUFFile
+from tensorsharp.models import load_model
+from tensorsharp.tokenizer import Tokenizer
+
+# llama.cpp's llama_ftype numbers (GGUF general.file_type) and the names clients show.
+FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+              11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+              17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+
+
+def size_label(n: int) -> str:
+    """135M, 1.5B: how model sizes are written."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.0f}{unit}" if v >= 10 or v.is_integer() else f"{v:.1f}{unit}"
+    return str(n)
+
+
+class ServedModel:
+    """Load with ServedModel.load(name_or_path, ...); close() stops its engine thread."""
+
+    def __init__(self, path: Path, gguf: GGUFFile, transformer, tokenizer: Tokenizer,
+                 scheduler: sched.Scheduler, load_ns: int = 0):
+        self.path = path
+        self.gguf = gguf
+        self.metadata = gguf.metadata
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+        self.template = ChatTemplate.for_model(gguf.metadata, tokenizer)
+        self.scheduler = scheduler
+        self.load_ns = load_ns
+        self.loaded_at = datetime.now(timezone.utc)
+        self.registry = next((m for m in store.known_models() if m.file == path.name), None)
+        names = {path.name, path.stem}
+        if self.registry is not None:
+            names.update((self.registry.name, *self.registry.aliases))
+        self._names = {n.lower() for n in names}
+
+    @classmethod
+    def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
+             max_queue: int = 16, n_batch: int = 512) -> "ServedModel":
+        """Resolves (pulling if needed) and loads a model, and starts its engine thread."""
+        t0 = time.monotonic_ns()
+        path = store.resolve(model)
+        gguf = GGUFFile(path)
+        transformer = load_model(gguf)
+        tokenizer = Tokenizer.from_metadata(gguf.metadata)
+        train = transformer.hparams.n_ctx_train
+        n_ctx = min(n_ctx, train) if n_ctx > 0 else train
+        scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
+                                max_queue=max_queue, n_batch=n_batch, n_threads=n_threads)
+        return cls(path, gguf, transformer, tokenizer, scheduler.start(), time.monotonic_ns() - t0)
+
+    def close(self) -> None:
+        self.scheduler.close()
+
+    # -- names -----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """What the APIs list: the served file's name."""
+        return self.path.name
+
+    def matches(self, name: str) -> bool:
+        """Requests may name the file, its basename, or its registry name or alias (":latest" too)."""
+        key = name.strip().lower()
+        if key.endswith(":latest"):
+            key = key[: -len(":latest")]
+        return key in self._names
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self.scheduler.n_ctx
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(math.prod(int(d) for d in t.shape) for t in self.gguf.tensors.values())
+
+    @property
+    def parameter_size(self) -> str:
+        return str(self.metadata.get("general.size_label") or size_label(self.parameter_count))
+
+    @property
+    def quantization(self) -> str:
+        ftype = self.metadata.get("general.file_type")
+        return FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown"
+
+    @property
+    def file_size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def modified_at(self) -> datetime:
+        return datetime.fromtimestamp(self.path.stat().st_mtime, timezone.utc)
+
+    # What the chat template can take. The chat package's format detection (DESIGN.md section 2)
+    # is the authority once it lands; until then the template text is what shows it.
+    @property
+    def supports_tools(self) -> bool:
+        return "tools" in self.template.source
+
+    @property
+    def supports_thinking(self) -> bool:
+        return "enable_thinking" in self.template.source or "<think>" in self.template.source
+
+    @property
+    def supports_images(self) -> bool:
+        return False   # no vision encoder is loaded for any architecture yet
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
+        return self.template.render(messages, tools=tools or None, enable_thinking=think)
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Ids of a prompt text: special tokens parsed, BOS added unless the text starts with it."""
+        bos = self.tokenizer.bos_id
+        has_bos = bos is not None and text.startswith(self.tokenizer.token_text(bos))
+        return self.tokenizer.encode(text, add_special=not has_bos, parse_special=True)
+
+    def check_ids(self, ids: list[int]) -> None:
+        bad = next((t for t in ids if not 0 <= t < self.tokenizer.vocab_size), None)
+        if bad is not None:
+            raise ValueError(f"token id {bad} is outside the vocabulary (size {self.tokenizer.vocab_size})")

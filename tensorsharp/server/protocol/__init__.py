@@ -1,0 +1,1 @@
+"""API types and pure conversions, one module per dialect: openai, ollama, webui."""

@@ -1,0 +1,26 @@
+"""The dialect-neutral job every route builds from its request, and the per-request defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tensorsharp.engine.sampler import SamplingParams
+
+DEFAULT_MAX_TOKENS = 200          # Ollama num_predict and the web UI's maxTokens when unset
+DEFAULT_COMPLETION_TOKENS = 16    # OpenAI /v1/completions max_tokens when unset
+
+
+@dataclass
+class Job:
+    """What a route asks of the engine, whatever the dialect."""
+    messages: list[dict] | None = None     # chat turns, rendered by the model's template
+    prompt: str | list[int] | None = None  # raw text or token ids, used as they are
+    max_tokens: int | None = None          # None: until the context is full
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: list[str] = field(default_factory=list)
+    tools: list | None = None              # function tools offered to the model
+    think: bool | None = None              # None: the template's default
+    format: object = None                  # "json" or a JSON schema the output must follow
+    n_ctx: int | None = None               # the client's own context limit (Ollama num_ctx)
+    reuse_prefix: bool = True              # False: evaluate the whole prompt (Ollama generate)
+    session: str | None = None             # KV slot affinity (web UI session)
+    images: int = 0                        # images attached; text-only models refuse them

@@ -1,0 +1,306 @@
+"""OpenAI dialect: /v1/chat/completions and /v1/completions requests, and the response shapes."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.server.errors import ApiError
+from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, Job
+from tensorsharp.server.protocol.fields import Fields
+from tensorsharp.server.reply import ContentDelta, ThinkingDelta
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    job: Job
+    stream: bool
+    include_usage: bool
+    n: int
+    logprobs: bool
+    top_logprobs: int
+
+
+@dataclass
+class CompletionRequest:
+    model: str
+    prompts: list          # each a string or a list of token ids: one choice (times n) per prompt
+    job: Job               # prompt filled in per prompt
+    stream: bool
+    include_usage: bool
+    n: int
+    logprobs: int | None   # legacy: how many alternatives per token; 0 = just the chosen one
+    echo: bool
+
+
+def _sampling(f: Fields, n_probs: int) -> SamplingParams:
+    bias = f.fields("logit_bias")
+    logit_bias = {}
+    if bias is not None:
+        for key in bias.obj:
+            try:
+                tok = int(key)
+            except ValueError:
+                raise ApiError(400, f"'logit_bias' keys must be token ids, got {key!r}", param="logit_bias") from None
+            logit_bias[tok] = bias.float(key, lo=-100, hi=100)
+    return SamplingParams(
+        temperature=f.float("temperature", 0.0, lo=0, hi=2),
+        top_p=f.float("top_p", 1.0, lo=0, hi=1),
+        top_k=f.int("top_k", 0, lo=0),                     # llama.cpp-style extensions
+        min_p=f.float("min_p", 0.0, lo=0, hi=1),
+        repeat_penalty=f.float("repeat_penalty", 1.0, lo=0.01),
+        presence_penalty=f.float("presence_penalty", 0.0, lo=-2, hi=2),
+        frequency_penalty=f.float("frequency_penalty", 0.0, lo=-2, hi=2),
+        seed=f.int("seed"),
+        logit_bias=logit_bias,
+        n_probs=n_probs)
+
+
+def _content(f: Fields, i: int) -> tuple[str, int]:
+    """A message's text and its number of images (content: string, null or an array of parts)."""
+    value = f.raw("content")
+    if value is None or isinstance(value, str):
+        return value or "", 0
+    if not isinstance(value, list):
+        raise ApiError(400, f"'messages[{i}].content' must be a string or an array of parts", param=f"messages[{i}].content")
+    texts, images = [], 0
+    for j, raw in enumerate(value):
+        part = Fields(raw, f"messages[{i}].content[{j}]")
+        kind = part.str("type", required=True)
+        if kind == "text":
+            texts.append(part.str("text", required=True))
+        elif kind == "image_url":
+            url = part.raw("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if not isinstance(url, str) or not url:
+                raise ApiError(400, f"'{part.name('image_url')}' must hold a url", param=part.name("image_url"))
+            images += 1
+        else:
+            raise ApiError(400, f"content part type {kind!r} is not supported", param=part.name("type"))
+    return "".join(texts), images
+
+
+def parse_messages(f: Fields) -> tuple[list[dict], int]:
+    raw = f.list("messages")
+    if raw is None:
+        raise ApiError(400, "'messages' is required", param="messages")
+    if not raw:
+        raise ApiError(400, "'messages' must not be empty", param="messages")
+    out, images = [], 0
+    for i, item in enumerate(raw):
+        m = Fields(item, f"messages[{i}]")
+        role = m.str("role", required=True)
+        if role not in ROLES:
+            raise ApiError(400, f"'messages[{i}].role' must be one of {sorted(ROLES)}, got {role!r}",
+                           param=f"messages[{i}].role")
+        text, n_images = _content(m, i)
+        images += n_images
+        msg = {"role": {"developer": "system", "function": "tool"}.get(role, role), "content": text}
+        calls = m.list("tool_calls")
+        if calls:
+            msg["tool_calls"] = calls
+        for key in ("tool_call_id", "name"):
+            if m.has(key):
+                msg[key] = m.str(key)
+        out.append(msg)
+    return out, images
+
+
+def _tools(f: Fields) -> list | None:
+    tools = f.list("tools")
+    if not tools:
+        return None
+    for i, raw in enumerate(tools):
+        t = Fields(raw, f"tools[{i}]")
+        fn = t.fields("function")
+        if t.str("type", "function") != "function" or fn is None:
+            raise ApiError(400, f"'tools[{i}]' must be a function tool", param=f"tools[{i}]")
+        fn.str("name", required=True)
+    choice = f.raw("tool_choice")
+    return None if choice == "none" else tools
+
+
+def _format(f: Fields):
+    rf = f.fields("response_format")
+    if rf is None:
+        return None
+    kind = rf.str("type", required=True)
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = rf.fields("json_schema")
+        if spec is None or not isinstance(spec.raw("schema", {}), dict):
+            raise ApiError(400, "'response_format.json_schema.schema' must be an object",
+                           param="response_format.json_schema")
+        return spec.raw("schema", {})
+    raise ApiError(400, f"'response_format.type' must be text, json_object or json_schema, got {kind!r}",
+                   param="response_format.type")
+
+
+def _common(f: Fields) -> tuple[str, bool, bool, int, list[str], int | None]:
+    model = f.str("model", required=True)
+    stream = f.bool("stream", False)
+    opts = f.fields("stream_options")
+    include_usage = bool(stream and opts is not None and opts.bool("include_usage", False))
+    n = f.int("n", 1, lo=1, hi=16)
+    max_tokens = f.int("max_completion_tokens", lo=1)
+    if max_tokens is None:
+        max_tokens = f.int("max_tokens", lo=1)
+    else:
+        f.int("max_tokens", lo=1)
+    return model, stream, include_usage, n, f.strings("stop"), max_tokens
+
+
+def parse_chat(body: dict) -> ChatRequest:
+    f = Fields(body)
+    model, stream, include_usage, n, stop, max_tokens = _common(f)
+    messages, images = parse_messages(f)
+    logprobs = f.bool("logprobs", False)
+    top = f.int("top_logprobs", 0, lo=0, hi=20)
+    if top and not logprobs:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    think = None
+    effort = f.str("reasoning_effort")
+    if effort is not None:
+        think = effort != "none"
+    job = Job(messages=messages, max_tokens=max_tokens, sampling=_sampling(f, max(top, 1) if logprobs else 0),
+              stop=stop, tools=_tools(f), think=think, format=_format(f), images=images)
+    return ChatRequest(model, job, stream, include_usage, n, logprobs, top)
+
+
+def parse_completion(body: dict) -> CompletionRequest:
+    f = Fields(body)
+    model, stream, include_usage, n, stop, max_tokens = _common(f)
+    prompt = f.raw("prompt")
+    if isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in prompt)):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(
+            isinstance(p, str) or (isinstance(p, list) and all(isinstance(t, int) for t in p)) for p in prompt):
+        prompts = list(prompt)
+    else:
+        raise ApiError(400, "'prompt' must be a string, an array of strings or an array of token ids", param="prompt")
+    logprobs = f.int("logprobs", lo=0, hi=5)
+    job = Job(max_tokens=DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens,
+              sampling=_sampling(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop)
+    return CompletionRequest(model, prompts, job, stream, include_usage, n, logprobs, f.bool("echo", False))
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def usage(prompt: int, completion: int, cached: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def _piece(tokenizer, tid: int) -> tuple[str, list[int]]:
+    raw = tokenizer.token_to_piece(tid, special=True)
+    return raw.decode("utf-8", "replace"), list(raw)
+
+
+def token_logprob(tokenizer, token, top_n: int) -> dict:
+    """One entry of choices[].logprobs.content."""
+    text, raw = _piece(tokenizer, token.id)
+    top = []
+    for tid, lp in (token.top or [])[:top_n]:
+        t, b = _piece(tokenizer, tid)
+        top.append({"token": t, "logprob": lp, "bytes": b})
+    return {"token": text, "logprob": token.logprob, "bytes": raw, "top_logprobs": top}
+
+
+def message(reply) -> dict:
+    msg = {"role": "assistant", "content": reply.content if reply.content or not reply.tool_calls else None}
+    if reply.thinking:
+        msg["reasoning_content"] = reply.thinking
+    if reply.tool_calls:
+        msg["tool_calls"] = reply.tool_calls
+    return msg
+
+
+def chat_completion(cid: str, model: str, created: int, choices: list[dict], use: dict) -> dict:
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": None, "choices": choices, "usage": use}
+
+
+def chat_choice(index: int, reply, finish_reason: str, logprobs: list | None) -> dict:
+    return {"index": index, "message": message(reply),
+            "logprobs": {"content": logprobs} if logprobs is not None else None, "finish_reason": finish_reason}
+
+
+def delta(d) -> dict:
+    """A reply delta (reply.ContentDelta / ThinkingDelta / ToolCallDelta) as a chunk's delta."""
+    if isinstance(d, ContentDelta):
+        return {"content": d.text}
+    if isinstance(d, ThinkingDelta):
+        return {"reasoning_content": d.text}
+    call = {"index": d.index, "function": {"arguments": d.arguments}}
+    if d.id is not None:
+        call.update(id=d.id, type="function")
+        call["function"]["name"] = d.name
+    return {"tool_calls": [call]}
+
+
+def chunk(cid: str, model: str, created: int, index: int, delta_: dict, finish_reason=None,
+          logprobs: list | None = None, with_usage: bool = False) -> dict:
+    out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+           "system_fingerprint": None,
+           "choices": [{"index": index, "delta": delta_,
+                        "logprobs": {"content": logprobs} if logprobs is not None else None,
+                        "finish_reason": finish_reason}]}
+    if with_usage:
+        out["usage"] = None
+    return out
+
+
+def usage_chunk(cid: str, model: str, created: int, use: dict, obj: str = "chat.completion.chunk") -> dict:
+    return {"id": cid, "object": obj, "created": created, "model": model, "system_fingerprint": None,
+            "choices": [], "usage": use}
+
+
+def text_logprobs(tokenizer, tokens: list, top_n: int, offset: int) -> dict:
+    """Legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset."""
+    out = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for t in tokens:
+        text, _ = _piece(tokenizer, t.id)
+        out["tokens"].append(text)
+        out["token_logprobs"].append(t.logprob)
+        out["top_logprobs"].append({_piece(tokenizer, tid)[0]: lp for tid, lp in (t.top or [])[:top_n]})
+        out["text_offset"].append(offset)
+        offset += len(text)
+    return out
+
+
+def text_completion(cid: str, model: str, created: int, choices: list[dict], use: dict | None,
+                    obj: str = "text_completion") -> dict:
+    out = {"id": cid, "object": obj, "created": created, "model": model, "system_fingerprint": None,
+           "choices": choices}
+    if use is not None:
+        out["usage"] = use
+    return out
+
+
+def text_choice(index: int, text: str, finish_reason, logprobs: dict | None) -> dict:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def model_entry(served) -> dict:
+    return {"id": served.name, "object": "model", "created": int(served.modified_at.timestamp()),
+            "owned_by": "tensorsharp"}
+
+
+def models(served) -> dict:
+    return {"object": "list", "data": [model_entry(served)]}

@@ -1,0 +1,87 @@
+"""Web UI dialect (DESIGN.md section 4): the chat page's /api/chat body and its SSE frames."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.server.errors import ApiError
+from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS
+from tensorsharp.server.protocol.fields import Fields
+from tensorsharp.server.reply import ContentDelta, ThinkingDelta
+from tensorsharp.server.streaming import sse_line
+
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict]          # role, content (+ tool_calls / tool_call_id as sent)
+    images: list[str]             # upload ids attached to the messages
+    session_id: str | None
+    new_chat: bool
+    think: bool | None
+    tools: list | None
+    max_tokens: int
+    sampling: SamplingParams
+    system_prompt: str | None
+
+
+def is_webui_chat(body: dict) -> bool:
+    """/api/chat serves Ollama clients (their bodies name a model) and the web page (it does not)."""
+    return "model" not in body
+
+
+def parse_chat(body: dict) -> ChatRequest:
+    f = Fields(body)
+    raw = f.list("messages")
+    if raw is None:
+        raise ApiError(400, "'messages' is required", param="messages")
+    if not raw:
+        raise ApiError(400, "'messages' must not be empty", param="messages")
+    messages, images = [], []
+    for i, item in enumerate(raw):
+        m = Fields(item, f"messages[{i}]")
+        role = m.str("role", required=True)
+        if role not in ROLES:
+            raise ApiError(400, f"'messages[{i}].role' must be one of {sorted(ROLES)}, got {role!r}")
+        msg = {"role": role, "content": m.str("content", "")}
+        for key in ("tool_calls", "tool_call_id"):
+            if m.has(key):
+                msg[key] = m.raw(key)
+        ids = m.list("images", [])
+        if not all(isinstance(x, str) for x in ids):
+            raise ApiError(400, f"'messages[{i}].images' must be an array of upload ids")
+        images += ids
+        messages.append(msg)
+    sampling = SamplingParams(temperature=f.float("temperature", 0.0, lo=0, hi=2),
+                              top_p=f.float("topP", 1.0, lo=0, hi=1), top_k=f.int("topK", 0, lo=0))
+    return ChatRequest(messages, images, f.str("sessionId"), f.bool("newChat", False), f.bool("think"),
+                       f.list("tools") or None, f.int("maxTokens", DEFAULT_MAX_TOKENS, lo=1), sampling,
+                       f.str("systemPrompt"))
+
+
+def delta_frames(deltas: list) -> list[str]:
+    out = []
+    for d in deltas:
+        if isinstance(d, ContentDelta):
+            out.append(sse_line({"token": d.text}))
+        elif isinstance(d, ThinkingDelta):
+            out.append(sse_line({"thinking": d.text}))
+    return out
+
+
+def done_frame(done, reason: str) -> str:
+    eval_s = done.eval_ns / 1e9
+    return sse_line({"done": True, "tokenCount": done.completion_tokens, "elapsed": round(done.total_ns / 1e9, 3),
+                  "tokPerSec": round(done.completion_tokens / eval_s, 2) if eval_s > 0 else 0.0,
+                  "promptTokens": done.prompt_tokens, "kvReusedTokens": done.cached_tokens,
+                  "kvReusePercent": round(100 * done.cached_tokens / done.prompt_tokens, 1) if done.prompt_tokens else 0.0,
+                  "finishReason": reason})
+
+
+def models(served) -> dict:
+    return {"models": [{"name": served.name, "file": str(served.path), "architecture": served.architecture,
+                        "contextLength": served.n_ctx, "parameters": served.parameter_size,
+                        "quantization": served.quantization, "supportsImages": served.supports_images,
+                        "supportsThinking": served.supports_thinking, "supportsTools": served.supports_tools}],
+            "loaded": served.name}

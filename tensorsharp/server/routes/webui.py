@@ -1,0 +1,99 @@
+"""Web UI routes (DESIGN.md section 4): SSE chat with sessions, models, uploads, queue status."""
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from tensorsharp.engine.request import Done, Failed, Queued
+from tensorsharp.server.app import json_response, state
+from tensorsharp.server.errors import ApiError, from_engine
+from tensorsharp.server.generation import Generation, Output
+from tensorsharp.server.protocol import webui as wu
+from tensorsharp.server.protocol.common import Job
+from tensorsharp.server.sessions import new_turns
+from tensorsharp.server.streaming import sse_line, sse_response
+
+bp = Blueprint("webui", __name__)
+
+
+def chat(data: dict):
+    """POST /api/chat with a web UI body (routed here by the Ollama chat route)."""
+    req = wu.parse_chat(data)
+    st = state()
+    if req.session_id is None:
+        session = st.sessions.create()
+    else:
+        session = st.sessions.get(req.session_id)
+        if session is None:
+            raise ApiError(404, f"unknown session {req.session_id!r}; create one with POST /api/sessions")
+    if session.busy:
+        raise ApiError(409, f"session {session.id} is already generating a reply")
+    for uid in req.images:
+        if st.uploads.get(uid) is None:
+            raise ApiError(400, f"unknown upload id {uid!r}", param="images")
+    if req.new_chat:
+        session.history.clear()
+    turns = new_turns(session.history, req.messages)
+    system = [{"role": "system", "content": req.system_prompt}] if req.system_prompt else []
+    job = Job(messages=system + session.history + turns, max_tokens=req.max_tokens, sampling=req.sampling,
+              tools=req.tools, think=req.think, session=session.id, images=len(req.images))
+    gen = Generation(st.served, job, environ=request.environ)
+    session.busy = True
+    return sse_response(_stream(gen, session, turns))
+
+
+def _stream(gen: Generation, session, turns: list[dict]):
+    reply = gen.replies[0]
+    try:
+        yield sse_line({"sessionId": session.id})
+        for _, ev in gen.events():
+            if isinstance(ev, Queued):
+                yield sse_line({"queuePosition": ev.position})
+            elif isinstance(ev, Output):
+                for line in wu.delta_frames(ev.deltas):
+                    yield line
+            elif isinstance(ev, Done):
+                if reply.tool_calls:
+                    yield sse_line({"tool_calls": reply.tool_calls})
+                yield wu.done_frame(ev, reply.finish_reason(ev.reason))
+            elif isinstance(ev, Failed):
+                yield sse_line({"error": from_engine(ev.error).message})
+    finally:
+        gen.close()
+        # The turn is kept even when cut short: the KV slot holds what was generated so far.
+        session.history += turns
+        if reply.content or reply.tool_calls:
+            turn = {"role": "assistant", "content": reply.content}
+            if reply.tool_calls:
+                turn["tool_calls"] = reply.tool_calls
+            session.history.append(turn)
+        session.busy = False
+
+
+@bp.post("/api/sessions")
+def create_session():
+    return json_response({"sessionId": state().sessions.create().id})
+
+
+@bp.delete("/api/sessions/<sid>")
+def delete_session(sid: str):
+    if not state().sessions.delete(sid):
+        raise ApiError(404, f"unknown session {sid!r}")
+    return json_response({"deleted": True})
+
+
+@bp.get("/api/models")
+def models():
+    return json_response(wu.models(state().served))
+
+
+@bp.post("/api/upload")
+def upload():
+    f = request.files.get("file")
+    if f is None:
+        raise ApiError(400, "send the file as multipart form field 'file'", param="file")
+    return json_response(state().uploads.save(f.stream, f.filename, f.mimetype).describe())
+
+
+@bp.get("/api/queue/status")
+def queue_status():
+    return json_response(state().served.scheduler.status())

@@ -1,0 +1,295 @@
+"""The scheduler on the real SmolLM2 model: outputs match Model.generate, batching, prefix reuse,
+LRU eviction, cancellation, the bounded queue, context limits and token constraints."""
+import threading
+
+import numpy as np
+import pytest
+
+from tensorsharp.chat.template import ChatTemplate
+from tensorsharp.engine import scheduler as sched
+from tensorsharp.engine.request import (Done, Failed, GenerationRequest, Queued, QueueFullError, Started,
+                                        Token)
+from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.errors import ContextFullError, TensorSharpError
+from tensorsharp.llm import Model
+
+N_CTX = 256
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return Model("smollm2-135m", n_ctx=N_CTX)
+
+
+class Collector:
+    """A sink that records events (with a shared order log) and signals when the request ends."""
+
+    order: list = []
+
+    def __init__(self, name=""):
+        self.name = name
+        self.events = []
+        self.finished = threading.Event()
+
+    def __call__(self, event):
+        self.events.append(event)
+        Collector.order.append((self.name, type(event).__name__))
+        if isinstance(event, (Done, Failed)):
+            self.finished.set()
+
+    def wait(self, timeout=60):
+        assert self.finished.wait(timeout), f"request {self.name} did not finish"
+        return self
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+    @property
+    def ids(self):
+        return [e.id for e in self.of(Token)]
+
+    @property
+    def text(self):
+        return "".join(e.text for e in self.of(Token))
+
+    @property
+    def done(self):
+        (d,) = self.of(Done)
+        return d
+
+
+def make(smol, **kw):
+    kw.setdefault("n_ctx", N_CTX)
+    return sched.build(smol.transformer, smol.tokenizer, **kw)
+
+
+def run(s, prompt, max_tokens=8, **kw):
+    c = Collector()
+    s.submit(GenerationRequest(prompt, max_tokens, **kw), c)
+    return c.wait()
+
+
+def chat(smol, text):
+    template = ChatTemplate.for_model(smol.gguf.metadata, smol.tokenizer)
+    return smol.tokenize_prompt(template.render([{"role": "user", "content": text}]))
+
+
+def test_greedy_output_equals_model_generate(smol):
+    ids = smol.tokenize("The capital of France is")
+    want = list(smol.generate(ids, 10, stop_at_eog=False))
+    with make(smol) as s:
+        c = run(s, ids, 10, stop_at_eog=False)
+    assert c.ids == want
+    assert c.text == smol.detokenize(want)
+    assert c.of(Started) == [Started(len(ids), 0)]
+    d = c.done
+    assert (d.reason, d.prompt_tokens, d.completion_tokens) == ("length", len(ids), 10)
+    assert d.total_ns >= d.prompt_ns + d.eval_ns > 0
+
+
+def test_end_of_generation_token_stops_without_text(smol):
+    ids = chat(smol, "What is 2+3?")
+    want = list(smol.generate(ids, 60))
+    assert smol.tokenizer.is_eog(want[-1]), "the model should end its turn within 60 tokens"
+    with make(smol) as s:
+        c = run(s, ids, 60)
+    assert c.ids == want
+    assert c.done.reason == "stop"
+    assert c.text == smol.detokenize(want[:-1])
+    assert "<|im_end|>" not in c.text
+
+
+def test_two_parallel_requests_each_equal_their_solo_output(smol):
+    a, b = smol.tokenize("The capital of France is"), smol.tokenize("def fibonacci(n):")
+    solo_a = list(smol.generate(a, 12, stop_at_eog=False))
+    solo_b = list(smol.generate(b, 12, stop_at_eog=False))
+    Collector.order.clear()
+    with make(smol, parallel=2) as s:
+        ca, cb = Collector("a"), Collector("b")
+        s.submit(GenerationRequest(a, 12, stop_at_eog=False), ca)
+        s.submit(GenerationRequest(b, 12, stop_at_eog=False), cb)
+        ca.wait(), cb.wait()
+    assert ca.ids == solo_a and cb.ids == solo_b
+    # They decoded together: b's tokens arrived before a was done.
+    first_b = Collector.order.index(("b", "Token"))
+    assert first_b < Collector.order.index(("a", "Done"))
+    assert not ca.of(Queued) and not cb.of(Queued)
+
+
+def test_second_turn_reuses_the_cached_prefix(smol):
+    first = chat(smol, "Name a color.")
+    with make(smol) as s:
+        c1 = run(s, first, 8)
+        second = first + c1.ids + smol.tokenize("<|im_end|>\n<|im_start|>user\nAnother one.<|im_end|>\n"
+                                                "<|im_start|>assistant\n")
+        c2 = run(s, second, 8)
+        again = run(s, second, 8, reuse_prefix=False)
+    assert c2.done.cached_tokens >= len(first) + len(c1.ids) - 1 > 0
+    assert c2.of(Started)[0].cached_tokens == c2.done.cached_tokens
+    assert again.done.cached_tokens == 0
+    assert again.ids == c2.ids
+
+
+def test_identical_prompt_reevaluates_its_last_token(smol):
+    ids = smol.tokenize("Once upon a time")
+    with make(smol) as s:
+        c1, c2 = run(s, ids, 4), run(s, ids, 4)
+    assert c2.done.cached_tokens == len(ids) - 1
+    assert c1.ids == c2.ids
+
+
+def test_least_recently_used_slot_is_evicted(smol):
+    p1, p2, p3 = (smol.tokenize(t) for t in ("Apples are", "Bicycles have", "Clouds float"))
+    with make(smol, parallel=1, cache_slots=1) as s:   # two slots
+        for p in (p1, p2, p3):   # p3 evicts p1, the least recently used
+            run(s, p, 3)
+        assert run(s, p2 + [42], 2).done.cached_tokens == len(p2)
+        assert run(s, p1 + [42], 2).done.cached_tokens == 0
+
+
+def test_session_keeps_its_slot(smol):
+    p1 = smol.tokenize("Apples are red and")
+    with make(smol, parallel=1, cache_slots=1) as s:
+        run(s, p1, 3, session="s1")
+        # Another request sharing s1's prefix gets a copy of it in the other slot ...
+        other = run(s, p1 + smol.tokenize(" green"), 3)
+        # ... so s1 still finds its whole history.
+        mine = run(s, p1 + [42], 2, session="s1")
+    assert other.done.cached_tokens == len(p1)
+    assert mine.done.cached_tokens == len(p1)
+
+
+def test_cancel_ends_an_active_request_and_frees_the_engine(smol):
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    with make(smol, parallel=1) as s:
+        long = Collector("long")
+        h = s.submit(GenerationRequest(ids, 200, stop_at_eog=False), long)
+        waiting = Collector("waiting")
+        s.submit(GenerationRequest(ids, 3, stop_at_eog=False), waiting)
+        while not long.of(Token):
+            long.finished.wait(0.01)
+        h.cancel()
+        long.wait()
+        assert long.done.reason == "cancelled" and long.done.completion_tokens < 200
+        waiting.wait()
+        assert waiting.of(Queued) == [Queued(1)]
+        assert waiting.done.reason == "length"
+        assert s.status()["active"] == 0
+
+
+def test_cancel_removes_a_waiting_request(smol):
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    with make(smol, parallel=1) as s:
+        long = Collector("long")
+        h_long = s.submit(GenerationRequest(ids, 200, stop_at_eog=False), long)
+        queued = Collector("queued")
+        h = s.submit(GenerationRequest(ids, 5), queued)
+        while not queued.of(Queued):
+            queued.finished.wait(0.01)
+        h.cancel()
+        queued.wait()
+        assert not queued.of(Started) and queued.done.reason == "cancelled"
+        h_long.cancel()
+        long.wait()
+
+
+def test_full_queue_refuses(smol):
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    with make(smol, parallel=1, max_queue=1) as s:
+        active, waiting = Collector(), Collector()
+        first = s.submit(GenerationRequest(ids, 200, stop_at_eog=False), active)
+        second = s.submit(GenerationRequest(ids, 200, stop_at_eog=False), waiting)
+        with pytest.raises(QueueFullError):
+            s.submit(GenerationRequest(ids, 1), Collector())
+        while not waiting.of(Queued):
+            waiting.finished.wait(0.01)
+        assert s.status() == {"pending": 1, "active": 1, "parallel": 1, "capacity": 1}
+        first.cancel(), second.cancel()
+        active.wait(), waiting.wait()
+
+
+def test_prompt_longer_than_the_context_fails(smol):
+    with make(smol) as s:
+        c = run(s, [1] * (N_CTX + 5), 4)
+        assert not c.of(Started)
+        (f,) = c.of(Failed)
+        assert isinstance(f.error, ContextFullError) and str(N_CTX) in str(f.error)
+        assert run(s, smol.tokenize("Hello"), 2).done.reason == "length"
+
+
+def test_generation_ends_with_length_at_a_full_context(smol):
+    with make(smol, n_ctx=16) as s:
+        ids = smol.tokenize("One two three four five six seven")
+        c = run(s, ids, 100, stop_at_eog=False)
+    assert c.done.reason == "length"
+    assert len(ids) + c.done.completion_tokens == 16 + 1   # the last token is sampled, not stored
+
+
+def test_stop_string_ends_generation_without_the_stop_text(smol):
+    ids = smol.tokenize("The capital of France is")
+    with make(smol) as s:
+        full = run(s, ids, 12, stop_at_eog=False)
+        stop = full.text[len(full.text) // 2:][:3]
+        cut = run(s, ids, 12, stop=[stop], stop_at_eog=False)
+    assert cut.done.reason == "stop"
+    assert stop not in cut.text and full.text.startswith(cut.text)
+
+
+def test_sampling_options_are_checked_on_submit(smol):
+    with make(smol) as s:
+        with pytest.raises(ValueError):
+            s.submit(GenerationRequest([1, 2], 4, SamplingParams(temperature=-1)), Collector())
+
+
+def test_logprobs_are_reported_when_asked(smol):
+    ids = smol.tokenize("The capital of France is")
+    with make(smol) as s:
+        c = run(s, ids, 3, sampling=SamplingParams(n_probs=3))
+    for t in c.of(Token):
+        assert t.logprob <= 0 and len(t.top) == 3 and t.top[0][0] == t.id
+
+
+class OnlyTokens:
+    """Test-only constraint: allows a fixed set of ids and is done after `n` of them."""
+
+    def __init__(self, allowed, n, n_vocab):
+        self.allowed, self.n, self.seen = set(allowed), n, []
+        self.bits = np.zeros((n_vocab + 31) // 32, dtype=np.uint32)
+        for t in allowed:
+            self.bits[t // 32] |= np.uint32(1 << (t % 32))
+
+    def fill_mask(self, out):
+        out[:] = self.bits
+
+    def accept(self, token):
+        if token not in self.allowed:
+            raise TensorSharpError(f"token {token} is not allowed")
+        self.seen.append(token)
+
+    def is_done(self):
+        return len(self.seen) >= self.n
+
+    def allows_eos(self):
+        return False
+
+
+def test_constraint_masks_tokens_and_ends_when_done(smol):
+    ids = smol.tokenize("The capital of France is")
+    allowed = [smol.tokenize(w)[0] for w in (" yes", " no", " maybe")]
+    constraint = OnlyTokens(allowed, 4, smol.n_vocab)
+    with make(smol) as s:
+        free = run(s, ids, 4, stop_at_eog=False)
+        held = run(s, ids, 50, constraint=constraint, stop_at_eog=False)
+    assert not set(free.ids) <= set(allowed)
+    assert held.ids == constraint.seen and set(held.ids) <= set(allowed) and len(held.ids) == 4
+    assert held.done.reason == "stop"
+
+
+def test_numpy_mask_fallback_matches_the_bits():
+    n_vocab = 70
+    bits = np.zeros(3, dtype=np.uint32)
+    for t in (0, 31, 32, 69):
+        bits[t // 32] |= np.uint32(1 << (t % 32))
+    logits = np.zeros(n_vocab, dtype=np.float32)
+    sched.apply_mask(logits, bits)
+    assert np.flatnonzero(np.isfinite(logits)).tolist() == [0, 31, 32, 69]
