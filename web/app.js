@@ -8,8 +8,10 @@ const API = { chat: "api/chat", sessions: "api/sessions", models: "api/models", 
 const SETTINGS_KEY = "tensorsharp.settings";   // localStorage: shared by tabs, kept across visits
 const SESSION_KEY = "tensorsharp.session";     // sessionStorage: one server session per tab
 const TRANSCRIPT_KEY = "tensorsharp.transcript";
+const SYNCED_KEY = "tensorsharp.synced";
 const SETTING_FIELDS = {
   temperature: "float", topP: "float", topK: "int", maxTokens: "int", systemPrompt: "text", think: "bool",
+  apiKey: "text",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +20,10 @@ const state = {
   model: null,                                      // the loaded model's /api/models entry
   sessionId: sessionStorage.getItem(SESSION_KEY),
   turns: loadJSON(sessionStorage, TRANSCRIPT_KEY, []),
+  // True while the server's copy of the session history is known to equal `turns`, i.e. the last
+  // reply streamed to its end. Otherwise the next request says newChat so the server drops its
+  // copy and takes the page's transcript as the whole conversation.
+  synced: sessionStorage.getItem(SYNCED_KEY) === "1",
   settings: loadJSON(localStorage, SETTINGS_KEY, {}),
   controller: null,                                 // AbortController of the request in flight
   pending: [],                                      // attachments for the next message
@@ -52,6 +58,13 @@ function button(label, className, onClick, title) {
 
 class ServerError extends Error {}
 
+// fetch() for the API, carrying the key when the user gave one (servers started with --api-key).
+function api(path, options = {}) {
+  const headers = new Headers(options.headers);
+  if (state.settings.apiKey) headers.set("Authorization", "Bearer " + state.settings.apiKey);
+  return fetch(path, { ...options, headers });
+}
+
 // Turns an HTTP error response into one readable sentence, from its JSON "error" when present.
 async function responseError(res, what) {
   let detail = "";
@@ -66,6 +79,7 @@ async function responseError(res, what) {
     }
   } catch (_) { /* the body is optional */ }
   detail = detail.trim().slice(0, 300);
+  if (res.status === 401) detail += " — set the server's API key in Settings.";
   return new ServerError(`${what} failed: HTTP ${res.status}${detail ? ` — ${detail}` : ""}`);
 }
 
@@ -78,6 +92,7 @@ function describeError(err) {
 
 function saveTranscript() {
   try {
+    sessionStorage.setItem(SYNCED_KEY, state.synced ? "1" : "0");
     sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(state.turns));
   } catch (_) { /* storage full: the conversation still works until reload */ }
 }
@@ -107,7 +122,7 @@ function setConnected(ok, title) {
 
 async function loadModel() {
   try {
-    const res = await fetch(API.models);
+    const res = await api(API.models);
     if (!res.ok) throw await responseError(res, "Loading the model list");
     const data = await res.json();
     const models = data.models || [];
@@ -120,6 +135,7 @@ async function loadModel() {
     $("empty-model").textContent = m.name;
     $("attach").hidden = !m.supportsImages;
     $("think-note").hidden = !!m.supportsThinking;
+    $("set-think").disabled = !m.supportsThinking;
     $("set-maxTokens").max = m.contextLength || "";
     setConnected(true, "Connected");
     hideBanner();
@@ -301,13 +317,13 @@ function updateChrome() {
 // ---------- talking to the server ----------
 
 async function createSession() {
-  const res = await fetch(API.sessions, { method: "POST" });
+  const res = await api(API.sessions, { method: "POST" });
   if (!res.ok) throw await responseError(res, "Creating a chat session");
   const data = await res.json();
   setSession(data.sessionId);
 }
 
-function requestBody(history) {
+function requestBody(history, newChat) {
   const s = state.settings;
   const body = {
     messages: history.map((t) => {
@@ -316,9 +332,8 @@ function requestBody(history) {
       return message;
     }),
     sessionId: state.sessionId,
-    // Only the first user turn starts over; later turns keep the session's cached prefix.
-    newChat: history.filter((t) => t.role === "user").length === 1,
-    think: !!s.think,
+    newChat,
+    think: !!s.think && state.model?.supportsThinking !== false,
     tools: [],
   };
   for (const key of ["temperature", "topP", "topK", "maxTokens", "systemPrompt"]) {
@@ -327,12 +342,12 @@ function requestBody(history) {
   return body;
 }
 
-async function postChat(history, signal) {
+async function postChat(history, newChat, signal) {
   if (!state.sessionId) await createSession();
-  const send = () => fetch(API.chat, {
+  const send = () => api(API.chat, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(requestBody(history)),
+    body: JSON.stringify(requestBody(history, newChat)),
     signal,
   });
   let res = await send();
@@ -388,6 +403,8 @@ async function generate() {
   scrollToBottom();
   const controller = new AbortController();
   state.controller = controller;
+  const newChat = !state.synced;
+  state.synced = false;
   updateChrome();
 
   let frame = 0;
@@ -401,13 +418,14 @@ async function generate() {
     if (follow) scrollToBottom();
   };
   try {
-    const res = await postChat(history, controller.signal);
+    const res = await postChat(history, newChat, controller.signal);
     hideBanner();
     await readEvents(res, (ev) => {
       applyEvent(turn, ev);
       if (!frame) frame = requestAnimationFrame(repaint);
     });
     if (!turn.stats && !turn.error) turn.error = "The server closed the stream before the answer was finished.";
+    state.synced = !!turn.stats && !turn.error;
   } catch (err) {
     if (err.name === "AbortError") turn.stopped = true;
     else turn.error = describeError(err);
@@ -467,6 +485,7 @@ function startEdit(index) {
     if (!text || state.controller) return;
     state.turns = state.turns.slice(0, index);
     state.turns.push({ ...turn, content: text });
+    state.synced = false;
     saveTranscript();
     renderTranscript();
     generate();
@@ -486,6 +505,7 @@ function startEdit(index) {
 function newChat() {
   if (state.controller) return;
   state.turns = [];
+  state.synced = false;
   saveTranscript();
   renderTranscript();
   $("input").focus();
@@ -519,7 +539,7 @@ async function attach(files) {
     try {
       const form = new FormData();
       form.append("file", file, item.name);
-      const res = await fetch(API.upload, { method: "POST", body: form });
+      const res = await api(API.upload, { method: "POST", body: form });
       if (res.status === 413) throw new ServerError(`${item.name} is larger than the server accepts.`);
       if (!res.ok) throw await responseError(res, `Uploading ${item.name}`);
       item.id = (await res.json()).id;
@@ -572,6 +592,7 @@ function wire() {
     saveSettings();
   });
   $("banner-retry").addEventListener("click", loadModel);
+  $("set-apiKey").addEventListener("change", loadModel);
   $("banner-close").addEventListener("click", hideBanner);
   $("attach").addEventListener("click", () => $("file-input").click());
   $("file-input").addEventListener("change", (e) => {

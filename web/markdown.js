@@ -23,7 +23,8 @@
     /\*(?=[^\s*])([\s\S]*?[^\s*])\*/.source,                              // 9 emphasis
     /(?<!\w)_(?=[^\s_])([\s\S]*?[^\s_])_(?!\w)/.source,                   // 10 emphasis
     /~~(?=\S)([\s\S]*?\S)~~/.source,                                      // 11 strikethrough
-    /\b(https?:\/\/[^\s<>"'`]*[^\s<>"'`.,:;!?)\]}])/.source,              // 12 bare URL
+    /<((?:https?:\/\/|mailto:)[^\s<>]+)>/.source,                          // 12 <autolink>
+    /\b(https?:\/\/[^\s<>"'`]*[^\s<>"'`.,:;!?)\]}])/.source,              // 13 bare URL
   ].join("|"), "g");
 
   function node(tag, className, text) {
@@ -81,8 +82,9 @@
       } else if (m[11] !== undefined) {
         inline(m[11], parent.appendChild(node("del")));
       } else {
-        const href = safeHref(m[12]);
-        if (href) link(href, parent).textContent = m[12];
+        const url = m[12] ?? m[13];
+        const href = safeHref(url);
+        if (href) link(href, parent).textContent = url;
         else parent.append(m[0]);
       }
     }

@@ -1,0 +1,223 @@
+"""web/app.js driven in chromium against a real `tensorsharp serve` on SmolLM2: streaming, stats,
+stop, KV reuse across turns and reloads, session recovery, edit-and-resend, errors, settings and
+the layout at phone and desktop widths."""
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+
+import pytest
+
+STATS = re.compile(r"(\d+) tokens · ([\d.]+) s · ([\d.]+) tok/s · KV reused (\d+)/(\d+) prompt tokens \((\d+)%\)")
+ANSWER_TIMEOUT_MS = 60_000
+
+# Records every change of the newest answer (text length, stats line) as the page paints it.
+WATCH = """() => {
+  window.__frames = [];
+  const log = document.getElementById("messages");
+  new MutationObserver(() => {
+    const turn = [...log.querySelectorAll(".turn.assistant")].pop();
+    if (turn) window.__frames.push([turn.querySelector(".answer").textContent.length,
+                                    turn.querySelector(".stats").textContent]);
+  }).observe(log, { subtree: true, childList: true, characterData: true });
+}"""
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """open_page(width=..., settings=...) -> a page on the server; settings seed localStorage."""
+    contexts = []
+
+    def _open(width=1280, height=860, settings=None, color_scheme="light"):
+        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
+        contexts.append(context)
+        seed = {"maxTokens": 16, "temperature": 0} if settings is None else settings
+        context.add_init_script(
+            f"if (!localStorage.getItem('tensorsharp.settings')) localStorage.setItem('tensorsharp.settings', {json.dumps(json.dumps(seed))});")
+        page = context.new_page()
+        page.goto(server + "/")
+        page.wait_for_selector("#status-dot.ok")
+        return page
+
+    yield _open
+    for context in contexts:
+        context.close()
+
+
+def send(page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def answer_stats(page, n: int) -> dict:
+    """Waits for the n-th assistant turn (0-based) to finish; returns its parsed stats line."""
+    stats = page.locator(".turn.assistant").nth(n).locator(".stats")
+    stats.filter(has_text="tok/s").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    m = STATS.search(stats.inner_text())
+    assert m, stats.inner_text()
+    keys = ("tokens", "seconds", "tok_per_sec", "kv_reused", "prompt_tokens", "percent")
+    return dict(zip(keys, (float(g) for g in m.groups())))
+
+
+def session_id(page) -> str | None:
+    return page.evaluate("sessionStorage.getItem('tensorsharp.session')")
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_model_name_and_context_come_from_the_server(open_page, server):
+    page = open_page()
+    model = get_json(server + "/api/models")["models"][0]
+    assert page.inner_text("#model-label") == model["name"]
+    assert page.inner_text("#model-ctx") == f"{model['contextLength']:,} ctx"
+    assert page.locator("#attach").is_hidden()   # SmolLM2 takes no images
+
+
+def test_answer_streams_token_by_token_then_shows_stats(open_page):
+    page = open_page()
+    page.evaluate(WATCH)
+    send(page, "What is the capital of France?")
+    stats = answer_stats(page, 0)
+    answer = page.locator(".turn.assistant .answer").inner_text()
+    assert answer.strip()
+    assert stats["tokens"] >= 1 and stats["prompt_tokens"] > 0 and stats["tok_per_sec"] > 0
+    frames = page.evaluate("window.__frames")
+    partial = sorted({n for n, s in frames if n > 0 and s == ""})
+    # Text was on screen before the stats line, growing over several paints.
+    assert len(partial) >= 2, frames
+    assert page.locator("#send").is_visible() and page.locator("#stop").is_hidden()
+
+
+def test_second_turn_reuses_the_kv_cache(open_page):
+    page = open_page()
+    send(page, "Name a colour.")
+    first = answer_stats(page, 0)
+    send(page, "Name another one.")
+    second = answer_stats(page, 1)
+    assert second["kv_reused"] > 0
+    assert second["prompt_tokens"] > first["prompt_tokens"]
+
+
+def test_stop_mid_answer_frees_the_engine_and_the_next_message_is_answered(open_page, server):
+    page = open_page(settings={"maxTokens": 400, "temperature": 0})
+    send(page, "Write a long story about a brave knight and a dragon.")
+    page.locator(".turn.assistant .answer").filter(has_text=re.compile(r"\S")).wait_for(timeout=ANSWER_TIMEOUT_MS)
+    page.click("#stop")
+    first = page.locator(".turn.assistant").nth(0)
+    first.locator(".stats", has_text="Stopped").wait_for()
+    assert page.locator("#send").is_visible()
+    deadline = time.monotonic() + 10
+    while get_json(server + "/api/queue/status")["active"] != 0:
+        assert time.monotonic() < deadline, "the server still generates for the stopped request"
+        time.sleep(0.1)
+    page.click("#open-settings")
+    page.fill("#set-maxTokens", "12")
+    page.click("#close-settings")
+    send(page, "Now say hello.")
+    answer_stats(page, 1)
+    assert page.locator(".turn.assistant").nth(1).locator(".answer").inner_text().strip()
+
+
+def test_reload_keeps_the_session_and_its_cache(open_page):
+    page = open_page()
+    send(page, "Tell me a fact about cats.")
+    answer_stats(page, 0)
+    sid = session_id(page)
+    assert sid
+    page.reload()
+    page.wait_for_selector("#status-dot.ok")
+    assert page.locator(".turn").count() == 2   # the transcript came back with the tab
+    send(page, "Another fact, please.")
+    stats = answer_stats(page, 1)
+    assert session_id(page) == sid
+    assert stats["kv_reused"] > 0
+
+
+def test_a_forgotten_session_is_recreated(open_page):
+    page = open_page()
+    page.evaluate("sessionStorage.setItem('tensorsharp.session', 'no-such-session')")
+    send(page, "Hello!")
+    answer_stats(page, 0)
+    sid = session_id(page)
+    assert sid and sid != "no-such-session"
+
+
+def test_edit_and_resend_the_last_user_turn(open_page):
+    page = open_page()
+    send(page, "Name a fruit.")
+    answer_stats(page, 0)
+    page.locator(".turn.user.editable .edit").click()
+    page.fill(".edit-box", "Name a vegetable.")
+    page.press(".edit-box", "Enter")
+    answer_stats(page, 0)
+    assert page.locator(".turn").count() == 2
+    assert page.locator(".turn.user .text").inner_text() == "Name a vegetable."
+
+
+def test_server_errors_are_shown_in_the_conversation(open_page):
+    page = open_page()
+    send(page, "word " * 3000)   # longer than the 2048-token context
+    error = page.locator(".turn.assistant .turn-error")
+    error.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert len(error.inner_text()) > 10
+    assert page.locator("#send").is_visible()
+
+
+def test_unreachable_server_is_reported_and_retry_recovers(open_page):
+    page = open_page()
+    page.route("**/api/models", lambda route: route.abort())
+    page.reload()
+    page.locator("#banner").wait_for()
+    assert "Cannot reach the tensorsharp server" in page.inner_text("#banner-text")
+    assert "down" in page.get_attribute("#status-dot", "class")
+    page.unroute("**/api/models")
+    page.click("#banner-retry")
+    page.wait_for_selector("#status-dot.ok")
+    assert page.locator("#banner").is_hidden()
+
+
+def test_settings_persist_and_go_with_each_request(open_page):
+    page = open_page()
+    page.click("#open-settings")
+    page.fill("#set-temperature", "0.5")
+    page.fill("#set-topK", "20")
+    page.fill("#set-maxTokens", "8")
+    page.fill("#set-systemPrompt", "Answer in one word.")
+    page.click("#close-settings")
+    page.reload()
+    page.wait_for_selector("#status-dot.ok")
+    assert page.input_value("#set-temperature") == "0.5"
+    assert page.input_value("#set-systemPrompt") == "Answer in one word."
+    with page.expect_request("**/api/chat") as req:
+        send(page, "Hi")
+    body = req.value.post_data_json
+    assert (body["temperature"], body["topK"], body["maxTokens"]) == (0.5, 20, 8)
+    assert body["systemPrompt"] == "Answer in one word." and body["think"] is False
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert answer_stats(page, 0)["tokens"] <= 8
+
+
+@pytest.mark.parametrize("width,height,scheme", [(390, 844, "dark"), (1280, 800, "light")])
+def test_layout_fits_the_width(open_page, screenshot_dir, width, height, scheme):
+    page = open_page(width=width, height=height, color_scheme=scheme,
+                     settings={"maxTokens": 60, "temperature": 0})
+    send(page, "Show a short Python function that adds two numbers, in a code block.")
+    answer_stats(page, 0)
+    page.screenshot(path=screenshot_dir / f"chat-{width}.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    for sel in ("#input", "#send", "#open-settings", "#new-chat"):
+        box = page.locator(sel).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, sel
+    label, buttons = page.locator("#model-label").bounding_box(), page.locator("#new-chat").bounding_box()
+    assert label["x"] + label["width"] <= buttons["x"], "the model name runs under the buttons"
+    page.click("#open-settings")
+    page.locator("#settings.open").wait_for()
+    page.wait_for_timeout(300)   # the drawer slides in
+    page.screenshot(path=screenshot_dir / f"settings-{width}.png")
+    drawer = page.locator("#settings").bounding_box()
+    assert drawer["x"] >= 0 and drawer["x"] + drawer["width"] <= width + 0.5
