@@ -219,9 +219,17 @@ function userView(turn, index) {
     turn.images.forEach((image) => row.append(imageChip(image)));
   }
   bubble.append(h("div", "text", turn.content));
+  if (turn.rejected) markRejected(article);
   const actions = article.appendChild(h("div", "turn-actions"));
   actions.append(button("Edit", "ghost small edit", () => startEdit(index), "Edit and resend this message"));
   return article;
+}
+
+// A message the server refused or never received stays visible but leaves the conversation sent
+// from then on, so one oversized or failed message does not make every later one fail too.
+function markRejected(view) {
+  view.classList.add("rejected");
+  view.querySelector(".bubble").after(h("div", "turn-note", "Not sent — edit it to try again"));
 }
 
 function assistantView() {
@@ -394,7 +402,8 @@ function applyEvent(turn, ev) {
 }
 
 async function generate() {
-  const history = state.turns.filter((t) => t.role === "user" || t.content);
+  const history = state.turns.filter((t) => !t.rejected && (t.role === "user" || t.content));
+  const asked = history[history.length - 1];
   const turn = { role: "assistant", content: "", thinking: "", toolCalls: [] };
   state.turns.push(turn);
   const view = assistantView();
@@ -417,8 +426,10 @@ async function generate() {
     q.textContent = q.hidden ? "" : `Waiting in queue: position ${turn.queuePosition}`;
     if (follow) scrollToBottom();
   };
+  let accepted = false;
   try {
     const res = await postChat(history, newChat, controller.signal);
+    accepted = true;
     hideBanner();
     await readEvents(res, (ev) => {
       applyEvent(turn, ev);
@@ -427,8 +438,16 @@ async function generate() {
     if (!turn.stats && !turn.error) turn.error = "The server closed the stream before the answer was finished.";
     state.synced = !!turn.stats && !turn.error;
   } catch (err) {
-    if (err.name === "AbortError") turn.stopped = true;
-    else turn.error = describeError(err);
+    if (err.name === "AbortError") {
+      turn.stopped = true;
+    } else {
+      turn.error = describeError(err);
+      if (!accepted && asked?.role === "user") {
+        asked.rejected = true;
+        const index = state.turns.indexOf(asked);
+        markRejected($("messages").querySelector(`.turn.user[data-index="${index}"]`));
+      }
+    }
   } finally {
     if (frame) cancelAnimationFrame(frame);
     turn.queuePosition = undefined;
@@ -484,7 +503,8 @@ function startEdit(index) {
     const text = box.value.trim();
     if (!text || state.controller) return;
     state.turns = state.turns.slice(0, index);
-    state.turns.push({ ...turn, content: text });
+    const { rejected, ...kept } = turn;
+    state.turns.push({ ...kept, content: text });
     state.synced = false;
     saveTranscript();
     renderTranscript();

@@ -28,7 +28,7 @@ WATCH = """() => {
 @pytest.fixture
 def open_page(browser, server):
     """open_page(width=..., settings=...) -> a page on the server; settings seed localStorage."""
-    contexts = []
+    contexts, errors = [], []
 
     def _open(width=1280, height=860, settings=None, color_scheme="light"):
         context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
@@ -37,6 +37,7 @@ def open_page(browser, server):
         context.add_init_script(
             f"if (!localStorage.getItem('tensorsharp.settings')) localStorage.setItem('tensorsharp.settings', {json.dumps(json.dumps(seed))});")
         page = context.new_page()
+        page.on("pageerror", lambda err: errors.append(str(err)))
         page.goto(server + "/")
         page.wait_for_selector("#status-dot.ok")
         return page
@@ -44,6 +45,7 @@ def open_page(browser, server):
     yield _open
     for context in contexts:
         context.close()
+    assert errors == [], "the page threw"
 
 
 def send(page, text: str) -> None:
@@ -164,8 +166,13 @@ def test_server_errors_are_shown_in_the_conversation(open_page):
     send(page, "word " * 3000)   # longer than the 2048-token context
     error = page.locator(".turn.assistant .turn-error")
     error.wait_for(timeout=ANSWER_TIMEOUT_MS)
-    assert len(error.inner_text()) > 10
-    assert page.locator("#send").is_visible()
+    assert "HTTP 400" in error.inner_text() and "context" in error.inner_text()   # the server's own words
+    assert page.locator(".turn.user.rejected .turn-note").is_visible()
+    # The refused message is not sent again with the next one, which is answered.
+    with page.expect_request("**/api/chat") as req:
+        send(page, "Say hello.")
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "Say hello."}]
+    answer_stats(page, 1)
 
 
 def test_unreachable_server_is_reported_and_retry_recovers(open_page):
