@@ -38,6 +38,7 @@ class EngineEvents:
         self._unfinished = set(range(len(requests)))
         self.handles = []
         self.client_gone = False
+        self._guard = None
         try:
             for i, request in enumerate(requests):
                 self.handles.append(scheduler.submit(request, self._sink(i)))
@@ -45,7 +46,11 @@ class EngineEvents:
             self.close()
             raise
         sock = client_socket(environ)
-        self._guard = gevent.spawn(self._watch_client, sock) if sock is not None else None
+        self._guard = None
+        if sock is not None:
+            # Streams are many small writes: without NODELAY each waits for the client's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._guard = gevent.spawn(self._watch_client, sock)
 
     def _sink(self, index: int):
         def sink(event) -> None:   # runs on the engine thread
@@ -71,7 +76,7 @@ class EngineEvents:
                 self.handles[i].cancel()
         self._open = False
         self._watcher.stop()
-        if getattr(self, "_guard", None) is not None:
+        if self._guard is not None:
             self._guard.kill(block=False)
 
     def _watch_client(self, sock) -> None:

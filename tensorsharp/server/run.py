@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 
 import gevent
@@ -10,6 +11,11 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 
 
 class _Handler(WSGIHandler):
+    def handle(self):
+        # Streams are many small writes: without NODELAY each waits for the client's delayed ACK.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().handle()
+
     def get_environ(self):
         env = super().get_environ()
         # Lets a request notice its client hanging up while it waits (server.bridge).

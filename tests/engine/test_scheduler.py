@@ -60,6 +60,7 @@ class Collector:
 
 def make(smol, **kw):
     kw.setdefault("n_ctx", N_CTX)
+    kw.setdefault("n_threads", 1)   # no spinning thread pool to stall on a busy shared machine
     return sched.build(smol.transformer, smol.tokenizer, **kw)
 
 

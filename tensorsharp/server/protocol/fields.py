@@ -12,7 +12,7 @@ def parse_json(data: bytes) -> dict:
     if not data.strip():
         raise ApiError(400, "request body is empty; expected a JSON object")
     try:
-        body = json.loads(data)
+        body = json.loads(data, strict=False)   # raw newlines in strings: `base64` output pasted into JSON
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
