@@ -80,6 +80,59 @@ def test_model_name_and_context_come_from_the_server(open_page, server):
     assert page.locator("#attach").is_hidden()   # SmolLM2 takes no images
 
 
+def test_shift_enter_adds_a_line_and_enter_sends(open_page):
+    page = open_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if r.url.endswith("/api/chat") else None)
+    page.fill("#input", "first line")
+    page.press("#input", "Shift+Enter")
+    page.type("#input", "second line")
+    assert page.input_value("#input") == "first line\nsecond line"
+    assert requests == []
+    with page.expect_request("**/api/chat"):
+        page.press("#input", "Enter")
+    assert page.input_value("#input") == ""
+    assert page.locator(".turn.user .text").inner_text() == "first line\nsecond line"
+    answer_stats(page, 0)
+
+
+def test_code_copy_button_copies_the_code(open_page, server):
+    page = open_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page.evaluate("""() => {
+      const box = document.createElement("div");
+      box.append(window.tsMarkdown.render("```sh\\necho '<b>' && ls\\n```"));
+      document.getElementById("messages").append(box);
+    }""")
+    page.click(".codeblock .copy")
+    page.locator(".codeblock .copy", has_text="Copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == "echo '<b>' && ls"
+
+
+def test_thinking_tool_calls_and_queue_frames_render(open_page):
+    # SmolLM2 neither thinks nor calls tools, so these frames come from a canned stream.
+    frames = [{"sessionId": "canned"}, {"queuePosition": 1}, {"thinking": "Weather needs a tool. "},
+              {"thinking": "Call it."}, {"token": "Checking **now**."},
+              {"tool_calls": [{"id": "call_1", "type": "function",
+                               "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+              {"done": True, "tokenCount": 9, "elapsed": 0.5, "tokPerSec": 18.0, "promptTokens": 40,
+               "kvReusedTokens": 10, "kvReusePercent": 25.0, "finishReason": "stop"}]
+    page = open_page()
+    page.route("**/api/chat", lambda route: route.fulfill(
+        status=200, content_type="text/event-stream",
+        body="".join(f"data: {json.dumps(f)}\n\n" for f in frames)))
+    send(page, "Weather in Paris?")
+    assert answer_stats(page, 0)["kv_reused"] == 10
+    turn = page.locator(".turn.assistant")
+    assert turn.locator("details.thinking .thinking-text").text_content() == "Weather needs a tool. Call it."
+    assert turn.locator("details.thinking").get_attribute("open") is None   # folded once answered
+    assert turn.locator(".answer strong").inner_text() == "now"
+    assert turn.locator(".tool-card .tool-name").inner_text() == "get_weather"
+    assert json.loads(turn.locator(".tool-card .tool-args").inner_text()) == {"city": "Paris"}
+    assert turn.locator(".queue").is_hidden()
+    assert session_id(page) == "canned"
+
+
 def test_answer_streams_token_by_token_then_shows_stats(open_page):
     page = open_page()
     page.evaluate(WATCH)
@@ -103,6 +156,14 @@ def test_second_turn_reuses_the_kv_cache(open_page):
     second = answer_stats(page, 1)
     assert second["kv_reused"] > 0
     assert second["prompt_tokens"] > first["prompt_tokens"]
+    sid = session_id(page)
+    page.click("#new-chat")
+    assert page.locator(".turn").count() == 0 and page.locator("#empty").is_visible()
+    with page.expect_request("**/api/chat") as req:
+        send(page, "Name a number.")
+    body = req.value.post_data_json
+    assert body["newChat"] is True and body["sessionId"] == sid and len(body["messages"]) == 1
+    answer_stats(page, 0)
 
 
 def test_stop_mid_answer_frees_the_engine_and_the_next_message_is_answered(open_page, server):
@@ -212,7 +273,7 @@ def test_settings_persist_and_go_with_each_request(open_page):
 @pytest.mark.parametrize("width,height,scheme", [(390, 844, "dark"), (1280, 800, "light")])
 def test_layout_fits_the_width(open_page, screenshot_dir, width, height, scheme):
     page = open_page(width=width, height=height, color_scheme=scheme,
-                     settings={"maxTokens": 60, "temperature": 0})
+                     settings={"maxTokens": 40, "temperature": 0})
     send(page, "Show a short Python function that adds two numbers, in a code block.")
     answer_stats(page, 0)
     page.screenshot(path=screenshot_dir / f"chat-{width}.png")
