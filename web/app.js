@@ -1,10 +1,9 @@
-// The chat page's behaviour: it speaks only tensorsharp's web UI protocol (/api/chat as
-// server-sent events, /api/sessions, /api/models, /api/upload) and builds every node itself;
-// model text reaches the page through markdown.js or textContent, never as HTML.
+// The chat page's behaviour: conversation state, its views and the controls. It reaches the
+// server only through client.js and builds every node itself; model text reaches the page
+// through markdown.js or textContent, never as HTML.
 "use strict";
 
-// Relative URLs, so the page also works when the server sits under a path prefix.
-const API = { chat: "api/chat", sessions: "api/sessions", models: "api/models", upload: "api/upload" };
+const { ServerError, describeError, events } = window.tsClient;
 const SETTINGS_KEY = "tensorsharp.settings";   // localStorage: shared by tabs, kept across visits
 const SESSION_KEY = "tensorsharp.session";     // sessionStorage: one server session per tab
 const TRANSCRIPT_KEY = "tensorsharp.transcript";
@@ -29,6 +28,7 @@ const state = {
   pending: [],                                      // attachments for the next message
   thumbs: new Map(),                                // upload id -> blob: URL (this page load only)
 };
+const client = window.tsClient.createClient(() => state.settings.apiKey);
 
 // ---------- small helpers ----------
 
@@ -54,40 +54,6 @@ function button(label, className, onClick, title) {
   if (title) b.title = title;
   b.addEventListener("click", onClick);
   return b;
-}
-
-class ServerError extends Error {}
-
-// fetch() for the API, carrying the key when the user gave one (servers started with --api-key).
-function api(path, options = {}) {
-  const headers = new Headers(options.headers);
-  if (state.settings.apiKey) headers.set("Authorization", "Bearer " + state.settings.apiKey);
-  return fetch(path, { ...options, headers });
-}
-
-// Turns an HTTP error response into one readable sentence, from its JSON "error" when present.
-async function responseError(res, what) {
-  let detail = "";
-  try {
-    // An HTML error page (a proxy, a wrong port) says nothing a sentence could use.
-    const body = /html/i.test(res.headers.get("Content-Type") || "") ? "" : await res.text();
-    try {
-      const json = JSON.parse(body);
-      detail = typeof json.error === "string" ? json.error : (json.error?.message || body);
-    } catch (_) {
-      detail = body;
-    }
-  } catch (_) { /* the body is optional */ }
-  detail = detail.trim().slice(0, 300);
-  if (res.status === 401) detail += " — set the server's API key in Settings.";
-  return new ServerError(`${what} failed: HTTP ${res.status}${detail ? ` — ${detail}` : ""}`);
-}
-
-function describeError(err) {
-  if (err instanceof ServerError) return err.message;
-  // fetch rejects with a TypeError when nothing answers at all.
-  if (err instanceof TypeError) return `Cannot reach the tensorsharp server at ${location.origin}. Is \`tensorsharp serve\` running?`;
-  return String(err?.message || err);
 }
 
 function saveTranscript() {
@@ -122,9 +88,7 @@ function setConnected(ok, title) {
 
 async function loadModel() {
   try {
-    const res = await api(API.models);
-    if (!res.ok) throw await responseError(res, "Loading the model list");
-    const data = await res.json();
+    const data = await client.models();
     const models = data.models || [];
     state.model = models.find((m) => m.name === data.loaded) || models[0] || null;
     if (!state.model) throw new ServerError("The server reports no loaded model.");
@@ -325,10 +289,7 @@ function updateChrome() {
 // ---------- talking to the server ----------
 
 async function createSession() {
-  const res = await api(API.sessions, { method: "POST" });
-  if (!res.ok) throw await responseError(res, "Creating a chat session");
-  const data = await res.json();
-  setSession(data.sessionId);
+  setSession(await client.createSession());
 }
 
 function requestBody(history, newChat) {
@@ -352,38 +313,13 @@ function requestBody(history, newChat) {
 
 async function postChat(history, newChat, signal) {
   if (!state.sessionId) await createSession();
-  const send = () => api(API.chat, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(requestBody(history, newChat)),
-    signal,
-  });
-  let res = await send();
-  if (res.status === 404) {
+  try {
+    return await client.chat(requestBody(history, newChat), signal);
+  } catch (err) {
+    if (err.status !== 404) throw err;
     // The server forgot this tab's session (restart, eviction): make a new one and go again.
     await createSession();
-    res = await send();
-  }
-  if (!res.ok) throw await responseError(res, "The chat request");
-  return res;
-}
-
-// Calls onEvent with each JSON payload of a text/event-stream response.
-async function readEvents(res, onEvent) {
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value.replace(/\r/g, "");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const frame = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const data = frame.split("\n").filter((l) => l.startsWith("data:"))
-        .map((l) => l.slice(5).replace(/^ /, "")).join("\n");
-      if (data) onEvent(JSON.parse(data));
-    }
+    return client.chat(requestBody(history, newChat), signal);
   }
 }
 
@@ -431,10 +367,10 @@ async function generate() {
     const res = await postChat(history, newChat, controller.signal);
     accepted = true;
     hideBanner();
-    await readEvents(res, (ev) => {
+    for await (const ev of events(res)) {
       applyEvent(turn, ev);
       if (!frame) frame = requestAnimationFrame(repaint);
-    });
+    }
     if (!turn.stats && !turn.error) turn.error = "The server closed the stream before the answer was finished.";
     state.synced = !!turn.stats && !turn.error;
   } catch (err) {
@@ -557,12 +493,7 @@ async function attach(files) {
     state.pending.push(item);
     renderAttachments();
     try {
-      const form = new FormData();
-      form.append("file", file, item.name);
-      const res = await api(API.upload, { method: "POST", body: form });
-      if (res.status === 413) throw new ServerError(`${item.name} is larger than the server accepts.`);
-      if (!res.ok) throw await responseError(res, `Uploading ${item.name}`);
-      item.id = (await res.json()).id;
+      item.id = (await client.upload(file, item.name)).id;
       state.thumbs.set(item.id, item.url);
     } catch (err) {
       state.pending = state.pending.filter((x) => x !== item);
