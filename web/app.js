@@ -350,6 +350,7 @@ async function generate() {
   state.controller = controller;
   const newChat = !state.synced;
   state.synced = false;
+  saveTranscript();   // a reload mid-answer must not trust the server's copy either
   updateChrome();
 
   let frame = 0;

@@ -133,6 +133,39 @@ def test_thinking_tool_calls_and_queue_frames_render(open_page):
     assert session_id(page) == "canned"
 
 
+# A 1x1 PNG, enough for an upload and a thumbnail.
+PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                      "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5d6d2e3"
+                      "0000000049454e44ae426082")
+
+
+def test_images_upload_and_go_with_the_message_when_the_model_takes_them(open_page):
+    page = open_page()
+
+    def claim_images(route):   # SmolLM2 takes no images: pretend it does, to reach the control
+        data = route.fetch().json()
+        data["models"][0]["supportsImages"] = True
+        route.fulfill(json=data)
+
+    page.route("**/api/models", claim_images)
+    page.reload()
+    page.wait_for_selector("#status-dot.ok")
+    assert page.locator("#attach").is_visible()
+    with page.expect_response("**/api/upload") as upload:
+        page.set_input_files("#file-input", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": PIXEL}])
+    uploaded = upload.value.json()
+    assert uploaded["name"] == "dot.png" and uploaded["id"]
+    page.locator(".attachment:not(.uploading) img").wait_for()
+    with page.expect_request("**/api/chat") as req:
+        send(page, "What is in this picture?")
+    assert req.value.post_data_json["messages"][-1]["images"] == [uploaded["id"]]
+    assert page.locator(".turn.user img.thumb").is_visible()
+    assert page.locator("#attachments").is_hidden()
+    # Whatever the text-only model makes of it, the turn ends with an answer or a stated error.
+    page.locator(".turn.assistant .stats:has-text('tok/s'), .turn.assistant .turn-error:visible").first.wait_for(
+        timeout=ANSWER_TIMEOUT_MS)
+
+
 def test_answer_streams_token_by_token_then_shows_stats(open_page):
     page = open_page()
     page.evaluate(WATCH)
@@ -268,6 +301,21 @@ def test_settings_persist_and_go_with_each_request(open_page):
     assert body["systemPrompt"] == "Answer in one word." and body["think"] is False
     assert body["messages"] == [{"role": "user", "content": "Hi"}]
     assert answer_stats(page, 0)["tokens"] <= 8
+
+
+def test_api_key_from_settings_is_sent_with_api_calls(open_page):
+    page = open_page()
+    page.click("#open-settings")
+    with page.expect_request("**/api/models") as req:
+        page.fill("#set-apiKey", "s3cret")
+        page.press("#set-apiKey", "Tab")   # the change reloads the model info with the key
+    assert req.value.headers.get("authorization") == "Bearer s3cret"
+    page.click("#close-settings")
+    with page.expect_request("**/api/chat") as req:
+        send(page, "Hi")
+    assert req.value.headers.get("authorization") == "Bearer s3cret"
+    assert "apiKey" not in req.value.post_data_json
+    answer_stats(page, 0)
 
 
 @pytest.mark.parametrize("width,height,scheme", [(390, 844, "dark"), (1280, 800, "light")])
