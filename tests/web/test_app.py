@@ -38,6 +38,8 @@ def open_page(browser, server):
             f"if (!localStorage.getItem('tensorsharp.settings')) localStorage.setItem('tensorsharp.settings', {json.dumps(json.dumps(seed))});")
         page = context.new_page()
         page.on("pageerror", lambda err: errors.append(str(err)))
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+                if r.status >= 400 and "/api/" not in r.url else None)
         page.goto(server + "/")
         page.wait_for_selector("#status-dot.ok")
         return page
@@ -45,7 +47,7 @@ def open_page(browser, server):
     yield _open
     for context in contexts:
         context.close()
-    assert errors == [], "the page threw"
+    assert errors == [], "the page threw or one of its files failed to load"
 
 
 def send(page, text: str) -> None:
