@@ -117,7 +117,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tensorsharp.server.run import serve
 
     app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
-                     api_key=args.api_key)
+                     api_key=args.api_key, tool_format=args.tool_format)
     serve(app, args.host, args.port)
     return 0
 
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests decoded together (default: %(default)s)")
     p.add_argument("--api-key", default=srv.api_key,
                    help="require 'Authorization: Bearer KEY' on every route but /health")
+    p.add_argument("--tool-format", default=srv.tool_format,
+                   help="tool-call family instead of the detected one: hermes, llama3, mistral, gemma, generic")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("info", help="show version, kernel ISA and CPU")

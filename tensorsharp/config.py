@@ -91,18 +91,20 @@ class ServerOptions:
     max_queue: int     # requests that may wait for a place before new ones get 503
     api_key: str | None  # bearer key every route but /health requires; None = open
     max_body: int      # bytes of a request body (JSON or upload)
+    tool_format: str | None  # tool-call family to use instead of the one detected from the template
 
 
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
-    _MAX_QUEUE / _API_KEY / _MAX_BODY."""
+    _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
                          cache_slots=_int_env("TENSORSHARP_CACHE_SLOTS", 2),
                          max_queue=_int_env("TENSORSHARP_MAX_QUEUE", 16),
                          api_key=os.environ.get("TENSORSHARP_API_KEY") or None,
-                         max_body=_int_env("TENSORSHARP_MAX_BODY", 32 << 20))
+                         max_body=_int_env("TENSORSHARP_MAX_BODY", 32 << 20),
+                         tool_format=os.environ.get("TENSORSHARP_TOOL_FORMAT") or None)
 
 
 def uploads_dir() -> Path:

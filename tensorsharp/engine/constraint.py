@@ -22,6 +22,31 @@ class ConstraintError(TensorSharpError):
 # output with newlines until max_tokens; fixed separators keep every token on the content.
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
+# A small model at a high temperature can run on forever where the grammar lets it: digits of a
+# number, one more parallel call. The constraint admits a subset of the valid outputs that always
+# ends: at most this many calls, and numbers with at most 15 integer and 6 fraction digits.
+MAX_PARALLEL_CALLS = 8
+_NUMBER_LIMITS = {"multipleOf": 1e-6, "minimum": -1e15, "maximum": 1e15}
+_LITERALS = ("const", "enum", "default", "examples")   # JSON values, not subschemas
+
+
+def finite_numbers(schema):
+    """schema with every number (and integer) subschema also bounded in digits; the outputs it
+    admits are valid instances of the original schema."""
+    if isinstance(schema, list):
+        return [finite_numbers(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (v if k in _LITERALS else finite_numbers(v)) for k, v in schema.items()}
+    kinds = out.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "number" in kinds or "integer" in kinds:
+        for key, value in _NUMBER_LIMITS.items():
+            if key == "multipleOf" and ("integer" in kinds or key in out):
+                continue
+            out.setdefault(key, value)
+    return out
+
 # Error messages without llguidance's parser-state dump (it can echo the whole grammar).
 _LIMITS = llg.LLParserLimits(verbose_errors=False)
 
@@ -105,7 +130,7 @@ class Constraint:
 
 def json_schema_grammar(schema: dict | None) -> str:
     """llguidance grammar of the JSON texts that satisfy schema (None or {}: any JSON object)."""
-    return llg.LLMatcher.grammar_from_json_schema(schema or {"type": "object"}, overrides=JSON_OPTIONS)
+    return llg.LLMatcher.grammar_from_json_schema(finite_numbers(schema or {"type": "object"}), overrides=JSON_OPTIONS)
 
 
 def grammar_error(grammar: str) -> str | None:
@@ -140,17 +165,18 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
         head = "{" + json.dumps("name") + ": " + json.dumps(fn["name"], ensure_ascii=False) + ", " \
             + json.dumps(arguments_key, ensure_ascii=False) + ": "
         rules.append(f"fn{i}: {_lark_string(head)} args{i} \"}}\"")
-        rules.append(f"args{i}: %json {json.dumps({**params, 'x-guidance': JSON_OPTIONS})}")
+        rules.append(f"args{i}: %json {json.dumps({**finite_numbers(params), 'x-guidance': JSON_OPTIONS})}")
         err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
         if err:
             raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
     body = " | ".join(f"fn{i}" for i in range(len(functions)))
     pre, post = _lark_text(tokenizer, prefix), _lark_text(tokenizer, suffix)
     if as_array:
-        items = "call (\", \" call)*" if parallel else "call"
+        items = f"call (\", \" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "call"
         start = [f"start: {pre} \"[\" {items} \"]\" {post}", f"call: {body}"]
     else:
-        start = ["start: call (\"\\n\" call)*" if parallel else "start: call", f"call: {pre} ({body}) {post}"]
+        start = [f"start: call (\"\\n\" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "start: call",
+                 f"call: {pre} ({body}) {post}"]
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
 
 

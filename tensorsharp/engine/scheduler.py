@@ -37,17 +37,6 @@ def _original(module: str, name: str):
     return getattr(importlib.import_module(module), name)
 
 
-def apply_mask(logits: np.ndarray, bitmask: np.ndarray) -> None:
-    """Sets disallowed tokens' logits (n_vocab,) to -inf; bitmask (ceil(n_vocab/32),) uint32."""
-    from tensorsharp import kernels
-    native = getattr(kernels, "apply_token_mask", None)
-    if native is not None:
-        native(logits, bitmask)
-        return
-    allowed = np.unpackbits(bitmask.view(np.uint8), bitorder="little")[: logits.shape[0]]
-    logits[allowed == 0] = -np.inf
-
-
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -378,8 +367,7 @@ class Scheduler:
         c = req.constraint
         if c is not None:
             c.fill_mask(a.mask)
-            apply_mask(logits, a.mask)
-        s = a.sampler.sample(logits)
+        s = a.sampler.sample(logits, a.mask)
         tok = s.token
         a.sampler.accept(tok)
         try:

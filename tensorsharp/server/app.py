@@ -85,7 +85,8 @@ def _check_key() -> Response | None:
 
 def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = None, n_threads: int | None = None,
                parallel: int | None = None, cache_slots: int | None = None, max_queue: int | None = None,
-               api_key: str | None = None, max_body: int | None = None, upload_dir: Path | None = None) -> Flask:
+               api_key: str | None = None, max_body: int | None = None, upload_dir: Path | None = None,
+               tool_format: str | None = None) -> Flask:
     """An app serving `model` (a ServedModel, or a name or path to load; default: the configured
     model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
@@ -94,7 +95,8 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
                                  n_threads=load.n_threads if n_threads is None else n_threads,
                                  parallel=parallel or opts.parallel,
                                  cache_slots=opts.cache_slots if cache_slots is None else cache_slots,
-                                 max_queue=opts.max_queue if max_queue is None else max_queue)
+                                 max_queue=opts.max_queue if max_queue is None else max_queue,
+                                 tool_format=tool_format or opts.tool_format)
     max_body = max_body or opts.max_body
     app = Flask("tensorsharp.server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body

@@ -76,6 +76,11 @@ class EngineEvents:
                 self._waiter = Waiter()
                 self._waiter.get()
 
+    def cancel(self) -> None:
+        """Asks the engine to end every request; the consumer still receives their Done events."""
+        for h in self.handles:
+            h.cancel()
+
     def close(self) -> None:
         for i in self._unfinished:
             if i < len(self.handles):
@@ -100,5 +105,4 @@ class EngineEvents:
                 gone = True
             break
         if gone:
-            for h in self.handles:
-                h.cancel()
+            self.cancel()

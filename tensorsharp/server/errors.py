@@ -1,6 +1,8 @@
 """HTTP errors: one exception type, the mapping from engine errors, and each dialect's JSON body."""
 from __future__ import annotations
 
+from tensorsharp.chat.schema import OutputValidationError, SchemaError
+from tensorsharp.engine.constraint import ConstraintError
 from tensorsharp.engine.request import QueueFullError
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
@@ -39,6 +41,12 @@ def from_engine(error: Exception) -> ApiError:
     if isinstance(error, QueueFullError):
         return ApiError(503, f"server busy: {error}; retry later", code="queue_full",
                         headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(error, OutputValidationError):
+        return ApiError(422, f"the output does not follow the requested format: {error}", code="invalid_output")
+    if isinstance(error, SchemaError):
+        return ApiError(400, f"invalid schema: {error}", param="response_format", code="invalid_schema")
+    if isinstance(error, ConstraintError):
+        return ApiError(400, str(error), param="tool_choice")
     if isinstance(error, ContextFullError):
         return ApiError(400, str(error), param="messages", code="context_length_exceeded")
     if isinstance(error, ValueError):

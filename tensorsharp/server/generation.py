@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from tensorsharp.chat.template import TemplateError
+from tensorsharp.chat.schema import OutputValidationError, SchemaError, check_schema, schema_instruction, validate_output
+from tensorsharp.engine.constraint import ConstraintError, json_schema_constraint, tool_call_constraint
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
 from tensorsharp.server.errors import ApiError, from_engine
@@ -25,28 +27,77 @@ class Output:
     deltas: list
 
 
-def new_reply(served: ServedModel, job: Job) -> Reply:
-    """The one place a request's reply parser is chosen (plain text until chat formats plug in)."""
-    return Reply()
+def _schema(job: Job) -> dict | None:
+    """The JSON schema a format job's output follows; None: any JSON object."""
+    return None if job.format == "json" else job.format
+
+
+def check_job(job: Job) -> None:
+    """Refuses what cannot be honoured, before anything is queued."""
+    if job.format is None:
+        return
+    if job.tools:
+        raise ApiError(400, "a response format cannot be combined with tools", param="response_format")
+    if job.think:
+        raise ApiError(400, "a response format cannot be combined with thinking", param="response_format")
+    if job.format != "json":
+        try:
+            check_schema(job.format)
+        except SchemaError as e:
+            raise from_engine(e) from None
+
+
+def new_reply(served: ServedModel, job: Job, prompt: str) -> Reply:
+    """The one place a request's reply parser is chosen: JSON output is content as it is; chats
+    (and prompts with a thinking choice) have reasoning and tool calls split out by the model's
+    chat format, which needs the prompt's tail to know whether the answer starts inside reasoning."""
+    if job.format is not None or (job.messages is None and job.think is None):
+        return Reply()
+    return Reply(served.chat.make_parser(tools=job.tools, think=job.think, prompt=prompt))
 
 
 def constraint_for(served: ServedModel, job: Job):
-    """The engine constraint that makes output follow job.format, or None without one."""
+    """The engine constraint that makes output follow job.format or a forced tool call, or None."""
+    try:
+        if job.format is not None:
+            return json_schema_constraint(served.tokenizer, _schema(job))
+        if job.tools and job.tool_choice is not None:
+            c = served.chat
+            return tool_call_constraint(served.tokenizer, job.tools, job.tool_choice, prefix=c.call_prefix,
+                                        suffix=c.call_suffix, arguments_key=c.arguments_key,
+                                        as_array=c.calls_as_array, parallel=job.parallel_tool_calls)
+    except ConstraintError as e:   # e.g. a tool whose parameters cannot be enforced
+        raise from_engine(e) from None
+    return None
+
+
+def _messages(job: Job) -> list[dict]:
+    """The chat turns to render: with a response format, the system prompt shows the schema
+    (models follow it better when shown it; the constraint is what guarantees it)."""
     if job.format is None:
-        return None
-    raise ApiError(501, "structured output (format / response_format) is not available in this build",
-                   param="response_format", code="not_implemented")
+        return job.messages
+    note = schema_instruction(_schema(job))
+    messages = list(job.messages)
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
+    else:
+        messages.insert(0, {"role": "system", "content": note})
+    return messages
 
 
-def prompt_ids(served: ServedModel, job: Job) -> list[int]:
-    if job.messages is not None:
-        try:
-            text = served.render(job.messages, job.tools, job.think)
-        except TemplateError as e:   # e.g. roles the template does not accept in that order
-            raise ApiError(400, str(e), param="messages") from None
+def prompt_text(served: ServedModel, job: Job) -> str | None:
+    """The prompt as text (None for a prompt given as token ids)."""
+    if job.messages is None:
+        return job.prompt if isinstance(job.prompt, str) else None
+    try:
+        return served.render(_messages(job), job.tools, job.think)
+    except TemplateError as e:   # e.g. roles the template does not accept in that order
+        raise ApiError(400, str(e), param="messages") from None
+
+
+def prompt_ids(served: ServedModel, job: Job, text: str | None) -> list[int]:
+    if text is not None:
         return served.tokenize_prompt(text)
-    if isinstance(job.prompt, str):
-        return served.tokenize_prompt(job.prompt)
     ids = [int(t) for t in job.prompt or ()]
     try:
         served.check_ids(ids)
@@ -61,8 +112,11 @@ class Generation:
     def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None):
         if job.images and not served.supports_images:
             raise ApiError(400, f"model {served.name} does not support images", param="messages")
+        check_job(job)
         self.served = served
-        self.ids = prompt_ids(served, job)
+        self.job = job
+        text = prompt_text(served, job)
+        self.ids = prompt_ids(served, job, text)
         if not self.ids:
             raise ApiError(400, "the prompt is empty", param="prompt")
         limit = min(served.n_ctx, job.n_ctx) if job.n_ctx else served.n_ctx
@@ -71,7 +125,7 @@ class Generation:
                            f"(prompt and reply together)", param="messages", code="context_length_exceeded")
         room = limit - len(self.ids)
         self.max_tokens = room if job.max_tokens is None else min(job.max_tokens, room)
-        self.replies = [new_reply(served, job) for _ in range(n)]
+        self.replies = [new_reply(served, job, text or "") for _ in range(n)]
         requests = []
         for i in range(n):
             sampling = job.sampling
@@ -115,6 +169,12 @@ class Generation:
                     tail = reply.finish()
                     if tail:
                         yield index, Output(None, tail)
+                    if self.job.format is not None:
+                        try:
+                            validate_output(reply.content, _schema(self.job))
+                        except OutputValidationError as e:
+                            yield index, Failed(e)   # 422 before the first byte, an error chunk after
+                            continue
                 yield index, event
         finally:
             self.close()
@@ -123,6 +183,10 @@ class Generation:
         while self._held:
             yield self._held.pop(0)
         yield from self._iter
+
+    def cancel(self) -> None:
+        """Ends the generation early from another greenlet; events() still sees it finish."""
+        self._events.cancel()
 
     def close(self) -> None:
         self._events.close()

@@ -7,8 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tensorsharp import store
+from tensorsharp.chat.output import chat_format
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import scheduler as sched
+from tensorsharp.engine.constraint import lltokenizer
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_model
 from tensorsharp.tokenizer import Tokenizer
@@ -32,13 +34,17 @@ class ServedModel:
     """Load with ServedModel.load(name_or_path, ...); close() stops its engine thread."""
 
     def __init__(self, path: Path, gguf: GGUFFile, transformer, tokenizer: Tokenizer,
-                 scheduler: sched.Scheduler, load_ns: int = 0):
+                 scheduler: sched.Scheduler, load_ns: int = 0, tool_format: str | None = None):
         self.path = path
         self.gguf = gguf
         self.metadata = gguf.metadata
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.template = ChatTemplate.for_model(gguf.metadata, tokenizer)
+        # Tool-call syntax, reasoning markers and what the template can take, from the file.
+        self.chat = chat_format(gguf.metadata, self.template.source, tool_format)
+        # Built once here (seconds for a 262k vocabulary) so no request pays for it.
+        self.constraint_tokenizer = lltokenizer(tokenizer)
         self.scheduler = scheduler
         self.load_ns = load_ns
         self.loaded_at = datetime.now(timezone.utc)
@@ -50,7 +56,7 @@ class ServedModel:
 
     @classmethod
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
-             max_queue: int = 16, n_batch: int = 512) -> "ServedModel":
+             max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None) -> "ServedModel":
         """Resolves (pulling if needed) and loads a model, and starts its engine thread."""
         t0 = time.monotonic_ns()
         path = store.resolve(model)
@@ -61,7 +67,7 @@ class ServedModel:
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
         scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
                                 max_queue=max_queue, n_batch=n_batch, n_threads=n_threads)
-        return cls(path, gguf, transformer, tokenizer, scheduler.start(), time.monotonic_ns() - t0)
+        return cls(path, gguf, transformer, tokenizer, scheduler.start(), time.monotonic_ns() - t0, tool_format)
 
     def close(self) -> None:
         self.scheduler.close()
@@ -109,15 +115,13 @@ class ServedModel:
     def modified_at(self) -> datetime:
         return datetime.fromtimestamp(self.path.stat().st_mtime, timezone.utc)
 
-    # What the chat template can take. The chat package's format detection (DESIGN.md section 2)
-    # is the authority once it lands; until then the template text is what shows it.
     @property
     def supports_tools(self) -> bool:
-        return "tools" in self.template.source
+        return self.chat.supports_tools
 
     @property
     def supports_thinking(self) -> bool:
-        return "enable_thinking" in self.template.source or "<think>" in self.template.source
+        return self.chat.supports_thinking
 
     @property
     def supports_images(self) -> bool:
@@ -125,6 +129,9 @@ class ServedModel:
 
     # -- prompts ---------------------------------------------------------------------------------
     def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
+        # Templates that know nothing of tools get the family's teaching prompt and history instead.
+        messages = self.chat.messages_for_template(messages, tools)
+        tools = tools if self.chat.template_renders_tools else None
         return self.template.render(messages, tools=tools or None, enable_thinking=think)
 
     def tokenize_prompt(self, text: str) -> list[int]:

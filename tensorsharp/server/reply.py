@@ -8,25 +8,8 @@ thinking / tool_calls) splits reasoning and tool calls out with the same delta t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-
-@dataclass
-class ContentDelta:
-    text: str
-
-
-@dataclass
-class ThinkingDelta:
-    text: str
-
-
-@dataclass
-class ToolCallDelta:
-    index: int
-    id: str | None          # set on a call's first delta
-    name: str | None        # set on a call's first delta
-    arguments: str          # a piece of the call's JSON arguments text
+from tensorsharp.chat.output import ContentDelta
 
 
 class PlainText:

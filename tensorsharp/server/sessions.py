@@ -12,6 +12,7 @@ class Session:
     id: str
     history: list[dict] = field(default_factory=list)   # role/content(/tool_calls) turns so far
     busy: bool = False                                   # a reply is being generated
+    turn: object = None                                  # that reply's turn, to cancel it
 
 
 def _turn(m: dict) -> tuple:

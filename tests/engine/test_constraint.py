@@ -12,7 +12,7 @@ import pytest
 
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
-from tensorsharp.engine.constraint import (ConstraintError, json_schema_constraint, lltokenizer,
+from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, finite_numbers, json_schema_constraint, lltokenizer,
                                            tool_call_constraint)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
@@ -281,3 +281,35 @@ def test_forced_tool_calls_always_parse(smollm2, choice):
             if isinstance(choice, dict):
                 assert call["name"] == "get_time"
             jsonschema.validate(call["arguments"], params[call["name"]])
+
+
+def test_numbers_end_within_their_digit_budget(tok):
+    schema = {"type": "object", "properties": {"x": {"type": "number"}, "n": {"type": "integer"}},
+              "required": ["x", "n"]}
+    c = json_schema_constraint(tok, schema)
+    _feed(c, tok, '{"x": -3.123456, "n": 999999999999999}')
+    assert c.is_done()
+    with pytest.raises(ConstraintError):
+        _feed(json_schema_constraint(tok, schema), tok, '{"x": 3.1234567')
+    with pytest.raises(ConstraintError):
+        _feed(json_schema_constraint(tok, schema), tok, '{"x": 1, "n": 12345678901234567')
+
+
+def test_finite_numbers_keeps_what_the_schema_says():
+    s = {"type": "object", "properties": {"a": {"type": ["number", "null"], "maximum": 3},
+                                          "b": {"type": "integer", "multipleOf": 5},
+                                          "c": {"const": {"type": "number"}}}}
+    got = finite_numbers(s)
+    assert got["properties"]["a"] == {"type": ["number", "null"], "maximum": 3, "multipleOf": 1e-6,
+                                      "minimum": -1e15}
+    assert got["properties"]["b"] == {"type": "integer", "multipleOf": 5, "minimum": -1e15, "maximum": 1e15}
+    assert got["properties"]["c"] == {"const": {"type": "number"}}   # a literal value, not a subschema
+    assert s["properties"]["a"] == {"type": ["number", "null"], "maximum": 3}
+
+
+def test_parallel_calls_are_bounded(tok):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    c = tool_call_constraint(tok, tools, "required", prefix="<tool_call>\n", suffix="\n</tool_call>")
+    call = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'
+    _feed(c, tok, "\n".join([call] * MAX_PARALLEL_CALLS))
+    assert c.is_done()

@@ -286,16 +286,6 @@ def test_constraint_masks_tokens_and_ends_when_done(smol):
     assert held.done.reason == "stop"
 
 
-def test_numpy_mask_fallback_matches_the_bits():
-    n_vocab = 70
-    bits = np.zeros(3, dtype=np.uint32)
-    for t in (0, 31, 32, 69):
-        bits[t // 32] |= np.uint32(1 << (t % 32))
-    logits = np.zeros(n_vocab, dtype=np.float32)
-    sched.apply_mask(logits, bits)
-    assert np.flatnonzero(np.isfinite(logits)).tolist() == [0, 31, 32, 69]
-
-
 def test_close_fails_what_is_left(smol):
     ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
     s = make(smol, parallel=1).start()

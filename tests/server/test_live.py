@@ -165,3 +165,21 @@ def test_disconnect_during_a_non_streaming_request_frees_the_engine(base):
             assert time.monotonic() < deadline
             time.sleep(0.02)
     wait_idle(base, within=3)
+
+
+def test_new_message_supersedes_a_running_reply_in_its_session(base):
+    """The page's Stop + send: the server may not have seen the first connection drop yet."""
+    sid = requests.post(base + "/api/sessions").json()["sessionId"]
+    first = requests.post(base + "/api/chat", stream=True,
+                          json={"messages": LONG, "sessionId": sid, "maxTokens": 900})
+    frames = (json.loads(x[5:]) for x in first.iter_lines() if x.startswith(b"data:"))
+    assert next(frames) == {"sessionId": sid}
+    assert "token" in next(f for f in frames if "token" in f)
+    second = requests.post(base + "/api/chat", stream=True, json={
+        "messages": [{"role": "user", "content": "Say hi."}], "sessionId": sid, "newChat": True, "maxTokens": 8})
+    assert second.status_code == 200
+    last = [json.loads(x[5:]) for x in second.iter_lines() if x.startswith(b"data:")][-1]
+    assert last["done"] is True and last["finishReason"] in ("stop", "length")
+    assert [f for f in frames if f.get("done")][0]["finishReason"] == "cancelled"
+    first.close()
+    wait_idle(base)

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from tensorsharp.server import generation
-from tensorsharp.server.reply import ContentDelta, Reply, ThinkingDelta, ToolCallDelta
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta, ToolCallDelta
+from tensorsharp.server.reply import Reply
 from tensorsharp.testing.server import ndjson_lines, sse_events
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -33,7 +34,7 @@ class Scripted:
 
 @pytest.fixture
 def scripted(monkeypatch):
-    monkeypatch.setattr(generation, "new_reply", lambda served, job: Reply(Scripted()))
+    monkeypatch.setattr(generation, "new_reply", lambda served, job, prompt: Reply(Scripted()))
 
 
 def test_plain_reply_and_finish_reason():

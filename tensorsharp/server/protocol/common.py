@@ -18,6 +18,9 @@ class Job:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: list[str] = field(default_factory=list)
     tools: list | None = None              # function tools offered to the model
+    tool_choice: str | dict | None = None  # None/"auto": the model decides; "required" or a named
+                                           # function: a call is forced by constrained decoding
+    parallel_tool_calls: bool = True       # a forced reply may hold several calls
     think: bool | None = None              # None: the template's default
     format: object = None                  # "json" or a JSON schema the output must follow
     n_ctx: int | None = None               # the client's own context limit (Ollama num_ctx)

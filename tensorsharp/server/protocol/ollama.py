@@ -8,7 +8,8 @@ from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Job
 from tensorsharp.server.protocol.fields import Fields
-from tensorsharp.server.reply import ContentDelta, ThinkingDelta, arguments_object
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta
+from tensorsharp.server.reply import arguments_object
 
 ROLES = {"system", "user", "assistant", "tool"}
 

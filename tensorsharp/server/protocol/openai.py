@@ -9,7 +9,7 @@ from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, Job
 from tensorsharp.server.protocol.fields import Fields
-from tensorsharp.server.reply import ContentDelta, ThinkingDelta
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
@@ -110,18 +110,36 @@ def parse_messages(f: Fields) -> tuple[list[dict], int]:
     return out, images
 
 
-def _tools(f: Fields) -> list | None:
-    tools = f.list("tools")
-    if not tools:
-        return None
+def _tools(f: Fields) -> tuple[list | None, str | dict | None]:
+    """The tools offered and the tool_choice that forces a call ("required" or a named function)."""
+    tools = f.list("tools") or []
+    names = []
     for i, raw in enumerate(tools):
         t = Fields(raw, f"tools[{i}]")
         fn = t.fields("function")
         if t.str("type", "function") != "function" or fn is None:
             raise ApiError(400, f"'tools[{i}]' must be a function tool", param=f"tools[{i}]")
-        fn.str("name", required=True)
+        names.append(fn.str("name", required=True))
     choice = f.raw("tool_choice")
-    return None if choice == "none" else tools
+    if choice is None or choice == "auto":
+        return tools or None, None
+    if choice == "none":
+        return None, None
+    if choice == "required":
+        if not tools:
+            raise ApiError(400, "'tool_choice' is \"required\" but no tools are given", param="tool_choice")
+        return tools, "required"
+    if isinstance(choice, dict):
+        c = Fields(choice, "tool_choice")
+        fn = c.fields("function")
+        name = fn.str("name", required=True) if fn is not None else None
+        if c.str("type", "function") == "function" and name is not None:
+            if name not in names:
+                raise ApiError(400, f"'tool_choice' names {name!r}, which is not one of the tools",
+                               param="tool_choice")
+            return tools, {"type": "function", "function": {"name": name}}
+    raise ApiError(400, "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                   "{\"type\": \"function\", \"function\": {\"name\": ...}}", param="tool_choice")
 
 
 def _format(f: Fields):
@@ -165,12 +183,14 @@ def parse_chat(body: dict) -> ChatRequest:
     top = f.int("top_logprobs", 0, lo=0, hi=20)
     if top and not logprobs:
         raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-    think = None
+    think = f.bool("think")   # the Ollama-style switch, which the API documents also accept here
     effort = f.str("reasoning_effort")
     if effort is not None:
         think = effort != "none"
+    tools, tool_choice = _tools(f)
     job = Job(messages=messages, max_tokens=max_tokens, sampling=_sampling(f, max(top, 1) if logprobs else 0),
-              stop=stop, tools=_tools(f), think=think, format=_format(f), images=images)
+              stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", True),
+              think=think, format=_format(f), images=images)
     return ChatRequest(model, job, stream, include_usage, n, logprobs, top)
 
 
@@ -225,7 +245,7 @@ def token_logprob(tokenizer, token, top_n: int) -> dict:
 def message(reply) -> dict:
     msg = {"role": "assistant", "content": reply.content if reply.content or not reply.tool_calls else None}
     if reply.thinking:
-        msg["reasoning_content"] = reply.thinking
+        msg["reasoning_content"] = msg["reasoning"] = reply.thinking
     if reply.tool_calls:
         msg["tool_calls"] = reply.tool_calls
     return msg
@@ -246,7 +266,7 @@ def delta(d) -> dict:
     if isinstance(d, ContentDelta):
         return {"content": d.text}
     if isinstance(d, ThinkingDelta):
-        return {"reasoning_content": d.text}
+        return {"reasoning_content": d.text, "reasoning": d.text}   # both names clients read
     call = {"index": d.index, "function": {"arguments": d.arguments}}
     if d.id is not None:
         call.update(id=d.id, type="function")

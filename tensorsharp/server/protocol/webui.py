@@ -7,7 +7,7 @@ from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS
 from tensorsharp.server.protocol.fields import Fields
-from tensorsharp.server.reply import ContentDelta, ThinkingDelta
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 from tensorsharp.server.streaming import sse_line
 
 ROLES = {"system", "user", "assistant", "tool"}

@@ -1,6 +1,9 @@
 """Web UI routes (DESIGN.md section 4): SSE chat with sessions, models, uploads, queue status."""
 from __future__ import annotations
 
+import time
+
+import gevent
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed, Queued
@@ -26,7 +29,7 @@ def chat(data: dict):
         if session is None:
             raise ApiError(404, f"unknown session {req.session_id!r}; create one with POST /api/sessions")
     if session.busy:
-        raise ApiError(409, f"session {session.id} is already generating a reply")
+        _supersede(session)
     for uid in req.images:
         if st.uploads.get(uid) is None:
             raise ApiError(400, f"unknown upload id {uid!r}", param="images")
@@ -38,8 +41,21 @@ def chat(data: dict):
               tools=req.tools, think=req.think, session=session.id, images=len(req.images))
     gen = Generation(st.served, job, environ=request.environ)
     session.busy = True
-    turn = _Turn(gen, session, turns)
+    turn = session.turn = _Turn(gen, session, turns)
     return sse_response(turn.frames(), on_close=turn.settle)
+
+
+def _supersede(session, wait_s: float = 5.0) -> None:
+    """A new message while a reply is still running (the page stopped it, but the server has not
+    yet seen the connection drop) replaces that reply: it is cancelled, which frees the engine
+    within a token, and settles into the history before the new turn is read."""
+    session.turn.gen.cancel()
+    deadline = time.monotonic() + wait_s
+    while session.busy and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    if session.busy:
+        raise ApiError(409, f"session {session.id} is still finishing its previous reply; retry shortly",
+                       headers={"Retry-After": "1"})
 
 
 class _Turn:
@@ -81,6 +97,7 @@ class _Turn:
                 turn["tool_calls"] = reply.tool_calls
             session.history.append(turn)
         session.busy = False
+        session.turn = None
 
 
 @bp.post("/api/sessions")

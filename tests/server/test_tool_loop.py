@@ -1,0 +1,64 @@
+"""The seed's get_weather tool loop on the real Qwen2.5-Coder model, through OpenAI and Ollama."""
+import json
+
+import pytest
+
+QWEN = "qwen2.5-coder-0.5b"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "units": {"type": "string", "enum": ["c", "f"]}},
+                   "required": ["city"]}}}
+SYSTEM = {"role": "system", "content": "You are a helpful assistant. When a tool result arrives, answer the "
+                                      "user's question in one plain sentence."}
+ASK = {"role": "user", "content": "What is the weather in Paris?"}
+RESULT = '{"city": "Paris", "temperature": 18, "units": "c", "sky": "sunny"}'
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    from tensorsharp.server.app import create_app
+    app = create_app(QWEN, n_ctx=1024, n_threads=1, parallel=1, cache_slots=1,
+                     upload_dir=tmp_path_factory.mktemp("uploads"))
+    yield app.test_client()
+    app.extensions["tensorsharp"].served.close()
+
+
+def test_openai_tool_call_then_answer(qwen):
+    r = qwen.post("/v1/chat/completions", json={"model": QWEN, "messages": [SYSTEM, ASK], "tools": [WEATHER],
+                                               "max_tokens": 200})
+    choice = r.get_json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    msg = choice["message"]
+    assert msg["content"] is None
+    (call,) = msg["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"])["city"] == "Paris"
+
+    # The call and its result go back through the template; "none" lets this small model answer
+    # rather than call again.
+    history = [SYSTEM, ASK, {"role": "assistant", "content": None, "tool_calls": msg["tool_calls"]},
+               {"role": "tool", "tool_call_id": call["id"], "content": RESULT}]
+    r = qwen.post("/v1/chat/completions", json={"model": QWEN, "messages": history, "tools": [WEATHER],
+                                               "tool_choice": "none", "max_tokens": 80})
+    answer = r.get_json()["choices"][0]
+    assert answer["finish_reason"] == "stop" and not answer["message"].get("tool_calls")
+    assert "18" in answer["message"]["content"]
+
+
+def test_ollama_tool_call_then_answer(qwen):
+    body = {"model": QWEN, "messages": [SYSTEM, ASK], "tools": [WEATHER], "stream": False,
+            "options": {"num_predict": 200}}
+    msg = qwen.post("/api/chat", json=body).get_json()["message"]
+    (call,) = msg["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert call["function"]["arguments"]["city"] == "Paris"   # an object, as Ollama sends it
+
+    history = [SYSTEM, ASK, {"role": "assistant", "content": "", "tool_calls": msg["tool_calls"]},
+               {"role": "tool", "content": RESULT}]
+    del body["tools"]   # Ollama has no tool_choice: a client that wants the answer offers no tools
+    r = qwen.post("/api/chat", json={**body, "messages": history, "options": {"num_predict": 80}})
+    out = r.get_json()
+    assert out["done_reason"] == "stop" and not out["message"].get("tool_calls")
+    assert "18" in out["message"]["content"]
