@@ -19,7 +19,11 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-SEEDS = [Path("/work/shared/seeds/002_cc8d7dbc79ec35b4.txt"), Path("/work/shared/seeds/000_c359f6af5faa5fbd.txt")]
+import jsonschema
+
+# The API documents live in ../shared beside the checkout.
+SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+SEEDS = [SEED_DIR / "002_cc8d7dbc79ec35b4.txt", SEED_DIR / "000_c359f6af5faa5fbd.txt"]
 HOSTS = re.compile(r"localhost:(5000|9112)")
 MODELS = ("Qwen3-4B-Q8_0.gguf", "gemma-4-E4B-it-Q8_0.gguf", "Meta-Llama-3-8B-Instruct")
 
@@ -75,6 +79,15 @@ def _sse(out: str) -> list:
     return [x[len("data:"):].strip() for x in out.splitlines() if x.startswith("data:")]
 
 
+def _sent_body(command: str) -> dict | None:
+    """The JSON body a curl example sends with -d '...' (None when it has none or it is not JSON)."""
+    m = re.search(r"-d '(\{.*\})'", command, re.S)
+    try:
+        return json.loads(m.group(1)) if m else None
+    except ValueError:
+        return None
+
+
 def _keys(obj: dict, *keys) -> bool:
     return all(k in obj for k in keys)
 
@@ -126,8 +139,19 @@ def check(command: str, out: str, vision: bool) -> tuple[bool, str]:
             ok = b["object"] == "chat.completion" and c["message"]["role"] == "assistant" and \
                 "cached_tokens" in b["usage"]["prompt_tokens_details"] and c["finish_reason"] in ("stop", "length", "tool_calls")
             note = f"finish_reason={c['finish_reason']}"
-            if '"tools"' in command and not c["message"].get("tool_calls"):
-                note += " (no tool_calls: chat-format parser not wired yet)"
+            calls = c["message"].get("tool_calls")
+            if calls:
+                fn = calls[0]["function"]
+                ok = ok and c["finish_reason"] == "tool_calls" and isinstance(json.loads(fn["arguments"]), dict)
+                note += f" tool_calls[0]={fn['name']}({fn['arguments']})"
+            elif '"tools"' in command:
+                note += " (the model answered in text rather than calling the tool)"
+            sent = _sent_body(command)
+            if sent and sent.get("response_format", {}).get("type") == "json_schema":
+                schema = sent["response_format"]["json_schema"]["schema"]
+                value = json.loads(c["message"]["content"])
+                jsonschema.validate(value, schema)   # raises: the example fails loudly
+                note += f" content validates: {c['message']['content'][:60]}"
             return ok, note
         if url == "/api/sessions":
             return "sessionId" in _json(out), "sessionId"
