@@ -24,7 +24,8 @@ typedef struct {
  * activation row passes over them. */
 #define TS_ROW_GROUP 16
 
-void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+                    int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;

@@ -225,6 +225,29 @@ TS_ALWAYS_INLINE __m512 add_pair(__m512 acc, __m512i d, __m512 half, int a, int 
 /* Most weight rows meet their activation row in runs of this many (see name##_rows). */
 #define ROWS 4
 
+/* The lane sums of v[0..7], each bit for bit _mm512_reduce_add_ps(v[i]): the same tree (the
+ * 256-bit halves, then the 128-bit quarters, then lanes (0+2, 1+3), then those two), eight
+ * rows at once, so a run of rows shares the shuffles a lone row's reduction needs alone. */
+_Static_assert(ROWS == 4, "a run of rows reduces as eight vectors");
+TS_ALWAYS_INLINE void reduce_add8(const __m512 v[8], float out[8]) {
+    __m512 u[4], w[2];
+    for (int i = 0; i < 4; i++)
+        u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++)
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
+    /* 128-bit lane k: lanes 0-1 of v[k]'s quarter sums, then those of v[k + 4]. */
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    float sums[16];
+    _mm512_storeu_ps(sums, _mm512_add_ps(z, _mm512_movehdup_ps(z)));
+    for (int k = 0; k < 4; k++) {
+        out[k] = sums[4 * k];
+        out[k + 4] = sums[4 * k + 2];
+    }
+}
+
 /* The dot products of nr <= ROWS weight rows, ws bytes apart, with one activation row, 16
  * blocks at a time: the group's activation scales (shared by the rows), each row's scales,
  * then eight pairs, each activation pair loaded once for all rows, into two alternating
@@ -261,12 +284,14 @@ TS_ALWAYS_INLINE __m512 add_pair(__m512 acc, __m512i d, __m512 half, int a, int 
             }                                                                                       \
             return;                                                                                 \
         }                                                                                           \
-        for (int p = 0; 2 * p < m; p++) {                                                           \
+        /* Unrolled so that each pair's scale lanes come from a constant permute index. */          \
+        _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++) {                                       \
+            if (2 * p >= m) continue;                                                               \
             const int b1 = 2 * p + 1 < m ? 2 * p + 1 : 2 * p;                                       \
             const __m512i xa = act_pair(x + 2 * p, x + b1);                                         \
             for (int r = 0; r < nr; r++) {                                                          \
                 const __m512i d = pair(wr[r] + 2 * p, wr[r] + b1, xa);                              \
-                acc0[r] = add_pair(acc0[r], d, half[r][p >= 4], (2 * p) % 8, sixteen_high);          \
+                acc0[r] = add_pair(acc0[r], d, half[r][p / 4], (2 * p) % 8, sixteen_high);          \
             }                                                                                       \
         }                                                                                           \
     }                                                                                               \
@@ -283,6 +308,17 @@ TS_ALWAYS_INLINE __m512 add_pair(__m512 acc, __m512i d, __m512 half, int a, int 
         for (; g < nb; g += 16)                                                                     \
             name##_group((const block_t *)w + g, ws, nr, x + g, nb - g < 16 ? (int)(nb - g) : 16,   \
                          (nb - g) * (int64_t)sizeof(block_t), acc0, acc1, extra);                   \
+        if (nr == ROWS) {                                                                           \
+            __m512 v[2 * ROWS];                                                                     \
+            float sums[2 * ROWS];                                                                   \
+            for (int r = 0; r < ROWS; r++) {                                                        \
+                v[r] = _mm512_add_ps(acc0[r], acc1[r]);                                             \
+                v[ROWS + r] = extra[r];                                                             \
+            }                                                                                       \
+            reduce_add8(v, sums);                                                                   \
+            for (int r = 0; r < ROWS; r++) s[r] = sums[r] + (sign) * sums[ROWS + r];                \
+            return;                                                                                 \
+        }                                                                                           \
         for (int r = 0; r < nr; r++)                                                                \
             s[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r])) + (sign) * _mm512_reduce_add_ps(extra[r]); \
     }                                                                                               \

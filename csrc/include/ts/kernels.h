@@ -92,8 +92,10 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
               int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads);
 
 /* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
- * activations already in the dot's format (act_row bytes apart). For use inside pool tasks. */
-void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+ * activations already in the dot's format (act_row bytes apart). For use inside pool tasks.
+ * dot_rows (may be NULL) takes a single activation row's weight rows in runs. */
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+                    int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth);
 
