@@ -7,6 +7,7 @@
 
 typedef struct {
     ts_vec_dot_fn dot;
+    ts_vec_dot_rows_fn dot_rows;
     ts_gemm_fn gemm;
     ts_quantize_row_fn quantize; /* NULL: the dot takes f32 activations as they are */
     const char *w;               /* (rows, row_bytes) */
@@ -23,7 +24,8 @@ typedef struct {
  * activation row passes over them. */
 #define TS_ROW_GROUP 16
 
-void ts_matmul_part(ts_vec_dot_fn dot, ts_gemm_fn gemm, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+                    int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
@@ -41,7 +43,10 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_gemm_fn gemm, const void *w, int64_t r
         for (; t < n; t++) {
             const char *xr = (const char *)xq + (size_t)t * act_row;
             float *yr = y + t * y_stride;
-            for (int64_t r = r0; r < r1; r++) dot(cols, &yr[r], (const char *)w + r * row_bytes, xr);
+            if (dot_rows)
+                dot_rows(cols, &yr[r0], (const char *)w + r0 * row_bytes, (size_t)row_bytes, xr, (int)(r1 - r0));
+            else
+                for (int64_t r = r0; r < r1; r++) dot(cols, &yr[r], (const char *)w + r * row_bytes, xr);
         }
     }
 }
@@ -53,7 +58,7 @@ static void matmul_task(void *arg, int ith, int nth) {
             j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
         ts_threadpool_barrier(j->pool, nth);
     }
-    ts_matmul_part(j->dot, j->gemm, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
+    ts_matmul_part(j->dot, j->dot_rows, j->gemm, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
                    j->rows, ith, nth);
 }
 
@@ -67,6 +72,7 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
 
     matmul_job j = {0};
     j.dot = k->vec_dot[type];
+    j.dot_rows = k->vec_dot_rows[type];
     j.gemm = k->gemm[type];
     j.w = (const char *)w;
     j.rows = rows;

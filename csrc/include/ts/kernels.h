@@ -15,6 +15,9 @@ typedef void (*ts_quantize_row_fn)(const float *x, void *y, int64_t n);
 /* *s = dot(w, x): w is one weight row of n elements of the table slot's type,
  * x the same n elements in that type's activation format (ts_type_traits.act). */
 typedef void (*ts_vec_dot_fn)(int64_t n, float *s, const void *w, const void *x);
+/* s[r] = dot(weight row r, x) for r < nr, rows w_stride bytes apart: the same x shared by
+ * several rows (matvec). Each s[r] equals, bit for bit, what the type's vec_dot gives. */
+typedef void (*ts_vec_dot_rows_fn)(int64_t n, float *s, const void *w, size_t w_stride, const void *x, int nr);
 
 /* A tile of a matrix product: y[c*y_stride + r] = dot(w row r, x row c) for r < nr, c < nc
  * (nc <= TS_GEMM_MAX_COLS). Unpacking each weight block once for several activation rows is what
@@ -36,6 +39,7 @@ typedef struct {
 
     ts_dequantize_row_fn dequantize[TS_TYPE_COUNT];
     ts_vec_dot_fn vec_dot[TS_TYPE_COUNT];
+    ts_vec_dot_rows_fn vec_dot_rows[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row */
     ts_gemm_fn gemm[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row and column */
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
@@ -88,8 +92,10 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
               int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads);
 
 /* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
- * activations already in the dot's format (act_row bytes apart). For use inside pool tasks. */
-void ts_matmul_part(ts_vec_dot_fn dot, ts_gemm_fn gemm, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
+ * activations already in the dot's format (act_row bytes apart). For use inside pool tasks.
+ * dot_rows (may be NULL) takes a single activation row's weight rows in runs. */
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+                    int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth);
 
