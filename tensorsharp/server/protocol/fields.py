@@ -102,6 +102,23 @@ class Fields:
             raise self._bad(key, "an array", value)
         return value
 
+    def messages(self, roles: set[str]) -> list[tuple[int, "Fields", str]]:
+        """The non-empty "messages" array as (index, fields, role), each role one of roles."""
+        raw = self.list("messages")
+        if raw is None:
+            raise ApiError(400, "'messages' is required", param="messages")
+        if not raw:
+            raise ApiError(400, "'messages' must not be empty", param="messages")
+        out = []
+        for i, item in enumerate(raw):
+            m = Fields(item, self.name(f"messages[{i}]"))
+            role = m.str("role", required=True)
+            if role not in roles:
+                raise ApiError(400, f"'messages[{i}].role' must be one of {sorted(roles)}, got {role!r}",
+                               param=f"messages[{i}].role")
+            out.append((i, m, role))
+        return out
+
     def fields(self, key: str) -> "Fields | None":
         value = self.obj.get(key)
         return None if value is None else Fields(value, self.name(key))

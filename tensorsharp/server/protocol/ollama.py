@@ -89,18 +89,8 @@ def parse_generate(body: dict) -> Request:
 def parse_chat(body: dict) -> Request:
     f = Fields(body)
     model = f.str("model", required=True)
-    raw = f.list("messages")
-    if raw is None:
-        raise ApiError(400, "'messages' is required", param="messages")
-    if not raw:
-        raise ApiError(400, "'messages' must not be empty", param="messages")
     messages, images = [], 0
-    for i, item in enumerate(raw):
-        m = Fields(item, f"messages[{i}]")
-        role = m.str("role", required=True)
-        if role not in ROLES:
-            raise ApiError(400, f"'messages[{i}].role' must be one of {sorted(ROLES)}, got {role!r}",
-                           param=f"messages[{i}].role")
+    for _, m, role in f.messages(ROLES):
         msg = {"role": role, "content": m.str("content", "")}
         images += _images(m)
         calls = m.list("tool_calls")

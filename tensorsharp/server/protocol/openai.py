@@ -85,18 +85,8 @@ def _content(f: Fields, i: int) -> tuple[str, int]:
 
 
 def parse_messages(f: Fields) -> tuple[list[dict], int]:
-    raw = f.list("messages")
-    if raw is None:
-        raise ApiError(400, "'messages' is required", param="messages")
-    if not raw:
-        raise ApiError(400, "'messages' must not be empty", param="messages")
     out, images = [], 0
-    for i, item in enumerate(raw):
-        m = Fields(item, f"messages[{i}]")
-        role = m.str("role", required=True)
-        if role not in ROLES:
-            raise ApiError(400, f"'messages[{i}].role' must be one of {sorted(ROLES)}, got {role!r}",
-                           param=f"messages[{i}].role")
+    for i, m, role in f.messages(ROLES):
         text, n_images = _content(m, i)
         images += n_images
         msg = {"role": {"developer": "system", "function": "tool"}.get(role, role), "content": text}

@@ -33,17 +33,8 @@ def is_webui_chat(body: dict) -> bool:
 
 def parse_chat(body: dict) -> ChatRequest:
     f = Fields(body)
-    raw = f.list("messages")
-    if raw is None:
-        raise ApiError(400, "'messages' is required", param="messages")
-    if not raw:
-        raise ApiError(400, "'messages' must not be empty", param="messages")
     messages, images = [], []
-    for i, item in enumerate(raw):
-        m = Fields(item, f"messages[{i}]")
-        role = m.str("role", required=True)
-        if role not in ROLES:
-            raise ApiError(400, f"'messages[{i}].role' must be one of {sorted(ROLES)}, got {role!r}")
+    for i, m, role in f.messages(ROLES):
         msg = {"role": role, "content": m.str("content", "")}
         for key in ("tool_calls", "tool_call_id"):
             if m.has(key):
