@@ -41,7 +41,7 @@ void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth) {
         for (int t = t0; t < t1; t++) {
             const int p = b->pos[t];
             p0[t - t0] = b->window > 0 && p - b->window + 1 > 0 ? p - b->window + 1 : 0;
-            p1[t - t0] = p + 1;
+            p1[t - t0] = b->end ? b->end[t] : p + 1;
         }
         const size_t off = (size_t)s * b->seq_stride + (size_t)g * b->head_stride;
         b->k->attn_rows(b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim, b->q_stride,

@@ -259,7 +259,7 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     const ts_hparams *hp = &m->hp;
     const size_t head = (size_t)j->kv->n_ctx * hp->head_dim, first = cache_offset(m, j->kv, 0, l, 0);
     const ts_attn_batch b = {m->k, c->q, c->q_dim, c->t, c->max_in, j->kv->k + first, j->kv->v + first,
-                             (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq,
+                             (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq, NULL,
                              j->n_tok, hp->n_head, hp->n_head_kv, hp->head_dim, L->p.window, hp->attn_scale,
                              hp->attn_softcap};
     const int items = ts_attn_batch_items(&b, nth);

@@ -115,7 +115,7 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
     for (int t = 0; t < n_tok; t++)
         if (q_pos[t] < 0 || q_pos[t] >= n_ctx) return -1;
     const ts_attn_batch b = {kt, q, (int64_t)n_head * head_dim, out, (int64_t)n_head * head_dim, k, v, 0,
-                             (int64_t)n_ctx * head_dim, q_pos, NULL, n_tok, n_head, n_kv_head, head_dim, window,
+                             (int64_t)n_ctx * head_dim, q_pos, NULL, NULL, n_tok, n_head, n_kv_head, head_dim, window,
                              scale, softcap};
     ts_threadpool_run(ts_threadpool_global(), attn_task, (void *)&b, n_threads);
     return 0;

@@ -121,7 +121,8 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
 /* The attention of a batch, split into work items for the pool. Query token t, head h is at
  * q + t*q_stride + h*head_dim (out alike); the K/V rows of sequence s, kv head g start at
  * k + s*seq_stride + g*head_stride, positions head_dim apart. Token t attends to
- * [max(0, pos - window + 1), pos] (window <= 0: from 0). seq NULL: all tokens in sequence 0. */
+ * [max(0, pos - window + 1), end) with end = end[t], or pos + 1 when end is NULL (window <= 0:
+ * from 0). seq NULL: all tokens in sequence 0. */
 typedef struct {
     const ts_kernels *k;
     const float *q;
@@ -130,7 +131,7 @@ typedef struct {
     int64_t out_stride;
     const ts_f16 *kc, *vc;
     int64_t seq_stride, head_stride;
-    const int32_t *pos, *seq;
+    const int32_t *pos, *seq, *end;
     int n_tok, n_head, n_head_kv, head_dim, window;
     float scale, softcap;
 } ts_attn_batch;
