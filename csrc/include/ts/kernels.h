@@ -149,6 +149,13 @@ void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n);
  * probe for benchmarks. */
 uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads);
 
+/* y (rows) = W_i x for each of the n_w weight matrices ws[i] (all of `type`, rows x cols), one
+ * after another inside one pool job with a barrier after each, as the forward pass runs its
+ * matrices: decode's matvec rate without a return to the caller per matrix. x is quantized
+ * once. Returns 0, or -1 on bad sizes. For benchmarks. */
+int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows, int64_t cols,
+                     int64_t row_bytes, const float *x, float *y, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif
