@@ -257,16 +257,13 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     ts_context *c = j->c;
     const ts_model *m = c->m;
     const ts_hparams *hp = &m->hp;
-    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    for (int item = ith; item < j->n_tok * hp->n_head; item += nth) {
-        const int t = item / hp->n_head, h = item % hp->n_head;
-        const int p = j->pos[t];
-        const int w = L->p.window;
-        const int p0 = (w > 0 && p - w + 1 > 0) ? p - w + 1 : 0;
-        const size_t off = cache_offset(m, j->kv, j->seq[t], l, h / group);
-        m->k->attn_head(c->q + (size_t)t * c->q_dim + (size_t)h * hd, j->kv->k + off, j->kv->v + off, hd,
-                        p0, p + 1, hd, hp->attn_scale, hp->attn_softcap, c->t + (size_t)t * c->max_in + (size_t)h * hd);
-    }
+    const size_t head = (size_t)j->kv->n_ctx * hp->head_dim, first = cache_offset(m, j->kv, 0, l, 0);
+    const ts_attn_batch b = {m->k, c->q, c->q_dim, c->t, c->max_in, j->kv->k + first, j->kv->v + first,
+                             (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq, NULL,
+                             j->n_tok, hp->n_head, hp->n_head_kv, hp->head_dim, L->p.window, hp->attn_scale,
+                             hp->attn_softcap};
+    const int items = ts_attn_batch_items(&b, nth);
+    for (int item = ith; item < items; item += nth) ts_attn_batch_run(&b, item, nth);
 }
 
 static void step_task(void *arg, int ith, int nth) {

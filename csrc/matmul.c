@@ -99,42 +99,24 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
     return 0;
 }
 
-typedef struct {
-    ts_attn_head_fn attn;
-    const float *q;
-    const ts_f16 *k, *v;
-    const int32_t *q_pos;
-    int n_tok, n_head, n_kv_head, head_dim, n_ctx, window;
-    float scale, softcap;
-    float *out;
-} attn_job;
-
 static void attn_task(void *arg, int ith, int nth) {
-    attn_job *j = (attn_job *)arg;
-    const int group = j->n_head / j->n_kv_head;
-    /* Interleaved so that early (short) and late (long) causal rows spread evenly. */
-    for (int item = ith; item < j->n_tok * j->n_head; item += nth) {
-        const int t = item / j->n_head, h = item % j->n_head;
-        const int p = j->q_pos[t];
-        const int p0 = (j->window > 0 && p - j->window + 1 > 0) ? p - j->window + 1 : 0;
-        const size_t kv_off = (size_t)(h / group) * (size_t)j->n_ctx * (size_t)j->head_dim;
-        const size_t q_off = ((size_t)t * j->n_head + h) * (size_t)j->head_dim;
-        j->attn(j->q + q_off, j->k + kv_off, j->v + kv_off, j->head_dim, p0, p + 1, j->head_dim,
-                j->scale, j->softcap, j->out + q_off);
-    }
+    const ts_attn_batch *b = (const ts_attn_batch *)arg;
+    const int items = ts_attn_batch_items(b, nth);
+    for (int item = ith; item < items; item += nth) ts_attn_batch_run(b, item, nth);
 }
 
 int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, float *out, int n_threads) {
     const ts_kernels *kt = kern ? kern : ts_kernels_get();
-    if (!kt->attn_head || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
+    if (!kt->attn_rows || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
         n_ctx <= 0 || n_head % n_kv_head != 0)
         return -1;
     for (int t = 0; t < n_tok; t++)
         if (q_pos[t] < 0 || q_pos[t] >= n_ctx) return -1;
-    attn_job j = {kt->attn_head, q, k, v, q_pos, n_tok, n_head, n_kv_head, head_dim,
-                  n_ctx, window, scale, softcap, out};
-    ts_threadpool_run(ts_threadpool_global(), attn_task, &j, n_threads);
+    const ts_attn_batch b = {kt, q, (int64_t)n_head * head_dim, out, (int64_t)n_head * head_dim, k, v, 0,
+                             (int64_t)n_ctx * head_dim, q_pos, NULL, NULL, n_tok, n_head, n_kv_head, head_dim, window,
+                             scale, softcap};
+    ts_threadpool_run(ts_threadpool_global(), attn_task, (void *)&b, n_threads);
     return 0;
 }

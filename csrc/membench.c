@@ -1,5 +1,7 @@
-/* A memory read-bandwidth probe for the kernel benchmark: every thread sums its share of a buffer. */
+/* Benchmark entry points: a memory read-bandwidth probe (every thread sums its share of a
+ * buffer) and matrix-vector products streamed back to back as the forward pass runs them. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ts/kernels.h"
@@ -35,4 +37,51 @@ uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads) {
     uint64_t t = 0;
     for (int i = 0; i < 64; i++) t += j.sums[i];
     return t;
+}
+
+typedef struct {
+    const ts_kernels *k;
+    int type;
+    const void *const *ws;
+    int n_w;
+    int64_t rows, cols, row_bytes;
+    const void *xq;
+    size_t act_row;
+    float *y;
+    ts_threadpool *pool;
+} stream_job;
+
+static void stream_task(void *arg, int ith, int nth) {
+    const stream_job *j = (const stream_job *)arg;
+    for (int i = 0; i < j->n_w; i++) {
+        ts_matmul_part(j->k->vec_dot[j->type], j->k->vec_dot_rows[j->type], j->k->gemm[j->type], j->ws[i],
+                       j->rows, j->cols, j->row_bytes, j->xq, j->act_row, 1, j->y, j->rows, ith, nth);
+        ts_threadpool_barrier(j->pool, nth);
+    }
+}
+
+int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows, int64_t cols,
+                     int64_t row_bytes, const float *x, float *y, int n_threads) {
+    const ts_kernels *k = kern ? kern : ts_kernels_get();
+    const ts_type_traits *tr = ts_type_traits_get(type);
+    if (!tr || !k->vec_dot[type] || n_w <= 0 || rows <= 0 || cols <= 0) return -1;
+    const size_t need = ts_row_size(type, cols);
+    if (need == 0 || row_bytes < (int64_t)need) return -1;
+    stream_job j = {k, type, ws, n_w, rows, cols, row_bytes, x, (size_t)cols * sizeof(float), y,
+                    ts_threadpool_global()};
+    void *buf = NULL;
+    if (tr->act != TS_ACT_F32) {
+        const ts_quantize_row_fn quantize = tr->act == TS_ACT_Q8K ? k->quantize_q8k : k->quantize_q8x32;
+        j.act_row = ts_act_row_size(tr->act, cols);
+        buf = malloc(j.act_row);
+        if (!quantize || !buf) {
+            free(buf);
+            return -1;
+        }
+        quantize(x, buf, cols);
+        j.xq = buf;
+    }
+    ts_threadpool_run(j.pool, stream_task, &j, n_threads);
+    free(buf);
+    return 0;
 }

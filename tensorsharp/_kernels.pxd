@@ -41,6 +41,8 @@ cdef extern from "ts/kernels.h" nogil:
                      const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                      int n_ctx, int window, float scale, float softcap, float *out, int n_threads)
     uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads)
+    int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows,
+                         int64_t cols, int64_t row_bytes, const float *x, float *y, int n_threads)
     void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n)
 
 cdef extern from "ts/threadpool.h" nogil:

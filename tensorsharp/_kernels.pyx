@@ -1,6 +1,7 @@
 # cython: boundscheck=False, wraparound=False, language_level=3
 # Thin `with nogil` calls into csrc/; argument checking and allocation live in kernels.py.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from ._kernels cimport *
 
 
@@ -141,6 +142,33 @@ def read_probe(const uint8_t[::1] buf, int n_threads=0):
     with nogil:
         s = ts_read_probe(&buf[0], buf.shape[0] // 8 * 8, n_threads)
     return s
+
+
+def matvec_stream(list ws, int type_id, int64_t cols, const float[::1] x, float[::1] y, int n_threads=0,
+                  str isa=None):
+    """y = W x for each matrix of ws (uint8 (rows, row_bytes), all alike) back to back in C."""
+    cdef const ts_kernels *k = _table(isa)
+    cdef const uint8_t[:, ::1] w0 = ws[0]
+    cdef int64_t rows = w0.shape[0], row_bytes = w0.shape[1]
+    cdef int n = len(ws), i, rc
+    cdef const uint8_t[:, ::1] wi
+    if y.shape[0] != rows or x.shape[0] != cols:
+        raise ValueError("matvec_stream: x or y does not fit the matrices")
+    cdef const void **p = <const void **>malloc(n * sizeof(void *))
+    if p == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            wi = ws[i]
+            if wi.shape[0] != rows or wi.shape[1] != row_bytes:
+                raise ValueError("matvec_stream: the matrices differ in shape")
+            p[i] = &wi[0, 0]
+        with nogil:
+            rc = ts_matvec_stream(k, type_id, p, n, rows, cols, row_bytes, &x[0], &y[0], n_threads)
+    finally:
+        free(p)
+    if rc != 0:
+        raise ValueError("matvec_stream: unsupported type or inconsistent sizes")
 
 
 def apply_token_mask(float[::1] logits, const uint32_t[::1] mask):

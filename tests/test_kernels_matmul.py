@@ -64,3 +64,18 @@ def test_matmul_rejects_bad_sizes(rng):
         kernels.matmul(w[:, :30], "Q4_0", np.zeros((1, 64), np.float32))
     with pytest.raises(NotImplementedError):
         kernels.matmul(w, "IQ2_XXS", np.zeros((1, 64), np.float32))
+
+
+@pytest.mark.parametrize("type_name", ["Q4_0", "Q5_0", "Q8_0", "Q4_K", "F16"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_matvec_stream_ends_with_the_last_product(type_name, n_threads, rng):
+    from tensorsharp import _kernels
+    from tensorsharp.gguf.types import tensor_type
+    cols = 256
+    ws = [random_weights(type_name, 37, cols, rng) for _ in range(3)]
+    x = rng.standard_normal(cols).astype(np.float32)
+    y = np.empty(37, np.float32)
+    _kernels.matvec_stream(ws, tensor_type(type_name).id, cols, x, y, n_threads)
+    np.testing.assert_array_equal(y, kernels.matmul(ws[-1], type_name, x[None], n_threads=1)[0])
+    with pytest.raises(ValueError):
+        _kernels.matvec_stream([ws[0], ws[1][:30]], tensor_type(type_name).id, cols, x, y, n_threads)

@@ -1,9 +1,16 @@
 """End-to-end speed: prompt processing (512 tokens) and decode (128 tokens), ours beside llama.cpp.
 
-Each measurement runs in its own process (clean memory, honest peak RSS). llama.cpp is measured
-through llama-cpp-python when it is installed (build it without AMX, see the README).
+Each measurement runs in its own process (clean memory, honest peak RSS); ours and llama.cpp
+alternate, --repeat times, and the table shows medians. llama.cpp is measured through
+llama-cpp-python when it is installed (build it without AMX, see the README).
 
-    python tools/bench.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b] [--threads 1,2]
+The bound columns: decode cannot beat the read-bandwidth probe (measured here, per thread
+count) divided by the weight bytes a token reads; prompt processing cannot beat the nominal
+int8 rate of AVX-512 VNNI (2 x 64 multiply-adds per cycle per core at the clock below) divided
+by 2 x the multiply-adds per token of the matrices a prompt token passes through.
+
+    python tools/bench.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b] [--threads 2,1]
+                          [--repeat 3] [--llama-python PATH]
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -18,6 +26,7 @@ import time
 import numpy as np
 
 MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
+NOMINAL_GHZ = 2.0  # a conservative all-core clock for the compute bound
 TEXT = ("The history of computing is a story of people who wanted machines to think faster than they "
         "could, and of the many small ideas that made that possible, one after another. ")
 
@@ -43,7 +52,8 @@ def run_ours(path: str, threads: int, n_prompt: int, n_gen: int) -> dict:
         logits = m.stepper.step([tok], [pos], [0], [0])[0]
         tok, pos = int(np.argmax(logits)), pos + 1
     t_tg = time.perf_counter() - t0
-    return {"pp": n_prompt / t_pp, "tg": n_gen / t_tg}
+    kv_mb = (m.stepper.cache.k.nbytes + m.stepper.cache.v.nbytes) / 2**20
+    return {"pp": n_prompt / t_pp, "tg": n_gen / t_tg, "kv_mb": kv_mb}
 
 
 def run_llama(path: str, threads: int, n_prompt: int, n_gen: int) -> dict:
@@ -67,6 +77,9 @@ def run_llama(path: str, threads: int, n_prompt: int, n_gen: int) -> dict:
 
 
 def worker(args) -> int:
+    if args.worker == "probe":
+        print(json.dumps({"gbs": probe_bandwidth(args.t)}))
+        return 0
     fn = run_ours if args.worker == "ours" else run_llama
     res = fn(args.path, args.t, args.n_prompt, args.n_gen)
     res["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -85,14 +98,52 @@ def measure(engine: str, path: str, threads: int, args) -> dict | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def weight_costs(path: str) -> tuple[int, int]:
+    """(bytes of weights a decoded token reads, multiply-adds per prompt token in the matrices).
+
+    Every tensor is read once per token except the token embedding, of which only one row is
+    read, unless it doubles as the (tied) output matrix. A prompt token skips the output matrix."""
+    from tensorsharp.gguf import GGUFFile
+    g = GGUFFile(path)
+    tied = "output.weight" not in g.tensors
+    nbytes = macs = 0
+    for name, t in g.tensors.items():
+        n = int(t.data.nbytes)
+        elements = 1
+        for d in t.shape:
+            elements *= int(d)
+        if name == "token_embd.weight":
+            nbytes += n if tied else n // int(t.shape[1])
+            continue
+        nbytes += n
+        if len(t.shape) == 2 and name != "output.weight":
+            macs += elements
+    return nbytes, macs
+
+
+def probe_bandwidth(threads: int) -> float:
+    """GB/s read by `threads` threads. Run in a worker: Linux keeps a process's peak RSS across
+    fork and exec, so a parent that once held the probe's buffer would inflate every worker's."""
+    from tensorsharp import _kernels
+    buf = np.ones(512 << 20, dtype=np.uint8)
+    _kernels.read_probe(buf, threads)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _kernels.read_probe(buf, threads)
+        times.append(time.perf_counter() - t0)
+    return buf.nbytes / statistics.median(times) / 1e9
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", default="2,1")
     ap.add_argument("--n-prompt", type=int, default=512)
     ap.add_argument("--n-gen", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per engine and row; the table shows medians")
     ap.add_argument("--llama-python", help="interpreter that has llama-cpp-python (default: this one)")
-    ap.add_argument("--worker", choices=["ours", "llama"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["ours", "llama", "probe"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--t", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -108,25 +159,44 @@ def main() -> int:
     if load > 0.5:
         print(f"warning: load average {load:.2f} > 0.5: the machine is busy, figures will be noisy",
               file=sys.stderr)
-    print(f"| model | threads | pp{args.n_prompt} ours | pp llama.cpp | ratio | tg{args.n_gen} ours | "
-          "tg llama.cpp | ratio | peak RSS ours MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    threads = [int(x) for x in args.threads.split(",")]
+    bandwidth = {t: measure("probe", "", t, args)["gbs"] for t in threads}
+    print("read-bandwidth probe: " + ", ".join(f"{t} thread(s) {bw:.1f} GB/s" for t, bw in bandwidth.items()))
+    print(f"medians of {args.repeat} runs each; bounds: decode = probe / bytes per token, prompt = "
+          f"{NOMINAL_GHZ:g} GHz x 128 int8 MACs/cycle/thread / MACs per token")
+    print(f"| model | threads | pp{args.n_prompt} ours | pp llama.cpp | ratio | pp bound | tg{args.n_gen} ours | "
+          "tg llama.cpp | ratio | tg bound | peak RSS ours MB | RSS budget MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         path = str(store.resolve(name))
-        for t in (int(x) for x in args.threads.split(",")):
-            ours = measure("ours", path, t, args)
-            ref = measure("llama", path, t, args) if have_llama else None
-            if ours is None:
+        nbytes, macs = weight_costs(path)
+        for t in threads:
+            runs = {"ours": [], "llama": []}
+            for _ in range(args.repeat):
+                for engine in ("ours", "llama") if have_llama else ("ours",):
+                    res = measure(engine, path, t, args)
+                    if res is not None:
+                        runs[engine].append(res)
+            if not runs["ours"]:
                 continue
 
-            def cell(key):
+            def med(engine, key):
+                return statistics.median(r[key] for r in runs[engine]) if runs[engine] else None
+
+            def cells(key):
+                ours, ref = med("ours", key), med("llama", key)
                 if ref is None:
-                    return "-", "-"
-                return f"{ref[key]:.1f}", f"{ours[key] / ref[key]:.2f}x"
-            pp_ref, pp_ratio = cell("pp")
-            tg_ref, tg_ratio = cell("tg")
-            print(f"| {name} | {t} | {ours['pp']:.1f} | {pp_ref} | {pp_ratio} | {ours['tg']:.1f} | {tg_ref} | "
-                  f"{tg_ratio} | {ours['rss_mb']:.0f} |", flush=True)
+                    return f"{ours:.1f}", "-", "-"
+                return f"{ours:.1f}", f"{ref:.1f}", f"{ours / ref:.2f}x"
+            pp, pp_ref, pp_ratio = cells("pp")
+            tg, tg_ref, tg_ratio = cells("tg")
+            pp_bound = NOMINAL_GHZ * 1e9 * 128 * t / macs
+            tg_bound = bandwidth[t] * 1e9 / nbytes
+            rss = max(r["rss_mb"] for r in runs["ours"])
+            # The issue's ceiling: the model file plus the KV cache plus 150 MB.
+            budget = os.path.getsize(path) / 2**20 + runs["ours"][0]["kv_mb"] + 150
+            print(f"| {name} | {t} | {pp} | {pp_ref} | {pp_ratio} | {pp_bound:.0f} | {tg} | {tg_ref} | {tg_ratio} | "
+                  f"{tg_bound:.1f} | {rss:.0f} | {budget:.0f} |", flush=True)
     return 0
 
 

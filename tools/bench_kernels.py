@@ -2,7 +2,8 @@
 
 Matrices are real layer shapes. "cold" cycles through enough copies of the matrix to
 exceed the last-level cache, so weights stream from DRAM as in a real forward pass;
-"hot" repeats one matrix that may sit in cache. A read-bandwidth probe over the same
+"hot" repeats one matrix that may sit in cache. Matvecs run back to back in one C call with a
+barrier after each (as the forward pass runs them), so Python's cost per call is not counted. A read-bandwidth probe over the same
 amount of memory gives the bound to compare against.
 
     python tools/bench_kernels.py [--types Q4_0,Q4_K] [--isa avx512vnni] [--threads 1,2]
@@ -42,11 +43,12 @@ def probe_bandwidth(n_threads: int) -> float:
 
 
 def bench_matvec(w_copies, type_name, cols, n_threads, isa) -> float:
-    x = np.random.default_rng(0).standard_normal((1, cols), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal(cols, dtype=np.float32)
+    y = np.empty(w_copies[0].shape[0], dtype=np.float32)
+    type_id = tensor_type(type_name).id
 
     def run():
-        for w in w_copies:
-            kernels.matmul(w, type_name, x, n_threads=n_threads, isa=isa)
+        _kernels.matvec_stream(w_copies, type_id, cols, x, y, n_threads, isa)
 
     run()
     return median_time(run, 5) / len(w_copies)

@@ -9,9 +9,9 @@
 
 /* ---- helpers ---- */
 
-/* Lanes [0, rem) of 16; masked loads and stores never touch memory past n. */
+/* Lanes [0, rem) of 16 (none when rem <= 0); masked loads and stores never touch memory past n. */
 static inline __mmask16 tail_mask(int64_t rem) {
-    return rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
+    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1u);
 }
 
 /* 16 halves (masked) -> 16 floats. */
@@ -290,10 +290,43 @@ static inline __m512 hsum16x16(const __m512 a[16]) {
     return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));
 }
 
+/* out[d0 .. d0 + 16*nc) = out * rescale + sum_j wt[j] * v_j over the sixteen rows of a block.
+ * The output chunks stay in registers across the rows, so the multiply-adds form nc (or, for
+ * nc <= 4, 2*nc: even and odd rows apart) independent chains instead of one chain per chunk
+ * whose latency would bound the loop. Called with a constant nc so the chunks unroll. */
+static inline __attribute__((always_inline)) void pv_chunks(float *out, const ts_f16 *const vr[16],
+                                                            const float wt[16], int d0, int head_dim,
+                                                            __m512 rescale, const int nc) {
+    __m512 o[8], o2[8];
+    __mmask16 md[8];
+    for (int c = 0; c < nc; c++) {
+        md[c] = tail_mask(head_dim - d0 - 16 * c);
+        o[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(md[c], out + d0 + 16 * c), rescale);
+        o2[c] = _mm512_setzero_ps();
+    }
+    if (nc <= 4) {
+        for (int j = 0; j < 16; j += 2) {
+            const __m512 w0 = _mm512_set1_ps(wt[j]), w1 = _mm512_set1_ps(wt[j + 1]);
+            for (int c = 0; c < nc; c++) {
+                o[c] = _mm512_fmadd_ps(w0, load_f16x16(md[c], vr[j] + d0 + 16 * c), o[c]);
+                o2[c] = _mm512_fmadd_ps(w1, load_f16x16(md[c], vr[j + 1] + d0 + 16 * c), o2[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) o[c] = _mm512_add_ps(o[c], o2[c]);
+    } else {
+        for (int j = 0; j < 16; j++) {
+            const __m512 w = _mm512_set1_ps(wt[j]);
+            for (int c = 0; c < nc; c++)
+                o[c] = _mm512_fmadd_ps(w, load_f16x16(md[c], vr[j] + d0 + 16 * c), o[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(out + d0 + 16 * c, md[c], o[c]);
+}
+
 /* Positions go in blocks of 16: sixteen dot products reduced together, one vectorized
- * exp, at most one rescale of the accumulator (out) per block, then the weighted rows of
- * v. A short last block repeats its last row in the unused slots (their weight is 0), so
- * the inner loops keep a fixed count and the accumulators stay in registers. */
+ * exp, the accumulator (out) rescaled only when the running maximum grows, then the weighted
+ * rows of v. A short last block repeats its last row in the unused slots (their weight is 0),
+ * so the inner loops keep a fixed count and the accumulators stay in registers. */
 static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
                              int p0, int p1, int head_dim, float scale, float softcap, float *out) {
     float m = -INFINITY, l = 0.0f;
@@ -325,34 +358,147 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
         const __mmask16 valid = tail_mask(nb);
         s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
         const float bm = _mm512_reduce_max_ps(s);
+        float c = 1.0f;
         if (bm > m) {
-            const float c = expf(m - bm);
-            const __m512 vc = _mm512_set1_ps(c);
+            c = expf(m - bm);
             l *= c;
-            for (int d = 0; d < head_dim; d += 16) {
-                const __mmask16 md = tail_mask(head_dim - d);
-                const __m512 o = _mm512_maskz_loadu_ps(md, out + d);
-                _mm512_mask_storeu_ps(out + d, md, _mm512_mul_ps(o, vc));
-            }
             m = bm;
         }
         const __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
         l += _mm512_reduce_add_ps(e);
         _mm512_storeu_ps(wt, e);
-        for (int d = 0; d < head_dim; d += 16) {
-            const __mmask16 md = tail_mask(head_dim - d);
-            __m512 o = _mm512_maskz_loadu_ps(md, out + d);
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; j++)
-                o = _mm512_fmadd_ps(_mm512_set1_ps(wt[j]), load_f16x16(md, vr[j] + d), o);
-            _mm512_mask_storeu_ps(out + d, md, o);
-        }
+        const __m512 rescale = _mm512_set1_ps(c);
+        int d0 = 0;
+        for (; head_dim - d0 > 64; d0 += 128) pv_chunks(out, vr, wt, d0, head_dim, rescale, 8);
+        if (d0 < head_dim) pv_chunks(out, vr, wt, d0, head_dim, rescale, 4);
     }
     const __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
     for (int d = 0; d < head_dim; d += 16) {
         const __mmask16 md = tail_mask(head_dim - d);
         _mm512_mask_storeu_ps(out + d, md, _mm512_mul_ps(_mm512_maskz_loadu_ps(md, out + d), inv));
     }
+}
+
+/* pv_chunks over sixteen f32 rows of v, row j at vf + j * head_dim. */
+static inline __attribute__((always_inline)) void pv_chunks_f32(float *out, const float *vf, const float wt[16],
+                                                                int d0, int head_dim, __m512 rescale,
+                                                                const int nc) {
+    __m512 o[8], o2[8];
+    __mmask16 md[8];
+    for (int c = 0; c < nc; c++) {
+        md[c] = tail_mask(head_dim - d0 - 16 * c);
+        o[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(md[c], out + d0 + 16 * c), rescale);
+        o2[c] = _mm512_setzero_ps();
+    }
+    const float *v0 = vf + d0;
+    if (nc <= 4) {
+        for (int j = 0; j < 16; j += 2) {
+            const __m512 w0 = _mm512_set1_ps(wt[j]), w1 = _mm512_set1_ps(wt[j + 1]);
+            for (int c = 0; c < nc; c++) {
+                o[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(md[c], v0 + j * head_dim + 16 * c), o[c]);
+                o2[c] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(md[c], v0 + (j + 1) * head_dim + 16 * c), o2[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) o[c] = _mm512_add_ps(o[c], o2[c]);
+    } else {
+        for (int j = 0; j < 16; j++) {
+            const __m512 w = _mm512_set1_ps(wt[j]);
+            for (int c = 0; c < nc; c++)
+                o[c] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(md[c], v0 + j * head_dim + 16 * c), o[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(out + d0 + 16 * c, md[c], o[c]);
+}
+
+#define TS_ATTN_ROWS_MAX_DIM 256
+
+/* attn_head's blocks of 16 positions, with each block of k and v converted to f32 once and then
+ * used by every row whose range meets it. */
+static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                             int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v,
+                             int64_t kv_stride, int head_dim, float scale, float softcap) {
+    if (head_dim > TS_ATTN_ROWS_MAX_DIM || n_tok * n_head == 1) {
+        for (int t = 0; t < n_tok; t++)
+            for (int h = 0; h < n_head; h++)
+                attn_head_avx512(q + t * q_stride + (int64_t)h * head_dim, k, v, kv_stride, p0[t], p1[t], head_dim,
+                                 scale, softcap, out + t * out_stride + (int64_t)h * head_dim);
+        return;
+    }
+    float kf[16 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(64)));
+    float vf[16 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(64)));
+    float m[TS_ATTN_MAX_ROWS], l[TS_ATTN_MAX_ROWS], wt[16];
+    int lo = p1[0], hi = p0[0];
+    for (int t = 0; t < n_tok; t++) {
+        if (p0[t] < p1[t] && p0[t] < lo) lo = p0[t];
+        if (p1[t] > hi) hi = p1[t];
+        for (int h = 0; h < n_head; h++) {
+            m[t * n_head + h] = -INFINITY;
+            l[t * n_head + h] = 0.0f;
+            float *o = out + t * out_stride + (int64_t)h * head_dim;
+            for (int d = 0; d < head_dim; d += 16) _mm512_mask_storeu_ps(o + d, tail_mask(head_dim - d), _mm512_setzero_ps());
+        }
+    }
+    for (int pb = lo; pb < hi; pb += 16) {
+        const int nb = hi - pb < 16 ? hi - pb : 16;
+        /* Unused slots repeat the last row: finite values under a zero weight. */
+        for (int j = 0; j < 16; j++) {
+            const int64_t off = (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
+            for (int d = 0; d < head_dim; d += 16) {
+                const __mmask16 md = tail_mask(head_dim - d);
+                _mm512_mask_storeu_ps(kf + j * head_dim + d, md, load_f16x16(md, k + off + d));
+                _mm512_mask_storeu_ps(vf + j * head_dim + d, md, load_f16x16(md, v + off + d));
+            }
+        }
+        for (int t = 0; t < n_tok; t++) {
+            const int a = p0[t] > pb ? p0[t] - pb : 0, b = p1[t] - pb < nb ? p1[t] - pb : nb;
+            if (a >= b) continue;
+            const __mmask16 valid = (__mmask16)(tail_mask(b) & ~tail_mask(a));
+            for (int h = 0; h < n_head; h++) {
+                const float *qr = q + t * q_stride + (int64_t)h * head_dim;
+                float *o = out + t * out_stride + (int64_t)h * head_dim;
+                const int r = t * n_head + h;
+                __m512 acc[16];
+                for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+                for (int d = 0; d < head_dim; d += 16) {
+                    const __mmask16 md = tail_mask(head_dim - d);
+                    const __m512 qv = _mm512_maskz_loadu_ps(md, qr + d);
+#pragma GCC unroll 16
+                    for (int j = 0; j < 16; j++)
+                        acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kf + j * head_dim + d), acc[j]);
+                }
+                __m512 s = _mm512_mul_ps(hsum16x16(acc), _mm512_set1_ps(scale));
+                if (softcap > 0.0f) {
+                    const __m512 cap = _mm512_set1_ps(softcap);
+                    s = _mm512_mul_ps(cap, tanh512(_mm512_div_ps(s, cap)));
+                }
+                s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
+                const float bm = _mm512_reduce_max_ps(s);
+                float c = 1.0f;
+                if (bm > m[r]) {
+                    c = expf(m[r] - bm);
+                    l[r] *= c;
+                    m[r] = bm;
+                }
+                const __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m[r]))));
+                l[r] += _mm512_reduce_add_ps(e);
+                _mm512_storeu_ps(wt, e);
+                const __m512 rescale = _mm512_set1_ps(c);
+                int d0 = 0;
+                for (; head_dim - d0 > 64; d0 += 128) pv_chunks_f32(o, vf, wt, d0, head_dim, rescale, 8);
+                if (d0 < head_dim) pv_chunks_f32(o, vf, wt, d0, head_dim, rescale, 4);
+            }
+        }
+    }
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++) {
+            const float lr = l[t * n_head + h];
+            const __m512 inv = _mm512_set1_ps(lr > 0.0f ? 1.0f / lr : 0.0f);
+            float *o = out + t * out_stride + (int64_t)h * head_dim;
+            for (int d = 0; d < head_dim; d += 16) {
+                const __mmask16 md = tail_mask(head_dim - d);
+                _mm512_mask_storeu_ps(o + d, md, _mm512_mul_ps(_mm512_maskz_loadu_ps(md, o + d), inv));
+            }
+        }
 }
 
 void ts_register_avx512_ops(ts_kernels *k) {
@@ -366,4 +512,5 @@ void ts_register_avx512_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx512;
     k->f32_to_f16 = f32_to_f16_avx512;
     k->attn_head = attn_head_avx512;
+    k->attn_rows = attn_rows_avx512;
 }

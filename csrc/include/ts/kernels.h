@@ -34,6 +34,16 @@ typedef void (*ts_attn_head_fn)(const float *q, const ts_f16 *k, const ts_f16 *v
                                 int64_t kv_stride, int p0, int p1, int head_dim,
                                 float scale, float softcap, float *out);
 
+/* Attention of n_tok x n_head <= TS_ATTN_MAX_ROWS query rows that share one K/V head (heads of a
+ * grouped-query group, for one or more tokens of a sequence). Head h of token t is
+ * q + t*q_stride + h*head_dim, sees positions [p0[t], p1[t]) and writes out + t*out_stride +
+ * h*head_dim; otherwise as attn_head. Converting each f16 block of k and v once for all the
+ * rows is what makes it cheaper than attn_head per row. */
+#define TS_ATTN_MAX_ROWS 16
+typedef void (*ts_attn_rows_fn)(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k,
+                                const ts_f16 *v, int64_t kv_stride, int head_dim, float scale, float softcap);
+
 typedef struct {
     const char *isa; /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
 
@@ -63,6 +73,7 @@ typedef struct {
     void (*f16_to_f32)(const ts_f16 *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
     ts_attn_head_fn attn_head;
+    ts_attn_rows_fn attn_rows;
 } ts_kernels;
 
 /* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
@@ -107,6 +118,29 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, float *out, int n_threads);
 
+/* The attention of a batch, split into work items for the pool. Query token t, head h is at
+ * q + t*q_stride + h*head_dim (out alike); the K/V rows of sequence s, kv head g start at
+ * k + s*seq_stride + g*head_stride, positions head_dim apart. Token t attends to
+ * [max(0, pos - window + 1), end) with end = end[t], or pos + 1 when end is NULL (window <= 0:
+ * from 0). seq NULL: all tokens in sequence 0. */
+typedef struct {
+    const ts_kernels *k;
+    const float *q;
+    int64_t q_stride;
+    float *out;
+    int64_t out_stride;
+    const ts_f16 *kc, *vc;
+    int64_t seq_stride, head_stride;
+    const int32_t *pos, *seq, *end;
+    int n_tok, n_head, n_head_kv, head_dim, window;
+    float scale, softcap;
+} ts_attn_batch;
+
+/* Items: blocks of consecutive tokens times kv heads (times parts of a head group when there
+ * are too few to keep nth threads busy); thread ith runs items ith, ith + nth, ... */
+int ts_attn_batch_items(const ts_attn_batch *b, int nth);
+void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth);
+
 /* Constrained decoding: logits[i] = -inf for every i < n whose bit (mask[i / 32] >> (i % 32)) & 1
  * is clear; mask holds ceil(n / 32) words, bits past n are ignored. */
 void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n);
@@ -114,6 +148,13 @@ void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n);
 /* Sums n_bytes (a multiple of 8) as uint64 words over the pool's threads: a read-bandwidth
  * probe for benchmarks. */
 uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads);
+
+/* y (rows) = W_i x for each of the n_w weight matrices ws[i] (all of `type`, rows x cols), one
+ * after another inside one pool job with a barrier after each, as the forward pass runs its
+ * matrices: decode's matvec rate without a return to the caller per matrix. x is quantized
+ * once. Returns 0, or -1 on bad sizes. For benchmarks. */
+int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows, int64_t cols,
+                     int64_t row_bytes, const float *x, float *y, int n_threads);
 
 #ifdef __cplusplus
 }
