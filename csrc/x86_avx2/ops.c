@@ -467,7 +467,7 @@ static void attn_f32_avx2(const float *q, int64_t q_stride, int nq, const float 
                                 _mm256_mul_ps(dot8_f32(q + (int64_t)i * q_stride, kr, head_dim), vs));
     }
     for (int i = 0; i < nq; i++) softmax_avx2(scores + (int64_t)i * n_kv, n_kv);
-    float spare[16];
+    float spare[16] = {0};
     for (int i0 = 0; i0 < nq; i0 += 4) {
         const float *s[4];
         float *o[4];

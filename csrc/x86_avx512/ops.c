@@ -391,15 +391,15 @@ static inline __m512 dot16_f32(const float *q, const float *const kr[16], int he
     return hsum16x16(acc);
 }
 
-/* o[i][0 .. 16*NC) = sum_p s[i][p] * v[p][d0 ..] for 4 query rows: the 4*NC accumulators stay
- * in registers for the whole pass over the values. md masks the last chunk. */
+/* o[i][0 .. 16*NC) += sum_{p0 <= p < p1} s[i][p] * v[p][d0 ..] for 4 query rows: the 4*NC
+ * accumulators stay in registers for the whole pass. md masks the last chunk. */
 static inline __attribute__((always_inline)) void pv_tile(const float *const s[4], float *const o[4],
-                                                         const float *v, int64_t kv_stride, int n_kv,
+                                                         const float *v, int64_t kv_stride, int p0, int p1,
                                                          int d0, const int NC, __mmask16 md) {
     __m512 acc[4][5];
     for (int i = 0; i < 4; i++)
         for (int c = 0; c < NC; c++) acc[i][c] = _mm512_setzero_ps();
-    for (int p = 0; p < n_kv; p++) {
+    for (int p = p0; p < p1; p++) {
         const float *vp = v + (int64_t)p * kv_stride + d0;
         __m512 vv[5];
         for (int c = 0; c < NC; c++) vv[c] = _mm512_maskz_loadu_ps(c == NC - 1 ? md : (__mmask16)0xFFFF, vp + 16 * c);
@@ -409,13 +409,18 @@ static inline __attribute__((always_inline)) void pv_tile(const float *const s[4
         }
     }
     for (int i = 0; i < 4; i++)
-        for (int c = 0; c < NC; c++)
-            _mm512_mask_storeu_ps(o[i] + 16 * c, c == NC - 1 ? md : (__mmask16)0xFFFF, acc[i][c]);
+        for (int c = 0; c < NC; c++) {
+            const __mmask16 m = c == NC - 1 ? md : (__mmask16)0xFFFF;
+            _mm512_mask_storeu_ps(o[i] + 16 * c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, o[i] + 16 * c), acc[i][c]));
+        }
 }
 
+/* Keys per pass of the value loop: their rows stay in L2 while every query tile uses them. */
+#define TS_ATTN_KEY_BLOCK 256
+
 /* Scores first (each block of 16 keys, read once from cache, serves every query), then a row
- * softmax, then the values in tiles of 4 queries x up to 80 dims. A short last tile repeats its
- * last query and writes the repeats to a scratch row. */
+ * softmax, then the values block by block of keys, in tiles of 4 queries x up to 80 dims. A short
+ * last tile repeats its last query and accumulates the repeats into a scratch row. */
 static void attn_f32_avx512(const float *q, int64_t q_stride, int nq, const float *k, const float *v,
                             int64_t kv_stride, int n_kv, int head_dim, float scale, float *scores,
                             float *out, int64_t out_stride) {
@@ -428,27 +433,34 @@ static void attn_f32_avx512(const float *q, int64_t q_stride, int nq, const floa
             _mm512_mask_storeu_ps(scores + (int64_t)i * n_kv + pb, tail_mask(nb),
                                   _mm512_mul_ps(dot16_f32(q + (int64_t)i * q_stride, kr, head_dim), vs));
     }
-    for (int i = 0; i < nq; i++) softmax_avx512(scores + (int64_t)i * n_kv, n_kv);
-    float spare[80];
-    for (int i0 = 0; i0 < nq; i0 += 4) {
-        const float *s[4];
-        float *o[4];
-        for (int i = 0; i < 4; i++) {
-            const int r = i0 + i < nq ? i0 + i : nq - 1;
-            s[i] = scores + (int64_t)r * n_kv;
-            o[i] = out + (int64_t)r * out_stride;
-        }
-        for (int d0 = 0; d0 < head_dim; d0 += 80) {
-            const int w = head_dim - d0 < 80 ? head_dim - d0 : 80, nc = (w + 15) / 16;
-            const __mmask16 md = tail_mask(w - 16 * (nc - 1));
-            float *oo[4];
-            for (int i = 0; i < 4; i++) oo[i] = i0 + i < nq ? o[i] + d0 : spare;
-            switch (nc) {
-            case 1: pv_tile(s, oo, v, kv_stride, n_kv, d0, 1, md); break;
-            case 2: pv_tile(s, oo, v, kv_stride, n_kv, d0, 2, md); break;
-            case 3: pv_tile(s, oo, v, kv_stride, n_kv, d0, 3, md); break;
-            case 4: pv_tile(s, oo, v, kv_stride, n_kv, d0, 4, md); break;
-            default: pv_tile(s, oo, v, kv_stride, n_kv, d0, 5, md); break;
+    for (int i = 0; i < nq; i++) {
+        softmax_avx512(scores + (int64_t)i * n_kv, n_kv);
+        for (int d = 0; d < head_dim; d += 16)
+            _mm512_mask_storeu_ps(out + (int64_t)i * out_stride + d, tail_mask(head_dim - d), _mm512_setzero_ps());
+    }
+    float spare[80] = {0};
+    for (int p0 = 0; p0 < n_kv; p0 += TS_ATTN_KEY_BLOCK) {
+        const int p1 = n_kv - p0 < TS_ATTN_KEY_BLOCK ? n_kv : p0 + TS_ATTN_KEY_BLOCK;
+        for (int i0 = 0; i0 < nq; i0 += 4) {
+            const float *s[4];
+            float *o[4];
+            for (int i = 0; i < 4; i++) {
+                const int r = i0 + i < nq ? i0 + i : nq - 1;
+                s[i] = scores + (int64_t)r * n_kv;
+                o[i] = out + (int64_t)r * out_stride;
+            }
+            for (int d0 = 0; d0 < head_dim; d0 += 80) {
+                const int w = head_dim - d0 < 80 ? head_dim - d0 : 80, nc = (w + 15) / 16;
+                const __mmask16 md = tail_mask(w - 16 * (nc - 1));
+                float *oo[4];
+                for (int i = 0; i < 4; i++) oo[i] = i0 + i < nq ? o[i] + d0 : spare;
+                switch (nc) {
+                case 1: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 1, md); break;
+                case 2: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 2, md); break;
+                case 3: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 3, md); break;
+                case 4: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 4, md); break;
+                default: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 5, md); break;
+                }
             }
         }
     }
