@@ -10,8 +10,9 @@
 
 /* Queries per attention work item: a block shares one pass over the head's keys and values. */
 #define TS_VIT_QBLOCK 32
-/* Activation rows per matmul pass (see mm). */
+/* Activation rows per matmul pass (see mm), and weight rows handed out together. */
 #define TS_VIT_TOKEN_BLOCK 128
+#define TS_VIT_ROW_GROUP 16
 
 struct ts_vit {
     ts_vit_hparams hp;
@@ -173,6 +174,27 @@ static void quantize_row(vit_job *j, const float *src, int r, int cols, unsigned
         k->quantize_q8k(src, (char *)j->act[TS_ACT_Q8K] + (size_t)r * ts_act_row_size(TS_ACT_Q8K, cols), cols);
 }
 
+/* F16 weights in 4x4 tiles: this thread's groups of weight rows, token block by token block. */
+static void mm_f16(vit_job *j, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
+                   int64_t y_stride, int ith, int nth) {
+    const int64_t groups = (w->rows + TS_VIT_ROW_GROUP - 1) / TS_VIT_ROW_GROUP;
+    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    const int64_t w_stride = w->row_bytes / (int64_t)sizeof(ts_f16);
+    for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
+        const int t1 = n - t0 < TS_VIT_TOKEN_BLOCK ? n : t0 + TS_VIT_TOKEN_BLOCK;
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t r0 = g * TS_VIT_ROW_GROUP;
+            const int64_t r1 = r0 + TS_VIT_ROW_GROUP < w->rows ? r0 + TS_VIT_ROW_GROUP : w->rows;
+            for (int t = t0; t < t1; t += 4)
+                for (int64_t r = r0; r < r1; r += 4)
+                    j->v->k->gemm_f16_tile(w->cols, (const ts_f16 *)((const char *)w->data + r * w->row_bytes),
+                                           w_stride, src + (size_t)t * src_stride, src_stride,
+                                           y + (size_t)t * y_stride + r, y_stride,
+                                           r1 - r < 4 ? (int)(r1 - r) : 4, t1 - t < 4 ? t1 - t : 4);
+        }
+    }
+}
+
 /* This thread's share of y (n, w.rows; rows y_stride apart) = input @ W^T; input rows are f32 in
  * src (src_stride apart) for float weights, else the prepared activation rows. */
 static void mm(vit_job *j, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
@@ -185,6 +207,10 @@ static void mm(vit_job *j, const ts_tensor *w, const float *src, int64_t src_str
     /* ts_matmul_part streams every activation row past each group of weight rows; over thousands of
      * patches that is the whole activation matrix from memory per group. Blocks of tokens that stay
      * in L2 cost one more pass over this thread's share of the weights per block instead. */
+    if (w->type == TS_TYPE_F16 && k->gemm_f16_tile) {
+        mm_f16(j, w, src, src_stride, n, y, y_stride, ith, nth);
+        return;
+    }
     for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
         const int nt = n - t0 < TS_VIT_TOKEN_BLOCK ? n - t0 : TS_VIT_TOKEN_BLOCK;
         ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], w->data, w->rows,

@@ -487,6 +487,41 @@ static void attn_f32_avx2(const float *q, int64_t q_stride, int nq, const float 
     }
 }
 
+/* 4 weight rows x 2 activation rows at a time (8 accumulators fit the 16 registers with their
+ * operands); each converted weight chunk serves both. */
+static void gemm_f16_tile_avx2(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
+                               float *y, int64_t y_stride, int nr, int nc) {
+    const ts_f16 *wr[4];
+    for (int i = 0; i < 4; i++) wr[i] = w + (i < nr ? i : nr - 1) * w_stride;
+    for (int c0 = 0; c0 < nc; c0 += 2) {
+        const float *xr[2] = {x + c0 * x_stride, x + (c0 + 1 < nc ? c0 + 1 : c0) * x_stride};
+        __m256 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+        int64_t d = 0;
+        for (; d + 8 <= n; d += 8) {
+            const __m256 x0 = _mm256_loadu_ps(xr[0] + d), x1 = _mm256_loadu_ps(xr[1] + d);
+            for (int r = 0; r < 4; r++) {
+                const __m256 wv = load_f16x8(wr[r] + d);
+                acc[2 * r] = _mm256_fmadd_ps(wv, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(wv, x1, acc[2 * r + 1]);
+            }
+        }
+        if (d < n) {
+            const __m256i m = tail_mask((int)(n - d));
+            const __m256 x0 = _mm256_maskload_ps(xr[0] + d, m), x1 = _mm256_maskload_ps(xr[1] + d, m);
+            for (int r = 0; r < 4; r++) {
+                const __m256 wv = load_f16_tail(wr[r] + d, (int)(n - d));
+                acc[2 * r] = _mm256_fmadd_ps(wv, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(wv, x1, acc[2 * r + 1]);
+            }
+        }
+        float s[8];
+        _mm256_storeu_ps(s, hsum8x8(acc));
+        for (int c = c0; c < nc && c < c0 + 2; c++)
+            for (int r = 0; r < nr; r++) y[c * y_stride + r] = s[2 * r + (c - c0)];
+    }
+}
+
 void ts_register_avx2_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx2;
     k->softmax = softmax_avx2;
@@ -500,4 +535,5 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->attn_head = attn_head_avx2;
     k->layernorm = layernorm_avx2;
     k->attn_f32 = attn_f32_avx2;
+    k->gemm_f16_tile = gemm_f16_tile_avx2;
 }

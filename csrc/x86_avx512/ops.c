@@ -466,6 +466,34 @@ static void attn_f32_avx512(const float *q, int64_t q_stride, int nq, const floa
     }
 }
 
+/* 4 weight rows x 4 activation rows: 16 accumulators; each chunk of 16 halves is converted once
+ * and used four times. Missing rows and columns repeat the last one; their sums are not stored. */
+static void gemm_f16_tile_avx512(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
+                                 float *y, int64_t y_stride, int nr, int nc) {
+    const ts_f16 *wr[4];
+    const float *xr[4];
+    for (int i = 0; i < 4; i++) {
+        wr[i] = w + (i < nr ? i : nr - 1) * w_stride;
+        xr[i] = x + (i < nc ? i : nc - 1) * x_stride;
+    }
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < n; d += 16) {
+        const __mmask16 m = tail_mask(n - d);
+        __m512 wv[4], xv[4];
+        for (int i = 0; i < 4; i++) {
+            wv[i] = load_f16x16(m, wr[i] + d);
+            xv[i] = _mm512_maskz_loadu_ps(m, xr[i] + d);
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(wv[i / 4], xv[i % 4], acc[i]);
+    }
+    float s[16];
+    _mm512_storeu_ps(s, hsum16x16(acc));
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++) y[c * y_stride + r] = s[r * 4 + c];
+}
+
 void ts_register_avx512_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx512;
     k->softmax = softmax_avx512;
@@ -479,4 +507,5 @@ void ts_register_avx512_ops(ts_kernels *k) {
     k->attn_head = attn_head_avx512;
     k->layernorm = layernorm_avx512;
     k->attn_f32 = attn_f32_avx512;
+    k->gemm_f16_tile = gemm_f16_tile_avx512;
 }

@@ -84,3 +84,14 @@ def test_attention_full_rejects_bad_shapes():
     with pytest.raises(ValueError):
         _kernels.attention_full(q, kv, np.zeros((3, 4), np.float32), 1.0, np.empty(6, np.float32),
                                 np.empty((2, 8), np.float32))
+
+
+@pytest.mark.parametrize("nr,nc", [(1, 1), (4, 4), (3, 2), (2, 3), (4, 1), (1, 4)])
+@pytest.mark.parametrize("n", [1, 7, 8, 16, 33, 588, 1152])
+def test_gemm_f16_tile(isa, rng, nr, nc, n):
+    w = rng.standard_normal((nr, n)).astype(np.float16)
+    x = rng.standard_normal((nc, n)).astype(np.float32)
+    y = np.full((nc, nr), np.nan, dtype=np.float32)
+    _kernels.gemm_f16_tile(w.view(np.uint16), x, y, isa)
+    ref = x.astype(np.float64) @ w.astype(np.float64).T
+    assert np.abs(y - ref).max() <= 1e-5 * max(1.0, np.sqrt(n))
