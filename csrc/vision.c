@@ -266,8 +266,8 @@ static void attend(vit_job *j, int ith, int nth) {
     const int n_blocks = (n + TS_VIT_QBLOCK - 1) / TS_VIT_QBLOCK;
     const float scale = 1.0f / sqrtf((float)hd);
     float *scores = j->scores + (size_t)ith * TS_VIT_QBLOCK * n;
-    for (int item = ith; item < H * n_blocks; item += nth) {
-        const int h = item % H, r0 = (item / H) * TS_VIT_QBLOCK;
+    for (int64_t item = ith; item < (int64_t)H * n_blocks; item += nth) {
+        const int h = (int)(item % H), r0 = (int)(item / H) * TS_VIT_QBLOCK;
         const int nq = n - r0 < TS_VIT_QBLOCK ? n - r0 : TS_VIT_QBLOCK;
         v->k->attn_f32(j->q + (size_t)r0 * E + (size_t)h * hd, E, nq, j->kh + (size_t)h * n * hd,
                        j->vh + (size_t)h * n * hd, hd, n, hd, scale, scores,
