@@ -178,6 +178,8 @@ typedef struct {
     ts_context *c;
     ts_kv_cache *kv;
     const int32_t *tokens, *pos, *seq, *out_rows;
+    const float *embd;        /* (n_tok, n_embd) input rows of tokens -1, or NULL */
+    const int32_t *attn_end;  /* (n_tok) exclusive end of each row's attention, or NULL: pos + 1 */
     int n_tok, n_out;
     float *logits;
     ts_threadpool *pool;
@@ -264,8 +266,9 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
         const int w = L->p.window;
         const int p0 = (w > 0 && p - w + 1 > 0) ? p - w + 1 : 0;
         const size_t off = cache_offset(m, j->kv, j->seq[t], l, h / group);
+        const int end = j->attn_end ? j->attn_end[t] : p + 1;
         m->k->attn_head(c->q + (size_t)t * c->q_dim + (size_t)h * hd, j->kv->k + off, j->kv->v + off, hd,
-                        p0, p + 1, hd, hp->attn_scale, hp->attn_softcap, c->t + (size_t)t * c->max_in + (size_t)h * hd);
+                        p0, end, hd, hp->attn_scale, hp->attn_softcap, c->t + (size_t)t * c->max_in + (size_t)h * hd);
     }
 }
 
@@ -283,6 +286,12 @@ static void step_task(void *arg, int ith, int nth) {
     const ts_tensor *emb = &m->g[TS_W_TOKEN_EMBD];
     for (int t = t0; t < t1; t++) {
         float *x = c->x + (size_t)t * E;
+        if (j->tokens[t] < 0) {
+            /* An image row: the projector's output is already in the model's space, so it is
+             * not scaled (llama.cpp and HF scale only looked-up token embeddings). */
+            memcpy(x, j->embd + (size_t)t * E, (size_t)E * sizeof(float));
+            continue;
+        }
         k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
@@ -366,17 +375,19 @@ static void step_task(void *arg, int ith, int nth) {
 }
 
 int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
-               const int32_t *seq, int n_tok, const int32_t *out_rows, int n_out, float *logits,
-               int n_threads) {
+               const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
+               const int32_t *out_rows, int n_out, float *logits, int n_threads) {
     const ts_hparams *hp = &c->m->hp;
     if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || !kv->k || !kv->v) return -1;
-    for (int t = 0; t < n_tok; t++)
-        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
+    for (int t = 0; t < n_tok; t++) {
+        if (tokens[t] < (embd ? -1 : 0) || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
             seq[t] < 0 || seq[t] >= kv->n_seq)
             return -1;
+        if (attn_end && (attn_end[t] <= pos[t] || attn_end[t] > kv->n_ctx)) return -1;
+    }
     for (int r = 0; r < n_out; r++)
         if (out_rows[r] < 0 || out_rows[r] >= n_tok) return -1;
-    step_job j = {c, kv, tokens, pos, seq, out_rows, n_tok, n_out, logits, ts_threadpool_global()};
+    step_job j = {c, kv, tokens, pos, seq, out_rows, embd, attn_end, n_tok, n_out, logits, ts_threadpool_global()};
     ts_threadpool_run(j.pool, step_task, &j, n_threads);
     return 0;
 }
