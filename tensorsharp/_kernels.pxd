@@ -31,6 +31,12 @@ cdef extern from "ts/kernels.h" nogil:
         void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n) noexcept nogil
         void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n) noexcept nogil
         void *attn_head
+        void (*layernorm)(const float *x, const float *w, const float *b, float *y, int n,
+                          float eps) noexcept nogil
+        void (*gelu_quick)(const float *x, float *y, int n) noexcept nogil
+        void (*attn_f32)(const float *q, int64_t q_stride, int nq, const float *k, const float *v,
+                         int64_t kv_stride, int n_kv, int head_dim, float scale, float *scores,
+                         float *out, int64_t out_stride) noexcept nogil
 
     const ts_kernels *ts_kernels_get()
     const ts_kernels *ts_kernels_for(const char *isa)
@@ -77,3 +83,17 @@ cdef extern from "ts/model.h" nogil:
     int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
                    const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
                    const int32_t *out_rows, int n_out, float *logits, int n_threads)
+
+cdef extern from "ts/vision.h" nogil:
+    ctypedef struct ts_vit_hparams:
+        int image_size, patch_size, n_embd, n_ff, n_head, n_layer
+        float eps
+        int ffn_act, has_class, proj, pool, n_mm_ff, n_out
+    ctypedef struct ts_vit:
+        pass
+    ts_vit *ts_vit_create(const ts_vit_hparams *hp)
+    void ts_vit_free(ts_vit *v)
+    int ts_vit_set_tensor(ts_vit *v, int layer, int slot, const ts_tensor *t)
+    int ts_vit_finalize(ts_vit *v, char *msg, int msg_len)
+    int ts_vit_n_tokens(const ts_vit *v)
+    int ts_vit_encode(const ts_vit *v, const float *pixels, float *out, int n_threads)

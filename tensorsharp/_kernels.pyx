@@ -104,6 +104,40 @@ def gated(str op, const float[::1] g, const float[::1] u, float[::1] y, str isa=
         raise ValueError(op)
 
 
+def layernorm(const float[::1] x, const float[::1] w, const float[::1] b, float[::1] y, float eps,
+              str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef const float *wp = &w[0] if w is not None else NULL
+    cdef const float *bp = &b[0] if b is not None else NULL
+    if y.shape[0] != x.shape[0] or (w is not None and w.shape[0] != x.shape[0]) or (
+            b is not None and b.shape[0] != x.shape[0]):
+        raise ValueError("layernorm: x, w, b and y sizes differ")
+    with nogil:
+        k.layernorm(&x[0], wp, bp, &y[0], x.shape[0], eps)
+
+
+def gelu_quick(const float[::1] x, float[::1] y, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError("gelu_quick: x and y sizes differ")
+    with nogil:
+        k.gelu_quick(&x[0], &y[0], x.shape[0])
+
+
+def attention_full(const float[:, ::1] q, const float[:, ::1] kk, const float[:, ::1] vv, float scale,
+                   float[::1] scores, float[:, ::1] out, str isa=None):
+    """Non-causal attention of one head: q (nq, head_dim), k and v (n_kv, head_dim) -> out (nq, head_dim);
+    scores (nq * n_kv) is scratch."""
+    cdef const ts_kernels *k = _table(isa)
+    cdef int nq = q.shape[0], n_kv = kk.shape[0], hd = q.shape[1]
+    if (nq == 0 or n_kv == 0 or hd == 0 or kk.shape[1] != hd or vv.shape[0] != n_kv
+            or vv.shape[1] != hd or out.shape[0] != nq or out.shape[1] != hd
+            or scores.shape[0] < nq * n_kv):
+        raise ValueError("attention_full: inconsistent shapes")
+    with nogil:
+        k.attn_f32(&q[0, 0], hd, nq, &kk[0, 0], &vv[0, 0], hd, n_kv, hd, scale, &scores[0], &out[0, 0], hd)
+
+
 def rope(float[:, ::1] x, int n_rot, float pos, float freq_base, float freq_scale, bint neox,
          str isa=None):
     cdef const ts_kernels *k = _table(isa)
@@ -249,3 +283,57 @@ cdef class NativeContext:
                             logits_p, n_threads)
         if rc != 0:
             raise ValueError("forward: token id, position, sequence or attention end out of range, or batch too large")
+
+
+cdef class NativeVit:
+    """A ts_vit over weight views that this object keeps alive."""
+    cdef ts_vit *v
+    cdef list _keep
+    cdef readonly int n_tokens, n_out, image_size
+
+    def __cinit__(self, dict hp):
+        cdef ts_vit_hparams h
+        h.image_size = hp["image_size"]; h.patch_size = hp["patch_size"]; h.n_embd = hp["n_embd"]
+        h.n_ff = hp["n_ff"]; h.n_head = hp["n_head"]; h.n_layer = hp["n_layer"]; h.eps = hp["eps"]
+        h.ffn_act = hp["ffn_act"]; h.has_class = hp["has_class"]; h.proj = hp["proj"]
+        h.pool = hp["pool"]; h.n_mm_ff = hp["n_mm_ff"]; h.n_out = hp["n_out"]
+        self.v = ts_vit_create(&h)
+        if self.v == NULL:
+            raise ValueError(f"inconsistent encoder hyper-parameters: {hp}")
+        self._keep = []
+        self.n_tokens = ts_vit_n_tokens(self.v)
+        self.n_out = h.n_out
+        self.image_size = h.image_size
+
+    def __dealloc__(self):
+        if self.v != NULL:
+            ts_vit_free(self.v)
+
+    def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
+        cdef ts_tensor t
+        t.data = &data[0, 0]
+        t.type = type_id
+        t.rows = data.shape[0]
+        t.cols = cols
+        t.row_bytes = data.shape[1]
+        if ts_vit_set_tensor(self.v, layer, slot, &t) != 0:
+            raise ValueError(f"encoder weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
+                             f"and type {type_id} does not fit")
+        self._keep.append(data)
+
+    def finalize(self):
+        cdef char msg[256]
+        if ts_vit_finalize(self.v, msg, 256) != 0:
+            raise ValueError(msg.decode())
+
+    def encode(self, const float[:, :, ::1] pixels, float[:, ::1] out, int n_threads=0):
+        cdef int rc
+        if (pixels.shape[0] != 3 or pixels.shape[1] != self.image_size or pixels.shape[2] != self.image_size
+                or out.shape[0] != self.n_tokens or out.shape[1] != self.n_out):
+            raise ValueError("encode: pixels or output of the wrong shape")
+        with nogil:
+            rc = ts_vit_encode(self.v, &pixels[0, 0, 0], &out[0, 0], n_threads)
+        if rc == -2:
+            raise MemoryError("cannot allocate the encoder's scratch memory")
+        if rc != 0:
+            raise ValueError("encode: the encoder is not finalized")

@@ -103,6 +103,47 @@ static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, i
     for (int d = 0; d < head_dim; d++) out[d] *= inv;
 }
 
+/* Mean and variance in double, two passes: the oracle for the SIMD layer norms. */
+static void layernorm_scalar(const float *x, const float *w, const float *b, float *y, int n, float eps) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += x[i];
+    const double mean = sum / n;
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    const float m = (float)mean, scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = 0; i < n; i++) {
+        float v = (x[i] - m) * scale;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = v;
+    }
+}
+
+static void gelu_quick_scalar(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+static void attn_f32_scalar(const float *q, int64_t q_stride, int nq, const float *k, const float *v,
+                            int64_t kv_stride, int n_kv, int head_dim, float scale, float *scores,
+                            float *out, int64_t out_stride) {
+    for (int i = 0; i < nq; i++) {
+        const float *qi = q + (int64_t)i * q_stride;
+        float *s = scores + (int64_t)i * n_kv, *o = out + (int64_t)i * out_stride;
+        for (int p = 0; p < n_kv; p++) {
+            const float *kp = k + (int64_t)p * kv_stride;
+            float d = 0.0f;
+            for (int c = 0; c < head_dim; c++) d += qi[c] * kp[c];
+            s[p] = d * scale;
+        }
+        softmax_scalar(s, n_kv);
+        for (int c = 0; c < head_dim; c++) o[c] = 0.0f;
+        for (int p = 0; p < n_kv; p++) {
+            const float *vp = v + (int64_t)p * kv_stride;
+            for (int c = 0; c < head_dim; c++) o[c] += s[p] * vp[c];
+        }
+    }
+}
+
 void ts_register_scalar_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_scalar;
     k->softmax = softmax_scalar;
@@ -114,6 +155,9 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->attn_head = attn_head_scalar;
+    k->layernorm = layernorm_scalar;
+    k->gelu_quick = gelu_quick_scalar;
+    k->attn_f32 = attn_f32_scalar;
 }
 
 /* Constrained decoding allows few tokens (often a handful of 150k) or nearly all of them (inside a

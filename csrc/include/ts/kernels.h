@@ -34,6 +34,13 @@ typedef void (*ts_attn_head_fn)(const float *q, const ts_f16 *k, const ts_f16 *v
                                 int64_t kv_stride, int p0, int p1, int head_dim,
                                 float scale, float softcap, float *out);
 
+/* Full (non-causal) attention of nq query rows over positions [0, n_kv), everything f32.
+ * q: row i at q + i*q_stride; k, v: position p at k + p*kv_stride (head_dim floats each);
+ * scale multiplies q.k; scores: nq*n_kv floats of scratch; out: row i at out + i*out_stride. */
+typedef void (*ts_attn_f32_fn)(const float *q, int64_t q_stride, int nq, const float *k,
+                               const float *v, int64_t kv_stride, int n_kv, int head_dim,
+                               float scale, float *scores, float *out, int64_t out_stride);
+
 typedef struct {
     const char *isa; /* "scalar", "avx2", "avx512", "avx512vnni", "neon" */
 
@@ -63,6 +70,11 @@ typedef struct {
     void (*f16_to_f32)(const ts_f16 *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
     ts_attn_head_fn attn_head;
+    /* y = (x - mean(x)) / sqrt(var(x) + eps) * w + b; w, b may be NULL. y may alias x. */
+    void (*layernorm)(const float *x, const float *w, const float *b, float *y, int n, float eps);
+    /* y = x * sigmoid(1.702 x) (CLIP's quick GELU). y may alias x. */
+    void (*gelu_quick)(const float *x, float *y, int n);
+    ts_attn_f32_fn attn_f32;
 } ts_kernels;
 
 /* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
