@@ -55,6 +55,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
+def resample_for(projector_type: str) -> str:
+    """The filter the model's HF image processor resizes with: Gemma3ImageProcessor's bilinear, else
+    the bicubic of SigLIP's and CLIP's processors (LLaVA)."""
+    return "bilinear" if projector_type == "gemma3" else "bicubic"
+
+
 def to_pixels(image: Image.Image, size: int, mean, std, resample: str = "bilinear") -> np.ndarray:
     """(3, size, size) float32: squashed to size x size with Pillow's filter (Gemma 3's processor
     resamples bilinearly, SigLIP's and CLIP's bicubically), scaled to [0, 1] and normalized per
