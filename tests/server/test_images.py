@@ -224,3 +224,24 @@ def test_malformed_image_references_are_400(base):
     r = requests.post(base + "/api/chat", json={"messages": [{"role": "user", "content": "?", "images": ["nope"]}]})
     assert r.status_code == 400 and "unknown upload id" in r.json()["error"]
     assert _openai(base, "data:image/png;base64," + _b64(_png(12))).status_code == 200
+
+
+def test_projector_pairing_explicit_off_and_mismatched(files, tmp_path):
+    from tensorsharp.errors import TensorSharpError
+    from tensorsharp.server.model import ServedModel
+
+    d, model = files
+    served = ServedModel.load(str(model), n_ctx=64, n_threads=1, mmproj="none")
+    try:
+        assert not served.supports_images and "vision" not in served.capabilities
+    finally:
+        served.close()
+    explicit = write_tiny_projector(tmp_path / "elsewhere.gguf", n_embd_text=128, seed=3)["path"]
+    served = ServedModel.load(str(model), n_ctx=64, n_threads=1, mmproj=str(explicit))
+    try:
+        assert served.images.path == explicit and "vision" in served.capabilities
+    finally:
+        served.close()
+    wide = write_tiny_projector(tmp_path / "wide.gguf", n_embd_text=256, seed=3)["path"]
+    with pytest.raises(TensorSharpError, match="not a pair"):
+        ServedModel.load(str(model), n_ctx=64, n_threads=1, mmproj=str(wide))
