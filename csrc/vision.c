@@ -10,6 +10,9 @@
 
 /* Queries per attention work item: a block shares one pass over the head's keys and values. */
 #define TS_VIT_QBLOCK 32
+/* Activation rows per matmul pass (see mm), and weight rows handed out together. */
+#define TS_VIT_TOKEN_BLOCK 128
+#define TS_VIT_ROW_GROUP 16
 
 struct ts_vit {
     ts_vit_hparams hp;
@@ -145,6 +148,7 @@ typedef struct {
     float *x;             /* (n_pos, n_embd) residual stream */
     float *t;             /* (n_pos, max_in) normed input / attention output / patch pixels */
     float *q, *kb, *vb;   /* (n_pos, n_embd) each */
+    float *kh, *vh;       /* (n_head, n_pos, head_dim): keys and values with biases, head-major */
     float *o;             /* (n_pos, n_embd) matmul output added to the residual */
     float *ff;            /* (n_pos, max(n_ff, n_mm_ff)) */
     float *scores;        /* (nth, TS_VIT_QBLOCK, n_pos) attention scratch per thread */
@@ -170,6 +174,27 @@ static void quantize_row(vit_job *j, const float *src, int r, int cols, unsigned
         k->quantize_q8k(src, (char *)j->act[TS_ACT_Q8K] + (size_t)r * ts_act_row_size(TS_ACT_Q8K, cols), cols);
 }
 
+/* F16 weights in 4x4 tiles: this thread's groups of weight rows, token block by token block. */
+static void mm_f16(vit_job *j, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
+                   int64_t y_stride, int ith, int nth) {
+    const int64_t groups = (w->rows + TS_VIT_ROW_GROUP - 1) / TS_VIT_ROW_GROUP;
+    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    const int64_t w_stride = w->row_bytes / (int64_t)sizeof(ts_f16);
+    for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
+        const int t1 = n - t0 < TS_VIT_TOKEN_BLOCK ? n : t0 + TS_VIT_TOKEN_BLOCK;
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t r0 = g * TS_VIT_ROW_GROUP;
+            const int64_t r1 = r0 + TS_VIT_ROW_GROUP < w->rows ? r0 + TS_VIT_ROW_GROUP : w->rows;
+            for (int t = t0; t < t1; t += 4)
+                for (int64_t r = r0; r < r1; r += 4)
+                    j->v->k->gemm_f16_tile(w->cols, (const ts_f16 *)((const char *)w->data + r * w->row_bytes),
+                                           w_stride, src + (size_t)t * src_stride, src_stride,
+                                           y + (size_t)t * y_stride + r, y_stride,
+                                           r1 - r < 4 ? (int)(r1 - r) : 4, t1 - t < 4 ? t1 - t : 4);
+        }
+    }
+}
+
 /* This thread's share of y (n, w.rows; rows y_stride apart) = input @ W^T; input rows are f32 in
  * src (src_stride apart) for float weights, else the prepared activation rows. */
 static void mm(vit_job *j, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
@@ -179,8 +204,19 @@ static void mm(vit_job *j, const ts_tensor *w, const float *src, int64_t src_str
     const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : j->act[tr->act];
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
-    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], w->data, w->rows,
-                   w->cols, w->row_bytes, xq, act_row, n, y, y_stride, ith, nth);
+    /* ts_matmul_part streams every activation row past each group of weight rows; over thousands of
+     * patches that is the whole activation matrix from memory per group. Blocks of tokens that stay
+     * in L2 cost one more pass over this thread's share of the weights per block instead. */
+    if (w->type == TS_TYPE_F16 && k->gemm_f16_tile) {
+        mm_f16(j, w, src, src_stride, n, y, y_stride, ith, nth);
+        return;
+    }
+    for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
+        const int nt = n - t0 < TS_VIT_TOKEN_BLOCK ? n - t0 : TS_VIT_TOKEN_BLOCK;
+        ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], w->data, w->rows,
+                       w->cols, w->row_bytes, (const char *)xq + (size_t)t0 * act_row, act_row, nt,
+                       y + (size_t)t0 * y_stride, y_stride, ith, nth);
+    }
 }
 
 static void add_bias(float *y, const ts_tensor *b, int n) {
@@ -230,11 +266,11 @@ static void attend(vit_job *j, int ith, int nth) {
     const int n_blocks = (n + TS_VIT_QBLOCK - 1) / TS_VIT_QBLOCK;
     const float scale = 1.0f / sqrtf((float)hd);
     float *scores = j->scores + (size_t)ith * TS_VIT_QBLOCK * n;
-    for (int item = ith; item < H * n_blocks; item += nth) {
-        const int h = item % H, r0 = (item / H) * TS_VIT_QBLOCK;
+    for (int64_t item = ith; item < (int64_t)H * n_blocks; item += nth) {
+        const int h = (int)(item % H), r0 = (int)(item / H) * TS_VIT_QBLOCK;
         const int nq = n - r0 < TS_VIT_QBLOCK ? n - r0 : TS_VIT_QBLOCK;
-        v->k->attn_f32(j->q + (size_t)r0 * E + (size_t)h * hd, E, nq, j->kb + (size_t)h * hd,
-                       j->vb + (size_t)h * hd, E, n, hd, scale, scores,
+        v->k->attn_f32(j->q + (size_t)r0 * E + (size_t)h * hd, E, nq, j->kh + (size_t)h * n * hd,
+                       j->vh + (size_t)h * n * hd, hd, n, hd, scale, scores,
                        j->t + (size_t)r0 * j->max_in + (size_t)h * hd, j->max_in);
     }
 }
@@ -260,10 +296,17 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     mm(j, &W[TS_V_K], j->t, j->max_in, n, j->kb, E, ith, nth);
     mm(j, &W[TS_V_V], j->t, j->max_in, n, j->vb, E, ith, nth);
     ts_threadpool_barrier(pool, nth);
+    /* Keys and values go head-major, so that a head's rows are one contiguous run for attention. */
+    const int H = hp->n_head, hd = E / H;
     for (int t = t0; t < t1; t++) {
+        float *kr = j->kb + (size_t)t * E, *vr = j->vb + (size_t)t * E;
         add_bias(j->q + (size_t)t * E, &W[TS_V_Q_B], E);
-        add_bias(j->kb + (size_t)t * E, &W[TS_V_K_B], E);
-        add_bias(j->vb + (size_t)t * E, &W[TS_V_V_B], E);
+        add_bias(kr, &W[TS_V_K_B], E);
+        add_bias(vr, &W[TS_V_V_B], E);
+        for (int h = 0; h < H; h++) {
+            memcpy(j->kh + ((size_t)h * n + t) * hd, kr + (size_t)h * hd, (size_t)hd * sizeof(float));
+            memcpy(j->vh + ((size_t)h * n + t) * hd, vr + (size_t)h * hd, (size_t)hd * sizeof(float));
+        }
     }
     ts_threadpool_barrier(pool, nth);
     attend(j, ith, nth);
@@ -379,7 +422,8 @@ static void vit_task(void *arg, int ith, int nth) {
 }
 
 static void job_free(vit_job *j) {
-    free(j->x); free(j->t); free(j->q); free(j->kb); free(j->vb); free(j->o); free(j->ff);
+    free(j->x); free(j->t); free(j->q); free(j->kb); free(j->vb); free(j->kh); free(j->vh);
+    free(j->o); free(j->ff);
     free(j->scores); free(j->act[TS_ACT_Q8X32]); free(j->act[TS_ACT_Q8K]);
 }
 
@@ -404,6 +448,8 @@ int ts_vit_encode(const ts_vit *v, const float *pixels, float *out, int n_thread
     j.q = malloc(np * E * sizeof(float));
     j.kb = malloc(np * E * sizeof(float));
     j.vb = malloc(np * E * sizeof(float));
+    j.kh = malloc(np * E * sizeof(float));
+    j.vh = malloc(np * E * sizeof(float));
     j.o = malloc(np * E * sizeof(float));
     j.ff = malloc(np * (size_t)ff_w * sizeof(float));
     j.scores = malloc((size_t)nth * TS_VIT_QBLOCK * np * sizeof(float));
@@ -411,7 +457,7 @@ int ts_vit_encode(const ts_vit *v, const float *pixels, float *out, int n_thread
     const int64_t padded = ((int64_t)max_in + TS_QK_K - 1) / TS_QK_K * TS_QK_K;
     j.act[TS_ACT_Q8X32] = malloc(np * ts_act_row_size(TS_ACT_Q8X32, padded));
     j.act[TS_ACT_Q8K] = malloc(np * ts_act_row_size(TS_ACT_Q8K, padded));
-    if (!j.x || !j.t || !j.q || !j.kb || !j.vb || !j.o || !j.ff || !j.scores || !j.act[TS_ACT_Q8X32] ||
+    if (!j.x || !j.t || !j.q || !j.kb || !j.vb || !j.kh || !j.vh || !j.o || !j.ff || !j.scores || !j.act[TS_ACT_Q8X32] ||
         !j.act[TS_ACT_Q8K]) {
         job_free(&j);
         return -2;

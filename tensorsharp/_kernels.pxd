@@ -37,6 +37,8 @@ cdef extern from "ts/kernels.h" nogil:
         void (*attn_f32)(const float *q, int64_t q_stride, int nq, const float *k, const float *v,
                          int64_t kv_stride, int n_kv, int head_dim, float scale, float *scores,
                          float *out, int64_t out_stride) noexcept nogil
+        void (*gemm_f16_tile)(int64_t n, const uint16_t *w, int64_t w_stride, const float *x,
+                              int64_t x_stride, float *y, int64_t y_stride, int nr, int nc) noexcept nogil
 
     const ts_kernels *ts_kernels_get()
     const ts_kernels *ts_kernels_for(const char *isa)

@@ -138,6 +138,16 @@ def attention_full(const float[:, ::1] q, const float[:, ::1] kk, const float[:,
         k.attn_f32(&q[0, 0], hd, nq, &kk[0, 0], &vv[0, 0], hd, n_kv, hd, scale, &scores[0], &out[0, 0], hd)
 
 
+def gemm_f16_tile(const uint16_t[:, ::1] w, const float[:, ::1] x, float[:, ::1] y, str isa=None):
+    """y (nc, nr) = x (nc, n) @ w (nr, n)^T for nr, nc in 1..4, w holding F16 bit patterns."""
+    cdef const ts_kernels *k = _table(isa)
+    cdef int nr = w.shape[0], nc = x.shape[0]
+    if not (1 <= nr <= 4 and 1 <= nc <= 4) or w.shape[1] != x.shape[1] or y.shape[0] != nc or y.shape[1] != nr:
+        raise ValueError("gemm_f16_tile: inconsistent shapes")
+    with nogil:
+        k.gemm_f16_tile(w.shape[1], &w[0, 0], w.shape[1], &x[0, 0], x.shape[1], &y[0, 0], nr, nr, nc)
+
+
 def rope(float[:, ::1] x, int n_rot, float pos, float freq_base, float freq_scale, bint neox,
          str isa=None):
     cdef const ts_kernels *k = _table(isa)

@@ -144,6 +144,18 @@ static void attn_f32_scalar(const float *q, int64_t q_stride, int nq, const floa
     }
 }
 
+static void gemm_f16_tile_scalar(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
+                                 float *y, int64_t y_stride, int nr, int nc) {
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++) {
+            const ts_f16 *wr = w + r * w_stride;
+            const float *xr = x + c * x_stride;
+            float s = 0.0f;
+            for (int64_t i = 0; i < n; i++) s += ts_f16_to_f32(wr[i]) * xr[i];
+            y[c * y_stride + r] = s;
+        }
+}
+
 void ts_register_scalar_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_scalar;
     k->softmax = softmax_scalar;
@@ -158,6 +170,7 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->layernorm = layernorm_scalar;
     k->gelu_quick = gelu_quick_scalar;
     k->attn_f32 = attn_f32_scalar;
+    k->gemm_f16_tile = gemm_f16_tile_scalar;
 }
 
 /* Constrained decoding allows few tokens (often a handful of 150k) or nearly all of them (inside a

@@ -396,6 +396,132 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
     }
 }
 
+/* ---- vision: layer norm and non-causal f32 attention ---- */
+
+static void layernorm_avx2(const float *x, const float *w, const float *b, float *y, int n, float eps) {
+    __m256 a = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) a = _mm256_add_ps(a, _mm256_maskload_ps(x + i, tail_mask(n - i)));
+    const float mean = hsum(a) / (float)n;
+    const __m256 vm = _mm256_set1_ps(mean);
+    __m256 ss = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm), _mm256_castsi256_ps(m));
+        ss = _mm256_fmadd_ps(d, d, ss);
+    }
+    const __m256 sc = _mm256_set1_ps((float)(1.0 / sqrt((double)hsum(ss) / n + (double)eps)));
+    for (int i = 0; i < n; i += 8) {
+        const __m256i m = tail_mask(n - i);
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm), sc);
+        if (w) v = _mm256_mul_ps(v, _mm256_maskload_ps(w + i, m));
+        if (b) v = _mm256_add_ps(v, _mm256_maskload_ps(b + i, m));
+        _mm256_maskstore_ps(y + i, m, v);
+    }
+}
+
+/* Scores of one query against 8 keys (rows kr[j]), as one vector. */
+static inline __m256 dot8_f32(const float *q, const float *const kr[8], int head_dim) {
+    __m256 acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int d = 0; d < head_dim; d += 8) {
+        const __m256i md = tail_mask(head_dim - d);
+        const __m256 qv = _mm256_maskload_ps(q + d, md);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kr[j] + d, md), acc[j]);
+    }
+    return hsum8x8(acc);
+}
+
+/* o[i][0 .. 8*NC) = sum_p s[i][p] * v[p][d0 ..] for 4 query rows, accumulators in registers. */
+static inline __attribute__((always_inline)) void pv_tile_avx2(const float *const s[4], float *const o[4],
+                                                              const float *v, int64_t kv_stride, int n_kv,
+                                                              int d0, const int NC, __m256i md) {
+    const __m256i all = _mm256_set1_epi32(-1);
+    __m256 acc[4][2];
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < NC; c++) acc[i][c] = _mm256_setzero_ps();
+    for (int p = 0; p < n_kv; p++) {
+        const float *vp = v + (int64_t)p * kv_stride + d0;
+        __m256 vv[2];
+        for (int c = 0; c < NC; c++) vv[c] = _mm256_maskload_ps(vp + 8 * c, c == NC - 1 ? md : all);
+        for (int i = 0; i < 4; i++) {
+            const __m256 sp = _mm256_broadcast_ss(s[i] + p);
+            for (int c = 0; c < NC; c++) acc[i][c] = _mm256_fmadd_ps(sp, vv[c], acc[i][c]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < NC; c++) _mm256_maskstore_ps(o[i] + 8 * c, c == NC - 1 ? md : all, acc[i][c]);
+}
+
+/* As attn_f32_avx512: scores block by block of keys, row softmax, values in 4-query tiles. */
+static void attn_f32_avx2(const float *q, int64_t q_stride, int nq, const float *k, const float *v,
+                          int64_t kv_stride, int n_kv, int head_dim, float scale, float *scores,
+                          float *out, int64_t out_stride) {
+    const float *kr[8];
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int pb = 0; pb < n_kv; pb += 8) {
+        const int nb = n_kv - pb < 8 ? n_kv - pb : 8;
+        for (int j = 0; j < 8; j++) kr[j] = k + (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
+        for (int i = 0; i < nq; i++)
+            _mm256_maskstore_ps(scores + (int64_t)i * n_kv + pb, tail_mask(nb),
+                                _mm256_mul_ps(dot8_f32(q + (int64_t)i * q_stride, kr, head_dim), vs));
+    }
+    for (int i = 0; i < nq; i++) softmax_avx2(scores + (int64_t)i * n_kv, n_kv);
+    float spare[16] = {0};
+    for (int i0 = 0; i0 < nq; i0 += 4) {
+        const float *s[4];
+        float *o[4];
+        for (int i = 0; i < 4; i++) {
+            const int r = i0 + i < nq ? i0 + i : nq - 1;
+            s[i] = scores + (int64_t)r * n_kv;
+            o[i] = out + (int64_t)r * out_stride;
+        }
+        for (int d0 = 0; d0 < head_dim; d0 += 16) {
+            const int w = head_dim - d0 < 16 ? head_dim - d0 : 16, nc = (w + 7) / 8;
+            const __m256i md = tail_mask(w - 8 * (nc - 1));
+            float *oo[4];
+            for (int i = 0; i < 4; i++) oo[i] = i0 + i < nq ? o[i] + d0 : spare;
+            if (nc == 1) pv_tile_avx2(s, oo, v, kv_stride, n_kv, d0, 1, md);
+            else pv_tile_avx2(s, oo, v, kv_stride, n_kv, d0, 2, md);
+        }
+    }
+}
+
+/* 4 weight rows x 2 activation rows at a time (8 accumulators fit the 16 registers with their
+ * operands); each converted weight chunk serves both. */
+static void gemm_f16_tile_avx2(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
+                               float *y, int64_t y_stride, int nr, int nc) {
+    const ts_f16 *wr[4];
+    for (int i = 0; i < 4; i++) wr[i] = w + (i < nr ? i : nr - 1) * w_stride;
+    for (int c0 = 0; c0 < nc; c0 += 2) {
+        const float *xr[2] = {x + c0 * x_stride, x + (c0 + 1 < nc ? c0 + 1 : c0) * x_stride};
+        __m256 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+        int64_t d = 0;
+        for (; d + 8 <= n; d += 8) {
+            const __m256 x0 = _mm256_loadu_ps(xr[0] + d), x1 = _mm256_loadu_ps(xr[1] + d);
+            for (int r = 0; r < 4; r++) {
+                const __m256 wv = load_f16x8(wr[r] + d);
+                acc[2 * r] = _mm256_fmadd_ps(wv, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(wv, x1, acc[2 * r + 1]);
+            }
+        }
+        if (d < n) {
+            const __m256i m = tail_mask((int)(n - d));
+            const __m256 x0 = _mm256_maskload_ps(xr[0] + d, m), x1 = _mm256_maskload_ps(xr[1] + d, m);
+            for (int r = 0; r < 4; r++) {
+                const __m256 wv = load_f16_tail(wr[r] + d, (int)(n - d));
+                acc[2 * r] = _mm256_fmadd_ps(wv, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(wv, x1, acc[2 * r + 1]);
+            }
+        }
+        float s[8];
+        _mm256_storeu_ps(s, hsum8x8(acc));
+        for (int c = c0; c < nc && c < c0 + 2; c++)
+            for (int r = 0; r < nr; r++) y[c * y_stride + r] = s[2 * r + (c - c0)];
+    }
+}
+
 void ts_register_avx2_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx2;
     k->softmax = softmax_avx2;
@@ -407,4 +533,7 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;
     k->attn_head = attn_head_avx2;
+    k->layernorm = layernorm_avx2;
+    k->attn_f32 = attn_f32_avx2;
+    k->gemm_f16_tile = gemm_f16_tile_avx2;
 }

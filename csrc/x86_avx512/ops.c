@@ -355,6 +355,145 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
     }
 }
 
+/* ---- vision: layer norm and non-causal f32 attention ---- */
+
+static void layernorm_avx512(const float *x, const float *w, const float *b, float *y, int n, float eps) {
+    __m512 a = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+    const float mean = _mm512_reduce_add_ps(a) / (float)n;
+    const __m512 vm = _mm512_set1_ps(mean);
+    __m512 ss = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + i), vm);
+        ss = _mm512_fmadd_ps(d, d, ss);
+    }
+    const __m512 sc = _mm512_set1_ps((float)(1.0 / sqrt((double)_mm512_reduce_add_ps(ss) / n + (double)eps)));
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), sc);
+        if (w) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i));
+        if (b) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, b + i));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
+/* Scores of one query against 16 keys (rows kr[j]), as one vector. */
+static inline __m512 dot16_f32(const float *q, const float *const kr[16], int head_dim) {
+    __m512 acc[16];
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 md = tail_mask(head_dim - d);
+        const __m512 qv = _mm512_maskz_loadu_ps(md, q + d);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kr[j] + d), acc[j]);
+    }
+    return hsum16x16(acc);
+}
+
+/* o[i][0 .. 16*NC) += sum_{p0 <= p < p1} s[i][p] * v[p][d0 ..] for 4 query rows: the 4*NC
+ * accumulators stay in registers for the whole pass. md masks the last chunk. */
+static inline __attribute__((always_inline)) void pv_tile(const float *const s[4], float *const o[4],
+                                                         const float *v, int64_t kv_stride, int p0, int p1,
+                                                         int d0, const int NC, __mmask16 md) {
+    __m512 acc[4][5];
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < NC; c++) acc[i][c] = _mm512_setzero_ps();
+    for (int p = p0; p < p1; p++) {
+        const float *vp = v + (int64_t)p * kv_stride + d0;
+        __m512 vv[5];
+        for (int c = 0; c < NC; c++) vv[c] = _mm512_maskz_loadu_ps(c == NC - 1 ? md : (__mmask16)0xFFFF, vp + 16 * c);
+        for (int i = 0; i < 4; i++) {
+            const __m512 sp = _mm512_set1_ps(s[i][p]);
+            for (int c = 0; c < NC; c++) acc[i][c] = _mm512_fmadd_ps(sp, vv[c], acc[i][c]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < NC; c++) {
+            const __mmask16 m = c == NC - 1 ? md : (__mmask16)0xFFFF;
+            _mm512_mask_storeu_ps(o[i] + 16 * c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, o[i] + 16 * c), acc[i][c]));
+        }
+}
+
+/* Keys per pass of the value loop: their rows stay in L2 while every query tile uses them. */
+#define TS_ATTN_KEY_BLOCK 256
+
+/* Scores first (each block of 16 keys, read once from cache, serves every query), then a row
+ * softmax, then the values block by block of keys, in tiles of 4 queries x up to 80 dims. A short
+ * last tile repeats its last query and accumulates the repeats into a scratch row. */
+static void attn_f32_avx512(const float *q, int64_t q_stride, int nq, const float *k, const float *v,
+                            int64_t kv_stride, int n_kv, int head_dim, float scale, float *scores,
+                            float *out, int64_t out_stride) {
+    const float *kr[16];
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int pb = 0; pb < n_kv; pb += 16) {
+        const int nb = n_kv - pb < 16 ? n_kv - pb : 16;
+        for (int j = 0; j < 16; j++) kr[j] = k + (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
+        for (int i = 0; i < nq; i++)
+            _mm512_mask_storeu_ps(scores + (int64_t)i * n_kv + pb, tail_mask(nb),
+                                  _mm512_mul_ps(dot16_f32(q + (int64_t)i * q_stride, kr, head_dim), vs));
+    }
+    for (int i = 0; i < nq; i++) {
+        softmax_avx512(scores + (int64_t)i * n_kv, n_kv);
+        for (int d = 0; d < head_dim; d += 16)
+            _mm512_mask_storeu_ps(out + (int64_t)i * out_stride + d, tail_mask(head_dim - d), _mm512_setzero_ps());
+    }
+    float spare[80] = {0};
+    for (int p0 = 0; p0 < n_kv; p0 += TS_ATTN_KEY_BLOCK) {
+        const int p1 = n_kv - p0 < TS_ATTN_KEY_BLOCK ? n_kv : p0 + TS_ATTN_KEY_BLOCK;
+        for (int i0 = 0; i0 < nq; i0 += 4) {
+            const float *s[4];
+            float *o[4];
+            for (int i = 0; i < 4; i++) {
+                const int r = i0 + i < nq ? i0 + i : nq - 1;
+                s[i] = scores + (int64_t)r * n_kv;
+                o[i] = out + (int64_t)r * out_stride;
+            }
+            for (int d0 = 0; d0 < head_dim; d0 += 80) {
+                const int w = head_dim - d0 < 80 ? head_dim - d0 : 80, nc = (w + 15) / 16;
+                const __mmask16 md = tail_mask(w - 16 * (nc - 1));
+                float *oo[4];
+                for (int i = 0; i < 4; i++) oo[i] = i0 + i < nq ? o[i] + d0 : spare;
+                switch (nc) {
+                case 1: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 1, md); break;
+                case 2: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 2, md); break;
+                case 3: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 3, md); break;
+                case 4: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 4, md); break;
+                default: pv_tile(s, oo, v, kv_stride, p0, p1, d0, 5, md); break;
+                }
+            }
+        }
+    }
+}
+
+/* 4 weight rows x 4 activation rows: 16 accumulators; each chunk of 16 halves is converted once
+ * and used four times. Missing rows and columns repeat the last one; their sums are not stored. */
+static void gemm_f16_tile_avx512(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
+                                 float *y, int64_t y_stride, int nr, int nc) {
+    const ts_f16 *wr[4];
+    const float *xr[4];
+    for (int i = 0; i < 4; i++) {
+        wr[i] = w + (i < nr ? i : nr - 1) * w_stride;
+        xr[i] = x + (i < nc ? i : nc - 1) * x_stride;
+    }
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < n; d += 16) {
+        const __mmask16 m = tail_mask(n - d);
+        __m512 wv[4], xv[4];
+        for (int i = 0; i < 4; i++) {
+            wv[i] = load_f16x16(m, wr[i] + d);
+            xv[i] = _mm512_maskz_loadu_ps(m, xr[i] + d);
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(wv[i / 4], xv[i % 4], acc[i]);
+    }
+    float s[16];
+    _mm512_storeu_ps(s, hsum16x16(acc));
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++) y[c * y_stride + r] = s[r * 4 + c];
+}
+
 void ts_register_avx512_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx512;
     k->softmax = softmax_avx512;
@@ -366,4 +505,7 @@ void ts_register_avx512_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx512;
     k->f32_to_f16 = f32_to_f16_avx512;
     k->attn_head = attn_head_avx512;
+    k->layernorm = layernorm_avx512;
+    k->attn_f32 = attn_f32_avx512;
+    k->gemm_f16_tile = gemm_f16_tile_avx512;
 }

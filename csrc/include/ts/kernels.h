@@ -75,6 +75,11 @@ typedef struct {
     /* y = x * sigmoid(1.702 x) (CLIP's quick GELU). y may alias x. */
     void (*gelu_quick)(const float *x, float *y, int n);
     ts_attn_f32_fn attn_f32;
+    /* A tile of y = x @ W^T with F16 weights and f32 activations, the image encoder's product over
+     * thousands of patches: y[c*y_stride + r] = dot(w row r, x row c) for r < nr, c < nc (both in
+     * 1..4); rows w_stride and x_stride elements apart. Each weight chunk serves four rows of x. */
+    void (*gemm_f16_tile)(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
+                          float *y, int64_t y_stride, int nr, int nc);
 } ts_kernels;
 
 /* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
