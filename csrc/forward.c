@@ -178,6 +178,8 @@ typedef struct {
     ts_context *c;
     ts_kv_cache *kv;
     const int32_t *tokens, *pos, *seq, *out_rows;
+    const float *embd;        /* (n_tok, n_embd) input rows of tokens -1, or NULL */
+    const int32_t *attn_end;  /* (n_tok) exclusive end of each row's attention, or NULL: pos + 1 */
     int n_tok, n_out;
     float *logits;
     ts_threadpool *pool;
@@ -259,7 +261,7 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     const ts_hparams *hp = &m->hp;
     const size_t head = (size_t)j->kv->n_ctx * hp->head_dim, first = cache_offset(m, j->kv, 0, l, 0);
     const ts_attn_batch b = {m->k, c->q, c->q_dim, c->t, c->max_in, j->kv->k + first, j->kv->v + first,
-                             (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq, NULL,
+                             (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq, j->attn_end,
                              j->n_tok, hp->n_head, hp->n_head_kv, hp->head_dim, L->p.window, hp->attn_scale,
                              hp->attn_softcap};
     const int items = ts_attn_batch_items(&b, nth);
@@ -280,6 +282,12 @@ static void step_task(void *arg, int ith, int nth) {
     const ts_tensor *emb = &m->g[TS_W_TOKEN_EMBD];
     for (int t = t0; t < t1; t++) {
         float *x = c->x + (size_t)t * E;
+        if (j->tokens[t] < 0) {
+            /* An image row: the projector's output is already in the model's space, so it is
+             * not scaled (llama.cpp and HF scale only looked-up token embeddings). */
+            memcpy(x, j->embd + (size_t)t * E, (size_t)E * sizeof(float));
+            continue;
+        }
         k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
@@ -363,17 +371,19 @@ static void step_task(void *arg, int ith, int nth) {
 }
 
 int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
-               const int32_t *seq, int n_tok, const int32_t *out_rows, int n_out, float *logits,
-               int n_threads) {
+               const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
+               const int32_t *out_rows, int n_out, float *logits, int n_threads) {
     const ts_hparams *hp = &c->m->hp;
     if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || !kv->k || !kv->v) return -1;
-    for (int t = 0; t < n_tok; t++)
-        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
+    for (int t = 0; t < n_tok; t++) {
+        if (tokens[t] < (embd ? -1 : 0) || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
             seq[t] < 0 || seq[t] >= kv->n_seq)
             return -1;
+        if (attn_end && (attn_end[t] <= pos[t] || attn_end[t] > kv->n_ctx)) return -1;
+    }
     for (int r = 0; r < n_out; r++)
         if (out_rows[r] < 0 || out_rows[r] >= n_tok) return -1;
-    step_job j = {c, kv, tokens, pos, seq, out_rows, n_tok, n_out, logits, ts_threadpool_global()};
+    step_job j = {c, kv, tokens, pos, seq, out_rows, embd, attn_end, n_tok, n_out, logits, ts_threadpool_global()};
     ts_threadpool_run(j.pool, step_task, &j, n_threads);
     return 0;
 }

@@ -224,7 +224,7 @@ cdef class NativeModel:
     """A ts_model over weight views that this object keeps alive."""
     cdef ts_model *m
     cdef list _keep
-    cdef readonly int n_layer, n_head_kv, head_dim, n_vocab
+    cdef readonly int n_layer, n_embd, n_head_kv, head_dim, n_vocab
 
     def __cinit__(self, dict hp):
         cdef ts_hparams h
@@ -239,6 +239,7 @@ cdef class NativeModel:
             raise ValueError(f"inconsistent hyper-parameters: {hp}")
         self._keep = []
         self.n_layer, self.n_head_kv, self.head_dim, self.n_vocab = h.n_layer, h.n_head_kv, h.head_dim, h.n_vocab
+        self.n_embd = h.n_embd
 
     def __dealloc__(self):
         if self.m != NULL:
@@ -287,27 +288,39 @@ cdef class NativeContext:
 
     def forward(self, uint16_t[:, :, :, :, ::1] k_cache, uint16_t[:, :, :, :, ::1] v_cache,
                 const int32_t[::1] tokens, const int32_t[::1] pos, const int32_t[::1] seq,
-                const int32_t[::1] out_rows, float[:, ::1] logits, int n_threads=0):
+                const int32_t[::1] out_rows, float[:, ::1] logits, int n_threads=0,
+                const float[:, ::1] embd=None, const int32_t[::1] attn_end=None):
+        """embd (n_tok, n_embd): input rows of the tokens given as -1; attn_end (n_tok): exclusive
+        attention end per row (see ts_forward)."""
         cdef ts_kv_cache kv
         cdef int rc
+        cdef int n_tok = tokens.shape[0]
         cdef int n_out = out_rows.shape[0]
         cdef const int32_t *rows_p = &out_rows[0] if n_out > 0 else NULL
         cdef float *logits_p = &logits[0, 0] if n_out > 0 else NULL
+        cdef const float *embd_p = NULL
+        cdef const int32_t *end_p = NULL
         kv.k = &k_cache[0, 0, 0, 0, 0]
         kv.v = &v_cache[0, 0, 0, 0, 0]
         kv.n_seq = k_cache.shape[0]
         kv.n_ctx = k_cache.shape[3]
-        if (tokens.shape[0] != pos.shape[0] or tokens.shape[0] != seq.shape[0]
+        if (n_tok != pos.shape[0] or n_tok != seq.shape[0]
                 or k_cache.shape[1] != self.model.n_layer or k_cache.shape[2] != self.model.n_head_kv
                 or k_cache.shape[4] != self.model.head_dim
                 or any(v_cache.shape[i] != k_cache.shape[i] for i in range(5))
-                or (n_out > 0 and (logits.shape[0] < n_out or logits.shape[1] != self.model.n_vocab))):
-            raise ValueError("forward: inconsistent batch, cache or logits shapes")
+                or (n_out > 0 and (logits.shape[0] < n_out or logits.shape[1] != self.model.n_vocab))
+                or (embd is not None and (embd.shape[0] != n_tok or embd.shape[1] != self.model.n_embd))
+                or (attn_end is not None and attn_end.shape[0] != n_tok)):
+            raise ValueError("forward: inconsistent batch, embedding, cache or logits shapes")
+        if embd is not None:
+            embd_p = &embd[0, 0]
+        if attn_end is not None:
+            end_p = &attn_end[0]
         with nogil:
-            rc = ts_forward(self.c, &kv, &tokens[0], &pos[0], &seq[0], tokens.shape[0], rows_p, n_out,
+            rc = ts_forward(self.c, &kv, &tokens[0], &pos[0], &seq[0], embd_p, end_p, n_tok, rows_p, n_out,
                             logits_p, n_threads)
         if rc != 0:
-            raise ValueError("forward: token id, position or sequence out of range, or batch too large")
+            raise ValueError("forward: token id, position, sequence or attention end out of range, or batch too large")
 
 
 cdef class NativeVit:

@@ -117,7 +117,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tensorsharp.server.run import serve
 
     app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
-                     api_key=args.api_key, tool_format=args.tool_format)
+                     api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj)
     serve(app, args.host, args.port)
     return 0
 
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require 'Authorization: Bearer KEY' on every route but /health")
     p.add_argument("--tool-format", default=srv.tool_format,
                    help="tool-call family instead of the detected one: hermes, llama3, mistral, gemma, generic")
+    p.add_argument("--mmproj", default=config.load_options().mmproj, metavar="PATH",
+                   help="projector GGUF that lets the model see images (default: an mmproj file beside "
+                        f"the model; '{config.NO_MMPROJ}': none)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("info", help="show version, kernel ISA and CPU")

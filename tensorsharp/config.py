@@ -68,13 +68,19 @@ class LoadOptions:
     model: str      # registry name, alias or path of a GGUF file
     n_ctx: int      # tokens of KV cache per sequence; 0 means the model's training context
     n_threads: int  # worker threads for the kernels; 0 means one per usable core
+    mmproj: str | None = None  # projector GGUF for images; None: one found beside the model;
+                               # NO_MMPROJ: none at all
+
+
+NO_MMPROJ = "none"
 
 
 def load_options() -> LoadOptions:
-    """Load-time defaults, each overridable by TENSORSHARP_MODEL / _CTX / _THREADS."""
+    """Load-time defaults, each overridable by TENSORSHARP_MODEL / _CTX / _THREADS / _MMPROJ."""
     return LoadOptions(model=default_model(),
                        n_ctx=_int_env("TENSORSHARP_CTX", DEFAULT_N_CTX),
-                       n_threads=_int_env("TENSORSHARP_THREADS", 0))
+                       n_threads=_int_env("TENSORSHARP_THREADS", 0),
+                       mmproj=os.environ.get("TENSORSHARP_MMPROJ") or None)
 
 
 DEFAULT_HOST = "127.0.0.1"
@@ -92,11 +98,13 @@ class ServerOptions:
     api_key: str | None  # bearer key every route but /health requires; None = open
     max_body: int      # bytes of a request body (JSON or upload)
     tool_format: str | None  # tool-call family to use instead of the one detected from the template
+    max_image_bytes: int = 20 << 20      # bytes of one image (after base64 decoding)
+    max_image_pixels: int = 50_000_000   # width x height of one image, read from its header
 
 
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
-    _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT."""
+    _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -104,7 +112,9 @@ def server_options() -> ServerOptions:
                          max_queue=_int_env("TENSORSHARP_MAX_QUEUE", 16),
                          api_key=os.environ.get("TENSORSHARP_API_KEY") or None,
                          max_body=_int_env("TENSORSHARP_MAX_BODY", 32 << 20),
-                         tool_format=os.environ.get("TENSORSHARP_TOOL_FORMAT") or None)
+                         tool_format=os.environ.get("TENSORSHARP_TOOL_FORMAT") or None,
+                         max_image_bytes=max(1, _int_env("TENSORSHARP_MAX_IMAGE_BYTES", 20 << 20)),
+                         max_image_pixels=max(1, _int_env("TENSORSHARP_MAX_IMAGE_PIXELS", 50_000_000)))
 
 
 def uploads_dir() -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 import jinja2
@@ -33,6 +34,26 @@ CHATML_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """How an image's embeddings sit in a prompt: the text around them, and whether the image's
+    rows attend to each other (all of them) or causally like text."""
+    before: str = ""
+    after: str = ""
+    bidirectional: bool = False
+
+
+# By projector type. Gemma 3: HF's Gemma3Processor (and Ollama) put "\n\n<start_of_image>" before
+# the embeddings and "<end_of_image>\n\n" after them, the form the model was trained on; llama.cpp's
+# mtmd leaves out the blank lines. HF and llama.cpp both let an image's rows see the whole image.
+# LLaVA-style ("mlp") projectors put the embeddings in place of the image with nothing around them.
+IMAGE_FORMATS = {"gemma3": ImageFormat("\n\n<start_of_image>", "<end_of_image>\n\n", bidirectional=True)}
+
+
+def image_format(projector_type: str) -> ImageFormat:
+    return IMAGE_FORMATS.get(projector_type, ImageFormat())
 
 
 def _raise(message):

@@ -18,14 +18,21 @@ class Stepper:
         self.n_threads = n_threads
         self._ctx = _kernels.NativeContext(model.native, n_batch)
 
-    def step(self, tokens, pos, seq, out_rows) -> np.ndarray:
-        """Logits (len(out_rows), n_vocab) for the listed batch rows."""
+    def step(self, tokens, pos, seq, out_rows, embd=None, attn_end=None) -> np.ndarray:
+        """Logits (len(out_rows), n_vocab) for the listed batch rows. Rows whose token is -1 take
+        their input from embd (len(tokens), n_embd); attn_end (len(tokens)) ends each row's
+        attention past its own position (an image's rows see the whole image)."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         pos = np.ascontiguousarray(pos, dtype=np.int32)
         seq = np.ascontiguousarray(seq, dtype=np.int32)
         out_rows = np.ascontiguousarray(out_rows, dtype=np.int32)
+        if embd is not None:
+            embd = np.ascontiguousarray(embd, dtype=np.float32)
+        if attn_end is not None:
+            attn_end = np.ascontiguousarray(attn_end, dtype=np.int32)
         logits = np.empty((max(len(out_rows), 1), self.model.hparams.n_vocab), dtype=np.float32)
-        self._ctx.forward(self.cache.k, self.cache.v, tokens, pos, seq, out_rows, logits, self.n_threads)
+        self._ctx.forward(self.cache.k, self.cache.v, tokens, pos, seq, out_rows, logits, self.n_threads,
+                          embd, attn_end)
         return logits[: len(out_rows)]
 
     def prefill(self, tokens, start: int = 0, seq: int = 0, logits_all: bool = False) -> np.ndarray:

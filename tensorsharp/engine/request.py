@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
+import numpy as np
+
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.errors import TensorSharpError
 
@@ -12,9 +14,22 @@ class QueueFullError(TensorSharpError):
     """The scheduler's waiting queue is at capacity; the caller should retry later."""
 
 
+@dataclass(eq=False)
+class PromptImage:
+    """An image's embeddings standing in for prompt positions [start, start + n_tokens)."""
+    start: int
+    embd: np.ndarray                  # (n_tokens, n_embd) f32: the projector's output, unscaled
+    digest: str                       # content hash: cached positions are reused for the same image only
+    bidirectional: bool = True        # its rows attend to each other (gemma3); False: causal
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.embd)
+
+
 @dataclass
 class GenerationRequest:
-    prompt: list[int]                 # token ids of the rendered prompt
+    prompt: list[int]                 # token ids of the rendered prompt; -1 at image positions
     max_tokens: int
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: list[str] = ()              # stop strings (not included in output)
@@ -22,6 +37,7 @@ class GenerationRequest:
     reuse_prefix: bool = True         # False (Ollama /api/generate): evaluate the whole prompt
     constraint: object | None = None  # engine/constraint.Constraint: fill_mask, accept, is_done
     stop_at_eog: bool = True
+    images: list[PromptImage] = ()    # what fills the prompt's -1 positions, in order
 
 
 @dataclass

@@ -37,7 +37,7 @@ def _original(module: str, name: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def _common_prefix(a: list, b: list) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -45,10 +45,26 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+def _keys(req: GenerationRequest) -> list:
+    """What each prompt position holds, for comparing prompts: a token id, or (image digest, row)
+    so that a position matches only the same row of the same image."""
+    keys = list(req.prompt)
+    for im in req.images:
+        keys[im.start:im.start + im.n_tokens] = [(im.digest, i) for i in range(im.n_tokens)]
+    return keys
+
+
+def _image_start(keys: list, n: int) -> int:
+    """n, moved back to the start of the image it falls inside: an image is cached whole or not at all."""
+    if n < len(keys) and isinstance(keys[n], tuple):
+        return n - keys[n][1]
+    return n
+
+
 @dataclass
 class _Slot:
     index: int
-    tokens: list[int] = field(default_factory=list)  # ids whose K/V fill positions [0, len) in order
+    tokens: list = field(default_factory=list)       # keys (see _keys) of positions [0, len) in order
     session: str | None = None
     last_used: int = -1                               # LRU clock; -1 never used
     busy: bool = False
@@ -57,16 +73,18 @@ class _Slot:
 class _Active:
     """A request being served: its slot, sampler, text state and timings."""
 
-    def __init__(self, handle: Handle, slot: _Slot, keep: int, submitted: int, tokenizer, n_vocab: int):
+    def __init__(self, handle: Handle, slot: _Slot, keys: list, keep: int, submitted: int, tokenizer,
+                 n_vocab: int):
         req = handle.request
         self.handle = handle
         self.req = req
         self.slot = slot
         self.cached = keep
-        self.todo = list(req.prompt[keep:])   # ids still to evaluate into the slot
+        self.todo = keys[keep:]               # keys (ids or image rows) still to evaluate into the slot
+        self.images = {im.digest: im for im in req.images}
         self.decoding = False                 # True once the prompt is in and tokens are sampled
         self.generated = 0
-        self.sampler = Sampler(req.sampling, history=req.prompt)
+        self.sampler = Sampler(req.sampling, history=[t for t in req.prompt if t >= 0])
         self.decoder = tokenizer.stream(at_start=False)
         self.matcher = StopMatcher(req.stop) if req.stop else None
         self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.uint32) if req.constraint is not None else None
@@ -137,8 +155,9 @@ class Scheduler:
 
     def submit(self, request: GenerationRequest, sink: Sink) -> Handle:
         """Queues a request; its events go to sink on the engine thread. QueueFullError when full;
-        ValueError for sampling options the vocabulary cannot take."""
+        ValueError for sampling options the vocabulary cannot take or images that do not fit."""
         request.sampling.validate(self.n_vocab)
+        self._check_images(request)
         handle = Handle(request, sink, self._kick)
         with self._mutex:
             if self._closing:
@@ -150,6 +169,25 @@ class Scheduler:
             self._waiting.append(_Waiting(handle, time.monotonic_ns()))
         self._kick()
         return handle
+
+    def _check_images(self, req: GenerationRequest) -> None:
+        """Images must fill exactly the prompt's -1 positions, each fit one step beside the other
+        requests' decoding rows (an image is never split), and match the model's width."""
+        n_embd = self.stepper.model.hparams.n_embd
+        fit = self.stepper.n_batch - (self.parallel - 1)
+        filled = set()
+        for im in req.images:
+            span = range(im.start, im.start + im.n_tokens)
+            if im.embd.ndim != 2 or im.embd.shape[1] != n_embd:
+                raise ValueError(f"image embeddings must be (n, {n_embd}), not {im.embd.shape}")
+            if not 0 < im.n_tokens <= fit:
+                raise ValueError(f"an image of {im.n_tokens} tokens does not fit a batch of {fit}")
+            if im.start < 0 or span.stop > len(req.prompt) or filled.intersection(span) \
+                    or any(req.prompt[p] != -1 for p in span):
+                raise ValueError("image positions must be -1 placeholders of the prompt, without overlap")
+            filled.update(span)
+        if sum(1 for t in req.prompt if t == -1) != len(filled):
+            raise ValueError("the prompt has -1 positions no image fills")
 
     def status(self) -> dict:
         with self._mutex:
@@ -248,16 +286,17 @@ class Scheduler:
             now = time.monotonic_ns()
             return [(handle, Started(n, 0)),
                     (handle, Done("length", n, 0, 0, 0, 0, now - w.submitted, now - w.submitted))]
-        slot, keep = self._choose_slot(req)
+        keys = _keys(req)
+        slot, keep = self._choose_slot(req, keys)
         slot.busy = True
         slot.session = req.session
-        a = _Active(handle, slot, keep, w.submitted, self.tokenizer, self.n_vocab)
+        a = _Active(handle, slot, keys, keep, w.submitted, self.tokenizer, self.n_vocab)
         with self._mutex:
             self._active.append(a)
             self._starting -= 1
         return [(handle, Started(n, keep))]
 
-    def _choose_slot(self, req: GenerationRequest) -> tuple[_Slot, int]:
+    def _choose_slot(self, req: GenerationRequest, keys: list) -> tuple[_Slot, int]:
         """The slot to serve req, already holding only the prefix it keeps, and that prefix's length.
 
         The session's own slot if idle; else the idle slot sharing the longest prefix with the
@@ -266,7 +305,9 @@ class Scheduler:
         idle = [s for s in self.slots if not s.busy]
 
         def reusable(s: _Slot) -> int:   # the last prompt token is always evaluated again
-            return min(_common_prefix(s.tokens, req.prompt), len(req.prompt) - 1) if req.reuse_prefix else 0
+            if not req.reuse_prefix:
+                return 0
+            return _image_start(keys, min(_common_prefix(s.tokens, keys), len(keys) - 1))
 
         own = next((s for s in idle if req.session is not None and s.session == req.session), None)
         if own is not None:
@@ -320,30 +361,36 @@ class Scheduler:
 
     def _step(self) -> None:
         """One forward pass: each decoding request's last token, then prompt chunks in admission order."""
-        tokens, pos, seq, rows, owners = [], [], [], [], []
+        keys, pos, seq, rows, owners = [], [], [], [], []
         budget = self.stepper.n_batch
         for a in self._active:
             if a.decoding:
-                tokens.append(a.todo[0])
+                keys.append(a.todo[0])
                 pos.append(self.cache.reserve(a.slot.index, 1))
                 seq.append(a.slot.index)
-                rows.append(len(tokens) - 1)
+                rows.append(len(keys) - 1)
                 owners.append((a, 1))
                 budget -= 1
         for a in self._active:
             if a.decoding or budget <= 0:
                 continue
-            chunk = a.todo[:budget]
+            n = min(budget, len(a.todo))
+            if n < len(a.todo):
+                n = _image_start(a.todo, n)   # an image's rows go in one step, so they see each other
+                if n == 0:
+                    continue                  # waits for a step with room for the whole image
+            chunk = a.todo[:n]
             start = self.cache.reserve(a.slot.index, len(chunk))
-            tokens += chunk
+            keys += chunk
             pos += range(start, start + len(chunk))
             seq += [a.slot.index] * len(chunk)
             if len(chunk) == len(a.todo):
-                rows.append(len(tokens) - 1)
+                rows.append(len(keys) - 1)
             owners.append((a, len(chunk)))
             budget -= len(chunk)
         try:
-            logits = self.stepper.step(tokens, pos, seq, rows)
+            tokens, embd, attn_end = self._batch_inputs(keys, pos, owners)
+            logits = self.stepper.step(tokens, pos, seq, rows, embd=embd, attn_end=attn_end)
         except Exception as e:
             log.exception("forward step failed")
             for a, _ in owners:
@@ -361,6 +408,26 @@ class Scheduler:
                 a.t_first = time.monotonic_ns()
             self._sample(a, logits[row])
             row += 1
+
+    def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:
+        """Token ids (-1 for image rows), then the image rows' embeddings and attention ends, or
+        None for each when the batch has no image row."""
+        tokens = [-1 if isinstance(k, tuple) else k for k in keys]
+        if -1 not in tokens:
+            return tokens, None, None
+        embd = np.zeros((len(keys), self.stepper.model.hparams.n_embd), dtype=np.float32)
+        attn_end = [p + 1 for p in pos]
+        row = 0
+        for a, n in owners:
+            for t in range(row, row + n):
+                if tokens[t] == -1:
+                    digest, i = keys[t]
+                    im = a.images[digest]
+                    embd[t] = im.embd[i]
+                    if im.bidirectional:
+                        attn_end[t] = pos[t] - i + im.n_tokens
+            row += n
+        return tokens, embd, attn_end
 
     def _sample(self, a: _Active, logits: np.ndarray) -> None:
         req = a.req

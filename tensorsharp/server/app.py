@@ -86,9 +86,10 @@ def _check_key() -> Response | None:
 def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = None, n_threads: int | None = None,
                parallel: int | None = None, cache_slots: int | None = None, max_queue: int | None = None,
                api_key: str | None = None, max_body: int | None = None, upload_dir: Path | None = None,
-               tool_format: str | None = None) -> Flask:
+               tool_format: str | None = None, mmproj: str | None = None) -> Flask:
     """An app serving `model` (a ServedModel, or a name or path to load; default: the configured
-    model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
+    model) with the projector mmproj for images (default: TENSORSHARP_MMPROJ, else one found beside
+    the model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     if not isinstance(model, ServedModel):
         model = ServedModel.load(model or load.model, n_ctx=load.n_ctx if n_ctx is None else n_ctx,
@@ -96,7 +97,8 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
                                  parallel=parallel or opts.parallel,
                                  cache_slots=opts.cache_slots if cache_slots is None else cache_slots,
                                  max_queue=opts.max_queue if max_queue is None else max_queue,
-                                 tool_format=tool_format or opts.tool_format)
+                                 tool_format=tool_format or opts.tool_format, mmproj=mmproj or load.mmproj,
+                                 max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels)
     max_body = max_body or opts.max_body
     app = Flask("tensorsharp.server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body

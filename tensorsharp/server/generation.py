@@ -15,6 +15,7 @@ from tensorsharp.engine.constraint import ConstraintError, json_schema_constrain
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
 from tensorsharp.server.errors import ApiError, from_engine
+from tensorsharp.server.images import splice
 from tensorsharp.server.model import ServedModel
 from tensorsharp.server.protocol.common import Job
 from tensorsharp.server.reply import Reply
@@ -95,15 +96,18 @@ def prompt_text(served: ServedModel, job: Job) -> str | None:
         raise ApiError(400, str(e), param="messages") from None
 
 
-def prompt_ids(served: ServedModel, job: Job, text: str | None) -> list[int]:
+def prompt_ids(served: ServedModel, job: Job, text: str | None) -> tuple[list[int], list]:
+    """The prompt's token ids (-1 at image positions) and the PromptImages filling those."""
+    if job.images:
+        return splice(served, text, job.images)
     if text is not None:
-        return served.tokenize_prompt(text)
+        return served.tokenize_prompt(text), []
     ids = [int(t) for t in job.prompt or ()]
     try:
         served.check_ids(ids)
     except ValueError as e:
         raise ApiError(400, str(e), param="prompt") from None
-    return ids
+    return ids, []
 
 
 class Generation:
@@ -111,12 +115,13 @@ class Generation:
 
     def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None):
         if job.images and not served.supports_images:
-            raise ApiError(400, f"model {served.name} does not support images", param="messages")
+            raise ApiError(400, f"model {served.name} does not support images (it has no projector; "
+                           f"see --mmproj)", param="messages")
         check_job(job)
         self.served = served
         self.job = job
         text = prompt_text(served, job)
-        self.ids = prompt_ids(served, job, text)
+        self.ids, images = prompt_ids(served, job, text)
         if not self.ids:
             raise ApiError(400, "the prompt is empty", param="prompt")
         limit = min(served.n_ctx, job.n_ctx) if job.n_ctx else served.n_ctx
@@ -133,7 +138,7 @@ class Generation:
                 sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
             requests.append(GenerationRequest(self.ids, self.max_tokens, sampling, list(job.stop),
                                               session=job.session, reuse_prefix=job.reuse_prefix,
-                                              constraint=constraint_for(served, job)))
+                                              constraint=constraint_for(served, job), images=images))
         try:
             self._events = EngineEvents(served.scheduler, requests, environ)
         except Exception as e:

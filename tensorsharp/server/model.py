@@ -6,14 +6,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tensorsharp import store
+from tensorsharp import config, store
 from tensorsharp.chat.output import chat_format
-from tensorsharp.chat.template import ChatTemplate
+from tensorsharp.chat.template import ChatTemplate, image_format
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import lltokenizer
+from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_model
+from tensorsharp.server.images import ImageEmbedder
 from tensorsharp.tokenizer import Tokenizer
+from tensorsharp.vision import find_projector, load_projector
 
 # llama.cpp's llama_ftype numbers (GGUF general.file_type) and the names clients show.
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
@@ -34,8 +37,10 @@ class ServedModel:
     """Load with ServedModel.load(name_or_path, ...); close() stops its engine thread."""
 
     def __init__(self, path: Path, gguf: GGUFFile, transformer, tokenizer: Tokenizer,
-                 scheduler: sched.Scheduler, load_ns: int = 0, tool_format: str | None = None):
+                 scheduler: sched.Scheduler, load_ns: int = 0, tool_format: str | None = None,
+                 images: ImageEmbedder | None = None):
         self.path = path
+        self.images = images   # None: a text-only model
         self.gguf = gguf
         self.metadata = gguf.metadata
         self.transformer = transformer
@@ -56,18 +61,22 @@ class ServedModel:
 
     @classmethod
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
-             max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None) -> "ServedModel":
-        """Resolves (pulling if needed) and loads a model, and starts its engine thread."""
+             max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None, mmproj: str | None = None,
+             max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000) -> "ServedModel":
+        """Resolves (pulling if needed) and loads a model, and starts its engine thread. mmproj: a
+        projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none."""
         t0 = time.monotonic_ns()
         path = store.resolve(model)
         gguf = GGUFFile(path)
         transformer = load_model(gguf)
         tokenizer = Tokenizer.from_metadata(gguf.metadata)
+        images = _images(path, mmproj, transformer.hparams.n_embd, n_threads, max_image_bytes, max_image_pixels)
         train = transformer.hparams.n_ctx_train
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
         scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
                                 max_queue=max_queue, n_batch=n_batch, n_threads=n_threads)
-        return cls(path, gguf, transformer, tokenizer, scheduler.start(), time.monotonic_ns() - t0, tool_format)
+        return cls(path, gguf, transformer, tokenizer, scheduler.start(), time.monotonic_ns() - t0, tool_format,
+                   images)
 
     def close(self) -> None:
         self.scheduler.close()
@@ -125,7 +134,19 @@ class ServedModel:
 
     @property
     def supports_images(self) -> bool:
-        return False   # no vision encoder is loaded for any architecture yet
+        return self.images is not None
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What the model can be asked for, in Ollama's words (/api/show, /v1/models)."""
+        caps = ["completion"]
+        if self.supports_tools:
+            caps.append("tools")
+        if self.supports_thinking:
+            caps.append("thinking")
+        if self.supports_images:
+            caps.append("vision")
+        return caps
 
     # -- prompts ---------------------------------------------------------------------------------
     def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
@@ -144,3 +165,18 @@ class ServedModel:
         bad = next((t for t in ids if not 0 <= t < self.tokenizer.vocab_size), None)
         if bad is not None:
             raise ValueError(f"token id {bad} is outside the vocabulary (size {self.tokenizer.vocab_size})")
+
+
+def _images(model_path: Path, mmproj: str | None, n_embd: int, n_threads: int, max_bytes: int,
+            max_pixels: int) -> ImageEmbedder | None:
+    """The image encoder named by mmproj or found beside the model, checked against its width."""
+    if mmproj == config.NO_MMPROJ:
+        return None
+    path = Path(mmproj).expanduser() if mmproj else find_projector(model_path)
+    if path is None:
+        return None
+    encoder = load_projector(path, n_threads=n_threads)
+    if encoder.n_embd != n_embd:
+        raise TensorSharpError(f"projector {path.name} makes embeddings of width {encoder.n_embd}, but "
+                               f"{model_path.name} takes {n_embd}: they are not a pair")
+    return ImageEmbedder(encoder, path, image_format(encoder.projector_type), max_bytes, max_pixels)

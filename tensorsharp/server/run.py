@@ -27,8 +27,9 @@ def serve(app, host: str, port: int, access_log=True) -> None:
     server = WSGIServer((host, port), app, handler_class=_Handler, log=sys.stderr if access_log else None)
     server.start()
     served = app.extensions["tensorsharp"].served
+    vision = f", images through {served.images.path.name}" if served.images is not None else ""
     print(f"tensorsharp: serving {served.name} on http://{host}:{server.server_port} "
-          f"(context {served.n_ctx}, parallel {served.scheduler.parallel})", file=sys.stderr, flush=True)
+          f"(context {served.n_ctx}, parallel {served.scheduler.parallel}{vision})", file=sys.stderr, flush=True)
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     try:

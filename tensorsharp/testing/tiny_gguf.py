@@ -226,3 +226,16 @@ def _write_vocab(w: gguf.GGUFWriter, n_vocab: int, added: dict[str, gguf.TokenTy
     w.add_bos_token_id(256)
     w.add_eos_token_id(256)
     w.add_add_bos_token(False)
+
+
+# Gemma 3's turn and image tokens: with them a tiny gemma3 model takes the built-in Gemma chat
+# template and images (the server wraps each image in <start_of_image> ... <end_of_image>).
+GEMMA3_CHAT_TOKENS = {t: gguf.TokenType.CONTROL
+                      for t in ("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>")}
+
+
+def write_gemma3_chat_model(path, seed: int = 0, weight_type: str = "F32", **overrides) -> Path:
+    """A tiny random gemma3 model whose vocabulary holds GEMMA3_CHAT_TOKENS (config overrides as
+    for tiny_config); returns path."""
+    model = random_model(tiny_config("gemma3", **overrides), seed=seed)
+    return write_gguf(model, path, weight_type, added_tokens=GEMMA3_CHAT_TOKENS)

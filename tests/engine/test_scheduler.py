@@ -7,8 +7,8 @@ import pytest
 
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import scheduler as sched
-from tensorsharp.engine.request import (Done, Failed, GenerationRequest, Queued, QueueFullError, Started,
-                                        Token)
+from tensorsharp.engine.request import (Done, Failed, GenerationRequest, PromptImage, Queued, QueueFullError,
+                                        Started, Token)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.errors import ContextFullError, TensorSharpError
 from tensorsharp.llm import Model
@@ -316,3 +316,95 @@ def test_a_failing_request_does_not_stop_the_engine(smol):
         (f,) = bad.of(Failed)
         assert "boom" in str(f.error)
         assert run(s, ids, 3).done.reason == "length"
+
+
+# -- images: embedding rows in the prompt -----------------------------------------------------------
+
+N_IMAGE = 10
+
+
+def _image(smol, seed: int, start: int, n: int = N_IMAGE) -> PromptImage:
+    rows = np.random.default_rng(seed).standard_normal((n, smol.transformer.hparams.n_embd)).astype(np.float32)
+    return PromptImage(start, 0.15 * rows, digest=f"image-{seed}")   # token embeddings' scale
+
+
+def _with_image(smol, before: str, after: str, seed: int = 0):
+    """(prompt ids with -1 placeholders, its image) for text, an image, text."""
+    a, b = smol.tokenize(before), smol.tokenize(after, add_special=False)
+    return a + [-1] * N_IMAGE + b, [_image(smol, seed, len(a))]
+
+
+def _first_logits(smol, prompt, images):
+    """Logits after the prompt, from one direct stepper call (image rows seeing their whole image)."""
+    embd = np.zeros((len(prompt), smol.transformer.hparams.n_embd), np.float32)
+    end = np.arange(1, len(prompt) + 1)
+    for im in images:
+        embd[im.start:im.start + im.n_tokens] = im.embd
+        end[im.start:im.start + im.n_tokens] = im.start + im.n_tokens
+    s = make(smol)
+    s.cache.reserve(0, len(prompt))
+    return s.stepper.step(prompt, np.arange(len(prompt)), np.zeros(len(prompt)), [len(prompt) - 1],
+                          embd=embd, attn_end=end)[0]
+
+
+def test_image_prompt_counts_its_image_tokens_and_uses_the_embeddings(smol):
+    prompt, images = _with_image(smol, "Look at this:", " What is it?")
+    with make(smol) as s:
+        c = run(s, prompt, 4, images=images)
+    assert c.done.prompt_tokens == len(prompt) > N_IMAGE
+    assert c.ids[0] == int(np.argmax(_first_logits(smol, prompt, images)))
+    other = _image(smol, 7, images[0].start)
+    assert np.abs(_first_logits(smol, prompt, [other]) - _first_logits(smol, prompt, images)).max() > 0.1
+
+
+def test_an_image_is_never_split_across_steps(smol):
+    prompt, images = _with_image(smol, "One two three four five six seven", " eight nine")
+    start = images[0].start
+    logprobs = SamplingParams(n_probs=1)
+    with make(smol) as s:
+        whole = run(s, prompt, 6, images=images, sampling=logprobs)
+    # Batches of 12 would cut the image at position 12; the scheduler stops the chunk before it.
+    assert start < 12 < start + N_IMAGE
+    with make(smol, n_batch=12, parallel=1) as s:
+        chunked = run(s, prompt, 6, images=images, sampling=logprobs)
+    assert chunked.ids == whole.ids
+    np.testing.assert_allclose([t.logprob for t in chunked.of(Token)], [t.logprob for t in whole.of(Token)],
+                               atol=1e-3)
+
+
+def test_second_turn_reuses_the_image_and_a_changed_image_invalidates_from_it(smol):
+    prompt, images = _with_image(smol, "Look at this:", " Describe it.")
+    start = images[0].start
+    with make(smol, parallel=1, cache_slots=1) as s:
+        c1 = run(s, prompt, 4, images=images, session="a")
+        follow = prompt + c1.ids + smol.tokenize(" And the colour?", add_special=False)
+        c2 = run(s, follow, 4, images=images, session="a")
+        changed = run(s, follow, 4, images=[_image(smol, 9, start)], session="a")
+    assert c2.done.cached_tokens >= len(prompt) + len(c1.ids) - 1 > start + N_IMAGE
+    assert changed.done.cached_tokens == start
+
+
+def test_a_prompt_cut_inside_an_image_keeps_nothing_of_it(smol):
+    prompt, images = _with_image(smol, "Look:", "")   # the prompt ends with the image
+    with make(smol) as s:
+        run(s, prompt, 2, images=images)
+        again = run(s, prompt, 2, images=images)
+    # The last position is always evaluated again, and with it its whole image.
+    assert again.done.cached_tokens == images[0].start
+
+
+def test_images_must_fill_the_placeholders(smol):
+    prompt, images = _with_image(smol, "Look:", " ok")
+    start = images[0].start
+    n_embd = smol.transformer.hparams.n_embd
+    bad = [
+        (prompt, []),                                                         # -1 left unfilled
+        (prompt, [_image(smol, 0, start + 1)]),                               # off the placeholders
+        (prompt, [_image(smol, 0, start, 5), _image(smol, 1, start + 4, 6)]),  # overlapping
+        (prompt, [PromptImage(start, np.zeros((N_IMAGE, n_embd + 1), np.float32), "x")]),
+        (prompt[:start] + [-1] * 40, [_image(smol, 0, start, 40)]),           # wider than a batch
+    ]
+    with make(smol, n_batch=32) as s:
+        for p, ims in bad:
+            with pytest.raises(ValueError):
+                s.submit(GenerationRequest(p, 2, images=ims), Collector())

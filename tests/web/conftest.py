@@ -44,3 +44,21 @@ def web_dir() -> Path:
 def screenshot_dir() -> Path:
     SCREENSHOTS.mkdir(exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture(scope="module")
+def vision_server(tmp_path_factory):
+    """Base URL of a `tensorsharp serve` subprocess on a tiny random gemma3 model with a tiny random
+    projector beside it (so it takes images), serving this checkout's web/ folder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers", minversion="5")
+    from tensorsharp.testing import tiny_gguf
+    from tensorsharp.testing.server import running, serve_args
+    from tensorsharp.testing.tiny_vision import write_tiny_projector
+
+    d = tmp_path_factory.mktemp("vision")
+    model = tiny_gguf.write_gemma3_chat_model(d / "tiny-gemma3.gguf", seed=1)
+    write_tiny_projector(d / "mmproj-tiny-gemma3.gguf", n_embd_text=128, seed=2)
+    env = {"TENSORSHARP_API_KEY": "", "TENSORSHARP_WEB_DIR": str(WEB_DIR), "TENSORSHARP_HOME": str(d / "home")}
+    with running(serve_args(str(model), "--ctx", "256", "--threads", "1"), d, env=env) as base:
+        yield base

@@ -339,3 +339,31 @@ def test_layout_fits_the_width(open_page, screenshot_dir, width, height, scheme)
     page.screenshot(path=screenshot_dir / f"settings-{width}.png")
     drawer = page.locator("#settings").bounding_box()
     assert drawer["x"] >= 0 and drawer["x"] + drawer["width"] <= width + 0.5
+
+
+def test_a_vision_model_answers_an_uploaded_image_and_reuses_it_next_turn(browser, vision_server):
+    context = browser.new_context()
+    context.add_init_script("localStorage.setItem('tensorsharp.settings', "
+                            + json.dumps(json.dumps({"maxTokens": 4, "temperature": 0})) + ");")
+    try:
+        page = context.new_page()
+        page.goto(vision_server + "/")
+        page.wait_for_selector("#status-dot.ok")
+        assert page.locator("#attach").is_visible()   # the server says the model takes images
+        send(page, "What is in this picture?")
+        text_only = answer_stats(page, 0)["prompt_tokens"]
+        page.click("#new-chat")
+        with page.expect_response("**/api/upload"):
+            page.set_input_files("#file-input", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": PIXEL}])
+        page.locator(".attachment:not(.uploading) img").wait_for()
+        send(page, "What is in this picture?")
+        first = answer_stats(page, 0)
+        assert page.locator(".turn.user img.thumb").is_visible()
+        # The tiny projector's 16 image positions and, in the tiny byte-level vocabulary, six tokens
+        # of "\n\n<start_of_image>" and "<end_of_image>\n\n" around them.
+        assert first["prompt_tokens"] == text_only + 16 + 6
+        send(page, "Are you sure?")
+        second = answer_stats(page, 1)
+        assert second["kv_reused"] >= first["prompt_tokens"]
+    finally:
+        context.close()

@@ -73,12 +73,18 @@ void ts_context_free(ts_context *c);
 
 /* One step over n_tok tokens (n_tok <= n_batch): token ids, positions and sequence ids.
  * Writes each token's K/V to its sequence's cache at its position, attends to positions
- * [.., pos] of the same sequence (cache entries below pos must already be filled), and writes
- * logits (n_out, n_vocab) for the batch rows listed in out_rows. Returns 0, or -1 on bad input
- * (token id, position or sequence out of range). */
+ * [.., attn_end) of the same sequence, and writes logits (n_out, n_vocab) for the batch rows
+ * listed in out_rows. Returns 0, or -1 on bad input (token id, position, sequence or attention
+ * end out of range).
+ * embd (n_tok, n_embd) f32, may be NULL: a row whose token id is -1 takes row t of embd as its
+ * input instead of a token embedding (an image embedding; not scaled by embd_scale).
+ * attn_end (n_tok), may be NULL (then pos + 1, causal): the exclusive end position of each row's
+ * attention. Cache entries below it must be filled before or by this step; an end beyond pos + 1
+ * lets the rows of one image see each other (gemma3 attends bidirectionally within an image), so
+ * every position up to it must be a row of this same step. */
 int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
-               const int32_t *seq, int n_tok, const int32_t *out_rows, int n_out, float *logits,
-               int n_threads);
+               const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
+               const int32_t *out_rows, int n_out, float *logits, int n_threads);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,35 @@
 """The dialect-neutral job every route builds from its request, and the per-request defaults."""
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass, field
 
 from tensorsharp.engine.sampler import SamplingParams
 
 DEFAULT_MAX_TOKENS = 200          # Ollama num_predict and the web UI's maxTokens when unset
 DEFAULT_COMPLETION_TOKENS = 16    # OpenAI /v1/completions max_tokens when unset
+
+
+# Where an image goes in a message's text until the rendered prompt is split there. Random per
+# process, so no text a client sends can pose as one.
+IMAGE_MARKER = f"<image-{uuid.uuid4().hex}>"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image a client attached, as sent (checked and decoded later, before queueing)."""
+    data: bytes = field(repr=False, compare=False)
+    digest: str     # sha256 of data: equal images compare equal, and share cached embeddings
+
+    @classmethod
+    def of(cls, data: bytes) -> "Image":
+        return cls(data, hashlib.sha256(data).hexdigest())
+
+
+def with_images(text: str, images: list[Image]) -> str:
+    """A message's text with its images in front, where Ollama places a message's images."""
+    return IMAGE_MARKER * len(images) + text
 
 
 @dataclass
@@ -26,4 +49,4 @@ class Job:
     n_ctx: int | None = None               # the client's own context limit (Ollama num_ctx)
     reuse_prefix: bool = True              # False: evaluate the whole prompt (Ollama generate)
     session: str | None = None             # KV slot affinity (web UI session)
-    images: int = 0                        # images attached; text-only models refuse them
+    images: list[Image] = field(default_factory=list)  # in IMAGE_MARKER order; text-only models refuse them

@@ -1,6 +1,8 @@
 """Typed reads from request JSON: each wrong type or value is a 400 that names the field."""
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 
@@ -18,6 +20,17 @@ def parse_json(data: bytes) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, f"request body must be a JSON object, not {_kind(body)}")
     return body
+
+
+def base64_bytes(text: str, name: str) -> bytes:
+    """The bytes a base64 string holds (line breaks allowed), or a 400 naming the field."""
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"'{name}' is not valid base64", param=name) from None
+    if not data:
+        raise ApiError(400, f"'{name}' is empty", param=name)
+    return data
 
 
 def _kind(value) -> str:

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.server.errors import ApiError
-from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Job
-from tensorsharp.server.protocol.fields import Fields
+from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, Job, with_images
+from tensorsharp.server.protocol.fields import Fields, base64_bytes
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 from tensorsharp.server.reply import arguments_object
 
@@ -58,11 +58,11 @@ def _think(f: Fields) -> bool | None:
     raise ApiError(400, "'think' must be true, false, \"high\", \"medium\" or \"low\"", param="think")
 
 
-def _images(f: Fields, key: str = "images") -> int:
+def _images(f: Fields, key: str = "images") -> list[Image]:
     images = f.list(key, [])
     if not all(isinstance(i, str) for i in images):
         raise ApiError(400, f"'{f.name(key)}' must be an array of base64 strings", param=f.name(key))
-    return len(images)
+    return [Image.of(base64_bytes(b64, f"{f.name(key)}[{i}]")) for i, b64 in enumerate(images)]
 
 
 def _job(f: Fields, **kw) -> Job:
@@ -78,21 +78,24 @@ def parse_generate(body: dict) -> Request:
     prompt = f.str("prompt", "")
     system = f.str("system")
     raw = f.bool("raw", False)
+    images = _images(f)
     if raw:
-        job = _job(f, prompt=prompt, images=_images(f), reuse_prefix=False)
+        job = _job(f, prompt=with_images(prompt, images), images=images, reuse_prefix=False)
     else:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        job = _job(f, messages=messages, images=_images(f), reuse_prefix=False)
-    return Request(model, job, f.bool("stream", True), empty=not prompt)
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": with_images(prompt, images)}]
+        job = _job(f, messages=messages, images=images, reuse_prefix=False)
+    return Request(model, job, f.bool("stream", True), empty=not prompt and not images)
 
 
 def parse_chat(body: dict) -> Request:
     f = Fields(body)
     model = f.str("model", required=True)
-    messages, images = [], 0
+    messages, images = [], []
     for _, m, role in f.messages(ROLES):
-        msg = {"role": role, "content": m.str("content", "")}
-        images += _images(m)
+        attached = _images(m)
+        msg = {"role": role, "content": with_images(m.str("content", ""), attached)}
+        images += attached
         calls = m.list("tool_calls")
         if calls:
             msg["tool_calls"] = calls
@@ -194,17 +197,6 @@ def ps(served) -> dict:
     return {"models": [{**_entry(served), "expires_at": expires, "size_vram": 0, "context_length": served.n_ctx}]}
 
 
-def capabilities(served) -> list[str]:
-    caps = ["completion"]
-    if served.supports_tools:
-        caps.append("tools")
-    if served.supports_thinking:
-        caps.append("thinking")
-    if served.supports_images:
-        caps.append("vision")
-    return caps
-
-
 def show(served) -> dict:
     info = {k: v for k, v in served.metadata.items() if isinstance(v, (str, int, float, bool))}
     info["general.parameter_count"] = served.parameter_count
@@ -214,5 +206,5 @@ def show(served) -> dict:
     return {"license": str(served.metadata.get("general.license", "")),
             "modelfile": f"# served by tensorsharp\nFROM {served.path}\n",
             "parameters": "\n".join(params), "template": served.template.source,
-            "details": details(served), "model_info": info, "capabilities": capabilities(served),
+            "details": details(served), "model_info": info, "capabilities": served.capabilities,
             "modified_at": served.modified_at.isoformat()}

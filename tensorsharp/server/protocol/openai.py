@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.server.errors import ApiError
-from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, Job
-from tensorsharp.server.protocol.fields import Fields
+from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, IMAGE_MARKER, Image, Job
+from tensorsharp.server.protocol.fields import Fields, base64_bytes
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif")
 
 
 @dataclass
@@ -60,14 +61,32 @@ def _sampling(f: Fields, n_probs: int) -> SamplingParams:
         n_probs=n_probs)
 
 
-def _content(f: Fields, i: int) -> tuple[str, int]:
-    """A message's text and its number of images (content: string, null or an array of parts)."""
+def _image(url: str, name: str) -> Image:
+    """An image_url's image: only inline data URIs (data:image/png;base64,...); nothing is fetched."""
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() in ("http", "https"):
+        raise ApiError(400, f"'{name}': remote image URLs are not fetched; send the image inline as a "
+                       "data URI (data:image/png;base64,...)", param=name, code="invalid_image_url")
+    head, comma, data = rest.partition(",")
+    media, _, encoding = head.partition(";")
+    if scheme.lower() != "data" or not comma or encoding.lower() != "base64":
+        raise ApiError(400, f"'{name}' must be a base64 data URI (data:image/png;base64,...)", param=name,
+                       code="invalid_image_url")
+    if media.lower() not in IMAGE_TYPES:
+        raise ApiError(400, f"'{name}': media type {media or '(none)'!r} is not one of {', '.join(IMAGE_TYPES)}",
+                       param=name, code="invalid_image_url")
+    return Image.of(base64_bytes(data, name))
+
+
+def _content(f: Fields, i: int) -> tuple[str, list[Image]]:
+    """A message's text, each image in it standing as IMAGE_MARKER, and those images (content:
+    string, null or an array of parts)."""
     value = f.raw("content")
     if value is None or isinstance(value, str):
-        return value or "", 0
+        return value or "", []
     if not isinstance(value, list):
         raise ApiError(400, f"'messages[{i}].content' must be a string or an array of parts", param=f"messages[{i}].content")
-    texts, images = [], 0
+    texts, images = [], []
     for j, raw in enumerate(value):
         part = Fields(raw, f"messages[{i}].content[{j}]")
         kind = part.str("type", required=True)
@@ -78,17 +97,18 @@ def _content(f: Fields, i: int) -> tuple[str, int]:
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str) or not url:
                 raise ApiError(400, f"'{part.name('image_url')}' must hold a url", param=part.name("image_url"))
-            images += 1
+            images.append(_image(url, part.name("image_url")))
+            texts.append(IMAGE_MARKER)
         else:
             raise ApiError(400, f"content part type {kind!r} is not supported", param=part.name("type"))
     return "".join(texts), images
 
 
-def parse_messages(f: Fields) -> tuple[list[dict], int]:
-    out, images = [], 0
+def parse_messages(f: Fields) -> tuple[list[dict], list[Image]]:
+    out, images = [], []
     for i, m, role in f.messages(ROLES):
-        text, n_images = _content(m, i)
-        images += n_images
+        text, attached = _content(m, i)
+        images += attached
         msg = {"role": {"developer": "system", "function": "tool"}.get(role, role), "content": text}
         calls = m.list("tool_calls")
         if calls:
@@ -308,8 +328,10 @@ def text_choice(index: int, text: str, finish_reason, logprobs: dict | None) -> 
 
 
 def model_entry(served) -> dict:
+    # "capabilities" is not OpenAI's: it tells clients (as Ollama's /api/show does) whether the
+    # model takes images ("vision").
     return {"id": served.name, "object": "model", "created": int(served.modified_at.timestamp()),
-            "owned_by": "tensorsharp"}
+            "owned_by": "tensorsharp", "capabilities": served.capabilities}
 
 
 def models(served) -> dict:

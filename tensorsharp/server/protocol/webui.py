@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.server.errors import ApiError
-from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS
+from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, with_images
 from tensorsharp.server.protocol.fields import Fields
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 from tensorsharp.server.streaming import sse_line
@@ -15,8 +15,7 @@ ROLES = {"system", "user", "assistant", "tool"}
 
 @dataclass
 class ChatRequest:
-    messages: list[dict]          # role, content (+ tool_calls / tool_call_id as sent)
-    images: list[str]             # upload ids attached to the messages
+    messages: list[dict]          # role, content (+ tool_calls / tool_call_id, images: upload ids, as sent)
     session_id: str | None
     new_chat: bool
     think: bool | None
@@ -33,7 +32,7 @@ def is_webui_chat(body: dict) -> bool:
 
 def parse_chat(body: dict) -> ChatRequest:
     f = Fields(body)
-    messages, images = [], []
+    messages = []
     for i, m, role in f.messages(ROLES):
         msg = {"role": role, "content": m.str("content", "")}
         for key in ("tool_calls", "tool_call_id"):
@@ -42,13 +41,26 @@ def parse_chat(body: dict) -> ChatRequest:
         ids = m.list("images", [])
         if not all(isinstance(x, str) for x in ids):
             raise ApiError(400, f"'messages[{i}].images' must be an array of upload ids")
-        images += ids
+        if ids:
+            msg["images"] = ids
         messages.append(msg)
     sampling = SamplingParams(temperature=f.float("temperature", 0.0, lo=0, hi=2),
                               top_p=f.float("topP", 1.0, lo=0, hi=1), top_k=f.int("topK", 0, lo=0))
-    return ChatRequest(messages, images, f.str("sessionId"), f.bool("newChat", False), f.bool("think"),
+    return ChatRequest(messages, f.str("sessionId"), f.bool("newChat", False), f.bool("think"),
                        f.list("tools") or None, f.int("maxTokens", DEFAULT_MAX_TOKENS, lo=1), sampling,
                        f.str("systemPrompt"))
+
+
+def job_messages(turns: list[dict]) -> tuple[list[dict], list[Image]]:
+    """Session turns (images: Image objects, kept beside the text) as the messages of a job, each
+    message's images in front of its text, and all those images in order."""
+    messages, images = [], []
+    for t in turns:
+        attached = t.get("images", [])
+        messages.append({**{k: v for k, v in t.items() if k != "images"},
+                         "content": with_images(t.get("content") or "", attached)})
+        images += attached
+    return messages, images
 
 
 def delta_frames(deltas: list) -> list[str]:

@@ -11,7 +11,7 @@ from tensorsharp.server.app import json_response, state
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
 from tensorsharp.server.protocol import webui as wu
-from tensorsharp.server.protocol.common import Job
+from tensorsharp.server.protocol.common import Image, Job
 from tensorsharp.server.sessions import new_turns
 from tensorsharp.server.streaming import sse_line, sse_response
 
@@ -30,19 +30,31 @@ def chat(data: dict):
             raise ApiError(404, f"unknown session {req.session_id!r}; create one with POST /api/sessions")
     if session.busy:
         _supersede(session)
-    for uid in req.images:
-        if st.uploads.get(uid) is None:
-            raise ApiError(400, f"unknown upload id {uid!r}", param="images")
+    for m in req.messages:
+        if "images" in m:
+            m["images"] = [_uploaded_image(uid) for uid in m["images"]]
     if req.new_chat:
         session.history.clear()
     turns = new_turns(session.history, req.messages)
     system = [{"role": "system", "content": req.system_prompt}] if req.system_prompt else []
-    job = Job(messages=system + session.history + turns, max_tokens=req.max_tokens, sampling=req.sampling,
-              tools=req.tools, think=req.think, session=session.id, images=len(req.images))
+    messages, images = wu.job_messages(system + session.history + turns)
+    job = Job(messages=messages, max_tokens=req.max_tokens, sampling=req.sampling, tools=req.tools,
+              think=req.think, session=session.id, images=images)
     gen = Generation(st.served, job, environ=request.environ)
     session.busy = True
     turn = session.turn = _Turn(gen, session, turns)
     return sse_response(turn.frames(), on_close=turn.settle)
+
+
+def _uploaded_image(uid: str) -> Image:
+    up = state().uploads.get(uid)
+    try:
+        data = up.path.read_bytes() if up is not None else None
+    except OSError:   # deleted meanwhile to make room for newer uploads
+        data = None
+    if data is None:
+        raise ApiError(400, f"unknown upload id {uid!r}; upload the image again", param="images")
+    return Image.of(data)
 
 
 def _supersede(session, wait_s: float = 5.0) -> None:
