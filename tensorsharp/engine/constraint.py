@@ -23,21 +23,27 @@ class ConstraintError(TensorSharpError):
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 # A small model at a high temperature can run on forever where the grammar lets it: digits of a
-# number, one more parallel call. The constraint admits a subset of the valid outputs that always
-# ends: at most this many calls, and numbers with at most 15 integer and 6 fraction digits.
+# number, one more parallel call, one more invented key. The constraint admits a subset of the
+# valid outputs that always ends: at most this many calls, numbers with at most 15 integer and 6
+# fraction digits, and objects with declared properties closed to others unless the schema says
+# "additionalProperties" (as llama.cpp's schema grammars do).
 MAX_PARALLEL_CALLS = 8
 _NUMBER_LIMITS = {"multipleOf": 1e-6, "minimum": -1e15, "maximum": 1e15}
 _LITERALS = ("const", "enum", "default", "examples")   # JSON values, not subschemas
 
 
-def finite_numbers(schema):
-    """schema with every number (and integer) subschema also bounded in digits; the outputs it
-    admits are valid instances of the original schema."""
+def bounded_schema(schema):
+    """schema with every number (and integer) subschema also bounded in digits and every object
+    subschema that lists properties closed to undeclared ones (unless it says otherwise); the
+    outputs it admits are valid instances of the original schema."""
     if isinstance(schema, list):
-        return [finite_numbers(s) for s in schema]
+        return [bounded_schema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: (v if k in _LITERALS else finite_numbers(v)) for k, v in schema.items()}
+    out = {k: (v if k in _LITERALS else bounded_schema(v)) for k, v in schema.items()}
+    if isinstance(out.get("properties"), dict) and "additionalProperties" not in out \
+            and "patternProperties" not in out:
+        out["additionalProperties"] = False
     kinds = out.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds]
     if "number" in kinds or "integer" in kinds:
@@ -130,7 +136,7 @@ class Constraint:
 
 def json_schema_grammar(schema: dict | None) -> str:
     """llguidance grammar of the JSON texts that satisfy schema (None or {}: any JSON object)."""
-    return llg.LLMatcher.grammar_from_json_schema(finite_numbers(schema or {"type": "object"}), overrides=JSON_OPTIONS)
+    return llg.LLMatcher.grammar_from_json_schema(bounded_schema(schema or {"type": "object"}), overrides=JSON_OPTIONS)
 
 
 def grammar_error(grammar: str) -> str | None:
@@ -165,7 +171,7 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
         head = "{" + json.dumps("name") + ": " + json.dumps(fn["name"], ensure_ascii=False) + ", " \
             + json.dumps(arguments_key, ensure_ascii=False) + ": "
         rules.append(f"fn{i}: {_lark_string(head)} args{i} \"}}\"")
-        rules.append(f"args{i}: %json {json.dumps({**finite_numbers(params), 'x-guidance': JSON_OPTIONS})}")
+        rules.append(f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}")
         err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
         if err:
             raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")

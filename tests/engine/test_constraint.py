@@ -12,7 +12,7 @@ import pytest
 
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
-from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, finite_numbers, json_schema_constraint, lltokenizer,
+from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, bounded_schema, json_schema_constraint, lltokenizer,
                                            tool_call_constraint)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
@@ -295,16 +295,28 @@ def test_numbers_end_within_their_digit_budget(tok):
         _feed(json_schema_constraint(tok, schema), tok, '{"x": 1, "n": 12345678901234567')
 
 
-def test_finite_numbers_keeps_what_the_schema_says():
+def test_bounded_schema_keeps_what_the_schema_says():
     s = {"type": "object", "properties": {"a": {"type": ["number", "null"], "maximum": 3},
                                           "b": {"type": "integer", "multipleOf": 5},
                                           "c": {"const": {"type": "number"}}}}
-    got = finite_numbers(s)
+    got = bounded_schema(s)
+    assert got["additionalProperties"] is False
     assert got["properties"]["a"] == {"type": ["number", "null"], "maximum": 3, "multipleOf": 1e-6,
                                       "minimum": -1e15}
     assert got["properties"]["b"] == {"type": "integer", "multipleOf": 5, "minimum": -1e15, "maximum": 1e15}
     assert got["properties"]["c"] == {"const": {"type": "number"}}   # a literal value, not a subschema
-    assert s["properties"]["a"] == {"type": ["number", "null"], "maximum": 3}
+    assert s["properties"]["a"] == {"type": ["number", "null"], "maximum": 3} and "additionalProperties" not in s
+    opened = {"type": "object", "properties": {"a": {}}, "additionalProperties": {"type": "string"}}
+    assert bounded_schema(opened) == opened
+    assert "additionalProperties" not in bounded_schema({"type": "object"})   # any object stays any object
+
+
+def test_tool_arguments_take_only_declared_keys(tok):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    c = tool_call_constraint(tok, tools, "required", prefix="<tool_call>\n", suffix="\n</tool_call>")
+    with pytest.raises(ConstraintError):
+        _feed(c, tok, '<tool_call>\n{"name": "f", "arguments": {"city": "Paris", "units": "c"}')
 
 
 def test_parallel_calls_are_bounded(tok):
