@@ -47,7 +47,9 @@ TS_INLINE float f32_at(const void *p) {
 
 #define PANEL 32          /* weight rows unpacked together: two registers of 16 */
 #define KC 512            /* elements per chunk: the unpacked panel (16 KB) stays in L1 */
+#ifndef TT
 #define TT 4              /* tokens per tile */
+#endif
 #define MAX_BLK (KC / 16) /* blocks per chunk at the smallest block (Q6_K's 16) */
 
 typedef struct {
@@ -217,14 +219,18 @@ TS_INLINE const float *act_d(int type, const uint8_t *x, int64_t b) {
 
 /* sx[t][b] = d * (sum of the quants of block b0 + b) for q8k rows, from their 16-element bsums. */
 TS_INLINE void q8k_sums(int type, const uint8_t *const xt[TT], int64_t b0, int nblk, float sx[TT][MAX_BLK]) {
-    const int kb = block_elems(type);
+    const int per_sb = TS_QK_K / block_elems(type);
     for (int t = 0; t < TT; t++)
-        for (int b = 0; b < nblk; b++) {
-            const int64_t e = (b0 + b) * kb;
-            const ts_block_q8k *xb = (const ts_block_q8k *)xt[t] + e / TS_QK_K;
-            const int j = (int)(e % TS_QK_K) / 16;
-            const int s = kb == 16 ? xb->bsums[j] : xb->bsums[j] + xb->bsums[j + 1];
-            sx[t][b] = xb->d * (float)s;
+        for (int b = 0; b < nblk; b += per_sb) {
+            const ts_block_q8k *xb = (const ts_block_q8k *)xt[t] + (b0 + b) / per_sb;
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
+            const __m512 d = _mm512_set1_ps(xb->d);
+            if (per_sb == 16) {
+                _mm512_storeu_ps(&sx[t][b], _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs))));
+            } else {
+                const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)));
+                _mm256_storeu_ps(&sx[t][b], _mm256_mul_ps(_mm512_castps512_ps256(d), s));
+            }
         }
 }
 
