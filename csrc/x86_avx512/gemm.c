@@ -55,8 +55,8 @@ TS_INLINE float f32_at(const void *p) {
 typedef struct {
     /* q[2 * k4 + h]: bytes 4 * k4 .. 4 * k4 + 3 of the chunk for rows 16h .. 16h + 15. */
     __m512i q[KC / 4 * 2];
-    float dw[MAX_BLK][PANEL];
-    float mw[MAX_BLK][PANEL];
+    _Alignas(64) float dw[MAX_BLK][PANEL];
+    _Alignas(64) float mw[MAX_BLK][PANEL];
 } panel;
 
 /* Elements per scale block and the activation format of each weight type. */
@@ -73,9 +73,9 @@ TS_INLINE int legacy_size(int type) {
 TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, uint8_t *u, float *dw, float *mw) {
     const int bs = legacy_size(type);
     const __m128i m4 = _mm_set1_epi8(0x0F);
+    const uint8_t *blk0 = wr + (size_t)b0 * bs;
     for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = wr + (size_t)(b0 + b) * bs;
-        const float d = f16_at(blk);
+        const uint8_t *blk = blk0 + (size_t)b * bs;
         __m256i v;
         if (type == TS_TYPE_Q8_0) {
             v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
@@ -88,11 +88,17 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
             if (type == TS_TYPE_Q5_0) v = _mm256_mask_add_epi8(v, (__mmask32)load_u32(blk + 2), v, _mm256_set1_epi8(16));
         }
         _mm256_storeu_si256((__m256i *)(u + 32 * b), v);
-        dw[b * PANEL] = d;
-        mw[b * PANEL] = type == TS_TYPE_Q4_1   ? f16_at(blk + 2)
-                        : type == TS_TYPE_Q4_0 ? -8.0f * d
-                        : type == TS_TYPE_Q5_0 ? -16.0f * d
-                                               : -128.0f * d;
+    }
+    /* Each block's first four bytes: d, and Q4_1's m above it. */
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(bs));
+    for (int b = 0; b < nb; b += 16) {
+        const __mmask16 m = nb - b >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - b)) - 1);
+        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, blk0 + (size_t)b * bs, 1);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+        _mm512_storeu_ps(dw + b, d);
+        if (type == TS_TYPE_Q4_1) _mm512_storeu_ps(mw + b, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+        else _mm512_storeu_ps(mw + b, _mm512_mul_ps(d, _mm512_set1_ps(type == TS_TYPE_Q4_0 ? -8.0f : type == TS_TYPE_Q5_0 ? -16.0f : -128.0f)));
     }
 }
 
@@ -102,17 +108,16 @@ TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, fl
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int s = 0; s < ns; s++) {
         const ts_block_q4_K *blk = (const ts_block_q4_K *)wr + s0 + s;
-        const float d = f16_at(&blk->d), dmin = f16_at(&blk->dmin);
         /* Bytes 0..3 hold sc0..3 and 4..7 m0..3 (low 6 bits); sc4..7 and m4..7 take their low
          * 4 bits from the nibbles of bytes 8..11 and their top 2 bits from the top of bytes 0..7. */
         const uint32_t m6 = 0x3F3F3F3Fu, n4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
         const uint32_t a = load_u32(blk->scales), b = load_u32(blk->scales + 4), c = load_u32(blk->scales + 8);
-        const uint32_t sc[2] = {a & m6, (c & n4) | ((a >> 6) & m2) << 4};
-        const uint32_t mn[2] = {b & m6, ((c >> 4) & n4) | ((b >> 6) & m2) << 4};
-        for (int j = 0; j < 8; j++) {
-            dw[(8 * s + j) * PANEL] = d * (float)((sc[j / 4] >> (8 * (j % 4))) & 0xFF);
-            mw[(8 * s + j) * PANEL] = -dmin * (float)((mn[j / 4] >> (8 * (j % 4))) & 0xFF);
-        }
+        const __m128i sm = _mm_setr_epi32((int)(a & m6), (int)((c & n4) | ((a >> 6) & m2) << 4), (int)(b & m6),
+                                          (int)(((c >> 4) & n4) | ((b >> 6) & m2) << 4));
+        const __m512 scale = _mm512_insertf32x8(_mm512_set1_ps(f16_at(&blk->d)), _mm256_set1_ps(-f16_at(&blk->dmin)), 1);
+        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sm)), scale);
+        _mm256_storeu_ps(dw + 8 * s, _mm512_castps512_ps256(v));
+        _mm256_storeu_ps(mw + 8 * s, _mm512_extractf32x8_ps(v, 1));
         for (int i = 0; i < 4; i++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
             _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i), _mm256_and_si256(q, m4));
@@ -128,11 +133,10 @@ TS_INLINE void unpack_q6_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, fl
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int s = 0; s < ns; s++) {
         const ts_block_q6_K *blk = (const ts_block_q6_K *)wr + s0 + s;
-        const float d = f16_at(&blk->d);
-        for (int j = 0; j < 16; j++) {
-            dw[(16 * s + j) * PANEL] = d * (float)blk->scales[j];
-            mw[(16 * s + j) * PANEL] = -32.0f * d * (float)blk->scales[j];
-        }
+        const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->scales))),
+                                        _mm512_set1_ps(f16_at(&blk->d)));
+        _mm512_storeu_ps(dw + 16 * s, sc);
+        _mm512_storeu_ps(mw + 16 * s, _mm512_mul_ps(sc, _mm512_set1_ps(-32.0f)));
         for (int j = 0; j < 2; j++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * j));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * j + 32));
@@ -178,28 +182,40 @@ TS_INLINE void transpose16(__m512i r[16]) {
 }
 
 /* Rows [0, rows) of the panel from w (rows w_stride apart), elements [e0, e0 + ke); rows up
- * to the next 16 are zero. */
+ * to the next 16 are zero. Each row is unpacked in element order, then 16x16 transposes of
+ * dwords turn rows into register lanes: four quants per lane, and one scale per lane. */
 TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride, int64_t e0, int ke, panel *P) {
     _Alignas(64) uint8_t tmp[PANEL][KC];
+    _Alignas(64) float dw[PANEL][MAX_BLK], mw[PANEL][MAX_BLK];
     const int half = rows > 16 ? 2 : 1;
     const int kb = block_elems(type), nblk = ke / kb;
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
-        if (type == TS_TYPE_Q4_K) unpack_q4_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], &P->dw[0][r], &P->mw[0][r]);
-        else if (type == TS_TYPE_Q6_K) unpack_q6_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], &P->dw[0][r], &P->mw[0][r]);
-        else unpack_legacy(type, wr, e0 / TS_QK, nblk, tmp[r], &P->dw[0][r], &P->mw[0][r]);
+        if (type == TS_TYPE_Q4_K) unpack_q4_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r]);
+        else if (type == TS_TYPE_Q6_K) unpack_q6_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r]);
+        else unpack_legacy(type, wr, e0 / TS_QK, nblk, tmp[r], dw[r], mw[r]);
     }
     for (int r = rows; r < 16 * half; r++) {
         memset(tmp[r], 0, (size_t)ke);
-        for (int b = 0; b < nblk; b++) P->dw[b][r] = P->mw[b][r] = 0.0f;
+        memset(dw[r], 0, sizeof(dw[r]));
+        memset(mw[r], 0, sizeof(mw[r]));
     }
-    for (int h = 0; h < half; h++)
+    __m512i v[16];
+    for (int h = 0; h < half; h++) {
         for (int g = 0; 64 * g < ke; g++) {
-            __m512i v[16];
             for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512((const void *)(tmp[16 * h + i] + 64 * g));
             transpose16(v);
             for (int j = 0; j < 16; j++) P->q[2 * (16 * g + j) + h] = v[j];
         }
+        for (int g = 0; 16 * g < nblk; g++) {
+            for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512((const void *)&dw[16 * h + i][16 * g]);
+            transpose16(v);
+            for (int j = 0; j < 16; j++) _mm512_store_si512((void *)&P->dw[16 * g + j][16 * h], v[j]);
+            for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512((const void *)&mw[16 * h + i][16 * g]);
+            transpose16(v);
+            for (int j = 0; j < 16; j++) _mm512_store_si512((void *)&P->mw[16 * g + j][16 * h], v[j]);
+        }
+    }
 }
 
 /* ---- the tile: 16 * NH rows x TT tokens over one chunk ---------------------------------------- */
