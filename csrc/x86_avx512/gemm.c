@@ -220,8 +220,8 @@ TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride,
 
 /* ---- the tile: 16 * NH rows x TT tokens over one chunk ---------------------------------------- */
 
-/* Activation block b (global index) of a token row: its int8 quants, scale and sum. For q8k
- * the sum comes from sx, filled per tile. */
+/* Activation block b (global index) of a token row: its int8 quants, and its scale (q8x32:
+ * followed by d * sum(xq); q8k: the super-block's). */
 TS_INLINE const uint8_t *act_qs(int type, const uint8_t *x, int64_t b) {
     if (!act_is_q8k(type)) return x + (size_t)b * sizeof(ts_block_q8x32) + offsetof(ts_block_q8x32, qs);
     const int64_t e = b * block_elems(type);
@@ -233,52 +233,78 @@ TS_INLINE const float *act_d(int type, const uint8_t *x, int64_t b) {
     return (const float *)(x + (size_t)(b * block_elems(type) / TS_QK_K) * sizeof(ts_block_q8k));
 }
 
-/* sx[t][b] = d * (sum of the quants of block b0 + b) for q8k rows, from their 16-element bsums. */
+/* sx[t][b] = sum of the quants of block b0 + b for q8k rows, from their 16-element bsums. */
 TS_INLINE void q8k_sums(int type, const uint8_t *const xt[TT], int64_t b0, int nblk, float sx[TT][MAX_BLK]) {
     const int per_sb = TS_QK_K / block_elems(type);
     for (int t = 0; t < TT; t++)
         for (int b = 0; b < nblk; b += per_sb) {
             const ts_block_q8k *xb = (const ts_block_q8k *)xt[t] + (b0 + b) / per_sb;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
-            const __m512 d = _mm512_set1_ps(xb->d);
-            if (per_sb == 16) {
-                _mm512_storeu_ps(&sx[t][b], _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs))));
-            } else {
-                const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)));
-                _mm256_storeu_ps(&sx[t][b], _mm256_mul_ps(_mm512_castps512_ps256(d), s));
-            }
+            if (per_sb == 16) _mm512_storeu_ps(&sx[t][b], _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs)));
+            else _mm256_storeu_ps(&sx[t][b], _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
         }
 }
 
+/* id[h][t] = sum(u * xq) over block b (global b0 + b) for rows 16h .. 16h + 15 and token t. */
+TS_INLINE void block_dot(int type, int NH, const panel *P, int64_t b0, int b, const uint8_t *const xt[TT],
+                         __m512i id[2][TT]) {
+    const int kb = block_elems(type);
+    for (int h = 0; h < NH; h++)
+        for (int t = 0; t < TT; t++) id[h][t] = _mm512_setzero_si512();
+    const __m512i *wq = &P->q[2 * (b * kb / 4)];
+    const uint8_t *xq[TT];
+    for (int t = 0; t < TT; t++) xq[t] = act_qs(type, xt[t], b0 + b);
+    for (int k = 0; k < kb / 4; k++) {
+        const __m512i w0 = _mm512_load_si512(&wq[2 * k]);
+        const __m512i w1 = NH > 1 ? _mm512_load_si512(&wq[2 * k + 1]) : w0;
+        for (int t = 0; t < TT; t++) {
+            const __m512i a = _mm512_set1_epi32((int)load_u32(xq[t] + 4 * k));
+            id[0][t] = dot_u8s8(id[0][t], w0, a);
+            if (NH > 1) id[1][t] = dot_u8s8(id[1][t], w1, a);
+        }
+    }
+}
+
+/* Rows 16h .. 16h + 15 (h < NH) x TT tokens over one chunk, stored (first) or added to y. q8k
+ * activations share d over a super-block: its blocks sum without it, d multiplies once. */
 TS_INLINE void tile(int type, int NH, const panel *P, int64_t b0, int nblk, const uint8_t *const xt[TT],
                     const float sx[TT][MAX_BLK], int nt, float *y, size_t ys, int first, __mmask16 last_rows) {
-    const int kb = block_elems(type);
     __m512 acc[2][TT];
+    __m512i id[2][TT];
     for (int h = 0; h < NH; h++)
         for (int t = 0; t < TT; t++) acc[h][t] = _mm512_setzero_ps();
-    for (int b = 0; b < nblk; b++) {
-        __m512i id[2][TT];
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < TT; t++) id[h][t] = _mm512_setzero_si512();
-        const __m512i *wq = &P->q[2 * (b * kb / 4)];
-        const uint8_t *xq[TT];
-        for (int t = 0; t < TT; t++) xq[t] = act_qs(type, xt[t], b0 + b);
-        for (int k = 0; k < kb / 4; k++) {
-            const __m512i w0 = _mm512_load_si512(&wq[2 * k]);
-            const __m512i w1 = NH > 1 ? _mm512_load_si512(&wq[2 * k + 1]) : w0;
+    if (act_is_q8k(type)) {
+        const int per_sb = TS_QK_K / block_elems(type);
+        for (int sb = 0; sb < nblk; sb += per_sb) {
+            __m512 part[2][TT];
+            for (int h = 0; h < NH; h++)
+                for (int t = 0; t < TT; t++) part[h][t] = _mm512_setzero_ps();
+            for (int b = sb; b < sb + per_sb; b++) {
+                block_dot(type, NH, P, b0, b, xt, id);
+                for (int h = 0; h < NH; h++) {
+                    const __m512 dw = _mm512_load_ps(&P->dw[b][16 * h]), mw = _mm512_load_ps(&P->mw[b][16 * h]);
+                    for (int t = 0; t < TT; t++) {
+                        part[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), dw, part[h][t]);
+                        part[h][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx[t][b]), part[h][t]);
+                    }
+                }
+            }
             for (int t = 0; t < TT; t++) {
-                const __m512i a = _mm512_set1_epi32((int)load_u32(xq[t] + 4 * k));
-                id[0][t] = dot_u8s8(id[0][t], w0, a);
-                if (NH > 1) id[1][t] = dot_u8s8(id[1][t], w1, a);
+                const __m512 dx = _mm512_set1_ps(*act_d(type, xt[t], b0 + sb));
+                for (int h = 0; h < NH; h++) acc[h][t] = _mm512_fmadd_ps(part[h][t], dx, acc[h][t]);
             }
         }
-        for (int h = 0; h < NH; h++) {
-            const __m512 dw = _mm512_loadu_ps(&P->dw[b][16 * h]), mw = _mm512_loadu_ps(&P->mw[b][16 * h]);
-            for (int t = 0; t < TT; t++) {
-                const float dx = *act_d(type, xt[t], b0 + b);
-                const float s = act_is_q8k(type) ? sx[t][b] : act_d(type, xt[t], b0 + b)[1];
-                acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[h][t]);
-                acc[h][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(s), acc[h][t]);
+    } else {
+        for (int b = 0; b < nblk; b++) {
+            block_dot(type, NH, P, b0, b, xt, id);
+            for (int h = 0; h < NH; h++) {
+                const __m512 dw = _mm512_load_ps(&P->dw[b][16 * h]), mw = _mm512_load_ps(&P->mw[b][16 * h]);
+                for (int t = 0; t < TT; t++) {
+                    const float *ds = act_d(type, xt[t], b0 + b); /* d, then d * sum(xq) */
+                    acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), _mm512_mul_ps(dw, _mm512_set1_ps(ds[0])),
+                                                acc[h][t]);
+                    acc[h][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(ds[1]), acc[h][t]);
+                }
             }
         }
     }
