@@ -4,14 +4,16 @@
  * Weights are unpacked once per panel of up to 32 rows and a chunk of KC elements into unsigned
  * bytes laid out so that one register holds four consecutive quants of each of 16 rows. The
  * activations then are the broadcast operand: four int8 of one token meet 16 rows in one
- * vpdpbusd, and the panel, unpacked once, serves every token of the call. Each block (32 or 16
- * elements with one scale) ends with one conversion and two FMAs per 16 rows and token:
- *     y += (dw * dx) * sum(u * xq) + mw * sx
- * where u = q + offset is the unsigned quant, dw its scale, mw the scale of the offset or
- * minimum (-offset * dw, or the block's min), dx the activation block's scale and sx its sum
- * (dx * sum(xq)). */
+ * vpdpbusd, and the panel, unpacked once, serves every token of the call.
+ *
+ * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
+ * offset (Q4_0 8, Q5_0 16, Q8_0 128, Q6_K 32) enters each block's integer sum as
+ * -offset * sum(xq); k-quant sub-block scales multiply exact integers and one float scale
+ * (d * dx) applies per super-block; 32-element formats take d_w * d_x per block, and Q4_1 /
+ * Q4_K minimums add min * sum(x) beside it. */
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ts/kernels.h"
@@ -55,9 +57,19 @@ TS_INLINE float f32_at(const void *p) {
 typedef struct {
     /* q[2 * k4 + h]: bytes 4 * k4 .. 4 * k4 + 3 of the chunk for rows 16h .. 16h + 15. */
     __m512i q[KC / 4 * 2];
+    /* Per block and row. 32-element formats: dw = d, mw = Q4_1's min. k-quants: dw = the
+     * sub-block scale, mw = Q4_K's sub-block min, both small integers. */
     _Alignas(64) float dw[MAX_BLK][PANEL];
     _Alignas(64) float mw[MAX_BLK][PANEL];
+    /* Per k-quant super-block and row: d and -dmin. */
+    _Alignas(64) float ds[KC / TS_QK_K][PANEL];
+    _Alignas(64) float dm[KC / TS_QK_K][PANEL];
 } panel;
+
+/* Quant offset folded into the integer sums; 0 where a minimum or none applies. */
+TS_INLINE int quant_offset(int type) {
+    return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 ? 128 : type == TS_TYPE_Q6_K ? 32 : 0;
+}
 
 /* Elements per scale block and the activation format of each weight type. */
 TS_INLINE int block_elems(int type) { return type == TS_TYPE_Q6_K ? 16 : 32; }
@@ -98,13 +110,13 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
         const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
         _mm512_storeu_ps(dw + b, d);
         if (type == TS_TYPE_Q4_1) _mm512_storeu_ps(mw + b, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
-        else _mm512_storeu_ps(mw + b, _mm512_mul_ps(d, _mm512_set1_ps(type == TS_TYPE_Q4_0 ? -8.0f : type == TS_TYPE_Q5_0 ? -16.0f : -128.0f)));
     }
 }
 
 /* Super-blocks [s0, s0 + ns) of Q4_K: 6-bit scale sc_j and min m_j per 32 elements; element
  * 64i + k is the low nibble of qs[32i + k] for k < 32, else the high nibble of qs[32i + k - 32]. */
-TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw) {
+TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw, float *ds,
+                           float *dm) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int s = 0; s < ns; s++) {
         const ts_block_q4_K *blk = (const ts_block_q4_K *)wr + s0 + s;
@@ -114,10 +126,11 @@ TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, fl
         const uint32_t a = load_u32(blk->scales), b = load_u32(blk->scales + 4), c = load_u32(blk->scales + 8);
         const __m128i sm = _mm_setr_epi32((int)(a & m6), (int)((c & n4) | ((a >> 6) & m2) << 4), (int)(b & m6),
                                           (int)(((c >> 4) & n4) | ((b >> 6) & m2) << 4));
-        const __m512 scale = _mm512_insertf32x8(_mm512_set1_ps(f16_at(&blk->d)), _mm256_set1_ps(-f16_at(&blk->dmin)), 1);
-        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sm)), scale);
+        const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sm));
         _mm256_storeu_ps(dw + 8 * s, _mm512_castps512_ps256(v));
         _mm256_storeu_ps(mw + 8 * s, _mm512_extractf32x8_ps(v, 1));
+        ds[s * PANEL] = f16_at(&blk->d);
+        dm[s * PANEL] = -f16_at(&blk->dmin);
         for (int i = 0; i < 4; i++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
             _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i), _mm256_and_si256(q, m4));
@@ -129,14 +142,12 @@ TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, fl
 /* Super-blocks of Q6_K: u = q + 32 (six bits), signed scale per 16 elements. Element
  * 128j + 32k + i: 4 bits from ql[64j + 32(k&1) + i] (high nibble when k >= 2), 2 bits from
  * qh[32j + i] at bit 2k. */
-TS_INLINE void unpack_q6_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw) {
+TS_INLINE void unpack_q6_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *ds) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int s = 0; s < ns; s++) {
         const ts_block_q6_K *blk = (const ts_block_q6_K *)wr + s0 + s;
-        const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->scales))),
-                                        _mm512_set1_ps(f16_at(&blk->d)));
-        _mm512_storeu_ps(dw + 16 * s, sc);
-        _mm512_storeu_ps(mw + 16 * s, _mm512_mul_ps(sc, _mm512_set1_ps(-32.0f)));
+        _mm512_storeu_ps(dw + 16 * s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->scales))));
+        ds[s * PANEL] = f16_at(&blk->d);
         for (int j = 0; j < 2; j++) {
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * j));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * j + 32));
@@ -191,14 +202,16 @@ TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride,
     const int kb = block_elems(type), nblk = ke / kb;
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
-        if (type == TS_TYPE_Q4_K) unpack_q4_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r]);
-        else if (type == TS_TYPE_Q6_K) unpack_q6_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r]);
+        if (type == TS_TYPE_Q4_K)
+            unpack_q4_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r], &P->ds[0][r], &P->dm[0][r]);
+        else if (type == TS_TYPE_Q6_K) unpack_q6_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], &P->ds[0][r]);
         else unpack_legacy(type, wr, e0 / TS_QK, nblk, tmp[r], dw[r], mw[r]);
     }
     for (int r = rows; r < 16 * half; r++) {
         memset(tmp[r], 0, (size_t)ke);
         memset(dw[r], 0, sizeof(dw[r]));
         memset(mw[r], 0, sizeof(mw[r]));
+        for (int sb = 0; sb < KC / TS_QK_K; sb++) P->ds[sb][r] = P->dm[sb][r] = 0.0f;
     }
     __m512i v[16];
     for (int h = 0; h < half; h++) {
@@ -233,24 +246,47 @@ TS_INLINE const float *act_d(int type, const uint8_t *x, int64_t b) {
     return (const float *)(x + (size_t)(b * block_elems(type) / TS_QK_K) * sizeof(ts_block_q8k));
 }
 
-/* sx[t][b] = sum of the quants of block b0 + b for q8k rows, from their 16-element bsums. */
-TS_INLINE void q8k_sums(int type, const uint8_t *const xt[TT], int64_t b0, int nblk, float sx[TT][MAX_BLK]) {
-    const int per_sb = TS_QK_K / block_elems(type);
-    for (int t = 0; t < TT; t++)
-        for (int b = 0; b < nblk; b += per_sb) {
-            const ts_block_q8k *xb = (const ts_block_q8k *)xt[t] + (b0 + b) / per_sb;
+/* For one token row and blocks [b0, b0 + nblk): off, the integer -offset * sum(xq) that starts
+ * each block's sum, or for Q4_K sx, the block's sum(xq). Writes whole runs of 16 (Q4_K: 8)
+ * entries. q8x32 keeps d * sum(xq), exact in float (d has half precision), so s / d rounds
+ * back to the sum. */
+TS_INLINE void token_sums(int type, const uint8_t *x, int64_t b0, int nblk, int32_t *off, float *sx) {
+    const int o = quant_offset(type);
+    if (type == TS_TYPE_Q4_K) {
+        for (int b = 0; b < nblk; b += 8) {
+            const ts_block_q8k *xb = (const ts_block_q8k *)x + (b0 + b) / 8;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
-            if (per_sb == 16) _mm512_storeu_ps(&sx[t][b], _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs)));
-            else _mm256_storeu_ps(&sx[t][b], _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
+            _mm256_storeu_ps(sx + b, _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
         }
+    } else if (type == TS_TYPE_Q6_K) {
+        for (int b = 0; b < nblk; b += 16) {
+            const ts_block_q8k *xb = (const ts_block_q8k *)x + (b0 + b) / 16;
+            const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xb->bsums));
+            _mm512_storeu_si512(off + b, _mm512_mullo_epi32(bs, _mm512_set1_epi32(-o)));
+        }
+    } else if (o) {
+        const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               _mm512_set1_epi32((int)sizeof(ts_block_q8x32)));
+        for (int b = 0; b < nblk; b += 16) {
+            const __mmask16 m = nblk - b >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nblk - b)) - 1);
+            const uint8_t *base = x + (size_t)(b0 + b) * sizeof(ts_block_q8x32);
+            const __m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 1);
+            const __m512 sd = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base + 4, 1);
+            const __mmask16 nz = _mm512_mask_cmp_ps_mask(m, d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+            const __m512i sum = _mm512_maskz_cvtps_epi32(nz, _mm512_maskz_div_ps(nz, sd, d));
+            _mm512_storeu_si512(off + b, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-o)));
+        }
+    }
 }
 
-/* id[h][t] = sum(u * xq) over block b (global b0 + b) for rows 16h .. 16h + 15 and token t. */
+/* id[h][t] = off[t][b] + sum(u * xq) over block b (global b0 + b) for rows 16h .. 16h + 15. */
 TS_INLINE void block_dot(int type, int NH, const panel *P, int64_t b0, int b, const uint8_t *const xt[TT],
-                         __m512i id[2][TT]) {
+                         const int32_t *const off[TT], __m512i id[2][TT]) {
     const int kb = block_elems(type);
-    for (int h = 0; h < NH; h++)
-        for (int t = 0; t < TT; t++) id[h][t] = _mm512_setzero_si512();
+    for (int t = 0; t < TT; t++) {
+        id[0][t] = quant_offset(type) ? _mm512_set1_epi32(off[t][b]) : _mm512_setzero_si512();
+        id[1][t] = id[0][t];
+    }
     const __m512i *wq = &P->q[2 * (b * kb / 4)];
     const uint8_t *xq[TT];
     for (int t = 0; t < TT; t++) xq[t] = act_qs(type, xt[t], b0 + b);
@@ -265,45 +301,62 @@ TS_INLINE void block_dot(int type, int NH, const panel *P, int64_t b0, int b, co
     }
 }
 
-/* Rows 16h .. 16h + 15 (h < NH) x TT tokens over one chunk, stored (first) or added to y. q8k
- * activations share d over a super-block: its blocks sum without it, d multiplies once. */
+/* Rows 16h .. 16h + 15 (h < NH) x TT tokens over one chunk, stored (first) or added to y. */
 TS_INLINE void tile(int type, int NH, const panel *P, int64_t b0, int nblk, const uint8_t *const xt[TT],
-                    const float sx[TT][MAX_BLK], int nt, float *y, size_t ys, int first, __mmask16 last_rows) {
+                    const int32_t *const off[TT], const float *const sx[TT], int nt, float *y, size_t ys,
+                    int first, __mmask16 last_rows) {
     __m512 acc[2][TT];
     __m512i id[2][TT];
     for (int h = 0; h < NH; h++)
         for (int t = 0; t < TT; t++) acc[h][t] = _mm512_setzero_ps();
     if (act_is_q8k(type)) {
+        /* Integer sub-block sums times integer scales are exact in float below 2^24. */
         const int per_sb = TS_QK_K / block_elems(type);
         for (int sb = 0; sb < nblk; sb += per_sb) {
             __m512 part[2][TT];
             for (int h = 0; h < NH; h++)
                 for (int t = 0; t < TT; t++) part[h][t] = _mm512_setzero_ps();
             for (int b = sb; b < sb + per_sb; b++) {
-                block_dot(type, NH, P, b0, b, xt, id);
+                block_dot(type, NH, P, b0, b, xt, off, id);
                 for (int h = 0; h < NH; h++) {
-                    const __m512 dw = _mm512_load_ps(&P->dw[b][16 * h]), mw = _mm512_load_ps(&P->mw[b][16 * h]);
-                    for (int t = 0; t < TT; t++) {
-                        part[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), dw, part[h][t]);
-                        part[h][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx[t][b]), part[h][t]);
-                    }
+                    const __m512 sc = _mm512_load_ps(&P->dw[b][16 * h]);
+                    for (int t = 0; t < TT; t++)
+                        part[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), sc, part[h][t]);
                 }
             }
-            for (int t = 0; t < TT; t++) {
-                const __m512 dx = _mm512_set1_ps(*act_d(type, xt[t], b0 + sb));
-                for (int h = 0; h < NH; h++) acc[h][t] = _mm512_fmadd_ps(part[h][t], dx, acc[h][t]);
+            for (int h = 0; h < NH; h++) {
+                const __m512 d = _mm512_load_ps(&P->ds[sb / per_sb][16 * h]);
+                for (int t = 0; t < TT; t++)
+                    acc[h][t] = _mm512_fmadd_ps(part[h][t], _mm512_mul_ps(d, _mm512_set1_ps(*act_d(type, xt[t], b0 + sb))),
+                                                acc[h][t]);
+            }
+            if (type == TS_TYPE_Q4_K) {
+                for (int h = 0; h < NH; h++)
+                    for (int t = 0; t < TT; t++) part[h][t] = _mm512_setzero_ps();
+                for (int b = sb; b < sb + per_sb; b++)
+                    for (int h = 0; h < NH; h++) {
+                        const __m512 mn = _mm512_load_ps(&P->mw[b][16 * h]);
+                        for (int t = 0; t < TT; t++) part[h][t] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sx[t][b]), part[h][t]);
+                    }
+                for (int h = 0; h < NH; h++) {
+                    const __m512 dmin = _mm512_load_ps(&P->dm[sb / per_sb][16 * h]);
+                    for (int t = 0; t < TT; t++)
+                        acc[h][t] = _mm512_fmadd_ps(part[h][t], _mm512_mul_ps(dmin, _mm512_set1_ps(*act_d(type, xt[t], b0 + sb))),
+                                                    acc[h][t]);
+                }
             }
         }
     } else {
         for (int b = 0; b < nblk; b++) {
-            block_dot(type, NH, P, b0, b, xt, id);
+            block_dot(type, NH, P, b0, b, xt, off, id);
             for (int h = 0; h < NH; h++) {
-                const __m512 dw = _mm512_load_ps(&P->dw[b][16 * h]), mw = _mm512_load_ps(&P->mw[b][16 * h]);
+                const __m512 dw = _mm512_load_ps(&P->dw[b][16 * h]);
                 for (int t = 0; t < TT; t++) {
                     const float *ds = act_d(type, xt[t], b0 + b); /* d, then d * sum(xq) */
                     acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), _mm512_mul_ps(dw, _mm512_set1_ps(ds[0])),
                                                 acc[h][t]);
-                    acc[h][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(ds[1]), acc[h][t]);
+                    if (type == TS_TYPE_Q4_1)
+                        acc[h][t] = _mm512_fmadd_ps(_mm512_load_ps(&P->mw[b][16 * h]), _mm512_set1_ps(ds[1]), acc[h][t]);
                 }
             }
         }
@@ -318,12 +371,22 @@ TS_INLINE void tile(int type, int NH, const panel *P, int64_t b0, int nblk, cons
         }
 }
 
-/* y[c * y_stride + r] = dot(w row r, x row c) for r < nr, c < nc. */
+/* y[c * y_stride + r] = dot(w row r, x row c) for r < nr, c < nc. The activations' block sums are
+ * taken once per call for all tokens (or, without memory for them, per tile). */
 TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                            size_t x_stride, float *y, size_t y_stride) {
     _Alignas(64) panel P;
-    float sx[TT][MAX_BLK];
+    _Alignas(64) int32_t off_tile[TT][MAX_BLK];
+    _Alignas(64) float sx_tile[TT][MAX_BLK];
     const int kb = block_elems(type);
+    const int need_sums = quant_offset(type) || type == TS_TYPE_Q4_K;
+    /* Per token: its block sums, padded to whole runs of 16. */
+    const int64_t stride = (n / kb + 15) / 16 * 16;
+    void *sums = need_sums ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
+    if (sums)
+        for (int t = 0; t < nc; t++)
+            token_sums(type, (const uint8_t *)x + (size_t)t * x_stride, 0, (int)(n / kb),
+                       (int32_t *)sums + (size_t)t * stride, (float *)sums + (size_t)t * stride);
     for (int r0 = 0; r0 < nr; r0 += PANEL) {
         const int rows = nr - r0 < PANEL ? nr - r0 : PANEL;
         const __mmask16 last_rows = (__mmask16)((1u << ((rows - 1) % 16 + 1)) - 1);
@@ -335,15 +398,27 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
                 const int nt = nc - t0 < TT ? nc - t0 : TT;
                 /* Missing tokens of the last tile repeat the last one and are not stored. */
                 const uint8_t *xt[TT];
-                for (int t = 0; t < TT; t++)
-                    xt[t] = (const uint8_t *)x + (size_t)(t0 + (t < nt ? t : nt - 1)) * x_stride;
-                if (act_is_q8k(type)) q8k_sums(type, xt, e0 / kb, ke / kb, sx);
+                const int32_t *off[TT];
+                const float *sx[TT];
+                for (int t = 0; t < TT; t++) {
+                    const int tok = t0 + (t < nt ? t : nt - 1);
+                    xt[t] = (const uint8_t *)x + (size_t)tok * x_stride;
+                    if (sums) {
+                        off[t] = (const int32_t *)sums + (size_t)tok * stride + e0 / kb;
+                        sx[t] = (const float *)sums + (size_t)tok * stride + e0 / kb;
+                    } else {
+                        if (need_sums) token_sums(type, xt[t], e0 / kb, ke / kb, off_tile[t], sx_tile[t]);
+                        off[t] = off_tile[t];
+                        sx[t] = sx_tile[t];
+                    }
+                }
                 float *yt = y + (size_t)t0 * y_stride + r0;
-                if (rows > 16) tile(type, 2, &P, e0 / kb, ke / kb, xt, sx, nt, yt, y_stride, e0 == 0, last_rows);
-                else tile(type, 1, &P, e0 / kb, ke / kb, xt, sx, nt, yt, y_stride, e0 == 0, last_rows);
+                if (rows > 16) tile(type, 2, &P, e0 / kb, ke / kb, xt, off, sx, nt, yt, y_stride, e0 == 0, last_rows);
+                else tile(type, 1, &P, e0 / kb, ke / kb, xt, off, sx, nt, yt, y_stride, e0 == 0, last_rows);
             }
         }
     }
+    free(sums);
 }
 
 #define TS_GEMM(name, type)                                                                              \
