@@ -1,4 +1,4 @@
-"""Gemm tiles (several activation rows per weight row) against one-row matmuls on every ISA level."""
+"""Gemm (several activation rows per weight row) against one-row matmuls on every ISA level."""
 import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
@@ -19,20 +19,33 @@ def _widths(type_name: str) -> list[int]:
 
 @pytest.mark.parametrize("type_name", TYPES)
 @pytest.mark.parametrize("rows", [1, 7, 33])
-@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 13])
 def test_gemm_matches_row_by_row(isa, type_name, rows, n, rng):
+    # Few tokens take per-block tiles, more (AVX-512: from 6, k-quants 12) unpacked panels.
+    for cols in _widths(type_name):
+        _check_against_rows(isa, type_name, rows, cols, n, rng)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_gemm_many_rows_and_tokens(isa, type_name, rng):
+    # Two full 32-row panels and a partial one, several column chunks with a partial last one,
+    # and a partial last tile of tokens.
+    bs = tensor_type(type_name).block_size
+    _check_against_rows(isa, type_name, 70, bs * (65 if bs == 32 else 5), 37, rng)
+
+
+def _check_against_rows(isa, type_name, rows, cols, n, rng):
     tid = kernels._type_id(type_name)
     if not kernels._kernels.has_dot(tid, isa):
         pytest.skip(f"{type_name} has no kernel on {isa}")
-    for cols in _widths(type_name):
-        w = random_weights(type_name, rows, cols, rng)
-        x = rng.standard_normal((n, cols), dtype=np.float32)
-        y = kernels.matmul(w, type_name, x, isa=isa)
-        # One activation row at a time never takes the gemm path.
-        y1 = np.concatenate([kernels.matmul(w, type_name, x[t:t + 1], isa=isa) for t in range(n)])
-        w_deq = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(rows, cols)
-        _, mag = matmul_ref(w_deq, x, ACT_OF[type_name])
-        assert np.all(np.abs(y - y1) <= 1e-5 * mag + 1e-6), (cols, np.max(np.abs(y - y1) / (mag + 1e-6)))
+    w = random_weights(type_name, rows, cols, rng)
+    x = rng.standard_normal((n, cols), dtype=np.float32)
+    y = kernels.matmul(w, type_name, x, isa=isa)
+    # One activation row at a time never takes the gemm path.
+    y1 = np.concatenate([kernels.matmul(w, type_name, x[t:t + 1], isa=isa) for t in range(n)])
+    w_deq = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(rows, cols)
+    _, mag = matmul_ref(w_deq, x, ACT_OF[type_name])
+    assert np.all(np.abs(y - y1) <= 1e-5 * mag + 1e-6), (cols, np.max(np.abs(y - y1) / (mag + 1e-6)))
 
 
 def test_gemm_zero_scales_stay_finite(isa, rng):
