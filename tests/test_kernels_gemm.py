@@ -58,3 +58,19 @@ def test_gemm_zero_scales_stay_finite(isa, rng):
     y1 = np.concatenate([kernels.matmul(w, "Q4_1", x[t:t + 1], isa=isa) for t in range(3)])
     assert np.all(np.isfinite(y))
     assert np.allclose(y, y1, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_gemm_result_does_not_depend_on_the_batch(isa, type_name, rng):
+    # Prompt chunks and decode batches of any size (two or more tokens) give a token the same
+    # bits, few-token calls included.
+    tid = kernels._type_id(type_name)
+    if not kernels._kernels.has_dot(tid, isa):
+        pytest.skip(f"{type_name} has no kernel on {isa}")
+    bs = tensor_type(type_name).block_size
+    cols = bs * (21 if bs == 32 else 3)
+    w = random_weights(type_name, 37, cols, rng)
+    x = rng.standard_normal((40, cols), dtype=np.float32)
+    y = kernels.matmul(w, type_name, x, isa=isa)
+    for a, b in [(0, 2), (1, 4), (3, 8), (5, 16), (0, 13)]:
+        assert np.array_equal(kernels.matmul(w, type_name, x[a:b], isa=isa), y[a:b]), (a, b)
