@@ -21,7 +21,7 @@ def _widths(type_name: str) -> list[int]:
 @pytest.mark.parametrize("rows", [1, 7, 33])
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 13])
 def test_gemm_matches_row_by_row(isa, type_name, rows, n, rng):
-    # Few tokens take per-block tiles, more (AVX-512: from 6, k-quants 12) unpacked panels.
+    # AVX-512 transposes unpacked weights from 6 tokens on, below it sums rows in place.
     for cols in _widths(type_name):
         _check_against_rows(isa, type_name, rows, cols, n, rng)
 

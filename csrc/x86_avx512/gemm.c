@@ -48,6 +48,7 @@ TS_INLINE float f32_at(const void *p) {
     return v;
 }
 
+#define PANEL_MIN 6       /* tokens from which the panel's quants are transposed (measured) */
 #define PANEL 32          /* weight rows unpacked together: two registers of 16 */
 #define KC 512            /* elements per chunk: the unpacked panel (16 KB) stays in L1 */
 #ifndef TT
@@ -79,8 +80,6 @@ TS_INLINE int quant_offset(int type) {
 TS_INLINE int block_elems(int type) { return type == TS_TYPE_Q6_K ? 16 : 32; }
 TS_INLINE int act_is_q8k(int type) { return type == TS_TYPE_Q4_K || type == TS_TYPE_Q6_K; }
 
-/* Tokens from which a call transposes the panel's quants (below: block_dot_rows), as measured. */
-TS_INLINE int panel_min(int type) { return act_is_q8k(type) ? 12 : 6; }
 
 
 /* ---- unpacking: one weight row's chunk to unsigned bytes in element order ------------------ */
@@ -444,7 +443,7 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
     _Alignas(64) int32_t off_tile[TT][MAX_BLK];
     _Alignas(64) float sx_tile[TT][MAX_BLK];
     const int kb = block_elems(type);
-    const int few = nc < panel_min(type);
+    const int few = nc < PANEL_MIN;
     const uint8_t (*rq)[KC] = few ? (const uint8_t (*)[KC])rows_u : NULL;
     const int need_sums = quant_offset(type) || type == TS_TYPE_Q4_K;
     /* Per token: its block sums, padded to whole runs of 16. */
