@@ -4,7 +4,10 @@
  * Weights are unpacked once per panel of up to 32 rows and a chunk of KC elements into unsigned
  * bytes laid out so that one register holds four consecutive quants of each of 16 rows. The
  * activations then are the broadcast operand: four int8 of one token meet 16 rows in one
- * vpdpbusd, and the panel, unpacked once, serves every token of the call.
+ * vpdpbusd, and the panel, unpacked once, serves every token of the call. Below PANEL_MIN
+ * tokens the transpose costs more than it saves: the rows stay in element order and each
+ * row's block sum is gathered into its lane by a tree of shuffles instead (block_dot_rows).
+ * Either way a (row, token) takes the same float operations, whatever else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
  * offset (Q4_0 8, Q5_0 16, Q8_0 128, Q6_K 32) enters each block's integer sum as
@@ -42,18 +45,10 @@ TS_INLINE float f16_at(const void *p) {
     return _cvtsh_ss(h);
 }
 
-TS_INLINE float f32_at(const void *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 #define PANEL_MIN 6       /* tokens from which the panel's quants are transposed (measured) */
 #define PANEL 32          /* weight rows unpacked together: two registers of 16 */
 #define KC 512            /* elements per chunk: the unpacked panel (16 KB) stays in L1 */
-#ifndef TT
 #define TT 4              /* tokens per tile */
-#endif
 #define MAX_BLK (KC / 16) /* blocks per chunk at the smallest block (Q6_K's 16) */
 
 typedef struct {
@@ -79,8 +74,6 @@ TS_INLINE int quant_offset(int type) {
 /* Elements per scale block and the activation format of each weight type. */
 TS_INLINE int block_elems(int type) { return type == TS_TYPE_Q6_K ? 16 : 32; }
 TS_INLINE int act_is_q8k(int type) { return type == TS_TYPE_Q4_K || type == TS_TYPE_Q6_K; }
-
-
 
 /* ---- unpacking: one weight row's chunk to unsigned bytes in element order ------------------ */
 
