@@ -20,8 +20,8 @@ typedef struct {
     ts_threadpool *pool;
 } matmul_job;
 
-/* Rows are handed out in groups so that a group's weights stay in cache while every
- * activation row passes over them. */
+/* Rows are handed out to threads in groups; without a gemm, a group's weights stay in cache
+ * while every activation row passes over them. */
 #define TS_ROW_GROUP 16
 
 void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
@@ -30,17 +30,18 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn g
                     int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
     const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    if (gemm && n > 1) {
+        /* The gemm orders its own work over this thread's rows and all activation rows. */
+        const int64_t r0 = g0 * TS_ROW_GROUP, r1 = g1 * TS_ROW_GROUP < rows ? g1 * TS_ROW_GROUP : rows;
+        if (r1 > r0)
+            gemm(cols, (int)(r1 - r0), (int)n, (const char *)w + r0 * row_bytes, (size_t)row_bytes, xq, act_row,
+                 y + r0, (size_t)y_stride);
+        return;
+    }
     for (int64_t g = g0; g < g1; g++) {
         const int64_t r0 = g * TS_ROW_GROUP;
         const int64_t r1 = r0 + TS_ROW_GROUP < rows ? r0 + TS_ROW_GROUP : rows;
-        int64_t t = 0;
-        if (gemm && n > 1)
-            for (; t < n; t += TS_GEMM_MAX_COLS) {
-                const int nc = n - t < TS_GEMM_MAX_COLS ? (int)(n - t) : TS_GEMM_MAX_COLS;
-                gemm(cols, (int)(r1 - r0), nc, (const char *)w + r0 * row_bytes, (size_t)row_bytes,
-                     (const char *)xq + (size_t)t * act_row, act_row, y + t * y_stride + r0, (size_t)y_stride);
-            }
-        for (; t < n; t++) {
+        for (int64_t t = 0; t < n; t++) {
             const char *xr = (const char *)xq + (size_t)t * act_row;
             float *yr = y + t * y_stride;
             if (dot_rows)

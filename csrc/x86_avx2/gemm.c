@@ -6,6 +6,9 @@
 
 #define TS_INLINE static inline __attribute__((always_inline))
 
+#define COLS 4       /* activation rows per tile */
+#define ROW_GROUP 16 /* weight rows whose blocks stay in cache while every tile passes over them */
+
 TS_INLINE uint32_t load_u32(const void *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -39,6 +42,18 @@ TS_INLINE void store_cols(const __m256 *acc, int nc, float *y, size_t ys, int fi
         y[c * ys] = first ? v : y[c * ys] + v;
     }
 }
+
+/* The whole product in tiles of up to ROW_GROUP weight rows x COLS activation rows. */
+#define TS_GEMM_GROUPS(name)                                                                             \
+    static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,           \
+                     size_t x_stride, float *y, size_t y_stride) {                                       \
+        for (int r0 = 0; r0 < nr; r0 += ROW_GROUP)                                                       \
+            for (int c0 = 0; c0 < nc; c0 += COLS)                                                        \
+                name##_tile(n, nr - r0 < ROW_GROUP ? nr - r0 : ROW_GROUP, nc - c0 < COLS ? nc - c0 : COLS, \
+                            (const char *)w + (size_t)r0 * w_stride, w_stride,                           \
+                            (const char *)x + (size_t)c0 * x_stride, x_stride, y + (size_t)c0 * y_stride + r0, \
+                            y_stride);                                                                   \
+    }
 
 /* ---- 32-element blocks against q8x32 ------------------------------------------------------
  * Blocks go in pairs, one per 128-bit lane: one register holds elements 0..15 of both blocks,
@@ -102,7 +117,7 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
-        __m256 acc[TS_GEMM_MAX_COLS];
+        __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int p = 0; 2 * p < nbc; p++) {
             const uint8_t *a = wr + (size_t)(2 * p) * bs;
@@ -157,7 +172,7 @@ TS_INLINE void gemm_q8x32(int type, int64_t n, int nr, int nc, const void *w, si
                           size_t x_stride, float *y, size_t y_stride) {
     const int bs = type == TS_TYPE_Q4_0 ? 18 : type == TS_TYPE_Q4_1 ? 20 : type == TS_TYPE_Q5_0 ? 22 : 34;
     const int64_t nb = n / TS_QK;
-    act_chunk act[TS_GEMM_MAX_COLS];
+    act_chunk act[COLS];
     for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
         const int nbc = nb - b0 < CHUNK ? (int)(nb - b0) : CHUNK;
         for (int c = 0; c < nc; c++)
@@ -174,10 +189,11 @@ TS_INLINE void gemm_q8x32(int type, int64_t n, int nr, int nc, const void *w, si
 }
 
 #define TS_GEMM_Q8X32(name, type)                                                                        \
-    static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,           \
-                     size_t x_stride, float *y, size_t y_stride) {                                       \
+    static void name##_tile(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,     \
+                            size_t x_stride, float *y, size_t y_stride) {                                \
         gemm_q8x32(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);                              \
-    }
+    }                                                                                                    \
+    TS_GEMM_GROUPS(name)
 
 TS_GEMM_Q8X32(gemm_q4_0, TS_TYPE_Q4_0)
 TS_GEMM_Q8X32(gemm_q4_1, TS_TYPE_Q4_1)
@@ -227,7 +243,7 @@ TS_INLINE void gemm_q4_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
     kblock kb;
     for (int r = 0; r < nr; r++) {
         const ts_block_q4_K *wr = (const ts_block_q4_K *)((const char *)w + (size_t)r * w_stride);
-        __m256 acc[TS_GEMM_MAX_COLS];
+        __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             const __m256i sm = q4_K_scales16(wr[b].scales);
@@ -265,7 +281,7 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
     kblock kb;
     for (int r = 0; r < nr; r++) {
         const ts_block_q6_K *wr = (const ts_block_q6_K *)((const char *)w + (size_t)r * w_stride);
-        __m256 acc[TS_GEMM_MAX_COLS];
+        __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr[b].scales));
@@ -301,8 +317,8 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
 
 /* A constant column count lets the accumulators live in registers. */
 #define TS_GEMM_K(name, rows_fn)                                                                         \
-    static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,           \
-                     size_t x_stride, float *y, size_t y_stride) {                                       \
+    static void name##_tile(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,     \
+                            size_t x_stride, float *y, size_t y_stride) {                                \
         const int64_t nb = n / TS_QK_K;                                                                  \
         switch (nc) {                                                                                    \
         case 1: rows_fn(1, nb, nr, w, w_stride, x, x_stride, y, y_stride); break;                        \
@@ -313,7 +329,9 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
     }
 
 TS_GEMM_K(gemm_q4_K, gemm_q4_K_rows)
+TS_GEMM_GROUPS(gemm_q4_K)
 TS_GEMM_K(gemm_q6_K, gemm_q6_K_rows)
+TS_GEMM_GROUPS(gemm_q6_K)
 
 void ts_register_avx2_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;

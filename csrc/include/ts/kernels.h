@@ -19,10 +19,9 @@ typedef void (*ts_vec_dot_fn)(int64_t n, float *s, const void *w, const void *x)
  * several rows (matvec). Each s[r] equals, bit for bit, what the type's vec_dot gives. */
 typedef void (*ts_vec_dot_rows_fn)(int64_t n, float *s, const void *w, size_t w_stride, const void *x, int nr);
 
-/* A tile of a matrix product: y[c*y_stride + r] = dot(w row r, x row c) for r < nr, c < nc
- * (nc <= TS_GEMM_MAX_COLS). Unpacking each weight block once for several activation rows is what
- * makes prompt processing faster than nc separate vec_dots. Rows w_stride / x_stride bytes apart. */
-#define TS_GEMM_MAX_COLS 4
+/* A matrix product: y[c*y_stride + r] = dot(w row r, x row c) for r < nr, c < nc; rows w_stride /
+ * x_stride bytes apart. Unpacking each weight block once for many activation rows is what makes
+ * prompt processing faster than nc separate vec_dots; the kernel orders the work itself. */
 typedef void (*ts_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                            size_t x_stride, float *y, size_t y_stride);
 
