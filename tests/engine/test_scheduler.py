@@ -100,6 +100,23 @@ def test_end_of_generation_token_stops_without_text(smol):
     assert "<|im_end|>" not in c.text
 
 
+# How far apart two rounding paths' log-probabilities may lie: decoding one sequence alone uses the
+# matvec kernels, decoding it beside another the gemm; their sums agree to ~1e-7, but a flipped int8
+# rounding of an activation grows through the layers to ~0.15 nats on a token's log-probability.
+NEAR_TIE = 0.3
+
+
+def assert_same_until_near_tie(model, prompt, got, want):
+    """got == want, or they part where the model barely prefers want's token to got's."""
+    i = next((k for k, (g, w) in enumerate(zip(got, want)) if g != w), None)
+    if i is None:
+        assert len(got) == len(want)
+        return
+    logits = model.eval(prompt + want[:i])
+    assert logits[want[i]] - logits[got[i]] < NEAR_TIE, f"parted at {i} with a margin of " \
+        f"{logits[want[i]] - logits[got[i]]:.3f}"
+
+
 def test_two_parallel_requests_each_equal_their_solo_output(smol):
     a, b = smol.tokenize("The capital of France is"), smol.tokenize("def fibonacci(n):")
     solo_a = list(smol.generate(a, 12, stop_at_eog=False))
@@ -110,7 +127,8 @@ def test_two_parallel_requests_each_equal_their_solo_output(smol):
         s.submit(GenerationRequest(a, 12, stop_at_eog=False), ca)
         s.submit(GenerationRequest(b, 12, stop_at_eog=False), cb)
         ca.wait(), cb.wait()
-    assert ca.ids == solo_a and cb.ids == solo_b
+    assert_same_until_near_tie(smol, a, ca.ids, solo_a)
+    assert_same_until_near_tie(smol, b, cb.ids, solo_b)
     # They decoded together: b's tokens arrived before a was done.
     first_b = Collector.order.index(("b", "Token"))
     assert first_b < Collector.order.index(("a", "Done"))

@@ -59,10 +59,22 @@ def test_teacher_forced_matches_llama_cpp(name):
     assert d5.mean() <= 0.2, d5.mean()
 
 
-def test_greedy_generate_reproduces_llama_cpp():
-    good = 0
+# Free-running greedy decoding follows the reference until a near-tie, where any int8-activation
+# implementation can go either way: our own batch and one-token paths differ by up to ~0.16 nats on a
+# token's log-probability (their sums agree to 1e-7; a flipped int8 rounding grows through the layers),
+# and re-chunking the prompt alone moves the count of whole robust prefixes reproduced between 15 and
+# 17 of 21. So a parting is allowed only where the reference margin is below the teacher-forced bar
+# (0.5) plus that spread; a parting above it means the one-token path computes something else.
+PARTING_MARGIN = 0.7
+
+
+def test_greedy_generate_parts_from_llama_cpp_only_at_near_ties():
+    partings = []
     for c in sorted(CASES, key=lambda c: c["model"]):  # one model load per model
         m = _model(NAMES[c["model"]])
         n = c["robust_prefix_len"]
-        good += list(m.generate(c["prompt_ids"], n)) == c["generated_ids"][:n]
-    assert good >= 0.8 * len(CASES), f"{good}/{len(CASES)}"
+        got, want = list(m.generate(c["prompt_ids"], n)), c["generated_ids"][:n]
+        i = next((k for k in range(n) if got[k] != want[k]), None)
+        if i is not None:
+            partings.append((NAMES[c["model"]], i, _parse(c["top1_top2_logprob_margin"])[i]))
+    assert all(margin < PARTING_MARGIN for _, _, margin in partings), partings
