@@ -44,6 +44,15 @@ void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth) {
             p1[t - t0] = b->end ? b->end[t] : p + 1;
         }
         const size_t off = (size_t)s * b->seq_stride + (size_t)g * b->head_stride;
+        if (!b->k->attn_rows) { /* a level without a grouped kernel: one head at a time */
+            for (int t = t0; t < t1; t++)
+                for (int h = h0; h < h1; h++)
+                    b->k->attn_head(b->q + (size_t)t * b->q_stride + (size_t)h * b->head_dim, b->kc + off,
+                                    b->vc + off, b->head_dim, p0[t - t0], p1[t - t0], b->head_dim, b->scale,
+                                    b->softcap, b->out + (size_t)t * b->out_stride + (size_t)h * b->head_dim);
+            t0 = t1;
+            continue;
+        }
         b->k->attn_rows(b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim, b->q_stride,
                         b->out + (size_t)t0 * b->out_stride + (size_t)h0 * b->head_dim, b->out_stride,
                         t1 - t0, h1 - h0, p0, p1, b->kc + off, b->vc + off, b->head_dim, b->head_dim,

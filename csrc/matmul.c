@@ -110,7 +110,7 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, float *out, int n_threads) {
     const ts_kernels *kt = kern ? kern : ts_kernels_get();
-    if (!kt->attn_rows || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
+    if (!kt->attn_head || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
         n_ctx <= 0 || n_head % n_kv_head != 0)
         return -1;
     for (int t = 0; t < n_tok; t++)

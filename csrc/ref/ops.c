@@ -103,15 +103,6 @@ static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, i
     for (int d = 0; d < head_dim; d++) out[d] *= inv;
 }
 
-static void attn_rows_scalar(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
-                       int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v,
-                       int64_t kv_stride, int head_dim, float scale, float softcap) {
-    for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_head; h++)
-            attn_head_scalar(q + t * q_stride + (int64_t)h * head_dim, k, v, kv_stride, p0[t], p1[t], head_dim, scale,
-                 softcap, out + t * out_stride + (int64_t)h * head_dim);
-}
-
 /* Mean and variance in double, two passes: the oracle for the SIMD layer norms. */
 static void layernorm_scalar(const float *x, const float *w, const float *b, float *y, int n, float eps) {
     double sum = 0.0;
@@ -176,7 +167,6 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->attn_head = attn_head_scalar;
-    k->attn_rows = attn_rows_scalar;
     k->layernorm = layernorm_scalar;
     k->gelu_quick = gelu_quick_scalar;
     k->attn_f32 = attn_f32_scalar;

@@ -396,15 +396,6 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
     }
 }
 
-static void attn_rows_avx2(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
-                       int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v,
-                       int64_t kv_stride, int head_dim, float scale, float softcap) {
-    for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_head; h++)
-            attn_head_avx2(q + t * q_stride + (int64_t)h * head_dim, k, v, kv_stride, p0[t], p1[t], head_dim, scale,
-                 softcap, out + t * out_stride + (int64_t)h * head_dim);
-}
-
 /* ---- vision: layer norm and non-causal f32 attention ---- */
 
 static void layernorm_avx2(const float *x, const float *w, const float *b, float *y, int n, float eps) {
@@ -542,7 +533,6 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;
     k->attn_head = attn_head_avx2;
-    k->attn_rows = attn_rows_avx2;
     k->layernorm = layernorm_avx2;
     k->attn_f32 = attn_f32_avx2;
     k->gemm_f16_tile = gemm_f16_tile_avx2;

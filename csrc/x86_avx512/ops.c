@@ -290,6 +290,32 @@ static inline __m512 hsum16x16(const __m512 a[16]) {
     return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));
 }
 
+/* One block of 16 positions of the online softmax: scores from the sixteen dot-product
+ * accumulators (scaled, soft-capped, -inf outside `valid`), the running max *m and sum *l
+ * updated, the block's weights stored in wt; returns what the accumulated output must be
+ * multiplied by (1 unless the max grew). */
+static inline __attribute__((always_inline)) __m512 online_softmax(const __m512 acc[16], float scale, float softcap,
+                                                                   __mmask16 valid, float *m, float *l,
+                                                                   float wt[16]) {
+    __m512 s = _mm512_mul_ps(hsum16x16(acc), _mm512_set1_ps(scale));
+    if (softcap > 0.0f) {
+        const __m512 cap = _mm512_set1_ps(softcap);
+        s = _mm512_mul_ps(cap, tanh512(_mm512_div_ps(s, cap)));
+    }
+    s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
+    const float bm = _mm512_reduce_max_ps(s);
+    float c = 1.0f;
+    if (bm > *m) {
+        c = expf(*m - bm);
+        *l *= c;
+        *m = bm;
+    }
+    const __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(*m))));
+    *l += _mm512_reduce_add_ps(e);
+    _mm512_storeu_ps(wt, e);
+    return _mm512_set1_ps(c);
+}
+
 /* out[d0 .. d0 + 16*nc) = out * rescale + sum_j wt[j] * v_j over the sixteen rows of a block.
  * The output chunks stay in registers across the rows, so the multiply-adds form nc (or, for
  * nc <= 4, 2*nc: even and odd rows apart) independent chains instead of one chain per chunk
@@ -350,24 +376,7 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
             for (int j = 0; j < 16; j++)
                 acc[j] = _mm512_fmadd_ps(qv, load_f16x16(md, kr[j] + d), acc[j]);
         }
-        __m512 s = _mm512_mul_ps(hsum16x16(acc), _mm512_set1_ps(scale));
-        if (softcap > 0.0f) {
-            const __m512 cap = _mm512_set1_ps(softcap);
-            s = _mm512_mul_ps(cap, tanh512(_mm512_div_ps(s, cap)));
-        }
-        const __mmask16 valid = tail_mask(nb);
-        s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
-        const float bm = _mm512_reduce_max_ps(s);
-        float c = 1.0f;
-        if (bm > m) {
-            c = expf(m - bm);
-            l *= c;
-            m = bm;
-        }
-        const __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m))));
-        l += _mm512_reduce_add_ps(e);
-        _mm512_storeu_ps(wt, e);
-        const __m512 rescale = _mm512_set1_ps(c);
+        const __m512 rescale = online_softmax(acc, scale, softcap, tail_mask(nb), &m, &l, wt);
         int d0 = 0;
         for (; head_dim - d0 > 64; d0 += 128) pv_chunks(out, vr, wt, d0, head_dim, rescale, 8);
         if (d0 < head_dim) pv_chunks(out, vr, wt, d0, head_dim, rescale, 4);
@@ -466,23 +475,7 @@ static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64
                     for (int j = 0; j < 16; j++)
                         acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kf + j * head_dim + d), acc[j]);
                 }
-                __m512 s = _mm512_mul_ps(hsum16x16(acc), _mm512_set1_ps(scale));
-                if (softcap > 0.0f) {
-                    const __m512 cap = _mm512_set1_ps(softcap);
-                    s = _mm512_mul_ps(cap, tanh512(_mm512_div_ps(s, cap)));
-                }
-                s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);
-                const float bm = _mm512_reduce_max_ps(s);
-                float c = 1.0f;
-                if (bm > m[r]) {
-                    c = expf(m[r] - bm);
-                    l[r] *= c;
-                    m[r] = bm;
-                }
-                const __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m[r]))));
-                l[r] += _mm512_reduce_add_ps(e);
-                _mm512_storeu_ps(wt, e);
-                const __m512 rescale = _mm512_set1_ps(c);
+                const __m512 rescale = online_softmax(acc, scale, softcap, valid, &m[r], &l[r], wt);
                 int d0 = 0;
                 for (; head_dim - d0 > 64; d0 += 128) pv_chunks_f32(o, vf, wt, d0, head_dim, rescale, 8);
                 if (d0 < head_dim) pv_chunks_f32(o, vf, wt, d0, head_dim, rescale, 4);

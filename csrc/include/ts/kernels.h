@@ -78,7 +78,7 @@ typedef struct {
     void (*f16_to_f32)(const ts_f16 *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
     ts_attn_head_fn attn_head;
-    ts_attn_rows_fn attn_rows;
+    ts_attn_rows_fn attn_rows; /* optional: NULL runs attn_head per row */
     /* y = (x - mean(x)) / sqrt(var(x) + eps) * w + b; w, b may be NULL. y may alias x. */
     void (*layernorm)(const float *x, const float *w, const float *b, float *y, int n, float eps);
     /* y = x * sigmoid(1.702 x) (CLIP's quick GELU). y may alias x. */
