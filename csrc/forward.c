@@ -185,8 +185,7 @@ typedef struct {
     ts_threadpool *pool;
 } step_job;
 
-/* Activation formats the given weights consume, as a bit mask over ts_act. */
-static unsigned act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c) {
+unsigned ts_act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c) {
     unsigned mask = 0;
     const ts_tensor *ws[3] = {a, b, c};
     for (int i = 0; i < 3; i++)
@@ -194,13 +193,15 @@ static unsigned act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor
     return mask;
 }
 
-/* Quantizes src (cols floats) into row r of the buffer of each format in mask. */
-static void quantize_row(ts_context *c, const float *src, int r, int cols, unsigned mask) {
-    const ts_kernels *k = c->m->k;
+void ts_quantize_act_row(const ts_kernels *k, void *const act[3], const float *src, int r, int cols, unsigned mask) {
     if (mask & (1u << TS_ACT_Q8X32))
-        k->quantize_q8x32(src, (char *)c->act[TS_ACT_Q8X32] + (size_t)r * ts_act_row_size(TS_ACT_Q8X32, cols), cols);
+        k->quantize_q8x32(src, (char *)act[TS_ACT_Q8X32] + (size_t)r * ts_act_row_size(TS_ACT_Q8X32, cols), cols);
     if (mask & (1u << TS_ACT_Q8K))
-        k->quantize_q8k(src, (char *)c->act[TS_ACT_Q8K] + (size_t)r * ts_act_row_size(TS_ACT_Q8K, cols), cols);
+        k->quantize_q8k(src, (char *)act[TS_ACT_Q8K] + (size_t)r * ts_act_row_size(TS_ACT_Q8K, cols), cols);
+}
+
+static void quantize_row(ts_context *c, const float *src, int r, int cols, unsigned mask) {
+    ts_quantize_act_row(c->m->k, c->act, src, r, cols, mask);
 }
 
 /* This thread's share of y (n, w.rows) = input @ W^T; input rows are f32 in `src` for
@@ -297,7 +298,7 @@ static void step_task(void *arg, int ith, int nth) {
         const ts_layer *L = &m->layers[l];
         const ts_tensor *W = L->w;
         /* attention block */
-        unsigned mask = act_mask(&W[TS_W_Q], &W[TS_W_K], &W[TS_W_V]);
+        unsigned mask = ts_act_mask(&W[TS_W_Q], &W[TS_W_K], &W[TS_W_V]);
         for (int t = t0; t < t1; t++) {
             float *tr = c->t + (size_t)t * c->max_in;
             k->rmsnorm(c->x + (size_t)t * E, vec(&W[TS_W_ATTN_NORM]), tr, E, hp->norm_eps);
@@ -312,14 +313,14 @@ static void step_task(void *arg, int ith, int nth) {
         ts_threadpool_barrier(pool, nth);
         attend(j, L, l, ith, nth);
         ts_threadpool_barrier(pool, nth);
-        mask = act_mask(&W[TS_W_O], NULL, NULL);
+        mask = ts_act_mask(&W[TS_W_O], NULL, NULL);
         for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, c->q_dim, mask);
         ts_threadpool_barrier(pool, nth);
         mm(c, &W[TS_W_O], c->t, c->max_in, n, c->o, ith, nth);
         ts_threadpool_barrier(pool, nth);
 
         /* feed-forward block */
-        mask = act_mask(&W[TS_W_GATE], &W[TS_W_UP], NULL);
+        mask = ts_act_mask(&W[TS_W_GATE], &W[TS_W_UP], NULL);
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
             float *tr = c->t + (size_t)t * c->max_in;
@@ -332,7 +333,7 @@ static void step_task(void *arg, int ith, int nth) {
         mm(c, &W[TS_W_GATE], c->t, c->max_in, n, c->gate, ith, nth);
         mm(c, &W[TS_W_UP], c->t, c->max_in, n, c->up, ith, nth);
         ts_threadpool_barrier(pool, nth);
-        mask = act_mask(&W[TS_W_DOWN], NULL, NULL);
+        mask = ts_act_mask(&W[TS_W_DOWN], NULL, NULL);
         for (int t = t0; t < t1; t++) {
             float *g = c->gate + (size_t)t * hp->n_ff;
             if (hp->ffn_act == TS_FFN_GELU) k->geglu(g, c->up + (size_t)t * hp->n_ff, g, hp->n_ff);
@@ -353,7 +354,7 @@ static void step_task(void *arg, int ith, int nth) {
 
     /* Logits only for the rows somebody reads. */
     const ts_tensor *out = &m->g[TS_W_OUTPUT];
-    const unsigned mask = act_mask(out, NULL, NULL);
+    const unsigned mask = ts_act_mask(out, NULL, NULL);
     for (int r = ith; r < j->n_out; r += nth) {
         float *tr = c->t + (size_t)r * c->max_in;
         k->rmsnorm(c->x + (size_t)j->out_rows[r] * E, vec(&m->g[TS_W_OUTPUT_NORM]), tr, E, hp->norm_eps);

@@ -158,20 +158,8 @@ typedef struct {
 
 static const float *vec(const ts_tensor *t) { return (const float *)t->data; }
 
-static unsigned act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c) {
-    unsigned mask = 0;
-    const ts_tensor *ws[3] = {a, b, c};
-    for (int i = 0; i < 3; i++)
-        if (ws[i] && ws[i]->data) mask |= 1u << ts_type_traits_get(ws[i]->type)->act;
-    return mask;
-}
-
 static void quantize_row(vit_job *j, const float *src, int r, int cols, unsigned mask) {
-    const ts_kernels *k = j->v->k;
-    if (mask & (1u << TS_ACT_Q8X32))
-        k->quantize_q8x32(src, (char *)j->act[TS_ACT_Q8X32] + (size_t)r * ts_act_row_size(TS_ACT_Q8X32, cols), cols);
-    if (mask & (1u << TS_ACT_Q8K))
-        k->quantize_q8k(src, (char *)j->act[TS_ACT_Q8K] + (size_t)r * ts_act_row_size(TS_ACT_Q8K, cols), cols);
+    ts_quantize_act_row(j->v->k, j->act, src, r, cols, mask);
 }
 
 /* F16 weights in 4x4 tiles: this thread's groups of weight rows, token block by token block. */
@@ -230,7 +218,7 @@ static void patch_embed(vit_job *j, int ith, int nth) {
     const ts_vit_hparams *hp = &v->hp;
     const int P = hp->patch_size, S = hp->image_size, E = hp->n_embd, cols = 3 * P * P;
     const int p0 = v->n_patch * ith / nth, p1 = v->n_patch * (ith + 1) / nth;
-    const unsigned mask = act_mask(&v->g[TS_V_PATCH], NULL, NULL);
+    const unsigned mask = ts_act_mask(&v->g[TS_V_PATCH], NULL, NULL);
     for (int p = p0; p < p1; p++) {
         const int py = p / v->side, px = p % v->side;
         float *row = j->t + (size_t)p * j->max_in;
@@ -285,7 +273,7 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     const float *ln1_b = W[TS_V_LN1_B].data ? vec(&W[TS_V_LN1_B]) : NULL;
     const float *ln2_b = W[TS_V_LN2_B].data ? vec(&W[TS_V_LN2_B]) : NULL;
 
-    unsigned mask = act_mask(&W[TS_V_Q], &W[TS_V_K], &W[TS_V_V]);
+    unsigned mask = ts_act_mask(&W[TS_V_Q], &W[TS_V_K], &W[TS_V_V]);
     for (int t = t0; t < t1; t++) {
         float *tr = j->t + (size_t)t * j->max_in;
         k->layernorm(j->x + (size_t)t * E, vec(&W[TS_V_LN1_W]), ln1_b, tr, E, hp->eps);
@@ -311,13 +299,13 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     ts_threadpool_barrier(pool, nth);
     attend(j, ith, nth);
     ts_threadpool_barrier(pool, nth);
-    mask = act_mask(&W[TS_V_O], NULL, NULL);
+    mask = ts_act_mask(&W[TS_V_O], NULL, NULL);
     for (int t = t0; t < t1; t++) quantize_row(j, j->t + (size_t)t * j->max_in, t, E, mask);
     ts_threadpool_barrier(pool, nth);
     mm(j, &W[TS_V_O], j->t, j->max_in, n, j->o, E, ith, nth);
     ts_threadpool_barrier(pool, nth);
 
-    mask = act_mask(&W[TS_V_UP], NULL, NULL);
+    mask = ts_act_mask(&W[TS_V_UP], NULL, NULL);
     for (int t = t0; t < t1; t++) {
         float *x = j->x + (size_t)t * E, *o = j->o + (size_t)t * E, *tr = j->t + (size_t)t * j->max_in;
         add_bias(o, &W[TS_V_O_B], E);
@@ -328,7 +316,7 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     ts_threadpool_barrier(pool, nth);
     mm(j, &W[TS_V_UP], j->t, j->max_in, n, j->ff, F, ith, nth);
     ts_threadpool_barrier(pool, nth);
-    mask = act_mask(&W[TS_V_DOWN], NULL, NULL);
+    mask = ts_act_mask(&W[TS_V_DOWN], NULL, NULL);
     for (int t = t0; t < t1; t++) {
         float *f = j->ff + (size_t)t * F;
         add_bias(f, &W[TS_V_UP_B], F);
@@ -353,7 +341,7 @@ static void project_gemma3(vit_job *j, int ith, int nth) {
     const int E = hp->n_embd, K = hp->pool, per_side = v->side / K;
     const int o0 = v->n_tok * ith / nth, o1 = v->n_tok * (ith + 1) / nth;
     const ts_tensor *proj = &v->g[TS_V_MM_PROJ];
-    const unsigned mask = act_mask(proj, NULL, NULL);
+    const unsigned mask = ts_act_mask(proj, NULL, NULL);
     const float inv = 1.0f / (float)(K * K);
     for (int o = o0; o < o1; o++) {
         const int oy = o / per_side, ox = o % per_side;
@@ -380,13 +368,13 @@ static void project_mlp(vit_job *j, int ith, int nth) {
     const int p0 = n * ith / nth, p1 = n * (ith + 1) / nth;
     const float *feat = j->x + (size_t)hp->has_class * E;
     const ts_tensor *mm0 = &v->g[TS_V_MM0], *mm2 = &v->g[TS_V_MM2];
-    unsigned mask = act_mask(mm0, NULL, NULL);
+    unsigned mask = ts_act_mask(mm0, NULL, NULL);
     for (int p = p0; p < p1; p++) quantize_row(j, feat + (size_t)p * E, p, E, mask);
     ts_threadpool_barrier(j->pool, nth);
     float *hidden = mm2->data ? j->ff : j->out;
     mm(j, mm0, feat, E, n, hidden, M, ith, nth);
     ts_threadpool_barrier(j->pool, nth);
-    mask = act_mask(mm2, NULL, NULL);
+    mask = ts_act_mask(mm2, NULL, NULL);
     for (int p = p0; p < p1; p++) {
         float *h = hidden + (size_t)p * M;
         add_bias(h, &v->g[TS_V_MM0_B], M);

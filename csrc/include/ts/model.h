@@ -17,6 +17,13 @@ typedef struct {
     int64_t rows, cols, row_bytes;
 } ts_tensor;
 
+/* Activation formats the given weights consume, as a bit mask over ts_act (absent weights, NULL or
+ * with data NULL, add nothing). */
+unsigned ts_act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c);
+/* Quantizes src (cols floats) into row r of act[format] for each format in mask; act[format]
+ * holds rows of ts_act_row_size(format, cols) bytes. */
+void ts_quantize_act_row(const ts_kernels *k, void *const act[3], const float *src, int r, int cols, unsigned mask);
+
 /* Per-layer weight slots; absent ones keep data == NULL. */
 typedef enum {
     TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_Q_BIAS, TS_W_K_BIAS, TS_W_V_BIAS,
