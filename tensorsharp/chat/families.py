@@ -49,14 +49,15 @@ class ChatFormat:
         return self.family.calls_as_array
 
     def make_parser(self, tools: list | None = None, think: bool | None = None, prompt: str = "",
-                    new_id: Callable[[], str] | None = None) -> OutputParser:
+                    new_id: Callable[[], str] | None = None, calls_only: bool = False) -> OutputParser:
         """The parser of one request. tools: the tools offered (None or empty: no tool calls are
         looked for). think: False drops reasoning, True or None (the model's default) splits it off.
         prompt: the rendered prompt, whose end says whether generation starts inside reasoning.
-        new_id makes tool-call ids (default "call_" + random hex)."""
+        new_id makes tool-call ids (default "call_" + random hex). calls_only: the output is
+        constrained to tool calls (tool_choice required or named)."""
         reasoning = ReasoningSplitter(self.reasoning_markers, in_thinking=self.starts_in_thinking(prompt),
                                       keep=think is not False)
-        return OutputParser(reasoning, self.family.parser(new_id) if tools else None)
+        return OutputParser(reasoning, self.family.parser(new_id) if tools else None, calls_only=calls_only)
 
     def starts_in_thinking(self, prompt: str) -> bool:
         """Whether the prompt ends inside an opened reasoning block (Qwen3 thinking templates and

@@ -40,9 +40,10 @@ class OutputParser:
     parser when the request offered tools. `content`, `thinking` and `tool_calls` (OpenAI shape,
     arguments as a JSON string) hold everything returned so far."""
 
-    def __init__(self, reasoning: ReasoningSplitter, tools: ToolParser | None = None):
+    def __init__(self, reasoning: ReasoningSplitter, tools: ToolParser | None = None, calls_only: bool = False):
         self._reasoning = reasoning
         self._tools = tools
+        self._calls_only = calls_only
         # Pieces, joined when read: a long answer streamed in small deltas stays linear in time.
         self._content: list[str] = []
         self._thinking: list[str] = []
@@ -65,10 +66,13 @@ class OutputParser:
         return self._record(self._route(self._reasoning.feed(text)))
 
     def finish(self) -> list[Delta]:
-        """Flush what was held back (a marker that never completed is plain text after all)."""
+        """Flush what was held back (a marker that never completed is plain text after all). With
+        calls_only (a grammar let the model write nothing but calls), what is held back is a call
+        cut off by the token limit: it is dropped rather than passed off as content."""
         out = self._route(self._reasoning.finish())
         if self._tools is not None:
-            out += self._tools.finish()
+            tail = self._tools.finish()
+            out += [d for d in tail if not isinstance(d, ContentDelta)] if self._calls_only else tail
         return self._record(out)
 
     def _route(self, deltas: list[Delta]) -> list[Delta]:

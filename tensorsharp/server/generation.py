@@ -54,7 +54,8 @@ def new_reply(served: ServedModel, job: Job, prompt: str) -> Reply:
     chat format, which needs the prompt's tail to know whether the answer starts inside reasoning."""
     if job.format is not None or (job.messages is None and job.think is None):
         return Reply()
-    return Reply(served.chat.make_parser(tools=job.tools, think=job.think, prompt=prompt))
+    calls_only = bool(job.tools) and job.tool_choice is not None   # see constraint_for
+    return Reply(served.chat.make_parser(tools=job.tools, think=job.think, prompt=prompt, calls_only=calls_only))
 
 
 def constraint_for(served: ServedModel, job: Job):
