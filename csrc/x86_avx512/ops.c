@@ -316,11 +316,17 @@ static inline __attribute__((always_inline)) __m512 online_softmax(const __m512 
     return _mm512_set1_ps(c);
 }
 
+/* Value row j of a block, chunk at d: f16 rows through vr, or (vr NULL) f32 rows of head_dim at vf. */
+static inline __attribute__((always_inline)) __m512 v_chunk(const ts_f16 *const *vr, const float *vf, int j, int d,
+                                                           int head_dim, __mmask16 md) {
+    return vr ? load_f16x16(md, vr[j] + d) : _mm512_maskz_loadu_ps(md, vf + (int64_t)j * head_dim + d);
+}
+
 /* out[d0 .. d0 + 16*nc) = out * rescale + sum_j wt[j] * v_j over the sixteen rows of a block.
  * The output chunks stay in registers across the rows, so the multiply-adds form nc (or, for
  * nc <= 4, 2*nc: even and odd rows apart) independent chains instead of one chain per chunk
  * whose latency would bound the loop. Called with a constant nc so the chunks unroll. */
-static inline __attribute__((always_inline)) void pv_chunks(float *out, const ts_f16 *const vr[16],
+static inline __attribute__((always_inline)) void pv_chunks(float *out, const ts_f16 *const *vr, const float *vf,
                                                             const float wt[16], int d0, int head_dim,
                                                             __m512 rescale, const int nc) {
     __m512 o[8], o2[8];
@@ -334,8 +340,8 @@ static inline __attribute__((always_inline)) void pv_chunks(float *out, const ts
         for (int j = 0; j < 16; j += 2) {
             const __m512 w0 = _mm512_set1_ps(wt[j]), w1 = _mm512_set1_ps(wt[j + 1]);
             for (int c = 0; c < nc; c++) {
-                o[c] = _mm512_fmadd_ps(w0, load_f16x16(md[c], vr[j] + d0 + 16 * c), o[c]);
-                o2[c] = _mm512_fmadd_ps(w1, load_f16x16(md[c], vr[j + 1] + d0 + 16 * c), o2[c]);
+                o[c] = _mm512_fmadd_ps(w0, v_chunk(vr, vf, j, d0 + 16 * c, head_dim, md[c]), o[c]);
+                o2[c] = _mm512_fmadd_ps(w1, v_chunk(vr, vf, j + 1, d0 + 16 * c, head_dim, md[c]), o2[c]);
             }
         }
         for (int c = 0; c < nc; c++) o[c] = _mm512_add_ps(o[c], o2[c]);
@@ -343,10 +349,27 @@ static inline __attribute__((always_inline)) void pv_chunks(float *out, const ts
         for (int j = 0; j < 16; j++) {
             const __m512 w = _mm512_set1_ps(wt[j]);
             for (int c = 0; c < nc; c++)
-                o[c] = _mm512_fmadd_ps(w, load_f16x16(md[c], vr[j] + d0 + 16 * c), o[c]);
+                o[c] = _mm512_fmadd_ps(w, v_chunk(vr, vf, j, d0 + 16 * c, head_dim, md[c]), o[c]);
         }
     }
     for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(out + d0 + 16 * c, md[c], o[c]);
+}
+
+/* The value pass of one block over the whole head: eight-chunk runs, then at most four. */
+static inline __attribute__((always_inline)) void pv_block(float *out, const ts_f16 *const *vr, const float *vf,
+                                                           const float wt[16], int head_dim, __m512 rescale) {
+    int d0 = 0;
+    for (; head_dim - d0 > 64; d0 += 128) pv_chunks(out, vr, vf, wt, d0, head_dim, rescale, 8);
+    if (d0 < head_dim) pv_chunks(out, vr, vf, wt, d0, head_dim, rescale, 4);
+}
+
+/* out /= l, the softmax's denominator (0 when no position was seen). */
+static inline void normalize_out(float *out, int head_dim, float l) {
+    const __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 md = tail_mask(head_dim - d);
+        _mm512_mask_storeu_ps(out + d, md, _mm512_mul_ps(_mm512_maskz_loadu_ps(md, out + d), inv));
+    }
 }
 
 /* Positions go in blocks of 16: sixteen dot products reduced together, one vectorized
@@ -377,46 +400,9 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
                 acc[j] = _mm512_fmadd_ps(qv, load_f16x16(md, kr[j] + d), acc[j]);
         }
         const __m512 rescale = online_softmax(acc, scale, softcap, tail_mask(nb), &m, &l, wt);
-        int d0 = 0;
-        for (; head_dim - d0 > 64; d0 += 128) pv_chunks(out, vr, wt, d0, head_dim, rescale, 8);
-        if (d0 < head_dim) pv_chunks(out, vr, wt, d0, head_dim, rescale, 4);
+        pv_block(out, vr, NULL, wt, head_dim, rescale);
     }
-    const __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
-    for (int d = 0; d < head_dim; d += 16) {
-        const __mmask16 md = tail_mask(head_dim - d);
-        _mm512_mask_storeu_ps(out + d, md, _mm512_mul_ps(_mm512_maskz_loadu_ps(md, out + d), inv));
-    }
-}
-
-/* pv_chunks over sixteen f32 rows of v, row j at vf + j * head_dim. */
-static inline __attribute__((always_inline)) void pv_chunks_f32(float *out, const float *vf, const float wt[16],
-                                                                int d0, int head_dim, __m512 rescale,
-                                                                const int nc) {
-    __m512 o[8], o2[8];
-    __mmask16 md[8];
-    for (int c = 0; c < nc; c++) {
-        md[c] = tail_mask(head_dim - d0 - 16 * c);
-        o[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(md[c], out + d0 + 16 * c), rescale);
-        o2[c] = _mm512_setzero_ps();
-    }
-    const float *v0 = vf + d0;
-    if (nc <= 4) {
-        for (int j = 0; j < 16; j += 2) {
-            const __m512 w0 = _mm512_set1_ps(wt[j]), w1 = _mm512_set1_ps(wt[j + 1]);
-            for (int c = 0; c < nc; c++) {
-                o[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(md[c], v0 + j * head_dim + 16 * c), o[c]);
-                o2[c] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(md[c], v0 + (j + 1) * head_dim + 16 * c), o2[c]);
-            }
-        }
-        for (int c = 0; c < nc; c++) o[c] = _mm512_add_ps(o[c], o2[c]);
-    } else {
-        for (int j = 0; j < 16; j++) {
-            const __m512 w = _mm512_set1_ps(wt[j]);
-            for (int c = 0; c < nc; c++)
-                o[c] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(md[c], v0 + j * head_dim + 16 * c), o[c]);
-        }
-    }
-    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(out + d0 + 16 * c, md[c], o[c]);
+    normalize_out(out, head_dim, l);
 }
 
 #define TS_ATTN_ROWS_MAX_DIM 256
@@ -476,22 +462,12 @@ static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64
                         acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kf + j * head_dim + d), acc[j]);
                 }
                 const __m512 rescale = online_softmax(acc, scale, softcap, valid, &m[r], &l[r], wt);
-                int d0 = 0;
-                for (; head_dim - d0 > 64; d0 += 128) pv_chunks_f32(o, vf, wt, d0, head_dim, rescale, 8);
-                if (d0 < head_dim) pv_chunks_f32(o, vf, wt, d0, head_dim, rescale, 4);
+                pv_block(o, NULL, vf, wt, head_dim, rescale);
             }
         }
     }
     for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_head; h++) {
-            const float lr = l[t * n_head + h];
-            const __m512 inv = _mm512_set1_ps(lr > 0.0f ? 1.0f / lr : 0.0f);
-            float *o = out + t * out_stride + (int64_t)h * head_dim;
-            for (int d = 0; d < head_dim; d += 16) {
-                const __mmask16 md = tail_mask(head_dim - d);
-                _mm512_mask_storeu_ps(o + d, md, _mm512_mul_ps(_mm512_maskz_loadu_ps(md, o + d), inv));
-            }
-        }
+        for (int h = 0; h < n_head; h++) normalize_out(out + t * out_stride + (int64_t)h * head_dim, head_dim, l[t * n_head + h]);
 }
 
 /* ---- vision: layer norm and non-causal f32 attention ---- */
