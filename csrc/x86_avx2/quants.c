@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "quants.h"
+#include "ts/prefetch.h"
 
 /* ---- activation quantization ---------------------------------------------------------- */
 
@@ -219,6 +220,7 @@ static inline __m256 scales4(const uint8_t *w, size_t stride, int has_min, const
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps();        \
         int64_t i = 0;                                                                                   \
         for (; i + 4 <= nb; i += 4) {                                                                    \
+            ts_prefetch_ahead(&w[i], 4 * sizeof(block_t), TS_PREFETCH_AHEAD);                            \
             const __m256 sc = scales4((const uint8_t *)&w[i], sizeof(block_t), has_min, &x[i]);          \
             if ((off_scale) != 0.0f) off = _mm256_add_ps(off, sc);                                       \
             const __m256 p01 = _mm256_cvtepi32_ps(pair(&w[i], &w[i + 1], &x[i], &x[i + 1]));             \
@@ -275,9 +277,11 @@ static inline float scalar_f32(const float *p) { return *p; }
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),                  \
                          _mm256_setzero_ps()};                                                           \
         int64_t i = 0;                                                                                   \
-        for (; i + 32 <= n; i += 32)                                                                     \
+        for (; i + 32 <= n; i += 32) {                                                                   \
+            ts_prefetch_ahead(w + i, 32 * sizeof(elem_t), TS_PREFETCH_AHEAD);                             \
             for (int k = 0; k < 4; k++)                                                                  \
                 acc[k] = _mm256_fmadd_ps(load(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), acc[k]);   \
+        }                                                                                                \
         for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), acc[0]); \
         float sum = ts_avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),                         \
                                                   _mm256_add_ps(acc[2], acc[3])));                       \

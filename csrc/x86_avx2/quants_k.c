@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "quants.h"
+#include "ts/prefetch.h"
 
 /* Each weight type's quants become unsigned bytes for maddubs. Where the type subtracts a
  * constant (Q3_K: 4, Q6_K: 32) that term is taken out once per block as
@@ -62,6 +63,7 @@ static void dot_q2_K(int64_t n, float *s, const void *vw, const void *vx) {
                                                12, -128, 13, -128, 14, -128, 15, -128);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
+        ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
         /* One byte per 16 elements: the scale in the low nibble, the min in the high one. */
         const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b].scales));
         const __m256i sc = _mm256_and_si256(raw, m4);
@@ -110,6 +112,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vw, const void *vx) {
     const __m256i m3 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
+        ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
         const __m256i sc16 = _mm256_cvtepi8_epi16(q3_K_scales(w[b].scales));
         /* Quants are stored as u - 4 with u = low bits | high bit << 2. */
         const __m256i bias = _mm256_madd_epi16(sc16, ts_avx2_load(x[b].bsums));
@@ -192,8 +195,10 @@ static void dot_q4_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q4_K *w = (const ts_block_q4_K *)vw;
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / TS_QK_K; b++)
+    for (int64_t b = 0; b < n / TS_QK_K; b++) {
+        ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
         acc = q45_K_block(w[b].scales, w[b].qs, NULL, scale_pair(&w[b].d, x[b].d), &x[b], acc);
+    }
     *s = ts_avx2_hsum_ps(acc);
 }
 
@@ -201,8 +206,10 @@ static void dot_q5_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q5_K *w = (const ts_block_q5_K *)vw;
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / TS_QK_K; b++)
+    for (int64_t b = 0; b < n / TS_QK_K; b++) {
+        ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
         acc = q45_K_block(w[b].scales, w[b].qs, w[b].qh, scale_pair(&w[b].d, x[b].d), &x[b], acc);
+    }
     *s = ts_avx2_hsum_ps(acc);
 }
 
@@ -213,6 +220,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vw, const void *vx) {
     const __m256i m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
+        ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
         /* Quants are stored as u - 32 with u = 4 low bits | 2 high bits << 4. */
         const __m256i bias = _mm256_madd_epi16(sc16, ts_avx2_load(x[b].bsums));
@@ -276,6 +284,7 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vw, const void *vx) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
+        ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
         const __m256i sc = iq4_xs_scales(&w[b]);
         __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {

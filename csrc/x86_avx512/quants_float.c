@@ -1,5 +1,6 @@
 /* AVX-512 dot products of F32, F16 and BF16 weight rows with f32 activations. */
 #include "quants.h"
+#include "ts/prefetch.h"
 
 /* Four independent accumulators of 16 lanes; the tail uses masked loads, which read nothing
  * beyond n. load(p, k) returns 16 weights as floats (masked lanes 0). */
@@ -11,6 +12,7 @@
         __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();                           \
         int64_t i = 0;                                                                       \
         for (; i + 64 <= n; i += 64) {                                                       \
+            ts_prefetch_ahead(w + i, 64 * sizeof(elem_t), TS_PREFETCH_AHEAD);                 \
             a0 = _mm512_fmadd_ps(load(w + i, 0xFFFF), _mm512_loadu_ps(x + i), a0);           \
             a1 = _mm512_fmadd_ps(load(w + i + 16, 0xFFFF), _mm512_loadu_ps(x + i + 16), a1); \
             a2 = _mm512_fmadd_ps(load(w + i + 32, 0xFFFF), _mm512_loadu_ps(x + i + 32), a2); \

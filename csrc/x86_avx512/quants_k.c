@@ -1,6 +1,7 @@
 /* AVX-512 k-quants: q8k activation quantization and the Q2_K..Q6_K and IQ4_XS dot products,
  * one 256-element super-block per step in 512-bit registers. */
 #include "quants.h"
+#include "ts/prefetch.h"
 
 /* How a super-block is computed: weights are unpacked so that each 512-bit register holds 64
  * consecutive elements (the activations then load straight from memory), maddubs forms int16
@@ -111,6 +112,7 @@ TS_ALWAYS_INLINE void k45_dot(int64_t n, float *s, const void *vw, const void *v
         /* Both layouts open with d, dmin, scales; Q5_K then has qh before qs. */
         const uint8_t *head = five ? (const uint8_t *)((const ts_block_q5_K *)vw + i)
                                    : (const uint8_t *)((const ts_block_q4_K *)vw + i);
+        ts_prefetch_ahead(head, five ? sizeof(ts_block_q5_K) : sizeof(ts_block_q4_K), TS_PREFETCH_AHEAD);
         const uint8_t *qs = head + (five ? offsetof(ts_block_q5_K, qs) : offsetof(ts_block_q4_K, qs));
         __m512 d, dmin;
         scale2(head, y[i].d, &d, &dmin);
@@ -147,6 +149,7 @@ static void vec_dot_q6_k(int64_t n, float *s, const void *vw, const void *vx) {
     const __m512i ix[4] = {idx16(0), idx16(1), idx16(2), idx16(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
+        ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
         const __m512i sc = dup16(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[i].scales)));
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
@@ -192,6 +195,7 @@ static void vec_dot_q3_k(int64_t n, float *s, const void *vw, const void *vx) {
     const __m512i ix[4] = {idx16(0), idx16(1), idx16(2), idx16(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
+        ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
         const __m512i sc = k3_scales(w[i].scales);
         const __m512i hm = bcast256(w[i].hmask);
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
@@ -220,6 +224,7 @@ static void vec_dot_q2_k(int64_t n, float *s, const void *vw, const void *vx) {
     const __m512i ix[4] = {idx16(0), idx16(1), idx16(2), idx16(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
+        ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
         /* Each scale byte: low nibble the scale, high nibble the min of 16 elements. */
         const __m128i raw = _mm_loadu_si128((const __m128i *)w[i].scales);
         const __m512i sc = dup16(_mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
@@ -259,6 +264,7 @@ static void vec_dot_iq4_xs(int64_t n, float *s, const void *vw, const void *vx) 
     const __m512i ix[4] = {idx32(0), idx32(1), idx32(2), idx32(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
+        ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
         const __m512i sc = iq4xs_scales(&w[i]);
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {

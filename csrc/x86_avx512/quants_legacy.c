@@ -1,6 +1,7 @@
 /* AVX-512 legacy formats: q8x32 activation quantization and the Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
  * and IQ4_NL dot products, two 32-element blocks per 512-bit register. */
 #include "quants.h"
+#include "ts/prefetch.h"
 
 /* How a row is computed, 16 blocks at a time: first their scales, d_w * d_x, in one register
  * (the f16 weight scales and the activation headers are picked out of 64-byte windows by
@@ -302,12 +303,21 @@ TS_ALWAYS_INLINE void reduce_add8(const __m512 v[8], float out[8]) {
         const int64_t reach = 64 * ((15 * (int64_t)sizeof(block_t) >> 6) + 1);                     \
         __m512 acc0[ROWS], acc1[ROWS], extra[ROWS];                                                 \
         for (int r = 0; r < nr; r++) acc0[r] = acc1[r] = extra[r] = _mm512_setzero_ps();            \
+        /* The rows run side by side: reaching past all of them keeps every prefetch ahead. */  \
+        const size_t ahead = TS_PREFETCH_AHEAD < nr * ws ? nr * ws : TS_PREFETCH_AHEAD;            \
         int64_t g = 0;                                                                              \
-        for (; (nb - g) * (int64_t)sizeof(block_t) >= reach; g += 16)                               \
+        for (; (nb - g) * (int64_t)sizeof(block_t) >= reach; g += 16) {                             \
+            for (int r = 0; r < nr; r++)                                                            \
+                ts_prefetch_ahead((const uint8_t *)w + r * ws + g * sizeof(block_t), 16 * sizeof(block_t), ahead); \
             name##_group((const block_t *)w + g, ws, nr, x + g, 16, reach, acc0, acc1, extra);      \
-        for (; g < nb; g += 16)                                                                     \
-            name##_group((const block_t *)w + g, ws, nr, x + g, nb - g < 16 ? (int)(nb - g) : 16,   \
-                         (nb - g) * (int64_t)sizeof(block_t), acc0, acc1, extra);                   \
+        }                                                                                           \
+        for (; g < nb; g += 16) {                                                                   \
+            const int m = nb - g < 16 ? (int)(nb - g) : 16;                                         \
+            for (int r = 0; r < nr; r++)                                                            \
+                ts_prefetch_ahead((const uint8_t *)w + r * ws + g * sizeof(block_t), m * sizeof(block_t), ahead); \
+            name##_group((const block_t *)w + g, ws, nr, x + g, m, (nb - g) * (int64_t)sizeof(block_t), acc0, acc1, \
+                         extra);                                                                    \
+        }                                                                                           \
         if (nr == ROWS) {                                                                           \
             __m512 v[2 * ROWS];                                                                     \
             float sums[2 * ROWS];                                                                   \
