@@ -69,6 +69,9 @@ def test_control_tokens_render_only_when_asked():
     ids = tok.encode("<|im_start|>user\nHi<|im_end|>", parse_special=True)
     assert "".join(stream_all(tok, ids)) == "user\nHi"
     assert "".join(stream_all(tok, ids, special=True)) == "<|im_start|>user\nHi<|im_end|>"
+    shown = tok.control_ids(["<|im_start|>", "user", "<|no such token|>"])   # "user" is no control token
+    assert shown == {tok.token_id("<|im_start|>")}
+    assert "".join(stream_all(tok, ids, shown=shown)) == "<|im_start|>user\nHi"
 
 
 def test_space_prefix_dropped_only_at_start():

@@ -59,6 +59,13 @@ class ChatFormat:
                                       keep=think is not False)
         return OutputParser(reasoning, self.family.parser(new_id) if tools else None, calls_only=calls_only)
 
+    def parser_markers(self, tools: bool) -> tuple[str, ...]:
+        """The strings a request's parser looks for in the generated text: the reasoning markers,
+        and the tool-call markers when tools are offered. A vocabulary may hold them as control
+        tokens, which the decoder must then render (see Tokenizer.control_ids)."""
+        reasoning = tuple(m for pair in self.reasoning_markers for m in pair)
+        return reasoning + (self.family.markers if tools else ())
+
     def starts_in_thinking(self, prompt: str) -> bool:
         """Whether the prompt ends inside an opened reasoning block (Qwen3 thinking templates and
         DeepSeek-R1 end the generation prompt with "<think>\\n")."""

@@ -38,6 +38,7 @@ class GenerationRequest:
     constraint: object | None = None  # engine/constraint.Constraint: fill_mask, accept, is_done
     stop_at_eog: bool = True
     images: list[PromptImage] = ()    # what fills the prompt's -1 positions, in order
+    shown: frozenset[int] = frozenset()   # control tokens rendered into the text (parser markers)
 
 
 @dataclass

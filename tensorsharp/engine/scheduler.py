@@ -85,7 +85,7 @@ class _Active:
         self.decoding = False                 # True once the prompt is in and tokens are sampled
         self.generated = 0
         self.sampler = Sampler(req.sampling, history=[t for t in req.prompt if t >= 0])
-        self.decoder = tokenizer.stream(at_start=False)
+        self.decoder = tokenizer.stream(at_start=False, shown=req.shown)
         self.matcher = StopMatcher(req.stop) if req.stop else None
         self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.uint32) if req.constraint is not None else None
         self.t_submit = submitted

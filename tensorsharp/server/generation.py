@@ -139,7 +139,8 @@ class Generation:
                 sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
             requests.append(GenerationRequest(self.ids, self.max_tokens, sampling, list(job.stop),
                                               session=job.session, reuse_prefix=job.reuse_prefix,
-                                              constraint=constraint_for(served, job), images=images))
+                                              constraint=constraint_for(served, job), images=images,
+                                              shown=served.shown_tokens[bool(job.tools)]))
         try:
             self._events = EngineEvents(served.scheduler, requests, environ)
         except Exception as e:

@@ -48,6 +48,9 @@ class ServedModel:
         self.template = ChatTemplate.for_model(gguf.metadata, tokenizer)
         # Tool-call syntax, reasoning markers and what the template can take, from the file.
         self.chat = chat_format(gguf.metadata, self.template.source, tool_format)
+        # Markers the parsers read that this vocabulary holds as control tokens, which the decoder
+        # would otherwise leave out of the text: without tools offered, then with.
+        self.shown_tokens = tuple(tokenizer.control_ids(self.chat.parser_markers(tools)) for tools in (False, True))
         # Built once here (seconds for a 262k vocabulary) so no request pays for it.
         self.constraint_tokenizer = lltokenizer(tokenizer)
         self.scheduler = scheduler

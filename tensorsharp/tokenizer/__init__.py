@@ -67,6 +67,11 @@ class Tokenizer:
         """Id of the token whose vocabulary text is exactly text (e.g. "<|im_end|>")."""
         return self.vocab.ids.get(text)
 
+    def control_ids(self, texts) -> frozenset[int]:
+        """The control tokens whose text is one of texts."""
+        ids = (self.token_id(t) for t in texts)
+        return frozenset(t for t in ids if t is not None and self.is_control(t))
+
     def token_text(self, tid: int) -> str:
         """The token as stored in the vocabulary (byte-level or ▁ form, not decoded)."""
         return self.vocab.texts[tid]
@@ -106,9 +111,10 @@ class Tokenizer:
         clean_spaces (None keeps it); invalid UTF-8 becomes U+FFFD."""
         return decode(self.vocab, self._pieces, ids, special, clean)
 
-    def stream(self, special: bool = False, at_start: bool = True, clean: bool | None = None) -> StreamDecoder:
+    def stream(self, special: bool = False, at_start: bool = True, clean: bool | None = None,
+               shown: frozenset[int] = frozenset()) -> StreamDecoder:
         """A decoder to feed ids one by one (see StreamDecoder); at_start=False after a prompt."""
-        return StreamDecoder(self.vocab, self._pieces, special, at_start, clean)
+        return StreamDecoder(self.vocab, self._pieces, special, at_start, clean, shown)
 
 
 def _valid_unicode(text: str) -> str:

@@ -96,19 +96,22 @@ class StreamDecoder:
     clean_spaces a space is held until the bytes after it settle. at_start=False continues a text
     that has already begun (e.g. generation after a prompt): no leading space is stripped.
     clean overrides the model's clean_spaces; llama-server streams pieces uncleaned (clean=False).
+    shown: control tokens rendered even without special, such as a tool-call marker that a
+    vocabulary holds as a control token (Mistral's [TOOL_CALLS]) and an output parser must see.
     """
 
     def __init__(self, vocab: Vocab, pieces: Pieces, special: bool = False, at_start: bool = True,
-                 clean: bool | None = None):
+                 clean: bool | None = None, shown: frozenset[int] = frozenset()):
         self._pieces = pieces
         self._special = special
+        self._shown = shown
         self._strip = at_start and vocab.add_space_prefix
         self._clean = vocab.clean_spaces if clean is None else clean
         self._held = b""
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
 
     def feed(self, tid: int) -> str:
-        piece = self._pieces.get(tid, self._special)
+        piece = self._pieces.get(tid, self._special or tid in self._shown)
         if self._strip and piece.startswith(b" "):
             piece = piece[1:]
         self._strip = False

@@ -221,7 +221,8 @@ class JsonCallParser(ToolParser):
 class Family:
     """A tool-call wire format: its parser, the syntax a constraint grammar must produce (prefix,
     JSON call object(s) with `arguments_key`, suffix) and the system prompt that teaches it to a
-    model whose template does not render tools (None: the family has no taught form)."""
+    model whose template does not render tools (None: the family has no taught form). markers: the
+    strings the parser looks for, which a vocabulary may hold as control tokens."""
     name: str
     parser: type[ToolParser]
     call_prefix: str
@@ -229,3 +230,4 @@ class Family:
     arguments_key: str
     calls_as_array: bool
     system_prompt: Callable[[list], str] | None
+    markers: tuple[str, ...] = ()
