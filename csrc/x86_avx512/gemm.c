@@ -10,10 +10,10 @@
  * Either way a (row, token) takes the same float operations, whatever else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
- * offset (Q4_0 8, Q5_0 16, Q8_0 128, Q6_K 32) enters each block's integer sum as
+ * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q6_K 32) enters each block's integer sum as
  * -offset * sum(xq); k-quant sub-block scales multiply exact integers and one float scale
- * (d * dx) applies per super-block; 32-element formats take d_w * d_x per block, and Q4_1 /
- * Q4_K minimums add min * sum(x) beside it. */
+ * (d * dx) applies per super-block; 32-element formats take d_w * d_x per block, and the
+ * minimums of Q4_1, Q5_1, Q4_K and Q5_K add min * sum(x) beside it. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -54,8 +54,8 @@ TS_INLINE float f16_at(const void *p) {
 typedef struct {
     /* q[2 * k4 + h]: bytes 4 * k4 .. 4 * k4 + 3 of the chunk for rows 16h .. 16h + 15. */
     __m512i q[KC / 4 * 2];
-    /* Per block and row. 32-element formats: dw = d, mw = Q4_1's min. k-quants: dw = the
-     * sub-block scale, mw = Q4_K's sub-block min, both small integers. */
+    /* Per block and row. 32-element formats: dw = d, mw = the minimum (Q4_1, Q5_1). k-quants:
+     * dw = the sub-block scale, mw = the sub-block min (Q4_K, Q5_K), both small integers. */
     _Alignas(64) float dw[MAX_BLK][PANEL];
     _Alignas(64) float mw[MAX_BLK][PANEL];
     /* Per k-quant super-block and row: d and -dmin. */
@@ -63,22 +63,32 @@ typedef struct {
     _Alignas(64) float dm[KC / TS_QK_K][PANEL];
 } panel;
 
+/* Q4_K and Q5_K: eight 6-bit scales and mins per super-block. */
+TS_INLINE int is_k45(int type) { return type == TS_TYPE_Q4_K || type == TS_TYPE_Q5_K; }
+
 /* Formats with a minimum per block (mw). */
-TS_INLINE int has_min(int type) { return type == TS_TYPE_Q4_1 || type == TS_TYPE_Q4_K; }
+TS_INLINE int has_min(int type) { return type == TS_TYPE_Q4_1 || type == TS_TYPE_Q5_1 || is_k45(type); }
 
 /* Quant offset folded into the integer sums; 0 where a minimum or none applies. */
 TS_INLINE int quant_offset(int type) {
-    return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 ? 128 : type == TS_TYPE_Q6_K ? 32 : 0;
+    return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL ? 128
+         : type == TS_TYPE_Q6_K ? 32 : 0;
 }
 
 /* Elements per scale block and the activation format of each weight type. */
 TS_INLINE int block_elems(int type) { return type == TS_TYPE_Q6_K ? 16 : 32; }
-TS_INLINE int act_is_q8k(int type) { return type == TS_TYPE_Q4_K || type == TS_TYPE_Q6_K; }
+TS_INLINE int act_is_q8k(int type) { return is_k45(type) || type == TS_TYPE_Q6_K; }
 
 /* ---- unpacking: one weight row's chunk to unsigned bytes in element order ------------------ */
 
 TS_INLINE int legacy_size(int type) {
-    return type == TS_TYPE_Q4_0 ? 18 : type == TS_TYPE_Q4_1 ? 20 : type == TS_TYPE_Q5_0 ? 22 : 34;
+    switch (type) {
+    case TS_TYPE_Q4_0: case TS_TYPE_IQ4_NL: return 18;
+    case TS_TYPE_Q4_1: return 20;
+    case TS_TYPE_Q5_0: return 22;
+    case TS_TYPE_Q5_1: return 24;
+    default: return 34; /* Q8_0 */
+    }
 }
 
 /* Blocks [b0, b0 + nb) of a 32-element format: low nibbles are elements 0..15, high 16..31. */
@@ -92,16 +102,24 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
         if (type == TS_TYPE_Q8_0) {
             v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
         } else {
-            const int qs = type == TS_TYPE_Q4_0 ? 2 : type == TS_TYPE_Q4_1 ? 4 : 6;
+            /* d (and m) first; Q5_0 / Q5_1 then have qh before qs. */
+            const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
             const __m128i p = _mm_loadu_si128((const __m128i *)(blk + qs));
             v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(p, m4)),
                                         _mm_and_si128(_mm_srli_epi16(p, 4), m4), 1);
             /* qh bit i is the fifth bit of element i. */
-            if (type == TS_TYPE_Q5_0) v = _mm256_mask_add_epi8(v, (__mmask32)load_u32(blk + 2), v, _mm256_set1_epi8(16));
+            if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1)
+                v = _mm256_mask_add_epi8(v, (__mmask32)load_u32(blk + qs - 4), v, _mm256_set1_epi8(16));
+            /* IQ4_NL: the codebook value of each index, + 128 to make it unsigned. */
+            if (type == TS_TYPE_IQ4_NL) {
+                const __m128i table = _mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153,
+                                                    (char)166, (char)181, (char)197, (char)217, (char)241);
+                v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), v);
+            }
         }
         _mm256_storeu_si256((__m256i *)(u + 32 * b), v);
     }
-    /* Each block's first four bytes: d, and Q4_1's m above it. */
+    /* Each block's first four bytes: d, and the minimum m above it. */
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(bs));
     for (int b = 0; b < nb; b += 16) {
@@ -109,17 +127,24 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
         const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, blk0 + (size_t)b * bs, 1);
         const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
         _mm512_storeu_ps(dw + b, d);
-        if (type == TS_TYPE_Q4_1) _mm512_storeu_ps(mw + b, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+        if (has_min(type)) _mm512_storeu_ps(mw + b, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
     }
 }
 
-/* Super-blocks [s0, s0 + ns) of Q4_K: 6-bit scale sc_j and min m_j per 32 elements; element
- * 64i + k is the low nibble of qs[32i + k] for k < 32, else the high nibble of qs[32i + k - 32]. */
-TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw, float *ds,
-                           float *dm) {
+/* Super-blocks [s0, s0 + ns) of Q4_K or Q5_K: 6-bit scale sc_j and min m_j per 32 elements;
+ * element 64i + k is the low nibble of qs[32i + k] for k < 32, else the high nibble of
+ * qs[32i + k - 32]; Q5_K's fifth bit of element 32b + l is bit b of qh[l]. The two layouts
+ * share d, dmin and scales at the start. */
+TS_INLINE void unpack_k45(int type, const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw, float *ds,
+                          float *dm) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const int five = type == TS_TYPE_Q5_K;
     for (int s = 0; s < ns; s++) {
-        const ts_block_q4_K *blk = (const ts_block_q4_K *)wr + s0 + s;
+        const ts_block_q4_K *blk = (const ts_block_q4_K *)(wr + (size_t)(s0 + s) * (five ? sizeof(ts_block_q5_K)
+                                                                                         : sizeof(ts_block_q4_K)));
+        const uint8_t *qs = five ? ((const ts_block_q5_K *)blk)->qs : blk->qs;
+        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)((const ts_block_q5_K *)blk)->qh)
+                                : _mm256_setzero_si256();
         /* Bytes 0..3 hold sc0..3 and 4..7 m0..3 (low 6 bits); sc4..7 and m4..7 take their low
          * 4 bits from the nibbles of bytes 8..11 and their top 2 bits from the top of bytes 0..7. */
         const uint32_t m6 = 0x3F3F3F3Fu, n4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
@@ -132,9 +157,15 @@ TS_INLINE void unpack_q4_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, fl
         ds[s * PANEL] = f16_at(&blk->d);
         dm[s * PANEL] = -f16_at(&blk->dmin);
         for (int i = 0; i < 4; i++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * i));
-            _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i), _mm256_and_si256(q, m4));
-            _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (five) {
+                const __m256i sixteen = _mm256_set1_epi8(16);
+                lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << 2 * i))), lo, sixteen);
+                hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << 2 * i))), hi, sixteen);
+            }
+            _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i), lo);
+            _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i + 32), hi);
         }
     }
 }
@@ -203,8 +234,8 @@ TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride,
     const int kb = block_elems(type), nblk = ke / kb;
     for (int r = 0; r < rows; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
-        if (type == TS_TYPE_Q4_K)
-            unpack_q4_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r], &P->ds[0][r], &P->dm[0][r]);
+        if (is_k45(type))
+            unpack_k45(type, wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r], &P->ds[0][r], &P->dm[0][r]);
         else if (type == TS_TYPE_Q6_K) unpack_q6_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], &P->ds[0][r]);
         else unpack_legacy(type, wr, e0 / TS_QK, nblk, tmp[r], dw[r], mw[r]);
     }
@@ -249,12 +280,12 @@ TS_INLINE const float *act_d(int type, const uint8_t *x, int64_t b) {
 }
 
 /* For one token row and blocks [b0, b0 + nblk): off, the integer -offset * sum(xq) that starts
- * each block's sum, or for Q4_K sx, the block's sum(xq). Writes whole runs of 16 (Q4_K: 8)
+ * each block's sum, or for Q4_K / Q5_K sx, the block's sum(xq). Writes whole runs of 16 (those: 8)
  * entries. q8x32 keeps d * sum(xq), exact in float (d has half precision), so s / d rounds
  * back to the sum. */
 TS_INLINE void token_sums(int type, const uint8_t *x, int64_t b0, int nblk, int32_t *off, float *sx) {
     const int o = quant_offset(type);
-    if (type == TS_TYPE_Q4_K) {
+    if (is_k45(type)) {
         for (int b = 0; b < nblk; b += 8) {
             const ts_block_q8k *xb = (const ts_block_q8k *)x + (b0 + b) / 8;
             const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
@@ -383,7 +414,7 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
                     acc[h][t] = _mm512_fmadd_ps(part[h][t], _mm512_mul_ps(d, _mm512_set1_ps(*act_d(type, xt[t], b0 + sb))),
                                                 acc[h][t]);
             }
-            if (type == TS_TYPE_Q4_K) {
+            if (is_k45(type)) {
                 for (int h = 0; h < NH; h++)
                     for (int t = 0; t < T; t++) part[h][t] = _mm512_setzero_ps();
                 for (int b = sb; b < sb + per_sb; b++)
@@ -409,7 +440,7 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
                     const float *ds = act_d(type, xt[t], b0 + b); /* d, then d * sum(xq) */
                     acc[h][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id[h][t]), _mm512_mul_ps(dw, _mm512_set1_ps(ds[0])),
                                                 acc[h][t]);
-                    if (type == TS_TYPE_Q4_1)
+                    if (has_min(type))
                         acc[h][t] = _mm512_fmadd_ps(_mm512_load_ps(&P->mw[b][16 * h]), _mm512_set1_ps(ds[1]), acc[h][t]);
                 }
             }
@@ -438,7 +469,7 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
     const int kb = block_elems(type);
     const int few = nc < PANEL_MIN;
     const uint8_t (*rq)[KC] = few ? (const uint8_t (*)[KC])rows_u : NULL;
-    const int need_sums = quant_offset(type) || type == TS_TYPE_Q4_K;
+    const int need_sums = quant_offset(type) || is_k45(type);
     /* Per token: its block sums, padded to whole runs of 16. */
     const int64_t stride = (n / kb + 15) / 16 * 16;
     void *sums = need_sums ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
@@ -504,11 +535,14 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
 TS_GEMM(gemm_q4_0, TS_TYPE_Q4_0)
 TS_GEMM(gemm_q4_1, TS_TYPE_Q4_1)
 TS_GEMM(gemm_q5_0, TS_TYPE_Q5_0)
+TS_GEMM(gemm_q5_1, TS_TYPE_Q5_1)
 TS_GEMM(gemm_q4_K, TS_TYPE_Q4_K)
+TS_GEMM(gemm_q5_K, TS_TYPE_Q5_K)
 TS_GEMM(gemm_q6_K, TS_TYPE_Q6_K)
 #ifdef TS_VNNI
-/* Q8_0's unsigned quants reach 255: beyond maddubs' int16 range, so VNNI only. */
+/* Q8_0's and IQ4_NL's unsigned quants reach 255: beyond maddubs' int16 range, so VNNI only. */
 TS_GEMM(gemm_q8_0, TS_TYPE_Q8_0)
+TS_GEMM(gemm_iq4_nl, TS_TYPE_IQ4_NL)
 #endif
 
 #ifdef TS_VNNI
@@ -516,16 +550,21 @@ void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
+    k->gemm[TS_TYPE_Q5_1] = gemm_q5_1;
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
+    k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
+    k->gemm[TS_TYPE_IQ4_NL] = gemm_iq4_nl;
 }
 #else
 void ts_register_avx512_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
+    k->gemm[TS_TYPE_Q5_1] = gemm_q5_1;
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
+    k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
 }
 #endif
