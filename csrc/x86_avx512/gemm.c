@@ -10,10 +10,10 @@
  * Either way a (row, token) takes the same float operations, whatever else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
- * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q6_K 32) enters each block's integer sum as
- * -offset * sum(xq); k-quant sub-block scales multiply exact integers and one float scale
- * (d * dx) applies per super-block; 32-element formats take d_w * d_x per block, and the
- * minimums of Q4_1, Q5_1, Q4_K and Q5_K add min * sum(x) beside it. */
+ * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q3_K 4, Q6_K 32) enters each block's integer
+ * sum as -offset * sum(xq); k-quant sub-block scales multiply exact integers and one float
+ * scale (d * dx) applies per super-block; 32-element formats take d_w * d_x per block, and the
+ * minimums of Q4_1, Q5_1, Q2_K, Q4_K and Q5_K add min * sum(x) beside it. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -49,7 +49,7 @@ TS_INLINE float f16_at(const void *p) {
 #define PANEL 32          /* weight rows unpacked together: two registers of 16 */
 #define KC 512            /* elements per chunk: the unpacked panel (16 KB) stays in L1 */
 #define TT 4              /* tokens per tile */
-#define MAX_BLK (KC / 16) /* blocks per chunk at the smallest block (Q6_K's 16) */
+#define MAX_BLK (KC / 16) /* blocks per chunk at the smallest block (16: Q2_K, Q3_K, Q6_K) */
 
 typedef struct {
     /* q[2 * k4 + h]: bytes 4 * k4 .. 4 * k4 + 3 of the chunk for rows 16h .. 16h + 15. */
@@ -67,17 +67,21 @@ typedef struct {
 TS_INLINE int is_k45(int type) { return type == TS_TYPE_Q4_K || type == TS_TYPE_Q5_K; }
 
 /* Formats with a minimum per block (mw). */
-TS_INLINE int has_min(int type) { return type == TS_TYPE_Q4_1 || type == TS_TYPE_Q5_1 || is_k45(type); }
+TS_INLINE int has_min(int type) {
+    return type == TS_TYPE_Q4_1 || type == TS_TYPE_Q5_1 || type == TS_TYPE_Q2_K || is_k45(type);
+}
 
 /* Quant offset folded into the integer sums; 0 where a minimum or none applies. */
 TS_INLINE int quant_offset(int type) {
     return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL ? 128
-         : type == TS_TYPE_Q6_K ? 32 : 0;
+         : type == TS_TYPE_Q3_K ? 4 : type == TS_TYPE_Q6_K ? 32 : 0;
 }
 
 /* Elements per scale block and the activation format of each weight type. */
-TS_INLINE int block_elems(int type) { return type == TS_TYPE_Q6_K ? 16 : 32; }
-TS_INLINE int act_is_q8k(int type) { return is_k45(type) || type == TS_TYPE_Q6_K; }
+TS_INLINE int block_elems(int type) {
+    return type == TS_TYPE_Q2_K || type == TS_TYPE_Q3_K || type == TS_TYPE_Q6_K ? 16 : 32;
+}
+TS_INLINE int act_is_q8k(int type) { return is_k45(type) || block_elems(type) == 16; }
 
 /* ---- unpacking: one weight row's chunk to unsigned bytes in element order ------------------ */
 
@@ -196,6 +200,54 @@ TS_INLINE void unpack_q6_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, fl
     }
 }
 
+/* Q2_K and Q3_K keep their low two bits in 32-byte groups: element 128g + 32j + l is bits 2j of
+ * qs[32g + l]. */
+TS_INLINE __m256i low2(const uint8_t *qs, int g, int j) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+    return _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), _mm256_set1_epi8(3));
+}
+
+/* Super-blocks of Q3_K: u = low two bits + 4 * the hmask bit (bit 4g + j of hmask[l] for the
+ * element above), so the value is u - 4; sixteen signed 6-bit scales per 16 elements, their
+ * low nibbles in bytes 0..7 (scales 8..15 in the high halves), their top two bits at bit
+ * 2 * (i / 4) of byte 8 + i % 4. */
+TS_INLINE void unpack_q3_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *ds) {
+    for (int s = 0; s < ns; s++) {
+        const ts_block_q3_K *blk = (const ts_block_q3_K *)wr + s0 + s;
+        for (int i = 0; i < 16; i++) {
+            const int lo = i < 8 ? blk->scales[i] & 0x0F : blk->scales[i - 8] >> 4;
+            const int hi = (blk->scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+            dw[16 * s + i] = (float)((lo | hi << 4) - 32);
+        }
+        ds[s * PANEL] = f16_at(&blk->d);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)blk->hmask);
+        for (int g = 0; g < 2; g++)
+            for (int j = 0; j < 4; j++) {
+                const __m256i lo = low2(blk->qs, g, j);
+                const __mmask32 high = _mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1 << (4 * g + j))));
+                _mm256_storeu_si256((__m256i *)(u + 256 * s + 128 * g + 32 * j),
+                                    _mm256_mask_add_epi8(lo, high, lo, _mm256_set1_epi8(4)));
+            }
+    }
+}
+
+/* Super-blocks of Q2_K: u = the two bits; per 16 elements a 4-bit scale (low nibble of
+ * scales[i]) and a 4-bit minimum (high nibble). */
+TS_INLINE void unpack_q2_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw, float *ds,
+                           float *dm) {
+    for (int s = 0; s < ns; s++) {
+        const ts_block_q2_K *blk = (const ts_block_q2_K *)wr + s0 + s;
+        const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk->scales));
+        _mm512_storeu_ps(dw + 16 * s, _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(0x0F))));
+        _mm512_storeu_ps(mw + 16 * s, _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)));
+        ds[s * PANEL] = f16_at(&blk->d);
+        dm[s * PANEL] = -f16_at(&blk->dmin);
+        for (int g = 0; g < 2; g++)
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_si256((__m256i *)(u + 256 * s + 128 * g + 32 * j), low2(blk->qs, g, j));
+    }
+}
+
 /* 16 rows of 16 int32 -> 16 columns: c[j] lane i = r[i] lane j. */
 TS_INLINE void transpose16(__m512i r[16]) {
     __m512i t[16];
@@ -237,6 +289,9 @@ TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride,
         if (is_k45(type))
             unpack_k45(type, wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r], &P->ds[0][r], &P->dm[0][r]);
         else if (type == TS_TYPE_Q6_K) unpack_q6_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], &P->ds[0][r]);
+        else if (type == TS_TYPE_Q3_K) unpack_q3_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], &P->ds[0][r]);
+        else if (type == TS_TYPE_Q2_K)
+            unpack_q2_K(wr, e0 / TS_QK_K, ke / TS_QK_K, tmp[r], dw[r], mw[r], &P->ds[0][r], &P->dm[0][r]);
         else unpack_legacy(type, wr, e0 / TS_QK, nblk, tmp[r], dw[r], mw[r]);
     }
     for (int r = rows; r < 16 * half; r++) {
@@ -280,7 +335,7 @@ TS_INLINE const float *act_d(int type, const uint8_t *x, int64_t b) {
 }
 
 /* For one token row and blocks [b0, b0 + nblk): off, the integer -offset * sum(xq) that starts
- * each block's sum, or for Q4_K / Q5_K sx, the block's sum(xq). Writes whole runs of 16 (those: 8)
+ * each block's sum, or for Q2_K / Q4_K / Q5_K sx, the block's sum(xq). Writes whole runs of 16 (Q4_K, Q5_K: 8)
  * entries. q8x32 keeps d * sum(xq), exact in float (d has half precision), so s / d rounds
  * back to the sum. */
 TS_INLINE void token_sums(int type, const uint8_t *x, int64_t b0, int nblk, int32_t *off, float *sx) {
@@ -291,7 +346,12 @@ TS_INLINE void token_sums(int type, const uint8_t *x, int64_t b0, int nblk, int3
             const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
             _mm256_storeu_ps(sx + b, _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
         }
-    } else if (type == TS_TYPE_Q6_K) {
+    } else if (type == TS_TYPE_Q2_K) {
+        for (int b = 0; b < nblk; b += 16) {
+            const ts_block_q8k *xb = (const ts_block_q8k *)x + (b0 + b) / 16;
+            _mm512_storeu_ps(sx + b, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xb->bsums))));
+        }
+    } else if (act_is_q8k(type)) { /* Q3_K, Q6_K */
         for (int b = 0; b < nblk; b += 16) {
             const ts_block_q8k *xb = (const ts_block_q8k *)x + (b0 + b) / 16;
             const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xb->bsums));
@@ -343,7 +403,7 @@ TS_INLINE void block_dot_rows(int type, int NH, int T, const uint8_t (*rq)[KC], 
     for (int h = 0; h < NH; h++) {
         const uint8_t (*q)[KC] = rq + 16 * h;
         __m512i z[8];
-        /* 32-element blocks: z[k] = rows k and k + 8. Q6_K's 16: rows k, k + 4, k + 8, k + 12. */
+        /* 32-element blocks: z[k] = rows k and k + 8. Blocks of 16: rows k, k + 4, k + 8, k + 12. */
         if (kb == 32)
             for (int k = 0; k < 8; k++)
                 z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(q[k] + 32 * b))),
@@ -414,7 +474,7 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
                     acc[h][t] = _mm512_fmadd_ps(part[h][t], _mm512_mul_ps(d, _mm512_set1_ps(*act_d(type, xt[t], b0 + sb))),
                                                 acc[h][t]);
             }
-            if (is_k45(type)) {
+            if (has_min(type)) {
                 for (int h = 0; h < NH; h++)
                     for (int t = 0; t < T; t++) part[h][t] = _mm512_setzero_ps();
                 for (int b = sb; b < sb + per_sb; b++)
@@ -469,7 +529,7 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
     const int kb = block_elems(type);
     const int few = nc < PANEL_MIN;
     const uint8_t (*rq)[KC] = few ? (const uint8_t (*)[KC])rows_u : NULL;
-    const int need_sums = quant_offset(type) || is_k45(type);
+    const int need_sums = quant_offset(type) || (act_is_q8k(type) && has_min(type));
     /* Per token: its block sums, padded to whole runs of 16. */
     const int64_t stride = (n / kb + 15) / 16 * 16;
     void *sums = need_sums ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
@@ -536,6 +596,8 @@ TS_GEMM(gemm_q4_0, TS_TYPE_Q4_0)
 TS_GEMM(gemm_q4_1, TS_TYPE_Q4_1)
 TS_GEMM(gemm_q5_0, TS_TYPE_Q5_0)
 TS_GEMM(gemm_q5_1, TS_TYPE_Q5_1)
+TS_GEMM(gemm_q2_K, TS_TYPE_Q2_K)
+TS_GEMM(gemm_q3_K, TS_TYPE_Q3_K)
 TS_GEMM(gemm_q4_K, TS_TYPE_Q4_K)
 TS_GEMM(gemm_q5_K, TS_TYPE_Q5_K)
 TS_GEMM(gemm_q6_K, TS_TYPE_Q6_K)
@@ -551,6 +613,8 @@ void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
     k->gemm[TS_TYPE_Q5_1] = gemm_q5_1;
+    k->gemm[TS_TYPE_Q2_K] = gemm_q2_K;
+    k->gemm[TS_TYPE_Q3_K] = gemm_q3_K;
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
@@ -563,6 +627,8 @@ void ts_register_avx512_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
     k->gemm[TS_TYPE_Q5_1] = gemm_q5_1;
+    k->gemm[TS_TYPE_Q2_K] = gemm_q2_K;
+    k->gemm[TS_TYPE_Q3_K] = gemm_q3_K;
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
