@@ -212,7 +212,8 @@ static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stri
     const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : c->act[tr->act];
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
-    ts_matmul_part(c->m->k, w->type, w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, ith, nth);
+    ts_matmul_part(c->m->k->vec_dot[w->type], c->m->k->vec_dot_rows[w->type], c->m->k->gemm[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
+                   w->rows, ith, nth);
 }
 
 static const float *vec(const ts_tensor *t) { return (const float *)t->data; }

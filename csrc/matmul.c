@@ -6,8 +6,9 @@
 #include "ts/threadpool.h"
 
 typedef struct {
-    const ts_kernels *k;
-    int type;
+    ts_vec_dot_fn dot;
+    ts_vec_dot_rows_fn dot_rows;
+    ts_gemm_fn gemm;
     ts_quantize_row_fn quantize; /* NULL: the dot takes f32 activations as they are */
     const char *w;               /* (rows, row_bytes) */
     int64_t rows, cols, row_bytes;
@@ -23,14 +24,13 @@ typedef struct {
  * while every activation row passes over them. */
 #define TS_ROW_GROUP 16
 
-void ts_matmul_part(const ts_kernels *k, int type, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
-                    const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride, int ith, int nth) {
-    const ts_vec_dot_fn dot = k->vec_dot[type];
-    const ts_vec_dot_rows_fn dot_rows = k->vec_dot_rows[type];
-    const ts_gemm_fn gemm = k->gemm[type];
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+                    int64_t cols, int64_t row_bytes,
+                    const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
+                    int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
     const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-    if (gemm && n > 1 && n >= k->gemm_min[type]) {
+    if (gemm && n > 1) {
         /* The gemm orders its own work over this thread's rows and all activation rows. */
         const int64_t r0 = g0 * TS_ROW_GROUP, r1 = g1 * TS_ROW_GROUP < rows ? g1 * TS_ROW_GROUP : rows;
         if (r1 > r0)
@@ -59,8 +59,8 @@ static void matmul_task(void *arg, int ith, int nth) {
             j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
         ts_threadpool_barrier(j->pool, nth);
     }
-    ts_matmul_part(j->k, j->type, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y, j->rows, ith,
-                   nth);
+    ts_matmul_part(j->dot, j->dot_rows, j->gemm, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
+                   j->rows, ith, nth);
 }
 
 int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
@@ -72,8 +72,9 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
     if (need == 0 || row_bytes < (int64_t)need) return -1;
 
     matmul_job j = {0};
-    j.k = k;
-    j.type = type;
+    j.dot = k->vec_dot[type];
+    j.dot_rows = k->vec_dot_rows[type];
+    j.gemm = k->gemm[type];
     j.w = (const char *)w;
     j.rows = rows;
     j.cols = cols;

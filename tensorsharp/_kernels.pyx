@@ -40,14 +40,6 @@ def has_dot(int type_id, str isa=None):
     return k.dequantize[type_id] != NULL and k.vec_dot[type_id] != NULL
 
 
-def gemm_min_rows(int type_id, str isa=None):
-    """Activation rows from which a matmul of this type takes the gemm (0: it has none here)."""
-    cdef const ts_kernels *k = _table(isa)
-    if k.gemm[type_id] == NULL:
-        return 0
-    return max(2, k.gemm_min[type_id])
-
-
 def dequantize(const uint8_t[::1] raw, int type_id, int64_t n, float[::1] out, str isa=None):
     cdef const ts_kernels *k = _table(isa)
     if k.dequantize[type_id] == NULL:

@@ -62,19 +62,15 @@ def test_gemm_zero_scales_stay_finite(isa, rng):
 
 @pytest.mark.parametrize("type_name", TYPES)
 def test_gemm_result_does_not_depend_on_the_batch(isa, type_name, rng):
-    # Prompt chunks and decode batches that take the gemm give a token the same bits, few-token
-    # calls included; batches below the gemm's threshold run a row at a time and give each token
-    # its solo bits (so parallel decode of a few sequences equals decoding each alone).
+    # Prompt chunks and decode batches of any size (two or more tokens) give a token the same
+    # bits, few-token calls included.
     tid = kernels._type_id(type_name)
     if not kernels._kernels.has_dot(tid, isa):
         pytest.skip(f"{type_name} has no kernel on {isa}")
-    first = kernels._kernels.gemm_min_rows(tid, isa)
     bs = tensor_type(type_name).block_size
     cols = bs * (21 if bs == 32 else 3)
     w = random_weights(type_name, 37, cols, rng)
     x = rng.standard_normal((40, cols), dtype=np.float32)
     y = kernels.matmul(w, type_name, x, isa=isa)
-    solo = np.concatenate([kernels.matmul(w, type_name, x[t:t + 1], isa=isa) for t in range(len(x))])
-    for a, b in [(0, 2), (1, 4), (2, 7), (3, 8), (5, 16), (0, 13)]:
-        want = y[a:b] if first and b - a >= first else solo[a:b]
-        assert np.array_equal(kernels.matmul(w, type_name, x[a:b], isa=isa), want), (a, b, first)
+    for a, b in [(0, 2), (1, 4), (3, 8), (5, 16), (0, 13)]:
+        assert np.array_equal(kernels.matmul(w, type_name, x[a:b], isa=isa), y[a:b]), (a, b)

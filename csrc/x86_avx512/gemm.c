@@ -607,16 +607,6 @@ TS_GEMM(gemm_q8_0, TS_TYPE_Q8_0)
 TS_GEMM(gemm_iq4_nl, TS_TYPE_IQ4_NL)
 #endif
 
-/* Below these many activation rows one row at a time was faster (matmul of n = 2..8 rows on
- * the real layer shapes, 1 and 2 threads): the k-quants' few-token path pays a shuffle tree
- * per block and row, while the per-row dots keep a group's weights in L1 for every activation
- * row anyway. Parallel decode of fewer sequences then gives each the bits of a solo decode. */
-static void set_gemm_min(ts_kernels *k) {
-    const int kquants[] = {TS_TYPE_Q2_K, TS_TYPE_Q3_K, TS_TYPE_Q4_K, TS_TYPE_Q5_K, TS_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof(kquants) / sizeof(kquants[0]); i++) k->gemm_min[kquants[i]] = 5;
-    k->gemm_min[TS_TYPE_Q4_0] = k->gemm_min[TS_TYPE_Q4_1] = k->gemm_min[TS_TYPE_Q5_1] = 3;
-}
-
 #ifdef TS_VNNI
 void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
@@ -630,7 +620,6 @@ void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
     k->gemm[TS_TYPE_IQ4_NL] = gemm_iq4_nl;
-    set_gemm_min(k);
 }
 #else
 void ts_register_avx512_gemm(ts_kernels *k) {
@@ -643,6 +632,5 @@ void ts_register_avx512_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
-    set_gemm_min(k);
 }
 #endif

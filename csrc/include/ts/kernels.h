@@ -56,8 +56,6 @@ typedef struct {
     ts_vec_dot_fn vec_dot[TS_TYPE_COUNT];
     ts_vec_dot_rows_fn vec_dot_rows[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row */
     ts_gemm_fn gemm[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row and column */
-    /* Activation rows from which the gemm beats vec_dot per row and column (0: from 2). */
-    int gemm_min[TS_TYPE_COUNT];
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
 
@@ -119,11 +117,13 @@ const char *ts_isa_available(void);
 int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
               int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads);
 
-/* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T for weights of
- * `type`, with the activations already in the dot's format (act_row bytes apart), by k's gemm
- * from its gemm_min rows on, else its (several-rows) dots. For use inside pool tasks. */
-void ts_matmul_part(const ts_kernels *k, int type, const void *w, int64_t rows, int64_t cols, int64_t row_bytes,
-                    const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride, int ith, int nth);
+/* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
+ * activations already in the dot's format (act_row bytes apart). For use inside pool tasks.
+ * dot_rows (may be NULL) takes a single activation row's weight rows in runs. */
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+                    int64_t cols, int64_t row_bytes,
+                    const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
+                    int ith, int nth);
 
 /* Causal attention for one sequence with grouped-query heads.
  * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) f16;
