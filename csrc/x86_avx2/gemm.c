@@ -69,8 +69,28 @@ typedef struct {
     __m256i hi[CHUNK / 2];  /* elements 16..31 */
     __m256 d[CHUNK / 2];    /* x.d over each block's four lanes; 0 for a missing block */
     __m256i off[CHUNK / 2]; /* Q4_0 / Q5_0: -offset * (sums of 4 quants) */
-    __m256 s[CHUNK / 2];    /* Q4_1: x.s / 4 over each block's lanes, the minimum's partner */
+    __m256 s[CHUNK / 2];    /* Q4_1 / Q5_1: x.s / 4 over each block's lanes, the minimum's partner */
 } act_chunk;
+
+/* Formats with a minimum per block (Q4_1, Q5_1), and those with fifth bits (Q5_0, Q5_1). */
+TS_INLINE int has_min(int type) { return type == TS_TYPE_Q4_1 || type == TS_TYPE_Q5_1; }
+TS_INLINE int has_qh(int type) { return type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1; }
+/* Signed quants (Q8_0, IQ4_NL's codebook values): their signs move onto x for maddubs. */
+TS_INLINE int is_signed(int type) { return type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL; }
+
+/* Block size and where the quants start: d (and m) first, then Q5's qh. */
+TS_INLINE int block_size(int type) {
+    switch (type) {
+    case TS_TYPE_Q4_0: case TS_TYPE_IQ4_NL: return 18;
+    case TS_TYPE_Q4_1: return 20;
+    case TS_TYPE_Q5_0: return 22;
+    case TS_TYPE_Q5_1: return 24;
+    default: return 34; /* Q8_0 */
+    }
+}
+TS_INLINE int quants_at(int type) {
+    return type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
+}
 
 /* Float lanes 0..3 = lane lo of f, 4..7 = lane hi. */
 TS_INLINE __m256 spread2(__m128 f, int lo, int hi) {
@@ -86,7 +106,7 @@ TS_INLINE void act_prepare(int type, const ts_block_q8x32 *x, int nbc, act_chunk
         const __m128 ds = _mm_setr_ps(x[2 * p].d, has_b ? x[2 * p + 1].d : 0.0f, x[2 * p].s * 0.25f,
                                       has_b ? x[2 * p + 1].s * 0.25f : 0.0f);
         a->d[p] = spread2(ds, 0, 1);
-        if (type == TS_TYPE_Q4_1) a->s[p] = spread2(ds, 2, 3);
+        if (has_min(type)) a->s[p] = spread2(ds, 2, 3);
         if (type == TS_TYPE_Q4_0 || type == TS_TYPE_Q5_0) {
             const __m256i off = _mm256_set1_epi8(type == TS_TYPE_Q4_0 ? 8 : 16);
             const __m256i sum = _mm256_add_epi16(_mm256_maddubs_epi16(off, lo), _mm256_maddubs_epi16(off, hi));
@@ -112,9 +132,10 @@ TS_INLINE void q5_high_pair(uint32_t qa, uint32_t qb, __m256i *lo, __m256i *hi) 
 
 TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t *w, size_t w_stride,
                                const act_chunk *act, float *y, size_t ys, int first) {
-    const int bs = type == TS_TYPE_Q4_0 ? 18 : type == TS_TYPE_Q4_1 ? 20 : type == TS_TYPE_Q5_0 ? 22 : 34;
-    const int qs = type == TS_TYPE_Q4_0 || type == TS_TYPE_Q8_0 ? 2 : type == TS_TYPE_Q4_1 ? 4 : 6;
+    const int bs = block_size(type), qs = quants_at(type);
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i iq4 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
         __m256 acc[COLS];
@@ -133,22 +154,26 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
                 lo = _mm256_and_si256(v, m4);
                 hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             }
-            if (type == TS_TYPE_Q5_0) {
+            if (has_qh(type)) {
                 __m256i hlo, hhi;
-                q5_high_pair(load_u32(a + 2), load_u32(b + 2), &hlo, &hhi);
+                q5_high_pair(load_u32(a + qs - 4), load_u32(b + qs - 4), &hlo, &hhi);
                 lo = _mm256_or_si256(lo, hlo);
                 hi = _mm256_or_si256(hi, hhi);
             }
-            /* maddubs wants the unsigned side left: Q8_0 moves its weights' signs onto x. */
-            const __m256i alo = type == TS_TYPE_Q8_0 ? _mm256_sign_epi8(lo, lo) : lo;
-            const __m256i ahi = type == TS_TYPE_Q8_0 ? _mm256_sign_epi8(hi, hi) : hi;
-            /* [d_a, m_a, d_b, m_b] for Q4_1; else d_a, d_b in lanes 0 and 2. */
+            if (type == TS_TYPE_IQ4_NL) {
+                lo = _mm256_shuffle_epi8(iq4, lo);
+                hi = _mm256_shuffle_epi8(iq4, hi);
+            }
+            /* maddubs wants the unsigned side left: signed quants move their signs onto x. */
+            const __m256i alo = is_signed(type) ? _mm256_sign_epi8(lo, lo) : lo;
+            const __m256i ahi = is_signed(type) ? _mm256_sign_epi8(hi, hi) : hi;
+            /* [d_a, m_a, d_b, m_b] with a minimum; else d_a, d_b in lanes 0 and 2. */
             const __m128 dm = _mm_cvtph_ps(_mm_setr_epi32((int)load_u32(a), (int)load_u32(b), 0, 0));
             const __m256 dw = spread2(dm, 0, 2), mw = spread2(dm, 1, 3);
             for (int c = 0; c < nc; c++) {
                 const act_chunk *x = &act[c];
                 __m256i dot;
-                if (type == TS_TYPE_Q8_0) {
+                if (is_signed(type)) {
                     /* |w| * |x| <= 127 * 127: the two halves add only after madd. */
                     const __m256i plo = _mm256_maddubs_epi16(alo, _mm256_sign_epi8(x->lo[p], lo));
                     const __m256i phi = _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(x->hi[p], hi));
@@ -158,10 +183,10 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
                     const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(alo, x->lo[p]),
                                                          _mm256_maddubs_epi16(ahi, x->hi[p]));
                     dot = _mm256_madd_epi16(p16, ones);
-                    if (type != TS_TYPE_Q4_1) dot = _mm256_add_epi32(dot, x->off[p]);
+                    if (!has_min(type)) dot = _mm256_add_epi32(dot, x->off[p]);
                 }
                 acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, x->d[p]), acc[c]);
-                if (type == TS_TYPE_Q4_1) acc[c] = _mm256_fmadd_ps(mw, x->s[p], acc[c]);
+                if (has_min(type)) acc[c] = _mm256_fmadd_ps(mw, x->s[p], acc[c]);
             }
         }
         store_cols(acc, nc, y + r, ys, first);
@@ -170,7 +195,7 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
 
 TS_INLINE void gemm_q8x32(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                           size_t x_stride, float *y, size_t y_stride) {
-    const int bs = type == TS_TYPE_Q4_0 ? 18 : type == TS_TYPE_Q4_1 ? 20 : type == TS_TYPE_Q5_0 ? 22 : 34;
+    const int bs = block_size(type);
     const int64_t nb = n / TS_QK;
     act_chunk act[COLS];
     for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
@@ -198,7 +223,9 @@ TS_INLINE void gemm_q8x32(int type, int64_t n, int nr, int nc, const void *w, si
 TS_GEMM_Q8X32(gemm_q4_0, TS_TYPE_Q4_0)
 TS_GEMM_Q8X32(gemm_q4_1, TS_TYPE_Q4_1)
 TS_GEMM_Q8X32(gemm_q5_0, TS_TYPE_Q5_0)
+TS_GEMM_Q8X32(gemm_q5_1, TS_TYPE_Q5_1)
 TS_GEMM_Q8X32(gemm_q8_0, TS_TYPE_Q8_0)
+TS_GEMM_Q8X32(gemm_iq4_nl, TS_TYPE_IQ4_NL)
 
 /* ---- k-quants against q8k --------------------------------------------------------------------
  * A super-block's quants are unpacked once per weight row into unsigned bytes in element
@@ -237,29 +264,42 @@ typedef struct {
     __m256i sc[8]; /* their int16 scales, one per maddubs lane */
 } kblock;
 
-TS_INLINE void gemm_q4_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
-                              size_t x_stride, float *y, size_t ys) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+/* Q4_K, and Q5_K (five): the same d, dmin and scales first; Q5_K's fifth bit of element 32b + l
+ * is bit b of qh[l]. */
+TS_INLINE void gemm_k45_rows(int five, int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                             size_t x_stride, float *y, size_t ys) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const size_t bsize = five ? sizeof(ts_block_q5_K) : sizeof(ts_block_q4_K);
     kblock kb;
     for (int r = 0; r < nr; r++) {
-        const ts_block_q4_K *wr = (const ts_block_q4_K *)((const char *)w + (size_t)r * w_stride);
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * w_stride;
         __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            const __m256i sm = q4_K_scales16(wr[b].scales);
+            const ts_block_q4_K *blk = (const ts_block_q4_K *)(wr + (size_t)b * bsize);
+            const uint8_t *qs = five ? ((const ts_block_q5_K *)blk)->qs : blk->qs;
+            const __m256i qh = five ? load(((const ts_block_q5_K *)blk)->qh) : _mm256_setzero_si256();
+            const __m256i sm = q4_K_scales16(blk->scales);
             /* The min of 32 elements, once per 16 of them to meet bsums: m0 m0 m1 m1 .. m7 m7. */
             const __m256i mins = _mm256_shuffle_epi8(_mm256_permute2x128_si256(sm, sm, 0x11),
                 _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7,
                                  8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15));
             /* Elements 64j .. 64j+31 are the low nibbles of qs[32j ..], the next 32 the high ones. */
             for (int j = 0; j < 4; j++) {
-                const __m256i q = load(wr[b].qs + 32 * j);
+                const __m256i q = load(qs + 32 * j);
                 kb.u[2 * j] = _mm256_and_si256(q, m4);
                 kb.u[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five) {
+                    /* Bit 2j (then 2j + 1) of each qh byte, moved to bit 4. */
+                    const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one);
+                    const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one);
+                    kb.u[2 * j] = _mm256_or_si256(kb.u[2 * j], _mm256_slli_epi16(h0, 4));
+                    kb.u[2 * j + 1] = _mm256_or_si256(kb.u[2 * j + 1], _mm256_slli_epi16(h1, 4));
+                }
                 kb.sc[2 * j] = pick16(sm, 2 * j, 2 * j);
                 kb.sc[2 * j + 1] = pick16(sm, 2 * j + 1, 2 * j + 1);
             }
-            const float d = f16_at(&wr[b].d), dmin = f16_at(&wr[b].dmin);
+            const float d = f16_at(&blk->d), dmin = f16_at(&blk->dmin);
             for (int c = 0; c < nc; c++) {
                 const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
                 __m256i isum = _mm256_setzero_si256();
@@ -328,8 +368,19 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
         }                                                                                                \
     }
 
+TS_INLINE void gemm_q4_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    gemm_k45_rows(0, nc, nb, nr, w, w_stride, x, x_stride, y, ys);
+}
+TS_INLINE void gemm_q5_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    gemm_k45_rows(1, nc, nb, nr, w, w_stride, x, x_stride, y, ys);
+}
+
 TS_GEMM_K(gemm_q4_K, gemm_q4_K_rows)
 TS_GEMM_GROUPS(gemm_q4_K)
+TS_GEMM_K(gemm_q5_K, gemm_q5_K_rows)
+TS_GEMM_GROUPS(gemm_q5_K)
 TS_GEMM_K(gemm_q6_K, gemm_q6_K_rows)
 TS_GEMM_GROUPS(gemm_q6_K)
 
@@ -337,7 +388,10 @@ void ts_register_avx2_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
     k->gemm[TS_TYPE_Q4_1] = gemm_q4_1;
     k->gemm[TS_TYPE_Q5_0] = gemm_q5_0;
+    k->gemm[TS_TYPE_Q5_1] = gemm_q5_1;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
+    k->gemm[TS_TYPE_IQ4_NL] = gemm_iq4_nl;
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
+    k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
 }
