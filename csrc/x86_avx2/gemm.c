@@ -355,6 +355,85 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
     }
 }
 
+/* Q2_K and Q3_K keep their low two bits in 32-byte groups: register t = 4g + j (elements
+ * 128g + 32j + l) is bits 2j of qs[32g + l]. */
+TS_INLINE __m256i low2(const uint8_t *qs, int t) {
+    return _mm256_and_si256(_mm256_srli_epi16(load(qs + 32 * (t / 4)), 2 * (t % 4)), _mm256_set1_epi8(3));
+}
+
+/* Q3_K: u = low two bits + 4 * bit t of hmask[l] (stored as u - 4, so -4 * sum(scale * bsums)
+ * starts each sum); sixteen signed 6-bit scales per 16 elements: low nibbles in bytes 0..7 (scales
+ * 8..15 in the high halves), the top two bits of scale i at bit 2 * (i / 4) of byte 8 + i % 4. */
+TS_INLINE void gemm_q3_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    const __m256i one = _mm256_set1_epi8(1);
+    kblock kb;
+    for (int r = 0; r < nr; r++) {
+        const ts_block_q3_K *wr = (const ts_block_q3_K *)((const char *)w + (size_t)r * w_stride);
+        __m256 acc[COLS];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            int16_t sc[16];
+            for (int i = 0; i < 16; i++) {
+                const int lo = i < 8 ? wr[b].scales[i] & 0x0F : wr[b].scales[i - 8] >> 4;
+                const int hi = (wr[b].scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+                sc[i] = (int16_t)((lo | hi << 4) - 32);
+            }
+            const __m256i sc16 = load(sc);
+            const __m256i bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 2));
+            const __m256i hm = load(wr[b].hmask);
+            for (int t = 0; t < 8; t++) {
+                const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, t), one);
+                kb.u[t] = _mm256_or_si256(low2(wr[b].qs, t), _mm256_slli_epi16(high, 2));
+                kb.sc[t] = pick16(sc16, 2 * t, 2 * t + 1);
+            }
+            const float d = f16_at(&wr[b].d);
+            for (int c = 0; c < nc; c++) {
+                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+                __m256i isum = _mm256_madd_epi16(bias, load(xb->bsums));
+                for (int t = 0; t < 8; t++)
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
+            }
+        }
+        store_cols(acc, nc, y + r, ys, 1);
+    }
+}
+
+/* Q2_K: u = the two bits; per 16 elements a 4-bit scale (low nibble of scales[i]) and a 4-bit
+ * minimum (high nibble), which meets the activations' bsums. */
+TS_INLINE void gemm_q2_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t ys) {
+    kblock kb;
+    for (int r = 0; r < nr; r++) {
+        const ts_block_q2_K *wr = (const ts_block_q2_K *)((const char *)w + (size_t)r * w_stride);
+        __m256 acc[COLS];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i raw = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)wr[b].scales));
+            const __m256i sc16 = _mm256_and_si256(raw, _mm256_set1_epi16(0x0F));
+            const __m256i mins = _mm256_srli_epi16(raw, 4);
+            for (int t = 0; t < 8; t++) {
+                kb.u[t] = low2(wr[b].qs, t);
+                kb.sc[t] = pick16(sc16, 2 * t, 2 * t + 1);
+            }
+            const float d = f16_at(&wr[b].d), dmin = f16_at(&wr[b].dmin);
+            for (int c = 0; c < nc; c++) {
+                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+                __m256i isum = _mm256_setzero_si256();
+                for (int t = 0; t < 8; t++)
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
+                const __m256i imin = _mm256_madd_epi16(mins, load(xb->bsums));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
+                acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_set1_ps(dmin * xb->d), acc[c]);
+            }
+        }
+        store_cols(acc, nc, y + r, ys, 1);
+    }
+}
+
 /* A constant column count lets the accumulators live in registers. */
 #define TS_GEMM_K(name, rows_fn)                                                                         \
     static void name##_tile(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,     \
@@ -383,6 +462,10 @@ TS_GEMM_K(gemm_q5_K, gemm_q5_K_rows)
 TS_GEMM_GROUPS(gemm_q5_K)
 TS_GEMM_K(gemm_q6_K, gemm_q6_K_rows)
 TS_GEMM_GROUPS(gemm_q6_K)
+TS_GEMM_K(gemm_q3_K, gemm_q3_K_rows)
+TS_GEMM_GROUPS(gemm_q3_K)
+TS_GEMM_K(gemm_q2_K, gemm_q2_K_rows)
+TS_GEMM_GROUPS(gemm_q2_K)
 
 void ts_register_avx2_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
@@ -394,4 +477,6 @@ void ts_register_avx2_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
+    k->gemm[TS_TYPE_Q3_K] = gemm_q3_K;
+    k->gemm[TS_TYPE_Q2_K] = gemm_q2_K;
 }
