@@ -78,16 +78,7 @@ TS_INLINE int has_qh(int type) { return type == TS_TYPE_Q5_0 || type == TS_TYPE_
 /* Signed quants (Q8_0, IQ4_NL's codebook values): their signs move onto x for maddubs. */
 TS_INLINE int is_signed(int type) { return type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL; }
 
-/* Block size and where the quants start: d (and m) first, then Q5's qh. */
-TS_INLINE int block_size(int type) {
-    switch (type) {
-    case TS_TYPE_Q4_0: case TS_TYPE_IQ4_NL: return 18;
-    case TS_TYPE_Q4_1: return 20;
-    case TS_TYPE_Q5_0: return 22;
-    case TS_TYPE_Q5_1: return 24;
-    default: return 34; /* Q8_0 */
-    }
-}
+/* Where the quants start: d (and m) first, then Q5's qh. */
 TS_INLINE int quants_at(int type) {
     return type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
 }
@@ -132,7 +123,7 @@ TS_INLINE void q5_high_pair(uint32_t qa, uint32_t qb, __m256i *lo, __m256i *hi) 
 
 TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t *w, size_t w_stride,
                                const act_chunk *act, float *y, size_t ys, int first) {
-    const int bs = block_size(type), qs = quants_at(type);
+    const int bs = ts_q8x32_block_bytes(type), qs = quants_at(type);
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i iq4 = _mm256_broadcastsi128_si256(
         _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
@@ -195,7 +186,7 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
 
 TS_INLINE void gemm_q8x32(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                           size_t x_stride, float *y, size_t y_stride) {
-    const int bs = block_size(type);
+    const int bs = ts_q8x32_block_bytes(type);
     const int64_t nb = n / TS_QK;
     act_chunk act[COLS];
     for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
@@ -264,6 +255,23 @@ typedef struct {
     __m256i sc[8]; /* their int16 scales, one per maddubs lane */
 } kblock;
 
+/* Adds super-block b of every activation row to acc: (bias . bsums + the scaled integer dot) *
+ * d * x.d, and with mins (per 16 elements) - (mins . bsums) * dmin * x.d. NULL bias: none. */
+TS_INLINE void kblock_add(const kblock *kb, int nc, const void *x, size_t x_stride, int64_t b, const __m256i *bias,
+                          float d, const __m256i *mins, float dmin, __m256 *acc) {
+    for (int c = 0; c < nc; c++) {
+        const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
+        __m256i isum = bias ? _mm256_madd_epi16(*bias, load(xb->bsums)) : _mm256_setzero_si256();
+        for (int t = 0; t < 8; t++)
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->u[t], load(xb->qs + 32 * t)),
+                                                            kb->sc[t]));
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
+        if (mins)
+            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(*mins, load(xb->bsums))),
+                                      _mm256_set1_ps(dmin * xb->d), acc[c]);
+    }
+}
+
 /* Q4_K, and Q5_K (five): the same d, dmin and scales first; Q5_K's fifth bit of element 32b + l
  * is bit b of qh[l]. */
 TS_INLINE void gemm_k45_rows(int five, int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
@@ -299,17 +307,7 @@ TS_INLINE void gemm_k45_rows(int five, int nc, int64_t nb, int nr, const void *w
                 kb.sc[2 * j] = pick16(sm, 2 * j, 2 * j);
                 kb.sc[2 * j + 1] = pick16(sm, 2 * j + 1, 2 * j + 1);
             }
-            const float d = f16_at(&blk->d), dmin = f16_at(&blk->dmin);
-            for (int c = 0; c < nc; c++) {
-                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
-                __m256i isum = _mm256_setzero_si256();
-                for (int t = 0; t < 8; t++)
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
-                const __m256i imin = _mm256_madd_epi16(mins, load(xb->bsums));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
-                acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_set1_ps(dmin * xb->d), acc[c]);
-            }
+            kblock_add(&kb, nc, x, x_stride, b, NULL, f16_at(&blk->d), &mins, f16_at(&blk->dmin), acc);
         }
         store_cols(acc, nc, y + r, ys, 1);
     }
@@ -341,15 +339,7 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
             }
             /* Register t covers sub-blocks 2t (low 128-bit lane) and 2t+1 (high). */
             for (int t = 0; t < 8; t++) kb.sc[t] = pick16(sc16, 2 * t, 2 * t + 1);
-            const float d = f16_at(&wr[b].d);
-            for (int c = 0; c < nc; c++) {
-                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
-                __m256i isum = _mm256_madd_epi16(bias, load(xb->bsums));
-                for (int t = 0; t < 8; t++)
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
-            }
+            kblock_add(&kb, nc, x, x_stride, b, &bias, f16_at(&wr[b].d), NULL, 0.0f, acc);
         }
         store_cols(acc, nc, y + r, ys, 1);
     }
@@ -387,15 +377,7 @@ TS_INLINE void gemm_q3_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
                 kb.u[t] = _mm256_or_si256(low2(wr[b].qs, t), _mm256_slli_epi16(high, 2));
                 kb.sc[t] = pick16(sc16, 2 * t, 2 * t + 1);
             }
-            const float d = f16_at(&wr[b].d);
-            for (int c = 0; c < nc; c++) {
-                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
-                __m256i isum = _mm256_madd_epi16(bias, load(xb->bsums));
-                for (int t = 0; t < 8; t++)
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
-            }
+            kblock_add(&kb, nc, x, x_stride, b, &bias, f16_at(&wr[b].d), NULL, 0.0f, acc);
         }
         store_cols(acc, nc, y + r, ys, 1);
     }
@@ -418,17 +400,7 @@ TS_INLINE void gemm_q2_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
                 kb.u[t] = low2(wr[b].qs, t);
                 kb.sc[t] = pick16(sc16, 2 * t, 2 * t + 1);
             }
-            const float d = f16_at(&wr[b].d), dmin = f16_at(&wr[b].dmin);
-            for (int c = 0; c < nc; c++) {
-                const ts_block_q8k *xb = act_k(x, x_stride, c) + b;
-                __m256i isum = _mm256_setzero_si256();
-                for (int t = 0; t < 8; t++)
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(kb.u[t], load(xb->qs + 32 * t)), kb.sc[t]));
-                const __m256i imin = _mm256_madd_epi16(mins, load(xb->bsums));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xb->d), acc[c]);
-                acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_set1_ps(dmin * xb->d), acc[c]);
-            }
+            kblock_add(&kb, nc, x, x_stride, b, NULL, f16_at(&wr[b].d), &mins, f16_at(&wr[b].dmin), acc);
         }
         store_cols(acc, nc, y + r, ys, 1);
     }

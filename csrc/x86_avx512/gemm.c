@@ -85,19 +85,9 @@ TS_INLINE int act_is_q8k(int type) { return is_k45(type) || block_elems(type) ==
 
 /* ---- unpacking: one weight row's chunk to unsigned bytes in element order ------------------ */
 
-TS_INLINE int legacy_size(int type) {
-    switch (type) {
-    case TS_TYPE_Q4_0: case TS_TYPE_IQ4_NL: return 18;
-    case TS_TYPE_Q4_1: return 20;
-    case TS_TYPE_Q5_0: return 22;
-    case TS_TYPE_Q5_1: return 24;
-    default: return 34; /* Q8_0 */
-    }
-}
-
 /* Blocks [b0, b0 + nb) of a 32-element format: low nibbles are elements 0..15, high 16..31. */
 TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, uint8_t *u, float *dw, float *mw) {
-    const int bs = legacy_size(type);
+    const int bs = ts_q8x32_block_bytes(type);
     const __m128i m4 = _mm_set1_epi8(0x0F);
     const uint8_t *blk0 = wr + (size_t)b0 * bs;
     for (int b = 0; b < nb; b++) {

@@ -107,6 +107,20 @@ _Static_assert(sizeof(ts_block_iq4_xs) == 136, "iq4_xs size");
 _Static_assert(sizeof(ts_block_q8x32) == 40, "q8x32 size");
 _Static_assert(sizeof(ts_block_q8k) == 292, "q8k size");
 
+/* Bytes per block of the 32-element formats, as a constant where the type is one (the gemm
+ * kernels fold it into their address arithmetic); 0 for other types. */
+static inline int ts_q8x32_block_bytes(int type) {
+    switch (type) {
+    case TS_TYPE_Q4_0: return (int)sizeof(ts_block_q4_0);
+    case TS_TYPE_Q4_1: return (int)sizeof(ts_block_q4_1);
+    case TS_TYPE_Q5_0: return (int)sizeof(ts_block_q5_0);
+    case TS_TYPE_Q5_1: return (int)sizeof(ts_block_q5_1);
+    case TS_TYPE_Q8_0: return (int)sizeof(ts_block_q8_0);
+    case TS_TYPE_IQ4_NL: return (int)sizeof(ts_block_iq4_nl);
+    default: return 0;
+    }
+}
+
 /* Which activation format a weight type's dot product consumes. */
 typedef enum { TS_ACT_F32 = 0, TS_ACT_Q8X32 = 1, TS_ACT_Q8K = 2 } ts_act;
 
