@@ -2,6 +2,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "quants.h"
 #include "ts/kernels.h"
 
 #define TS_INLINE static inline __attribute__((always_inline))
@@ -125,8 +126,7 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
                                const act_chunk *act, float *y, size_t ys, int first) {
     const int bs = ts_q8x32_block_bytes(type), qs = quants_at(type);
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    const __m256i iq4 = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+    const __m256i iq4 = ts_avx2_iq4_values();
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
         __m256 acc[COLS];
@@ -352,8 +352,7 @@ TS_INLINE __m256i low2(const uint8_t *qs, int t) {
 }
 
 /* Q3_K: u = low two bits + 4 * bit t of hmask[l] (stored as u - 4, so -4 * sum(scale * bsums)
- * starts each sum); sixteen signed 6-bit scales per 16 elements: low nibbles in bytes 0..7 (scales
- * 8..15 in the high halves), the top two bits of scale i at bit 2 * (i / 4) of byte 8 + i % 4. */
+ * starts each sum); sixteen signed 6-bit scales, one per 16 elements. */
 TS_INLINE void gemm_q3_K_rows(int nc, int64_t nb, int nr, const void *w, size_t w_stride, const void *x,
                               size_t x_stride, float *y, size_t ys) {
     const __m256i one = _mm256_set1_epi8(1);
@@ -363,13 +362,7 @@ TS_INLINE void gemm_q3_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
         __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            int16_t sc[16];
-            for (int i = 0; i < 16; i++) {
-                const int lo = i < 8 ? wr[b].scales[i] & 0x0F : wr[b].scales[i - 8] >> 4;
-                const int hi = (wr[b].scales[8 + i % 4] >> (2 * (i / 4))) & 3;
-                sc[i] = (int16_t)((lo | hi << 4) - 32);
-            }
-            const __m256i sc16 = load(sc);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(ts_avx2_q3_K_scales(wr[b].scales));
             const __m256i bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 2));
             const __m256i hm = load(wr[b].hmask);
             for (int t = 0; t < 8; t++) {

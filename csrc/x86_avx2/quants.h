@@ -43,6 +43,22 @@ static inline __m256i ts_avx2_iq4_values(void) {
     return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)values));
 }
 
+/* The 16 packed 6-bit Q3_K scales as int8, offset removed: low nibbles from bytes 0..7
+ * (scales 0..7 low halves, 8..15 high halves), top two bits from bytes 8..11. Unpacked in
+ * general registers, which the vector ports around it leave idle. */
+static inline __m128i ts_avx2_q3_K_scales(const uint8_t raw[12]) {
+    uint64_t lo;
+    uint32_t hi;
+    memcpy(&lo, raw, 8);
+    memcpy(&hi, raw + 8, 4);
+    const uint64_t nib = 0x0F0F0F0F0F0F0F0FULL;
+    const uint64_t top_a = (uint64_t)(hi & 0x03030303u) | (uint64_t)((hi >> 2) & 0x03030303u) << 32;
+    const uint64_t top_b = (uint64_t)((hi >> 4) & 0x03030303u) | (uint64_t)((hi >> 6) & 0x03030303u) << 32;
+    const __m128i sc = _mm_set_epi64x((long long)(((lo >> 4) & nib) | top_b << 4),
+                                      (long long)((lo & nib) | top_a << 4));
+    return _mm_sub_epi8(sc, _mm_set1_epi8(32));
+}
+
 /* k-quant and IQ4_XS dot products (quants_k.c). */
 void ts_register_avx2_kquants(ts_kernels *k);
 

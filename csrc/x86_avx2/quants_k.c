@@ -90,22 +90,6 @@ static void dot_q2_K(int64_t n, float *s, const void *vw, const void *vx) {
     *s = ts_avx2_hsum_ps(acc);
 }
 
-/* The 16 packed 6-bit Q3_K scales as int8, offset removed: low nibbles from bytes 0..7
- * (scales 0..7 low halves, 8..15 high halves), top two bits from bytes 8..11. Unpacked in
- * general registers, which the vector ports around it leave idle. */
-static inline __m128i q3_K_scales(const uint8_t raw[12]) {
-    uint64_t lo;
-    uint32_t hi;
-    memcpy(&lo, raw, 8);
-    memcpy(&hi, raw + 8, 4);
-    const uint64_t nib = 0x0F0F0F0F0F0F0F0FULL;
-    const uint64_t top_a = (uint64_t)(hi & 0x03030303u) | (uint64_t)((hi >> 2) & 0x03030303u) << 32;
-    const uint64_t top_b = (uint64_t)((hi >> 4) & 0x03030303u) | (uint64_t)((hi >> 6) & 0x03030303u) << 32;
-    const __m128i sc = _mm_set_epi64x((long long)(((lo >> 4) & nib) | top_b << 4),
-                                      (long long)((lo & nib) | top_a << 4));
-    return _mm_sub_epi8(sc, _mm_set1_epi8(32));
-}
-
 static void dot_q3_K(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q3_K *w = (const ts_block_q3_K *)vw;
     const ts_block_q8k *x = (const ts_block_q8k *)vx;
@@ -113,7 +97,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vw, const void *vx) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
         ts_prefetch_ahead(&w[b], sizeof(w[b]), TS_PREFETCH_AHEAD);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(q3_K_scales(w[b].scales));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(ts_avx2_q3_K_scales(w[b].scales));
         /* Quants are stored as u - 4 with u = low bits | high bit << 2. */
         const __m256i bias = _mm256_madd_epi16(sc16, ts_avx2_load(x[b].bsums));
         __m256i sum0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bias, 2));

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quants.h"
 #include "ts/kernels.h"
 
 #define TS_INLINE static inline __attribute__((always_inline))
@@ -105,11 +106,8 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
             if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1)
                 v = _mm256_mask_add_epi8(v, (__mmask32)load_u32(blk + qs - 4), v, _mm256_set1_epi8(16));
             /* IQ4_NL: the codebook value of each index, + 128 to make it unsigned. */
-            if (type == TS_TYPE_IQ4_NL) {
-                const __m128i table = _mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153,
-                                                    (char)166, (char)181, (char)197, (char)217, (char)241);
-                v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), v);
-            }
+            if (type == TS_TYPE_IQ4_NL)
+                v = _mm512_castsi512_si256(ts_avx512_iq4_shifted(_mm512_castsi256_si512(v)));
         }
         _mm256_storeu_si256((__m256i *)(u + 32 * b), v);
     }
@@ -198,17 +196,11 @@ TS_INLINE __m256i low2(const uint8_t *qs, int g, int j) {
 }
 
 /* Super-blocks of Q3_K: u = low two bits + 4 * the hmask bit (bit 4g + j of hmask[l] for the
- * element above), so the value is u - 4; sixteen signed 6-bit scales per 16 elements, their
- * low nibbles in bytes 0..7 (scales 8..15 in the high halves), their top two bits at bit
- * 2 * (i / 4) of byte 8 + i % 4. */
+ * element above), so the value is u - 4; sixteen signed 6-bit scales, one per 16 elements. */
 TS_INLINE void unpack_q3_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *ds) {
     for (int s = 0; s < ns; s++) {
         const ts_block_q3_K *blk = (const ts_block_q3_K *)wr + s0 + s;
-        for (int i = 0; i < 16; i++) {
-            const int lo = i < 8 ? blk->scales[i] & 0x0F : blk->scales[i - 8] >> 4;
-            const int hi = (blk->scales[8 + i % 4] >> (2 * (i / 4))) & 3;
-            dw[16 * s + i] = (float)((lo | hi << 4) - 32);
-        }
+        _mm512_storeu_ps(dw + 16 * s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ts_avx512_q3_K_scales(blk->scales))));
         ds[s * PANEL] = f16_at(&blk->d);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)blk->hmask);
         for (int g = 0; g < 2; g++)

@@ -89,6 +89,20 @@ static inline __mmask64 ts_avx512_iq4_neg(__m512i q) {
     return _mm512_testn_epi8_mask(q, _mm512_set1_epi8(8));
 }
 
+/* Q3_K's 16 6-bit scales as int8, offset 32 removed. Bytes 0-7 hold their low nibbles (scales
+ * 0-7 low, 8-15 high nibble); bits 4-5 come from bytes 8-11, two bits per group of four. The 16
+ * bytes read start 4 before the scales (inside the block: hmask and qs come first). */
+static inline __m128i ts_avx512_q3_K_scales(const uint8_t *s) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(s - 4));
+    const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 1)); /* bytes 0-3, 4-7, 0-3, 4-7 */
+    const __m128i c = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 3, 3, 3)); /* bytes 8-11 */
+    const __m128i lo = _mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 4, 4));
+    /* Rotations bring bits 2j..2j+1 of each byte of c to bits 4-5 of the same byte. */
+    const __m128i hi = _mm_and_si128(_mm_rolv_epi32(c, _mm_setr_epi32(4, 2, 0, 30)), _mm_set1_epi8(0x30));
+    const __m128i r = _mm_ternarylogic_epi32(lo, hi, _mm_set1_epi8(0x0F), 0xEC) /* (lo & 0x0F) | hi */;
+    return _mm_sub_epi8(r, _mm_set1_epi8(32));
+}
+
 static inline uint32_t ts_avx512_load_u32(const void *p) {
     uint32_t v;
     memcpy(&v, p, sizeof(v));

@@ -173,19 +173,8 @@ static void vec_dot_q6_k(int64_t n, float *s, const void *vw, const void *vx) {
     *s = _mm512_reduce_add_ps(acc);
 }
 
-/* Q3_K: 16 6-bit scales (offset 32) as dup16. Bytes 0-7 hold their low nibbles (scales 0-7
- * low, 8-15 high nibble); bits 4-5 come from bytes 8-11, two bits per group of four. The 16
- * bytes read start 4 before the scales: d follows them at the very end of the block. */
-TS_ALWAYS_INLINE __m512i k3_scales(const uint8_t *s) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)(s - 4));
-    const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 1)); /* bytes 0-3, 4-7, 0-3, 4-7 */
-    const __m128i c = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 3, 3, 3)); /* bytes 8-11 */
-    const __m128i lo = _mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 4, 4));
-    /* Rotations bring bits 2j..2j+1 of each byte of c to bits 4-5 of the same byte. */
-    const __m128i hi = _mm_and_si128(_mm_rolv_epi32(c, _mm_setr_epi32(4, 2, 0, 30)), _mm_set1_epi8(0x30));
-    const __m128i r = _mm_ternarylogic_epi32(lo, hi, _mm_set1_epi8(0x0F), 0xEC) /* (lo & 0x0F) | hi */;
-    return dup16(_mm512_cvtepi8_epi32(_mm_sub_epi8(r, _mm_set1_epi8(32))));
-}
+/* Q3_K: the 16 scales as dup16. */
+TS_ALWAYS_INLINE __m512i k3_scales(const uint8_t *s) { return dup16(_mm512_cvtepi8_epi32(ts_avx512_q3_K_scales(s))); }
 
 static void vec_dot_q3_k(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q3_K *w = (const ts_block_q3_K *)vw;
