@@ -1,12 +1,17 @@
 """Token sampling: penalties, logit bias, top-k / top-p / min-p, temperature, seeded draws."""
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tensorsharp.kernels import apply_token_mask
+
+# Bound of the integer options that count tokens: a window or top-k past any vocabulary or context
+# means "all", and keeps values such as 2^63 out of deque and numpy sizes.
+MAX_WINDOW = 1 << 30
 
 @dataclass
 class SamplingParams:
@@ -29,8 +34,16 @@ class SamplingParams:
             raise ValueError("temperature, top_p and min_p must be non-negative (min_p <= 1)")
         if self.repeat_penalty <= 0:
             raise ValueError("repeat_penalty must be positive")
-        if self.repeat_last_n < -1:
-            raise ValueError("repeat_last_n must be -1 or more")
+        if not -1 <= self.repeat_last_n <= MAX_WINDOW:
+            raise ValueError(f"repeat_last_n must be between -1 and {MAX_WINDOW}")
+        if not 0 <= self.top_k <= MAX_WINDOW:
+            raise ValueError(f"top_k must be between 0 and {MAX_WINDOW}")
+        if self.seed is not None and not 0 <= self.seed < 2 ** 64:
+            raise ValueError("seed must be between 0 and 2^64 - 1")
+        numbers = (self.temperature, self.top_p, self.min_p, self.repeat_penalty, self.presence_penalty,
+                   self.frequency_penalty, *self.logit_bias.values())
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError("sampling options must be finite numbers")
         if not 0 <= self.n_probs <= 20:
             raise ValueError("n_probs must be between 0 and 20")
         for tok in self.logit_bias:

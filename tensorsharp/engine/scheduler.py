@@ -70,13 +70,32 @@ class _Slot:
     busy: bool = False
 
 
+class _PerRequest:
+    """What serving one request needs besides a slot: its sampler, text decoder, stop matcher and
+    constraint mask. Built on submit, so a value they refuse fails the caller there and never
+    reaches the engine thread holding a slot."""
+
+    def __init__(self, req: GenerationRequest, tokenizer, n_vocab: int):
+        self.sampler = Sampler(req.sampling, history=[t for t in req.prompt if t >= 0])
+        self.decoder = tokenizer.stream(at_start=False, shown=req.shown)
+        self.matcher = StopMatcher(req.stop) if req.stop else None
+        self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.uint32) if req.constraint is not None else None
+
+
+@dataclass
+class _Waiting:
+    handle: Handle
+    submitted: int
+    parts: _PerRequest
+    told: int = 0   # last queue position sent to the sink
+
+
 class _Active:
     """A request being served: its slot, sampler, text state and timings."""
 
-    def __init__(self, handle: Handle, slot: _Slot, keys: list, keep: int, submitted: int, tokenizer,
-                 n_vocab: int):
-        req = handle.request
-        self.handle = handle
+    def __init__(self, w: _Waiting, slot: _Slot, keys: list, keep: int):
+        req = w.handle.request
+        self.handle = w.handle
         self.req = req
         self.slot = slot
         self.cached = keep
@@ -84,20 +103,13 @@ class _Active:
         self.images = {im.digest: im for im in req.images}
         self.decoding = False                 # True once the prompt is in and tokens are sampled
         self.generated = 0
-        self.sampler = Sampler(req.sampling, history=[t for t in req.prompt if t >= 0])
-        self.decoder = tokenizer.stream(at_start=False, shown=req.shown)
-        self.matcher = StopMatcher(req.stop) if req.stop else None
-        self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.uint32) if req.constraint is not None else None
-        self.t_submit = submitted
+        self.sampler = w.parts.sampler
+        self.decoder = w.parts.decoder
+        self.matcher = w.parts.matcher
+        self.mask = w.parts.mask
+        self.t_submit = w.submitted
         self.t_admit = time.monotonic_ns()
         self.t_first = self.t_admit
-
-
-@dataclass
-class _Waiting:
-    handle: Handle
-    submitted: int
-    told: int = 0   # last queue position sent to the sink
 
 
 class Scheduler:
@@ -126,6 +138,7 @@ class Scheduler:
         self._wake.acquire()
         self._exited = lock()    # held while the engine thread runs
         self._started = False
+        self._beat: float | None = None   # when the engine loop last began a turn; None: not running
 
     @property
     def n_ctx(self) -> int:
@@ -136,6 +149,7 @@ class Scheduler:
         if not self._started:
             self._started = True
             self._exited.acquire()
+            self._beat = time.monotonic()
             _original("_thread", "start_new_thread")(self._run, ())
         return self
 
@@ -158,6 +172,7 @@ class Scheduler:
         ValueError for sampling options the vocabulary cannot take or images that do not fit."""
         request.sampling.validate(self.n_vocab)
         self._check_images(request)
+        parts = _PerRequest(request, self.tokenizer, self.n_vocab)
         handle = Handle(request, sink, self._kick)
         with self._mutex:
             if self._closing:
@@ -166,7 +181,7 @@ class Scheduler:
             free = self.parallel - len(self._active) - self._starting
             if len(self._waiting) >= self.max_queue + free:
                 raise QueueFullError(f"the queue is full ({self.max_queue} requests waiting)")
-            self._waiting.append(_Waiting(handle, time.monotonic_ns()))
+            self._waiting.append(_Waiting(handle, time.monotonic_ns(), parts))
         self._kick()
         return handle
 
@@ -194,6 +209,21 @@ class Scheduler:
             return {"pending": len(self._waiting), "active": len(self._active),
                     "parallel": self.parallel, "capacity": self.max_queue}
 
+    def stalled(self, after: float) -> str | None:
+        """Why the engine is not serving, or None: its thread ended without close(), or it has
+        had work and no turn of its loop finished for `after` seconds (a forward step wedged)."""
+        beat = self._beat
+        if not self._started:
+            return None
+        if beat is None:
+            return None if self._closing else "the engine thread stopped"
+        with self._mutex:
+            busy = bool(self._active or self._waiting)
+        idle_for = time.monotonic() - beat
+        if busy and idle_for > after:
+            return f"the engine has made no progress for {idle_for:.0f} s"
+        return None
+
     def _kick(self) -> None:
         try:
             self._wake.release()
@@ -204,6 +234,7 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while True:
+                self._beat = time.monotonic()
                 try:
                     if not self._serve_once():
                         return
@@ -213,6 +244,7 @@ class Scheduler:
                         self._reset(a.slot)
                         self._fail(a, TensorSharpError(f"engine failure: {e}"))
         finally:
+            self._beat = None
             with self._mutex:
                 waiting, self._waiting = list(self._waiting), deque()
             stopped = TensorSharpError("the server is shutting down")
@@ -272,29 +304,39 @@ class Scheduler:
         return events, admitted
 
     def _start(self, w: _Waiting) -> list:
-        req, handle = w.handle.request, w.handle
-        n = len(req.prompt)
-        if n == 0 or n >= self.n_ctx or req.max_tokens <= 0:
+        """Makes a taken waiter active, or ends it: whatever goes wrong fails this request alone,
+        with no slot left busy and the count of starting requests right."""
+        slot = None
+        try:
+            req, handle = w.handle.request, w.handle
+            n = len(req.prompt)
+            if n == 0:
+                return [(handle, Failed(TensorSharpError("the prompt has no tokens")))]
+            if n >= self.n_ctx:
+                return [(handle, Failed(ContextFullError(
+                    f"the prompt is {n} tokens but the context holds {self.n_ctx} (prompt and reply together)")))]
+            if req.max_tokens <= 0:
+                now = time.monotonic_ns()
+                return [(handle, Started(n, 0)),
+                        (handle, Done("length", n, 0, 0, 0, 0, now - w.submitted, now - w.submitted))]
+            keys = _keys(req)
+            slot, keep = self._choose_slot(req, keys)
+            slot.busy = True
+            slot.session = req.session
+            a = _Active(w, slot, keys, keep)
+            with self._mutex:
+                self._active.append(a)
+            slot = None
+            return [(handle, Started(n, keep))]
+        except Exception as e:
+            log.exception("starting a request failed")
+            if slot is not None:
+                self._reset(slot)
+                slot.busy = False
+            return [(w.handle, Failed(e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}")))]
+        finally:
             with self._mutex:
                 self._starting -= 1
-        if n == 0:
-            return [(handle, Failed(TensorSharpError("the prompt has no tokens")))]
-        if n >= self.n_ctx:
-            return [(handle, Failed(ContextFullError(
-                f"the prompt is {n} tokens but the context holds {self.n_ctx} (prompt and reply together)")))]
-        if req.max_tokens <= 0:
-            now = time.monotonic_ns()
-            return [(handle, Started(n, 0)),
-                    (handle, Done("length", n, 0, 0, 0, 0, now - w.submitted, now - w.submitted))]
-        keys = _keys(req)
-        slot, keep = self._choose_slot(req, keys)
-        slot.busy = True
-        slot.session = req.session
-        a = _Active(handle, slot, keys, keep, w.submitted, self.tokenizer, self.n_vocab)
-        with self._mutex:
-            self._active.append(a)
-            self._starting -= 1
-        return [(handle, Started(n, keep))]
 
     def _choose_slot(self, req: GenerationRequest, keys: list) -> tuple[_Slot, int]:
         """The slot to serve req, already holding only the prefix it keeps, and that prefix's length.
@@ -406,7 +448,12 @@ class Scheduler:
             if not a.decoding:
                 a.decoding = True
                 a.t_first = time.monotonic_ns()
-            self._sample(a, logits[row])
+            try:
+                self._sample(a, logits[row])
+            except Exception as e:   # a bug hit by one request's sampling fails that request alone
+                log.exception("sampling failed")
+                if a in self._active:
+                    self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
             row += 1
 
     def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:

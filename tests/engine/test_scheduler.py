@@ -1,6 +1,7 @@
 """The scheduler on the real SmolLM2 model: outputs match Model.generate, batching, prefix reuse,
 LRU eviction, cancellation, the bounded queue, context limits and token constraints."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -334,6 +335,73 @@ def test_a_failing_request_does_not_stop_the_engine(smol):
         (f,) = bad.of(Failed)
         assert "boom" in str(f.error)
         assert run(s, ids, 3).done.reason == "length"
+
+
+class FailsOnAccept:
+    """A constraint that raises a plain (non-TensorSharp) error once the first token is sampled."""
+
+    def fill_mask(self, out):
+        out[:] = 0xFFFFFFFF
+
+    def accept(self, token):
+        raise RuntimeError("accept blew up")
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(seed=-1), SamplingParams(seed=2 ** 64),
+                                      SamplingParams(repeat_last_n=2 ** 63), SamplingParams(top_k=2 ** 63),
+                                      SamplingParams(temperature=float("nan"))],
+                         ids=["seed-1", "seed2^64", "window2^63", "topk2^63", "nan"])
+def test_options_the_sampler_cannot_take_are_refused_on_submit(smol, sampling):
+    with make(smol) as s:
+        with pytest.raises(ValueError):
+            s.submit(GenerationRequest([1, 2], 4, sampling), Collector())
+
+
+def test_poisoned_requests_past_the_slot_count_leave_other_streams_and_slots_intact(smol, monkeypatch):
+    """Requests that fail while starting or while sampling, more of them than there are slots, each
+    fail alone: the stream in flight beside them ends normally and every slot is free afterwards."""
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    real_init = sched._Active.__init__
+
+    def init(self, w, *args):
+        if w.handle.request.session == "poison":
+            raise RuntimeError("start blew up")
+        real_init(self, w, *args)
+
+    monkeypatch.setattr(sched._Active, "__init__", init)
+    with make(smol, parallel=2, cache_slots=1) as s:
+        solo = run(s, ids, 40, stop_at_eog=False).ids
+        long = Collector("long")
+        s.submit(GenerationRequest(ids, 40, stop_at_eog=False), long)
+        bad = []
+        for i in range(2 * len(s.slots)):
+            c = Collector(f"bad{i}")
+            kind = [dict(session="poison"), dict(constraint=FailsOnAccept()), dict(constraint=Exploding())][i % 3]
+            s.submit(GenerationRequest(ids[:5 + i], 4, stop_at_eog=False, **kind), c)
+            bad.append(c)
+        for c in bad:
+            (f,) = c.wait().of(Failed)
+            assert "blew up" in str(f.error) or "boom" in str(f.error)
+        assert long.wait().done.reason == "length"
+        assert long.ids == solo
+        assert not any(slot.busy for slot in s.slots) and s._starting == 0
+        assert run(s, ids, 3).done.reason == "length"
+        assert s.stalled(after=30) is None
+
+
+def test_stalled_reports_a_wedged_or_dead_engine(smol):
+    s = make(smol)
+    assert s.stalled(after=1) is None            # not started
+    with s:
+        time.sleep(0.1)
+        assert s.stalled(after=1) is None        # idle: its loop turns every second
+    assert s.stalled(after=1) is None            # closed on purpose
+    s._closing = False
+    assert "stopped" in s.stalled(after=30)      # the thread ended without close()
+    s._beat = time.monotonic() - 100             # a turn began 100 s ago and work is waiting
+    s._active.append(object())
+    assert "no progress for 100 s" in s.stalled(after=30)
+    assert s.stalled(after=200) is None
 
 
 # -- images: embedding rows in the prompt -----------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, Job, with_images
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
@@ -29,11 +29,11 @@ def _options(f: Fields | None) -> tuple[SamplingParams, int | None, int | None, 
     seed = f.int("seed", -1)
     sampling = SamplingParams(
         temperature=f.float("temperature", 0.0, lo=0),
-        top_k=f.int("top_k", 0, lo=0),
+        top_k=min(f.int("top_k", 0, lo=0), MAX_WINDOW),
         top_p=f.float("top_p", 1.0, lo=0, hi=1),
         min_p=f.float("min_p", 0.0, lo=0, hi=1),
         repeat_penalty=f.float("repeat_penalty", 1.0, lo=0.01),
-        repeat_last_n=f.int("repeat_last_n", 64, lo=-1),
+        repeat_last_n=min(f.int("repeat_last_n", 64, lo=-1), MAX_WINDOW),
         presence_penalty=f.float("presence_penalty", 0.0),
         frequency_penalty=f.float("frequency_penalty", 0.0),
         seed=None if seed < 0 else seed)

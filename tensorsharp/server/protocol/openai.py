@@ -5,7 +5,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, IMAGE_MARKER, Image, Job
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
@@ -38,6 +38,11 @@ class CompletionRequest:
     echo: bool
 
 
+def _seed(value: int | None) -> int | None:
+    """A negative seed asks for a random one (llama-server's -1)."""
+    return None if value is None or value < 0 else value
+
+
 def _sampling(f: Fields, n_probs: int) -> SamplingParams:
     bias = f.fields("logit_bias")
     logit_bias = {}
@@ -51,12 +56,12 @@ def _sampling(f: Fields, n_probs: int) -> SamplingParams:
     return SamplingParams(
         temperature=f.float("temperature", 0.0, lo=0, hi=2),
         top_p=f.float("top_p", 1.0, lo=0, hi=1),
-        top_k=f.int("top_k", 0, lo=0),                     # llama.cpp-style extensions
+        top_k=min(f.int("top_k", 0, lo=0), MAX_WINDOW),     # llama.cpp-style extensions
         min_p=f.float("min_p", 0.0, lo=0, hi=1),
         repeat_penalty=f.float("repeat_penalty", 1.0, lo=0.01),
         presence_penalty=f.float("presence_penalty", 0.0, lo=-2, hi=2),
         frequency_penalty=f.float("frequency_penalty", 0.0, lo=-2, hi=2),
-        seed=f.int("seed"),
+        seed=_seed(f.int("seed")),
         logit_bias=logit_bias,
         n_probs=n_probs)
 

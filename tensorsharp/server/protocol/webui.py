@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, with_images
 from tensorsharp.server.protocol.fields import Fields
@@ -45,7 +45,7 @@ def parse_chat(body: dict) -> ChatRequest:
             msg["images"] = ids
         messages.append(msg)
     sampling = SamplingParams(temperature=f.float("temperature", 0.0, lo=0, hi=2),
-                              top_p=f.float("topP", 1.0, lo=0, hi=1), top_k=f.int("topK", 0, lo=0))
+                              top_p=f.float("topP", 1.0, lo=0, hi=1), top_k=min(f.int("topK", 0, lo=0), MAX_WINDOW))
     return ChatRequest(messages, f.str("sessionId"), f.bool("newChat", False), f.bool("think"),
                        f.list("tools") or None, f.int("maxTokens", DEFAULT_MAX_TOKENS, lo=1), sampling,
                        f.str("systemPrompt"))

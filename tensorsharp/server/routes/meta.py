@@ -5,6 +5,7 @@ from importlib import metadata
 
 from flask import Blueprint, send_from_directory
 
+from tensorsharp import config
 from tensorsharp.server.app import json_response, state
 from tensorsharp.server.errors import ApiError
 
@@ -13,6 +14,11 @@ bp = Blueprint("meta", __name__)
 
 @bp.get("/health")
 def health():
+    """200 while the engine serves; 503 once its thread died or a step has hung (a load balancer
+    or supervisor should then restart the process)."""
+    problem = state().served.scheduler.stalled(config.server_options().stall_seconds)
+    if problem is not None:
+        return json_response({"status": "error", "error": problem}, 503)
     return json_response({"status": "ok"})
 
 
