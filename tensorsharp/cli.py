@@ -117,7 +117,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tensorsharp.server.run import serve
 
     app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
-                     api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj)
+                     api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
+                     allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts)
     serve(app, args.host, args.port)
     return 0
 
@@ -162,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests decoded together (default: %(default)s)")
     p.add_argument("--api-key", default=srv.api_key,
                    help="require 'Authorization: Bearer KEY' on every route but /health")
+    p.add_argument("--allowed-origins", default=srv.allowed_origins, metavar="ORIGINS",
+                   help="comma-separated origins (http://host:port) of web pages that may call the API "
+                        "('*': any); others are refused")
+    p.add_argument("--allowed-hosts", default=srv.allowed_hosts, metavar="NAMES",
+                   help="comma-separated host names, besides localhost and loopback addresses, that "
+                        "loopback clients may use ('*': any)")
     p.add_argument("--tool-format", default=srv.tool_format,
                    help="tool-call family instead of the detected one: hermes, llama3, mistral, gemma, generic")
     p.add_argument("--mmproj", default=config.load_options().mmproj, metavar="PATH",

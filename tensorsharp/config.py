@@ -100,6 +100,8 @@ class ServerOptions:
     tool_format: str | None  # tool-call family to use instead of the one detected from the template
     max_image_bytes: int = 20 << 20      # bytes of one image (after base64 decoding)
     max_image_pixels: int = 50_000_000   # width x height of one image, read from its header
+    allowed_origins: str | None = None   # comma-separated origins of pages that may call the API
+    allowed_hosts: str | None = None     # comma-separated extra host names for loopback connections
     stall_seconds: int = 120             # /health fails once the engine has work and no step
                                          # ended for this long
 
@@ -107,7 +109,7 @@ class ServerOptions:
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
-    _STALL_SECONDS."""
+    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -118,6 +120,8 @@ def server_options() -> ServerOptions:
                          tool_format=os.environ.get("TENSORSHARP_TOOL_FORMAT") or None,
                          max_image_bytes=max(1, _int_env("TENSORSHARP_MAX_IMAGE_BYTES", 20 << 20)),
                          max_image_pixels=max(1, _int_env("TENSORSHARP_MAX_IMAGE_PIXELS", 50_000_000)),
+                         allowed_origins=os.environ.get("TENSORSHARP_ALLOWED_ORIGINS") or None,
+                         allowed_hosts=os.environ.get("TENSORSHARP_ALLOWED_HOSTS") or None,
                          stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)))
 
 

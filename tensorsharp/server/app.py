@@ -1,7 +1,6 @@
 """The Flask app factory: one served model, its routes, API key check and JSON errors per dialect."""
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from tensorsharp import config
+from tensorsharp.server import access
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.model import ServedModel
 from tensorsharp.server.protocol.fields import parse_json
@@ -26,7 +26,7 @@ class State:
     served: ServedModel
     sessions: Sessions
     uploads: Uploads
-    api_key: str | None
+    access: access.Access
     web_root: Path | None
 
     def require_model(self, name: str) -> ServedModel:
@@ -42,6 +42,7 @@ def state() -> State:
 
 def body() -> dict:
     """The request's JSON object (400 when it is not one)."""
+    access.require_json_type()
     return parse_json(request.get_data(cache=True))
 
 
@@ -66,27 +67,11 @@ def web_root() -> Path | None:
     return next((r for r in roots if r is not None and (r / "index.html").is_file()), None)
 
 
-def _check_key() -> Response | None:
-    key = state().api_key
-    if key is None or request.path == "/health":
-        return None
-    root = state().web_root
-    # The page's own files hold no data and a browser cannot attach a key to loading them; the
-    # page sends the key with its API calls.
-    if request.method == "GET" and root is not None and request.endpoint in ("meta.index", "meta.static_file"):
-        return None
-    sent = request.headers.get("Authorization", "")
-    scheme, _, token = sent.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
-        return None
-    message = "invalid API key" if sent else "missing API key: send 'Authorization: Bearer <key>'"
-    return error_response(ApiError(401, message, code="invalid_api_key"))
-
-
 def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = None, n_threads: int | None = None,
                parallel: int | None = None, cache_slots: int | None = None, max_queue: int | None = None,
                api_key: str | None = None, max_body: int | None = None, upload_dir: Path | None = None,
-               tool_format: str | None = None, mmproj: str | None = None) -> Flask:
+               tool_format: str | None = None, mmproj: str | None = None, allowed_origins: str | None = None,
+               allowed_hosts: str | None = None) -> Flask:
     """An app serving `model` (a ServedModel, or a name or path to load; default: the configured
     model) with the projector mmproj for images (default: TENSORSHARP_MMPROJ, else one found beside
     the model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
@@ -102,13 +87,24 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
     max_body = max_body or opts.max_body
     app = Flask("tensorsharp.server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body
+    rules = access.Access((api_key if api_key is not None else opts.api_key) or None,
+                          access.parse_list(allowed_origins if allowed_origins is not None else opts.allowed_origins),
+                          access.parse_list(allowed_hosts if allowed_hosts is not None else opts.allowed_hosts))
     app.extensions["tensorsharp"] = State(model, Sessions(), Uploads(upload_dir or config.uploads_dir(), max_body),
-                                          api_key if api_key is not None else opts.api_key, web_root())
+                                          rules, web_root())
 
     from tensorsharp.server.routes import meta, ollama, openai, webui
     for bp in (meta.bp, ollama.bp, openai.bp, webui.bp):
         app.register_blueprint(bp)
-    app.before_request(_check_key)
+
+    @app.before_request
+    def _access():
+        page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")
+        return access.check(state().access, page)
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        return access.cors_headers(state().access, response)
 
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):
