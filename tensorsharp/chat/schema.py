@@ -18,18 +18,37 @@ class OutputValidationError(TensorSharpError):
     """The finished output is not JSON matching the schema, e.g. cut off by max_tokens (HTTP 422)."""
 
 
+MAX_SCHEMA_VALUES = 20_000   # values in one schema: compiling it to a grammar costs time on the request's path
+
+
 def check_schema(schema) -> None:
     """Raises SchemaError saying why schema cannot be used for response_format / format."""
     if not isinstance(schema, dict):
         raise SchemaError(f"a JSON schema must be an object, not {type(schema).__name__}")
+    if _count_values(schema) > MAX_SCHEMA_VALUES:
+        raise SchemaError(f"the schema is too large: more than {MAX_SCHEMA_VALUES} values")
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
+        err = grammar_error(json_schema_grammar(schema))
     except jsonschema.SchemaError as e:
         raise SchemaError(f"not a valid JSON Schema: {e.message}{_at(e.absolute_path)}") from None
-    err = grammar_error(json_schema_grammar(schema))
+    except RecursionError:
+        raise SchemaError("the schema nests too deeply to be checked") from None
     if err:
         raise SchemaError(f"the schema uses something constrained decoding cannot enforce: {err}")
+
+
+def _count_values(tree) -> int:
+    n, stack = 0, [tree]
+    while stack and n <= MAX_SCHEMA_VALUES:
+        value = stack.pop()
+        n += 1
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return n
 
 
 def schema_instruction(schema: dict | None) -> str:

@@ -70,6 +70,8 @@ def constraint_for(served: ServedModel, job: Job):
                                         as_array=c.calls_as_array, parallel=job.parallel_tool_calls)
     except ConstraintError as e:   # e.g. a tool whose parameters cannot be enforced
         raise from_engine(e) from None
+    except RecursionError:
+        raise ApiError(400, "a tool's parameters schema nests too deeply to be enforced", param="tools") from None
     return None
 
 

@@ -9,17 +9,52 @@ import math
 from tensorsharp.server.errors import ApiError
 
 
+MAX_DEPTH = 64   # nesting of arrays and objects in a request body; a deep tool schema uses ~25
+
+
 def parse_json(data: bytes) -> dict:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
     if not data.strip():
         raise ApiError(400, "request body is empty; expected a JSON object")
     try:
         body = json.loads(data, strict=False)   # raw newlines in strings: `base64` output pasted into JSON
+    except RecursionError:
+        raise ApiError(400, f"request body nests arrays or objects deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"request body must be a JSON object, not {_kind(body)}")
+    _check_tree(body)
     return body
+
+
+def _check_tree(body: dict) -> None:
+    """Depth within MAX_DEPTH (later recursive walks, schema compilers among them, stay in their
+    stack) and strings that are text: JSON's \\ud800 escapes can spell a lone surrogate, which
+    no UTF-8 output can carry."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(400, f"request body nests arrays or objects deeper than {MAX_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            for text in (key, item):
+                if isinstance(text, str) and not _is_text(text):
+                    raise ApiError(400, f"request body holds a string with an unpaired surrogate "
+                                   f"({json.dumps(text[:40])}...); strings must be valid Unicode text")
+            if isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
+
+
+def _is_text(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def base64_bytes(text: str, name: str) -> bytes:
@@ -131,6 +166,21 @@ class Fields:
                                param=f"messages[{i}].role")
             out.append((i, m, role))
         return out
+
+    def tool_calls(self, key: str = "tool_calls") -> list[dict] | None:
+        """A message's earlier tool calls: objects whose "function" names the tool (a string) and
+        gives its arguments as an object or a JSON string."""
+        calls = self.list(key)
+        for j, raw in enumerate(calls or ()):
+            call = Fields(raw, self.name(f"{key}[{j}]"))
+            fn = call.fields("function")
+            if fn is None:
+                raise ApiError(400, f"'{call.name('function')}' is required", param=call.name("function"))
+            fn.str("name", required=True)
+            args = fn.raw("arguments")
+            if args is not None and not isinstance(args, (str, dict)):
+                raise fn._bad("arguments", "an object or a JSON string", args)
+        return calls
 
     def fields(self, key: str) -> "Fields | None":
         value = self.obj.get(key)

@@ -96,7 +96,7 @@ def parse_chat(body: dict) -> Request:
         attached = _images(m)
         msg = {"role": role, "content": with_images(m.str("content", ""), attached)}
         images += attached
-        calls = m.list("tool_calls")
+        calls = m.tool_calls()
         if calls:
             msg["tool_calls"] = calls
         if m.has("tool_name"):

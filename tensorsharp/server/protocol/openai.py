@@ -115,7 +115,7 @@ def parse_messages(f: Fields) -> tuple[list[dict], list[Image]]:
         text, attached = _content(m, i)
         images += attached
         msg = {"role": {"developer": "system", "function": "tool"}.get(role, role), "content": text}
-        calls = m.list("tool_calls")
+        calls = m.tool_calls()
         if calls:
             msg["tool_calls"] = calls
         for key in ("tool_call_id", "name"):
