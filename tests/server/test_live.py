@@ -158,7 +158,7 @@ def test_disconnect_during_a_non_streaming_request_frees_the_engine(base):
                           "options": {"num_predict": 900}}).encode()
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as s:
-        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
         deadline = time.monotonic() + 5
         while not status(base)["active"]:
