@@ -153,10 +153,23 @@ class ServedModel:
 
     # -- prompts ---------------------------------------------------------------------------------
     def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
+        # What clients wrote stays text: a "<|im_start|>" in a message cannot open a turn.
+        messages = [{k: self._quoted(v) for k, v in m.items()} for m in messages]
+        tools = self._quoted(tools)
         # Templates that know nothing of tools get the family's teaching prompt and history instead.
         messages = self.chat.messages_for_template(messages, tools)
         tools = tools if self.chat.template_renders_tools else None
         return self.template.render(messages, tools=tools or None, enable_thinking=think)
+
+    def _quoted(self, value):
+        """value with every string in it (not dict keys) passed through Tokenizer.quote."""
+        if isinstance(value, str):
+            return self.tokenizer.quote(value)
+        if isinstance(value, dict):
+            return {k: self._quoted(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._quoted(v) for v in value]
+        return value
 
     def tokenize_prompt(self, text: str) -> list[int]:
         """Ids of a prompt text: special tokens parsed, BOS added unless the text starts with it."""

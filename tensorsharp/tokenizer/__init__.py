@@ -1,12 +1,21 @@
 """Tokenizers built from GGUF metadata, matching llama.cpp: byte-level BPE, SentencePiece, streaming decode."""
 from __future__ import annotations
 
+import re
+import secrets
+
 from tensorsharp.tokenizer.bpe import BpeEncoder
 from tensorsharp.tokenizer.detokenize import Pieces, StreamDecoder, decode
 from tensorsharp.tokenizer.spm import SPACE, SpmEncoder
-from tensorsharp.tokenizer.vocab import ATTR_CONTROL, TokenizerError, Vocab
+from tensorsharp.tokenizer.vocab import ATTR_CONTROL, ATTR_UNKNOWN, TokenizerError, Vocab
 
 __all__ = ["Tokenizer", "StreamDecoder", "TokenizerError"]
+
+
+# Stands for a control token's text inside client text (Tokenizer.quote): private-use characters
+# and a per-process nonce, so no client text can spell one and no template filter changes it.
+_NONCE = secrets.token_hex(4)
+_QUOTED = re.compile("\ue000" + _NONCE + "([0-9a-f]+)\ue001")
 
 
 class Tokenizer:
@@ -81,9 +90,40 @@ class Tokenizer:
         return self._pieces.get(tid, special)
 
     # -- text <-> ids --------------------------------------------------------------------------
+    def quote(self, text: str) -> str:
+        """Client text to place into a rendered prompt: each control-token text in it ("<|im_start|>"
+        typed by a user) becomes a marker that encode() reads back as that text, never as the token,
+        so a message cannot forge a turn of another role."""
+        v = self.vocab
+        for tid in v._special_candidates(text):
+            if v.attrs[tid] & (ATTR_CONTROL | ATTR_UNKNOWN):
+                text = text.replace(v.texts[tid], f"\ue000{_NONCE}{tid:x}\ue001")
+        return text
+
+    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
+        """vocab.partition, with quote()'s markers turned back into plain text."""
+        if "\ue000" not in text:
+            return self.vocab.partition(text, parse_special)
+        frags: list[str | int] = []
+        pos = 0
+        for m in _QUOTED.finditer(text):
+            frags += self.vocab.partition(text[pos:m.start()], parse_special)
+            tid = int(m.group(1), 16)
+            frags.append(self.vocab.texts[tid] if tid < len(self.vocab.texts) else m.group(0))
+            pos = m.end()
+        frags += self.vocab.partition(text[pos:], parse_special)
+        merged: list[str | int] = []   # quoted text joins the plain text around it, as if typed there
+        for f in frags:
+            if isinstance(f, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += f
+            else:
+                merged.append(f)
+        return merged
+
     def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """llama_tokenize: add_special adds BOS/EOS as the model asks; parse_special matches
-        control-token texts such as "<|im_start|>" as those tokens instead of plain text."""
+        control-token texts such as "<|im_start|>" as those tokens instead of plain text (except
+        in text passed through quote())."""
         v = self.vocab
         text = _valid_unicode(text)
         out: list[int] = []
@@ -91,7 +131,7 @@ class Tokenizer:
             out.append(v.special["bos"])
         spm = v.kind == "spm"
         after_special = True  # SPM puts the space prefix on text that starts or follows a special token
-        for frag in v.partition(text, parse_special):
+        for frag in self._partition(text, parse_special):
             if isinstance(frag, int):
                 out.append(frag)
                 after_special = True

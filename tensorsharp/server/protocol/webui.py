@@ -35,9 +35,10 @@ def parse_chat(body: dict) -> ChatRequest:
     messages = []
     for i, m, role in f.messages(ROLES):
         msg = {"role": role, "content": m.str("content", "")}
-        for key in ("tool_calls", "tool_call_id"):
-            if m.has(key):
-                msg[key] = m.raw(key)
+        if m.has("tool_calls"):
+            msg["tool_calls"] = m.tool_calls()
+        if m.has("tool_call_id"):
+            msg["tool_call_id"] = m.str("tool_call_id")
         ids = m.list("images", [])
         if not all(isinstance(x, str) for x in ids):
             raise ApiError(400, f"'messages[{i}].images' must be an array of upload ids")
