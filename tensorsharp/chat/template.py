@@ -1,7 +1,9 @@
 """Chat templates: the GGUF's Jinja template run in a sandbox, or a built-in one for files without."""
 from __future__ import annotations
 
+import contextvars
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +15,16 @@ from tensorsharp.errors import TensorSharpError
 
 class TemplateError(TensorSharpError):
     """A chat template failed to render (raised by the template or refused by the sandbox)."""
+
+
+class TemplateBudgetError(TemplateError):
+    """A chat template ran longer or wrote more than a render may (the template's fault, not the request's)."""
+
+
+# A template is untrusted code: one render may take this long and write this much.
+RENDER_SECONDS = 2.0
+RENDER_CHARS = 16 << 20
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("template_deadline", default=float("inf"))
 
 
 # Gemma's turn format: the system prompt joins the first user turn; the assistant is "model".
@@ -65,9 +77,42 @@ def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False, separators=
                       separators=separators)
 
 
+def _check_time() -> None:
+    if time.monotonic() > _deadline.get():
+        raise TemplateBudgetError(f"the chat template ran longer than {RENDER_SECONDS:g} s")
+
+
+class _BudgetedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, looking at the clock on every call and attribute or item access: a loop that
+    does anything passes through one of them, so a looping template cannot hold a worker for long."""
+
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's own signature)
+        _check_time()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj, attribute):
+        _check_time()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        _check_time()
+        return super().getitem(obj, argument)
+
+    # "x" * 10**9 is one operation: sizes are checked before it allocates.
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int) and abs(right) > 64 and not -1 <= left <= 1:
+            raise TemplateBudgetError("the chat template raised a number to a power above 64")
+        if operator == "*":
+            seq, n = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > RENDER_CHARS:
+                raise TemplateBudgetError(f"the chat template built a sequence of more than {RENDER_CHARS} items")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                       extensions=["jinja2.ext.loopcontrols"])
+    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -124,15 +169,28 @@ class ChatTemplate:
             context["tools"] = tools
         if enable_thinking is not None:
             context["enable_thinking"] = enable_thinking
+        token = _deadline.set(time.monotonic() + RENDER_SECONDS)
         try:
-            text = self._template.render(**context)
+            text = self._render(context)
         except TemplateError:
             raise
         except jinja2.exceptions.SecurityError as e:
             raise TemplateError(f"chat template tried something the sandbox forbids: {e}") from None
         except Exception as e:  # a template is untrusted input: any failure is its own
             raise TemplateError(f"chat template failed: {type(e).__name__}: {e}") from None
+        finally:
+            _deadline.reset(token)
         return text if self.builtin else self._continue_final(text, messages, add_generation_prompt)
+
+    def _render(self, context: dict) -> str:
+        parts, size = [], 0
+        for part in self._template.generate(**context):
+            size += len(part)
+            if size > RENDER_CHARS:
+                raise TemplateBudgetError(f"the chat template wrote more than {RENDER_CHARS} characters")
+            _check_time()
+            parts.append(part)
+        return "".join(parts)
 
     @staticmethod
     def _continue_final(text: str, messages: list[dict], add_generation_prompt: bool) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tensorsharp.chat.template import TemplateError
+import gevent
+
+from tensorsharp.chat.template import TemplateBudgetError, TemplateError
 from tensorsharp.chat.schema import OutputValidationError, SchemaError, check_schema, schema_instruction, validate_output
 from tensorsharp.engine.constraint import ConstraintError, json_schema_constraint, tool_call_constraint
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
@@ -95,6 +97,8 @@ def prompt_text(served: ServedModel, job: Job) -> str | None:
         return job.prompt if isinstance(job.prompt, str) else None
     try:
         return served.render(_messages(job), job.tools, job.think)
+    except TemplateBudgetError as e:   # the model's template misbehaves, whatever the request
+        raise ApiError(500, f"the chat template of {served.name} was stopped: {e}", code="template_error") from None
     except TemplateError as e:   # e.g. roles the template does not accept in that order
         raise ApiError(400, str(e), param="messages") from None
 
@@ -113,6 +117,30 @@ def prompt_ids(served: ServedModel, job: Job, text: str | None) -> tuple[list[in
     return ids, []
 
 
+def _client_chars(job: Job) -> int:
+    """Characters of text the client sent for the prompt (messages or prompt)."""
+    if isinstance(job.prompt, str):
+        return len(job.prompt)
+    n, stack = 0, list(job.messages or ())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            n += len(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return n
+
+
+def _prepare(served: ServedModel, job: Job, n: int) -> tuple:
+    """(prompt text, prompt ids, images, a constraint per choice): the request's heavy work."""
+    check_job(job)
+    text = prompt_text(served, job)
+    ids, images = prompt_ids(served, job, text)
+    return text, ids, images, [constraint_for(served, job) for _ in range(n)]
+
+
 class Generation:
     """n choices of one job, submitted together; iterate events() in the request's greenlet."""
 
@@ -120,14 +148,18 @@ class Generation:
         if job.images and not served.supports_images:
             raise ApiError(400, f"model {served.name} does not support images (it has no projector; "
                            f"see --mmproj)", param="messages")
-        check_job(job)
         self.served = served
         self.job = job
-        text = prompt_text(served, job)
-        self.ids, images = prompt_ids(served, job, text)
+        limit = min(served.n_ctx, job.n_ctx) if job.n_ctx else served.n_ctx
+        least = served.tokenizer.fewest_tokens(_client_chars(job))
+        if least >= limit:   # refused before any work: tokenizing megabytes takes seconds
+            raise ApiError(400, f"the prompt is at least {least} tokens but the context holds {limit} "
+                           f"(prompt and reply together)", param="messages", code="context_length_exceeded")
+        # Rendering, tokenizing and compiling constraints take a worker thread: on the hub they
+        # would stall every other request (and /health) for as long as they take.
+        text, self.ids, images, constraints = gevent.get_hub().threadpool.apply(_prepare, (served, job, n))
         if not self.ids:
             raise ApiError(400, "the prompt is empty", param="prompt")
-        limit = min(served.n_ctx, job.n_ctx) if job.n_ctx else served.n_ctx
         if len(self.ids) >= limit:
             raise ApiError(400, f"the prompt is {len(self.ids)} tokens but the context holds {limit} "
                            f"(prompt and reply together)", param="messages", code="context_length_exceeded")
@@ -141,7 +173,7 @@ class Generation:
                 sampling = dataclasses.replace(sampling, seed=sampling.seed + i)
             requests.append(GenerationRequest(self.ids, self.max_tokens, sampling, list(job.stop),
                                               session=job.session, reuse_prefix=job.reuse_prefix,
-                                              constraint=constraint_for(served, job), images=images,
+                                              constraint=constraints[i], images=images,
                                               shown=served.shown_tokens[bool(job.tools)]))
         try:
             self._events = EngineEvents(served.scheduler, requests, environ)

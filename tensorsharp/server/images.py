@@ -7,7 +7,6 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-import gevent
 import numpy as np
 
 from tensorsharp.chat.template import ImageFormat
@@ -39,9 +38,8 @@ class ImageEmbedder:
             if embd is not None:
                 self._cache.move_to_end(image.digest)
                 return embd
-        # Decoding and the encoder's forward pass run on a real thread, so the server's other
-        # requests keep streaming meanwhile.
-        embd = gevent.get_hub().threadpool.apply(self._encode, (image.data,))
+        # Called on the request's worker thread (generation._prepare), never on the hub.
+        embd = self._encode(image.data)
         with self._lock:
             self._cache[image.digest] = embd
             while len(self._cache) > self.cache_size:

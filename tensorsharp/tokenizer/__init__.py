@@ -25,6 +25,7 @@ class Tokenizer:
         self.vocab = vocab
         self._encoder = SpmEncoder(vocab) if vocab.kind == "spm" else BpeEncoder(vocab)
         self._pieces = Pieces(vocab)
+        self._longest: int | None = None   # characters of the longest token text
 
     @classmethod
     def from_metadata(cls, md: dict) -> "Tokenizer":
@@ -90,6 +91,14 @@ class Tokenizer:
         return self._pieces.get(tid, special)
 
     # -- text <-> ids --------------------------------------------------------------------------
+    def fewest_tokens(self, n_chars: int) -> int:
+        """A lower bound on the tokens of any text of n_chars characters: no token's text covers
+        more characters than its own (byte-level and byte-fallback texts are longer than what they
+        cover). Lets an oversized prompt be refused without tokenizing it."""
+        if self._longest is None:
+            self._longest = max(map(len, self.vocab.texts))
+        return n_chars // self._longest
+
     def quote(self, text: str) -> str:
         """Client text to place into a rendered prompt: each control-token text in it ("<|im_start|>"
         typed by a user) becomes a marker that encode() reads back as that text, never as the token,
