@@ -11,7 +11,7 @@ from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.sampler import Sampler, SamplingParams
 from tensorsharp.engine.stop import StopMatcher
 from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import load_model
+from tensorsharp.models import load_model, reading
 from tensorsharp.tokenizer import Tokenizer
 
 
@@ -20,13 +20,14 @@ class Model:
 
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int = 0, n_batch: int = 512):
         self.path = store.resolve(model)
-        self.gguf = GGUFFile(self.path)
-        self.transformer = load_model(self.gguf)
-        self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
-        hp = self.transformer.hparams
-        self.n_ctx = min(n_ctx, hp.n_ctx_train) if n_ctx > 0 else hp.n_ctx_train
-        self.cache = KVCache(self.transformer, self.n_ctx)
-        self.stepper = Stepper(self.transformer, self.cache, n_batch=n_batch, n_threads=n_threads)
+        with reading(self.path):
+            self.gguf = GGUFFile(self.path)
+            self.transformer = load_model(self.gguf)
+            self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
+            hp = self.transformer.hparams
+            self.n_ctx = min(n_ctx, hp.n_ctx_train) if n_ctx > 0 else hp.n_ctx_train
+            self.cache = KVCache(self.transformer, self.n_ctx)
+            self.stepper = Stepper(self.transformer, self.cache, n_batch=n_batch, n_threads=n_threads)
         self._cached: list[int] = []  # tokens whose K/V sit in slot 0 of the cache, in order
 
     @property

@@ -1,7 +1,10 @@
 """Model architectures, registered by GGUF `general.architecture`."""
 from __future__ import annotations
 
-from tensorsharp.errors import GGUFError
+from contextlib import contextmanager
+from pathlib import Path
+
+from tensorsharp.errors import GGUFError, TensorSharpError
 from tensorsharp.models.base import Architecture, Transformer
 from tensorsharp.models.gemma3 import Gemma3
 from tensorsharp.models.llama import Llama
@@ -17,3 +20,18 @@ def load_model(gguf) -> Transformer:
     if arch not in ARCHITECTURES:
         raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(sorted(ARCHITECTURES))})")
     return Transformer(gguf, ARCHITECTURES[arch])
+
+
+@contextmanager
+def reading(path) -> None:
+    """Around everything that reads a model file: the file is untrusted input, so whatever its
+    contents make fail (an absurd count, a zero width, a value of the wrong type) is a GGUFError
+    naming the file, never a stray ValueError or ZeroDivisionError."""
+    try:
+        yield
+    except GGUFError:
+        raise
+    except (TensorSharpError, ArithmeticError, LookupError, ValueError, TypeError, AttributeError,
+            MemoryError) as e:
+        detail = str(e) if isinstance(e, TensorSharpError) else f"{type(e).__name__}: {e}"
+        raise GGUFError(f"{Path(path).name}: {detail}") from e

@@ -13,7 +13,7 @@ from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import lltokenizer
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import load_model
+from tensorsharp.models import load_model, reading
 from tensorsharp.server.images import ImageEmbedder
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.vision import find_projector, load_projector
@@ -70,16 +70,19 @@ class ServedModel:
         projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none."""
         t0 = time.monotonic_ns()
         path = store.resolve(model)
-        gguf = GGUFFile(path)
-        transformer = load_model(gguf)
-        tokenizer = Tokenizer.from_metadata(gguf.metadata)
+        with reading(path):
+            gguf = GGUFFile(path)
+            transformer = load_model(gguf)
+            tokenizer = Tokenizer.from_metadata(gguf.metadata)
         images = _images(path, mmproj, transformer.hparams.n_embd, n_threads, max_image_bytes, max_image_pixels)
         train = transformer.hparams.n_ctx_train
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
         scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
                                 max_queue=max_queue, n_batch=n_batch, n_threads=n_threads)
-        return cls(path, gguf, transformer, tokenizer, scheduler.start(), time.monotonic_ns() - t0, tool_format,
-                   images)
+        with reading(path):   # the chat template and constraint vocabulary come from the file too
+            served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images)
+        scheduler.start()
+        return served
 
     def close(self) -> None:
         self.scheduler.close()

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import transformers
 
+from tensorsharp.testing.gguf_vocab import write_vocab
+
 # HF config.model_type -> GGUF general.architecture.
 ARCH_OF_MODEL_TYPE = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3"}
 
@@ -94,7 +96,7 @@ def write_gguf(model, path, weight_type: str = "F32", chat_template: str | None 
     w.add_name(f"tiny-random-{arch}")
     _write_hparams(w, config, arch)
     w.add_file_type(getattr(gguf.LlamaFileType, _FILE_TYPES[weight_type]))
-    _write_vocab(w, config.vocab_size, added_tokens or {})
+    write_vocab(w, config.vocab_size, added_tokens or {})
     if chat_template is not None:
         w.add_chat_template(chat_template)
     qtype = gguf.GGMLQuantizationType[weight_type]
@@ -194,40 +196,6 @@ def _gguf_tensors(model, arch: str):
 
 
 # GPT-2's printable stand-ins for the 256 byte values.
-def _byte_chars() -> list[str]:
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
-
-
-def _write_vocab(w: gguf.GGUFWriter, n_vocab: int, added: dict[str, gguf.TokenType]) -> None:
-    """A valid byte-level BPE vocabulary of n_vocab tokens: the 256 bytes, <|endoftext|>, the added
-    tokens, then merges of lowercase letters (with and without the leading-space mark), then
-    unused fillers."""
-    tokens = _byte_chars() + ["<|endoftext|>", *added]
-    types = [gguf.TokenType.NORMAL] * 256 + [gguf.TokenType.CONTROL, *added.values()]
-    if n_vocab < len(tokens):
-        raise ValueError(f"a byte-level vocabulary needs at least {len(tokens)} tokens")
-    letters = "etaoinshrdlcumwfgypbvkjxqz"
-    pairs = [("Ġ", a) for a in letters] + [(a, b) for a in letters for b in letters]
-    merges = []
-    for a, b in pairs[: n_vocab - len(tokens)]:
-        merges.append(f"{a} {b}")
-        tokens.append(a + b)
-        types.append(gguf.TokenType.NORMAL)
-    while len(tokens) < n_vocab:
-        tokens.append(f"<|unused_{len(tokens)}|>")
-        types.append(gguf.TokenType.UNUSED)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types([int(t) for t in types])
-    w.add_token_merges(merges)
-    w.add_bos_token_id(256)
-    w.add_eos_token_id(256)
-    w.add_add_bos_token(False)
-
-
 # Gemma 3's turn and image tokens: with them a tiny gemma3 model takes the built-in Gemma chat
 # template and images (the server wraps each image in <start_of_image> ... <end_of_image>).
 GEMMA3_CHAT_TOKENS = {t: gguf.TokenType.CONTROL
