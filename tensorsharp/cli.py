@@ -119,7 +119,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
                      api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
                      allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts)
-    serve(app, args.host, args.port)
+    srv = config.server_options()
+    serve(app, args.host, args.port, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
+          max_connections=srv.max_connections or None)
     return 0
 
 

@@ -102,6 +102,9 @@ class ServerOptions:
     max_image_pixels: int = 50_000_000   # width x height of one image, read from its header
     allowed_origins: str | None = None   # comma-separated origins of pages that may call the API
     allowed_hosts: str | None = None     # comma-separated extra host names for loopback connections
+    drain_seconds: int = 10              # on SIGTERM, how long requests in flight may take to finish
+    io_timeout: int = 30                 # seconds a connection may wait on one read or write
+    max_connections: int = 0             # connections served at once; 0: from the descriptor limit
     stall_seconds: int = 120             # /health fails once the engine has work and no step
                                          # ended for this long
 
@@ -109,7 +112,7 @@ class ServerOptions:
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
-    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS."""
+    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -122,6 +125,9 @@ def server_options() -> ServerOptions:
                          max_image_pixels=max(1, _int_env("TENSORSHARP_MAX_IMAGE_PIXELS", 50_000_000)),
                          allowed_origins=os.environ.get("TENSORSHARP_ALLOWED_ORIGINS") or None,
                          allowed_hosts=os.environ.get("TENSORSHARP_ALLOWED_HOSTS") or None,
+                         drain_seconds=_int_env("TENSORSHARP_DRAIN_SECONDS", 10),
+                         io_timeout=max(1, _int_env("TENSORSHARP_IO_TIMEOUT", 30)),
+                         max_connections=_int_env("TENSORSHARP_MAX_CONNECTIONS", 0),
                          stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)))
 
 

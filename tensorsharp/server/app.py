@@ -29,6 +29,7 @@ class State:
     uploads: Uploads
     access: access.Access
     web_root: Path | None
+    draining: bool = False   # stopping: requests still arriving on open connections get 503
 
     def require_model(self, name: str) -> ServedModel:
         if not self.served.matches(name):
@@ -107,6 +108,8 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
 
     @app.before_request
     def _access():
+        if state().draining and request.path != "/health":
+            raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
         page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")
         return access.check(state().access, page)
 
