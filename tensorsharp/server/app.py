@@ -50,6 +50,10 @@ def body() -> dict:
     """The request's JSON object (400 when it is not one)."""
     access.require_json_type()
     data = request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A chunked body is cut at the limit without a word from werkzeug: refuse it whole.
+        raise ApiError(413, f"request body is larger than the limit of {limit} bytes")
     if len(data) > PARSE_ON_HUB_BYTES:
         return gevent.get_hub().threadpool.apply(parse_json, (data,))
     return parse_json(data)

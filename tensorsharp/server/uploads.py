@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -26,15 +27,40 @@ class Upload:
         return {"id": self.id, "name": self.name, "size": self.size, "mimeType": self.mime_type}
 
 
-class Uploads:
-    """At most max_files kept; saving one more deletes the oldest."""
+_GENERATED = re.compile(r"[0-9a-f]{32}")
 
-    def __init__(self, root: Path, max_bytes: int, max_files: int = 256):
+
+class Uploads:
+    """At most max_files files and max_total bytes kept, counting those earlier runs left in the
+    folder; saving one more deletes the oldest."""
+
+    def __init__(self, root: Path, max_bytes: int, max_files: int = 256, max_total: int = 1 << 30):
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_files = max_files
+        self.max_total = max_total
         self._items: OrderedDict[str, Upload] = OrderedDict()
+        self._total = 0
         self._lock = threading.Lock()
+        self._adopt()
+
+    def _adopt(self) -> None:
+        """Files an earlier run saved count against the limits, oldest first, so restarts cannot
+        pile them up without bound."""
+        try:
+            entries = [(p.stat(), p) for p in self.root.iterdir() if p.is_file() and _GENERATED.fullmatch(p.name)]
+        except OSError:
+            return
+        for st, p in sorted(entries, key=lambda e: e[0].st_mtime):
+            self._items[p.name] = Upload(p.name, p.name, st.st_size, "application/octet-stream", p)
+            self._total += st.st_size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._items and (len(self._items) > self.max_files or self._total > self.max_total):
+            _, old = self._items.popitem(last=False)
+            self._total -= old.size
+            old.path.unlink(missing_ok=True)
 
     def save(self, stream, filename: str | None, mimetype: str | None) -> Upload:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -57,9 +83,8 @@ class Uploads:
         up = Upload(uid, name[:255], size, mime, path)
         with self._lock:
             self._items[uid] = up
-            while len(self._items) > self.max_files:
-                _, old = self._items.popitem(last=False)
-                old.path.unlink(missing_ok=True)
+            self._total += size
+            self._evict()
         return up
 
     def get(self, uid: str) -> Upload | None:

@@ -84,7 +84,8 @@ def test_requests_finishing_within_the_drain_complete_normally(drain2):
 
 @pytest.fixture
 def tight(tmp_path):
-    proc, base, port = start(tmp_path, {"TENSORSHARP_IO_TIMEOUT": "2", "TENSORSHARP_MAX_CONNECTIONS": "8"})
+    proc, base, port = start(tmp_path, {"TENSORSHARP_IO_TIMEOUT": "2", "TENSORSHARP_MAX_CONNECTIONS": "8",
+                                       "TENSORSHARP_MAX_BODY": "4096"})
     yield proc, base, port
     stop(proc)
 
@@ -124,3 +125,19 @@ def test_a_reader_that_never_reads_does_not_hold_up_others(tight):
                                                                 "options": {"num_predict": 4}})
     assert r.status_code == 200 and r.json()["eval_count"] == 4 and time.monotonic() - t0 < 30
     stuck.close()
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut(tight):
+    proc, base, port = tight
+    body = json.dumps({"model": FILE, "prompt": "Hi " + "x" * 9000, "stream": False}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        for i in range(0, len(body), 1000):
+            chunk = body[i:i + 1000]
+            s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"larger than the limit of 4096 bytes" in answer
