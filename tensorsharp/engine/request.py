@@ -39,6 +39,8 @@ class GenerationRequest:
     stop_at_eog: bool = True
     images: list[PromptImage] = ()    # what fills the prompt's -1 positions, in order
     shown: frozenset[int] = frozenset()   # control tokens rendered into the text (parser markers)
+    group: object | None = None       # the n choices of one request share a group: they share one
+                                      # fair share of the engine and one place in the queue
 
 
 @dataclass

@@ -54,6 +54,11 @@ def _keys(req: GenerationRequest) -> list:
     return keys
 
 
+def _group(req: GenerationRequest):
+    """What shares fairly: the request's group (its sibling choices), else the request itself."""
+    return req.group if req.group is not None else id(req)
+
+
 def _image_start(keys: list, n: int) -> int:
     """n, moved back to the start of the image it falls inside: an image is cached whole or not at all."""
     if n < len(keys) and isinstance(keys[n], tuple):
@@ -179,7 +184,9 @@ class Scheduler:
                 raise TensorSharpError("the scheduler is shut down")
             # Requests that free active places will take at once do not count against the queue.
             free = self.parallel - len(self._active) - self._starting
-            if len(self._waiting) >= self.max_queue + free:
+            # A request's n choices take one place in the queue between them.
+            queued = {_group(w.handle.request) for w in self._waiting}
+            if _group(request) not in queued and len(queued) >= self.max_queue + free:
                 raise QueueFullError(f"the queue is full ({self.max_queue} requests waiting)")
             self._waiting.append(_Waiting(handle, time.monotonic_ns(), parts))
         self._kick()
@@ -294,8 +301,18 @@ class Scheduler:
                 kept.append(w)
         self._waiting = kept
         admitted = []
-        while self._waiting and len(self._active) + len(admitted) < self.parallel:
-            admitted.append(self._waiting.popleft())
+        if self._waiting and len(self._active) < self.parallel:
+            # Fair shares: the next place goes to the waiter whose group (the n choices of one
+            # request) holds the fewest places, first come first served among equals, so one
+            # request's many choices cannot keep everyone else waiting.
+            held: dict = {}
+            for a in self._active:
+                held[_group(a.req)] = held.get(_group(a.req), 0) + 1
+            while self._waiting and len(self._active) + len(admitted) < self.parallel:
+                w = min(self._waiting, key=lambda w: held.get(_group(w.handle.request), 0))
+                self._waiting.remove(w)
+                held[_group(w.handle.request)] = held.get(_group(w.handle.request), 0) + 1
+                admitted.append(w)
         self._starting = len(admitted)
         for i, w in enumerate(self._waiting, start=1):
             if w.told != i:

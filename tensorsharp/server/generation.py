@@ -167,6 +167,7 @@ class Generation:
         self.max_tokens = room if job.max_tokens is None else min(job.max_tokens, room)
         self.replies = [new_reply(served, job, text or "") for _ in range(n)]
         requests = []
+        group = object() if n > 1 else None
         for i in range(n):
             sampling = job.sampling
             if n > 1 and sampling.seed is not None:   # n seeded choices should still differ
@@ -174,7 +175,7 @@ class Generation:
             requests.append(GenerationRequest(self.ids, self.max_tokens, sampling, list(job.stop),
                                               session=job.session, reuse_prefix=job.reuse_prefix,
                                               constraint=constraints[i], images=images,
-                                              shown=served.shown_tokens[bool(job.tools)]))
+                                              shown=served.shown_tokens[bool(job.tools)], group=group))
         try:
             self._events = EngineEvents(served.scheduler, requests, environ)
         except Exception as e:

@@ -76,6 +76,11 @@ def chat(smol, text):
     return smol.tokenize_prompt(template.render([{"role": "user", "content": text}]))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_order():
+    Collector.order.clear()
+
+
 def test_greedy_output_equals_model_generate(smol):
     ids = smol.tokenize("The capital of France is")
     want = list(smol.generate(ids, 10, stop_at_eog=False))
@@ -402,6 +407,23 @@ def test_stalled_reports_a_wedged_or_dead_engine(smol):
     s._active.append(object())
     assert "no progress for 100 s" in s.stalled(after=30)
     assert s.stalled(after=200) is None
+
+
+def test_many_choices_of_one_request_take_one_fair_share(smol):
+    """n choices of one request share a group: they hold one queue place between them, and a
+    request from someone else gets the next free place instead of waiting for all of them."""
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    group = object()
+    with make(smol, parallel=2, cache_slots=0, max_queue=2) as s:
+        choices = [Collector(f"g{i}") for i in range(6)]
+        for c in choices:
+            s.submit(GenerationRequest(ids, 12, stop_at_eog=False, group=group), c)
+        other = Collector("other")
+        s.submit(GenerationRequest(ids, 4, stop_at_eog=False), other)
+        for c in choices + [other]:
+            assert c.wait().done.reason == "length"
+    started = [name for name, kind in Collector.order if kind == "Started" and name in ("other", "g2", "g3")]
+    assert started.index("other") < started.index("g2"), started
 
 
 # -- images: embedding rows in the prompt -----------------------------------------------------------
