@@ -50,6 +50,14 @@ def _healthy(base: str) -> bool:
 def running(args: list[str], workdir: Path, env: dict | None = None, timeout: float = 120) -> Iterator[str]:
     """Runs `python <args>` ("{port}" in args becomes a free port) from workdir, so the installed
     package is imported rather than a source tree; yields the base URL once /health answers."""
+    with running_process(args, workdir, env, timeout) as (base, _):
+        yield base
+
+
+@contextmanager
+def running_process(args: list[str], workdir: Path, env: dict | None = None,
+                    timeout: float = 120) -> Iterator[tuple[str, subprocess.Popen]]:
+    """running(), yielding the server process beside its base URL."""
     port = free_port()
     workdir = Path(workdir)
     log = workdir / f"server-{port}.log"
@@ -65,7 +73,7 @@ def running(args: list[str], workdir: Path, env: dict | None = None, timeout: fl
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not come up in {timeout}s:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
