@@ -12,12 +12,14 @@ def _rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def _rope(x, pos, n_rot, base, scale, neox):
-    """x (n, heads, head_dim), pos (n,)."""
+def _rope(x, pos, n_rot, base, scale, neox, factors=None, mscale=1.0):
+    """x (n, heads, head_dim), pos (n,); factors (n_rot/2) divide the frequencies."""
     x = x.copy()
     half = n_rot // 2
     theta = (np.asarray(pos, np.float64)[:, None] * scale) * base ** (-np.arange(half) * 2.0 / n_rot)
-    cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+    if factors is not None:
+        theta = theta / factors
+    cos, sin = mscale * np.cos(theta)[:, None, :], mscale * np.sin(theta)[:, None, :]
     if neox:
         a, b = x[..., :half].copy(), x[..., half:n_rot].copy()
         x[..., :half], x[..., half:n_rot] = a * cos - b * sin, a * sin + b * cos
@@ -55,8 +57,10 @@ def reference_logits(model: Transformer, tokens, quantize_inputs: bool = False) 
     pos = np.arange(n)
     x = weight("token_embd.weight")[np.asarray(tokens)] * hp.embd_scale
     native = hp.native()
+    factors_name = model.arch.rope_factors(tensors, hp, hp.n_ctx_orig)
+    factors = weight(factors_name) if factors_name else None
     for layer in range(hp.n_layer):
-        base, scale, window = model.arch.layer_params(hp, layer)
+        lp = model.arch.layer_params(hp, layer)
         p = f"blk.{layer}."
         h = _rmsnorm(x, weight(p + "attn_norm.weight"), hp.norm_eps)
         q, k, v = (mul(h, p + f"attn_{s}.weight") for s in "qkv")
@@ -70,16 +74,17 @@ def reference_logits(model: Transformer, tokens, quantize_inputs: bool = False) 
         if p + "attn_q_norm.weight" in tensors:
             q = _rmsnorm(q, weight(p + "attn_q_norm.weight"), hp.norm_eps)
             k = _rmsnorm(k, weight(p + "attn_k_norm.weight"), hp.norm_eps)
-        q = _rope(q, pos, hp.n_rot, base, scale, hp.rope_neox)
-        k = _rope(k, pos, hp.n_rot, base, scale, hp.rope_neox)
+        if lp.use_rope:
+            q = _rope(q, pos, hp.n_rot, lp.rope_base, lp.rope_scale, hp.rope_neox, factors, lp.rope_mscale)
+            k = _rope(k, pos, hp.n_rot, lp.rope_base, lp.rope_scale, hp.rope_neox, factors, lp.rope_mscale)
         group = hp.n_head // hp.n_head_kv
         k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
         scores = np.einsum("thd,shd->hts", q, k) * native["attn_scale"]
         if hp.attn_softcap:
             scores = hp.attn_softcap * np.tanh(scores / hp.attn_softcap)
         visible = pos[None, :] <= pos[:, None]
-        if window:
-            visible &= pos[:, None] - pos[None, :] < window
+        if lp.window:
+            visible &= pos[:, None] - pos[None, :] < lp.window
         scores = np.where(visible[None], scores, -np.inf)
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         scores /= scores.sum(axis=-1, keepdims=True)
