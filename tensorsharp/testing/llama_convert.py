@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,11 @@ SDIST = ("llama-cpp-python", "0.3.36")
 # What the converter needs of the sdist: the script, its per-family package and gguf-py.
 _MEMBERS = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/",
             "vendor/llama.cpp/gguf-py/")
+# Families whose converter reads only a byte-level BPE tokenizer.json (and recognizes its
+# pre-tokenizer by the ids it gives a fixed text, so it must be a real model's). Their models need
+# a vocabulary of at least BPE_VOCAB tokens.
+BPE_FAMILIES = ("olmo2", "olmo3")
+BPE_VOCAB = 49152
 # Words the tiny SentencePiece vocabulary is trained on; token ids are all the tests use.
 _CORPUS = [f"the quick brown fox jumps over the lazy dog {i} times, said {w}"
            for i in range(64) for w in ("alice", "bob", "carol")]
@@ -73,6 +79,30 @@ def sentencepiece_model(vocab_size: int) -> bytes:
     return out.getvalue()
 
 
+def write_bpe_tokenizer(directory: Path) -> None:
+    """tokenizer.json and tokenizer_config.json of SmolLM2's byte-level BPE (from the store's
+    SmolLM2 GGUF: vocabulary, merges and SmolLM's digit-splitting pre-tokenizer), which the
+    converter knows as "smollm"."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    from tensorsharp.gguf import GGUFFile
+    from tensorsharp.testing.models import model_path
+
+    with GGUFFile(model_path("smollm2-135m")) as f:
+        md = f.metadata
+        tokens, types = list(md["tokenizer.ggml.tokens"]), list(md["tokenizer.ggml.token_type"])
+        merges = [tuple(m.split(" ", 1)) for m in md["tokenizer.ggml.merges"]]
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    control = 3  # gguf.TokenType.CONTROL
+    tok.add_special_tokens([AddedToken(t, special=True) for t, ty in zip(tokens, types) if ty == control])
+    tok.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokens[0], "eos_token": tokens[0]}))
+
+
 def _fingerprint(model) -> str:
     h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
     h.update(" ".join(SDIST).encode())
@@ -93,7 +123,10 @@ def convert(model, outtype: str = "f32") -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src = Path(tmp) / "hf"
         model.save_pretrained(src)
-        (src / "tokenizer.model").write_bytes(sentencepiece_model(model.config.vocab_size))
+        if model.config.model_type in BPE_FAMILIES:
+            write_bpe_tokenizer(src)
+        else:
+            (src / "tokenizer.model").write_bytes(sentencepiece_model(model.config.vocab_size))
         part = Path(tmp) / out.name
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(conv / "gguf-py"), os.environ.get("PYTHONPATH", "")]))
         run = subprocess.run([sys.executable, str(conv / "convert_hf_to_gguf.py"), str(src), "--outtype", outtype,

@@ -63,15 +63,23 @@ _DEFAULTS = {
     "granite": dict(cls="GraniteConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, embedding_multiplier=6.0,
                     residual_multiplier=0.3, attention_multiplier=0.1, logits_scaling=4.0),
-    "olmo2": dict(cls="Olmo2Config", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, pad_token_id=0,
-                  bos_token_id=1, eos_token_id=2),
+    # OLMo's converter reads a real BPE tokenizer (llama_convert.BPE_VOCAB tokens): a narrow model
+    # keeps its embedding and output small.
+    "olmo2": dict(cls="Olmo2Config", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
+                  bos_token_id=0, eos_token_id=0, vocab_size=49152),
+    # OLMo 3 (GGUF architecture olmo2): three sliding layers, then a global one.
+    "olmo3": dict(cls="Olmo3Config", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                  num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
+                  bos_token_id=0, eos_token_id=0, vocab_size=49152, sliding_window=8),
 }
 
 
-def tiny_config(arch: str, vocab_size: int = 384, **overrides):
-    """An HF config of a tiny `arch` model (a key of _DEFAULTS); overrides win."""
-    kw = dict(_DEFAULTS[arch], vocab_size=vocab_size, max_position_embeddings=256)
+def tiny_config(arch: str, **overrides):
+    """An HF config of a tiny `arch` model (a key of _DEFAULTS; 384 tokens unless it says
+    otherwise); overrides win."""
+    kw = dict(vocab_size=384, max_position_embeddings=256)
+    kw.update(_DEFAULTS[arch])
     kw.update(overrides)
     cls = getattr(transformers, kw.pop("cls"))
     return cls(**kw)

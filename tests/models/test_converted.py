@@ -41,8 +41,11 @@ CASES = {
     "phi3-longrope-long": ("phi3", dict(partial_rotary_factor=0.5, **_longrope(32, 8))),
     "smollm3": ("smollm3", {}),
     "granite": ("granite", {}),
+    "olmo2": ("olmo2", {}),
+    # GGUF architecture olmo2 with three sliding layers (window 8) per global one.
+    "olmo3": ("olmo3", {}),
 }
-WINDOWED = ["gemma2"]
+WINDOWED = ["gemma2", "olmo3"]
 
 
 @pytest.fixture(scope="module")
