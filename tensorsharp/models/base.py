@@ -9,6 +9,8 @@ import numpy as np
 
 from tensorsharp import _kernels
 from tensorsharp.errors import GGUFError
+from tensorsharp.gguf.types import tensor_type
+from tensorsharp.models import rope
 
 # Slot numbers of csrc/include/ts/model.h (ts_weight_slot / ts_global_slot) and the GGUF tensor
 # names llama.cpp's converter gives them.
@@ -54,6 +56,7 @@ class HParams:
     qk_norm_whole: bool = False
     rope_mscale: float = 1.0   # multiplies RoPE's cos and sin (rope.scaling.attn_factor)
     n_ctx_orig: int = 0        # LongRoPE: contexts per sequence beyond it take the long factors
+    rope_yarn: bool = False    # layers scaled by rope_scale rotate by YaRN (tensorsharp.models.rope)
     extra: dict = field(default_factory=dict)
 
     def native(self) -> dict:
@@ -103,10 +106,9 @@ class Architecture:
         n_embd = int(self.key("embedding_length"))
         n_head = int(self.key("attention.head_count"))
         head_dim = int(self.key("attention.key_length", n_embd // max(n_head, 1)))
-        # llama.cpp's reading: without a type the factor still applies (as linear scaling); yarn
-        # would also change the rotation itself, which is not implemented.
+        # llama.cpp's reading: without a type the factor still applies (as linear scaling).
         scaling = self.md.get(f"{self.name}.rope.scaling.type", "linear")
-        if scaling not in ("none", "linear", "longrope"):
+        if scaling not in ("none", "linear", "longrope", "yarn"):
             raise GGUFError(f"{self.name} model uses rope scaling {scaling!r}, which this engine does not support")
         factor = float(self.md.get(f"{self.name}.rope.scaling.factor", 0.0) or 0.0)
         scale = 1.0 / factor if scaling != "none" and factor > 0 else 1.0
@@ -129,6 +131,7 @@ class Architecture:
             sliding_window=int(self.md.get(f"{self.name}.attention.sliding_window", 0) or 0),
             rope_mscale=float(self.md.get(f"{self.name}.rope.scaling.attn_factor", 1.0) or 1.0),
             n_ctx_orig=int(self.md.get(f"{self.name}.rope.scaling.original_context_length", n_ctx_train)),
+            rope_yarn=scaling == "yarn",
         )
 
     def layer_params(self, hp: HParams, layer: int) -> LayerParams:
@@ -156,8 +159,6 @@ class Transformer:
         self.native = _kernels.NativeModel(hp.native())
         rows = {"q": hp.n_head * hp.head_dim, "kv": hp.n_head_kv * hp.head_dim, "ff": hp.n_ff}
         for layer in range(hp.n_layer):
-            lp = self.arch.layer_params(hp, layer)
-            self.native.set_layer_params(layer, lp.rope_base, lp.rope_scale, lp.window, lp.rope_mscale, lp.use_rope)
             filled = set()
             for suffix, parts in self.arch.fused_layer_tensors.items():
                 name = f"blk.{layer}.{suffix}"
@@ -185,11 +186,29 @@ class Transformer:
         self.native.finalize()
 
     def use_context(self, n_ctx_seq: int) -> None:
-        """Sets the RoPE frequency factors that suit sequences of up to n_ctx_seq positions."""
-        name = self.arch.rope_factors(self.gguf.tensors, self.hparams, n_ctx_seq)
-        if name is not None:
-            for layer in range(self.hparams.n_layer):
-                self._set(layer, ROPE_FREQS_SLOT, name)
+        """Sets each layer's RoPE (frequency factors included) for sequences of up to n_ctx_seq
+        positions."""
+        hp = self.hparams
+        name = self.arch.rope_factors(self.gguf.tensors, hp, n_ctx_seq)
+        file_factors = self._f32_vector(name) if name else None
+        for layer in range(hp.n_layer):
+            lp, factors = self.arch.layer_params(hp, layer), file_factors
+            if hp.rope_yarn and lp.rope_scale != 1.0:
+                factors, mscale = rope.yarn(hp.n_rot, hp.n_ctx_orig, lp.rope_base, lp.rope_scale, factors)
+                lp = lp._replace(rope_scale=1.0, rope_mscale=lp.rope_mscale * mscale)
+            self.native.set_layer_params(layer, lp.rope_base, lp.rope_scale, lp.window, lp.rope_mscale, lp.use_rope)
+            if factors is not None:
+                data = np.ascontiguousarray(factors, dtype=np.float32).view(np.uint8).reshape(1, -1)
+                try:
+                    self.native.set_tensor(layer, ROPE_FREQS_SLOT, data, tensor_type("F32").id, len(factors))
+                except ValueError as e:
+                    raise GGUFError(f"RoPE frequency factors {name} ({len(factors)} values): {e}") from None
+
+    def _f32_vector(self, name: str) -> np.ndarray:
+        t = self._tensor(name)
+        if t.type_name != "F32" or len(t.shape) != 1:
+            raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}) is not an F32 vector")
+        return np.asarray(t.data).view(np.float32)
 
     def _tensor(self, name: str):
         try:

@@ -31,6 +31,10 @@ def _longrope(original: int, n_pairs: int) -> dict:
 CASES = {
     # Llama 3.x layout: rope_freqs.weight divides the frequencies.
     "llama3": ("llama3", {}),
+    # YaRN over an original context of 64: the first pairs keep their frequency, the last are
+    # interpolated by 4, a ramp between, and cos/sin grow by 1 + 0.1 ln 4.
+    "llama-yarn": ("llama", dict(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
+                                                  "original_max_position_embeddings": 64})),
     # Even layers slide over 8 positions, a fifth of the prompt.
     "gemma2": ("gemma2", {}),
     "phi3": ("phi3", {}),
