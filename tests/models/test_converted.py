@@ -50,6 +50,10 @@ CASES = {
     "olmo3": ("olmo3", {}),
 }
 WINDOWED = ["gemma2", "olmo3"]
+# Q8_0 files as the converter quantizes them (fused tensors cut between quantized rows), held to
+# test_hf_oracle's Q8_0 bounds: relative RMS error vs HF, top-1 agreement.
+Q8_CASES = ["llama3", "gemma2", "phi3-longrope-long", "olmo3"]
+Q8_RMS, Q8_TOP1 = 6e-2, 0.9
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +111,16 @@ def test_two_interleaved_sequences_past_the_window_match_hf(cases, name):
         got[0].append(out[1::2])
     assert _rel(np.concatenate(got[0]), want) <= F32_TOL
     assert _rel(np.concatenate(got[1]), want_other) <= F32_TOL
+
+
+@pytest.mark.parametrize("name", Q8_CASES)
+def test_q8_0_file_tracks_hf(cases, name):
+    hf_model, tokens, want, _ = cases(name)
+    model = _load(llama_convert.convert(hf_model, "q8_0"))
+    n = len(tokens)
+    got = Stepper(model, KVCache(model, n_ctx=N_CTX)).step(tokens, np.arange(n), np.zeros(n), np.arange(n))
+    assert np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2)) <= Q8_RMS
+    assert np.mean(got.argmax(axis=1) == want.argmax(axis=1)) >= Q8_TOP1
 
 
 def test_longrope_factors_follow_the_context(cases):
