@@ -33,4 +33,8 @@ class Gemma2(Architecture):
             sliding = int(pattern) > 0 and layer % int(pattern) < int(pattern) - 1
         else:  # one flag per layer
             sliding = layer < len(pattern) and bool(pattern[layer])
-        return super().layer_params(hp, layer)._replace(window=hp.sliding_window if sliding else 0)
+        lp = super().layer_params(hp, layer)
+        if not sliding:
+            return lp
+        base = float(self.md.get(f"{self.name}.rope.freq_base_swa", hp.rope_base))
+        return lp._replace(rope_base=base, window=hp.sliding_window)

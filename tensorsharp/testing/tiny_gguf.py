@@ -39,10 +39,11 @@ _DEFAULTS = {
                    num_attention_heads=4, num_key_value_heads=1, head_dim=64, query_pre_attn_scalar=64,
                    sliding_window=8, rms_norm_eps=1e-6),
     # The families below are written by llama.cpp's converter (tensorsharp.testing.llama_convert).
-    # Llama 3's RoPE scaling: a short original context puts the pairs in all three regimes
-    # (unscaled, divided by the factor, smoothed between) within a few dozen positions.
+    # Llama 3.2's layout (tied output, RoPE scaling): a short original context puts the pairs in
+    # all three regimes (unscaled, divided by the factor, smoothed between) within a few dozen
+    # positions.
     "llama3": dict(cls="LlamaConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                   num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, tie_word_embeddings=True,
                    rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
                                     "rope_theta": 500000.0}),
