@@ -3,6 +3,8 @@ convert_hf_to_gguf.py (tensorsharp.testing.llama_convert), run against HF transf
 import numpy as np
 import pytest
 
+import tensorsharp
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers", minversion="5")
 pytest.importorskip("sentencepiece")
@@ -38,11 +40,11 @@ CASES = {
     # Even layers slide over 8 positions, a fifth of the prompt.
     "gemma2": ("gemma2", {}),
     "phi3": ("phi3", {}),
-    # Phi-4-mini layout: half of each head rotates, LongRoPE. The converter sizes the attention
+    # Phi-4-mini layout: half of each head rotates, LongRoPE, tied output. The converter sizes the attention
     # factor by max_position_embeddings / original; HF and llama.cpp both take the short factors
     # while the context (N_CTX) stays within the original one, the long ones beyond it.
-    "phi3-longrope-short": ("phi3", dict(partial_rotary_factor=0.5, **_longrope(64, 8))),
-    "phi3-longrope-long": ("phi3", dict(partial_rotary_factor=0.5, **_longrope(32, 8))),
+    "phi3-longrope-short": ("phi3", dict(partial_rotary_factor=0.5, tie_word_embeddings=True, **_longrope(64, 8))),
+    "phi3-longrope-long": ("phi3", dict(partial_rotary_factor=0.5, tie_word_embeddings=True, **_longrope(32, 8))),
     "smollm3": ("smollm3", {}),
     "granite": ("granite", {}),
     "olmo2": ("olmo2", {}),
@@ -134,3 +136,11 @@ def test_longrope_factors_follow_the_context(cases):
         return Stepper(model, KVCache(model, n_ctx=N_CTX)).step(tokens, np.arange(n), np.zeros(n), np.arange(n))
 
     assert _rel(run(32), run(N_CTX)) > 1e-2
+
+
+def test_public_model_takes_the_factors_of_its_context(cases):
+    # N_CTX exceeds this file's original context (32): tensorsharp.Model must switch to the long
+    # factors, as HF does for a sequence that long.
+    _, tokens, want, path = cases("phi3-longrope-long")
+    m = tensorsharp.Model(str(path), n_ctx=N_CTX)
+    assert _rel(m.eval(tokens, logits_all=True), want) <= F32_TOL
