@@ -176,7 +176,7 @@ class Transformer:
             if name in gguf.tensors:
                 self._set(-1, slot, name)
         self._used |= {n for n in (ROPE_FREQS, ROPE_LONG, ROPE_SHORT) if n in gguf.tensors}
-        # llama.cpp sizes contexts by the training context unless told; short ones until then.
+        # Until the application names its context: that of the original training (LongRoPE's short factors).
         self.use_context(hp.n_ctx_orig)
         unused = sorted(set(gguf.tensors) - self._used)
         if unused:
@@ -202,7 +202,7 @@ class Transformer:
                 try:
                     self.native.set_tensor(layer, ROPE_FREQS_SLOT, data, tensor_type("F32").id, len(factors))
                 except ValueError as e:
-                    raise GGUFError(f"RoPE frequency factors {name} ({len(factors)} values): {e}") from None
+                    raise GGUFError(f"RoPE frequency factors {name or 'of YaRN'} ({len(factors)} values): {e}") from None
 
     def _f32_vector(self, name: str) -> np.ndarray:
         t = self._tensor(name)
