@@ -51,7 +51,6 @@ CASES = {
     # GGUF architecture olmo2 with three sliding layers (window 8) per global one.
     "olmo3": ("olmo3", {}),
 }
-WINDOWED = ["gemma2", "olmo3"]
 # Q8_0 files as the converter quantizes them (fused tensors cut between quantized rows), held to
 # test_hf_oracle's Q8_0 bounds: relative RMS error vs HF, top-1 agreement.
 Q8_CASES = ["llama3", "gemma2", "phi3-longrope-long", "olmo3"]
@@ -96,13 +95,13 @@ def test_batch_and_token_by_token_match_hf(cases, name):
     assert _rel(single, batch) <= F32_TOL
 
 
-@pytest.mark.parametrize("name", WINDOWED)
-def test_two_interleaved_sequences_past_the_window_match_hf(cases, name):
+@pytest.mark.parametrize("name", CASES)
+def test_two_interleaved_sequences_match_hf(cases, name):
     hf_model, tokens, want, path = cases(name)
     other = tokens[::-1].copy()
     want_other = tiny_gguf.hf_logits(hf_model, other)
     model = _load(path)
-    chunk = 13  # chunks that do not line up with the window
+    chunk = 13  # chunks that do not line up with the sliding windows
     stepper = Stepper(model, KVCache(model, n_ctx=N_CTX, n_seq=2), n_batch=2 * chunk)
     got = {0: [], 1: []}
     for a in range(0, N_TOK, chunk):
