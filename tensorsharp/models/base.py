@@ -157,13 +157,14 @@ class Transformer:
         emb = self._tensor("token_embd.weight")
         self.hparams = hp = self.arch.hparams(n_vocab=int(emb.shape[1]))
         self.native = _kernels.NativeModel(hp.native())
-        rows = {"q": hp.n_head * hp.head_dim, "kv": hp.n_head_kv * hp.head_dim, "ff": hp.n_ff}
+        cuts: dict[str, list] = {}
+        for part, (name, r0, r1) in self.fused_parts().items():
+            cuts.setdefault(name, []).append((SLOT_OF[part.split(".", 2)[2]], r0, r1))
         for layer in range(hp.n_layer):
             filled = set()
-            for suffix, parts in self.arch.fused_layer_tensors.items():
-                name = f"blk.{layer}.{suffix}"
-                if name in gguf.tensors:
-                    filled |= self._set_fused(layer, name, [(SLOT_OF[s], rows[r]) for s, r in parts])
+            for name, parts in cuts.items():
+                if name.startswith(f"blk.{layer}."):
+                    filled |= self._set_fused(layer, name, parts)
             for slot, suffix in LAYER_SLOTS.items():
                 name = f"blk.{layer}.{suffix}"
                 if slot not in filled and name in gguf.tensors:
@@ -188,14 +189,10 @@ class Transformer:
     def use_context(self, n_ctx_seq: int) -> None:
         """Sets each layer's RoPE (frequency factors included) for sequences of up to n_ctx_seq
         positions."""
-        hp = self.hparams
-        name = self.arch.rope_factors(self.gguf.tensors, hp, n_ctx_seq)
-        file_factors = self._f32_vector(name) if name else None
-        for layer in range(hp.n_layer):
-            lp, factors = self.arch.layer_params(hp, layer), file_factors
-            if hp.rope_yarn and lp.rope_scale != 1.0:
-                factors, mscale = rope.yarn(hp.n_rot, hp.n_ctx_orig, lp.rope_base, lp.rope_scale, factors)
-                lp = lp._replace(rope_scale=1.0, rope_mscale=lp.rope_mscale * mscale)
+        self.n_ctx_seq = n_ctx_seq
+        name = self.arch.rope_factors(self.gguf.tensors, self.hparams, n_ctx_seq)
+        for layer in range(self.hparams.n_layer):
+            lp, factors = self.layer_rope(layer)
             self.native.set_layer_params(layer, lp.rope_base, lp.rope_scale, lp.window, lp.rope_mscale, lp.use_rope)
             if factors is not None:
                 data = np.ascontiguousarray(factors, dtype=np.float32).view(np.uint8).reshape(1, -1)
@@ -203,6 +200,32 @@ class Transformer:
                     self.native.set_tensor(layer, ROPE_FREQS_SLOT, data, tensor_type("F32").id, len(factors))
                 except ValueError as e:
                     raise GGUFError(f"RoPE frequency factors {name or 'of YaRN'} ({len(factors)} values): {e}") from None
+
+    def layer_rope(self, layer: int) -> tuple[LayerParams, np.ndarray | None]:
+        """A layer's parameters and RoPE frequency divisors (n_rot/2) for the current context, with
+        YaRN folded in (the layer then rotates with scale 1)."""
+        hp = self.hparams
+        name = self.arch.rope_factors(self.gguf.tensors, hp, self.n_ctx_seq)
+        lp, factors = self.arch.layer_params(hp, layer), self._f32_vector(name) if name else None
+        if hp.rope_yarn and lp.rope_scale != 1.0:
+            factors, mscale = rope.yarn(hp.n_rot, hp.n_ctx_orig, lp.rope_base, lp.rope_scale, factors)
+            lp = lp._replace(rope_scale=1.0, rope_mscale=lp.rope_mscale * mscale)
+        return lp, factors
+
+    def fused_parts(self) -> dict[str, tuple[str, int, int]]:
+        """Slot tensor name -> (fused tensor name, first row, end row) of every fused tensor cut."""
+        hp = self.hparams
+        rows = {"q": hp.n_head * hp.head_dim, "kv": hp.n_head_kv * hp.head_dim, "ff": hp.n_ff}
+        parts = {}
+        for layer in range(hp.n_layer):
+            for suffix, spec in self.arch.fused_layer_tensors.items():
+                name = f"blk.{layer}.{suffix}"
+                if name in self.gguf.tensors:
+                    r = 0
+                    for part, unit in spec:
+                        parts[f"blk.{layer}.{part}"] = (name, r, r + rows[unit])
+                        r += rows[unit]
+        return parts
 
     def _f32_vector(self, name: str) -> np.ndarray:
         t = self._tensor(name)
@@ -234,14 +257,12 @@ class Transformer:
         t, data, cols = self._rows(name)
         self._put(layer, slot, name, t, data, cols)
 
-    def _set_fused(self, layer: int, name: str, parts: list[tuple[int, int]]) -> set[int]:
-        """Row ranges of one fused tensor into the slots of parts ((slot, rows) ...)."""
+    def _set_fused(self, layer: int, name: str, parts: list[tuple[int, int, int]]) -> set[int]:
+        """Row ranges of one fused tensor into slots: parts ((slot, first row, end row) ...)."""
         t, data, cols = self._rows(name)
-        if data.shape[0] != sum(n for _, n in parts):
+        if data.shape[0] != parts[-1][2]:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}) does not hold "
-                            f"{' + '.join(str(n) for _, n in parts)} rows")
-        r = 0
-        for slot, n in parts:
-            self._put(layer, slot, name, t, data[r:r + n], cols)
-            r += n
-        return {slot for slot, _ in parts}
+                            f"{' + '.join(str(r1 - r0) for _, r0, r1 in parts)} rows")
+        for slot, r0, r1 in parts:
+            self._put(layer, slot, name, t, data[r0:r1], cols)
+        return {slot for slot, _, _ in parts}
