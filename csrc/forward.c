@@ -226,6 +226,14 @@ static size_t cache_offset(const ts_model *m, const ts_kv_cache *kv, int s, int 
     return (((size_t)s * hp->n_layer + l) * hp->n_head_kv + h) * (size_t)kv->n_ctx * hp->head_dim;
 }
 
+/* One head of q or k rotated for its position as the layer wants it (SmolLM3: some layers not at all). */
+static void rope_head(const ts_model *m, const ts_layer *L, float *x, float pos) {
+    const ts_hparams *hp = &m->hp;
+    if (!L->p.use_rope) return;
+    m->k->rope(x, 1, hp->head_dim, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, vec(&L->w[TS_W_ROPE_FREQS]),
+               L->p.rope_mscale, hp->rope_neox);
+}
+
 /* Bias, per-head norm and RoPE of q and k; k and v then go into the cache. */
 static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     ts_context *c = j->c;
@@ -236,7 +244,6 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
     /* per-head norms only; whole-row ones ran in qk_norm_whole */
     const float *q_norm = hp->qk_norm_whole ? NULL : vec(&L->w[TS_W_Q_NORM]);
     const float *k_norm = hp->qk_norm_whole ? NULL : vec(&L->w[TS_W_K_NORM]);
-    const float *ff = vec(&L->w[TS_W_ROPE_FREQS]);
     for (int item = ith; item < j->n_tok * heads; item += nth) {
         const int t = item / heads, h = item % heads;
         const float pos = (float)j->pos[t];
@@ -245,8 +252,7 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
             if (L->w[TS_W_Q_BIAS].data)
                 for (int i = 0; i < hd; i++) q[i] += vec(&L->w[TS_W_Q_BIAS])[h * hd + i];
             if (q_norm) k->rmsnorm(q, q_norm, q, hd, hp->norm_eps);
-            if (L->p.use_rope)
-                k->rope(q, 1, hd, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, ff, L->p.rope_mscale, hp->rope_neox);
+            rope_head(m, L, q, pos);
         } else {
             const int kh = h - hp->n_head;
             float *kr = c->kb + (size_t)t * c->kv_dim + (size_t)kh * hd;
@@ -256,8 +262,7 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
             if (L->w[TS_W_V_BIAS].data)
                 for (int i = 0; i < hd; i++) vr[i] += vec(&L->w[TS_W_V_BIAS])[kh * hd + i];
             if (k_norm) k->rmsnorm(kr, k_norm, kr, hd, hp->norm_eps);
-            if (L->p.use_rope)
-                k->rope(kr, 1, hd, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, ff, L->p.rope_mscale, hp->rope_neox);
+            rope_head(m, L, kr, pos);
             const size_t off = cache_offset(m, j->kv, j->seq[t], l, kh) + (size_t)j->pos[t] * hd;
             k->f32_to_f16(kr, j->kv->k + off, hd);
             k->f32_to_f16(vr, j->kv->v + off, hd);

@@ -199,7 +199,8 @@ class Transformer:
                 try:
                     self.native.set_tensor(layer, ROPE_FREQS_SLOT, data, tensor_type("F32").id, len(factors))
                 except ValueError as e:
-                    raise GGUFError(f"RoPE frequency factors {name or 'of YaRN'} ({len(factors)} values): {e}") from None
+                    raise GGUFError(f"RoPE frequency factors {name or 'of YaRN'} ({len(factors)} values): "
+                                    f"{e}") from None
 
     def layer_rope(self, layer: int) -> tuple[LayerParams, np.ndarray | None]:
         """A layer's parameters and RoPE frequency divisors (n_rot/2) for the current context, with
