@@ -55,9 +55,11 @@ def converter() -> Path:
     with tarfile.open(sdist) as tar:
         for m in tar.getmembers():
             rel = m.name[len(prefix):] if m.name.startswith(prefix) else ""
-            if m.isfile() and any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in _MEMBERS):
-                m.name = rel[len("vendor/llama.cpp/"):]
-                tar.extract(m, tmp, filter="data")
+            wanted = any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in _MEMBERS)
+            if m.isfile() and wanted and ".." not in Path(rel).parts:
+                dest = tmp / rel[len("vendor/llama.cpp/"):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(tar.extractfile(m).read())
     if not (tmp / "convert_hf_to_gguf.py").is_file():
         raise RuntimeError(f"{sdist} holds no vendor/llama.cpp/convert_hf_to_gguf.py")
     try:
