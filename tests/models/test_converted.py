@@ -41,9 +41,9 @@ CASES = {
     # Even layers slide over 8 positions, a fifth of the prompt.
     "gemma2": ("gemma2", {}),
     "phi3": ("phi3", {}),
-    # Phi-4-mini layout: half of each head rotates, LongRoPE, tied output. The converter sizes the attention
-    # factor by max_position_embeddings / original; HF and llama.cpp both take the short factors
-    # while the context (N_CTX) stays within the original one, the long ones beyond it.
+    # Phi-4-mini layout: half of each head rotates, LongRoPE, tied output. The converter sizes the
+    # attention factor by max_position_embeddings / original; HF and llama.cpp both take the short
+    # factors while the context (N_CTX) stays within the original one, the long ones beyond it.
     "phi3-longrope-short": ("phi3", dict(partial_rotary_factor=0.5, tie_word_embeddings=True, **_longrope(64, 8))),
     "phi3-longrope-long": ("phi3", dict(partial_rotary_factor=0.5, tie_word_embeddings=True, **_longrope(32, 8))),
     "smollm3": ("smollm3", {}),
