@@ -40,7 +40,7 @@ static int is_vector_slot(int layer, int slot) {
     switch (slot) {
     case TS_W_ATTN_NORM: case TS_W_Q_BIAS: case TS_W_K_BIAS: case TS_W_V_BIAS:
     case TS_W_Q_NORM: case TS_W_K_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM:
-    case TS_W_POST_FFN_NORM:
+    case TS_W_POST_FFN_NORM: case TS_W_ROPE_FREQS:
         return 1;
     default:
         return 0;
@@ -63,7 +63,9 @@ static void slot_shape(const ts_hparams *hp, int layer, int slot, int64_t *rows,
     case TS_W_K: case TS_W_V: *rows = kvd; *cols = hp->n_embd; break;
     case TS_W_Q_BIAS: *cols = qd; break;
     case TS_W_K_BIAS: case TS_W_V_BIAS: *cols = kvd; break;
-    case TS_W_Q_NORM: case TS_W_K_NORM: *cols = hp->head_dim; break;
+    case TS_W_Q_NORM: *cols = hp->qk_norm_whole ? qd : hp->head_dim; break;
+    case TS_W_K_NORM: *cols = hp->qk_norm_whole ? kvd : hp->head_dim; break;
+    case TS_W_ROPE_FREQS: *cols = hp->n_rot / 2; break;
     case TS_W_O: *rows = hp->n_embd; *cols = qd; break;
     case TS_W_GATE: case TS_W_UP: *rows = hp->n_ff; *cols = hp->n_embd; break;
     case TS_W_DOWN: *rows = hp->n_embd; *cols = hp->n_ff; break;
@@ -75,14 +77,15 @@ ts_model *ts_model_create(const ts_hparams *hp) {
     if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->head_dim <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_head % hp->n_head_kv != 0 ||
         hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0 || hp->n_layer > 4096 ||
-        (hp->ffn_act != TS_FFN_SILU && hp->ffn_act != TS_FFN_GELU))
+        (hp->ffn_act != TS_FFN_SILU && hp->ffn_act != TS_FFN_GELU) || !(hp->logit_scale > 0) ||
+        !isfinite(hp->residual_scale))
         return NULL;
     ts_model *m = calloc(1, sizeof(*m));
     if (!m) return NULL;
     m->hp = *hp;
     m->layers = calloc((size_t)hp->n_layer, sizeof(ts_layer));
     if (!m->layers) { free(m); return NULL; }
-    for (int l = 0; l < hp->n_layer; l++) m->layers[l].p = (ts_layer_params){10000.0f, 1.0f, 0};
+    for (int l = 0; l < hp->n_layer; l++) m->layers[l].p = (ts_layer_params){10000.0f, 1.0f, 1.0f, 1, 0};
     m->k = ts_kernels_get();
     return m;
 }
@@ -108,14 +111,14 @@ int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t) {
 }
 
 int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp) {
-    if (layer < 0 || layer >= m->hp.n_layer || !(lp->rope_base > 0) || lp->window < 0) return -1;
+    if (layer < 0 || layer >= m->hp.n_layer || !(lp->rope_base > 0) || !(lp->rope_mscale > 0) || lp->window < 0)
+        return -1;
     m->layers[layer].p = *lp;
     return 0;
 }
 
 int ts_model_finalize(ts_model *m, char *msg, int msg_len) {
-    static const int required[] = {TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_O,
-                                   TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN};
+    static const int required[] = {TS_W_Q, TS_W_K, TS_W_V, TS_W_O, TS_W_GATE, TS_W_UP, TS_W_DOWN};
     if (!m->g[TS_W_TOKEN_EMBD].data || !m->g[TS_W_OUTPUT_NORM].data) {
         snprintf(msg, (size_t)msg_len, "missing token embedding or output norm");
         return -1;
@@ -223,6 +226,14 @@ static size_t cache_offset(const ts_model *m, const ts_kv_cache *kv, int s, int 
     return (((size_t)s * hp->n_layer + l) * hp->n_head_kv + h) * (size_t)kv->n_ctx * hp->head_dim;
 }
 
+/* One head of q or k rotated for its position as the layer wants it (SmolLM3: some layers not at all). */
+static void rope_head(const ts_model *m, const ts_layer *L, float *x, float pos) {
+    const ts_hparams *hp = &m->hp;
+    if (!L->p.use_rope) return;
+    m->k->rope(x, 1, hp->head_dim, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, vec(&L->w[TS_W_ROPE_FREQS]),
+               L->p.rope_mscale, hp->rope_neox);
+}
+
 /* Bias, per-head norm and RoPE of q and k; k and v then go into the cache. */
 static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     ts_context *c = j->c;
@@ -230,6 +241,9 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
     const ts_hparams *hp = &m->hp;
     const ts_kernels *k = m->k;
     const int hd = hp->head_dim, heads = hp->n_head + hp->n_head_kv;
+    /* per-head norms only; whole-row ones ran in qk_norm_whole */
+    const float *q_norm = hp->qk_norm_whole ? NULL : vec(&L->w[TS_W_Q_NORM]);
+    const float *k_norm = hp->qk_norm_whole ? NULL : vec(&L->w[TS_W_K_NORM]);
     for (int item = ith; item < j->n_tok * heads; item += nth) {
         const int t = item / heads, h = item % heads;
         const float pos = (float)j->pos[t];
@@ -237,8 +251,8 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
             float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
             if (L->w[TS_W_Q_BIAS].data)
                 for (int i = 0; i < hd; i++) q[i] += vec(&L->w[TS_W_Q_BIAS])[h * hd + i];
-            if (L->w[TS_W_Q_NORM].data) k->rmsnorm(q, vec(&L->w[TS_W_Q_NORM]), q, hd, hp->norm_eps);
-            k->rope(q, 1, hd, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, hp->rope_neox);
+            if (q_norm) k->rmsnorm(q, q_norm, q, hd, hp->norm_eps);
+            rope_head(m, L, q, pos);
         } else {
             const int kh = h - hp->n_head;
             float *kr = c->kb + (size_t)t * c->kv_dim + (size_t)kh * hd;
@@ -247,13 +261,31 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
                 for (int i = 0; i < hd; i++) kr[i] += vec(&L->w[TS_W_K_BIAS])[kh * hd + i];
             if (L->w[TS_W_V_BIAS].data)
                 for (int i = 0; i < hd; i++) vr[i] += vec(&L->w[TS_W_V_BIAS])[kh * hd + i];
-            if (L->w[TS_W_K_NORM].data) k->rmsnorm(kr, vec(&L->w[TS_W_K_NORM]), kr, hd, hp->norm_eps);
-            k->rope(kr, 1, hd, hp->n_rot, pos, L->p.rope_base, L->p.rope_scale, hp->rope_neox);
+            if (k_norm) k->rmsnorm(kr, k_norm, kr, hd, hp->norm_eps);
+            rope_head(m, L, kr, pos);
             const size_t off = cache_offset(m, j->kv, j->seq[t], l, kh) + (size_t)j->pos[t] * hd;
             k->f32_to_f16(kr, j->kv->k + off, hd);
             k->f32_to_f16(vr, j->kv->v + off, hd);
         }
     }
+}
+
+/* OLMo 2's Q/K norms over each token's whole q and k rows (all heads at once): this thread's tokens. */
+static void qk_norm_whole(step_job *j, const ts_layer *L, int t0, int t1) {
+    ts_context *c = j->c;
+    const ts_hparams *hp = &c->m->hp;
+    for (int t = t0; t < t1; t++) {
+        float *q = c->q + (size_t)t * c->q_dim, *kr = c->kb + (size_t)t * c->kv_dim;
+        if (L->w[TS_W_Q_NORM].data) c->m->k->rmsnorm(q, vec(&L->w[TS_W_Q_NORM]), q, c->q_dim, hp->norm_eps);
+        if (L->w[TS_W_K_NORM].data) c->m->k->rmsnorm(kr, vec(&L->w[TS_W_K_NORM]), kr, c->kv_dim, hp->norm_eps);
+    }
+}
+
+/* The input of a block: the residual row normed, or as it is when the layer has no such norm. */
+static void block_input(const ts_context *c, const ts_tensor *norm, const float *x, float *y) {
+    const ts_hparams *hp = &c->m->hp;
+    if (norm->data) c->m->k->rmsnorm(x, vec(norm), y, hp->n_embd, hp->norm_eps);
+    else memcpy(y, x, (size_t)hp->n_embd * sizeof(float));
 }
 
 static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
@@ -276,6 +308,7 @@ static void step_task(void *arg, int ith, int nth) {
     const ts_hparams *hp = &m->hp;
     const ts_kernels *k = m->k;
     const int n = j->n_tok, E = hp->n_embd;
+    const float rs = hp->residual_scale;
     ts_threadpool *pool = j->pool;
 
     /* Token-partitioned phases use this same split, so consecutive ones need no barrier. */
@@ -301,7 +334,7 @@ static void step_task(void *arg, int ith, int nth) {
         unsigned mask = ts_act_mask(&W[TS_W_Q], &W[TS_W_K], &W[TS_W_V]);
         for (int t = t0; t < t1; t++) {
             float *tr = c->t + (size_t)t * c->max_in;
-            k->rmsnorm(c->x + (size_t)t * E, vec(&W[TS_W_ATTN_NORM]), tr, E, hp->norm_eps);
+            block_input(c, &W[TS_W_ATTN_NORM], c->x + (size_t)t * E, tr);
             quantize_row(c, tr, t, E, mask);
         }
         ts_threadpool_barrier(pool, nth);
@@ -309,6 +342,10 @@ static void step_task(void *arg, int ith, int nth) {
         mm(c, &W[TS_W_K], c->t, c->max_in, n, c->kb, ith, nth);
         mm(c, &W[TS_W_V], c->t, c->max_in, n, c->vb, ith, nth);
         ts_threadpool_barrier(pool, nth);
+        if (hp->qk_norm_whole) {
+            qk_norm_whole(j, L, t0, t1);
+            ts_threadpool_barrier(pool, nth);
+        }
         qk_prepare(j, L, l, ith, nth);
         ts_threadpool_barrier(pool, nth);
         attend(j, L, l, ith, nth);
@@ -325,8 +362,8 @@ static void step_task(void *arg, int ith, int nth) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
             float *tr = c->t + (size_t)t * c->max_in;
             if (W[TS_W_POST_ATTN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_ATTN_NORM]), o, E, hp->norm_eps);
-            for (int i = 0; i < E; i++) x[i] += o[i];
-            k->rmsnorm(x, vec(&W[TS_W_FFN_NORM]), tr, E, hp->norm_eps);
+            for (int i = 0; i < E; i++) x[i] += rs * o[i];
+            block_input(c, &W[TS_W_FFN_NORM], x, tr);
             quantize_row(c, tr, t, E, mask);
         }
         ts_threadpool_barrier(pool, nth);
@@ -346,7 +383,7 @@ static void step_task(void *arg, int ith, int nth) {
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
             if (W[TS_W_POST_FFN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_FFN_NORM]), o, E, hp->norm_eps);
-            for (int i = 0; i < E; i++) x[i] += o[i];
+            for (int i = 0; i < E; i++) x[i] += rs * o[i];
         }
     }
     if (j->n_out == 0) return;
@@ -362,12 +399,15 @@ static void step_task(void *arg, int ith, int nth) {
     }
     ts_threadpool_barrier(pool, nth);
     mm(c, out, c->t, c->max_in, j->n_out, j->logits, ith, nth);
-    if (hp->final_softcap > 0) {
+    if (hp->final_softcap > 0 || hp->logit_scale != 1.0f) {
         ts_threadpool_barrier(pool, nth);
         const size_t total = (size_t)j->n_out * hp->n_vocab;
         const size_t a = total * ith / nth, b = total * (ith + 1) / nth;
-        const float cap = hp->final_softcap;
-        for (size_t i = a; i < b; i++) j->logits[i] = cap * tanhf(j->logits[i] / cap);
+        const float cap = hp->final_softcap, inv = 1.0f / hp->logit_scale;
+        if (hp->logit_scale != 1.0f)
+            for (size_t i = a; i < b; i++) j->logits[i] *= inv;
+        if (cap > 0)
+            for (size_t i = a; i < b; i++) j->logits[i] = cap * tanhf(j->logits[i] / cap);
     }
 }
 

@@ -26,8 +26,8 @@ cdef extern from "ts/kernels.h" nogil:
         void (*gelu)(const float *x, float *y, int n) noexcept nogil
         void (*swiglu)(const float *g, const float *u, float *y, int n) noexcept nogil
         void (*geglu)(const float *g, const float *u, float *y, int n) noexcept nogil
-        void (*rope)(float *x, int n_head, int head_dim, int n_rot, float pos,
-                     float freq_base, float freq_scale, int neox) noexcept nogil
+        void (*rope)(float *x, int n_head, int head_dim, int n_rot, float pos, float freq_base,
+                     float freq_scale, const float *freq_factors, float mscale, int neox) noexcept nogil
         void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n) noexcept nogil
         void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n) noexcept nogil
         void *attn_head
@@ -65,10 +65,11 @@ cdef extern from "ts/model.h" nogil:
         int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_rot, rope_neox
         float norm_eps
         int ffn_act
-        float embd_scale, attn_scale, attn_softcap, final_softcap
+        float embd_scale, attn_scale, attn_softcap, final_softcap, residual_scale, logit_scale
+        int qk_norm_whole
     ctypedef struct ts_layer_params:
-        float rope_base, rope_scale
-        int window
+        float rope_base, rope_scale, rope_mscale
+        int use_rope, window
     ctypedef struct ts_model:
         pass
     ctypedef struct ts_context:

@@ -150,10 +150,11 @@ def gemm_f16_tile(const uint16_t[:, ::1] w, const float[:, ::1] x, float[:, ::1]
 
 
 def rope(float[:, ::1] x, int n_rot, float pos, float freq_base, float freq_scale, bint neox,
-         str isa=None):
+         const float[::1] freq_factors=None, float mscale=1.0, str isa=None):
     cdef const ts_kernels *k = _table(isa)
+    cdef const float *ff = &freq_factors[0] if freq_factors is not None else NULL
     with nogil:
-        k.rope(&x[0, 0], x.shape[0], x.shape[1], n_rot, pos, freq_base, freq_scale, neox)
+        k.rope(&x[0, 0], x.shape[0], x.shape[1], n_rot, pos, freq_base, freq_scale, ff, mscale, neox)
 
 
 def f16_to_f32(const uint16_t[::1] x, float[::1] y, str isa=None):
@@ -233,7 +234,8 @@ cdef class NativeModel:
         h.n_vocab = hp["n_vocab"]; h.n_rot = hp["n_rot"]; h.rope_neox = hp["rope_neox"]
         h.norm_eps = hp["norm_eps"]; h.ffn_act = hp["ffn_act"]; h.embd_scale = hp["embd_scale"]
         h.attn_scale = hp["attn_scale"]; h.attn_softcap = hp["attn_softcap"]
-        h.final_softcap = hp["final_softcap"]
+        h.final_softcap = hp["final_softcap"]; h.residual_scale = hp["residual_scale"]
+        h.logit_scale = hp["logit_scale"]; h.qk_norm_whole = hp["qk_norm_whole"]
         self.m = ts_model_create(&h)
         if self.m == NULL:
             raise ValueError(f"inconsistent hyper-parameters: {hp}")
@@ -257,9 +259,11 @@ cdef class NativeModel:
                              f"and type {type_id} does not fit the model")
         self._keep.append(data)
 
-    def set_layer_params(self, int layer, float rope_base, float rope_scale, int window):
+    def set_layer_params(self, int layer, float rope_base, float rope_scale, int window,
+                         float rope_mscale=1.0, bint use_rope=True):
         cdef ts_layer_params p
         p.rope_base, p.rope_scale, p.window = rope_base, rope_scale, window
+        p.rope_mscale, p.use_rope = rope_mscale, use_rope
         if ts_model_set_layer_params(self.m, layer, &p) != 0:
             raise ValueError(f"bad parameters for layer {layer}")
 

@@ -41,12 +41,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     # Imported here so pull and list keep working even if the compiled kernels fail to load.
     from tensorsharp import kernels
+    from tensorsharp.models import ARCHITECTURES
     opts = config.load_options()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"tensorsharp {_version()} (python {sys.version.split()[0]})")
     print(f"kernel isa:     {kernels.isa()}")
     print(f"available isas: {', '.join(kernels.available_isas())}")
     print(f"cpus:           {os.cpu_count()} ({usable} usable)")
+    print(f"architectures:  {', '.join(sorted(ARCHITECTURES))}")
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")
     print(f"context:        {opts.n_ctx or 'model default'}")
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the model; '{config.NO_MMPROJ}': none)")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("info", help="show version, kernel ISA and CPU")
+    p = sub.add_parser("info", help="show version, kernel ISA, CPU and supported architectures")
     p.set_defaults(func=_cmd_info)
     return parser
 

@@ -128,12 +128,18 @@ def geglu(g: np.ndarray, u: np.ndarray, isa: str | None = None) -> np.ndarray:
 
 
 def rope(x: np.ndarray, pos: float, n_rot: int, freq_base: float = 10000.0, freq_scale: float = 1.0,
-         neox: bool = False, isa: str | None = None) -> np.ndarray:
-    """Rotate x (n_head, head_dim) for one position; returns a new array."""
+         neox: bool = False, freq_factors: np.ndarray | None = None, mscale: float = 1.0,
+         isa: str | None = None) -> np.ndarray:
+    """Rotate x (n_head, head_dim) for one position; returns a new array. freq_factors (n_rot/2)
+    divide each pair's frequency; mscale multiplies cos and sin."""
     y = _f32(x).copy()
     if y.ndim != 2 or n_rot % 2 or not 0 < n_rot <= y.shape[1]:
         raise ValueError("rope wants x (n_head, head_dim) and an even n_rot <= head_dim")
-    _kernels.rope(y, n_rot, pos, freq_base, freq_scale, neox, isa)
+    if freq_factors is not None:
+        freq_factors = _f32(freq_factors)
+        if freq_factors.shape != (n_rot // 2,):
+            raise ValueError("rope wants n_rot/2 frequency factors")
+    _kernels.rope(y, n_rot, pos, freq_base, freq_scale, neox, freq_factors, mscale, isa)
     return y
 
 

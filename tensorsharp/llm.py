@@ -27,6 +27,7 @@ class Model:
             hp = self.transformer.hparams
             self.n_ctx = min(n_ctx, hp.n_ctx_train) if n_ctx > 0 else hp.n_ctx_train
             self.cache = KVCache(self.transformer, self.n_ctx)
+            self.transformer.use_context(self.n_ctx)  # LongRoPE picks its factors by the context
             self.stepper = Stepper(self.transformer, self.cache, n_batch=n_batch, n_threads=n_threads)
         self._cached: list[int] = []  # tokens whose K/V sit in slot 0 of the cache, in order
 

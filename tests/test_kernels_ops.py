@@ -166,12 +166,14 @@ def test_gated_and_unary_in_place(isa, rng):
 
 # ---- RoPE ----
 
-def _rope_ref(x, pos, n_rot, base, scale, neox):
+def _rope_ref(x, pos, n_rot, base, scale, neox, factors=None, mscale=1.0):
     y = x.astype(np.float64).copy()
     half = n_rot // 2
     i = np.arange(half, dtype=np.float64)
     theta = float(pos) * float(scale) * float(base) ** (-2.0 * i / n_rot)
-    c, s = np.cos(theta), np.sin(theta)
+    if factors is not None:
+        theta /= factors
+    c, s = np.cos(theta) * mscale, np.sin(theta) * mscale
     i0, i1 = (i.astype(int), i.astype(int) + half) if neox else (2 * i.astype(int), 2 * i.astype(int) + 1)
     a, b = y[:, i0].copy(), y[:, i1].copy()
     y[:, i0] = a * c - b * s
@@ -197,6 +199,22 @@ def test_rope(isa, shape, neox, pos, base, scale, rng):
     bound = ROPE_TOL * np.max(np.abs(x), axis=1, keepdims=True)
     assert np.all(np.abs(y - ref) <= bound), np.max(np.abs(y - ref))
     assert np.array_equal(y[:, n_rot:], x[:, n_rot:])  # dims beyond n_rot untouched
+
+
+@pytest.mark.parametrize("shape", ROPE_SHAPES)
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("pos", [3, 8000, 131071])
+def test_rope_with_frequency_factors_and_mscale(isa, shape, neox, pos, rng):
+    # Llama 3's factors run from 1 to 8 across the pairs; LongRoPE's attention factor ~1.19.
+    n_head, head_dim, n_rot = shape
+    x = rng.standard_normal((n_head, head_dim)).astype(np.float32)
+    factors = rng.uniform(1.0, 8.0, n_rot // 2).astype(np.float32)
+    mscale = np.float32(1.19)
+    y = kernels.rope(x, pos, n_rot, 500000.0, 1.0, neox, freq_factors=factors, mscale=mscale, isa=isa)
+    ref = _rope_ref(x, pos, n_rot, np.float32(500000.0), 1.0, neox, factors.astype(np.float64), float(mscale))
+    bound = ROPE_TOL * mscale * np.max(np.abs(x), axis=1, keepdims=True)
+    assert np.all(np.abs(y - ref) <= bound), np.max(np.abs(y - ref))
+    assert np.array_equal(y[:, n_rot:], x[:, n_rot:])
 
 
 def test_rope_layouts_differ_and_position_zero_is_identity(isa, rng):

@@ -52,13 +52,13 @@ static void geglu_scalar(const float *g, const float *u, float *y, int n) {
 }
 
 /* Angles are formed in double: at position 8000 a float angle would already be off by ~5e-4 rad. */
-static void rope_scalar(float *x, int n_head, int head_dim, int n_rot, float pos,
-                        float freq_base, float freq_scale, int neox) {
+static void rope_scalar(float *x, int n_head, int head_dim, int n_rot, float pos, float freq_base,
+                        float freq_scale, const float *freq_factors, float mscale, int neox) {
     const int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
-        const double theta = (double)pos * (double)freq_scale *
-                             pow((double)freq_base, -2.0 * i / (double)n_rot);
-        const float c = (float)cos(theta), s = (float)sin(theta);
+        double theta = (double)pos * (double)freq_scale * pow((double)freq_base, -2.0 * i / (double)n_rot);
+        if (freq_factors) theta /= (double)freq_factors[i];
+        const float c = (float)cos(theta) * mscale, s = (float)sin(theta) * mscale;
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         for (int h = 0; h < n_head; h++) {
             float *xh = x + (size_t)h * head_dim;

@@ -234,8 +234,8 @@ static inline __m256 dup_pairs(const float *c) {
                                     _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
 }
 
-static void rope_avx2(float *x, int n_head, int head_dim, int n_rot, float pos,
-                      float freq_base, float freq_scale, int neox) {
+static void rope_avx2(float *x, int n_head, int head_dim, int n_rot, float pos, float freq_base,
+                      float freq_scale, const float *freq_factors, float mscale, int neox) {
     const int half = n_rot / 2;
     const double ratio = pow((double)freq_base, -2.0 / (double)n_rot);
     double th[ROPE_CHUNK];
@@ -246,7 +246,11 @@ static void rope_avx2(float *x, int n_head, int head_dim, int n_rot, float pos,
         double f = (double)pos * (double)freq_scale * pow((double)freq_base, -2.0 * i0 / (double)n_rot);
         const int cnt4 = (cnt + 3) & ~3;
         for (int i = 0; i < cnt4; i++, f *= ratio) th[i] = f;
+        if (freq_factors)
+            for (int i = 0; i < cnt; i++) th[i] /= (double)freq_factors[i0 + i];
         rope_sincos(th, cs, sn, cnt4);
+        if (mscale != 1.0f)
+            for (int i = 0; i < cnt; i++) { cs[i] *= mscale; sn[i] *= mscale; }
         for (int hd = 0; hd < n_head; hd++) {
             float *xh = x + (size_t)hd * head_dim;
             int i = 0;

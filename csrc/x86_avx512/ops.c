@@ -206,8 +206,8 @@ static inline __m512 dup_pairs(const float *c) {
                                  _mm512_castps256_ps512(_mm256_loadu_ps(c)));
 }
 
-static void rope_avx512(float *x, int n_head, int head_dim, int n_rot, float pos,
-                        float freq_base, float freq_scale, int neox) {
+static void rope_avx512(float *x, int n_head, int head_dim, int n_rot, float pos, float freq_base,
+                        float freq_scale, const float *freq_factors, float mscale, int neox) {
     const int half = n_rot / 2;
     const double ratio = pow((double)freq_base, -2.0 / (double)n_rot);
     double th[ROPE_CHUNK];
@@ -218,7 +218,11 @@ static void rope_avx512(float *x, int n_head, int head_dim, int n_rot, float pos
         /* freq_base^(-2i/n_rot) by repeated products: ~i ulps of double, far below float's */
         double f = (double)pos * (double)freq_scale * pow((double)freq_base, -2.0 * i0 / (double)n_rot);
         for (int i = 0; i < cnt8; i++, f *= ratio) th[i] = f;
+        if (freq_factors)
+            for (int i = 0; i < cnt; i++) th[i] /= (double)freq_factors[i0 + i];
         rope_sincos(th, cs, sn, cnt8);
+        if (mscale != 1.0f)
+            for (int i = 0; i < cnt; i++) { cs[i] *= mscale; sn[i] *= mscale; }
         for (int hd = 0; hd < n_head; hd++) {
             float *xh = x + (size_t)hd * head_dim;
             if (neox) {

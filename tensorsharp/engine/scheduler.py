@@ -546,5 +546,6 @@ def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: in
     if cache_slots < 0:
         raise ValueError("cache_slots must not be negative")
     cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots)
+    transformer.use_context(n_ctx)  # LongRoPE picks its factors by the context of a sequence
     return Scheduler(Stepper(transformer, cache, n_batch=n_batch, n_threads=n_threads), tokenizer,
                      parallel=parallel, max_queue=max_queue)

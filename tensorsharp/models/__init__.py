@@ -6,12 +6,18 @@ from pathlib import Path
 
 from tensorsharp.errors import GGUFError, TensorSharpError
 from tensorsharp.models.base import Architecture, Transformer
+from tensorsharp.models.gemma2 import Gemma2
 from tensorsharp.models.gemma3 import Gemma3
+from tensorsharp.models.granite import Granite
 from tensorsharp.models.llama import Llama
+from tensorsharp.models.olmo2 import Olmo2
+from tensorsharp.models.phi3 import Phi3
 from tensorsharp.models.qwen2 import Qwen2
 from tensorsharp.models.qwen3 import Qwen3
+from tensorsharp.models.smollm3 import SmolLM3
 
-ARCHITECTURES: dict[str, type[Architecture]] = {cls.name: cls for cls in (Llama, Qwen2, Qwen3, Gemma3)}
+ARCHITECTURES: dict[str, type[Architecture]] = {
+    cls.name: cls for cls in (Llama, Qwen2, Qwen3, Gemma2, Gemma3, Phi3, SmolLM3, Granite, Olmo2)}
 
 
 def load_model(gguf) -> Transformer:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from tensorsharp import _kernels
 from tensorsharp.errors import GGUFError
+from tensorsharp.gguf.types import tensor_type
+from tensorsharp.models import rope
 
 # Slot numbers of csrc/include/ts/model.h (ts_weight_slot / ts_global_slot) and the GGUF tensor
 # names llama.cpp's converter gives them.
@@ -18,8 +21,13 @@ LAYER_SLOTS = {
     11: "ffn_norm.weight", 12: "ffn_gate.weight", 13: "ffn_up.weight", 14: "ffn_down.weight",
     15: "post_ffw_norm.weight",
 }
+SLOT_OF = {suffix: slot for slot, suffix in LAYER_SLOTS.items()}
+ROPE_FREQS_SLOT = 16
 GLOBAL_SLOTS = {0: "token_embd.weight", 1: "output_norm.weight", 2: "output.weight"}
 FFN_SILU, FFN_GELU = 0, 1
+# Model-wide RoPE frequency factors as llama.cpp's converter writes them: Llama 3's, and
+# LongRoPE's pair of which one is picked by the context length.
+ROPE_FREQS, ROPE_LONG, ROPE_SHORT = "rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"
 
 
 @dataclass
@@ -43,6 +51,12 @@ class HParams:
     attn_softcap: float = 0.0
     final_softcap: float = 0.0
     sliding_window: int = 0
+    residual_scale: float = 1.0
+    logit_scale: float = 1.0   # divides the logits
+    qk_norm_whole: bool = False
+    rope_mscale: float = 1.0   # multiplies RoPE's cos and sin (rope.scaling.attn_factor)
+    n_ctx_orig: int = 0        # LongRoPE: contexts per sequence beyond it take the long factors
+    rope_yarn: bool = False    # layers scaled by rope_scale rotate by YaRN (tensorsharp.models.rope)
     extra: dict = field(default_factory=dict)
 
     def native(self) -> dict:
@@ -53,7 +67,17 @@ class HParams:
             "norm_eps": self.norm_eps, "ffn_act": self.ffn_act, "embd_scale": self.embd_scale,
             "attn_scale": self.attn_scale or 1.0 / math.sqrt(self.head_dim),
             "attn_softcap": self.attn_softcap, "final_softcap": self.final_softcap,
+            "residual_scale": self.residual_scale, "logit_scale": self.logit_scale,
+            "qk_norm_whole": int(self.qk_norm_whole),
         }
+
+
+class LayerParams(NamedTuple):
+    rope_base: float
+    rope_scale: float
+    window: int = 0           # sliding window in positions; 0: full attention
+    rope_mscale: float = 1.0
+    use_rope: bool = True
 
 
 class Architecture:
@@ -65,6 +89,9 @@ class Architecture:
     required_layer_tensors = ("attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
                               "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight",
                               "ffn_up.weight", "ffn_down.weight")
+    # Tensors a converter keeps fused, cut into row ranges of slots at load time: suffix ->
+    # ((slot suffix, rows) ...), rows "q" = n_head*head_dim, "kv" = n_head_kv*head_dim, "ff" = n_ff.
+    fused_layer_tensors: dict = {}
 
     def __init__(self, metadata: dict):
         self.md = metadata
@@ -79,9 +106,13 @@ class Architecture:
         n_embd = int(self.key("embedding_length"))
         n_head = int(self.key("attention.head_count"))
         head_dim = int(self.key("attention.key_length", n_embd // max(n_head, 1)))
-        scale = 1.0
-        if self.md.get(f"{self.name}.rope.scaling.type", "none") == "linear":
-            scale = 1.0 / float(self.key("rope.scaling.factor", 1.0))
+        # llama.cpp's reading: without a type the factor still applies (as linear scaling).
+        scaling = self.md.get(f"{self.name}.rope.scaling.type", "linear")
+        if scaling not in ("none", "linear", "longrope", "yarn"):
+            raise GGUFError(f"{self.name} model uses rope scaling {scaling!r}, which this engine does not support")
+        factor = float(self.md.get(f"{self.name}.rope.scaling.factor", 0.0) or 0.0)
+        scale = 1.0 / factor if scaling != "none" and factor > 0 else 1.0
+        n_ctx_train = int(self.key("context_length"))
         return HParams(
             n_layer=int(self.key("block_count")),
             n_embd=n_embd,
@@ -91,18 +122,29 @@ class Architecture:
             n_ff=int(self.key("feed_forward_length")),
             n_vocab=n_vocab,
             n_rot=int(self.key("rope.dimension_count", head_dim)),
-            n_ctx_train=int(self.key("context_length")),
+            n_ctx_train=n_ctx_train,
             norm_eps=float(self.key("attention.layer_norm_rms_epsilon")),
             rope_base=float(self.key("rope.freq_base", 10000.0)),
             rope_scale=scale,
             rope_neox=self.rope_neox,
             ffn_act=self.ffn_act,
             sliding_window=int(self.md.get(f"{self.name}.attention.sliding_window", 0) or 0),
+            rope_mscale=float(self.md.get(f"{self.name}.rope.scaling.attn_factor", 1.0) or 1.0),
+            n_ctx_orig=int(self.md.get(f"{self.name}.rope.scaling.original_context_length", n_ctx_train)),
+            rope_yarn=scaling == "yarn",
         )
 
-    def layer_params(self, hp: HParams, layer: int) -> tuple[float, float, int]:
-        """(rope_base, rope_scale, sliding window or 0) of one layer."""
-        return hp.rope_base, hp.rope_scale, 0
+    def layer_params(self, hp: HParams, layer: int) -> LayerParams:
+        return LayerParams(hp.rope_base, hp.rope_scale, 0, hp.rope_mscale)
+
+    def rope_factors(self, tensors, hp: HParams, n_ctx_seq: int) -> str | None:
+        """Name of the frequency factors every layer's RoPE divides by, or None (llama.cpp's
+        choice: Llama 3's rope_freqs, else LongRoPE's long factors when a sequence's context
+        exceeds the original training context, else the short ones)."""
+        if ROPE_FREQS in tensors:
+            return ROPE_FREQS
+        pick = ROPE_LONG if n_ctx_seq > hp.n_ctx_orig else ROPE_SHORT
+        return pick if pick in tensors else None
 
 
 class Transformer:
@@ -115,23 +157,82 @@ class Transformer:
         emb = self._tensor("token_embd.weight")
         self.hparams = hp = self.arch.hparams(n_vocab=int(emb.shape[1]))
         self.native = _kernels.NativeModel(hp.native())
+        cuts: dict[str, list] = {}
+        for part, (name, r0, r1) in self.fused_parts().items():
+            cuts.setdefault(name, []).append((SLOT_OF[part.split(".", 2)[2]], r0, r1))
         for layer in range(hp.n_layer):
-            self.native.set_layer_params(layer, *self.arch.layer_params(hp, layer))
+            filled = set()
+            for name, parts in cuts.items():
+                if name.startswith(f"blk.{layer}."):
+                    filled |= self._set_fused(layer, name, parts)
             for slot, suffix in LAYER_SLOTS.items():
                 name = f"blk.{layer}.{suffix}"
-                if name in gguf.tensors:
+                if slot not in filled and name in gguf.tensors:
                     self._set(layer, slot, name)
-                elif suffix in self.arch.required_layer_tensors:
-                    raise GGUFError(f"{self.arch.name} model lacks tensor {name}")
+                    filled.add(slot)
+            for suffix in self.arch.required_layer_tensors:
+                if SLOT_OF[suffix] not in filled:
+                    raise GGUFError(f"{self.arch.name} model lacks tensor blk.{layer}.{suffix}")
         for slot, name in GLOBAL_SLOTS.items():
             if name in gguf.tensors:
                 self._set(-1, slot, name)
+        self._used |= {n for n in (ROPE_FREQS, ROPE_LONG, ROPE_SHORT) if n in gguf.tensors}
+        # Until the application names its context: that of the original training (LongRoPE's short factors).
+        self.use_context(hp.n_ctx_orig)
         unused = sorted(set(gguf.tensors) - self._used)
         if unused:
-            # A tensor we do not apply (a bias, rope_freqs, ...) would silently change the result.
+            # A tensor we do not apply (a bias, a new kind of factor, ...) would silently change the result.
             raise GGUFError(f"{self.arch.name} model has tensors this engine does not support: "
                             f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}")
         self.native.finalize()
+
+    def use_context(self, n_ctx_seq: int) -> None:
+        """Sets each layer's RoPE (frequency factors included) for sequences of up to n_ctx_seq
+        positions."""
+        self.n_ctx_seq = n_ctx_seq
+        name = self.arch.rope_factors(self.gguf.tensors, self.hparams, n_ctx_seq)
+        for layer in range(self.hparams.n_layer):
+            lp, factors = self.layer_rope(layer)
+            self.native.set_layer_params(layer, lp.rope_base, lp.rope_scale, lp.window, lp.rope_mscale, lp.use_rope)
+            if factors is not None:
+                data = np.ascontiguousarray(factors, dtype=np.float32).view(np.uint8).reshape(1, -1)
+                try:
+                    self.native.set_tensor(layer, ROPE_FREQS_SLOT, data, tensor_type("F32").id, len(factors))
+                except ValueError as e:
+                    raise GGUFError(f"RoPE frequency factors {name or 'of YaRN'} ({len(factors)} values): "
+                                    f"{e}") from None
+
+    def layer_rope(self, layer: int) -> tuple[LayerParams, np.ndarray | None]:
+        """A layer's parameters and RoPE frequency divisors (n_rot/2) for the current context, with
+        YaRN folded in (the layer then rotates with scale 1)."""
+        hp = self.hparams
+        name = self.arch.rope_factors(self.gguf.tensors, hp, self.n_ctx_seq)
+        lp, factors = self.arch.layer_params(hp, layer), self._f32_vector(name) if name else None
+        if hp.rope_yarn and lp.rope_scale != 1.0:
+            factors, mscale = rope.yarn(hp.n_rot, hp.n_ctx_orig, lp.rope_base, lp.rope_scale, factors)
+            lp = lp._replace(rope_scale=1.0, rope_mscale=lp.rope_mscale * mscale)
+        return lp, factors
+
+    def fused_parts(self) -> dict[str, tuple[str, int, int]]:
+        """Slot tensor name -> (fused tensor name, first row, end row) of every fused tensor cut."""
+        hp = self.hparams
+        rows = {"q": hp.n_head * hp.head_dim, "kv": hp.n_head_kv * hp.head_dim, "ff": hp.n_ff}
+        parts = {}
+        for layer in range(hp.n_layer):
+            for suffix, spec in self.arch.fused_layer_tensors.items():
+                name = f"blk.{layer}.{suffix}"
+                if name in self.gguf.tensors:
+                    r = 0
+                    for part, unit in spec:
+                        parts[f"blk.{layer}.{part}"] = (name, r, r + rows[unit])
+                        r += rows[unit]
+        return parts
+
+    def _f32_vector(self, name: str) -> np.ndarray:
+        t = self._tensor(name)
+        if t.type_name != "F32" or len(t.shape) != 1:
+            raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}) is not an F32 vector")
+        return np.asarray(t.data).view(np.float32)
 
     def _tensor(self, name: str):
         try:
@@ -139,13 +240,30 @@ class Transformer:
         except KeyError:
             raise GGUFError(f"model lacks tensor {name}") from None
 
-    def _set(self, layer: int, slot: int, name: str) -> None:
+    def _rows(self, name: str):
+        """(tensor, its data as (rows, row bytes), cols)."""
         t = self._tensor(name)
         self._used.add(name)
         cols = int(t.shape[0])
         rows = int(np.prod(t.shape[1:], dtype=np.int64)) if len(t.shape) > 1 else 1
-        data = np.asarray(t.data).reshape(rows, -1)
+        return t, np.asarray(t.data).reshape(rows, -1), cols
+
+    def _put(self, layer: int, slot: int, name: str, t, data, cols: int) -> None:
         try:
             self.native.set_tensor(layer, slot, data, t.type.id, cols)
         except ValueError as e:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}): {e}") from None
+
+    def _set(self, layer: int, slot: int, name: str) -> None:
+        t, data, cols = self._rows(name)
+        self._put(layer, slot, name, t, data, cols)
+
+    def _set_fused(self, layer: int, name: str, parts: list[tuple[int, int, int]]) -> set[int]:
+        """Row ranges of one fused tensor into slots: parts ((slot, first row, end row) ...)."""
+        t, data, cols = self._rows(name)
+        if data.shape[0] != parts[-1][2]:
+            raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}) does not hold "
+                            f"{' + '.join(str(r1 - r0) for _, r0, r1 in parts)} rows")
+        for slot, r0, r1 in parts:
+            self._put(layer, slot, name, t, data[r0:r1], cols)
+        return {slot for slot, _, _ in parts}

@@ -1,7 +1,7 @@
 """gemma3: scaled embeddings, pre+post norms, GeGLU, Q/K norm, sliding-window layers."""
 import math
 
-from tensorsharp.models.base import FFN_GELU, Architecture, HParams
+from tensorsharp.models.base import FFN_GELU, Architecture, HParams, LayerParams
 
 # Unless the file says otherwise: five sliding-window layers, then one global layer; local
 # layers rotate with their own base (llama.cpp's defaults for gemma3).
@@ -20,7 +20,7 @@ class Gemma3(Architecture):
         hp.final_softcap = float(self.md.get(f"{self.name}.final_logit_softcapping", 0.0) or 0.0)
         return hp
 
-    def layer_params(self, hp: HParams, layer: int) -> tuple[float, float, int]:
+    def layer_params(self, hp: HParams, layer: int) -> LayerParams:
         pattern = self.md.get(f"{self.name}.attention.sliding_window_pattern", SWA_PATTERN)
         if isinstance(pattern, (int, float)):
             pattern = int(pattern)
@@ -29,5 +29,5 @@ class Gemma3(Architecture):
             sliding = layer < len(pattern) and bool(pattern[layer])
         if hp.sliding_window and sliding:
             base = float(self.md.get(f"{self.name}.rope.freq_base_swa", LOCAL_ROPE_BASE))
-            return base, 1.0, hp.sliding_window
-        return hp.rope_base, hp.rope_scale, 0
+            return LayerParams(base, 1.0, hp.sliding_window, hp.rope_mscale)
+        return super().layer_params(hp, layer)

@@ -1,4 +1,5 @@
-"""llama: Llama 2/3.x, SmolLM2, Mistral — RMSNorm, SwiGLU, RoPE on interleaved pairs."""
+"""llama: Llama 2/3.x, SmolLM2, Mistral — RMSNorm, SwiGLU, RoPE on interleaved pairs (Llama 3's
+rope_freqs factors apply through the shared base)."""
 from tensorsharp.models.base import Architecture
 
 

@@ -40,12 +40,49 @@ _DEFAULTS = {
     "gemma3": dict(cls="Gemma3TextConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=6,
                    num_attention_heads=4, num_key_value_heads=1, head_dim=64, query_pre_attn_scalar=64,
                    sliding_window=8, rms_norm_eps=1e-6),
+    # The families below are written by llama.cpp's converter (tensorsharp.testing.llama_convert).
+    # Llama 3.2's layout (tied output, RoPE scaling): a short original context puts the pairs in
+    # all three regimes (unscaled, divided by the factor, smoothed between) within a few dozen
+    # positions.
+    "llama3": dict(cls="LlamaConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                   rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
+                                    "rope_theta": 500000.0}),
+    # Even layers slide (window 8); head_dim is the attention scale llama.cpp uses below 27B. Caps
+    # low enough to bend the tiny model's scores and logits.
+    "gemma2": dict(cls="Gemma2Config", hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32,
+                   sliding_window=8, attn_logit_softcapping=5.0, final_logit_softcapping=5.0,
+                   rms_norm_eps=1e-6),
+    # llama.cpp runs Phi-3 without its sliding window, so HF gets none either.
+    "phi3": dict(cls="Phi3Config", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, sliding_window=None,
+                 pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    # Every fourth layer skips RoPE.
+    "smollm3": dict(cls="SmolLM3Config", hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2),
+    "granite": dict(cls="GraniteConfig", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, embedding_multiplier=6.0,
+                    residual_multiplier=0.3, attention_multiplier=0.1, logits_scaling=4.0),
+    # OLMo's converter reads a real BPE tokenizer (llama_convert.BPE_VOCAB tokens): a narrow model
+    # keeps its embedding and output small.
+    "olmo2": dict(cls="Olmo2Config", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
+                  bos_token_id=0, eos_token_id=0, vocab_size=49152),
+    # OLMo 3 (GGUF architecture olmo2): three sliding layers, then a global one.
+    "olmo3": dict(cls="Olmo3Config", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                  num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
+                  bos_token_id=0, eos_token_id=0, vocab_size=49152, sliding_window=8),
 }
 
 
-def tiny_config(arch: str, vocab_size: int = 384, **overrides):
-    """An HF config of a tiny `arch` model (llama, qwen2, qwen3, gemma3); overrides win."""
-    kw = dict(_DEFAULTS[arch], vocab_size=vocab_size, max_position_embeddings=256)
+def tiny_config(arch: str, **overrides):
+    """An HF config of a tiny `arch` model (a key of _DEFAULTS; 384 tokens unless it says
+    otherwise); overrides win."""
+    kw = dict(vocab_size=384, max_position_embeddings=256)
+    kw.update(_DEFAULTS[arch])
     kw.update(overrides)
     cls = getattr(transformers, kw.pop("cls"))
     return cls(**kw)
@@ -59,13 +96,13 @@ def random_model(config, seed: int = 0):
     uniform nor one-hot."""
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32,
                                                           attn_implementation="eager")
-    gemma = _arch(config) == "gemma3"
+    gemma = config.model_type in ("gemma2", "gemma3_text")
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             r = torch.randn(p.shape, generator=g, dtype=torch.float32)
             if name.endswith("norm.weight"):
-                p.copy_((0.0 if gemma else 1.0) + 0.2 * r)  # gemma3 norms scale by 1 + w
+                p.copy_((0.0 if gemma else 1.0) + 0.2 * r)  # gemma norms scale by 1 + w
             elif p.ndim == 1:
                 p.copy_(0.3 * r)
             elif "embed_tokens" in name:

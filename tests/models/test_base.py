@@ -29,3 +29,25 @@ def test_unknown_architecture_is_refused(smol_file):
     smol_file.metadata["general.architecture"] = "mamba9"
     with pytest.raises(GGUFError, match="mamba9"):
         load_model(smol_file)
+
+
+def test_unknown_rope_scaling_is_refused(smol_file):
+    smol_file.metadata["llama.rope.scaling.type"] = "dynamic"
+    with pytest.raises(GGUFError, match="dynamic"):
+        load_model(smol_file)
+
+
+def test_fused_tensor_of_the_wrong_height_is_refused(smol_file):
+    # A phi3 file whose fused gate/up holds n_ff rows instead of 2 * n_ff.
+    smol_file.metadata = {k.replace("llama.", "phi3.", 1): v for k, v in smol_file.metadata.items()}
+    smol_file.metadata["general.architecture"] = "phi3"
+    for layer in range(smol_file.metadata["phi3.block_count"]):
+        del smol_file.tensors[f"blk.{layer}.ffn_gate.weight"]
+    with pytest.raises(GGUFError, match="blk.0.ffn_up.weight"):
+        load_model(smol_file)
+
+
+def test_rope_factors_of_the_wrong_length_are_refused(smol_file):
+    smol_file.tensors["rope_freqs.weight"] = smol_file.tensors["blk.0.attn_norm.weight"]
+    with pytest.raises(GGUFError, match="rope_freqs.weight"):
+        load_model(smol_file)

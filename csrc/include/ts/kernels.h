@@ -72,9 +72,11 @@ typedef struct {
     void (*geglu)(const float *g, const float *u, float *y, int n);
     /* In place rotation of n_head heads of head_dim floats (head h at x + h*head_dim) for one
      * position; the first n_rot dims of each head rotate. neox: pairs (i, i+n_rot/2), else (2i, 2i+1).
-     * theta_i = pos * freq_scale * freq_base^(-2i/n_rot). */
-    void (*rope)(float *x, int n_head, int head_dim, int n_rot, float pos,
-                 float freq_base, float freq_scale, int neox);
+     * theta_i = pos * freq_scale * freq_base^(-2i/n_rot) / freq_factors[i] (freq_factors (n_rot/2)
+     * may be NULL: all 1, Llama 3 and LongRoPE frequency factors as in ggml's rope); cos and sin
+     * are multiplied by mscale (LongRoPE's attention factor; 1: none). */
+    void (*rope)(float *x, int n_head, int head_dim, int n_rot, float pos, float freq_base,
+                 float freq_scale, const float *freq_factors, float mscale, int neox);
     void (*f16_to_f32)(const ts_f16 *x, float *y, int64_t n);
     void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
     ts_attn_head_fn attn_head;

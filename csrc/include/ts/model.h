@@ -24,11 +24,13 @@ unsigned ts_act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c)
  * holds rows of ts_act_row_size(format, cols) bytes. */
 void ts_quantize_act_row(const ts_kernels *k, void *const act[3], const float *src, int r, int cols, unsigned mask);
 
-/* Per-layer weight slots; absent ones keep data == NULL. */
+/* Per-layer weight slots; absent ones keep data == NULL. Without an attention or FFN norm the
+ * block reads the residual stream as it is (OLMo 2 norms only the block outputs). ROPE_FREQS:
+ * (n_rot/2) frequency divisors of the layer's RoPE (Llama 3, LongRoPE). */
 typedef enum {
     TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_Q_BIAS, TS_W_K_BIAS, TS_W_V_BIAS,
     TS_W_Q_NORM, TS_W_K_NORM, TS_W_O, TS_W_POST_ATTN_NORM,
-    TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN, TS_W_POST_FFN_NORM,
+    TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN, TS_W_POST_FFN_NORM, TS_W_ROPE_FREQS,
     TS_W_LAYER_COUNT
 } ts_weight_slot;
 
@@ -47,10 +49,15 @@ typedef struct {
     float attn_scale;   /* multiplies q.k */
     float attn_softcap; /* 0: none */
     float final_softcap;/* on the logits; 0: none */
+    float residual_scale; /* multiplies each block's output before it joins the residual (1: none) */
+    float logit_scale;  /* divides the logits (1: none) */
+    int qk_norm_whole;  /* 1: the Q/K norms span all heads' rows (n_head*head_dim), 0: one head */
 } ts_hparams;
 
 typedef struct {
-    float rope_base, rope_scale; /* theta = pos * rope_scale * rope_base^(-2i/n_rot) */
+    float rope_base, rope_scale; /* theta = pos * rope_scale * rope_base^(-2i/n_rot) / freq factor */
+    float rope_mscale;           /* multiplies RoPE's cos and sin (1: none) */
+    int use_rope;                /* 0: this layer's q and k are not rotated (SmolLM3) */
     int window;                  /* sliding window in positions; 0: full attention */
 } ts_layer_params;
 

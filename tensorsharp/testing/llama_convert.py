@@ -1,0 +1,139 @@
+"""Tiny HF models converted to GGUF by llama.cpp's own convert_hf_to_gguf.py.
+
+The converter comes from the llama-cpp-python sdist on PyPI (its vendored llama.cpp and gguf-py),
+so a file has exactly the tensor names, metadata and layouts of a real download. Both the sdist's
+converter files and the converted tiny models are cached under the store home. Needs torch,
+transformers and sentencepiece (the `hf` extra); imported by tests, not by the package.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from tensorsharp import config
+
+SDIST = ("llama-cpp-python", "0.3.36")
+# What the converter needs of the sdist: the script, its per-family package and gguf-py.
+_MEMBERS = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/",
+            "vendor/llama.cpp/gguf-py/")
+# Families whose converter reads only a byte-level BPE tokenizer.json (and recognizes its
+# pre-tokenizer by the ids it gives a fixed text, so it must be a real model's). Their models need
+# a vocabulary of at least BPE_VOCAB tokens.
+BPE_FAMILIES = ("olmo2", "olmo3")
+BPE_VOCAB = 49152
+# Words the tiny SentencePiece vocabulary is trained on; token ids are all the tests use.
+_CORPUS = [f"the quick brown fox jumps over the lazy dog {i} times, said {w}"
+           for i in range(64) for w in ("alice", "bob", "carol")]
+
+
+def cache_dir() -> Path:
+    return config.home() / "llama-convert"
+
+
+def converter() -> Path:
+    """The directory holding convert_hf_to_gguf.py, conversion/ and gguf-py/ (fetched once)."""
+    name, version = SDIST
+    root = cache_dir() / f"{name}-{version}"
+    if (root / "convert_hf_to_gguf.py").is_file():
+        return root
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    sdist = downloads / f"{name.replace('-', '_')}-{version}.tar.gz"
+    if not sdist.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-binary", ":all:",
+                        "--no-deps", "-q", "-d", str(downloads), *config.pip_args()], check=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir()))
+    prefix = f"{name.replace('-', '_')}-{version}/"
+    with tarfile.open(sdist) as tar:
+        for m in tar.getmembers():
+            rel = m.name[len(prefix):] if m.name.startswith(prefix) else ""
+            wanted = any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in _MEMBERS)
+            if m.isfile() and wanted and ".." not in Path(rel).parts:
+                dest = tmp / rel[len("vendor/llama.cpp/"):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(tar.extractfile(m).read())
+    if not (tmp / "convert_hf_to_gguf.py").is_file():
+        raise RuntimeError(f"{sdist} holds no vendor/llama.cpp/convert_hf_to_gguf.py")
+    try:
+        tmp.rename(root)
+    except OSError:  # another process got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def sentencepiece_model(vocab_size: int) -> bytes:
+    """A SentencePiece BPE tokenizer.model of at most vocab_size pieces (with byte fallback; the
+    converter pads the vocabulary to the model's size)."""
+    import sentencepiece as spm
+
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(_CORPUS), model_writer=out, vocab_size=vocab_size,
+                                   model_type="bpe", byte_fallback=True, hard_vocab_limit=False,
+                                   character_coverage=1.0, num_threads=1, minloglevel=2)
+    return out.getvalue()
+
+
+def write_bpe_tokenizer(directory: Path) -> None:
+    """tokenizer.json and tokenizer_config.json of SmolLM2's byte-level BPE (from the store's
+    SmolLM2 GGUF: vocabulary, merges and SmolLM's digit-splitting pre-tokenizer), which the
+    converter knows as "smollm"."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    from tensorsharp.gguf import GGUFFile
+    from tensorsharp.testing.models import model_path
+
+    with GGUFFile(model_path("smollm2-135m")) as f:
+        md = f.metadata
+        tokens, types = list(md["tokenizer.ggml.tokens"]), list(md["tokenizer.ggml.token_type"])
+        merges = [tuple(m.split(" ", 1)) for m in md["tokenizer.ggml.merges"]]
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    control = 3  # gguf.TokenType.CONTROL
+    tok.add_special_tokens([AddedToken(t, special=True) for t, ty in zip(tokens, types) if ty == control])
+    tok.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokens[0], "eos_token": tokens[0]}))
+
+
+def _fingerprint(model) -> str:
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    h.update(" ".join(SDIST).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def convert(model, outtype: str = "f32") -> Path:
+    """The GGUF file convert_hf_to_gguf.py makes of HF model (weights in outtype: f32, f16, bf16,
+    q8_0), built once per model and cached by the model's config and weights."""
+    out = cache_dir() / "models" / f"{model.config.model_type}-{_fingerprint(model)}-{outtype}.gguf"
+    if out.is_file():
+        return out
+    conv = converter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        src = Path(tmp) / "hf"
+        model.save_pretrained(src)
+        if model.config.model_type in BPE_FAMILIES:
+            write_bpe_tokenizer(src)
+        else:
+            (src / "tokenizer.model").write_bytes(sentencepiece_model(model.config.vocab_size))
+        part = Path(tmp) / out.name
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(conv / "gguf-py"), os.environ.get("PYTHONPATH", "")]))
+        run = subprocess.run([sys.executable, str(conv / "convert_hf_to_gguf.py"), str(src), "--outtype", outtype,
+                              "--outfile", str(part)], env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"convert_hf_to_gguf.py failed on {model.config.model_type}:\n{run.stderr[-4000:]}")
+        part.replace(out)
+    return out
