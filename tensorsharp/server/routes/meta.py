@@ -8,6 +8,7 @@ from flask import Blueprint, send_from_directory
 from tensorsharp import config
 from tensorsharp.server.app import json_response, state
 from tensorsharp.server.errors import ApiError
+from tensorsharp.server.protocol.openapi import document as openapi_document
 
 bp = Blueprint("meta", __name__)
 
@@ -20,6 +21,11 @@ def health():
     if problem is not None:
         return json_response({"status": "error", "error": problem}, 503)
     return json_response({"status": "ok"})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return json_response(openapi_document([state().served.name]))
 
 
 @bp.get("/api/version")
