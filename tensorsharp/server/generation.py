@@ -175,7 +175,8 @@ class Generation:
             requests.append(GenerationRequest(self.ids, self.max_tokens, sampling, list(job.stop),
                                               session=job.session, reuse_prefix=job.reuse_prefix,
                                               constraint=constraints[i], images=images,
-                                              shown=served.shown_tokens[bool(job.tools)], group=group))
+                                              shown=served.shown_tokens[bool(job.tools)], group=group,
+                                              stop_at_eog=not job.ignore_eos))
         try:
             self._events = EngineEvents(served.scheduler, requests, environ)
         except Exception as e:

@@ -189,3 +189,10 @@ def test_body_too_large_is_413(client):
 
 def test_unknown_response_format_type_is_refused(client):
     error_of(client.post("/v1/chat/completions", json=chat(response_format={"type": "xml"})), 400, "response_format")
+
+def test_ignore_eos_generates_the_full_length(client):
+    """llama-server's and vLLM's extension: a reply that would end at once runs to max_tokens."""
+    short = client.post("/v1/chat/completions", json=chat("What is 2+3?", max_tokens=60)).get_json()
+    assert short["choices"][0]["finish_reason"] == "stop" and short["usage"]["completion_tokens"] < 60
+    full = client.post("/v1/chat/completions", json=chat("What is 2+3?", max_tokens=60, ignore_eos=True)).get_json()
+    assert full["choices"][0]["finish_reason"] == "length" and full["usage"]["completion_tokens"] == 60

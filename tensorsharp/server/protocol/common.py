@@ -50,3 +50,5 @@ class Job:
     reuse_prefix: bool = True              # False: evaluate the whole prompt (Ollama generate)
     session: str | None = None             # KV slot affinity (web UI session)
     images: list[Image] = field(default_factory=list)  # in IMAGE_MARKER order; text-only models refuse them
+    ignore_eos: bool = False               # generate past end-of-generation tokens (llama-server's
+                                           # and vLLM's extension; benchmarks want full lengths)

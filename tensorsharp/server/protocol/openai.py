@@ -205,7 +205,7 @@ def parse_chat(body: dict) -> ChatRequest:
     tools, tool_choice = _tools(f)
     job = Job(messages=messages, max_tokens=max_tokens, sampling=_sampling(f, max(top, 1) if logprobs else 0),
               stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", True),
-              think=think, format=_format(f), images=images)
+              think=think, format=_format(f), images=images, ignore_eos=f.bool("ignore_eos", False))
     return ChatRequest(model, job, stream, include_usage, n, logprobs, top)
 
 
@@ -223,7 +223,8 @@ def parse_completion(body: dict) -> CompletionRequest:
         raise ApiError(400, "'prompt' must be a string, an array of strings or an array of token ids", param="prompt")
     logprobs = f.int("logprobs", lo=0, hi=5)
     job = Job(max_tokens=DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens,
-              sampling=_sampling(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop)
+              sampling=_sampling(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop,
+              ignore_eos=f.bool("ignore_eos", False))
     return CompletionRequest(model, prompts, job, stream, include_usage, n, logprobs, f.bool("echo", False))
 
 
