@@ -38,6 +38,14 @@ class _Handler(WSGIHandler):
         finally:
             server.connections -= 1
 
+    def handle_one_response(self):
+        # Responses being written, apart from idle kept-alive connections: what a stop waits for.
+        self.server.responses += 1
+        try:
+            return super().handle_one_response()
+        finally:
+            self.server.responses -= 1
+
     def get_environ(self):
         env = super().get_environ()
         # Lets a request notice its client hanging up while it waits (server.bridge).
@@ -58,7 +66,7 @@ def serve(app, host: str, port: int, access_log=True, drain_seconds: float = 10.
     # The pool lets a stop wait for the handlers; its headroom is for the refusals past the limit.
     server = WSGIServer((host, port), app, handler_class=_Handler, log=sys.stderr if access_log else None,
                         spawn=Pool(limit + 32))
-    server.connections, server.max_connections, server.io_timeout = 0, limit, io_timeout
+    server.connections, server.responses, server.max_connections, server.io_timeout = 0, 0, limit, io_timeout
     server.start()
     served = app.extensions["tensorsharp"].served
     vision = f", images through {served.images.path.name}" if served.images is not None else ""
@@ -72,7 +80,7 @@ def serve(app, host: str, port: int, access_log=True, drain_seconds: float = 10.
               file=sys.stderr, flush=True)
         drain(app, server, drain_seconds)
     finally:
-        server.stop(timeout=2)
+        server.stop(timeout=0.5)   # what is left are idle kept-alive connections
         served.close()
 
 
@@ -93,5 +101,5 @@ def drain(app, server, seconds: float) -> None:
     state.served.close()
     # The routes render the engine's "shutting down" failures; give them a moment to write.
     end = time.monotonic() + 2
-    while server.connections and time.monotonic() < end:
+    while server.responses and time.monotonic() < end:
         gevent.sleep(0.05)

@@ -1,0 +1,160 @@
+"""Serving under load: our server beside llama-server, same model file, threads and parallel slots.
+
+For each number of concurrent streaming clients (OpenAI /v1/chat/completions, distinct prompts,
+greedy, ignore_eos so every reply runs to --max-tokens on both sides) it measures the aggregate
+decode rate (generated tokens / wall time of the round) and time to first token (p50, p95),
+alternating the two servers --rounds times and printing medians and ratios.
+
+llama-server is built from the llama-cpp-python==0.3.36 sdist's vendor/llama.cpp with
+-DLLAMA_BUILD_SERVER=ON (and -DGGML_NATIVE=ON where the CPU has no AMX); pass its path.
+
+    python tools/bench_serve.py --llama-server PATH [--model qwen2.5-coder-0.5b] [--threads 2]
+        [--parallel 8] [--clients 1,2,4,8,16] [--max-tokens 128] [--rounds 2] [--workload prose|code]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tensorsharp import store
+from tensorsharp.testing.server import free_port
+
+TOPICS = ["the sea", "a clock", "bread", "a dragon", "rain", "the moon", "a library", "trains", "snow",
+          "a garden", "bees", "a lighthouse", "copper", "owls", "a market", "glass"]
+FUNCTION = '''def moving_average(values, window):
+    out = []
+    for i in range(len(values) - window + 1):
+        total = 0
+        for j in range(window):
+            total += values[i + j]
+        out.append(total / window)
+    return out
+'''
+
+
+def prompt(workload: str, i: int) -> str:
+    topic = TOPICS[i % len(TOPICS)]
+    if workload == "code":
+        return (f"Here is a Python function:\n\n```python\n{FUNCTION}```\n\nRewrite the whole function with "
+                f"the parameter `window` renamed to `size` (case {i}, about {topic}). Reply with the code only.")
+    return f"Write a long story about {topic} (story {i})."
+
+
+@contextmanager
+def server(cmd: list[str], port: int, log: Path, env: dict | None = None):
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if requests.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} did not come up:\n{log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def one_stream(base: str, model: str, text: str, max_tokens: int, out: list, lock: threading.Lock) -> None:
+    t0 = time.monotonic()
+    first, n = None, 0
+    with requests.post(base + "/v1/chat/completions", stream=True, timeout=600, json={
+            "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True, "ignore_eos": True}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"][0].get("delta", {})
+            if delta.get("content"):
+                n += 1
+                if first is None:
+                    first = time.monotonic()
+    with lock:
+        out.append((first - t0 if first else float("nan"), n, time.monotonic()))
+
+
+def round_of(base: str, model: str, clients: int, max_tokens: int, workload: str, offset: int) -> dict:
+    results, lock = [], threading.Lock()
+    threads = [threading.Thread(target=one_stream, args=(base, model, prompt(workload, offset + i), max_tokens,
+                                                         results, lock)) for i in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = max(end for _, _, end in results) - t0
+    ttft = sorted(f for f, _, _ in results)
+    return {"tok_s": sum(n for _, n, _ in results) / wall, "ttft_p50": statistics.median(ttft),
+            "ttft_p95": ttft[min(len(ttft) - 1, int(0.95 * len(ttft)))], "tokens": sum(n for _, n, _ in results)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--llama-server", required=True)
+    p.add_argument("--model", default="qwen2.5-coder-0.5b")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--parallel", type=int, default=8)
+    p.add_argument("--clients", default="1,2,4,8,16")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--ctx", type=int, default=1024, help="context per sequence on both servers")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--workload", choices=["prose", "code"], default="prose")
+    args = p.parse_args(argv)
+    path = store.resolve(args.model)
+    clients = [int(c) for c in args.clients.split(",")]
+    port_ours, port_llama = free_port(), free_port()
+    ours = [sys.executable, "-m", "tensorsharp", "serve", "--model", str(path), "--port", str(port_ours),
+            "--threads", str(args.threads), "--parallel", str(args.parallel), "--ctx", str(args.ctx)]
+    llama = [args.llama_server, "-m", str(path), "--port", str(port_llama), "--host", "127.0.0.1",
+             "-t", str(args.threads), "-tb", str(args.threads), "-np", str(args.parallel),
+             "-c", str(args.ctx * args.parallel), "--no-webui", "-ngl", "0"]
+    table: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        for rnd in range(args.rounds):
+            for name, cmd, port in (("ours", ours, port_ours), ("llama", llama, port_llama)):
+                with server(cmd, port, logs / f"{name}.log", env={"TENSORSHARP_MAX_QUEUE": "64"}) as base:
+                    model = requests.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
+                    round_of(base, model, 1, 8, args.workload, 999)   # warm-up
+                    for k in clients:
+                        r = round_of(base, model, k, args.max_tokens, args.workload, 100 * rnd + k)
+                        table.setdefault((name, k), []).append(r)
+                        print(f"round {rnd + 1} {name} clients={k}: {r['tok_s']:.1f} tok/s, "
+                              f"ttft p50 {r['ttft_p50']:.2f}s p95 {r['ttft_p95']:.2f}s", file=sys.stderr, flush=True)
+    med = {key: {m: statistics.median(r[m] for r in rs) for m in ("tok_s", "ttft_p50", "ttft_p95")}
+           for key, rs in table.items()}
+    print(f"\n{args.model}, {args.threads} threads, parallel {args.parallel}, {args.max_tokens} tokens per reply, "
+          f"workload {args.workload}, medians of {args.rounds}\n")
+    print("| clients | ours tok/s | llama-server tok/s | ratio | ours TTFT p50 / p95 s | llama-server TTFT p50 / p95 s |")
+    print("|---|---|---|---|---|---|")
+    for k in clients:
+        o, l = med[("ours", k)], med[("llama", k)]
+        print(f"| {k} | {o['tok_s']:.1f} | {l['tok_s']:.1f} | {o['tok_s'] / l['tok_s']:.2f}x | "
+              f"{o['ttft_p50']:.2f} / {o['ttft_p95']:.2f} | {l['ttft_p50']:.2f} / {l['ttft_p95']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
