@@ -74,3 +74,8 @@ def test_tool_calls_that_are_not_calls_are_400(client, route, calls):
     r = post(client, route, body)
     assert r.status_code == 400, r.data[:300]
     assert "tool_calls[0]" in message_of(r)
+
+
+def test_too_many_completions_in_one_request_is_400(client):
+    r = post(client, "/v1/completions", {"model": FILE, "prompt": ["Hi"] * 10_000, "max_tokens": 1})
+    assert r.status_code == 400 and "more than 64 completions" in message_of(r)

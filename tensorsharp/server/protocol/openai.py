@@ -12,6 +12,7 @@ from tensorsharp.server.protocol.fields import Fields, base64_bytes
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_COMPLETION_CHOICES = 64   # prompts x n of one /v1/completions request
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif")
 
 
@@ -221,6 +222,9 @@ def parse_completion(body: dict) -> CompletionRequest:
         prompts = list(prompt)
     else:
         raise ApiError(400, "'prompt' must be a string, an array of strings or an array of token ids", param="prompt")
+    if len(prompts) * n > MAX_COMPLETION_CHOICES:
+        raise ApiError(400, f"{len(prompts)} prompts x n={n} asks for more than {MAX_COMPLETION_CHOICES} completions "
+                       "in one request", param="prompt")
     logprobs = f.int("logprobs", lo=0, hi=5)
     job = Job(max_tokens=DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens,
               sampling=_sampling(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop,
