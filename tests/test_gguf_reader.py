@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from tensorsharp.gguf import GGUFError, GGUFFile, GGUFValueType as VT
 from tensorsharp.gguf.strings import read_string_array
+from tensorsharp.testing.models import model_path
 
-MODEL_DIR = Path.home() / ".cache" / "tensorsharp" / "models"
 MODELS = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf", "qwen2.5-coder-0.5b-instruct.gguf"]
 
 
@@ -65,9 +65,7 @@ def _reference(path: Path) -> dict:
 def model(request):
     """(GGUFFile, gguf-py reference). gguf-py needs up to a minute on a 262k vocabulary, so its
     answer is kept in pytest's cache, keyed by file name, size and mtime."""
-    path = MODEL_DIR / request.param
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    path = model_path(request.param)
     st_ = path.stat()
     key = f"tensorsharp/gguf_reference/{request.param}-{st_.st_size}-{st_.st_mtime_ns}"
     ref = request.config.cache.get(key, None)

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tensorsharp.testing.models import model_path
 from tensorsharp.tokenizer import Tokenizer, TokenizerError
 from tensorsharp.tokenizer import pretokenize
 from tensorsharp.tokenizer.bpe import BYTE_CHARS
 
-MODELS = Path.home() / ".cache" / "tensorsharp" / "models"
-REFDATA = Path("/work/shared/refdata")
+REFDATA = Path(__file__).resolve().parent / "data"
 
 
 def gguf_metadata(path: Path) -> dict:
@@ -31,16 +31,12 @@ def gguf_metadata(path: Path) -> dict:
 
 
 @functools.cache
-def model_tokenizer(name: str) -> Tokenizer:
-    path = MODELS / name
-    if not path.exists():
-        pytest.skip(f"model {name} is not in {MODELS}")
-    return Tokenizer.from_metadata(gguf_metadata(path))
+def model_tokenizer(file: str) -> Tokenizer:
+    return Tokenizer.from_metadata(gguf_metadata(model_path(file)))
 
 
 def _load(name: str) -> list:
-    path = REFDATA / name
-    return json.loads(path.read_text()) if path.exists() else []
+    return json.loads((REFDATA / name).read_text())
 
 
 CASES = _load("tokenization.json")
@@ -53,12 +49,14 @@ def _case_id(c: dict) -> str:
 
 # -- llama.cpp reference ids -------------------------------------------------------------------
 
+@pytest.mark.llama_cpp
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_encode_matches_llama_cpp(case):
     tok = model_tokenizer(case["model"])
     assert tok.encode(case["text"], case["add_special"], case["parse_special"]) == case["ids"]
 
 
+@pytest.mark.llama_cpp
 @pytest.mark.parametrize("case", [c for c in CASES if not c["add_special"]], ids=_case_id)
 def test_decode_round_trips(case):
     tok = model_tokenizer(case["model"])
@@ -68,6 +66,7 @@ def test_decode_round_trips(case):
     assert tok.decode(tok.encode(text, add_special=False, parse_special=True), special=True) == text
 
 
+@pytest.mark.llama_cpp
 @pytest.mark.parametrize("gen", GENERATIONS, ids=lambda g: f"{g['model'][:6]}-{g['prompt_index']}")
 def test_generation_prompts_and_text(gen):
     tok = model_tokenizer(gen["model"])

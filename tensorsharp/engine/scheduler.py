@@ -136,9 +136,10 @@ class Scheduler:
         self._active: list[_Active] = []
         self._clock = 0
         self._starting = 0   # taken from the queue, not yet active
+        self._processed = 0  # requests that were started and have left the engine, however they ended
         self._closing = False
         lock = _original("_thread", "allocate_lock")
-        self._mutex = lock()     # guards _waiting, _active and _closing
+        self._mutex = lock()     # guards _waiting, _active, _processed and _closing
         self._wake = lock()      # released to wake an idle engine thread; held while nothing to do
         self._wake.acquire()
         self._exited = lock()    # held while the engine thread runs
@@ -213,8 +214,8 @@ class Scheduler:
 
     def status(self) -> dict:
         with self._mutex:
-            return {"pending": len(self._waiting), "active": len(self._active),
-                    "parallel": self.parallel, "capacity": self.max_queue}
+            return {"pending": len(self._waiting), "active": len(self._active) + self._starting,
+                    "parallel": self.parallel, "capacity": self.max_queue, "processed": self._processed}
 
     def stalled(self, after: float) -> str | None:
         """Why the engine is not serving, or None: its thread ended without close(), or it has
@@ -322,8 +323,8 @@ class Scheduler:
 
     def _start(self, w: _Waiting) -> list:
         """Makes a taken waiter active, or ends it: whatever goes wrong fails this request alone,
-        with no slot left busy and the count of starting requests right."""
-        slot = None
+        with no slot left busy and the counts of starting and processed requests right."""
+        slot, became_active = None, False
         try:
             req, handle = w.handle.request, w.handle
             n = len(req.prompt)
@@ -343,7 +344,7 @@ class Scheduler:
             a = _Active(w, slot, keys, keep)
             with self._mutex:
                 self._active.append(a)
-            slot = None
+            slot, became_active = None, True
             return [(handle, Started(n, keep))]
         except Exception as e:
             log.exception("starting a request failed")
@@ -354,6 +355,7 @@ class Scheduler:
         finally:
             with self._mutex:
                 self._starting -= 1
+                self._processed += not became_active   # ended here; an active one counts on release
 
     def _choose_slot(self, req: GenerationRequest, keys: list) -> tuple[_Slot, int]:
         """The slot to serve req, already holding only the prefix it keeps, and that prefix's length.
@@ -398,6 +400,7 @@ class Scheduler:
         a.slot.last_used = self._clock
         with self._mutex:
             self._active.remove(a)
+            self._processed += 1
 
     def _done(self, a: _Active, reason: str) -> Done:
         now = time.monotonic_ns()

@@ -65,6 +65,7 @@ def json_response(obj, status: int = 200, headers: dict | None = None) -> Respon
 
 
 def error_response(err: ApiError) -> Response:
+    request.environ["tensorsharp.error"] = err.message   # for the access log (server.run)
     payload = err.openai() if request.path.startswith("/v1/") else err.plain()
     return json_response(payload, err.status, err.headers)
 

@@ -90,8 +90,9 @@ class ServedModel:
     # -- names -----------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        """What the APIs list: the served file's name."""
-        return self.path.name
+        """What the APIs list: the registry name (a file the registry does not know: its basename)
+        with Ollama's default tag, since Ollama clients check a model's name against that list."""
+        return f"{self.registry.name if self.registry is not None else self.path.stem}:latest"
 
     def matches(self, name: str) -> bool:
         """Requests may name the file, its basename, or its registry name or alias (":latest" too)."""

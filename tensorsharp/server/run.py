@@ -1,6 +1,7 @@
 """`tensorsharp serve`: the app under gevent's WSGI server, until interrupted or terminated."""
 from __future__ import annotations
 
+import errno
 import resource
 import signal
 import socket
@@ -11,6 +12,10 @@ import gevent
 import gevent.event
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
+
+from tensorsharp.errors import TensorSharpError
+
+BACKLOG = 256
 
 
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
@@ -52,6 +57,12 @@ class _Handler(WSGIHandler):
         env["tensorsharp.socket"] = self.socket
         return env
 
+    def format_request(self):
+        # The access line of an error says why, so the log alone explains a client's 4xx or 5xx.
+        line = super().format_request()
+        reason = (self.environ or {}).get("tensorsharp.error")
+        return f"{line} {' '.join(reason.split())}" if reason else line
+
 
 def _max_connections() -> int:
     """Connections served at once: what the descriptor limit leaves after the model, logs and
@@ -60,20 +71,43 @@ def _max_connections() -> int:
     return max(8, min(1024, soft - 64)) if soft != resource.RLIM_INFINITY else 1024
 
 
-def serve(app, host: str, port: int, access_log=True, drain_seconds: float = 10.0, io_timeout: float = 30.0,
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before the model loads so a taken port fails at once.
+    TensorSharpError with a one-line reason when it cannot be bound."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except socket.gaierror as e:
+        raise TensorSharpError(f"cannot listen on {host}: {e.strerror}; choose another address with --host") from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise TensorSharpError(f"port {port} on {host} is already in use; "
+                                   f"stop what holds it or choose another with --port") from None
+        raise TensorSharpError(f"cannot listen on {host}:{port}: {e.strerror}; "
+                               f"choose another port with --port or address with --host") from None
+    sock.setblocking(False)
+    return sock
+
+
+def serve(app, listener: socket.socket, access_log=True, drain_seconds: float = 10.0, io_timeout: float = 30.0,
           max_connections: int | None = None) -> None:
+    """Serves app on listener (from listen()) until SIGINT or SIGTERM, then drains and stops."""
     limit = max_connections or _max_connections()
     # The pool lets a stop wait for the handlers; its headroom is for the refusals past the limit.
-    server = WSGIServer((host, port), app, handler_class=_Handler, log=sys.stderr if access_log else None,
+    server = WSGIServer(listener, app, handler_class=_Handler, log=sys.stderr if access_log else None,
                         spawn=Pool(limit + 32))
     server.connections, server.responses, server.max_connections, server.io_timeout = 0, 0, limit, io_timeout
     server.start()
     served = app.extensions["tensorsharp"].served
+    host, port = listener.getsockname()[:2]
     vision = f", images through {served.images.path.name}" if served.images is not None else ""
-    print(f"tensorsharp: serving {served.name} on http://{host}:{server.server_port} "
+    print(f"tensorsharp: serving {served.name} on http://{host}:{port} "
           f"(context {served.n_ctx}, parallel {served.scheduler.parallel}{vision})", file=sys.stderr, flush=True)
     stop = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stop.set)
+    # Handled by gevent, Ctrl-C ends the wait below instead of raising KeyboardInterrupt inside
+    # the hub, which prints a traceback and a timestamp.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stop.set)
     try:
         stop.wait()
         print(f"tensorsharp: stopping; requests in flight get up to {drain_seconds:g} s to finish",

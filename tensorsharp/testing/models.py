@@ -12,8 +12,10 @@ from tensorsharp import store
 
 
 def model_path(name: str) -> Path:
-    """Path of a known model's verified file, pulled first if the cache lacks it."""
-    return store.ensure(store.lookup(name))
+    """Path of a known model's verified file, pulled first if the cache lacks it. name: its
+    registry name or alias, or its file name (as llama.cpp's reference data names models)."""
+    model = next((m for m in store.known_models() if m.file == name), None) or store.lookup(name)
+    return store.ensure(model)
 
 
 def write_wheel(directory: Path, package: str, version: str, members: dict[str, bytes]) -> Path:

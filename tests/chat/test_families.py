@@ -12,9 +12,7 @@ from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.testing.models import model_path
 
-# ../shared/refdata beside the checkout (a worktree sits one level deeper than the main checkout).
-REFDATA = next((p / "shared" / "refdata" for p in Path(__file__).resolve().parents
-                if (p / "shared" / "refdata").is_dir()), Path("/nonexistent"))
+REFDATA = Path(__file__).resolve().parents[1] / "data"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 
 # model name -> (family, template lays out tools, teaching system prompt)
@@ -38,7 +36,7 @@ def test_real_models(name):
     assert fmt.reasoning_markers == (("<think>", "</think>"),)
 
 
-@pytest.mark.skipif(not REFDATA.exists(), reason="shared/refdata is not beside the checkout")
+@pytest.mark.llama_cpp
 def test_refdata_templates_and_the_wire_syntax_they_teach():
     sources = {s["model"]: s["tokenizer_chat_template"]
                for s in json.loads((REFDATA / "chat_template_sources.json").read_text())}

@@ -1,4 +1,4 @@
-"""Chat templates against llama.cpp's renderings (shared/refdata/chat_templates.json) and the sandbox."""
+"""Chat templates against llama.cpp's renderings (tests/data/chat_templates.json) and the sandbox."""
 import json
 from pathlib import Path
 
@@ -6,10 +6,10 @@ import pytest
 
 from tensorsharp.chat.template import CHATML_TEMPLATE, GEMMA_TEMPLATE, ChatTemplate, TemplateError
 
-REFDATA = Path(__file__).resolve().parents[3] / "shared" / "refdata"
-CASES = json.loads((REFDATA / "chat_templates.json").read_text()) if REFDATA.exists() else []
+REFDATA = Path(__file__).resolve().parents[1] / "data"
+CASES = json.loads((REFDATA / "chat_templates.json").read_text())
 SOURCES = {s["model"]: s["tokenizer_chat_template"]
-           for s in json.loads((REFDATA / "chat_template_sources.json").read_text())} if REFDATA.exists() else {}
+           for s in json.loads((REFDATA / "chat_template_sources.json").read_text())}
 
 
 def _template_for(case):
@@ -20,7 +20,7 @@ def _template_for(case):
     return ChatTemplate(source or CHATML_TEMPLATE)
 
 
-@pytest.mark.skipif(not CASES, reason="shared/refdata is not beside the checkout")
+@pytest.mark.llama_cpp
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['model'][:12]}-{c['case']}")
 def test_renders_like_llama_cpp(case):
     req = case["request"]

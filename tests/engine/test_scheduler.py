@@ -218,6 +218,27 @@ def test_cancel_removes_a_waiting_request(smol):
         long.wait()
 
 
+def test_status_counts_the_requests_processed(smol):
+    """Every request the engine took up counts once it has left, however it ended; one cancelled
+    while still waiting was never taken up."""
+    ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
+    with make(smol, parallel=1) as s:
+        assert s.status()["processed"] == 0
+        run(s, ids, 2)
+        run(s, [1] * (N_CTX + 5), 4)   # fails before it starts
+        long, waiting = Collector("long"), Collector("waiting")
+        h_long = s.submit(GenerationRequest(ids, 200, stop_at_eog=False), long)
+        h_waiting = s.submit(GenerationRequest(ids, 5), waiting)
+        while not waiting.of(Queued):
+            waiting.finished.wait(0.01)
+        assert s.status()["processed"] == 2
+        h_waiting.cancel()
+        waiting.wait()
+        h_long.cancel()
+        long.wait()
+        assert s.status() == {"pending": 0, "active": 0, "parallel": 1, "capacity": 16, "processed": 3}
+
+
 def test_full_queue_refuses(smol):
     ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
     with make(smol, parallel=1, max_queue=1) as s:
@@ -228,7 +249,7 @@ def test_full_queue_refuses(smol):
             s.submit(GenerationRequest(ids, 1), Collector())
         while not waiting.of(Queued):
             waiting.finished.wait(0.01)
-        assert s.status() == {"pending": 1, "active": 1, "parallel": 1, "capacity": 1}
+        assert s.status() == {"pending": 1, "active": 1, "parallel": 1, "capacity": 1, "processed": 0}
         first.cancel(), second.cancel()
         active.wait(), waiting.wait()
 

@@ -1,4 +1,4 @@
-"""Whole models against llama.cpp (shared/refdata): teacher-forced log-probabilities and greedy runs.
+"""Whole models against llama.cpp (tests/data): teacher-forced log-probabilities and greedy runs.
 
 The thresholds are the engine issue's: two llama.cpp builds with different SIMD paths measure
 100% / 99.3% arg-max agreement and mean |d logprob| 0.012-0.031 (top-1), 0.06-0.12 (top-5)."""
@@ -12,12 +12,11 @@ import pytest
 
 from tensorsharp.llm import Model
 
-REFDATA = Path(__file__).resolve().parents[3] / "shared" / "refdata"
-CASES = json.loads((REFDATA / "generation_greedy.json").read_text()) if REFDATA.exists() else []
+CASES = json.loads((Path(__file__).resolve().parents[1] / "data" / "generation_greedy.json").read_text())
 NAMES = {"SmolLM2-135M-Instruct.Q4_1.gguf": "smollm2-135m", "gemma-3-270m-q4_k_m.gguf": "gemma3-270m",
          "qwen2.5-coder-0.5b-instruct.gguf": "qwen2.5-coder-0.5b"}
 
-pytestmark = pytest.mark.skipif(not CASES, reason="shared/refdata is not beside the checkout")
+pytestmark = pytest.mark.llama_cpp
 
 
 def _parse(v):

@@ -45,7 +45,8 @@ def test_full_queue_is_503_with_retry_after_and_a_dropped_stream_frees_the_engin
     assert busy.status_code == 200
     chunks = busy.response   # read a little, like a client that then goes away
     next(chunks)
-    assert keyed.get("/api/queue/status", headers=AUTH).get_json()["active"] == 1
+    status = keyed.get("/api/queue/status", headers=AUTH).get_json()
+    assert (status["active"], status["busy"], status["pending_requests"]) == (1, True, 0)
     r = keyed.post("/v1/chat/completions", json={**LONG, "stream": False}, headers=AUTH)
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
     assert r.get_json()["error"]["code"] == "queue_full"

@@ -4,6 +4,7 @@ import pytest
 from tensorsharp.testing.server import ndjson_lines
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+NAME = "smollm2-135m:latest"   # how Ollama clients expect to find it listed
 FINAL = {"done_reason", "total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
          "eval_count", "eval_duration", "prompt_cache_hit_tokens", "prompt_cache_hit_ratio"}
 
@@ -101,15 +102,31 @@ def test_images_refused_by_text_model(client):
 
 def test_tags_show_ps_version(client):
     (m,) = client.get("/api/tags").get_json()["models"]
-    assert m["name"] == FILE and m["details"]["format"] == "gguf" and m["details"]["quantization_level"] == "Q4_1"
-    for key in ("model", "name"):
-        show = client.post("/api/show", json={key: FILE}).get_json()
+    assert m["name"] == m["model"] == NAME
+    assert m["details"]["format"] == "gguf" and m["details"]["quantization_level"] == "Q4_1"
+    for key, name in (("model", NAME), ("name", FILE)):
+        show = client.post("/api/show", json={key: name}).get_json()
         assert show["model_info"]["llama.context_length"] == 8192
         assert show["details"]["family"] == "llama" and "completion" in show["capabilities"]
         assert "im_start" in show["template"] and "num_ctx 512" in show["parameters"]
     (p,) = client.get("/api/ps").get_json()["models"]
-    assert p["name"] == FILE and p["context_length"] == 512
+    assert p["name"] == p["model"] == NAME and p["context_length"] == 512
     assert client.get("/api/version").get_json()["version"]
+
+
+def test_every_listing_names_the_model_alike_and_requests_take_each_of_its_names(client):
+    listed = {client.get("/api/tags").get_json()["models"][0]["name"],
+              client.get("/api/ps").get_json()["models"][0]["model"],
+              client.get("/v1/models").get_json()["data"][0]["id"],
+              client.get("/api/models").get_json()["loaded"]}
+    assert listed == {NAME}
+    # The registry name, its alias, the file and its basename, bare or tagged :latest.
+    for name in (NAME, "smollm2-135m", "smollm2", "SMOLLM2:latest", FILE, "SmolLM2-135M-Instruct.Q4_1"):
+        r = client.post("/api/generate", json={"model": name, "prompt": "Hi", "stream": False,
+                                               "options": {"num_predict": 1}})
+        assert r.status_code == 200 and r.get_json()["model"] == name, name
+    r = client.post("/api/show", json={"model": "smollm2-135m:q8"})
+    assert r.status_code == 404 and NAME in r.get_json()["error"]
 
 
 @pytest.mark.parametrize("path, body, status, words", [

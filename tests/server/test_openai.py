@@ -4,6 +4,7 @@ import pytest
 from tensorsharp.testing.server import sse_events
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+NAME = "smollm2-135m:latest"
 
 
 def chat(content="What is 2+3?", **kw):
@@ -24,7 +25,7 @@ def test_chat_completion_shape(client):
     assert r.status_code == 200 and r.mimetype == "application/json"
     body = r.get_json()
     assert body["id"].startswith("chatcmpl-") and body["object"] == "chat.completion"
-    assert body["model"] == FILE
+    assert body["model"] == NAME
     (choice,) = body["choices"]
     assert choice["message"]["role"] == "assistant" and "5" in choice["message"]["content"]
     assert choice["finish_reason"] == "stop"
@@ -134,8 +135,9 @@ def test_completions(client):
 
 def test_models(client):
     body = client.get("/v1/models").get_json()
-    assert body["object"] == "list" and body["data"][0]["id"] == FILE
-    assert client.get(f"/v1/models/{FILE}").get_json()["id"] == FILE
+    assert body["object"] == "list" and body["data"][0]["id"] == NAME
+    for name in (NAME, "smollm2-135m", FILE):
+        assert client.get(f"/v1/models/{name}").get_json()["id"] == NAME
     error_of(client.get("/v1/models/nope"), 404, "nope")
 
 

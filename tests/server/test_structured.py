@@ -81,15 +81,16 @@ def test_output_cut_off_is_a_422_saying_so(client):
     assert "max_tokens" in r.get_json()["error"]["message"]
 
 
-def test_tool_choice_required_yields_a_call(client):
-    # One call: given the choice, this 135M model at T=0.8 repeats the same call until max_tokens.
-    r = client.post("/v1/chat/completions", json=chat("What is the weather in Paris?", tools=[WEATHER],
-                                                       tool_choice="required", parallel_tool_calls=False,
-                                                       temperature=0.8, seed=1))
+def test_tool_choice_required_yields_one_call_unless_parallel_calls_are_asked_for(client):
+    # Given the choice, this 135M model at T=0.8 repeats the same call until max_tokens.
+    body = chat("What is the weather in Paris?", tools=[WEATHER], tool_choice="required", temperature=0.8, seed=1)
+    several = client.post("/v1/chat/completions", json={**body, "parallel_tool_calls": True}).get_json()
+    assert len(several["choices"][0]["message"]["tool_calls"]) > 1
+    r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.data
     choice = r.get_json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
-    (call,) = choice["message"]["tool_calls"][:1]
+    (call,) = choice["message"]["tool_calls"]
     assert call["type"] == "function" and call["id"].startswith("call_")
     assert call["function"]["name"] == "get_weather"
     jsonschema.validate(json.loads(call["function"]["arguments"]), WEATHER["function"]["parameters"])
@@ -97,7 +98,7 @@ def test_tool_choice_required_yields_a_call(client):
 
 def test_tool_choice_required_streams_call_deltas(client):
     r = client.post("/v1/chat/completions", json=chat("Weather in Oslo?", tools=[WEATHER], tool_choice="required",
-                                                       parallel_tool_calls=False, stream=True))
+                                                       stream=True))
     events = [e for e in sse_events(r.data) if e != "[DONE]"]
     calls = [tc for e in events for tc in e["choices"][0]["delta"].get("tool_calls") or []]
     assert calls and calls[0]["id"].startswith("call_") and calls[0]["function"]["name"] == "get_weather"
@@ -115,7 +116,8 @@ def test_named_tool_choice_and_bad_choices(client):
     other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
     r = client.post("/v1/chat/completions", json=chat("Weather in Rome?", tools=[WEATHER, other],
                                                        tool_choice={"type": "function", "function": {"name": "get_time"}}))
-    assert r.get_json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_time"
+    (call,) = r.get_json()["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_time"
     for bad in ({"type": "function", "function": {"name": "nope"}}, "sometimes", 3):
         r = client.post("/v1/chat/completions", json=chat(tools=[WEATHER], tool_choice=bad))
         assert r.status_code == 400 and r.get_json()["error"]["param"] == "tool_choice"

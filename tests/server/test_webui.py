@@ -75,7 +75,12 @@ def test_models_and_queue_status(client):
     (m,) = body["models"]
     assert body["loaded"] == m["name"] and m["architecture"] == "llama" and m["contextLength"] == 512
     assert m["supportsImages"] is False and m["quantization"] == "Q4_1"
-    assert client.get("/api/queue/status").get_json() == {"pending": 0, "active": 0, "parallel": 2, "capacity": 4}
+    status = client.get("/api/queue/status").get_json()
+    assert status == {"busy": False, "pending_requests": 0, "total_processed": status["total_processed"],
+                      "pending": 0, "active": 0, "parallel": 2, "capacity": 4}
+    ask(client)
+    after = client.get("/api/queue/status").get_json()
+    assert after["total_processed"] == status["total_processed"] + 1 and after["busy"] is False
     assert client.get("/health").get_json() == {"status": "ok"}
 
 

@@ -43,7 +43,9 @@ class Job:
     tools: list | None = None              # function tools offered to the model
     tool_choice: str | dict | None = None  # None/"auto": the model decides; "required" or a named
                                            # function: a call is forced by constrained decoding
-    parallel_tool_calls: bool = True       # a forced reply may hold several calls
+    parallel_tool_calls: bool = False      # a forced reply may hold several calls; off unless the
+                                           # client asks, as a small model repeats a forced call
+                                           # until max_tokens (llama-server forces one too)
     think: bool | None = None              # None: the template's default
     format: object = None                  # "json" or a JSON schema the output must follow
     n_ctx: int | None = None               # the client's own context limit (Ollama num_ctx)

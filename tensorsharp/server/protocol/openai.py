@@ -205,7 +205,7 @@ def parse_chat(body: dict) -> ChatRequest:
         think = effort != "none"
     tools, tool_choice = _tools(f)
     job = Job(messages=messages, max_tokens=max_tokens, sampling=_sampling(f, max(top, 1) if logprobs else 0),
-              stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", True),
+              stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", False),
               think=think, format=_format(f), images=images, ignore_eos=f.bool("ignore_eos", False))
     return ChatRequest(model, job, stream, include_usage, n, logprobs, top)
 

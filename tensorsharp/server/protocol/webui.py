@@ -89,3 +89,11 @@ def models(served) -> dict:
                         "quantization": served.quantization, "supportsImages": served.supports_images,
                         "supportsThinking": served.supports_thinking, "supportsTools": served.supports_tools}],
             "loaded": served.name}
+
+
+def queue_status(status: dict) -> dict:
+    """/api/queue/status from the scheduler's status: TensorSharp's fields, which its clients read,
+    beside our own (pending, active, parallel, capacity)."""
+    return {"busy": status["active"] > 0, "pending_requests": status["pending"],
+            "total_processed": status["processed"],
+            **{k: status[k] for k in ("pending", "active", "parallel", "capacity")}}

@@ -139,4 +139,4 @@ def upload():
 
 @bp.get("/api/queue/status")
 def queue_status():
-    return json_response(state().served.scheduler.status())
+    return json_response(wu.queue_status(state().served.scheduler.status()))
