@@ -101,3 +101,22 @@ cdef extern from "ts/vision.h" nogil:
     int ts_vit_finalize(ts_vit *v, char *msg, int msg_len)
     int ts_vit_n_tokens(const ts_vit *v)
     int ts_vit_encode(const ts_vit *v, const float *pixels, float *out, int n_threads)
+
+cdef extern from "ts/sampling.h" nogil:
+    ctypedef struct ts_sample_params:
+        double temperature
+        int32_t top_k
+        double top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty
+    ctypedef struct ts_sample_cand:
+        pass
+    ctypedef struct ts_sample_work:
+        float *x
+        float *e
+        ts_sample_cand *cand
+        int32_t *count
+        float *block_max
+    int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const ts_sample_params *p,
+                      const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
+                      int64_t n_recent, const uint32_t *mask, double u, ts_sample_work *w)
+    int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,
+                    int32_t *top_id, double *top_lp, double *lp_token, ts_sample_work *w)

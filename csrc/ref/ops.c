@@ -1,4 +1,5 @@
-/* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; the token mask. */
+/* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; sampling's exp sums;
+ * the token mask. */
 #include <math.h>
 
 #include "ts/fp16.h"
@@ -156,6 +157,31 @@ static void gemm_f16_tile_scalar(int64_t n, const ts_f16 *w, int64_t w_stride, c
         }
 }
 
+/* Terms in float, as the SIMD paths form them; the sum in double. */
+static double exp_sum_scalar(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float t = x[i] >= lo ? expf((x[i] - sub) * scale) : 0.0f;
+        if (out) out[i] = t;
+        s += t;
+    }
+    return s;
+}
+
+static int64_t block_max_scalar(const float *x, int64_t n, float *bm) {
+    int64_t finite = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += TS_BLOCK_MAX) {
+        const int64_t end = b0 + TS_BLOCK_MAX < n ? b0 + TS_BLOCK_MAX : n;
+        float m = -INFINITY;
+        for (int64_t i = b0; i < end; i++) {
+            m = x[i] > m ? x[i] : m;
+            finite += x[i] > -INFINITY;
+        }
+        bm[b0 / TS_BLOCK_MAX] = m;
+    }
+    return finite;
+}
+
 void ts_register_scalar_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_scalar;
     k->softmax = softmax_scalar;
@@ -171,6 +197,8 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->gelu_quick = gelu_quick_scalar;
     k->attn_f32 = attn_f32_scalar;
     k->gemm_f16_tile = gemm_f16_tile_scalar;
+    k->exp_sum = exp_sum_scalar;
+    k->block_max = block_max_scalar;
 }
 
 /* Constrained decoding allows few tokens (often a handful of 150k) or nearly all of them (inside a

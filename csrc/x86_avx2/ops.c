@@ -522,6 +522,58 @@ static void gemm_f16_tile_avx2(int64_t n, const ts_f16 *w, int64_t w_stride, con
     }
 }
 
+/* As exp_sum_scalar; eight terms at a time, summed in two double vectors; the tail in scalar. */
+static double exp_sum_avx2(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    const __m256 vsub = _mm256_set1_ps(sub), vscale = _mm256_set1_ps(scale), vlo = _mm256_set1_ps(lo);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 in = _mm256_cmp_ps(v, vlo, _CMP_GE_OQ);
+        const __m256 t = _mm256_and_ps(in, exp_avx2(_mm256_mul_ps(_mm256_sub_ps(v, vsub), vscale)));
+        if (out) _mm256_storeu_ps(out + i, t);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(t)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(acc0, acc1));
+    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) {
+        const float t = x[i] >= lo ? expf((x[i] - sub) * scale) : 0.0f;
+        if (out) out[i] = t;
+        s += t;
+    }
+    return s;
+}
+
+/* max_ps returns its second operand when either is NaN: a NaN entry never replaces the running
+ * maximum. A short last block goes the scalar way. */
+static int64_t block_max_avx2(const float *x, int64_t n, float *bm) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    int64_t finite = 0, b0 = 0;
+    for (; b0 + TS_BLOCK_MAX <= n; b0 += TS_BLOCK_MAX) {
+        __m256 m = ninf;
+        for (int j = 0; j < TS_BLOCK_MAX; j += 8) {
+            const __m256 v = _mm256_loadu_ps(x + b0 + j);
+            m = _mm256_max_ps(v, m);
+            finite += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, ninf, _CMP_GT_OQ)));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+        bm[b0 / TS_BLOCK_MAX] = _mm_cvtss_f32(h);
+    }
+    if (b0 < n) {
+        float m = -INFINITY;
+        for (int64_t i = b0; i < n; i++) {
+            m = x[i] > m ? x[i] : m;
+            finite += x[i] > -INFINITY;
+        }
+        bm[b0 / TS_BLOCK_MAX] = m;
+    }
+    return finite;
+}
+
 void ts_register_avx2_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx2;
     k->softmax = softmax_avx2;
@@ -536,4 +588,6 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->layernorm = layernorm_avx2;
     k->attn_f32 = attn_f32_avx2;
     k->gemm_f16_tile = gemm_f16_tile_avx2;
+    k->exp_sum = exp_sum_avx2;
+    k->block_max = block_max_avx2;
 }

@@ -89,7 +89,16 @@ typedef struct {
      * 1..4); rows w_stride and x_stride elements apart. Each weight chunk serves four rows of x. */
     void (*gemm_f16_tile)(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
                           float *y, int64_t y_stride, int nr, int nc);
+    /* The sum over x[i] >= lo of e^((x[i] - sub) * scale), accumulated in double; out (may be NULL)
+     * receives each term as a float (0 where x[i] < lo, which includes -inf). Sampling's passes
+     * over a vocabulary of logits. */
+    double (*exp_sum)(const float *x, int64_t n, float sub, float scale, float lo, float *out);
+    /* bm[b] = the maximum of x[b*TS_BLOCK_MAX, (b+1)*TS_BLOCK_MAX) for every block of x (n; the last
+     * may be shorter), -inf for a block with nothing above -inf; NaN entries are passed over.
+     * Returns how many entries are above -inf. Sampling's summary of a row of logits. */
+    int64_t (*block_max)(const float *x, int64_t n, float *bm);
 } ts_kernels;
+#define TS_BLOCK_MAX 64
 
 /* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
 void ts_register_scalar(ts_kernels *k);
