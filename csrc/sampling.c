@@ -86,11 +86,9 @@ static int cmp_id(const void *a, const void *b) {
 
 /* ---- passes over the row ---- */
 
-/* Block maxima of x (n) into bm (k's block_max); returns the maximum and counts the finite entries. */
-static float row_max(const ts_kernels *k, const float *x, int64_t n, float *bm, int64_t *n_finite) {
-    *n_finite = k->block_max(x, n, bm);
+static float max_of(const float *bm, int64_t nb) {
     float best = -INFINITY;
-    for (int64_t b = 0; b < (n + BLOCK - 1) / BLOCK; b++) best = bm[b] > best ? bm[b] : best;
+    for (int64_t b = 0; b < nb; b++) best = bm[b] > best ? bm[b] : best;
     return best;
 }
 
@@ -141,43 +139,47 @@ static int64_t select_top(const float *x, int64_t n, const float *bm, int64_t k,
 
 /* ---- the logits as the filters see them ---- */
 
-static int adjust(const float *logits, int64_t n, const ts_sample_params *p, const int32_t *bias_id,
-                  const float *bias, int n_bias, const int32_t *recent, int64_t n_recent,
-                  const uint32_t *mask, ts_sample_work *w) {
+/* A bias or penalty saturates at the float range, so no finite logit turns infinite (the count of
+ * finite entries stays what logits_prepare found); a masked one stays -inf. */
+static inline float saturate(float v) { return v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : v; }
+
+static void refresh_block(const float *x, int64_t n, float *bm, int64_t i) {
+    const int64_t b0 = i / BLOCK * BLOCK, end = b0 + BLOCK < n ? b0 + BLOCK : n;
+    float m = -INFINITY;
+    for (int64_t j = b0; j < end; j++) m = x[j] > m ? x[j] : m;
+    bm[i / BLOCK] = m;
+}
+
+/* w->x = the logits with mask, bias and penalties applied; w->block_max its block maxima. Returns
+ * the count of finite entries, or -1 for an id outside [0, n). */
+static int64_t adjust(const ts_kernels *k, const float *logits, int64_t n, const ts_sample_params *p,
+                      const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
+                      int64_t n_recent, const uint32_t *mask, ts_sample_work *w) {
     float *x = w->x;
     for (int j = 0; j < n_bias; j++)
         if (bias_id[j] < 0 || bias_id[j] >= n) return -1;
     const int penalize = p->repeat_penalty != 1.0 || p->presence_penalty != 0.0 || p->frequency_penalty != 0.0;
-    if (penalize)
-        for (int64_t j = 0; j < n_recent; j++)
-            if (recent[j] < 0 || recent[j] >= n) return -1;
-    /* NaN and +inf are masked out here so that every later pass may assume finite-or--inf. */
-    for (int64_t i = 0; i < n; i++) {
-        const float v = logits[i];
-        x[i] = v >= -FLT_MAX && v <= FLT_MAX ? v : -INFINITY;
-    }
-    for (int j = 0; j < n_bias; j++) x[bias_id[j]] += bias[j];
-    if (penalize && n_recent > 0) {
-        const float rp = (float)p->repeat_penalty;
-        for (int64_t j = 0; j < n_recent; j++) w->count[recent[j]]++;
-        for (int64_t j = 0; j < n_recent; j++) {
-            const int32_t t = recent[j];
-            const int32_t cnt = w->count[t];
-            if (cnt == 0) continue;   /* a repeat of a token already penalized */
-            w->count[t] = 0;
-            float v = x[t];
-            if (rp != 1.0f) v = v > 0.0f ? v / rp : v * rp;
-            x[t] = (float)((double)v - cnt * p->frequency_penalty - p->presence_penalty);
-        }
-    }
-    /* A bias or a penalty may push a logit past the float range. */
+    if (!penalize) n_recent = 0;
+    for (int64_t j = 0; j < n_recent; j++)
+        if (recent[j] < 0 || recent[j] >= n) return -1;
+    const int64_t n_finite = k->logits_prepare(logits, mask, n, x, w->block_max);
     for (int j = 0; j < n_bias; j++)
-        if (!(fabsf(x[bias_id[j]]) <= FLT_MAX)) x[bias_id[j]] = -INFINITY;
-    if (penalize)
-        for (int64_t j = 0; j < n_recent; j++)
-            if (!(fabsf(x[recent[j]]) <= FLT_MAX)) x[recent[j]] = -INFINITY;
-    if (mask) ts_apply_token_mask(x, mask, n);
-    return 0;
+        if (x[bias_id[j]] > -INFINITY) x[bias_id[j]] = saturate(x[bias_id[j]] + bias[j]);
+    const float rp = (float)p->repeat_penalty;
+    for (int64_t j = 0; j < n_recent; j++) w->count[recent[j]]++;
+    for (int64_t j = 0; j < n_recent; j++) {
+        const int32_t t = recent[j];
+        const int32_t cnt = w->count[t];
+        if (cnt == 0) continue;   /* a repeat of a token already penalized */
+        w->count[t] = 0;
+        float v = x[t];
+        if (!(v > -INFINITY)) continue;
+        if (rp != 1.0f) v = v > 0.0f ? v / rp : v * rp;
+        x[t] = saturate((float)((double)v - cnt * p->frequency_penalty - p->presence_penalty));
+    }
+    for (int j = 0; j < n_bias; j++) refresh_block(x, n, w->block_max, bias_id[j]);
+    for (int64_t j = 0; j < n_recent; j++) refresh_block(x, n, w->block_max, recent[j]);
+    return n_finite;
 }
 
 /* ---- top-p over the whole vocabulary ---- */
@@ -254,11 +256,13 @@ static int cut_in(ts_sample_cand *c, int64_t m, float lo, float hi, double need,
     return walk_sorted(c, m, &need, out);
 }
 
-/* Entries of x (n) at or above t, with their terms e, into c in id order; blocks whose maximum is
- * below t are skipped. */
-static int64_t collect(const float *x, const float *e, int64_t n, const float *bm, float t, ts_sample_cand *c) {
+/* Entries of x (n) at or above t, with their terms e, into c in id order, skipping blocks whose
+ * maximum is below t; stops once more than limit are found. Stores unconditionally and advances on
+ * a match: no branch to mispredict. */
+static int64_t collect(const float *x, const float *e, int64_t n, const float *bm, float t, ts_sample_cand *c,
+                       int64_t limit) {
     int64_t m = 0;
-    for (int64_t b = 0; b < (n + BLOCK - 1) / BLOCK; b++) {
+    for (int64_t b = 0; b < (n + BLOCK - 1) / BLOCK && m <= limit; b++) {
         if (bm[b] < t) continue;
         const int64_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
         for (int64_t i = b * BLOCK; i < end; i++) {
@@ -279,23 +283,77 @@ static double mass_of(const ts_sample_cand *c, int64_t m) {
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+/* First-level buckets of the whole row: TOP_BUCKETS over [mx - TOP_RANGE, mx], one for the rest. */
+#define TOP_BUCKETS 4096
+#define TOP_RANGE 64.0f
+
+/* The bucket of v <= mx, TOP_BUCKETS for everything past TOP_RANGE and -inf. Masked entries lie
+ * anywhere in a row, so the clamp is an integer min on the float's bits (ordered as the values are
+ * for d >= 0), which compiles to a conditional move rather than a mispredicted branch. */
+static inline int top_bucket(float mx, float v, float scale) {
+    const float d = (mx - v) * scale, top = (float)TOP_BUCKETS;
+    int32_t di, ti;
+    memcpy(&di, &d, sizeof di);
+    memcpy(&ti, &top, sizeof ti);
+    di = di < ti ? di : ti;
+    float c;
+    memcpy(&c, &di, sizeof c);
+    return (int)c;
+}
+
 /* Top-p over all finite entries of x: the smallest prefix in candidate order whose mass (e, terms
- * relative to the maximum mx) reaches need. The prefix lies among the entries within delta of the
- * maximum once their mass reaches need, so delta widens from 2 until it does. */
-static cut top_p_cut(const float *x, const float *e, int64_t n, const float *bm, float mx, double need,
-                     ts_sample_cand *c) {
-    for (float delta = 2.0f;; delta *= 2.0f) {
-        const float t = delta > 64.0f ? -FLT_MAX : mx - delta;
-        const int64_t m = collect(x, e, n, bm, t, c);
-        if (mass_of(c, m) >= need || t == -FLT_MAX) {
-            float lo, hi;
-            range_of(c, m, &lo, &hi);
-            cut out;
+ * relative to the maximum mx) reaches need. Most rows reach it within a few nats of the maximum:
+ * those entries are collected and sorted. Otherwise a histogram of the whole row finds the bucket
+ * holding the cut, and only its entries go on. */
+static cut top_p_cut(const float *x, const float *e, int64_t n, int64_t n_finite, const float *bm, float mx,
+                     double norm, double need, ts_sample_cand *c) {
+    cut out;
+    for (float delta = 2.0f; delta <= 16.0f; delta *= 2.0f) {
+        const int64_t m = collect(x, e, n, bm, mx - delta, c, SORT_MAX);
+        if (m > SORT_MAX) break;
+        if (mass_of(c, m) >= need) {
+            sort_cands(c, m);
+            double left = need;
             /* Summed in another order the walk may stop short of need by rounding: all are kept. */
-            if (!cut_in(c, m, lo, hi, need, &out)) out = (cut){lo, n - 1};
+            if (!walk_sorted(c, m, &left, &out)) out = (cut){c[m - 1].v, c[m - 1].id};
             return out;
         }
     }
+    const float scale = TOP_BUCKETS / TOP_RANGE;
+    const int64_t nb = (n + BLOCK - 1) / BLOCK;
+#define BUCKET(v) top_bucket(mx, v, scale)
+    /* The entries below low weigh at most n_finite e^(low - mx) together; with low chosen so that
+     * this stays under half of norm - need (a margin for rounding), the cut lies above it and blocks
+     * whose maximum is below low can be passed over (the bulk of a real model's row). */
+    const double tail = norm - need;
+    const float low = tail > 0.0 ? (float)(mx + log(0.5 * tail / (double)n_finite)) : -FLT_MAX;
+    double mass[TOP_BUCKETS + 1] = {0};
+    for (int64_t bl = 0; bl < nb; bl++) {
+        if (bm[bl] < low) continue;
+        const int64_t end = (bl + 1) * BLOCK < n ? (bl + 1) * BLOCK : n;
+        for (int64_t i = bl * BLOCK; i < end; i++) mass[BUCKET(x[i])] += e[i];
+    }
+    int b = 0;
+    double cum = 0.0;
+    for (; b <= TOP_BUCKETS; b++) {
+        if (cum + mass[b] >= need) break;
+        cum += mass[b];
+    }
+    if (b > TOP_BUCKETS) return (cut){-FLT_MAX, n - 1};   /* rounding: the whole row is kept */
+    int64_t m = 0;
+    for (int64_t bl = 0; bl < nb; bl++) {
+        if (bm[bl] < low || BUCKET(bm[bl]) > b) continue;   /* nothing of bucket b in this block */
+        const int64_t end = (bl + 1) * BLOCK < n ? (bl + 1) * BLOCK : n;
+        for (int64_t i = bl * BLOCK; i < end; i++) {
+            c[m] = (ts_sample_cand){x[i], e[i], (int32_t)i};
+            m += (BUCKET(x[i]) == b) & (x[i] > -INFINITY);
+        }
+    }
+#undef BUCKET
+    float lo, hi;
+    range_of(c, m, &lo, &hi);
+    if (!cut_in(c, m, lo, hi, need - cum, &out)) out = (cut){lo, n - 1};
+    return out;
 }
 
 /* The smallest float f with (double)f - mx >= lmp: min-p's cutoff as a float threshold. */
@@ -377,11 +435,11 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
                   const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
                   int64_t n_recent, const uint32_t *mask, double u, ts_sample_work *w) {
     const ts_kernels *k = kern ? kern : ts_kernels_get();
-    if (adjust(logits, n, p, bias_id, bias, n_bias, recent, n_recent, mask, w)) return -1;
-    const float *x = w->x;
-    int64_t n_finite;
-    const float mx = row_max(k, x, n, w->block_max, &n_finite);
+    const int64_t n_finite = adjust(k, logits, n, p, bias_id, bias, n_bias, recent, n_recent, mask, w);
+    if (n_finite < 0) return -1;
     if (n_finite == 0) return 0;
+    const float *x = w->x;
+    const float mx = max_of(w->block_max, (n + BLOCK - 1) / BLOCK);
     if (p->temperature <= 0.0) {
         int64_t b = 0;
         while (w->block_max[b] != mx) b++;
@@ -416,7 +474,7 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
     if (use_min_p) c.tau = min_p_cutoff(mx, log(p->min_p));
     if (use_top_p) {
         const double norm = k->exp_sum(x, n, mx, 1.0f, -FLT_MAX, w->e);
-        const cut cp = top_p_cut(x, w->e, n, w->block_max, mx, p->top_p * norm, w->cand);
+        const cut cp = top_p_cut(x, w->e, n, n_finite, w->block_max, mx, norm, p->top_p * norm, w->cand);
         if (cp.tau >= c.tau) c = cp;   /* the shorter of the two prefixes */
     }
     return draw_implicit(k, x, n, c, mx, (float)(1.0 / p->temperature), u, w->e);
@@ -425,12 +483,12 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
 int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,
                 int32_t *top_id, double *top_lp, double *lp_token, ts_sample_work *w) {
     const ts_kernels *k = kern ? kern : ts_kernels_get();
-    int64_t n_finite;
-    const float mx = row_max(k, logits, n, w->block_max, &n_finite);
-    const double lse = mx + log(k->exp_sum(logits, n, mx, 1.0f, -FLT_MAX, NULL));
-    *lp_token = (double)logits[token] - lse;
+    const int64_t n_finite = k->logits_prepare(logits, NULL, n, w->x, w->block_max);
+    const float mx = max_of(w->block_max, (n + BLOCK - 1) / BLOCK);
+    const double lse = mx + log(k->exp_sum(w->x, n, mx, 1.0f, -FLT_MAX, NULL));
+    *lp_token = (double)w->x[token] - lse;
     const int64_t m = n_top < n_finite ? n_top : n_finite;
-    if (m > 0) select_top(logits, n, w->block_max, m, w->e, w->cand);
+    if (m > 0) select_top(w->x, n, w->block_max, m, w->e, w->cand);
     for (int64_t j = 0; j < m; j++) {
         top_id[j] = w->cand[j].id;
         top_lp[j] = (double)w->cand[j].v - lse;

@@ -1,5 +1,6 @@
 /* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; sampling's exp sums;
  * the token mask. */
+#include <float.h>
 #include <math.h>
 
 #include "ts/fp16.h"
@@ -168,14 +169,16 @@ static double exp_sum_scalar(const float *x, int64_t n, float sub, float scale, 
     return s;
 }
 
-static int64_t block_max_scalar(const float *x, int64_t n, float *bm) {
+static int64_t logits_prepare_scalar(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm) {
     int64_t finite = 0;
     for (int64_t b0 = 0; b0 < n; b0 += TS_BLOCK_MAX) {
         const int64_t end = b0 + TS_BLOCK_MAX < n ? b0 + TS_BLOCK_MAX : n;
         float m = -INFINITY;
         for (int64_t i = b0; i < end; i++) {
-            m = x[i] > m ? x[i] : m;
-            finite += x[i] > -INFINITY;
+            const int ok = fabsf(src[i]) <= FLT_MAX && (!mask || ((mask[i / 32] >> (i % 32)) & 1u));
+            dst[i] = ok ? src[i] : -INFINITY;
+            m = dst[i] > m ? dst[i] : m;
+            finite += ok;
         }
         bm[b0 / TS_BLOCK_MAX] = m;
     }
@@ -198,7 +201,7 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->attn_f32 = attn_f32_scalar;
     k->gemm_f16_tile = gemm_f16_tile_scalar;
     k->exp_sum = exp_sum_scalar;
-    k->block_max = block_max_scalar;
+    k->logits_prepare = logits_prepare_scalar;
 }
 
 /* Constrained decoding allows few tokens (often a handful of 150k) or nearly all of them (inside a

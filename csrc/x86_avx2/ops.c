@@ -1,5 +1,6 @@
 /* AVX2 + FMA + F16C: norms, activations, RoPE, softmax, conversions and attention. */
 #include <immintrin.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -546,17 +547,27 @@ static double exp_sum_avx2(const float *x, int64_t n, float sub, float scale, fl
     return s;
 }
 
-/* max_ps returns its second operand when either is NaN: a NaN entry never replaces the running
- * maximum. A short last block goes the scalar way. */
-static int64_t block_max_avx2(const float *x, int64_t n, float *bm) {
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+/* As logits_prepare_scalar: eight entries and a byte of the mask word at a time (the byte spread
+ * to lanes by testing one bit per lane); a short last block goes the scalar way. */
+static int64_t logits_prepare_avx2(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), fmax = _mm256_set1_ps(FLT_MAX);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     int64_t finite = 0, b0 = 0;
     for (; b0 + TS_BLOCK_MAX <= n; b0 += TS_BLOCK_MAX) {
         __m256 m = ninf;
         for (int j = 0; j < TS_BLOCK_MAX; j += 8) {
-            const __m256 v = _mm256_loadu_ps(x + b0 + j);
-            m = _mm256_max_ps(v, m);
-            finite += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, ninf, _CMP_GT_OQ)));
+            const int64_t i = b0 + j;
+            const __m256 v = _mm256_loadu_ps(src + i);
+            __m256 ok = _mm256_cmp_ps(_mm256_and_ps(v, absmask), fmax, _CMP_LE_OQ);
+            if (mask) {
+                const __m256i byte = _mm256_set1_epi32((int)((mask[i / 32] >> (i % 32)) & 0xffu));
+                ok = _mm256_and_ps(ok, _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(byte, bits), bits)));
+            }
+            const __m256 d = _mm256_blendv_ps(ninf, v, ok);
+            _mm256_storeu_ps(dst + i, d);
+            m = _mm256_max_ps(m, d);
+            finite += __builtin_popcount(_mm256_movemask_ps(ok));
         }
         __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));
@@ -566,8 +577,10 @@ static int64_t block_max_avx2(const float *x, int64_t n, float *bm) {
     if (b0 < n) {
         float m = -INFINITY;
         for (int64_t i = b0; i < n; i++) {
-            m = x[i] > m ? x[i] : m;
-            finite += x[i] > -INFINITY;
+            const int ok = fabsf(src[i]) <= FLT_MAX && (!mask || ((mask[i / 32] >> (i % 32)) & 1u));
+            dst[i] = ok ? src[i] : -INFINITY;
+            m = dst[i] > m ? dst[i] : m;
+            finite += ok;
         }
         bm[b0 / TS_BLOCK_MAX] = m;
     }
@@ -589,5 +602,5 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->attn_f32 = attn_f32_avx2;
     k->gemm_f16_tile = gemm_f16_tile_avx2;
     k->exp_sum = exp_sum_avx2;
-    k->block_max = block_max_avx2;
+    k->logits_prepare = logits_prepare_avx2;
 }

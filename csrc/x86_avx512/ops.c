@@ -625,17 +625,24 @@ static double exp_sum_avx512(const float *x, int64_t n, float sub, float scale, 
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
 }
 
-/* max_ps returns its second operand when either is NaN: a NaN entry never replaces the running
- * maximum. */
-static int64_t block_max_avx512(const float *x, int64_t n, float *bm) {
+/* As logits_prepare_scalar: sixteen entries and half a mask word at a time; fpclass 0x99 picks
+ * NaNs and infinities. */
+static int64_t logits_prepare_avx512(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     int64_t finite = 0;
     for (int64_t b0 = 0; b0 < n; b0 += TS_BLOCK_MAX) {
         __m512 m = ninf;
         for (int j = 0; j < TS_BLOCK_MAX; j += 16) {
-            const __m512 v = _mm512_mask_loadu_ps(ninf, tail_mask(n - b0 - j), x + b0 + j);
-            m = _mm512_max_ps(v, m);
-            finite += __builtin_popcount(_mm512_cmp_ps_mask(v, ninf, _CMP_GT_OQ));
+            const int64_t i = b0 + j;
+            const __mmask16 in = tail_mask(n - i);
+            if (!in) break;
+            const __m512 v = _mm512_maskz_loadu_ps(in, src + i);
+            __mmask16 ok = in & ~_mm512_fpclass_ps_mask(v, 0x99);
+            if (mask) ok &= (__mmask16)(mask[i / 32] >> (i % 32));
+            const __m512 d = _mm512_mask_mov_ps(ninf, ok, v);
+            _mm512_mask_storeu_ps(dst + i, in, d);
+            m = _mm512_max_ps(m, d);
+            finite += __builtin_popcount(ok);
         }
         bm[b0 / TS_BLOCK_MAX] = _mm512_reduce_max_ps(m);
     }
@@ -658,5 +665,5 @@ void ts_register_avx512_ops(ts_kernels *k) {
     k->attn_f32 = attn_f32_avx512;
     k->gemm_f16_tile = gemm_f16_tile_avx512;
     k->exp_sum = exp_sum_avx512;
-    k->block_max = block_max_avx512;
+    k->logits_prepare = logits_prepare_avx512;
 }

@@ -93,10 +93,11 @@ typedef struct {
      * receives each term as a float (0 where x[i] < lo, which includes -inf). Sampling's passes
      * over a vocabulary of logits. */
     double (*exp_sum)(const float *x, int64_t n, float sub, float scale, float lo, float *out);
-    /* bm[b] = the maximum of x[b*TS_BLOCK_MAX, (b+1)*TS_BLOCK_MAX) for every block of x (n; the last
-     * may be shorter), -inf for a block with nothing above -inf; NaN entries are passed over.
-     * Returns how many entries are above -inf. Sampling's summary of a row of logits. */
-    int64_t (*block_max)(const float *x, int64_t n, float *bm);
+    /* dst[i] = src[i] where token i is allowed (mask NULL: all; else bit i % 32 of mask[i / 32]) and
+     * src[i] is finite, otherwise -inf; bm[b] = the maximum of dst over block b of TS_BLOCK_MAX
+     * entries (the last may be shorter). Returns how many entries of dst are finite. Sampling's one
+     * pass over a row of logits. */
+    int64_t (*logits_prepare)(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm);
 } ts_kernels;
 #define TS_BLOCK_MAX 64
 

@@ -38,7 +38,8 @@ typedef struct {
 
 /* One token from logits (n): logit_bias adds bias[j] to token bias_id[j]; the penalties count
  * recent (n_recent token ids, the window); mask (NULL: all allowed) holds ceil(n / 32) words, bit
- * i % 32 of word i / 32 set = token i allowed. Non-finite logits count as masked. Greedy takes the
+ * i % 32 of word i / 32 set = token i allowed. Non-finite logits count as masked; a bias or penalty
+ * saturates at the float range. Greedy takes the
  * best (ties: lowest id; nothing allowed: 0). Otherwise top-k, min-p and top-p keep the best tokens
  * in (logit desc, id asc) order, and u in [0, 1) picks the token whose interval of the cumulative
  * tempered weights, summed in id order, holds u * total. kern NULL: the table in use.
@@ -47,7 +48,7 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
                   const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
                   int64_t n_recent, const uint32_t *mask, double u, ts_sample_work *w);
 
-/* Log-softmax of logits (n, finite) at token -> *lp_token, and the n_top best (ties: lowest id)
+/* Log-softmax of logits (n; non-finite ones count as -inf) at token -> *lp_token, and the n_top best (ties: lowest id)
  * into top_id / top_lp, best first. Returns how many were written (min(n_top, n)). */
 int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,
                 int32_t *top_id, double *top_lp, double *lp_token, ts_sample_work *w);
