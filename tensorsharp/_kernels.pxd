@@ -39,6 +39,9 @@ cdef extern from "ts/kernels.h" nogil:
                          float *out, int64_t out_stride) noexcept nogil
         void (*gemm_f16_tile)(int64_t n, const uint16_t *w, int64_t w_stride, const float *x,
                               int64_t x_stride, float *y, int64_t y_stride, int nr, int nc) noexcept nogil
+        double (*exp_sum)(const float *x, int64_t n, float sub, float scale, float lo, float *out) noexcept nogil
+        int64_t (*logits_prepare)(const float *src, const uint32_t *mask, int64_t n, float *dst,
+                                  float *bm) noexcept nogil
 
     const ts_kernels *ts_kernels_get()
     const ts_kernels *ts_kernels_for(const char *isa)
@@ -51,7 +54,6 @@ cdef extern from "ts/kernels.h" nogil:
     uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads)
     int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows,
                          int64_t cols, int64_t row_bytes, const float *x, float *y, int n_threads)
-    void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n)
 
 cdef extern from "ts/threadpool.h" nogil:
     int ts_cpu_count()

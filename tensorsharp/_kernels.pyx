@@ -215,9 +215,27 @@ def matvec_stream(list ws, int type_id, int64_t cols, const float[::1] x, float[
         raise ValueError("matvec_stream: unsupported type or inconsistent sizes")
 
 
-def apply_token_mask(float[::1] logits, const uint32_t[::1] mask):
+def logits_prepare(const float[::1] src, const uint32_t[::1] mask, float[::1] dst, float[::1] bm, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef const uint32_t *mask_p = &mask[0] if mask is not None else NULL
+    cdef int64_t n = src.shape[0], finite
+    if n == 0 or dst.shape[0] != n or bm.shape[0] != (n + 63) // 64 or (
+            mask is not None and mask.shape[0] != (n + 31) // 32):
+        raise ValueError("logits_prepare: sizes differ")
     with nogil:
-        ts_apply_token_mask(&logits[0], &mask[0], logits.shape[0])
+        finite = k.logits_prepare(&src[0], mask_p, n, &dst[0], &bm[0])
+    return finite
+
+
+def exp_sum(const float[::1] x, float sub, float scale, float lo, float[::1] out=None, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef float *out_p = &out[0] if out is not None else NULL
+    cdef double s
+    if x.shape[0] == 0 or (out is not None and out.shape[0] != x.shape[0]):
+        raise ValueError("exp_sum: sizes differ")
+    with nogil:
+        s = k.exp_sum(&x[0], x.shape[0], sub, scale, lo, out_p)
+    return s
 
 
 cdef class SampleWork:

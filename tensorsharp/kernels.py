@@ -183,19 +183,33 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     return out
 
 
-def apply_token_mask(logits: np.ndarray, bitmask: np.ndarray) -> None:
-    """In place: logits (n_vocab,) float32 become -inf where bitmask (ceil(n_vocab/32),) uint32
-    has a clear bit (token i is bit i % 32 of word i // 32)."""
-    if not (isinstance(logits, np.ndarray) and logits.dtype == np.float32 and logits.ndim == 1
-            and logits.flags.c_contiguous and logits.flags.writeable):
-        raise ValueError("apply_token_mask wants writable contiguous float32 logits (n_vocab,)")
+def _check_bitmask(bitmask: np.ndarray, n_vocab: int) -> np.ndarray:
     if not (isinstance(bitmask, np.ndarray) and bitmask.dtype == np.uint32 and bitmask.ndim == 1):
-        raise ValueError("apply_token_mask wants a uint32 bitmask (ceil(n_vocab/32),)")
-    if bitmask.size != (logits.size + 31) // 32:
-        raise ValueError(f"a bitmask for {logits.size} tokens has {(logits.size + 31) // 32} words, "
-                         f"not {bitmask.size}")
-    if logits.size:
-        _kernels.apply_token_mask(logits, np.ascontiguousarray(bitmask))
+        raise ValueError("a token mask is a uint32 bitmask (ceil(n_vocab/32),)")
+    if bitmask.size != (n_vocab + 31) // 32:
+        raise ValueError(f"a bitmask for {n_vocab} tokens has {(n_vocab + 31) // 32} words, not {bitmask.size}")
+    return np.ascontiguousarray(bitmask)
+
+
+def logits_prepare(logits: np.ndarray, bitmask: np.ndarray | None = None, isa: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sampling's first pass: logits (n_vocab,) with -inf where bitmask (ceil(n_vocab/32),) uint32
+    has a clear bit (token i is bit i % 32 of word i // 32) or the logit is not finite; the maxima
+    of its blocks of 64; how many stay finite."""
+    logits = _logits_row(logits)
+    if bitmask is not None:
+        bitmask = _check_bitmask(bitmask, logits.size)
+    out = np.empty_like(logits)
+    bm = np.empty((logits.size + 63) // 64, np.float32)
+    finite = _kernels.logits_prepare(logits, bitmask, out, bm, isa)
+    return out, bm, finite
+
+
+def exp_sum(x: np.ndarray, sub: float, scale: float, lo: float, isa: str | None = None) -> tuple[float, np.ndarray]:
+    """The sum over x >= lo of exp((x - sub) * scale) (float terms, double sum) and the terms."""
+    x = _logits_row(x)
+    out = np.empty_like(x)
+    return _kernels.exp_sum(x, sub, scale, lo, out, isa), out
 
 
 _scratch = threading.local()   # SampleWork per vocabulary size, per thread: ts_sample writes into it
@@ -236,12 +250,7 @@ def sample_token(logits: np.ndarray, u: float, temperature: float = 0.0, top_k: 
     count; bitmask (ceil(n_vocab/32),) uint32 allows bit i % 32 of word i // 32; u in [0, 1)."""
     logits = _logits_row(logits)
     if bitmask is not None:
-        if not (isinstance(bitmask, np.ndarray) and bitmask.dtype == np.uint32 and bitmask.ndim == 1):
-            raise ValueError("sampling wants a uint32 bitmask (ceil(n_vocab/32),)")
-        if bitmask.size != (logits.size + 31) // 32:
-            raise ValueError(f"a bitmask for {logits.size} tokens has {(logits.size + 31) // 32} words, "
-                             f"not {bitmask.size}")
-        bitmask = np.ascontiguousarray(bitmask)
+        bitmask = _check_bitmask(bitmask, logits.size)
     bias_ids = _NO_IDS if bias_ids is None else np.ascontiguousarray(bias_ids, dtype=np.int32)
     bias = _NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     recent = _NO_IDS if recent is None else np.ascontiguousarray(recent, dtype=np.int32)

@@ -1,5 +1,5 @@
-/* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; sampling's exp sums;
- * the token mask. */
+/* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; sampling's passes
+ * over a row of logits (token mask, block maxima, exp sums). */
 #include <float.h>
 #include <math.h>
 
@@ -202,23 +202,4 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->gemm_f16_tile = gemm_f16_tile_scalar;
     k->exp_sum = exp_sum_scalar;
     k->logits_prepare = logits_prepare_scalar;
-}
-
-/* Constrained decoding allows few tokens (often a handful of 150k) or nearly all of them (inside a
- * JSON string), so whole words are tested first: an all-ones word costs one compare, an all-zeros
- * word is one straight (vectorizable) fill. Memory-bound, hence no SIMD variants. */
-void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n) {
-    const int64_t n_words = (n + 31) / 32;
-    for (int64_t w = 0; w < n_words; w++) {
-        const uint32_t m = mask[w];
-        if (m == UINT32_MAX) continue;
-        const int64_t base = w * 32, end = base + 32 < n ? base + 32 : n;
-        float *x = logits + base;
-        if (m == 0 && end - base == 32) {
-            for (int j = 0; j < 32; j++) x[j] = -INFINITY;
-            continue;
-        }
-        for (int64_t i = 0; i < end - base; i++)
-            if (!((m >> i) & 1u)) x[i] = -INFINITY;
-    }
 }

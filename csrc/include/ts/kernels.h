@@ -166,10 +166,6 @@ typedef struct {
 int ts_attn_batch_items(const ts_attn_batch *b, int nth);
 void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth);
 
-/* Constrained decoding: logits[i] = -inf for every i < n whose bit (mask[i / 32] >> (i % 32)) & 1
- * is clear; mask holds ceil(n / 32) words, bits past n are ignored. */
-void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n);
-
 /* Sums n_bytes (a multiple of 8) as uint64 words over the pool's threads: a read-bandwidth
  * probe for benchmarks. */
 uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads);
