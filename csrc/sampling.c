@@ -304,9 +304,9 @@ static inline int top_bucket(float mx, float v, float scale) {
 /* Top-p over all finite entries of x: the smallest prefix in candidate order whose mass (e, terms
  * relative to the maximum mx) reaches need. Most rows reach it within a few nats of the maximum:
  * those entries are collected and sorted. Otherwise a histogram of the whole row finds the bucket
- * holding the cut, and only its entries go on. */
+ * holding the cut, and only its entries go on. idx: n ints of scratch, zero on entry and return. */
 static cut top_p_cut(const float *x, const float *e, int64_t n, int64_t n_finite, const float *bm, float mx,
-                     double norm, double need, ts_sample_cand *c) {
+                     double norm, double need, ts_sample_cand *c, int32_t *idx) {
     cut out;
     for (float delta = 2.0f; delta <= 16.0f; delta *= 2.0f) {
         const int64_t m = collect(x, e, n, bm, mx - delta, c, SORT_MAX);
@@ -327,11 +327,17 @@ static cut top_p_cut(const float *x, const float *e, int64_t n, int64_t n_finite
      * whose maximum is below low can be passed over (the bulk of a real model's row). */
     const double tail = norm - need;
     const float low = tail > 0.0 ? (float)(mx + log(0.5 * tail / (double)n_finite)) : -FLT_MAX;
+    /* Bucket numbers first, in a loop the compiler vectorizes; then the scatter of the masses. */
+    for (int64_t bl = 0; bl < nb; bl++) {
+        if (bm[bl] < low) continue;
+        const int64_t end = (bl + 1) * BLOCK < n ? (bl + 1) * BLOCK : n;
+        for (int64_t i = bl * BLOCK; i < end; i++) idx[i] = BUCKET(x[i]);
+    }
     double mass[TOP_BUCKETS + 1] = {0};
     for (int64_t bl = 0; bl < nb; bl++) {
         if (bm[bl] < low) continue;
         const int64_t end = (bl + 1) * BLOCK < n ? (bl + 1) * BLOCK : n;
-        for (int64_t i = bl * BLOCK; i < end; i++) mass[BUCKET(x[i])] += e[i];
+        for (int64_t i = bl * BLOCK; i < end; i++) mass[idx[i]] += e[i];
     }
     int b = 0;
     double cum = 0.0;
@@ -339,16 +345,18 @@ static cut top_p_cut(const float *x, const float *e, int64_t n, int64_t n_finite
         if (cum + mass[b] >= need) break;
         cum += mass[b];
     }
-    if (b > TOP_BUCKETS) return (cut){-FLT_MAX, n - 1};   /* rounding: the whole row is kept */
     int64_t m = 0;
-    for (int64_t bl = 0; bl < nb; bl++) {
-        if (bm[bl] < low || BUCKET(bm[bl]) > b) continue;   /* nothing of bucket b in this block */
-        const int64_t end = (bl + 1) * BLOCK < n ? (bl + 1) * BLOCK : n;
-        for (int64_t i = bl * BLOCK; i < end; i++) {
-            c[m] = (ts_sample_cand){x[i], e[i], (int32_t)i};
-            m += (BUCKET(x[i]) == b) & (x[i] > -INFINITY);
+    if (b <= TOP_BUCKETS)
+        for (int64_t bl = 0; bl < nb; bl++) {
+            if (bm[bl] < low || BUCKET(bm[bl]) > b) continue;   /* nothing of bucket b in this block */
+            const int64_t end = (bl + 1) * BLOCK < n ? (bl + 1) * BLOCK : n;
+            for (int64_t i = bl * BLOCK; i < end; i++) {
+                c[m] = (ts_sample_cand){x[i], e[i], (int32_t)i};
+                m += (idx[i] == b) & (x[i] > -INFINITY);
+            }
         }
-    }
+    memset(idx, 0, (size_t)n * sizeof(*idx));
+    if (b > TOP_BUCKETS) return (cut){-FLT_MAX, n - 1};   /* rounding: the whole row is kept */
 #undef BUCKET
     float lo, hi;
     range_of(c, m, &lo, &hi);
@@ -474,7 +482,7 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
     if (use_min_p) c.tau = min_p_cutoff(mx, log(p->min_p));
     if (use_top_p) {
         const double norm = k->exp_sum(x, n, mx, 1.0f, -FLT_MAX, w->e);
-        const cut cp = top_p_cut(x, w->e, n, n_finite, w->block_max, mx, norm, p->top_p * norm, w->cand);
+        const cut cp = top_p_cut(x, w->e, n, n_finite, w->block_max, mx, norm, p->top_p * norm, w->cand, w->count);
         if (cp.tau >= c.tau) c = cp;   /* the shorter of the two prefixes */
     }
     return draw_implicit(k, x, n, c, mx, (float)(1.0 / p->temperature), u, w->e);

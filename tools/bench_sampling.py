@@ -3,7 +3,7 @@
 and the rest (its own Python).
 
     [TENSORSHARP_ISA=avx2] python tools/bench_sampling.py [--vocab 32000,151936,262144] [--reps 200]
-    python tools/bench_sampling.py --scheduler smollm2-135m [--parallel 1,4] [--tokens 64]
+    python tools/bench_sampling.py --scheduler smollm2-135m [--parallel 1,4] [--tokens 64] [--threads 2]
 """
 from __future__ import annotations
 
@@ -66,14 +66,14 @@ def bench_sampler(vocabs: list[int], reps: int) -> None:
         print(line)
 
 
-def bench_scheduler(model_name: str, parallels: list[int], tokens: int) -> None:
+def bench_scheduler(model_name: str, parallels: list[int], tokens: int, threads: int) -> None:
     from tensorsharp.engine import scheduler as sched
     from tensorsharp.engine.request import Done, Failed, GenerationRequest
     from tensorsharp.llm import Model
 
     model = Model(model_name, n_ctx=512)
     for parallel in parallels:
-        s = sched.build(model.transformer, model.tokenizer, n_ctx=512, parallel=parallel, n_threads=0)
+        s = sched.build(model.transformer, model.tokenizer, n_ctx=512, parallel=parallel, n_threads=threads)
         forward, sampling, steps = [], [], []
         step, fwd, sample = s._step, s.stepper.step, Sampler.sample
 
@@ -132,9 +132,10 @@ def main() -> None:
     ap.add_argument("--scheduler", metavar="MODEL", help="time the scheduler's steps on this model instead")
     ap.add_argument("--parallel", default="1,4")
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="forward-pass threads (0: all)")
     args = ap.parse_args()
     if args.scheduler:
-        bench_scheduler(args.scheduler, [int(p) for p in args.parallel.split(",")], args.tokens)
+        bench_scheduler(args.scheduler, [int(p) for p in args.parallel.split(",")], args.tokens, args.threads)
     else:
         bench_sampler([int(v) for v in args.vocab.split(",")], args.reps)
 
