@@ -376,6 +376,12 @@ static float min_p_cutoff(float mx, double lmp) {
 
 /* ---- the draw ---- */
 
+/* One draw weight exactly as the exp_sum kernels form it (see TS_EXP_MIN). */
+static inline float term(float v, float mx, float inv_t) {
+    const float a = (v - mx) * inv_t;
+    return a >= TS_EXP_MIN ? expf(a) : 0.0f;
+}
+
 /* Draws from the kept entries of x (the cut) with weights e^((x - mx) * inv_t), walked in id order. */
 static int32_t draw_implicit(const ts_kernels *k, const float *x, int64_t n, cut c, float mx, float inv_t,
                              double u, float *bsum) {
@@ -400,7 +406,7 @@ static int32_t draw_implicit(const ts_kernels *k, const float *x, int64_t n, cut
         if (bsum[b] > 0.0f && cum + bsum[b] > target) {
             for (int64_t i = a; i < end; i++) {
                 if (!kept(x[i], i, c)) continue;
-                const float wi = expf((x[i] - mx) * inv_t);
+                const float wi = term(x[i], mx, inv_t);
                 if (wi <= 0.0f) continue;
                 cum += wi;
                 last = i;
@@ -410,7 +416,7 @@ static int32_t draw_implicit(const ts_kernels *k, const float *x, int64_t n, cut
         }
         if (bsum[b] > 0.0f) {
             for (int64_t i = end - 1; i >= a; i--)
-                if (kept(x[i], i, c) && expf((x[i] - mx) * inv_t) > 0.0f) {
+                if (kept(x[i], i, c) && term(x[i], mx, inv_t) > 0.0f) {
                     last = i;
                     break;
                 }

@@ -162,7 +162,8 @@ static void gemm_f16_tile_scalar(int64_t n, const ts_f16 *w, int64_t w_stride, c
 static double exp_sum_scalar(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        const float t = x[i] >= lo ? expf((x[i] - sub) * scale) : 0.0f;
+        const float a = (x[i] - sub) * scale;
+        const float t = x[i] >= lo && a >= TS_EXP_MIN ? expf(a) : 0.0f;
         if (out) out[i] = t;
         s += t;
     }

@@ -527,11 +527,14 @@ static void gemm_f16_tile_avx2(int64_t n, const ts_f16 *w, int64_t w_stride, con
 static double exp_sum_avx2(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
     const __m256 vsub = _mm256_set1_ps(sub), vscale = _mm256_set1_ps(scale), vlo = _mm256_set1_ps(lo);
+    const __m256 vmin = _mm256_set1_ps(TS_EXP_MIN);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256 in = _mm256_cmp_ps(v, vlo, _CMP_GE_OQ);
-        const __m256 t = _mm256_and_ps(in, exp_avx2(_mm256_mul_ps(_mm256_sub_ps(v, vsub), vscale)));
+        const __m256 a = _mm256_mul_ps(_mm256_sub_ps(v, vsub), vscale);
+        const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GE_OQ), _mm256_cmp_ps(a, vmin, _CMP_GE_OQ));
+        /* Clamped first: exp_avx2 of -inf or far below would build a denormal before the mask. */
+        const __m256 t = _mm256_and_ps(in, exp_avx2(_mm256_max_ps(a, vmin)));
         if (out) _mm256_storeu_ps(out + i, t);
         acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(t)));
         acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
@@ -540,7 +543,8 @@ static double exp_sum_avx2(const float *x, int64_t n, float sub, float scale, fl
     _mm256_storeu_pd(lanes, _mm256_add_pd(acc0, acc1));
     double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     for (; i < n; i++) {
-        const float t = x[i] >= lo ? expf((x[i] - sub) * scale) : 0.0f;
+        const float a = (x[i] - sub) * scale;
+        const float t = x[i] >= lo && a >= TS_EXP_MIN ? expf(a) : 0.0f;
         if (out) out[i] = t;
         s += t;
     }

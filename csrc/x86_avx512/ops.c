@@ -613,11 +613,13 @@ static void gemm_f16_tile_avx512(int64_t n, const ts_f16 *w, int64_t w_stride, c
 static double exp_sum_avx512(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     const __m512 vsub = _mm512_set1_ps(sub), vscale = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);
+    const __m512 vmin = _mm512_set1_ps(TS_EXP_MIN);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = tail_mask(n - i);
         const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        const __mmask16 in = _mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_GE_OQ);
-        const __m512 t = _mm512_maskz_mov_ps(in, exp512(_mm512_mul_ps(_mm512_sub_ps(v, vsub), vscale)));
+        const __m512 a = _mm512_mul_ps(_mm512_sub_ps(v, vsub), vscale);
+        const __mmask16 in = _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_GE_OQ), a, vmin, _CMP_GE_OQ);
+        const __m512 t = _mm512_maskz_mov_ps(in, exp512(_mm512_max_ps(a, vmin)));
         if (out) _mm512_mask_storeu_ps(out + i, m, t);
         acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
         acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));

@@ -90,7 +90,8 @@ typedef struct {
     void (*gemm_f16_tile)(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
                           float *y, int64_t y_stride, int nr, int nc);
     /* The sum over x[i] >= lo of e^((x[i] - sub) * scale), accumulated in double; out (may be NULL)
-     * receives each term as a float (0 where x[i] < lo, which includes -inf). Sampling's passes
+     * receives each term as a float (0 where x[i] < lo, which includes -inf, and where the exponent
+     * is below TS_EXP_MIN: denormal results would cost a microcode assist each). Sampling's passes
      * over a vocabulary of logits. */
     double (*exp_sum)(const float *x, int64_t n, float sub, float scale, float lo, float *out);
     /* dst[i] = src[i] where token i is allowed (mask NULL: all; else bit i % 32 of mask[i / 32]) and
@@ -100,6 +101,7 @@ typedef struct {
     int64_t (*logits_prepare)(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm);
 } ts_kernels;
 #define TS_BLOCK_MAX 64
+#define TS_EXP_MIN -87.0f
 
 /* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
 void ts_register_scalar(ts_kernels *k);
