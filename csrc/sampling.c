@@ -454,7 +454,8 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
     if (n_finite == 0) return 0;
     const float *x = w->x;
     const float mx = max_of(w->block_max, (n + BLOCK - 1) / BLOCK);
-    if (p->temperature <= 0.0) {
+    /* A temperature so small that 1/T overflows a float leaves only the best: greedy. */
+    if (p->temperature <= 0.0 || 1.0 / p->temperature > FLT_MAX) {
         int64_t b = 0;
         while (w->block_max[b] != mx) b++;
         int64_t i = b * BLOCK;

@@ -159,6 +159,7 @@ def test_masked_rows_and_bounds(isa):
     assert kernels.sample_token(x, 0.99, 1.0, top_p=0.0, isa=isa) == 1   # ties: the lower id first
     assert kernels.sample_token(x, 0.99, 1.0, min_p=1.0, isa=isa) == 2   # both tied best survive
     assert kernels.sample_token(np.array([np.nan, 1.0, np.inf], np.float32), 0.3, 1.0, isa=isa) == 1
+    assert kernels.sample_token(x, 0.99, 1e-300, isa=isa) == 1   # 1/T past float: the best, as greedy
     big = np.array([3e38, 1.0, -3e38], np.float32)   # a bias past the float range saturates
     one = np.ones(1, np.float32)
     assert kernels.sample_token(big, 0.5, bias_ids=np.array([0], np.int32), bias=one * 3e38, isa=isa) == 0

@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 typedef struct {
-    double temperature;       /* <= 0: greedy */
+    double temperature;       /* <= 0, or so small that 1/T overflows a float: greedy */
     int32_t top_k;            /* <= 0, or at least the allowed tokens: off */
     double top_p;             /* >= 1: off; measured within the top-k set, after min-p */
     double min_p;             /* <= 0: off; relative to the best token's probability */
