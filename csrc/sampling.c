@@ -11,6 +11,7 @@
 #define BLOCK TS_BLOCK_MAX
 /* Candidate sets up to this size are sorted outright; larger ones are split by a histogram. */
 #define SORT_MAX 2048
+/* Buckets of each refinement of a large candidate set: one pass narrows it about this much. */
 #define N_BUCKET 1024
 /* Blocks of the draw's first pass: the crossing block is walked again token by token. */
 #define DRAW_BLOCK 1024
