@@ -39,6 +39,9 @@ cdef extern from "ts/kernels.h" nogil:
                          float *out, int64_t out_stride) noexcept nogil
         void (*gemm_f16_tile)(int64_t n, const uint16_t *w, int64_t w_stride, const float *x,
                               int64_t x_stride, float *y, int64_t y_stride, int nr, int nc) noexcept nogil
+        double (*exp_sum)(const float *x, int64_t n, float sub, float scale, float lo, float *out) noexcept nogil
+        int64_t (*logits_prepare)(const float *src, const uint32_t *mask, int64_t n, float *dst,
+                                  float *bm) noexcept nogil
 
     const ts_kernels *ts_kernels_get()
     const ts_kernels *ts_kernels_for(const char *isa)
@@ -51,7 +54,6 @@ cdef extern from "ts/kernels.h" nogil:
     uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads)
     int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows,
                          int64_t cols, int64_t row_bytes, const float *x, float *y, int n_threads)
-    void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n)
 
 cdef extern from "ts/threadpool.h" nogil:
     int ts_cpu_count()
@@ -102,3 +104,22 @@ cdef extern from "ts/vision.h" nogil:
     int ts_vit_finalize(ts_vit *v, char *msg, int msg_len)
     int ts_vit_n_tokens(const ts_vit *v)
     int ts_vit_encode(const ts_vit *v, const float *pixels, float *out, int n_threads)
+
+cdef extern from "ts/sampling.h" nogil:
+    ctypedef struct ts_sample_params:
+        double temperature
+        int32_t top_k
+        double top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty
+    ctypedef struct ts_sample_cand:
+        pass
+    ctypedef struct ts_sample_work:
+        float *x
+        float *e
+        ts_sample_cand *cand
+        int32_t *count
+        float *block_max
+    int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const ts_sample_params *p,
+                      const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
+                      int64_t n_recent, const uint32_t *mask, double u, ts_sample_work *w)
+    int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,
+                    int32_t *top_id, double *top_lp, double *lp_token, ts_sample_work *w)

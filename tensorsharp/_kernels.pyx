@@ -216,9 +216,86 @@ def matvec_stream(list ws, int type_id, int64_t cols, const float[::1] x, float[
         raise ValueError("matvec_stream: unsupported type or inconsistent sizes")
 
 
-def apply_token_mask(float[::1] logits, const uint32_t[::1] mask):
+def logits_prepare(const float[::1] src, const uint32_t[::1] mask, float[::1] dst, float[::1] bm, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef const uint32_t *mask_p = &mask[0] if mask is not None else NULL
+    cdef int64_t n = src.shape[0], finite
+    if n == 0 or dst.shape[0] != n or bm.shape[0] != (n + 63) // 64 or (
+            mask is not None and mask.shape[0] != (n + 31) // 32):
+        raise ValueError("logits_prepare: sizes differ")
     with nogil:
-        ts_apply_token_mask(&logits[0], &mask[0], logits.shape[0])
+        finite = k.logits_prepare(&src[0], mask_p, n, &dst[0], &bm[0])
+    return finite
+
+
+def exp_sum(const float[::1] x, float sub, float scale, float lo, float[::1] out=None, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef float *out_p = &out[0] if out is not None else NULL
+    cdef double s
+    if x.shape[0] == 0 or (out is not None and out.shape[0] != x.shape[0]):
+        raise ValueError("exp_sum: sizes differ")
+    with nogil:
+        s = k.exp_sum(&x[0], x.shape[0], sub, scale, lo, out_p)
+    return s
+
+
+cdef class SampleWork:
+    """Scratch of ts_sample for one vocabulary size; the arrays are allocated by kernels.py."""
+    cdef ts_sample_work w
+    cdef readonly int64_t n_vocab
+    cdef object _keep
+
+    def __init__(self, float[::1] x, float[::1] e, uint8_t[::1] cand, int32_t[::1] count,
+                 float[::1] block_max):
+        self.n_vocab = x.shape[0]
+        if (e.shape[0] != self.n_vocab or count.shape[0] != self.n_vocab or cand.shape[0] < 12 * self.n_vocab
+                or block_max.shape[0] < (self.n_vocab + 63) // 64):
+            raise ValueError("SampleWork: buffers do not fit the vocabulary")
+        self._keep = (x, e, cand, count, block_max)
+        self.w.x = &x[0]
+        self.w.e = &e[0]
+        self.w.cand = <ts_sample_cand *>&cand[0]
+        self.w.count = &count[0]
+        self.w.block_max = &block_max[0]
+
+
+def sample(const float[::1] logits, double temperature, int top_k, double top_p, double min_p,
+           double repeat_penalty, double presence_penalty, double frequency_penalty,
+           const int32_t[::1] bias_id, const float[::1] bias, const int32_t[::1] recent,
+           const uint32_t[::1] mask, double u, SampleWork work, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef ts_sample_params p
+    cdef int32_t tok
+    cdef const uint32_t *mask_p = &mask[0] if mask is not None else NULL
+    cdef const int32_t *recent_p = &recent[0] if recent.shape[0] > 0 else NULL
+    cdef const int32_t *bias_id_p = &bias_id[0] if bias_id.shape[0] > 0 else NULL
+    cdef const float *bias_p = &bias[0] if bias.shape[0] > 0 else NULL
+    if logits.shape[0] != work.n_vocab or bias.shape[0] != bias_id.shape[0]:
+        raise ValueError("sample: logits, bias or scratch sizes differ")
+    p.temperature = temperature; p.top_k = top_k; p.top_p = top_p; p.min_p = min_p
+    p.repeat_penalty = repeat_penalty; p.presence_penalty = presence_penalty
+    p.frequency_penalty = frequency_penalty
+    with nogil:
+        tok = ts_sample(k, &logits[0], logits.shape[0], &p, bias_id_p, bias_p, bias_id.shape[0], recent_p,
+                        recent.shape[0], mask_p, u, &work.w)
+    if tok < 0:
+        raise ValueError("sample: a logit-bias or recent token id is outside the vocabulary")
+    return tok
+
+
+def logprobs(const float[::1] logits, int32_t token, int32_t[::1] top_id, double[::1] top_lp,
+             SampleWork work, str isa=None):
+    """Log-softmax of logits at token; fills the best top_id.shape[0] and returns (lp, how many)."""
+    cdef const ts_kernels *k = _table(isa)
+    cdef double lp
+    cdef int n_top = top_id.shape[0], m
+    cdef int32_t *id_p = &top_id[0] if n_top > 0 else NULL
+    cdef double *lp_p = &top_lp[0] if n_top > 0 else NULL
+    if logits.shape[0] != work.n_vocab or top_lp.shape[0] != n_top or not 0 <= token < logits.shape[0]:
+        raise ValueError("logprobs: token, output or scratch sizes do not fit the logits")
+    with nogil:
+        m = ts_logprobs(k, &logits[0], logits.shape[0], token, n_top, id_p, lp_p, &lp, &work.w)
+    return lp, m
 
 
 cdef class NativeModel:

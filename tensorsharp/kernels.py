@@ -1,6 +1,8 @@
 """Checked, allocating wrappers around the C kernels (tensorsharp._kernels)."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from tensorsharp import _kernels
@@ -187,16 +189,88 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     return out
 
 
-def apply_token_mask(logits: np.ndarray, bitmask: np.ndarray) -> None:
-    """In place: logits (n_vocab,) float32 become -inf where bitmask (ceil(n_vocab/32),) uint32
-    has a clear bit (token i is bit i % 32 of word i // 32)."""
-    if not (isinstance(logits, np.ndarray) and logits.dtype == np.float32 and logits.ndim == 1
-            and logits.flags.c_contiguous and logits.flags.writeable):
-        raise ValueError("apply_token_mask wants writable contiguous float32 logits (n_vocab,)")
+def _check_bitmask(bitmask: np.ndarray, n_vocab: int) -> np.ndarray:
     if not (isinstance(bitmask, np.ndarray) and bitmask.dtype == np.uint32 and bitmask.ndim == 1):
-        raise ValueError("apply_token_mask wants a uint32 bitmask (ceil(n_vocab/32),)")
-    if bitmask.size != (logits.size + 31) // 32:
-        raise ValueError(f"a bitmask for {logits.size} tokens has {(logits.size + 31) // 32} words, "
-                         f"not {bitmask.size}")
-    if logits.size:
-        _kernels.apply_token_mask(logits, np.ascontiguousarray(bitmask))
+        raise ValueError("a token mask is a uint32 bitmask (ceil(n_vocab/32),)")
+    if bitmask.size != (n_vocab + 31) // 32:
+        raise ValueError(f"a bitmask for {n_vocab} tokens has {(n_vocab + 31) // 32} words, not {bitmask.size}")
+    return np.ascontiguousarray(bitmask)
+
+
+def logits_prepare(logits: np.ndarray, bitmask: np.ndarray | None = None, isa: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sampling's first pass: logits (n_vocab,) with -inf where bitmask (ceil(n_vocab/32),) uint32
+    has a clear bit (token i is bit i % 32 of word i // 32) or the logit is not finite; the maxima
+    of its blocks of 64; how many stay finite."""
+    logits = _logits_row(logits)
+    if bitmask is not None:
+        bitmask = _check_bitmask(bitmask, logits.size)
+    out = np.empty_like(logits)
+    bm = np.empty((logits.size + 63) // 64, np.float32)
+    finite = _kernels.logits_prepare(logits, bitmask, out, bm, isa)
+    return out, bm, finite
+
+
+def exp_sum(x: np.ndarray, sub: float, scale: float, lo: float, isa: str | None = None) -> tuple[float, np.ndarray]:
+    """The sum over x >= lo of exp((x - sub) * scale) (float terms, double sum) and the terms."""
+    x = _logits_row(x)
+    out = np.empty_like(x)
+    return _kernels.exp_sum(x, sub, scale, lo, out, isa), out
+
+
+_scratch = threading.local()   # SampleWork per vocabulary size, per thread: ts_sample writes into it
+
+
+def _sample_work(n_vocab: int) -> _kernels.SampleWork:
+    works = getattr(_scratch, "works", None)
+    if works is None:
+        works = _scratch.works = {}
+    w = works.get(n_vocab)
+    if w is None:
+        if len(works) >= 4:   # a process serving one model sees one size; tests see many
+            works.clear()
+        w = works[n_vocab] = _kernels.SampleWork(
+            np.empty(n_vocab, np.float32), np.empty(n_vocab, np.float32), np.empty(12 * n_vocab, np.uint8),
+            np.zeros(n_vocab, np.int32), np.empty((n_vocab + 63) // 64, np.float32))
+    return w
+
+
+def _logits_row(logits: np.ndarray) -> np.ndarray:
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    if logits.ndim != 1 or logits.size == 0:
+        raise ValueError("sampling wants one non-empty row of logits (n_vocab,)")
+    return logits
+
+
+_NO_IDS = np.zeros(0, np.int32)
+_NO_BIAS = np.zeros(0, np.float32)
+
+
+def sample_token(logits: np.ndarray, u: float, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                 min_p: float = 0.0, repeat_penalty: float = 1.0, presence_penalty: float = 0.0,
+                 frequency_penalty: float = 0.0, bias_ids: np.ndarray | None = None,
+                 bias: np.ndarray | None = None, recent: np.ndarray | None = None,
+                 bitmask: np.ndarray | None = None, isa: str | None = None) -> int:
+    """One token from logits (n_vocab,) by ts_sample (see csrc/include/ts/sampling.h): bias_ids (m,)
+    int32 and bias (m,) float32 add a logit bias; recent (window,) int32 are the tokens the penalties
+    count; bitmask (ceil(n_vocab/32),) uint32 allows bit i % 32 of word i // 32; u in [0, 1)."""
+    logits = _logits_row(logits)
+    if bitmask is not None:
+        bitmask = _check_bitmask(bitmask, logits.size)
+    bias_ids = _NO_IDS if bias_ids is None else np.ascontiguousarray(bias_ids, dtype=np.int32)
+    bias = _NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    recent = _NO_IDS if recent is None else np.ascontiguousarray(recent, dtype=np.int32)
+    top_k = min(max(int(top_k), 0), 2 ** 31 - 1)
+    return _kernels.sample(logits, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+                           frequency_penalty, bias_ids, bias, recent, bitmask, u, _sample_work(logits.size), isa)
+
+
+def logprobs(logits: np.ndarray, token: int, n_top: int, isa: str | None = None
+             ) -> tuple[float, list[tuple[int, float]]]:
+    """Log-softmax of logits (n_vocab,) at token, and the n_top best (token, logprob), best first
+    (ties: lower id first)."""
+    logits = _logits_row(logits)
+    top_id = np.empty(max(n_top, 0), np.int32)
+    top_lp = np.empty(max(n_top, 0), np.float64)
+    lp, m = _kernels.logprobs(logits, token, top_id, top_lp, _sample_work(logits.size), isa)
+    return lp, list(zip(top_id[:m].tolist(), top_lp[:m].tolist()))

@@ -1,4 +1,6 @@
-/* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; the token mask. */
+/* Scalar reference: norms, activations, RoPE, softmax, conversions and attention; sampling's passes
+ * over a row of logits (token mask, block maxima, exp sums). */
+#include <float.h>
 #include <math.h>
 
 #include "ts/fp16.h"
@@ -156,6 +158,34 @@ static void gemm_f16_tile_scalar(int64_t n, const ts_f16 *w, int64_t w_stride, c
         }
 }
 
+/* Terms in float, as the SIMD paths form them; the sum in double. */
+static double exp_sum_scalar(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float a = (x[i] - sub) * scale;
+        const float t = x[i] >= lo && a >= TS_EXP_MIN ? expf(a) : 0.0f;
+        if (out) out[i] = t;
+        s += t;
+    }
+    return s;
+}
+
+static int64_t logits_prepare_scalar(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm) {
+    int64_t finite = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += TS_BLOCK_MAX) {
+        const int64_t end = b0 + TS_BLOCK_MAX < n ? b0 + TS_BLOCK_MAX : n;
+        float m = -INFINITY;
+        for (int64_t i = b0; i < end; i++) {
+            const int ok = fabsf(src[i]) <= FLT_MAX && (!mask || ((mask[i / 32] >> (i % 32)) & 1u));
+            dst[i] = ok ? src[i] : -INFINITY;
+            m = dst[i] > m ? dst[i] : m;
+            finite += ok;
+        }
+        bm[b0 / TS_BLOCK_MAX] = m;
+    }
+    return finite;
+}
+
 void ts_register_scalar_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_scalar;
     k->softmax = softmax_scalar;
@@ -171,23 +201,6 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->gelu_quick = gelu_quick_scalar;
     k->attn_f32 = attn_f32_scalar;
     k->gemm_f16_tile = gemm_f16_tile_scalar;
-}
-
-/* Constrained decoding allows few tokens (often a handful of 150k) or nearly all of them (inside a
- * JSON string), so whole words are tested first: an all-ones word costs one compare, an all-zeros
- * word is one straight (vectorizable) fill. Memory-bound, hence no SIMD variants. */
-void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n) {
-    const int64_t n_words = (n + 31) / 32;
-    for (int64_t w = 0; w < n_words; w++) {
-        const uint32_t m = mask[w];
-        if (m == UINT32_MAX) continue;
-        const int64_t base = w * 32, end = base + 32 < n ? base + 32 : n;
-        float *x = logits + base;
-        if (m == 0 && end - base == 32) {
-            for (int j = 0; j < 32; j++) x[j] = -INFINITY;
-            continue;
-        }
-        for (int64_t i = 0; i < end - base; i++)
-            if (!((m >> i) & 1u)) x[i] = -INFINITY;
-    }
+    k->exp_sum = exp_sum_scalar;
+    k->logits_prepare = logits_prepare_scalar;
 }

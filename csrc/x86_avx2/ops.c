@@ -1,5 +1,6 @@
 /* AVX2 + FMA + F16C: norms, activations, RoPE, softmax, conversions and attention. */
 #include <immintrin.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -526,6 +527,74 @@ static void gemm_f16_tile_avx2(int64_t n, const ts_f16 *w, int64_t w_stride, con
     }
 }
 
+/* As exp_sum_scalar; eight terms at a time, summed in two double vectors; the tail in scalar. */
+static double exp_sum_avx2(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    const __m256 vsub = _mm256_set1_ps(sub), vscale = _mm256_set1_ps(scale), vlo = _mm256_set1_ps(lo);
+    const __m256 vmin = _mm256_set1_ps(TS_EXP_MIN);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 a = _mm256_mul_ps(_mm256_sub_ps(v, vsub), vscale);
+        const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GE_OQ), _mm256_cmp_ps(a, vmin, _CMP_GE_OQ));
+        /* Clamped first: exp_avx2 of -inf or far below would build a denormal before the mask. */
+        const __m256 t = _mm256_and_ps(in, exp_avx2(_mm256_max_ps(a, vmin)));
+        if (out) _mm256_storeu_ps(out + i, t);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(t)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(acc0, acc1));
+    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) {
+        const float a = (x[i] - sub) * scale;
+        const float t = x[i] >= lo && a >= TS_EXP_MIN ? expf(a) : 0.0f;
+        if (out) out[i] = t;
+        s += t;
+    }
+    return s;
+}
+
+/* As logits_prepare_scalar: eight entries and a byte of the mask word at a time (the byte spread
+ * to lanes by testing one bit per lane); a short last block goes the scalar way. */
+static int64_t logits_prepare_avx2(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), fmax = _mm256_set1_ps(FLT_MAX);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    int64_t finite = 0, b0 = 0;
+    for (; b0 + TS_BLOCK_MAX <= n; b0 += TS_BLOCK_MAX) {
+        __m256 m = ninf;
+        for (int j = 0; j < TS_BLOCK_MAX; j += 8) {
+            const int64_t i = b0 + j;
+            const __m256 v = _mm256_loadu_ps(src + i);
+            __m256 ok = _mm256_cmp_ps(_mm256_and_ps(v, absmask), fmax, _CMP_LE_OQ);
+            if (mask) {
+                const __m256i byte = _mm256_set1_epi32((int)((mask[i / 32] >> (i % 32)) & 0xffu));
+                ok = _mm256_and_ps(ok, _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(byte, bits), bits)));
+            }
+            const __m256 d = _mm256_blendv_ps(ninf, v, ok);
+            _mm256_storeu_ps(dst + i, d);
+            m = _mm256_max_ps(m, d);
+            finite += __builtin_popcount(_mm256_movemask_ps(ok));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+        bm[b0 / TS_BLOCK_MAX] = _mm_cvtss_f32(h);
+    }
+    if (b0 < n) {
+        float m = -INFINITY;
+        for (int64_t i = b0; i < n; i++) {
+            const int ok = fabsf(src[i]) <= FLT_MAX && (!mask || ((mask[i / 32] >> (i % 32)) & 1u));
+            dst[i] = ok ? src[i] : -INFINITY;
+            m = dst[i] > m ? dst[i] : m;
+            finite += ok;
+        }
+        bm[b0 / TS_BLOCK_MAX] = m;
+    }
+    return finite;
+}
+
 void ts_register_avx2_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx2;
     k->softmax = softmax_avx2;
@@ -540,4 +609,6 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->layernorm = layernorm_avx2;
     k->attn_f32 = attn_f32_avx2;
     k->gemm_f16_tile = gemm_f16_tile_avx2;
+    k->exp_sum = exp_sum_avx2;
+    k->logits_prepare = logits_prepare_avx2;
 }

@@ -613,6 +613,48 @@ static void gemm_f16_tile_avx512(int64_t n, const ts_f16 *w, int64_t w_stride, c
         for (int r = 0; r < nr; r++) y[c * y_stride + r] = s[r * 4 + c];
 }
 
+/* As exp_sum_scalar; sixteen terms at a time, summed in two double vectors. */
+static double exp_sum_avx512(const float *x, int64_t n, float sub, float scale, float lo, float *out) {
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    const __m512 vsub = _mm512_set1_ps(sub), vscale = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);
+    const __m512 vmin = _mm512_set1_ps(TS_EXP_MIN);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        const __m512 a = _mm512_mul_ps(_mm512_sub_ps(v, vsub), vscale);
+        const __mmask16 in = _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_GE_OQ), a, vmin, _CMP_GE_OQ);
+        const __m512 t = _mm512_maskz_mov_ps(in, exp512(_mm512_max_ps(a, vmin)));
+        if (out) _mm512_mask_storeu_ps(out + i, m, t);
+        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
+        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+/* As logits_prepare_scalar: sixteen entries and half a mask word at a time; fpclass 0x99 picks
+ * NaNs and infinities. */
+static int64_t logits_prepare_avx512(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    int64_t finite = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += TS_BLOCK_MAX) {
+        __m512 m = ninf;
+        for (int j = 0; j < TS_BLOCK_MAX; j += 16) {
+            const int64_t i = b0 + j;
+            const __mmask16 in = tail_mask(n - i);
+            if (!in) break;
+            const __m512 v = _mm512_maskz_loadu_ps(in, src + i);
+            __mmask16 ok = in & ~_mm512_fpclass_ps_mask(v, 0x99);
+            if (mask) ok &= (__mmask16)(mask[i / 32] >> (i % 32));
+            const __m512 d = _mm512_mask_mov_ps(ninf, ok, v);
+            _mm512_mask_storeu_ps(dst + i, in, d);
+            m = _mm512_max_ps(m, d);
+            finite += __builtin_popcount(ok);
+        }
+        bm[b0 / TS_BLOCK_MAX] = _mm512_reduce_max_ps(m);
+    }
+    return finite;
+}
+
 void ts_register_avx512_ops(ts_kernels *k) {
     k->rmsnorm = rmsnorm_avx512;
     k->softmax = softmax_avx512;
@@ -628,4 +670,6 @@ void ts_register_avx512_ops(ts_kernels *k) {
     k->layernorm = layernorm_avx512;
     k->attn_f32 = attn_f32_avx512;
     k->gemm_f16_tile = gemm_f16_tile_avx512;
+    k->exp_sum = exp_sum_avx512;
+    k->logits_prepare = logits_prepare_avx512;
 }

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from tensorsharp.kernels import apply_token_mask
+from tensorsharp.kernels import logprobs, sample_token
 
 # Bound of the integer options that count tokens: a window or top-k past any vocabulary or context
 # means "all", and keeps values such as 2^63 out of deque and numpy sizes.
@@ -58,98 +57,55 @@ class Sample:
     top: list[tuple[int, float]] | None = None     # (token, logprob) best first
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - np.max(logits)
-    return z - np.log(np.exp(z).sum())
-
-
 class Sampler:
-    """Samples one sequence's tokens; remembers its history for the penalties."""
+    """Samples one sequence's tokens; remembers its recent window for the penalties. The work per
+    token is ts_sample over the logits row (tensorsharp.kernels.sample_token)."""
 
     def __init__(self, params: SamplingParams, history=()):
         self.p = params
         self.rng = np.random.default_rng(params.seed)
-        window = None if params.repeat_last_n < 0 else params.repeat_last_n
-        self.recent: deque[int] = deque(history, maxlen=window)
+        self._window = None if params.repeat_last_n < 0 else params.repeat_last_n
+        self._penalize = params.repeat_penalty != 1.0 or bool(params.presence_penalty or params.frequency_penalty)
+        self._bias_ids = np.fromiter((int(t) for t in params.logit_bias), np.int32, len(params.logit_bias))
+        self._bias = np.fromiter(params.logit_bias.values(), np.float32, len(params.logit_bias))
+        # The window is the slice [_lo, _hi) of _buf, kept contiguous for C: appends go at _hi and
+        # the buffer is compacted (or grown, for the whole history) when it runs out.
+        hist = list(history)
+        if self._window is not None:
+            hist = hist[len(hist) - self._window:] if self._window else []
+        self._buf = np.empty(max(64, 2 * len(hist), 2 * (self._window or 0)), np.int32)
+        self._buf[: len(hist)] = hist
+        self._lo, self._hi = 0, len(hist)
+
+    @property
+    def recent(self) -> np.ndarray:
+        """The penalties' window, oldest first (window,) int32."""
+        return self._buf[self._lo:self._hi]
 
     def accept(self, token: int) -> None:
-        if self.recent.maxlen != 0:
-            self.recent.append(token)
-
-    def _adjust(self, logits: np.ndarray) -> np.ndarray:
-        p = self.p
-        x = logits.astype(np.float32, copy=True)
-        for tok, bias in p.logit_bias.items():
-            x[int(tok)] += bias
-        if self.recent and (p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty):
-            toks, counts = np.unique(np.fromiter(self.recent, dtype=np.int64), return_counts=True)
-            v = x[toks]
-            if p.repeat_penalty != 1.0:
-                v = np.where(v > 0, v / p.repeat_penalty, v * p.repeat_penalty)
-            v = v - counts * p.frequency_penalty - p.presence_penalty
-            x[toks] = v
-        return x
+        if self._window == 0:
+            return
+        if self._hi == self._buf.size:
+            kept = self._buf[self._lo:self._hi]
+            if self._window is None:
+                self._buf = np.empty(2 * self._buf.size, np.int32)
+            self._buf[: kept.size] = kept
+            self._lo, self._hi = 0, kept.size
+        self._buf[self._hi] = token
+        self._hi += 1
+        if self._window is not None and self._hi - self._lo > self._window:
+            self._lo += 1
 
     def sample(self, logits: np.ndarray, bitmask: np.ndarray | None = None) -> Sample:
         """One token from logits (n_vocab,); bitmask (ceil(n_vocab/32),) uint32 limits the allowed
         tokens (a constraint's mask: bit i % 32 of word i // 32 set = token i allowed)."""
         p = self.p
-        x = self._adjust(logits)
-        if bitmask is not None:
-            apply_token_mask(x, bitmask)
-        if p.temperature <= 0:
-            token = int(np.argmax(x))
-        else:
-            token = self._draw(x)
+        # One uniform per sampled token, none for greedy: a seed's stream advances as before.
+        u = self.rng.random() if p.temperature > 0 else 0.0
+        token = sample_token(logits, u, p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty,
+                             p.presence_penalty, p.frequency_penalty, self._bias_ids, self._bias,
+                             self.recent if self._penalize else None, bitmask)
         out = Sample(token)
         if p.n_probs:
-            lp = log_softmax(logits)
-            out.logprob = float(lp[token])
-            top = np.argpartition(-lp, p.n_probs)[: p.n_probs] if p.n_probs < lp.size else np.arange(lp.size)
-            top = top[np.argsort(-lp[top], kind="stable")]
-            out.top = [(int(t), float(lp[t])) for t in top]
+            out.logprob, out.top = logprobs(logits, token, p.n_probs)
         return out
-
-    def _draw(self, x: np.ndarray) -> int:
-        ids, logits = self._candidates(x)
-        z = logits * (1.0 / self.p.temperature)
-        cdf = np.cumsum(np.exp(z - z.max()))
-        # Inverse-CDF draw: what rng.choice(p=...) does, without its checks over the whole vocabulary.
-        at = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
-        return int(ids[min(at, ids.size - 1)])
-
-    def _candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ids that survive top-k, min-p and top-p, with their logits. With top-p or
-        min-p they come best first (ties: lower id first), and only as many as the filters can keep
-        are sorted: a full sort of a 50k-262k vocabulary per token costs milliseconds."""
-        p = self.p
-        finite = np.isfinite(x)
-        if finite.all():  # the common case: no constraint mask, no -inf bias
-            if p.top_k <= 0 and p.top_p >= 1.0 and p.min_p <= 0.0:
-                return np.arange(x.size), x  # float32 is precise enough to draw from
-            ids = np.arange(x.size)
-        else:
-            ids = np.flatnonzero(finite)
-            if ids.size == 0:
-                return np.array([int(np.argmax(x))]), np.zeros(1)
-        if 0 < p.top_k < ids.size:
-            ids = ids[np.argpartition(-x[ids], p.top_k - 1)[: p.top_k]]
-        v = x[ids].astype(np.float64)
-        if p.top_p >= 1.0 and p.min_p <= 0.0:
-            return ids, v
-        e = np.exp(v - v.max())  # probability times the normalizer, relative to the best
-        norm = e.sum()           # top-p is measured within the top-k set
-        if p.min_p > 0.0:        # cuts the tail, as top-p does, so the two commute
-            keep = e >= p.min_p
-            ids, v, e = ids[keep], v[keep], e[keep]
-        m = min(ids.size, 64) if p.top_p < 1.0 else ids.size
-        while True:
-            part = np.argpartition(-v, m - 1)[:m] if m < ids.size else np.arange(ids.size)
-            part = part[np.lexsort((ids[part], -v[part]))]
-            if p.top_p >= 1.0:
-                return ids[part], v[part]
-            cum = np.cumsum(e[part]) / norm
-            if cum[-1] >= p.top_p or m == ids.size:
-                part = part[: int(np.searchsorted(cum, p.top_p)) + 1]
-                return ids[part], v[part]
-            m = min(ids.size, 4 * m)

@@ -91,7 +91,19 @@ typedef struct {
      * 1..4); rows w_stride and x_stride elements apart. Each weight chunk serves four rows of x. */
     void (*gemm_f16_tile)(int64_t n, const ts_f16 *w, int64_t w_stride, const float *x, int64_t x_stride,
                           float *y, int64_t y_stride, int nr, int nc);
+    /* The sum over x[i] >= lo of e^((x[i] - sub) * scale), accumulated in double; out (may be NULL)
+     * receives each term as a float (0 where x[i] < lo, which includes -inf, and where the exponent
+     * is below TS_EXP_MIN: denormal results would cost a microcode assist each). Sampling's passes
+     * over a vocabulary of logits. */
+    double (*exp_sum)(const float *x, int64_t n, float sub, float scale, float lo, float *out);
+    /* dst[i] = src[i] where token i is allowed (mask NULL: all; else bit i % 32 of mask[i / 32]) and
+     * src[i] is finite, otherwise -inf; bm[b] = the maximum of dst over block b of TS_BLOCK_MAX
+     * entries (the last may be shorter). Returns how many entries of dst are finite. Sampling's one
+     * pass over a row of logits. */
+    int64_t (*logits_prepare)(const float *src, const uint32_t *mask, int64_t n, float *dst, float *bm);
 } ts_kernels;
+#define TS_BLOCK_MAX 64
+#define TS_EXP_MIN -87.0f
 
 /* Each ISA file overrides the slots it implements; slots left NULL keep the previous level's. */
 void ts_register_scalar(ts_kernels *k);
@@ -157,10 +169,6 @@ typedef struct {
  * are too few to keep nth threads busy); thread ith runs items ith, ith + nth, ... */
 int ts_attn_batch_items(const ts_attn_batch *b, int nth);
 void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth);
-
-/* Constrained decoding: logits[i] = -inf for every i < n whose bit (mask[i / 32] >> (i % 32)) & 1
- * is clear; mask holds ceil(n / 32) words, bits past n are ignored. */
-void ts_apply_token_mask(float *logits, const uint32_t *mask, int64_t n);
 
 /* Sums n_bytes (a multiple of 8) as uint64 words over the pool's threads: a read-bandwidth
  * probe for benchmarks. */
