@@ -7,7 +7,9 @@
  * vpdpbusd, and the panel, unpacked once, serves every token of the call. Below PANEL_MIN
  * tokens the transpose costs more than it saves: the rows stay in element order and each
  * row's block sum is gathered into its lane by a tree of shuffles instead (block_dot_rows).
- * Either way a (row, token) takes the same float operations, whatever else is in the call.
+ * The 32-element formats take a third path up to FEW_MAX tokens (gemm_few_legacy: unpack and
+ * transpose in registers, no panel in memory). Every path gives a (row, token) the same
+ * integer block sums and float operations, whatever else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
  * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q3_K 4, Q6_K 32) enters each block's integer
@@ -21,6 +23,7 @@
 
 #include "quants.h"
 #include "ts/kernels.h"
+#include "ts/prefetch.h"
 
 #define TS_INLINE static inline __attribute__((always_inline))
 
@@ -498,6 +501,104 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
         }
 }
 
+/* ---- few tokens of a 32-element format: 16 rows in lanes, straight from the weights -------- */
+
+/* Blocks b and b + 1 (`two`; else b twice) of one weight row as unsigned quants in element
+ * order: the same bytes unpack_legacy makes, in a register instead of memory. */
+TS_INLINE __m512i legacy_pair(int type, const uint8_t *blk, int bs, int two) {
+    const uint8_t *blk1 = two ? blk + bs : blk;
+    if (type == TS_TYPE_Q8_0) {
+        const __m512i v = _mm512_mask_broadcast_i64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
+                                                      0xF0, _mm256_loadu_si256((const __m256i *)(blk1 + 2)));
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
+    __m512i v = ts_avx512_nibble_pair(blk + qs, blk1 + qs);
+    if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1) {
+        const uint64_t bits = load_u32(blk + qs - 4) | (uint64_t)load_u32(blk1 + qs - 4) << 32;
+        v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
+    }
+    if (type == TS_TYPE_IQ4_NL) v = ts_avx512_iq4_shifted(v);
+    return v;
+}
+
+/* The f16 at byte `at` of block b of 16 rows (byte offsets rix from w) as floats. */
+TS_INLINE __m512 rows_f16(const uint8_t *w, __m512i rix, int64_t b, int bs, int at) {
+    const __m512i g = _mm512_i32gather_epi32(rix, w + (size_t)b * bs + at, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+
+#define FEW_MAX 16 /* tokens the register path takes in one pass over the weights */
+
+/* gemm_panels for nc <= FEW_MAX tokens of a 32-element format. Panels cost an unpack into memory
+ * and a transpose per chunk whoever uses them; with few tokens that is most of the work, and a
+ * row-major block_dot_rows pays a tree of shuffles per token instead. Here 16 rows are loaded,
+ * unpacked and transposed in registers once per pair of blocks (one register: four quants of
+ * each row), and every token meets them with eight vpdpbusd per block. Each (row, token) takes
+ * the integer block sums and float operations of tile(): per block acc += id * (d_w * d_x)
+ * (+ m_w * s_x), acc restarting at every chunk of KC elements and the chunks summed into y in
+ * order, so the bits equal those of the panel path. The next 16 rows are prefetched while these
+ * are computed: each row is read in a few short pieces, too short for the prefetcher to follow.
+ * Returns 0 without memory for the block sums (the caller then takes the panel path). */
+TS_INLINE int gemm_few_legacy(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t y_stride) {
+    const int bs = ts_q8x32_block_bytes(type), o = quant_offset(type);
+    const int64_t nb = n / TS_QK, stride = (nb + 15) / 16 * 16;
+    int32_t *off = o ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
+    if (o && !off) return 0;
+    for (int t = 0; o && t < nc; t++)
+        token_sums(type, (const uint8_t *)x + (size_t)t * x_stride, 0, (int)nb, off + (size_t)t * stride, NULL);
+    const int pair_bytes = 2 * bs;
+    for (int r0 = 0; r0 < nr; r0 += 16) {
+        const int rows = nr - r0 < 16 ? nr - r0 : 16;
+        const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
+        /* Lanes past the last row repeat it; they are not stored. */
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i rix = _mm512_mullo_epi32(_mm512_min_epi32(lane, _mm512_set1_epi32(rows - 1)),
+                                               _mm512_set1_epi32((int)w_stride));
+        const __mmask16 keep = (__mmask16)((1u << rows) - 1);
+        const uint8_t *wn = (const uint8_t *)w + (size_t)(r0 + 16) * w_stride;
+        const int next = nr - r0 - 16 < 16 ? nr - r0 - 16 : 16;
+        __m512 acc[FEW_MAX], ysum[FEW_MAX];
+        for (int t = 0; t < nc; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b += 2) {
+            const int two = b + 1 < nb;
+            for (int r = 0; r < next; r++) ts_prefetch_ahead(wn + (size_t)r * w_stride + (size_t)b * bs, (size_t)pair_bytes, 0);
+            __m512i q[16];
+            for (int r = 0; r < 16; r++) {
+                const int rr = r < rows ? r : rows - 1;
+                q[r] = legacy_pair(type, wg + (size_t)rr * w_stride + (size_t)b * bs, bs, two);
+            }
+            transpose16(q); /* q[j] lane r: quants 4j .. 4j + 3 of row r (j >= 8: block b + 1) */
+            __m512 dw[2], mw[2];
+            for (int h = 0; h < 1 + two; h++) {
+                dw[h] = rows_f16(wg, rix, b + h, bs, 0);
+                if (has_min(type)) mw[h] = rows_f16(wg, rix, b + h, bs, 2);
+            }
+            for (int t = 0; t < nc; t++) {
+                const uint8_t *xt = (const uint8_t *)x + (size_t)t * x_stride;
+                for (int h = 0; h < 1 + two; h++) {
+                    const uint8_t *xq = act_qs(type, xt, b + h);
+                    __m512i id = o ? _mm512_set1_epi32(off[(size_t)t * stride + b + h]) : _mm512_setzero_si512();
+                    for (int j = 0; j < 8; j++) id = dot_u8s8(id, q[8 * h + j], _mm512_set1_epi32((int)load_u32(xq + 4 * j)));
+                    const float *ds = act_d(type, xt, b + h); /* d, then d * sum(xq) */
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id), _mm512_mul_ps(dw[h], _mm512_set1_ps(ds[0])), acc[t]);
+                    if (has_min(type)) acc[t] = _mm512_fmadd_ps(mw[h], _mm512_set1_ps(ds[1]), acc[t]);
+                }
+            }
+            /* A chunk of KC elements ends here (pairs never straddle one). */
+            if ((b + 2) % (KC / TS_QK) == 0 || b + 2 >= nb)
+                for (int t = 0; t < nc; t++) {
+                    ysum[t] = b < KC / TS_QK ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
+                    acc[t] = _mm512_setzero_ps();
+                }
+        }
+        for (int t = 0; t < nc; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride + r0, keep, ysum[t]);
+    }
+    free(off);
+    return 1;
+}
+
 /* y[c * y_stride + r] = dot(w row r, x row c) for r < nr, c < nc. The activations' block sums are
  * taken once per call for all tokens (or, without memory for them, per tile). Each (row, token)
  * takes the same operations whatever the other rows and tokens of the call, so a token's result
@@ -508,6 +609,9 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
     _Alignas(64) uint8_t rows_u[PANEL][KC];
     _Alignas(64) int32_t off_tile[TT][MAX_BLK];
     _Alignas(64) float sx_tile[TT][MAX_BLK];
+    if (!act_is_q8k(type) && nc <= FEW_MAX &&
+        gemm_few_legacy(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride))
+        return;
     const int kb = block_elems(type);
     const int few = nc < PANEL_MIN;
     const uint8_t (*rq)[KC] = few ? (const uint8_t (*)[KC])rows_u : NULL;
