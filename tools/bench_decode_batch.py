@@ -3,10 +3,14 @@
 Every sequence first holds the same prompt (--ctx tokens, copied into each slot), so each step
 attends over that many positions. Batch sizes alternate within each round (the machine's memory
 bandwidth drifts with other tenants, so separate runs are not comparable) and the table shows
-medians over --repeat rounds, with each B's ratio to B = 1 of the same rounds.
+medians over --repeat rounds, with each B's ratio to B = 1 of the same rounds. On a machine
+shared with other work, `--threads 1 --clock cpu` counts this process's CPU time instead of wall
+time: one thread runs the whole step on the caller, so time lost to other tenants drops out (with
+more threads a barrier's spinning would count).
 
     python tools/bench_decode_batch.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b]
                                        [--threads 2] [--batch 1,2,4,8,16] [--repeat 9] [--steps 5]
+                                       [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ from tensorsharp.models import load_model
 MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
 
 
-def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: int,
-                steps: int) -> dict[int, list[float]]:
+def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: int, steps: int,
+                clock) -> dict[int, list[float]]:
     """Per batch size, the step time (s) of each round."""
     transformer = load_model(GGUFFile(store.resolve(name)))
     n_seq = max(batches)
@@ -47,10 +51,10 @@ def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: i
     times: dict[int, list[float]] = {b: [] for b in batches}
     for _ in range(repeat):
         for b in batches:
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(steps):
                 step(b)
-            times[b].append((time.perf_counter() - t0) / steps)
+            times[b].append((clock() - t0) / steps)
     return times
 
 
@@ -62,16 +66,19 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=128, help="positions each sequence already holds")
     ap.add_argument("--repeat", type=int, default=9, help="rounds over all batch sizes; medians")
     ap.add_argument("--steps", type=int, default=5, help="steps timed together per batch size and round")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time, or this process's CPU time")
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     if 1 not in batches:
         batches = [1] + batches
+    print(f"{args.clock} time per step")
     print("| model | threads | " + " | ".join(f"B={b} ms" for b in batches) + " | "
           + " | ".join(f"B={b}/B=1" for b in batches if b != 1) + " |")
     print("|---|---|" + "---|" * (2 * len(batches) - 1))
     for name in args.models.split(","):
         for nt in (int(t) for t in args.threads.split(",")):
-            times = bench_model(name, nt, batches, args.ctx, args.repeat, args.steps)
+            clock = time.perf_counter if args.clock == "wall" else time.process_time
+            times = bench_model(name, nt, batches, args.ctx, args.repeat, args.steps, clock)
             med = {b: statistics.median(t) for b, t in times.items()}
             ratio = {b: statistics.median(x / y for x, y in zip(times[b], times[1])) for b in batches}
             print(f"| {name} | {nt} | " + " | ".join(f"{1e3 * med[b]:.1f}" for b in batches) + " | "
