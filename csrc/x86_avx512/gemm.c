@@ -8,8 +8,9 @@
  * tokens the transpose costs more than it saves: the rows stay in element order and each
  * row's block sum is gathered into its lane by a tree of shuffles instead (block_dot_rows).
  * The 32-element formats, Q4_K, Q5_K and Q6_K take a third path up to FEW_MAX tokens
- * (gemm_few_legacy, gemm_few_kquant: unpack and transpose in registers, no panel in memory). Every path gives a (row, token) the same
- * integer block sums and float operations, whatever else is in the call.
+ * (gemm_few_legacy, gemm_few_kquant: unpack and transpose in registers, no panel in memory).
+ * Every path gives a (row, token) the same integer block sums and float operations, whatever
+ * else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
  * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q3_K 4, Q6_K 32) enters each block's integer
@@ -99,12 +100,15 @@ TS_INLINE __m512i legacy_pair(int type, const uint8_t *blk, int bs, int two) {
                                                       0xF0, _mm256_loadu_si256((const __m256i *)(blk1 + 2)));
         return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
     }
+    /* d (and m) first; Q5_0 / Q5_1 then have qh before qs. */
     const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
     __m512i v = ts_avx512_nibble_pair(blk + qs, blk1 + qs);
     if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1) {
+        /* qh bit i is the fifth bit of element i. */
         const uint64_t bits = load_u32(blk + qs - 4) | (uint64_t)load_u32(blk1 + qs - 4) << 32;
         v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
     }
+    /* IQ4_NL: the codebook value of each index, + 128 to make it unsigned. */
     if (type == TS_TYPE_IQ4_NL) v = ts_avx512_iq4_shifted(v);
     return v;
 }
