@@ -517,10 +517,12 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
 
 /* ---- few tokens of a 32-element format: 16 rows in lanes, straight from the weights -------- */
 
-/* The f16 at byte `at` of block b of 16 rows (byte offsets rix from w) as floats. */
-TS_INLINE __m512 rows_f16(const uint8_t *w, __m512i rix, int64_t b, int bs, int at) {
-    const __m512i g = _mm512_i32gather_epi32(rix, w + (size_t)b * bs + at, 1);
-    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+/* d (and for Q4_1 / Q5_1 the minimum m after it) of block b of 16 rows (byte offsets rix from
+ * w) as floats: one gather of the blocks' first dwords. */
+TS_INLINE void rows_dm(int type, const uint8_t *w, __m512i rix, int64_t b, int bs, __m512 *d, __m512 *m) {
+    const __m512i g = _mm512_i32gather_epi32(rix, w + (size_t)b * bs, 1);
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    if (has_min(type)) *m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
 }
 
 #define FEW_MAX 16 /* tokens the register path takes in one pass over the weights */
@@ -566,10 +568,7 @@ TS_INLINE int gemm_few_legacy(int type, int64_t n, int nr, int nc, const void *w
             }
             transpose16(q); /* q[j] lane r: quants 4j .. 4j + 3 of row r (j >= 8: block b + 1) */
             __m512 dw[2], mw[2];
-            for (int h = 0; h < 1 + two; h++) {
-                dw[h] = rows_f16(wg, rix, b + h, bs, 0);
-                if (has_min(type)) mw[h] = rows_f16(wg, rix, b + h, bs, 2);
-            }
+            for (int h = 0; h < 1 + two; h++) rows_dm(type, wg, rix, b + h, bs, &dw[h], &mw[h]);
             for (int t = 0; t < nc; t++) {
                 const uint8_t *xt = (const uint8_t *)x + (size_t)t * x_stride;
                 for (int h = 0; h < 1 + two; h++) {
