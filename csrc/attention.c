@@ -1,8 +1,14 @@
 /* Splitting a batch's attention into items of rows that share one K/V head. */
 #include "ts/kernels.h"
 
-/* Tokens per item: as many as fill TS_ATTN_MAX_ROWS rows with whole head groups. */
+/* Tokens per item: as many as fill TS_ATTN_MAX_ROWS rows with whole head groups, so that tokens
+ * of one sequence share each K/V load. Rows of distinct sequences (a decode batch) share
+ * nothing: one token per item then spreads them evenly over the threads (blocks of several
+ * left 2:1 splits, e.g. 3 items for 2 threads at B = 2 with three kv heads). */
 static int tokens_per_block(const ts_attn_batch *b) {
+    int shared = !b->seq;
+    for (int t = 1; t < b->n_tok && !shared; t++) shared = b->seq[t] == b->seq[t - 1];
+    if (!shared) return 1;
     const int group = b->n_head / b->n_head_kv;
     const int tb = TS_ATTN_MAX_ROWS / group;
     return tb > 0 ? tb : 1;

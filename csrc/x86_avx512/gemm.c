@@ -7,7 +7,10 @@
  * vpdpbusd, and the panel, unpacked once, serves every token of the call. Below PANEL_MIN
  * tokens the transpose costs more than it saves: the rows stay in element order and each
  * row's block sum is gathered into its lane by a tree of shuffles instead (block_dot_rows).
- * Either way a (row, token) takes the same float operations, whatever else is in the call.
+ * The 32-element formats, Q4_K, Q5_K and Q6_K take a third path up to FEW_MAX tokens
+ * (gemm_few_legacy, gemm_few_kquant: unpack and transpose in registers, no panel in memory).
+ * Every path gives a (row, token) the same integer block sums and float operations, whatever
+ * else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
  * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q3_K 4, Q6_K 32) enters each block's integer
@@ -21,6 +24,7 @@
 
 #include "quants.h"
 #include "ts/kernels.h"
+#include "ts/prefetch.h"
 
 #define TS_INLINE static inline __attribute__((always_inline))
 
@@ -86,30 +90,37 @@ TS_INLINE int act_is_q8k(int type) { return is_k45(type) || block_elems(type) ==
 
 /* ---- unpacking: one weight row's chunk to unsigned bytes in element order ------------------ */
 
-/* Blocks [b0, b0 + nb) of a 32-element format: low nibbles are elements 0..15, high 16..31. */
+/* Blocks b and b + 1 (`two`; else b twice) of one weight row as unsigned quants in element
+ * order: lanes 0-31 block b, 32-63 block b + 1. Low nibbles are elements 0..15 of a block, high
+ * 16..31. */
+TS_INLINE __m512i legacy_pair(int type, const uint8_t *blk, int bs, int two) {
+    const uint8_t *blk1 = two ? blk + bs : blk;
+    if (type == TS_TYPE_Q8_0) {
+        const __m512i v = _mm512_mask_broadcast_i64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
+                                                      0xF0, _mm256_loadu_si256((const __m256i *)(blk1 + 2)));
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    /* d (and m) first; Q5_0 / Q5_1 then have qh before qs. */
+    const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
+    __m512i v = ts_avx512_nibble_pair(blk + qs, blk1 + qs);
+    if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1) {
+        /* qh bit i is the fifth bit of element i. */
+        const uint64_t bits = load_u32(blk + qs - 4) | (uint64_t)load_u32(blk1 + qs - 4) << 32;
+        v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
+    }
+    /* IQ4_NL: the codebook value of each index, + 128 to make it unsigned. */
+    if (type == TS_TYPE_IQ4_NL) v = ts_avx512_iq4_shifted(v);
+    return v;
+}
+
+/* Blocks [b0, b0 + nb) of a 32-element format. */
 TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, uint8_t *u, float *dw, float *mw) {
     const int bs = ts_q8x32_block_bytes(type);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
     const uint8_t *blk0 = wr + (size_t)b0 * bs;
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = blk0 + (size_t)b * bs;
-        __m256i v;
-        if (type == TS_TYPE_Q8_0) {
-            v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
-        } else {
-            /* d (and m) first; Q5_0 / Q5_1 then have qh before qs. */
-            const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
-            const __m128i p = _mm_loadu_si128((const __m128i *)(blk + qs));
-            v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(p, m4)),
-                                        _mm_and_si128(_mm_srli_epi16(p, 4), m4), 1);
-            /* qh bit i is the fifth bit of element i. */
-            if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1)
-                v = _mm256_mask_add_epi8(v, (__mmask32)load_u32(blk + qs - 4), v, _mm256_set1_epi8(16));
-            /* IQ4_NL: the codebook value of each index, + 128 to make it unsigned. */
-            if (type == TS_TYPE_IQ4_NL)
-                v = _mm512_castsi512_si256(ts_avx512_iq4_shifted(_mm512_castsi256_si512(v)));
-        }
-        _mm256_storeu_si256((__m256i *)(u + 32 * b), v);
+    for (int b = 0; b < nb; b += 2) {
+        const __m512i v = legacy_pair(type, blk0 + (size_t)b * bs, bs, b + 1 < nb);
+        if (b + 1 < nb) _mm512_storeu_si512(u + 32 * b, v);
+        else _mm256_storeu_si256((__m256i *)(u + 32 * b), _mm512_castsi512_si256(v));
     }
     /* Each block's first four bytes: d, and the minimum m above it. */
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -123,68 +134,74 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
     }
 }
 
-/* Super-blocks [s0, s0 + ns) of Q4_K or Q5_K: 6-bit scale sc_j and min m_j per 32 elements;
- * element 64i + k is the low nibble of qs[32i + k] for k < 32, else the high nibble of
- * qs[32i + k - 32]; Q5_K's fifth bit of element 32b + l is bit b of qh[l]. The two layouts
- * share d, dmin and scales at the start. */
+/* Q4_K and Q5_K: 6-bit scale sc_j and min m_j per 32 elements; element 64i + k is the low
+ * nibble of qs[32i + k] for k < 32, else the high nibble of qs[32i + k - 32]; Q5_K's fifth bit
+ * of element 32b + l is bit b of qh[l]. The two layouts share d, dmin and scales at the start. */
+TS_INLINE const uint8_t *k45_qs(int type, const uint8_t *blk) {
+    return type == TS_TYPE_Q5_K ? ((const ts_block_q5_K *)blk)->qs : ((const ts_block_q4_K *)blk)->qs;
+}
+
+/* [sc0 .. sc7, m0 .. m7] of one super-block as floats. */
+TS_INLINE __m512 k45_scales(const uint8_t *blk) {
+    const uint8_t *scales = ((const ts_block_q4_K *)blk)->scales;
+    /* Bytes 0..3 hold sc0..3 and 4..7 m0..3 (low 6 bits); sc4..7 and m4..7 take their low
+     * 4 bits from the nibbles of bytes 8..11 and their top 2 bits from the top of bytes 0..7. */
+    const uint32_t m6 = 0x3F3F3F3Fu, n4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    const uint32_t a = load_u32(scales), b = load_u32(scales + 4), c = load_u32(scales + 8);
+    const __m128i sm = _mm_setr_epi32((int)(a & m6), (int)((c & n4) | ((a >> 6) & m2) << 4), (int)(b & m6),
+                                      (int)(((c >> 4) & n4) | ((b >> 6) & m2) << 4));
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sm));
+}
+
+/* Elements 64i .. 64i + 63 (i < 4) of one k-quant super-block as unsigned quants in element
+ * order (Q6_K: q + 32). */
+TS_INLINE __m512i kquant_reg(int type, const uint8_t *blk, int i) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (type == TS_TYPE_Q6_K) {
+        /* Element 128h + 32k + l: 4 bits from ql[64h + 32(k&1) + l] (high nibble when k >= 2),
+         * 2 bits from qh[32h + l] at bit 2k. */
+        const ts_block_q6_K *b = (const ts_block_q6_K *)blk;
+        const __m512i l = _mm512_loadu_si512(b->ql + 64 * (i / 2));
+        const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * (i / 2))));
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        const __m512i halves = i % 2 ? _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1)
+                                     : _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+        if (i % 2 == 0) return _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(q, halves), m30));
+        return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                               _mm512_and_si512(_mm512_srlv_epi16(q, halves), m30));
+    }
+    const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(k45_qs(type, blk) + 32 * i)));
+    __m512i v = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0)), m4);
+    if (type == TS_TYPE_Q5_K) {
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const ts_block_q5_K *)blk)->qh));
+        const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << 2 * i)), _mm256_set1_epi8((char)(2 << 2 * i)), 1);
+        v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(qh, bit), v, _mm512_set1_epi8(16));
+    }
+    return v;
+}
+
+/* Super-blocks [s0, s0 + ns) of Q4_K or Q5_K. */
 TS_INLINE void unpack_k45(int type, const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *mw, float *ds,
                           float *dm) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const int five = type == TS_TYPE_Q5_K;
+    const size_t bytes = type == TS_TYPE_Q5_K ? sizeof(ts_block_q5_K) : sizeof(ts_block_q4_K);
     for (int s = 0; s < ns; s++) {
-        const ts_block_q4_K *blk = (const ts_block_q4_K *)(wr + (size_t)(s0 + s) * (five ? sizeof(ts_block_q5_K)
-                                                                                         : sizeof(ts_block_q4_K)));
-        const uint8_t *qs = five ? ((const ts_block_q5_K *)blk)->qs : blk->qs;
-        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)((const ts_block_q5_K *)blk)->qh)
-                                : _mm256_setzero_si256();
-        /* Bytes 0..3 hold sc0..3 and 4..7 m0..3 (low 6 bits); sc4..7 and m4..7 take their low
-         * 4 bits from the nibbles of bytes 8..11 and their top 2 bits from the top of bytes 0..7. */
-        const uint32_t m6 = 0x3F3F3F3Fu, n4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
-        const uint32_t a = load_u32(blk->scales), b = load_u32(blk->scales + 4), c = load_u32(blk->scales + 8);
-        const __m128i sm = _mm_setr_epi32((int)(a & m6), (int)((c & n4) | ((a >> 6) & m2) << 4), (int)(b & m6),
-                                          (int)(((c >> 4) & n4) | ((b >> 6) & m2) << 4));
-        const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sm));
+        const uint8_t *blk = wr + (size_t)(s0 + s) * bytes;
+        const __m512 v = k45_scales(blk);
         _mm256_storeu_ps(dw + 8 * s, _mm512_castps512_ps256(v));
         _mm256_storeu_ps(mw + 8 * s, _mm512_extractf32x8_ps(v, 1));
-        ds[s * PANEL] = f16_at(&blk->d);
-        dm[s * PANEL] = -f16_at(&blk->dmin);
-        for (int i = 0; i < 4; i++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
-            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            if (five) {
-                const __m256i sixteen = _mm256_set1_epi8(16);
-                lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << 2 * i))), lo, sixteen);
-                hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << 2 * i))), hi, sixteen);
-            }
-            _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i), lo);
-            _mm256_storeu_si256((__m256i *)(u + 256 * s + 64 * i + 32), hi);
-        }
+        ds[s * PANEL] = f16_at(&((const ts_block_q4_K *)blk)->d);
+        dm[s * PANEL] = -f16_at(&((const ts_block_q4_K *)blk)->dmin);
+        for (int i = 0; i < 4; i++) _mm512_storeu_si512(u + 256 * s + 64 * i, kquant_reg(type, blk, i));
     }
 }
 
-/* Super-blocks of Q6_K: u = q + 32 (six bits), signed scale per 16 elements. Element
- * 128j + 32k + i: 4 bits from ql[64j + 32(k&1) + i] (high nibble when k >= 2), 2 bits from
- * qh[32j + i] at bit 2k. */
+/* Super-blocks of Q6_K: u = q + 32 (six bits), signed scale per 16 elements. */
 TS_INLINE void unpack_q6_K(const uint8_t *wr, int64_t s0, int ns, uint8_t *u, float *dw, float *ds) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int s = 0; s < ns; s++) {
         const ts_block_q6_K *blk = (const ts_block_q6_K *)wr + s0 + s;
         _mm512_storeu_ps(dw + 16 * s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->scales))));
         ds[s * PANEL] = f16_at(&blk->d);
-        for (int j = 0; j < 2; j++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * j));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * j + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * j));
-            uint8_t *o = u + 256 * s + 128 * j;
-            _mm256_storeu_si256((__m256i *)o, _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                                                             _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)));
-            _mm256_storeu_si256((__m256i *)(o + 32), _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                                                                    _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)));
-            _mm256_storeu_si256((__m256i *)(o + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                                                    _mm256_and_si256(qh, m30)));
-            _mm256_storeu_si256((__m256i *)(o + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)));
-        }
+        for (int i = 0; i < 4; i++) _mm512_storeu_si512(u + 256 * s + 64 * i, kquant_reg(TS_TYPE_Q6_K, (const uint8_t *)blk, i));
     }
 }
 
@@ -498,6 +515,176 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
         }
 }
 
+/* ---- few tokens of a 32-element format: 16 rows in lanes, straight from the weights -------- */
+
+/* d (and for Q4_1 / Q5_1 the minimum m after it) of block b of 16 rows (byte offsets rix from
+ * w) as floats: one gather of the blocks' first dwords. */
+TS_INLINE void rows_dm(int type, const uint8_t *w, __m512i rix, int64_t b, int bs, __m512 *d, __m512 *m) {
+    const __m512i g = _mm512_i32gather_epi32(rix, w + (size_t)b * bs, 1);
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    if (has_min(type)) *m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+}
+
+#define FEW_MAX 16 /* tokens the register path takes in one pass over the weights */
+
+/* gemm_panels for nc <= FEW_MAX tokens of a 32-element format. Panels cost an unpack into memory
+ * and a transpose per chunk whoever uses them; with few tokens that is most of the work, and a
+ * row-major block_dot_rows pays a tree of shuffles per token instead. Here 16 rows are loaded,
+ * unpacked and transposed in registers once per pair of blocks (one register: four quants of
+ * each row), and every token meets them with eight vpdpbusd per block. Each (row, token) takes
+ * the integer block sums and float operations of tile(): per block acc += id * (d_w * d_x)
+ * (+ m_w * s_x), acc restarting at every chunk of KC elements and the chunks summed into y in
+ * order, so the bits equal those of the panel path. The next 16 rows are prefetched while these
+ * are computed: each row is read in a few short pieces, too short for the prefetcher to follow.
+ * Returns 0 without memory for the block sums (the caller then takes the panel path). */
+TS_INLINE int gemm_few_legacy(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t y_stride) {
+    const int bs = ts_q8x32_block_bytes(type), o = quant_offset(type);
+    const int64_t nb = n / TS_QK, stride = (nb + 15) / 16 * 16;
+    int32_t *off = o ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
+    if (o && !off) return 0;
+    for (int t = 0; o && t < nc; t++)
+        token_sums(type, (const uint8_t *)x + (size_t)t * x_stride, 0, (int)nb, off + (size_t)t * stride, NULL);
+    const int pair_bytes = 2 * bs;
+    for (int r0 = 0; r0 < nr; r0 += 16) {
+        const int rows = nr - r0 < 16 ? nr - r0 : 16;
+        const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
+        /* Lanes past the last row repeat it; they are not stored. */
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i rix = _mm512_mullo_epi32(_mm512_min_epi32(lane, _mm512_set1_epi32(rows - 1)),
+                                               _mm512_set1_epi32((int)w_stride));
+        const __mmask16 keep = (__mmask16)((1u << rows) - 1);
+        const uint8_t *wn = (const uint8_t *)w + (size_t)(r0 + 16) * w_stride;
+        const int next = nr - r0 - 16 < 16 ? nr - r0 - 16 : 16;
+        __m512 acc[FEW_MAX], ysum[FEW_MAX];
+        for (int t = 0; t < nc; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b += 2) {
+            const int two = b + 1 < nb;
+            for (int r = 0; r < next; r++) ts_prefetch_ahead(wn + (size_t)r * w_stride + (size_t)b * bs, (size_t)pair_bytes, 0);
+            __m512i q[16];
+            for (int r = 0; r < 16; r++) {
+                const int rr = r < rows ? r : rows - 1;
+                q[r] = legacy_pair(type, wg + (size_t)rr * w_stride + (size_t)b * bs, bs, two);
+            }
+            transpose16(q); /* q[j] lane r: quants 4j .. 4j + 3 of row r (j >= 8: block b + 1) */
+            __m512 dw[2], mw[2];
+            for (int h = 0; h < 1 + two; h++) rows_dm(type, wg, rix, b + h, bs, &dw[h], &mw[h]);
+            for (int t = 0; t < nc; t++) {
+                const uint8_t *xt = (const uint8_t *)x + (size_t)t * x_stride;
+                for (int h = 0; h < 1 + two; h++) {
+                    const uint8_t *xq = act_qs(type, xt, b + h);
+                    __m512i id = o ? _mm512_set1_epi32(off[(size_t)t * stride + b + h]) : _mm512_setzero_si512();
+                    for (int j = 0; j < 8; j++) id = dot_u8s8(id, q[8 * h + j], _mm512_set1_epi32((int)load_u32(xq + 4 * j)));
+                    const float *ds = act_d(type, xt, b + h); /* d, then d * sum(xq) */
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id), _mm512_mul_ps(dw[h], _mm512_set1_ps(ds[0])), acc[t]);
+                    if (has_min(type)) acc[t] = _mm512_fmadd_ps(mw[h], _mm512_set1_ps(ds[1]), acc[t]);
+                }
+            }
+            /* A chunk of KC elements ends here (pairs never straddle one). */
+            if ((b + 2) % (KC / TS_QK) == 0 || b + 2 >= nb)
+                for (int t = 0; t < nc; t++) {
+                    ysum[t] = b < KC / TS_QK ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
+                    acc[t] = _mm512_setzero_ps();
+                }
+        }
+        for (int t = 0; t < nc; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride + r0, keep, ysum[t]);
+    }
+    free(off);
+    return 1;
+}
+
+/* gemm_panels for nc <= FEW_MAX tokens of Q4_K, Q5_K or Q6_K, as gemm_few_legacy does it: per
+ * super-block, the 16 rows' sub-block scales (one transpose), then per 64 elements their quants
+ * (another), each met by every token. The float operations are tile()'s: per super-block
+ * part += id * sc over its sub-blocks in order, acc += part * (d * d_x), and for Q4_K / Q5_K
+ * part' += m * sum(xq) likewise, acc += part' * (-dmin * d_x); acc restarts at every chunk.
+ * Returns 0 without memory for the block sums. */
+TS_INLINE int gemm_few_kquant(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
+                              size_t x_stride, float *y, size_t y_stride) {
+    const int kb = block_elems(type), o = quant_offset(type), mins = has_min(type);
+    const int per_sb = TS_QK_K / kb, per_reg = 64 / kb, dwords = kb / 4;
+    const int64_t ns = n / TS_QK_K, nb = n / kb, stride = (nb + 15) / 16 * 16;
+    const size_t bytes = type == TS_TYPE_Q6_K ? sizeof(ts_block_q6_K)
+                       : type == TS_TYPE_Q5_K ? sizeof(ts_block_q5_K) : sizeof(ts_block_q4_K);
+    /* Per token and sub-block: -offset * sum(xq) (Q6_K) or sum(xq) (Q4_K, Q5_K). */
+    void *sums = malloc((size_t)nc * (size_t)stride * 4);
+    if (!sums) return 0;
+    for (int t = 0; t < nc; t++)
+        token_sums(type, (const uint8_t *)x + (size_t)t * x_stride, 0, (int)nb, (int32_t *)sums + (size_t)t * stride,
+                   (float *)sums + (size_t)t * stride);
+    for (int r0 = 0; r0 < nr; r0 += 16) {
+        const int rows = nr - r0 < 16 ? nr - r0 : 16;
+        const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i rix = _mm512_mullo_epi32(_mm512_min_epi32(lane, _mm512_set1_epi32(rows - 1)),
+                                               _mm512_set1_epi32((int)w_stride));
+        const __mmask16 keep = (__mmask16)((1u << rows) - 1);
+        const uint8_t *wn = (const uint8_t *)w + (size_t)(r0 + 16) * w_stride;
+        const int next = nr - r0 - 16 < 16 ? nr - r0 - 16 : 16;
+        __m512 acc[FEW_MAX], ysum[FEW_MAX], part[FEW_MAX];
+        for (int t = 0; t < nc; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < ns; s++) {
+            for (int r = 0; r < next; r++) ts_prefetch_ahead(wn + (size_t)r * w_stride + (size_t)s * bytes, bytes, 0);
+            const uint8_t *blk[16];
+            for (int r = 0; r < 16; r++) blk[r] = wg + (size_t)(r < rows ? r : rows - 1) * w_stride + (size_t)s * bytes;
+            /* sc[b] lane r: sub-block b's scale of row r; Q4_K / Q5_K: sc[8 + b] its min. */
+            __m512i sc[16];
+            for (int r = 0; r < 16; r++)
+                sc[r] = _mm512_castps_si512(type == TS_TYPE_Q6_K
+                    ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const ts_block_q6_K *)blk[r])->scales)))
+                    : k45_scales(blk[r]));
+            transpose16(sc);
+            __m512 d, dm = _mm512_setzero_ps();
+            if (type == TS_TYPE_Q6_K) {
+                /* The dword ending with d: reading from d itself would pass the block's end. */
+                const __m512i g = _mm512_i32gather_epi32(rix, wg + (size_t)s * bytes + offsetof(ts_block_q6_K, d) - 2, 1);
+                d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+            } else {
+                const __m512i g = _mm512_i32gather_epi32(rix, wg + (size_t)s * bytes, 1); /* d, dmin */
+                d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+                const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+                dm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dmin), _mm512_set1_epi32(INT32_MIN)));
+            }
+            for (int t = 0; t < nc; t++) part[t] = _mm512_setzero_ps();
+            for (int i = 0; i < 4; i++) {
+                __m512i q[16];
+                for (int r = 0; r < 16; r++) q[r] = kquant_reg(type, blk[r], i);
+                transpose16(q); /* q[j] lane r: quants 64i + 4j .. 64i + 4j + 3 of row r */
+                for (int t = 0; t < nc; t++) {
+                    const uint8_t *xt = (const uint8_t *)x + (size_t)t * x_stride;
+                    for (int c = 0; c < per_reg; c++) {
+                        const int64_t b = s * per_sb + i * per_reg + c;
+                        const uint8_t *xq = act_qs(type, xt, b);
+                        __m512i id = o ? _mm512_set1_epi32(((const int32_t *)sums)[(size_t)t * stride + b])
+                                       : _mm512_setzero_si512();
+                        for (int j = 0; j < dwords; j++)
+                            id = dot_u8s8(id, q[dwords * c + j], _mm512_set1_epi32((int)load_u32(xq + 4 * j)));
+                        part[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id), _mm512_castsi512_ps(sc[i * per_reg + c]), part[t]);
+                    }
+                }
+            }
+            for (int t = 0; t < nc; t++) {
+                const uint8_t *xt = (const uint8_t *)x + (size_t)t * x_stride;
+                const float dx = *act_d(type, xt, s * per_sb);
+                acc[t] = _mm512_fmadd_ps(part[t], _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc[t]);
+                if (!mins) continue;
+                const float *sx = (const float *)sums + (size_t)t * stride + s * per_sb;
+                __m512 pm = _mm512_setzero_ps();
+                for (int b = 0; b < per_sb; b++) pm = _mm512_fmadd_ps(_mm512_castsi512_ps(sc[8 + b]), _mm512_set1_ps(sx[b]), pm);
+                acc[t] = _mm512_fmadd_ps(pm, _mm512_mul_ps(dm, _mm512_set1_ps(dx)), acc[t]);
+            }
+            if ((s + 1) % (KC / TS_QK_K) == 0 || s + 1 == ns)
+                for (int t = 0; t < nc; t++) {
+                    ysum[t] = s < KC / TS_QK_K ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
+                    acc[t] = _mm512_setzero_ps();
+                }
+        }
+        for (int t = 0; t < nc; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride + r0, keep, ysum[t]);
+    }
+    free(sums);
+    return 1;
+}
+
 /* y[c * y_stride + r] = dot(w row r, x row c) for r < nr, c < nc. The activations' block sums are
  * taken once per call for all tokens (or, without memory for them, per tile). Each (row, token)
  * takes the same operations whatever the other rows and tokens of the call, so a token's result
@@ -508,6 +695,11 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
     _Alignas(64) uint8_t rows_u[PANEL][KC];
     _Alignas(64) int32_t off_tile[TT][MAX_BLK];
     _Alignas(64) float sx_tile[TT][MAX_BLK];
+    if (nc <= FEW_MAX && !act_is_q8k(type) && gemm_few_legacy(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride))
+        return;
+    if (nc <= FEW_MAX && (is_k45(type) || type == TS_TYPE_Q6_K) &&
+        gemm_few_kquant(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride))
+        return;
     const int kb = block_elems(type);
     const int few = nc < PANEL_MIN;
     const uint8_t (*rq)[KC] = few ? (const uint8_t (*)[KC])rows_u : NULL;
