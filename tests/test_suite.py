@@ -3,8 +3,6 @@ comparison with llama.cpp that skips fails the run."""
 import re
 from pathlib import Path
 
-import pytest
-
 pytest_plugins = ["pytester"]
 
 TESTS = Path(__file__).resolve().parent

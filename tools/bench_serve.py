@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
 from tensorsharp import store
-from tensorsharp.testing.server import free_port
+from tensorsharp.testing.server import running_process
 
 TOPICS = ["the sea", "a clock", "bread", "a dragon", "rain", "the moon", "a library", "trains", "snow",
           "a garden", "bees", "a lighthouse", "copper", "owls", "a market", "glass"]
@@ -49,31 +46,6 @@ def prompt(workload: str, i: int) -> str:
         return (f"Here is a Python function:\n\n```python\n{FUNCTION}```\n\nRewrite the whole function with "
                 f"the parameter `window` renamed to `size` (case {i}, about {topic}). Reply with the code only.")
     return f"Write a long story about {topic} (story {i})."
-
-
-@contextmanager
-def server(cmd: list[str], port: int, log: Path, env: dict | None = None):
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if requests.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd[0]} did not come up:\n{log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def one_stream(base: str, model: str, text: str, max_tokens: int, out: list, lock: threading.Lock) -> None:
@@ -124,18 +96,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     path = store.resolve(args.model)
     clients = [int(c) for c in args.clients.split(",")]
-    port_ours, port_llama = free_port(), free_port()
-    ours = [sys.executable, "-m", "tensorsharp", "serve", "--model", str(path), "--port", str(port_ours),
-            "--threads", str(args.threads), "--parallel", str(args.parallel), "--ctx", str(args.ctx)]
-    llama = [args.llama_server, "-m", str(path), "--port", str(port_llama), "--host", "127.0.0.1",
-             "-t", str(args.threads), "-tb", str(args.threads), "-np", str(args.parallel),
-             "-c", str(args.ctx * args.parallel), "--no-webui", "-ngl", "0"]
+    ours = ["-m", "tensorsharp", "serve", "--model", str(path), "--port", "{port}", "--threads", str(args.threads),
+            "--parallel", str(args.parallel), "--ctx", str(args.ctx)]
+    llama = ["-m", str(path), "--port", "{port}", "--host", "127.0.0.1", "-t", str(args.threads),
+             "-tb", str(args.threads), "-np", str(args.parallel), "-c", str(args.ctx * args.parallel),
+             "--no-webui", "-ngl", "0"]
     table: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        logs = Path(tmp)
         for rnd in range(args.rounds):
-            for name, cmd, port in (("ours", ours, port_ours), ("llama", llama, port_llama)):
-                with server(cmd, port, logs / f"{name}.log", env={"TENSORSHARP_MAX_QUEUE": "64"}) as base:
+            for name, cmd, exe in (("ours", ours, sys.executable), ("llama", llama, args.llama_server)):
+                with running_process(cmd, Path(tmp), env={"TENSORSHARP_MAX_QUEUE": "64"}, timeout=300,
+                                     executable=exe) as (base, _):
                     model = requests.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
                     round_of(base, model, 1, 8, args.workload, 999)   # warm-up
                     for k in clients:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from flask import Response, request
 

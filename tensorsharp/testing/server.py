@@ -55,14 +55,15 @@ def running(args: list[str], workdir: Path, env: dict | None = None, timeout: fl
 
 
 @contextmanager
-def running_process(args: list[str], workdir: Path, env: dict | None = None,
-                    timeout: float = 120) -> Iterator[tuple[str, subprocess.Popen]]:
-    """running(), yielding the server process beside its base URL."""
+def running_process(args: list[str], workdir: Path, env: dict | None = None, timeout: float = 120,
+                    executable: str = sys.executable) -> Iterator[tuple[str, subprocess.Popen]]:
+    """running(), yielding the server process beside its base URL; executable runs args (another
+    server, such as llama-server, instead of this Python)."""
     port = free_port()
     workdir = Path(workdir)
     log = workdir / f"server-{port}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, *[a.format(port=port) for a in args]], cwd=workdir,
+        proc = subprocess.Popen([executable, *[a.format(port=port) for a in args]], cwd=workdir,
                                 env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

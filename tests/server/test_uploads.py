@@ -38,5 +38,5 @@ def test_files_from_earlier_runs_count_against_the_caps(tmp_path):
     assert not old[0].path.exists() and all(up.path.exists() for up in old[1:])
     assert new.path.exists() and (tmp_path / "notes.txt").exists()
     assert len([p for p in os.listdir(tmp_path) if p != "notes.txt"]) == 4
-    third = Uploads(tmp_path, max_bytes=100, max_files=2)   # a smaller cap trims at start
+    Uploads(tmp_path, max_bytes=100, max_files=2)   # a smaller cap trims at start
     assert len([p for p in os.listdir(tmp_path) if p != "notes.txt"]) == 2 and new.path.exists()
