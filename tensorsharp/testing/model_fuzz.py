@@ -174,7 +174,9 @@ def run(n_cases: int, seed: int = 0, timeout: float = 20.0, log=None) -> dict:
             cmd = [sys.executable, "-m", "tensorsharp.testing.model_fuzz", "--worker", str(i), str(n_cases),
                    "--seed", str(seed), "--base", str(base), "--work", str(work)]
             env = {**os.environ, "TENSORSHARP_THREADS": "1"}
-            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            # From the work folder, so the installed package is imported rather than a source tree.
+            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                                     cwd=work)
             current = None
             deadline = time.monotonic() + timeout
             import selectors

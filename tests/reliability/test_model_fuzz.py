@@ -37,7 +37,7 @@ def test_each_absurd_value_of_each_key_is_a_gguf_error_or_loads(tmp_path):
 def test_the_cli_reports_a_bad_model_file_in_one_line(tmp_path):
     path = model_fuzz.write_model(tmp_path / "bad.gguf", override=("llama.attention.head_count", 0))
     r = subprocess.run([sys.executable, "-m", "tensorsharp", "serve", "--model", str(path),
-                        "--port", str(free_port())], capture_output=True, text=True, timeout=120)
+                        "--port", str(free_port())], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tensorsharp: error: bad.gguf"), r.stderr
