@@ -11,6 +11,7 @@ pytest.importorskip("transformers", minversion="5")
 import torch  # noqa: E402
 
 from tensorsharp.engine.batch import Stepper  # noqa: E402
+from tensorsharp.errors import GGUFError  # noqa: E402
 from tensorsharp.engine.kv_cache import KVCache  # noqa: E402
 from tensorsharp.gguf import GGUFFile  # noqa: E402
 from tensorsharp.models import load_model  # noqa: E402
@@ -96,3 +97,24 @@ def test_q8_0_file_tracks_hf(tiny):
     assert np.mean(got.argmax(axis=1) == want.argmax(axis=1)) >= Q8_TOP1
     ref = reference_logits(model, tokens, quantize_inputs=True)
     assert np.abs(got - ref).max() / np.abs(ref).max() <= Q8_REF_TOL
+
+
+def _with_count(path, dest, key: str, value: int):
+    """A copy of the file whose u32 metadata key holds value instead."""
+    data = bytearray(path.read_bytes())
+    at = data.index(key.encode()) + len(key)
+    assert int.from_bytes(data[at:at + 4], "little") == 4  # GGUF_TYPE_UINT32
+    data[at + 4:at + 8] = value.to_bytes(4, "little")
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("qwen3moe.expert_used_count", 9, "uses 9 of 8 experts"),
+    # The stacked tensors then hold more experts than the file says: refused, not read past.
+    ("qwen3moe.expert_count", 4, "blk.0.ffn_gate_inp.weight"),
+])
+def test_inconsistent_expert_counts_are_refused(tiny, tmp_path, key, value, message):
+    _, path = tiny
+    with pytest.raises(GGUFError, match=message):
+        load_model(GGUFFile(_with_count(path, tmp_path / "bad.gguf", key, value)))
