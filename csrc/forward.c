@@ -51,7 +51,7 @@ static int is_vector_slot(int layer, int slot) {
     switch (slot) {
     case TS_W_ATTN_NORM: case TS_W_Q_BIAS: case TS_W_K_BIAS: case TS_W_V_BIAS:
     case TS_W_Q_NORM: case TS_W_K_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM:
-    case TS_W_POST_FFN_NORM: case TS_W_ROPE_FREQS:
+    case TS_W_POST_FFN_NORM: case TS_W_ROPE_FREQS: case TS_W_FFN_GATE_INP_SHEXP:
         return 1;
     default:
         return 0;
@@ -69,6 +69,7 @@ static void slot_shape(const ts_hparams *hp, int layer, int slot, int64_t *rows,
     }
     switch (slot) {
     case TS_W_ATTN_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM: case TS_W_POST_FFN_NORM:
+    case TS_W_FFN_GATE_INP_SHEXP:
         *cols = hp->n_embd; break;
     case TS_W_Q: *rows = qd; *cols = hp->n_embd; break;
     case TS_W_K: case TS_W_V: *rows = kvd; *cols = hp->n_embd; break;
@@ -152,6 +153,14 @@ int ts_model_finalize(ts_model *m, char *msg, int msg_len) {
                 snprintf(msg, (size_t)msg_len, "layer %d lacks weight slot %d", l, required[i]);
                 return -1;
             }
+        const ts_tensor *w = m->layers[l].w;
+        const int has_gate = w[TS_W_GATE].data != NULL, has_router = w[TS_W_FFN_GATE_INP].data != NULL;
+        if (has_gate != (w[TS_W_UP].data != NULL) || has_gate != (w[TS_W_DOWN].data != NULL) ||
+            (!has_router && (w[TS_W_GATE_EXPS].data || w[TS_W_UP_EXPS].data || w[TS_W_DOWN_EXPS].data ||
+                             w[TS_W_FFN_GATE_INP_SHEXP].data))) {
+            snprintf(msg, (size_t)msg_len, "layer %d has part of an FFN (gate, up and down; experts without a router)", l);
+            return -1;
+        }
     }
     return 0;
 }
@@ -430,9 +439,10 @@ static void group_picks(ts_context *c, int n) {
     start[0] = 0;
 }
 
-/* The routed FFN of the normed inputs in c->t into c->o. Only the experts some token picked are
- * read, each once for the whole batch: its tokens' rows are grouped and go through one gemm,
- * whose rows the threads share. */
+/* The routed FFN of the normed inputs in c->t into c->o, added to the shared expert's output
+ * already there when the layer has one. Only the experts some token picked are read, each once
+ * for the whole batch: its tokens' rows are grouped and go through one gemm, whose rows the
+ * threads share. */
 static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, int nth) {
     ts_context *c = j->c;
     const ts_hparams *hp = &c->m->hp;
@@ -475,9 +485,18 @@ static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, 
         mm_expert(c, &W[TS_W_DOWN_EXPS], e, E, c->gg, F, r0, r1, c->gx, ith, nth);
     }
     ts_threadpool_barrier(j->pool, nth);
+    const int shared = W[TS_W_GATE].data != NULL;
     for (int t = t0; t < t1; t++) {
         float *o = c->o + (size_t)t * E;
-        memset(o, 0, (size_t)E * sizeof(float));
+        if (shared && W[TS_W_FFN_GATE_INP_SHEXP].data) {
+            const float *x = c->t + (size_t)t * c->max_in, *gw = vec(&W[TS_W_FFN_GATE_INP_SHEXP]);
+            float d = 0.0f;
+            for (int i = 0; i < E; i++) d += gw[i] * x[i];
+            const float keep = 1.0f / (1.0f + expf(-d));
+            for (int i = 0; i < E; i++) o[i] *= keep;
+        } else if (!shared) {
+            memset(o, 0, (size_t)E * sizeof(float));
+        }
         for (int s = 0; s < kk; s++) {
             const float w = c->pick_w[(size_t)t * kk + s], *y = c->gx + (size_t)c->slot[(size_t)t * kk + s] * E;
             for (int i = 0; i < E; i++) o[i] += w * y[i];
@@ -547,8 +566,12 @@ static void step_task(void *arg, int ith, int nth) {
             for (int i = 0; i < E; i++) x[i] += rs * o[i];
             block_input(c, &W[TS_W_FFN_NORM], x, c->t + (size_t)t * c->max_in);
         }
-        if (W[TS_W_FFN_GATE_INP].data) ffn_routed(j, L, t0, t1, ith, nth);
-        else ffn_dense(j, L, t0, t1, ith, nth);
+        if (W[TS_W_GATE].data) ffn_dense(j, L, t0, t1, ith, nth);
+        if (W[TS_W_FFN_GATE_INP].data) {
+            /* a shared expert's down matmul still reads the activations the router's overwrite */
+            if (W[TS_W_GATE].data) ts_threadpool_barrier(pool, nth);
+            ffn_routed(j, L, t0, t1, ith, nth);
+        }
         ts_threadpool_barrier(pool, nth);
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;

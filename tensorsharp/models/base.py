@@ -20,7 +20,7 @@ LAYER_SLOTS = {
     8: "attn_k_norm.weight", 9: "attn_output.weight", 10: "post_attention_norm.weight",
     11: "ffn_norm.weight", 12: "ffn_gate.weight", 13: "ffn_up.weight", 14: "ffn_down.weight",
     15: "post_ffw_norm.weight", 17: "ffn_gate_inp.weight", 18: "ffn_gate_exps.weight",
-    19: "ffn_up_exps.weight", 20: "ffn_down_exps.weight",
+    19: "ffn_up_exps.weight", 20: "ffn_down_exps.weight", 21: "ffn_gate_inp_shexp.weight",
 }
 SLOT_OF = {suffix: slot for slot, suffix in LAYER_SLOTS.items()}
 ROPE_FREQS_SLOT = 16
@@ -98,6 +98,9 @@ class Architecture:
     # Tensors a converter keeps fused, cut into row ranges of slots at load time: suffix ->
     # ((slot suffix, rows) ...), rows "q" = n_head*head_dim, "kv" = n_head_kv*head_dim, "ff" = n_ff.
     fused_layer_tensors: dict = {}
+    # Slot suffix -> the file's suffix where a family names a slot's tensor otherwise (Qwen2-MoE's
+    # shared expert takes the dense FFN slots).
+    layer_tensor_names: dict = {}
 
     def __init__(self, metadata: dict):
         self.md = metadata
@@ -172,13 +175,14 @@ class Transformer:
                 if name.startswith(f"blk.{layer}."):
                     filled |= self._set_fused(layer, name, parts)
             for slot, suffix in LAYER_SLOTS.items():
-                name = f"blk.{layer}.{suffix}"
+                name = f"blk.{layer}.{self.arch.layer_tensor_names.get(suffix, suffix)}"
                 if slot not in filled and name in gguf.tensors:
                     self._set(layer, slot, name)
                     filled.add(slot)
             for suffix in self.arch.required_layer_tensors:
                 if SLOT_OF[suffix] not in filled:
-                    raise GGUFError(f"{self.arch.name} model lacks tensor blk.{layer}.{suffix}")
+                    raise GGUFError(f"{self.arch.name} model lacks tensor "
+                                    f"blk.{layer}.{self.arch.layer_tensor_names.get(suffix, suffix)}")
         for slot, name in GLOBAL_SLOTS.items():
             if name in gguf.tensors:
                 self._set(-1, slot, name)

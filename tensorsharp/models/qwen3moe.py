@@ -12,6 +12,10 @@ class Qwen3Moe(Architecture):
                               "ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight",
                               "ffn_down_exps.weight")
 
+    # llama.cpp renormalises Qwen3-MoE's top-k weights (HF norm_topk_prob, true in every released
+    # model) whether or not the converter wrote the key, which it does not.
+    default_expert_norm = True
+
     def key(self, suffix: str, default=None):
         # The dense width only sizes buffers no layer uses, so a file without one loses nothing.
         if suffix == "feed_forward_length" and default is None:
@@ -24,7 +28,5 @@ class Qwen3Moe(Architecture):
         hp.n_ff_exp = int(self.key("expert_feed_forward_length"))
         if not 0 < hp.n_expert_used <= hp.n_expert:
             raise GGUFError(f"{self.name} model uses {hp.n_expert_used} of {hp.n_expert} experts per token")
-        # llama.cpp renormalises Qwen3-MoE's top-k weights (HF norm_topk_prob, true in every
-        # released model) whether or not the converter wrote the key, which it does not.
-        hp.expert_norm = bool(self.md.get(f"{self.name}.expert_weights_norm", True))
+        hp.expert_norm = bool(self.md.get(f"{self.name}.expert_weights_norm", self.default_expert_norm))
         return hp

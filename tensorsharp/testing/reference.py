@@ -124,6 +124,10 @@ def reference_logits(model: Transformer, tokens, quantize_inputs: bool = False) 
         h = norm(x, p + "ffn_norm.weight")
         if p + "ffn_gate_inp.weight" in tensors:
             o = routed(h, p)
+            if p + "ffn_gate_shexp.weight" in tensors:  # Qwen2-MoE's shared expert
+                shared = mul(glu(mul(h, p + "ffn_gate_shexp.weight"), mul(h, p + "ffn_up_shexp.weight")),
+                             p + "ffn_down_shexp.weight")
+                o = o + shared / (1.0 + np.exp(-h @ weight(p + "ffn_gate_inp_shexp.weight").reshape(-1, 1)))
         else:
             g, u = mul(h, p + "ffn_gate.weight"), mul(h, p + "ffn_up.weight")
             o = mul(glu(g, u), p + "ffn_down.weight")

@@ -53,6 +53,7 @@ CASES = {
     "olmo3": ("olmo3", {}),
     # Routed FFN: a batch groups its tokens by expert, a single token reads its two experts.
     "qwen3moe": ("qwen3moe", {}),
+    "qwen2moe": ("qwen2moe", {}),
 }
 # Q8_0 files as the converter quantizes them (fused tensors cut between quantized rows), held to
 # test_hf_oracle's Q8_0 bounds: relative RMS error vs HF, top-1 agreement.

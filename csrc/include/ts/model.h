@@ -29,12 +29,14 @@ void ts_quantize_act_row(const ts_kernels *k, void *const act[3], const float *s
  * (n_rot/2) frequency divisors of the layer's RoPE (Llama 3, LongRoPE). A layer with a router
  * (FFN_GATE_INP: n_expert rows) runs the routed FFN instead of GATE/UP/DOWN: its experts are
  * stacked row-wise, GATE_EXPS and UP_EXPS (n_expert * n_ff_exp, n_embd), DOWN_EXPS
- * (n_expert * n_embd, n_ff_exp), as the 3-D GGUF tensors lie in the file. */
+ * (n_expert * n_embd, n_ff_exp), as the 3-D GGUF tensors lie in the file. Such a layer's
+ * GATE/UP/DOWN, when present, are a shared expert every token passes through, its output scaled
+ * by sigmoid(GATE_INP_SHEXP . x) when that gate (n_embd) is present (Qwen2-MoE). */
 typedef enum {
     TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_Q_BIAS, TS_W_K_BIAS, TS_W_V_BIAS,
     TS_W_Q_NORM, TS_W_K_NORM, TS_W_O, TS_W_POST_ATTN_NORM,
     TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN, TS_W_POST_FFN_NORM, TS_W_ROPE_FREQS,
-    TS_W_FFN_GATE_INP, TS_W_GATE_EXPS, TS_W_UP_EXPS, TS_W_DOWN_EXPS,
+    TS_W_FFN_GATE_INP, TS_W_GATE_EXPS, TS_W_UP_EXPS, TS_W_DOWN_EXPS, TS_W_FFN_GATE_INP_SHEXP,
     TS_W_LAYER_COUNT
 } ts_weight_slot;
 

@@ -1,5 +1,6 @@
-"""qwen3moe: a token reads only the experts its router picks (tiny random HF Qwen3-MoE converted by
-llama.cpp's convert_hf_to_gguf.py)."""
+"""Mixture-of-experts families (tiny random HF Qwen3-MoE and Qwen2-MoE converted by llama.cpp's
+convert_hf_to_gguf.py): a token reads only the experts its router picks, quantized files, refusals.
+Their agreement with HF in f32 is in test_converted."""
 import shutil
 
 import numpy as np
@@ -24,15 +25,25 @@ TOKENS = [17, 4242, 901]
 # test_converted's Q8_0 bounds, per token: rounding moves a token whose router nearly ties onto
 # other experts, a jump no bound on the whole prompt's error would survive.
 Q8_RMS, Q8_TOP1, Q8_NEAR = 6e-2, 0.9, 0.9
-# Native vs the numpy reference on the same Q8_0 weights and 8-bit activations.
+# Native vs the numpy reference on the same Q8_0 weights and 8-bit activations, per token as well:
+# float32 and float64 routers can part on a near tie too.
 Q8_REF_TOL = 4e-2
 EXPERT_TENSORS = ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")
 
 
+ARCHS = ["qwen3moe", "qwen2moe"]
+
+
 @pytest.fixture(scope="module")
-def tiny():
-    hf = tiny_gguf.random_model(tiny_gguf.tiny_config("qwen3moe"), seed=0)
-    return hf, llama_convert.convert(hf)
+def tinies():
+    built = {}
+
+    def get(arch):
+        if arch not in built:
+            hf = tiny_gguf.random_model(tiny_gguf.tiny_config(arch), seed=0)
+            built[arch] = hf, llama_convert.convert(hf)
+        return built[arch]
+    return get
 
 
 def _picked(hf, tokens) -> list[set[int]]:
@@ -67,11 +78,12 @@ def _logits(path, tokens):
     return Stepper(model, KVCache(model, n_ctx=8), n_batch=n).step(tokens, np.arange(n), np.zeros(n), np.arange(n))
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("n_tok", [1, len(TOKENS)])
-def test_unpicked_experts_are_never_read(tiny, tmp_path, n_tok):
+def test_unpicked_experts_are_never_read(tinies, tmp_path, arch, n_tok):
     # NaN in any weight that is read reaches the logits, so equal finite logits show a step reads
     # only the experts its tokens picked; poisoning a picked one must show up.
-    hf, path = tiny
+    hf, path = tinies(arch)
     tokens = TOKENS[:n_tok]
     picked = _picked(hf, tokens)
     n_expert = hf.config.num_experts
@@ -85,8 +97,9 @@ def test_unpicked_experts_are_never_read(tiny, tmp_path, n_tok):
     assert np.isnan(_logits(_poisoned_copy(path, tmp_path / "picked.gguf", one_picked), tokens)).all()
 
 
-def test_q8_0_file_tracks_hf(tiny):
-    hf, _ = tiny
+@pytest.mark.parametrize("arch", ARCHS)
+def test_q8_0_file_tracks_hf(tinies, arch):
+    hf, _ = tinies(arch)
     tokens = np.random.default_rng(1).integers(0, hf.config.vocab_size, 40)
     want = tiny_gguf.hf_logits(hf, tokens)
     model = load_model(GGUFFile(llama_convert.convert(hf, "q8_0")))
@@ -96,7 +109,7 @@ def test_q8_0_file_tracks_hf(tiny):
     assert np.mean(per_token <= Q8_RMS) >= Q8_NEAR
     assert np.mean(got.argmax(axis=1) == want.argmax(axis=1)) >= Q8_TOP1
     ref = reference_logits(model, tokens, quantize_inputs=True)
-    assert np.abs(got - ref).max() / np.abs(ref).max() <= Q8_REF_TOL
+    assert np.mean(np.abs(got - ref).max(axis=1) / np.abs(ref).max() <= Q8_REF_TOL) >= Q8_NEAR
 
 
 def _with_count(path, dest, key: str, value: int):
@@ -114,7 +127,7 @@ def _with_count(path, dest, key: str, value: int):
     # The stacked tensors then hold more experts than the file says: refused, not read past.
     ("qwen3moe.expert_count", 4, "blk.0.ffn_gate_inp.weight"),
 ])
-def test_inconsistent_expert_counts_are_refused(tiny, tmp_path, key, value, message):
-    _, path = tiny
+def test_inconsistent_expert_counts_are_refused(tinies, tmp_path, key, value, message):
+    _, path = tinies("qwen3moe")
     with pytest.raises(GGUFError, match=message):
         load_model(GGUFFile(_with_count(path, tmp_path / "bad.gguf", key, value)))
