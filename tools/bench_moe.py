@@ -5,7 +5,8 @@ A random HF Qwen3MoeForCausalLM with Qwen3-30B-A3B's routing shape (64 experts i
 top-8) and narrower widths is written by llama.cpp's own converter (tensorsharp.testing.llama_convert,
 cached under the store home), then run by the engine. The bytes a decode token reads are counted
 from the file (every matrix that is not an expert, plus top-k experts per layer); that no other
-expert is read is what tests/models/test_qwen3moe.py checks. Needs the `hf` extra.
+expert is read is what tests/models/test_moe.py checks. Decode's weight rate is set beside the
+read-bandwidth probe of tools/bench_kernels.py, measured right after it. Needs the `hf` extra.
 
     python tools/bench_moe.py [--layers 6] [--embd 1024] [--ff-exp 384] [--experts 64] [--top-k 8]
                               [--outtype q8_0] [--threads 2] [--prompt 128] [--decode 32] [--repeat 3]
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 
+from tensorsharp import _kernels
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.gguf import GGUFFile
@@ -26,6 +28,7 @@ from tensorsharp.models import load_model
 from tensorsharp.testing import llama_convert, tiny_gguf
 
 EXPERT_SUFFIXES = ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")
+PROBE_BYTES = 512 << 20  # well past the last-level cache
 
 
 def build(args) -> str:
@@ -80,13 +83,18 @@ def main() -> None:
             stepper.step(tokens[i:i + 1], [i], [0], [0])
         decode.append(args.decode / (time.perf_counter() - t))
     pp, tg = statistics.median(prefill), statistics.median(decode)
+    probe = np.ones(PROBE_BYTES, dtype=np.uint8)
+    _kernels.read_probe(probe, args.threads)
+    t = time.perf_counter()
+    _kernels.read_probe(probe, args.threads)
+    probe_gbs = PROBE_BYTES / (time.perf_counter() - t) / 1e9
     print(f"experts: {args.experts}, top-{args.top_k}, {args.layers} layers, width {args.embd}, "
           f"expert width {args.ff_exp}, {args.outtype}, {args.threads} threads")
     print(f"file: {size / 1e6:.0f} MB, experts {experts / 1e6:.0f} MB ({experts / size:.0%})")
     print(f"decode token reads {per_token / 1e6:.1f} MB of weights ({per_token / size:.1%} of the file; "
           f"experts {args.top_k}/{args.experts} = {args.top_k / args.experts:.1%} of theirs)")
     print(f"prefill ({args.prompt} tokens): {pp:.1f} tok/s   decode: {tg:.1f} tok/s "
-          f"({per_token * tg / 1e9:.1f} GB/s of weights)")
+          f"({per_token * tg / 1e9:.1f} GB/s of weights; read probe {probe_gbs:.1f} GB/s)")
 
 
 if __name__ == "__main__":
