@@ -33,6 +33,17 @@ struct ts_context {
     float *gate; /* (n_batch, n_ff) */
     float *up;   /* (n_batch, n_ff) */
     void *act[3]; /* per ts_act: (n_batch, activation row of the current input) */
+    /* Routed FFN (NULL in dense models). A "pick" is one (token, chosen expert) pair; picks are
+     * laid out grouped by expert so each expert's tokens are consecutive rows of one gemm. */
+    float *router;    /* (n_batch, n_expert) router logits, then probabilities */
+    int32_t *pick_e;  /* (n_batch, n_expert_used) expert of each token's pick */
+    float *pick_w;    /* (n_batch, n_expert_used) its weight */
+    int32_t *slot;    /* (n_batch, n_expert_used) grouped row of each token's pick */
+    int32_t *row_tok; /* (n_batch * n_expert_used) token of each grouped row */
+    int32_t *ex_start;/* (n_expert + 1) first grouped row of each expert */
+    float *gx;        /* (n_batch * n_expert_used, n_embd) grouped FFN inputs, later expert outputs */
+    float *gg, *gu;   /* (n_batch * n_expert_used, n_ff_exp) grouped gate and up */
+    void *gact[3];    /* per ts_act: (n_batch * n_expert_used, activation row) grouped rows */
 };
 
 static int is_vector_slot(int layer, int slot) {
@@ -40,7 +51,7 @@ static int is_vector_slot(int layer, int slot) {
     switch (slot) {
     case TS_W_ATTN_NORM: case TS_W_Q_BIAS: case TS_W_K_BIAS: case TS_W_V_BIAS:
     case TS_W_Q_NORM: case TS_W_K_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM:
-    case TS_W_POST_FFN_NORM: case TS_W_ROPE_FREQS:
+    case TS_W_POST_FFN_NORM: case TS_W_ROPE_FREQS: case TS_W_FFN_GATE_INP_SHEXP:
         return 1;
     default:
         return 0;
@@ -58,6 +69,7 @@ static void slot_shape(const ts_hparams *hp, int layer, int slot, int64_t *rows,
     }
     switch (slot) {
     case TS_W_ATTN_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM: case TS_W_POST_FFN_NORM:
+    case TS_W_FFN_GATE_INP_SHEXP:
         *cols = hp->n_embd; break;
     case TS_W_Q: *rows = qd; *cols = hp->n_embd; break;
     case TS_W_K: case TS_W_V: *rows = kvd; *cols = hp->n_embd; break;
@@ -69,6 +81,10 @@ static void slot_shape(const ts_hparams *hp, int layer, int slot, int64_t *rows,
     case TS_W_O: *rows = hp->n_embd; *cols = qd; break;
     case TS_W_GATE: case TS_W_UP: *rows = hp->n_ff; *cols = hp->n_embd; break;
     case TS_W_DOWN: *rows = hp->n_embd; *cols = hp->n_ff; break;
+    /* rows 0 (no experts) fits no tensor: a dense model refuses expert weights */
+    case TS_W_FFN_GATE_INP: *rows = hp->n_expert; *cols = hp->n_embd; break;
+    case TS_W_GATE_EXPS: case TS_W_UP_EXPS: *rows = (int64_t)hp->n_expert * hp->n_ff_exp; *cols = hp->n_embd; break;
+    case TS_W_DOWN_EXPS: *rows = (int64_t)hp->n_expert * hp->n_embd; *cols = hp->n_ff_exp; break;
     default: *cols = -1;
     }
 }
@@ -78,7 +94,8 @@ ts_model *ts_model_create(const ts_hparams *hp) {
         hp->head_dim <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_head % hp->n_head_kv != 0 ||
         hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0 || hp->n_layer > 4096 ||
         (hp->ffn_act != TS_FFN_SILU && hp->ffn_act != TS_FFN_GELU) || !(hp->logit_scale > 0) ||
-        !isfinite(hp->residual_scale))
+        !isfinite(hp->residual_scale) || hp->n_expert < 0 || hp->n_expert > 4096 ||
+        (hp->n_expert > 0 && (hp->n_expert_used <= 0 || hp->n_expert_used > hp->n_expert || hp->n_ff_exp <= 0)))
         return NULL;
     ts_model *m = calloc(1, sizeof(*m));
     if (!m) return NULL;
@@ -118,7 +135,8 @@ int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp)
 }
 
 int ts_model_finalize(ts_model *m, char *msg, int msg_len) {
-    static const int required[] = {TS_W_Q, TS_W_K, TS_W_V, TS_W_O, TS_W_GATE, TS_W_UP, TS_W_DOWN};
+    static const int dense[] = {TS_W_Q, TS_W_K, TS_W_V, TS_W_O, TS_W_GATE, TS_W_UP, TS_W_DOWN};
+    static const int routed[] = {TS_W_Q, TS_W_K, TS_W_V, TS_W_O, TS_W_GATE_EXPS, TS_W_UP_EXPS, TS_W_DOWN_EXPS};
     if (!m->g[TS_W_TOKEN_EMBD].data || !m->g[TS_W_OUTPUT_NORM].data) {
         snprintf(msg, (size_t)msg_len, "missing token embedding or output norm");
         return -1;
@@ -128,12 +146,22 @@ int ts_model_finalize(ts_model *m, char *msg, int msg_len) {
         return -1;
     }
     if (!m->g[TS_W_OUTPUT].data) m->g[TS_W_OUTPUT] = m->g[TS_W_TOKEN_EMBD]; /* tied */
-    for (int l = 0; l < m->hp.n_layer; l++)
-        for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const int *required = m->layers[l].w[TS_W_FFN_GATE_INP].data ? routed : dense;
+        for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++)
             if (!m->layers[l].w[required[i]].data) {
                 snprintf(msg, (size_t)msg_len, "layer %d lacks weight slot %d", l, required[i]);
                 return -1;
             }
+        const ts_tensor *w = m->layers[l].w;
+        const int has_gate = w[TS_W_GATE].data != NULL, has_router = w[TS_W_FFN_GATE_INP].data != NULL;
+        if (has_gate != (w[TS_W_UP].data != NULL) || has_gate != (w[TS_W_DOWN].data != NULL) ||
+            (!has_router && (w[TS_W_GATE_EXPS].data || w[TS_W_UP_EXPS].data || w[TS_W_DOWN_EXPS].data ||
+                             w[TS_W_FFN_GATE_INP_SHEXP].data))) {
+            snprintf(msg, (size_t)msg_len, "layer %d has part of an FFN (gate, up and down; experts without a router)", l);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -149,6 +177,7 @@ ts_context *ts_context_create(const ts_model *m, int n_batch) {
     c->max_in = hp->n_embd;
     if (c->q_dim > c->max_in) c->max_in = c->q_dim;
     if (hp->n_ff > c->max_in) c->max_in = hp->n_ff;
+    if (hp->n_ff_exp > c->max_in) c->max_in = hp->n_ff_exp;
     const size_t nb = (size_t)n_batch;
     c->x = malloc(nb * hp->n_embd * sizeof(float));
     c->t = malloc(nb * c->max_in * sizeof(float));
@@ -167,6 +196,25 @@ ts_context *ts_context_create(const ts_model *m, int n_batch) {
         ts_context_free(c);
         return NULL;
     }
+    if (hp->n_expert > 0) {
+        const size_t picks = nb * hp->n_expert_used;
+        c->router = malloc(nb * hp->n_expert * sizeof(float));
+        c->pick_e = malloc(picks * sizeof(int32_t));
+        c->pick_w = malloc(picks * sizeof(float));
+        c->slot = malloc(picks * sizeof(int32_t));
+        c->row_tok = malloc(picks * sizeof(int32_t));
+        c->ex_start = malloc(((size_t)hp->n_expert + 1) * sizeof(int32_t));
+        c->gx = malloc(picks * hp->n_embd * sizeof(float));
+        c->gg = malloc(picks * hp->n_ff_exp * sizeof(float));
+        c->gu = malloc(picks * hp->n_ff_exp * sizeof(float));
+        c->gact[TS_ACT_Q8X32] = malloc(picks * ts_act_row_size(TS_ACT_Q8X32, padded));
+        c->gact[TS_ACT_Q8K] = malloc(picks * ts_act_row_size(TS_ACT_Q8K, padded));
+        if (!c->router || !c->pick_e || !c->pick_w || !c->slot || !c->row_tok || !c->ex_start || !c->gx ||
+            !c->gg || !c->gu || !c->gact[TS_ACT_Q8X32] || !c->gact[TS_ACT_Q8K]) {
+            ts_context_free(c);
+            return NULL;
+        }
+    }
     return c;
 }
 
@@ -174,6 +222,8 @@ void ts_context_free(ts_context *c) {
     if (!c) return;
     free(c->x); free(c->t); free(c->q); free(c->kb); free(c->vb); free(c->o);
     free(c->gate); free(c->up); free(c->act[TS_ACT_Q8X32]); free(c->act[TS_ACT_Q8K]);
+    free(c->router); free(c->pick_e); free(c->pick_w); free(c->slot); free(c->row_tok); free(c->ex_start);
+    free(c->gx); free(c->gg); free(c->gu); free(c->gact[TS_ACT_Q8X32]); free(c->gact[TS_ACT_Q8K]);
     free(c);
 }
 
@@ -217,6 +267,20 @@ static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stri
                                                  : ts_act_row_size(tr->act, w->cols);
     ts_matmul_part(c->m->k->vec_dot[w->type], c->m->k->vec_dot_rows[w->type], c->m->k->gemm[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
                    w->rows, ith, nth);
+}
+
+/* This thread's share of one expert's matmul: rows [e*rows, (e+1)*rows) of the stacked w
+ * against the grouped rows [r0, r1), inputs f32 in src (src_stride apart) or prepared in gact. */
+static void mm_expert(ts_context *c, const ts_tensor *w, int e, int64_t rows, const float *src, int src_stride,
+                      int r0, int r1, float *y, int ith, int nth) {
+    const ts_type_traits *tr = ts_type_traits_get(w->type);
+    const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
+                                                 : ts_act_row_size(tr->act, w->cols);
+    const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : c->gact[tr->act];
+    const ts_kernels *k = c->m->k;
+    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type],
+                   (const char *)w->data + (size_t)e * rows * w->row_bytes, rows, w->cols, w->row_bytes,
+                   (const char *)xq + (size_t)r0 * act_row, act_row, r1 - r0, y + (size_t)r0 * rows, rows, ith, nth);
 }
 
 static const float *vec(const ts_tensor *t) { return (const float *)t->data; }
@@ -301,6 +365,145 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     for (int item = ith; item < items; item += nth) ts_attn_batch_run(&b, item, nth);
 }
 
+static void glu(const ts_context *c, float *g, const float *u, int n) {
+    if (c->m->hp.ffn_act == TS_FFN_GELU) c->m->k->geglu(g, u, g, n);
+    else c->m->k->swiglu(g, u, g, n);
+}
+
+/* The dense FFN of the normed inputs in c->t into c->o. Token-split phases use [t0, t1). */
+static void ffn_dense(step_job *j, const ts_layer *L, int t0, int t1, int ith, int nth) {
+    ts_context *c = j->c;
+    const ts_tensor *W = L->w;
+    const int n = j->n_tok, F = c->m->hp.n_ff;
+    unsigned mask = ts_act_mask(&W[TS_W_GATE], &W[TS_W_UP], NULL);
+    for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, c->m->hp.n_embd, mask);
+    ts_threadpool_barrier(j->pool, nth);
+    mm(c, &W[TS_W_GATE], c->t, c->max_in, n, c->gate, ith, nth);
+    mm(c, &W[TS_W_UP], c->t, c->max_in, n, c->up, ith, nth);
+    ts_threadpool_barrier(j->pool, nth);
+    mask = ts_act_mask(&W[TS_W_DOWN], NULL, NULL);
+    for (int t = t0; t < t1; t++) {
+        float *g = c->gate + (size_t)t * F;
+        glu(c, g, c->up + (size_t)t * F, F);
+        quantize_row(c, g, t, F, mask);
+    }
+    ts_threadpool_barrier(j->pool, nth);
+    mm(c, &W[TS_W_DOWN], c->gate, F, n, c->o, ith, nth);
+}
+
+/* Token t's picks: the top n_expert_used of the router's softmax, their weights renormalised
+ * when the model says so (llama.cpp's floor on the sum keeps a vanishing one finite). */
+static void route_token(ts_context *c, int t) {
+    const ts_hparams *hp = &c->m->hp;
+    const int ne = hp->n_expert, kk = hp->n_expert_used;
+    float *p = c->router + (size_t)t * ne, *w = c->pick_w + (size_t)t * kk;
+    int32_t *e = c->pick_e + (size_t)t * kk;
+    float max = p[0], sum = 0.0f;
+    for (int i = 1; i < ne; i++) max = p[i] > max ? p[i] : max;
+    for (int i = 0; i < ne; i++) {
+        p[i] = expf(p[i] - max);
+        sum += p[i];
+    }
+    for (int i = 0; i < ne; i++) p[i] /= sum;
+    /* Probabilities are >= 0, so -1 marks an expert already taken. */
+    sum = 0.0f;
+    for (int s = 0; s < kk; s++) {
+        int best = 0;
+        for (int i = 1; i < ne; i++) best = p[i] > p[best] ? i : best;
+        e[s] = best;
+        w[s] = p[best] < 0 ? 0.0f : p[best];
+        sum += w[s];
+        p[best] = -1.0f;
+    }
+    if (hp->expert_norm) {
+        sum = sum < 6.103515625e-5f ? 6.103515625e-5f : sum;
+        for (int s = 0; s < kk; s++) w[s] /= sum;
+    }
+}
+
+/* Counting sort of the batch's picks by expert: ex_start, each pick's grouped row and each
+ * grouped row's token. */
+static void group_picks(ts_context *c, int n) {
+    const int ne = c->m->hp.n_expert, kk = c->m->hp.n_expert_used;
+    int32_t *start = c->ex_start;
+    memset(start, 0, ((size_t)ne + 1) * sizeof(int32_t));
+    for (int i = 0; i < n * kk; i++) start[c->pick_e[i] + 1]++;
+    for (int e = 0; e < ne; e++) start[e + 1] += start[e];
+    /* Filling advances each start to the next expert's; shifting back restores them. */
+    for (int i = 0; i < n * kk; i++) {
+        const int r = start[c->pick_e[i]]++;
+        c->slot[i] = r;
+        c->row_tok[r] = i / kk;
+    }
+    for (int e = ne; e > 0; e--) start[e] = start[e - 1];
+    start[0] = 0;
+}
+
+/* The routed FFN of the normed inputs in c->t into c->o, added to the shared expert's output
+ * already there when the layer has one. Only the experts some token picked are read, each once
+ * for the whole batch: its tokens' rows are grouped and go through one gemm, whose rows the
+ * threads share. */
+static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, int nth) {
+    ts_context *c = j->c;
+    const ts_hparams *hp = &c->m->hp;
+    const ts_tensor *W = L->w;
+    const int n = j->n_tok, E = hp->n_embd, F = hp->n_ff_exp, kk = hp->n_expert_used, picks = n * kk;
+    unsigned mask = ts_act_mask(&W[TS_W_FFN_GATE_INP], NULL, NULL);
+    for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, E, mask);
+    ts_threadpool_barrier(j->pool, nth);
+    mm(c, &W[TS_W_FFN_GATE_INP], c->t, c->max_in, n, c->router, ith, nth);
+    ts_threadpool_barrier(j->pool, nth);
+    for (int t = t0; t < t1; t++) route_token(c, t);
+    ts_threadpool_barrier(j->pool, nth);
+    if (ith == 0) group_picks(c, n);
+    ts_threadpool_barrier(j->pool, nth);
+    mask = ts_act_mask(&W[TS_W_GATE_EXPS], &W[TS_W_UP_EXPS], NULL);
+    for (int r = ith; r < picks; r += nth) {
+        float *x = c->gx + (size_t)r * E;
+        memcpy(x, c->t + (size_t)c->row_tok[r] * c->max_in, (size_t)E * sizeof(float));
+        ts_quantize_act_row(c->m->k, c->gact, x, r, E, mask);
+    }
+    ts_threadpool_barrier(j->pool, nth);
+    for (int e = 0; e < hp->n_expert; e++) {
+        const int r0 = c->ex_start[e], r1 = c->ex_start[e + 1];
+        if (r0 == r1) continue;
+        mm_expert(c, &W[TS_W_GATE_EXPS], e, F, c->gx, E, r0, r1, c->gg, ith, nth);
+        mm_expert(c, &W[TS_W_UP_EXPS], e, F, c->gx, E, r0, r1, c->gu, ith, nth);
+    }
+    ts_threadpool_barrier(j->pool, nth);
+    mask = ts_act_mask(&W[TS_W_DOWN_EXPS], NULL, NULL);
+    for (int r = ith; r < picks; r += nth) {
+        float *g = c->gg + (size_t)r * F;
+        glu(c, g, c->gu + (size_t)r * F, F);
+        ts_quantize_act_row(c->m->k, c->gact, g, r, F, mask);
+    }
+    ts_threadpool_barrier(j->pool, nth);
+    /* The grouped inputs are spent: gx takes the experts' outputs. */
+    for (int e = 0; e < hp->n_expert; e++) {
+        const int r0 = c->ex_start[e], r1 = c->ex_start[e + 1];
+        if (r0 == r1) continue;
+        mm_expert(c, &W[TS_W_DOWN_EXPS], e, E, c->gg, F, r0, r1, c->gx, ith, nth);
+    }
+    ts_threadpool_barrier(j->pool, nth);
+    const int shared = W[TS_W_GATE].data != NULL;
+    for (int t = t0; t < t1; t++) {
+        float *o = c->o + (size_t)t * E;
+        if (shared && W[TS_W_FFN_GATE_INP_SHEXP].data) {
+            const float *x = c->t + (size_t)t * c->max_in, *gw = vec(&W[TS_W_FFN_GATE_INP_SHEXP]);
+            float d = 0.0f;
+            for (int i = 0; i < E; i++) d += gw[i] * x[i];
+            const float keep = 1.0f / (1.0f + expf(-d));
+            for (int i = 0; i < E; i++) o[i] *= keep;
+        } else if (!shared) {
+            memset(o, 0, (size_t)E * sizeof(float));
+        }
+        for (int s = 0; s < kk; s++) {
+            const float w = c->pick_w[(size_t)t * kk + s], *y = c->gx + (size_t)c->slot[(size_t)t * kk + s] * E;
+            for (int i = 0; i < E; i++) o[i] += w * y[i];
+        }
+    }
+}
+
 static void step_task(void *arg, int ith, int nth) {
     step_job *j = (step_job *)arg;
     ts_context *c = j->c;
@@ -357,28 +560,18 @@ static void step_task(void *arg, int ith, int nth) {
         ts_threadpool_barrier(pool, nth);
 
         /* feed-forward block */
-        mask = ts_act_mask(&W[TS_W_GATE], &W[TS_W_UP], NULL);
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
-            float *tr = c->t + (size_t)t * c->max_in;
             if (W[TS_W_POST_ATTN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_ATTN_NORM]), o, E, hp->norm_eps);
             for (int i = 0; i < E; i++) x[i] += rs * o[i];
-            block_input(c, &W[TS_W_FFN_NORM], x, tr);
-            quantize_row(c, tr, t, E, mask);
+            block_input(c, &W[TS_W_FFN_NORM], x, c->t + (size_t)t * c->max_in);
         }
-        ts_threadpool_barrier(pool, nth);
-        mm(c, &W[TS_W_GATE], c->t, c->max_in, n, c->gate, ith, nth);
-        mm(c, &W[TS_W_UP], c->t, c->max_in, n, c->up, ith, nth);
-        ts_threadpool_barrier(pool, nth);
-        mask = ts_act_mask(&W[TS_W_DOWN], NULL, NULL);
-        for (int t = t0; t < t1; t++) {
-            float *g = c->gate + (size_t)t * hp->n_ff;
-            if (hp->ffn_act == TS_FFN_GELU) k->geglu(g, c->up + (size_t)t * hp->n_ff, g, hp->n_ff);
-            else k->swiglu(g, c->up + (size_t)t * hp->n_ff, g, hp->n_ff);
-            quantize_row(c, g, t, hp->n_ff, mask);
+        if (W[TS_W_GATE].data) ffn_dense(j, L, t0, t1, ith, nth);
+        if (W[TS_W_FFN_GATE_INP].data) {
+            /* a shared expert's down matmul still reads the activations the router's overwrite */
+            if (W[TS_W_GATE].data) ts_threadpool_barrier(pool, nth);
+            ffn_routed(j, L, t0, t1, ith, nth);
         }
-        ts_threadpool_barrier(pool, nth);
-        mm(c, &W[TS_W_DOWN], c->gate, hp->n_ff, n, c->o, ith, nth);
         ts_threadpool_barrier(pool, nth);
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;

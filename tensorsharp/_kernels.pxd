@@ -69,6 +69,7 @@ cdef extern from "ts/model.h" nogil:
         int ffn_act
         float embd_scale, attn_scale, attn_softcap, final_softcap, residual_scale, logit_scale
         int qk_norm_whole
+        int n_expert, n_expert_used, n_ff_exp, expert_norm
     ctypedef struct ts_layer_params:
         float rope_base, rope_scale, rope_mscale
         int use_rope, window

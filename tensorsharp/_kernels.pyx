@@ -313,6 +313,8 @@ cdef class NativeModel:
         h.attn_scale = hp["attn_scale"]; h.attn_softcap = hp["attn_softcap"]
         h.final_softcap = hp["final_softcap"]; h.residual_scale = hp["residual_scale"]
         h.logit_scale = hp["logit_scale"]; h.qk_norm_whole = hp["qk_norm_whole"]
+        h.n_expert = hp["n_expert"]; h.n_expert_used = hp["n_expert_used"]; h.n_ff_exp = hp["n_ff_exp"]
+        h.expert_norm = hp["expert_norm"]
         self.m = ts_model_create(&h)
         if self.m == NULL:
             raise ValueError(f"inconsistent hyper-parameters: {hp}")

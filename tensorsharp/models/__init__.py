@@ -13,11 +13,13 @@ from tensorsharp.models.llama import Llama
 from tensorsharp.models.olmo2 import Olmo2
 from tensorsharp.models.phi3 import Phi3
 from tensorsharp.models.qwen2 import Qwen2
+from tensorsharp.models.qwen2moe import Qwen2Moe
 from tensorsharp.models.qwen3 import Qwen3
+from tensorsharp.models.qwen3moe import Qwen3Moe
 from tensorsharp.models.smollm3 import SmolLM3
 
 ARCHITECTURES: dict[str, type[Architecture]] = {
-    cls.name: cls for cls in (Llama, Qwen2, Qwen3, Gemma2, Gemma3, Phi3, SmolLM3, Granite, Olmo2)}
+    cls.name: cls for cls in (Llama, Qwen2, Qwen2Moe, Qwen3, Qwen3Moe, Gemma2, Gemma3, Phi3, SmolLM3, Granite, Olmo2)}
 
 
 def load_model(gguf) -> Transformer:

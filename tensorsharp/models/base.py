@@ -19,7 +19,8 @@ LAYER_SLOTS = {
     4: "attn_q.bias", 5: "attn_k.bias", 6: "attn_v.bias", 7: "attn_q_norm.weight",
     8: "attn_k_norm.weight", 9: "attn_output.weight", 10: "post_attention_norm.weight",
     11: "ffn_norm.weight", 12: "ffn_gate.weight", 13: "ffn_up.weight", 14: "ffn_down.weight",
-    15: "post_ffw_norm.weight",
+    15: "post_ffw_norm.weight", 17: "ffn_gate_inp.weight", 18: "ffn_gate_exps.weight",
+    19: "ffn_up_exps.weight", 20: "ffn_down_exps.weight", 21: "ffn_gate_inp_shexp.weight",
 }
 SLOT_OF = {suffix: slot for slot, suffix in LAYER_SLOTS.items()}
 ROPE_FREQS_SLOT = 16
@@ -57,6 +58,10 @@ class HParams:
     rope_mscale: float = 1.0   # multiplies RoPE's cos and sin (rope.scaling.attn_factor)
     n_ctx_orig: int = 0        # LongRoPE: contexts per sequence beyond it take the long factors
     rope_yarn: bool = False    # layers scaled by rope_scale rotate by YaRN (tensorsharp.models.rope)
+    n_expert: int = 0          # experts of a routed FFN layer; 0: dense
+    n_expert_used: int = 0     # experts each token takes
+    n_ff_exp: int = 0          # hidden width of one expert
+    expert_norm: bool = False  # the chosen experts' weights are renormalised to sum to one
     extra: dict = field(default_factory=dict)
 
     def native(self) -> dict:
@@ -68,7 +73,8 @@ class HParams:
             "attn_scale": self.attn_scale or 1.0 / math.sqrt(self.head_dim),
             "attn_softcap": self.attn_softcap, "final_softcap": self.final_softcap,
             "residual_scale": self.residual_scale, "logit_scale": self.logit_scale,
-            "qk_norm_whole": int(self.qk_norm_whole),
+            "qk_norm_whole": int(self.qk_norm_whole), "n_expert": self.n_expert,
+            "n_expert_used": self.n_expert_used, "n_ff_exp": self.n_ff_exp, "expert_norm": int(self.expert_norm),
         }
 
 
@@ -92,6 +98,9 @@ class Architecture:
     # Tensors a converter keeps fused, cut into row ranges of slots at load time: suffix ->
     # ((slot suffix, rows) ...), rows "q" = n_head*head_dim, "kv" = n_head_kv*head_dim, "ff" = n_ff.
     fused_layer_tensors: dict = {}
+    # Slot suffix -> the file's suffix where a family names a slot's tensor otherwise (Qwen2-MoE's
+    # shared expert takes the dense FFN slots).
+    layer_tensor_names: dict = {}
 
     def __init__(self, metadata: dict):
         self.md = metadata
@@ -166,13 +175,14 @@ class Transformer:
                 if name.startswith(f"blk.{layer}."):
                     filled |= self._set_fused(layer, name, parts)
             for slot, suffix in LAYER_SLOTS.items():
-                name = f"blk.{layer}.{suffix}"
+                name = f"blk.{layer}.{self.arch.layer_tensor_names.get(suffix, suffix)}"
                 if slot not in filled and name in gguf.tensors:
                     self._set(layer, slot, name)
                     filled.add(slot)
             for suffix in self.arch.required_layer_tensors:
                 if SLOT_OF[suffix] not in filled:
-                    raise GGUFError(f"{self.arch.name} model lacks tensor blk.{layer}.{suffix}")
+                    raise GGUFError(f"{self.arch.name} model lacks tensor "
+                                    f"blk.{layer}.{self.arch.layer_tensor_names.get(suffix, suffix)}")
         for slot, name in GLOBAL_SLOTS.items():
             if name in gguf.tensors:
                 self._set(-1, slot, name)

@@ -27,7 +27,7 @@ _MEMBERS = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversi
 # Families whose converter reads only a byte-level BPE tokenizer.json (and recognizes its
 # pre-tokenizer by the ids it gives a fixed text, so it must be a real model's). Their models need
 # a vocabulary of at least BPE_VOCAB tokens.
-BPE_FAMILIES = ("olmo2", "olmo3")
+BPE_FAMILIES = ("olmo2", "olmo3", "qwen2_moe", "qwen3_moe")
 BPE_VOCAB = 49152
 # Words the tiny SentencePiece vocabulary is trained on; token ids are all the tests use.
 _CORPUS = [f"the quick brown fox jumps over the lazy dog {i} times, said {w}"

@@ -65,6 +65,26 @@ def reference_logits(model: Transformer, tokens, quantize_inputs: bool = False) 
         w = opt(name)
         return x if w is None else _rmsnorm(x, w, hp.norm_eps)
 
+    def glu(g, u):
+        return (_gelu(g) if hp.ffn_act == FFN_GELU else g / (1.0 + np.exp(-g))) * u
+
+    def routed(h, p):
+        """Every expert of every token, then the top-k of the router's softmax weigh theirs."""
+        r = mul(h, p + "ffn_gate_inp.weight")
+        prob = np.exp(r - r.max(axis=1, keepdims=True))
+        prob /= prob.sum(axis=1, keepdims=True)
+        top = np.argsort(-prob, axis=1, kind="stable")[:, :hp.n_expert_used]
+        w = np.take_along_axis(prob, top, axis=1)
+        if hp.expert_norm:
+            w /= w.sum(axis=1, keepdims=True)
+        shape = (len(h), hp.n_expert, hp.n_ff_exp)
+        a = glu(mul(h, p + "ffn_gate_exps.weight").reshape(shape), mul(h, p + "ffn_up_exps.weight").reshape(shape))
+        down = tensors[p + "ffn_down_exps.weight"]
+        if quantize_inputs:
+            a = quantize_act_ref(a.reshape(-1, hp.n_ff_exp).astype(np.float32), ACT_OF[down.type_name]).reshape(shape)
+        y = np.einsum("tef,edf->ted", a, weight(p + "ffn_down_exps.weight").reshape(hp.n_expert, hp.n_embd, -1))
+        return np.einsum("tk,tkd->td", w, np.take_along_axis(y, top[:, :, None], axis=1))
+
     n = len(tokens)
     pos = np.arange(n)
     x = weight("token_embd.weight")[np.asarray(tokens)] * hp.embd_scale
@@ -102,9 +122,15 @@ def reference_logits(model: Transformer, tokens, quantize_inputs: bool = False) 
         o = mul(np.einsum("hts,shd->thd", scores, v).reshape(n, -1), p + "attn_output.weight")
         x = x + hp.residual_scale * norm(o, p + "post_attention_norm.weight")
         h = norm(x, p + "ffn_norm.weight")
-        g, u = mul(h, p + "ffn_gate.weight"), mul(h, p + "ffn_up.weight")
-        a = _gelu(g) if hp.ffn_act == FFN_GELU else g / (1.0 + np.exp(-g))
-        o = mul(a * u, p + "ffn_down.weight")
+        if p + "ffn_gate_inp.weight" in tensors:
+            o = routed(h, p)
+            if p + "ffn_gate_shexp.weight" in tensors:  # Qwen2-MoE's shared expert
+                shared = mul(glu(mul(h, p + "ffn_gate_shexp.weight"), mul(h, p + "ffn_up_shexp.weight")),
+                             p + "ffn_down_shexp.weight")
+                o = o + shared / (1.0 + np.exp(-h @ weight(p + "ffn_gate_inp_shexp.weight").reshape(-1, 1)))
+        else:
+            g, u = mul(h, p + "ffn_gate.weight"), mul(h, p + "ffn_up.weight")
+            o = mul(glu(g, u), p + "ffn_down.weight")
         x = x + hp.residual_scale * norm(o, p + "post_ffw_norm.weight")
     x = _rmsnorm(x, weight("output_norm.weight"), hp.norm_eps)
     logits = mul(x, "output.weight" if "output.weight" in tensors else "token_embd.weight") / hp.logit_scale

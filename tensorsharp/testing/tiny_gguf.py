@@ -71,6 +71,19 @@ _DEFAULTS = {
     "olmo2": dict(cls="Olmo2Config", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
                   bos_token_id=0, eos_token_id=0, vocab_size=49152),
+    # Eight experts, two per token, renormalised as in every released Qwen3-MoE; its converter reads
+    # a BPE tokenizer too, so the output is tied to keep the file small.
+    "qwen3moe": dict(cls="Qwen3MoeConfig", hidden_size=128, intermediate_size=256, moe_intermediate_size=64,
+                     num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=64, rms_norm_eps=1e-6,
+                     vocab_size=49152, tie_word_embeddings=True, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+                     rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
+    # Qwen2-MoE: Q/K/V biases, top-2 of 8 experts without renormalising, a gated shared expert.
+    "qwen2moe": dict(cls="Qwen2MoeConfig", hidden_size=128, intermediate_size=256, moe_intermediate_size=64,
+                     shared_expert_intermediate_size=96, num_experts=8, num_experts_per_tok=2,
+                     norm_topk_prob=False, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                     rms_norm_eps=1e-6, vocab_size=49152, tie_word_embeddings=True, pad_token_id=0,
+                     bos_token_id=0, eos_token_id=0, rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
     # OLMo 3 (GGUF architecture olmo2): three sliding layers, then a global one.
     "olmo3": dict(cls="Olmo3Config", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                   num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
@@ -108,7 +121,7 @@ def random_model(config, seed: int = 0):
             elif "embed_tokens" in name:
                 p.copy_(0.5 * r)
             else:
-                p.copy_(r / math.sqrt(p.shape[1]))
+                p.copy_(r / math.sqrt(p.shape[-1]))  # fan-in, also of stacked (n_expert, out, in) experts
     return model.eval()
 
 

@@ -51,10 +51,13 @@ CASES = {
     "olmo2": ("olmo2", {}),
     # GGUF architecture olmo2 with three sliding layers (window 8) per global one.
     "olmo3": ("olmo3", {}),
+    # Routed FFN: a batch groups its tokens by expert, a single token reads its two experts.
+    "qwen3moe": ("qwen3moe", {}),
+    "qwen2moe": ("qwen2moe", {}),
 }
 # Q8_0 files as the converter quantizes them (fused tensors cut between quantized rows), held to
 # test_hf_oracle's Q8_0 bounds: relative RMS error vs HF, top-1 agreement.
-Q8_CASES = ["llama3", "gemma2", "phi3-longrope-long", "olmo3"]
+Q8_CASES = ["llama3", "gemma2", "phi3-longrope-long", "olmo3"]  # MoE families: test_moe, per token
 Q8_RMS, Q8_TOP1 = 6e-2, 0.9
 # The numpy reference on the same Q8_0 weights differs from the native pass by its 8-bit
 # activations only (test_hf_oracle's bound).

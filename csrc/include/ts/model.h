@@ -26,11 +26,17 @@ void ts_quantize_act_row(const ts_kernels *k, void *const act[3], const float *s
 
 /* Per-layer weight slots; absent ones keep data == NULL. Without an attention or FFN norm the
  * block reads the residual stream as it is (OLMo 2 norms only the block outputs). ROPE_FREQS:
- * (n_rot/2) frequency divisors of the layer's RoPE (Llama 3, LongRoPE). */
+ * (n_rot/2) frequency divisors of the layer's RoPE (Llama 3, LongRoPE). A layer with a router
+ * (FFN_GATE_INP: n_expert rows) runs the routed FFN instead of GATE/UP/DOWN: its experts are
+ * stacked row-wise, GATE_EXPS and UP_EXPS (n_expert * n_ff_exp, n_embd), DOWN_EXPS
+ * (n_expert * n_embd, n_ff_exp), as the 3-D GGUF tensors lie in the file. Such a layer's
+ * GATE/UP/DOWN, when present, are a shared expert every token passes through, its output scaled
+ * by sigmoid(GATE_INP_SHEXP . x) when that gate (n_embd) is present (Qwen2-MoE). */
 typedef enum {
     TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_Q_BIAS, TS_W_K_BIAS, TS_W_V_BIAS,
     TS_W_Q_NORM, TS_W_K_NORM, TS_W_O, TS_W_POST_ATTN_NORM,
     TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN, TS_W_POST_FFN_NORM, TS_W_ROPE_FREQS,
+    TS_W_FFN_GATE_INP, TS_W_GATE_EXPS, TS_W_UP_EXPS, TS_W_DOWN_EXPS, TS_W_FFN_GATE_INP_SHEXP,
     TS_W_LAYER_COUNT
 } ts_weight_slot;
 
@@ -52,6 +58,10 @@ typedef struct {
     float residual_scale; /* multiplies each block's output before it joins the residual (1: none) */
     float logit_scale;  /* divides the logits (1: none) */
     int qk_norm_whole;  /* 1: the Q/K norms span all heads' rows (n_head*head_dim), 0: one head */
+    int n_expert;       /* experts per routed layer; 0: dense model */
+    int n_expert_used;  /* experts each token takes (top-k of the router's softmax) */
+    int n_ff_exp;       /* hidden width of one expert */
+    int expert_norm;    /* 1: the top-k weights are renormalised to sum to one */
 } ts_hparams;
 
 typedef struct {
