@@ -27,11 +27,13 @@ WATCH = """() => {
 
 @pytest.fixture
 def open_page(browser, server):
-    """open_page(width=..., settings=...) -> a page on the server; settings seed localStorage."""
+    """open_page(width=..., settings=..., mobile=...) -> a page on the server; settings seed localStorage."""
     contexts, errors = [], []
 
-    def _open(width=1280, height=860, settings=None, color_scheme="light"):
-        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
+    def _open(width=1280, height=860, settings=None, color_scheme="light", mobile=False):
+        # mobile: a phone's touch screen and overlay scrollbars, drawn only while scrolling.
+        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme,
+                                      is_mobile=mobile, has_touch=mobile)
         contexts.append(context)
         seed = {"maxTokens": 16, "temperature": 0} if settings is None else settings
         context.add_init_script(
@@ -63,6 +65,19 @@ def answer_stats(page, n: int) -> dict:
     assert m, stats.inner_text()
     keys = ("tokens", "seconds", "tok_per_sec", "kv_reused", "prompt_tokens", "percent")
     return dict(zip(keys, (float(g) for g in m.groups())))
+
+
+def canned_chat(page, *answers: list) -> None:
+    """Answers the page's next chat requests, in turn, with these lists of SSE frames."""
+    bodies = ["".join(f"data: {json.dumps(f)}\n\n" for f in frames) for frames in answers]
+    page.route("**/api/chat", lambda route: route.fulfill(
+        status=200, content_type="text/event-stream", body=bodies.pop(0)))
+
+
+def done_frame(kv_reused=10, prompt_tokens=40, finish="stop") -> dict:
+    return {"done": True, "tokenCount": 9, "elapsed": 0.5, "tokPerSec": 18.0, "promptTokens": prompt_tokens,
+            "kvReusedTokens": kv_reused, "kvReusePercent": round(100 * kv_reused / prompt_tokens, 1),
+            "finishReason": finish}
 
 
 def session_id(page) -> str | None:
@@ -117,12 +132,9 @@ def test_thinking_tool_calls_and_queue_frames_render(open_page):
               {"thinking": "Call it."}, {"token": "Checking **now**."},
               {"tool_calls": [{"id": "call_1", "type": "function",
                                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-              {"done": True, "tokenCount": 9, "elapsed": 0.5, "tokPerSec": 18.0, "promptTokens": 40,
-               "kvReusedTokens": 10, "kvReusePercent": 25.0, "finishReason": "stop"}]
+              done_frame(kv_reused=10, prompt_tokens=40)]
     page = open_page()
-    page.route("**/api/chat", lambda route: route.fulfill(
-        status=200, content_type="text/event-stream",
-        body="".join(f"data: {json.dumps(f)}\n\n" for f in frames)))
+    canned_chat(page, frames)
     send(page, "Weather in Paris?")
     assert answer_stats(page, 0)["kv_reused"] == 10
     turn = page.locator(".turn.assistant")
