@@ -163,6 +163,15 @@ function scrollToBottom() {
   $("log").scrollTop = $("log").scrollHeight;
 }
 
+// Runs change() and, if the reader was at the end of the log, brings the end back into view: the
+// last paint of an answer grows the log after the streaming paints (its stats line, wrapped on a
+// phone; the Edit button that returns to the question above it), leaving the end under the composer.
+function keepingEnd(change) {
+  const follow = isNearBottom();
+  change();
+  if (follow) scrollToBottom();
+}
+
 function imageChip(image) {
   const url = state.thumbs.get(image.id);
   if (url) {
@@ -354,15 +363,13 @@ async function generate() {
   updateChrome();
 
   let frame = 0;
-  const repaint = () => {
+  const repaint = () => keepingEnd(() => {
     frame = 0;
-    const follow = isNearBottom();
     paintAssistant(view, turn, true);
     const q = view.parts.queue;
     q.hidden = turn.queuePosition === undefined;
     q.textContent = q.hidden ? "" : `Waiting in queue: position ${turn.queuePosition}`;
-    if (follow) scrollToBottom();
-  };
+  });
   let accepted = false;
   try {
     const res = await postChat(history, newChat, controller.signal);
@@ -390,9 +397,11 @@ async function generate() {
     turn.queuePosition = undefined;
     view.parts.queue.hidden = true;
     state.controller = null;
-    paintAssistant(view, turn, false);
+    keepingEnd(() => {
+      paintAssistant(view, turn, false);
+      updateChrome();
+    });
     saveTranscript();
-    updateChrome();
   }
 }
 

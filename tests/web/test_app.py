@@ -379,3 +379,39 @@ def test_a_vision_model_answers_an_uploaded_image_and_reuses_it_next_turn(browse
         assert second["kv_reused"] >= first["prompt_tokens"]
     finally:
         context.close()
+
+
+# ---------- what the reader sees once an answer is done (issue 17, item 6) ----------
+# Canned answers arrive in one piece, as a short answer from a quick server does: whatever the
+# page does after its last paint decides what is on screen.
+
+LONG_ANSWER = "\n\n".join(f"Paragraph {i}: one more line, so the answer is taller than the window." for i in range(30))
+
+
+def test_the_log_scrolls_to_its_real_end_after_an_answer(open_page):
+    page = open_page(height=600)
+    canned_chat(page, [{"token": LONG_ANSWER}, done_frame()], [{"token": LONG_ANSWER}, done_frame(finish="length")])
+    for n, text in enumerate(["A long answer, please.", "And another."]):
+        send(page, text)
+        answer_stats(page, n)
+        log = page.locator("#log").evaluate("l => ({ height: l.scrollHeight, view: l.clientHeight, "
+                                            "gap: l.scrollHeight - l.scrollTop - l.clientHeight })")
+        assert log["height"] > log["view"] + 200, log   # the log does scroll
+        assert log["gap"] <= 1, f"answer {n}: the log stops {log['gap']} px short of its end"
+
+
+def test_the_last_answers_stats_and_copy_button_show_above_the_message_box_on_a_phone(open_page):
+    page = open_page(width=390, height=664, mobile=True)
+    canned_chat(page, [{"token": LONG_ANSWER}, done_frame(finish="length")])
+    send(page, "A long answer, please.")
+    answer_stats(page, 0)
+    foot = page.locator(".turn.assistant .turn-foot").bounding_box()
+    log, composer = page.locator("#log").bounding_box(), page.locator("#composer").bounding_box()
+    assert log["y"] <= foot["y"] and foot["y"] + foot["height"] <= composer["y"], (foot, composer)
+    for part in (".stats", ".copy-answer"):
+        box = page.locator(".turn.assistant " + part).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, part
+        # Nothing lies over it: what a tap at its centre reaches is the element itself.
+        assert page.locator(".turn.assistant " + part).evaluate(
+            "el => { const r = el.getBoundingClientRect();"
+            " return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === el; }"), part
