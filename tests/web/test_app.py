@@ -415,3 +415,18 @@ def test_the_last_answers_stats_and_copy_button_show_above_the_message_box_on_a_
         assert page.locator(".turn.assistant " + part).evaluate(
             "el => { const r = el.getBoundingClientRect();"
             " return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === el; }"), part
+
+
+def test_long_code_lines_scroll_sideways_with_a_visible_scrollbar_on_a_phone(open_page):
+    page = open_page(width=390, height=664, mobile=True)
+    line = "values = [" + ", ".join(str(i) for i in range(80)) + "]"
+    canned_chat(page, [{"token": f"Here:\n\n```python\n{line}\nprint(sum(values))\n```\n"}, done_frame()])
+    send(page, "A long line of code, please.")
+    answer_stats(page, 0)
+    pre = page.locator(".turn.assistant .codeblock pre")
+    m = pre.evaluate("p => ({ scroll: p.scrollWidth, client: p.clientWidth, right: p.getBoundingClientRect().right,"
+                     " bar: p.offsetHeight - p.clientHeight })")
+    assert m["scroll"] > m["client"] + 100 and m["right"] <= 390, m   # the line is wider than its box
+    assert m["bar"] >= 4, "the code box scrolls sideways with no scrollbar drawn: the line just looks cut off"
+    pre.evaluate("p => { p.scrollLeft = p.scrollWidth; }")
+    assert pre.evaluate("p => p.scrollLeft") == m["scroll"] - m["client"]   # and the end of the line is reachable
