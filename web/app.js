@@ -8,6 +8,7 @@ const SETTINGS_KEY = "tensorsharp.settings";   // localStorage: shared by tabs, 
 const SESSION_KEY = "tensorsharp.session";     // sessionStorage: one server session per tab
 const TRANSCRIPT_KEY = "tensorsharp.transcript";
 const SYNCED_KEY = "tensorsharp.synced";
+const RECONNECT_MS = 3000;                      // between checks while the server cannot be reached
 const SETTING_FIELDS = {
   temperature: "float", topP: "float", topK: "int", maxTokens: "int", systemPrompt: "text", think: "bool",
   apiKey: "text",
@@ -27,6 +28,7 @@ const state = {
   controller: null,                                 // AbortController of the request in flight
   pending: [],                                      // attachments for the next message
   thumbs: new Map(),                                // upload id -> blob: URL (this page load only)
+  reconnect: 0,                                     // timer of the next check while disconnected
 };
 const client = window.tsClient.createClient(() => state.settings.apiKey);
 
@@ -81,12 +83,29 @@ function hideBanner() {
   $("banner").hidden = true;
 }
 
-function setConnected(ok, title) {
-  $("status-dot").className = "status-dot " + (ok ? "ok" : "down");
-  $("status-dot").title = title;
+function setConnected(ok) {
+  const dot = $("status-dot");
+  dot.className = "status-dot " + (ok ? "ok" : "down");
+  dot.title = ok ? "Connected" : "Disconnected";
+  dot.setAttribute("aria-label", dot.title);
+}
+
+// fetch itself failed: nothing answered (an HTTP error means the server is there).
+function unreachable(err) {
+  return err instanceof TypeError;
+}
+
+// Any request that finds the server gone turns the dot red beside the banner, and the page keeps
+// checking on its own, so both clear when the server is back without the reader doing anything.
+function serverDown(err) {
+  setConnected(false);
+  showBanner(describeError(err), true);
+  clearTimeout(state.reconnect);
+  state.reconnect = setTimeout(loadModel, RECONNECT_MS);
 }
 
 async function loadModel() {
+  clearTimeout(state.reconnect);
   try {
     const data = await client.models();
     const models = data.models || [];
@@ -101,13 +120,17 @@ async function loadModel() {
     $("think-note").hidden = !!m.supportsThinking;
     $("set-think").disabled = !m.supportsThinking;
     $("set-maxTokens").max = m.contextLength || "";
-    setConnected(true, "Connected");
+    setConnected(true);
     hideBanner();
   } catch (err) {
-    setConnected(false, "Not connected");
     $("model-label").textContent = "not connected";
     $("model-ctx").textContent = "";
-    showBanner(describeError(err), true);
+    if (unreachable(err)) {
+      serverDown(err);
+    } else {
+      setConnected(false);
+      showBanner(describeError(err), true);
+    }
   }
 }
 
@@ -374,7 +397,9 @@ async function generate() {
   try {
     const res = await postChat(history, newChat, controller.signal);
     accepted = true;
-    hideBanner();
+    // Answered while the page thought the server gone: take its model info again (dot, banner).
+    if ($("status-dot").classList.contains("down")) loadModel();
+    else hideBanner();
     for await (const ev of events(res)) {
       applyEvent(turn, ev);
       if (!frame) frame = requestAnimationFrame(repaint);
@@ -386,6 +411,7 @@ async function generate() {
       turn.stopped = true;
     } else {
       turn.error = describeError(err);
+      if (unreachable(err)) serverDown(err);
       if (!accepted && asked?.role === "user") {
         asked.rejected = true;
         const index = state.turns.indexOf(asked);
@@ -507,7 +533,8 @@ async function attach(files) {
       state.thumbs.set(item.id, item.url);
     } catch (err) {
       state.pending = state.pending.filter((x) => x !== item);
-      showBanner(describeError(err), false);
+      if (unreachable(err)) serverDown(err);
+      else showBanner(describeError(err), false);
     }
     renderAttachments();
   }

@@ -285,6 +285,7 @@ def test_server_errors_are_shown_in_the_conversation(open_page):
 
 def test_unreachable_server_is_reported_and_retry_recovers(open_page):
     page = open_page()
+    page.clock.install()   # the page's own reconnection checks wait: only Retry may bring it back
     page.route("**/api/models", lambda route: route.abort())
     page.reload()
     page.locator("#banner").wait_for()
@@ -430,3 +431,24 @@ def test_long_code_lines_scroll_sideways_with_a_visible_scrollbar_on_a_phone(ope
     assert m["bar"] >= 4, "the code box scrolls sideways with no scrollbar drawn: the line just looks cut off"
     pre.evaluate("p => { p.scrollLeft = p.scrollWidth; }")
     assert pre.evaluate("p => p.scrollLeft") == m["scroll"] - m["client"]   # and the end of the line is reachable
+
+
+def test_the_status_dot_turns_red_with_the_banner_and_green_when_the_server_is_back(open_page):
+    page = open_page()
+    page.clock.install()   # the page's reconnection checks run when the test moves the clock
+    dot = page.locator("#status-dot")
+    assert dot.get_attribute("title") == "Connected"
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    send(page, "Are you there?")
+    page.locator("#banner").wait_for()
+    assert "Cannot reach the tensorsharp server" in page.inner_text("#banner-text")
+    assert "down" in dot.get_attribute("class") and dot.get_attribute("title") == "Disconnected"
+    # Red is the banner's colour, not just any class name.
+    assert dot.evaluate("d => getComputedStyle(d).backgroundColor") == \
+        page.locator("#banner").evaluate("b => getComputedStyle(b).color")
+    page.clock.run_for(10_000)   # checks while the server is still down change nothing
+    assert "down" in dot.get_attribute("class") and page.locator("#banner").is_visible()
+    page.unroute("**/api/**")
+    page.clock.run_for(10_000)   # no click: the page notices by itself that the server is back
+    page.wait_for_selector("#status-dot.ok")
+    assert dot.get_attribute("title") == "Connected" and page.locator("#banner").is_hidden()
