@@ -104,6 +104,11 @@ function serverDown(err) {
   state.reconnect = setTimeout(loadModel, RECONNECT_MS);
 }
 
+// Ollama's default tag says nothing to a reader: `smollm2-135m:latest` is shown as `smollm2-135m`.
+function displayName(name) {
+  return name.replace(/:latest$/, "");
+}
+
 async function loadModel() {
   clearTimeout(state.reconnect);
   try {
@@ -115,7 +120,7 @@ async function loadModel() {
     $("model-label").textContent = m.name;
     $("model-ctx").textContent = `${Number(m.contextLength).toLocaleString("en-US")} ctx`;
     $("model-label").title = [m.file, m.architecture, m.parameters, m.quantization].filter(Boolean).join(" · ");
-    $("empty-model").textContent = m.name;
+    $("empty-model").textContent = displayName(m.name);
     $("attach").hidden = !m.supportsImages;
     $("think-note").hidden = !!m.supportsThinking;
     $("set-think").disabled = !m.supportsThinking;

@@ -452,3 +452,22 @@ def test_the_status_dot_turns_red_with_the_banner_and_green_when_the_server_is_b
     page.clock.run_for(10_000)   # no click: the page notices by itself that the server is back
     page.wait_for_selector("#status-dot.ok")
     assert dot.get_attribute("title") == "Connected" and page.locator("#banner").is_hidden()
+
+
+def test_the_empty_page_names_the_model_by_its_display_name(open_page, server):
+    assert get_json(server + "/api/models")["models"][0]["name"] == "smollm2-135m:latest"
+    page = open_page()
+    assert page.inner_text("#empty .empty-title") == "Ask smollm2-135m anything."
+    def renamed(listed):
+        def handler(route):
+            data = route.fetch().json()
+            data["models"][0]["name"] = data["loaded"] = listed
+            route.fulfill(json=data)
+        return handler
+
+    for listed, shown in [("my-model:latest", "my-model"), ("smollm2:135m", "smollm2:135m")]:
+        page.route("**/api/models", renamed(listed))
+        page.reload()
+        page.wait_for_selector("#status-dot.ok")
+        assert page.inner_text("#empty .empty-title") == f"Ask {shown} anything."   # only Ollama's default tag goes
+        page.unroute("**/api/models")
