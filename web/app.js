@@ -269,7 +269,10 @@ function statsText(s) {
     `${s.tokenCount} tokens`,
     `${Number(s.elapsed).toFixed(2)} s`,
     `${Number(s.tokPerSec).toFixed(1)} tok/s`,
-    `KV reused ${s.kvReusedTokens}/${s.promptTokens} prompt tokens (${Math.round(s.kvReusePercent)}%)`,
+    // Only when something was reused (not on a fresh chat's first message): "KV reused 0/31" reads as a fault.
+    s.kvReusedTokens > 0
+      ? `KV reused ${s.kvReusedTokens}/${s.promptTokens} prompt tokens (${Math.round(s.kvReusePercent)}%)`
+      : `${s.promptTokens} prompt tokens`,
   ];
   if (s.finishReason === "length") parts.push("hit the token limit");
   if (s.finishReason === "cancelled") parts.push("cancelled");

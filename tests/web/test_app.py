@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-STATS = re.compile(r"(\d+) tokens · ([\d.]+) s · ([\d.]+) tok/s · KV reused (\d+)/(\d+) prompt tokens \((\d+)%\)")
+# The KV figure ("KV reused 30/50 ... (60%)") is there only when something was reused.
+STATS = re.compile(r"(\d+) tokens · ([\d.]+) s · ([\d.]+) tok/s · (?:KV reused (\d+)/)?(\d+) prompt tokens(?: \((\d+)%\))?")
 ANSWER_TIMEOUT_MS = 60_000
 
 # Records every change of the newest answer (text length, stats line) as the page paints it.
@@ -64,7 +65,7 @@ def answer_stats(page, n: int) -> dict:
     m = STATS.search(stats.inner_text())
     assert m, stats.inner_text()
     keys = ("tokens", "seconds", "tok_per_sec", "kv_reused", "prompt_tokens", "percent")
-    return dict(zip(keys, (float(g) for g in m.groups())))
+    return dict(zip(keys, (float(g or 0) for g in m.groups())))
 
 
 def canned_chat(page, *answers: list) -> None:
@@ -471,3 +472,16 @@ def test_the_empty_page_names_the_model_by_its_display_name(open_page, server):
         page.wait_for_selector("#status-dot.ok")
         assert page.inner_text("#empty .empty-title") == f"Ask {shown} anything."   # only Ollama's default tag goes
         page.unroute("**/api/models")
+
+
+def test_the_kv_figure_shows_only_when_something_was_reused(open_page):
+    page = open_page()
+    canned_chat(page, [{"token": "Hello."}, done_frame(kv_reused=0, prompt_tokens=31)],
+                [{"token": "Hello again."}, done_frame(kv_reused=40, prompt_tokens=50)])
+    send(page, "Hi")
+    answer_stats(page, 0)
+    send(page, "Hi again")
+    answer_stats(page, 1)
+    first, second = (page.locator(".turn.assistant .stats").nth(n).inner_text() for n in (0, 1))
+    assert "KV" not in first and "31 prompt tokens" in first, first
+    assert "KV reused 40/50 prompt tokens (80%)" in second, second
