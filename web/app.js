@@ -8,6 +8,7 @@ const SETTINGS_KEY = "tensorsharp.settings";   // localStorage: shared by tabs, 
 const SESSION_KEY = "tensorsharp.session";     // sessionStorage: one server session per tab
 const TRANSCRIPT_KEY = "tensorsharp.transcript";
 const SYNCED_KEY = "tensorsharp.synced";
+const RECONNECT_MS = 3000;                      // between checks while the server cannot be reached
 const SETTING_FIELDS = {
   temperature: "float", topP: "float", topK: "int", maxTokens: "int", systemPrompt: "text", think: "bool",
   apiKey: "text",
@@ -27,6 +28,7 @@ const state = {
   controller: null,                                 // AbortController of the request in flight
   pending: [],                                      // attachments for the next message
   thumbs: new Map(),                                // upload id -> blob: URL (this page load only)
+  reconnect: 0,                                     // timer of the next check while disconnected
 };
 const client = window.tsClient.createClient(() => state.settings.apiKey);
 
@@ -81,12 +83,34 @@ function hideBanner() {
   $("banner").hidden = true;
 }
 
-function setConnected(ok, title) {
-  $("status-dot").className = "status-dot " + (ok ? "ok" : "down");
-  $("status-dot").title = title;
+function setConnected(ok) {
+  const dot = $("status-dot");
+  dot.className = "status-dot " + (ok ? "ok" : "down");
+  dot.title = ok ? "Connected" : "Disconnected";
+  dot.setAttribute("aria-label", dot.title);
+}
+
+// fetch itself failed: nothing answered (an HTTP error means the server is there).
+function unreachable(err) {
+  return err instanceof TypeError;
+}
+
+// Any request that finds the server gone turns the dot red beside the banner, and the page keeps
+// checking on its own, so both clear when the server is back without the reader doing anything.
+function serverDown(err) {
+  setConnected(false);
+  showBanner(describeError(err), true);
+  clearTimeout(state.reconnect);
+  state.reconnect = setTimeout(loadModel, RECONNECT_MS);
+}
+
+// Ollama's default tag says nothing to a reader: `smollm2-135m:latest` is shown as `smollm2-135m`.
+function displayName(name) {
+  return name.replace(/:latest$/, "");
 }
 
 async function loadModel() {
+  clearTimeout(state.reconnect);
   try {
     const data = await client.models();
     const models = data.models || [];
@@ -96,18 +120,22 @@ async function loadModel() {
     $("model-label").textContent = m.name;
     $("model-ctx").textContent = `${Number(m.contextLength).toLocaleString("en-US")} ctx`;
     $("model-label").title = [m.file, m.architecture, m.parameters, m.quantization].filter(Boolean).join(" · ");
-    $("empty-model").textContent = m.name;
+    $("empty-model").textContent = displayName(m.name);
     $("attach").hidden = !m.supportsImages;
     $("think-note").hidden = !!m.supportsThinking;
     $("set-think").disabled = !m.supportsThinking;
     $("set-maxTokens").max = m.contextLength || "";
-    setConnected(true, "Connected");
+    setConnected(true);
     hideBanner();
   } catch (err) {
-    setConnected(false, "Not connected");
     $("model-label").textContent = "not connected";
     $("model-ctx").textContent = "";
-    showBanner(describeError(err), true);
+    if (unreachable(err)) {
+      serverDown(err);
+    } else {
+      setConnected(false);
+      showBanner(describeError(err), true);
+    }
   }
 }
 
@@ -161,6 +189,15 @@ function isNearBottom() {
 
 function scrollToBottom() {
   $("log").scrollTop = $("log").scrollHeight;
+}
+
+// Runs change() and, if the reader was at the end of the log, brings the end back into view: the
+// last paint of an answer grows the log after the streaming paints (its stats line, wrapped on a
+// phone; the Edit button that returns to the question above it), leaving the end under the composer.
+function keepingEnd(change) {
+  const follow = isNearBottom();
+  change();
+  if (follow) scrollToBottom();
 }
 
 function imageChip(image) {
@@ -232,7 +269,10 @@ function statsText(s) {
     `${s.tokenCount} tokens`,
     `${Number(s.elapsed).toFixed(2)} s`,
     `${Number(s.tokPerSec).toFixed(1)} tok/s`,
-    `KV reused ${s.kvReusedTokens}/${s.promptTokens} prompt tokens (${Math.round(s.kvReusePercent)}%)`,
+    // Only when something was reused (not on a fresh chat's first message): "KV reused 0/31" reads as a fault.
+    s.kvReusedTokens > 0
+      ? `KV reused ${s.kvReusedTokens}/${s.promptTokens} prompt tokens (${Math.round(s.kvReusePercent)}%)`
+      : `${s.promptTokens} prompt tokens`,
   ];
   if (s.finishReason === "length") parts.push("hit the token limit");
   if (s.finishReason === "cancelled") parts.push("cancelled");
@@ -354,20 +394,20 @@ async function generate() {
   updateChrome();
 
   let frame = 0;
-  const repaint = () => {
+  const repaint = () => keepingEnd(() => {
     frame = 0;
-    const follow = isNearBottom();
     paintAssistant(view, turn, true);
     const q = view.parts.queue;
     q.hidden = turn.queuePosition === undefined;
     q.textContent = q.hidden ? "" : `Waiting in queue: position ${turn.queuePosition}`;
-    if (follow) scrollToBottom();
-  };
+  });
   let accepted = false;
   try {
     const res = await postChat(history, newChat, controller.signal);
     accepted = true;
-    hideBanner();
+    // Answered while the page thought the server gone: take its model info again (dot, banner).
+    if ($("status-dot").classList.contains("down")) loadModel();
+    else hideBanner();
     for await (const ev of events(res)) {
       applyEvent(turn, ev);
       if (!frame) frame = requestAnimationFrame(repaint);
@@ -379,6 +419,7 @@ async function generate() {
       turn.stopped = true;
     } else {
       turn.error = describeError(err);
+      if (unreachable(err)) serverDown(err);
       if (!accepted && asked?.role === "user") {
         asked.rejected = true;
         const index = state.turns.indexOf(asked);
@@ -390,9 +431,11 @@ async function generate() {
     turn.queuePosition = undefined;
     view.parts.queue.hidden = true;
     state.controller = null;
-    paintAssistant(view, turn, false);
+    keepingEnd(() => {
+      paintAssistant(view, turn, false);
+      updateChrome();
+    });
     saveTranscript();
-    updateChrome();
   }
 }
 
@@ -498,7 +541,8 @@ async function attach(files) {
       state.thumbs.set(item.id, item.url);
     } catch (err) {
       state.pending = state.pending.filter((x) => x !== item);
-      showBanner(describeError(err), false);
+      if (unreachable(err)) serverDown(err);
+      else showBanner(describeError(err), false);
     }
     renderAttachments();
   }

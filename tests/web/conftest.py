@@ -17,7 +17,9 @@ def browser():
         pytest.skip("/usr/bin/chromium is missing (Debian: apt-get install chromium); the page tests need it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the page tests need the playwright package")
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM))
+        # Scrollbars drawn as a user's browser draws them (headless hides them by default), so
+        # tests can tell a box that visibly scrolls from one whose overflow is simply cut off.
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), ignore_default_args=["--hide-scrollbars"])
         yield b
         b.close()
 

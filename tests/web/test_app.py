@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-STATS = re.compile(r"(\d+) tokens · ([\d.]+) s · ([\d.]+) tok/s · KV reused (\d+)/(\d+) prompt tokens \((\d+)%\)")
+# The KV figure ("KV reused 30/50 ... (60%)") is there only when something was reused.
+STATS = re.compile(r"(\d+) tokens · ([\d.]+) s · ([\d.]+) tok/s · (?:KV reused (\d+)/)?(\d+) prompt tokens(?: \((\d+)%\))?")
 ANSWER_TIMEOUT_MS = 60_000
 
 # Records every change of the newest answer (text length, stats line) as the page paints it.
@@ -27,11 +28,13 @@ WATCH = """() => {
 
 @pytest.fixture
 def open_page(browser, server):
-    """open_page(width=..., settings=...) -> a page on the server; settings seed localStorage."""
+    """open_page(width=..., settings=..., mobile=...) -> a page on the server; settings seed localStorage."""
     contexts, errors = [], []
 
-    def _open(width=1280, height=860, settings=None, color_scheme="light"):
-        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
+    def _open(width=1280, height=860, settings=None, color_scheme="light", mobile=False):
+        # mobile: a phone's touch screen and overlay scrollbars, drawn only while scrolling.
+        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme,
+                                      is_mobile=mobile, has_touch=mobile)
         contexts.append(context)
         seed = {"maxTokens": 16, "temperature": 0} if settings is None else settings
         context.add_init_script(
@@ -62,7 +65,20 @@ def answer_stats(page, n: int) -> dict:
     m = STATS.search(stats.inner_text())
     assert m, stats.inner_text()
     keys = ("tokens", "seconds", "tok_per_sec", "kv_reused", "prompt_tokens", "percent")
-    return dict(zip(keys, (float(g) for g in m.groups())))
+    return dict(zip(keys, (float(g or 0) for g in m.groups())))
+
+
+def canned_chat(page, *answers: list) -> None:
+    """Answers the page's next chat requests, in turn, with these lists of SSE frames."""
+    bodies = ["".join(f"data: {json.dumps(f)}\n\n" for f in frames) for frames in answers]
+    page.route("**/api/chat", lambda route: route.fulfill(
+        status=200, content_type="text/event-stream", body=bodies.pop(0)))
+
+
+def done_frame(kv_reused=10, prompt_tokens=40, finish="stop") -> dict:
+    return {"done": True, "tokenCount": 9, "elapsed": 0.5, "tokPerSec": 18.0, "promptTokens": prompt_tokens,
+            "kvReusedTokens": kv_reused, "kvReusePercent": round(100 * kv_reused / prompt_tokens, 1),
+            "finishReason": finish}
 
 
 def session_id(page) -> str | None:
@@ -117,12 +133,9 @@ def test_thinking_tool_calls_and_queue_frames_render(open_page):
               {"thinking": "Call it."}, {"token": "Checking **now**."},
               {"tool_calls": [{"id": "call_1", "type": "function",
                                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-              {"done": True, "tokenCount": 9, "elapsed": 0.5, "tokPerSec": 18.0, "promptTokens": 40,
-               "kvReusedTokens": 10, "kvReusePercent": 25.0, "finishReason": "stop"}]
+              done_frame(kv_reused=10, prompt_tokens=40)]
     page = open_page()
-    page.route("**/api/chat", lambda route: route.fulfill(
-        status=200, content_type="text/event-stream",
-        body="".join(f"data: {json.dumps(f)}\n\n" for f in frames)))
+    canned_chat(page, frames)
     send(page, "Weather in Paris?")
     assert answer_stats(page, 0)["kv_reused"] == 10
     turn = page.locator(".turn.assistant")
@@ -273,6 +286,7 @@ def test_server_errors_are_shown_in_the_conversation(open_page):
 
 def test_unreachable_server_is_reported_and_retry_recovers(open_page):
     page = open_page()
+    page.clock.install()   # the page's own reconnection checks wait: only Retry may bring it back
     page.route("**/api/models", lambda route: route.abort())
     page.reload()
     page.locator("#banner").wait_for()
@@ -367,3 +381,107 @@ def test_a_vision_model_answers_an_uploaded_image_and_reuses_it_next_turn(browse
         assert second["kv_reused"] >= first["prompt_tokens"]
     finally:
         context.close()
+
+
+# ---------- what the reader sees once an answer is done (issue 17, item 6) ----------
+# Canned answers arrive in one piece, as a short answer from a quick server does: whatever the
+# page does after its last paint decides what is on screen.
+
+LONG_ANSWER = "\n\n".join(f"Paragraph {i}: one more line, so the answer is taller than the window." for i in range(30))
+
+
+def test_the_log_scrolls_to_its_real_end_after_an_answer(open_page):
+    page = open_page(height=600)
+    canned_chat(page, [{"token": LONG_ANSWER}, done_frame()], [{"token": LONG_ANSWER}, done_frame(finish="length")])
+    for n, text in enumerate(["A long answer, please.", "And another."]):
+        send(page, text)
+        answer_stats(page, n)
+        log = page.locator("#log").evaluate("l => ({ height: l.scrollHeight, view: l.clientHeight, "
+                                            "gap: l.scrollHeight - l.scrollTop - l.clientHeight })")
+        assert log["height"] > log["view"] + 200, log   # the log does scroll
+        assert log["gap"] <= 1, f"answer {n}: the log stops {log['gap']} px short of its end"
+
+
+def test_the_last_answers_stats_and_copy_button_show_above_the_message_box_on_a_phone(open_page):
+    page = open_page(width=390, height=664, mobile=True)
+    canned_chat(page, [{"token": LONG_ANSWER}, done_frame(finish="length")])
+    send(page, "A long answer, please.")
+    answer_stats(page, 0)
+    foot = page.locator(".turn.assistant .turn-foot").bounding_box()
+    log, composer = page.locator("#log").bounding_box(), page.locator("#composer").bounding_box()
+    assert log["y"] <= foot["y"] and foot["y"] + foot["height"] <= composer["y"], (foot, composer)
+    for part in (".stats", ".copy-answer"):
+        box = page.locator(".turn.assistant " + part).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, part
+        # Nothing lies over it: what a tap at its centre reaches is the element itself.
+        assert page.locator(".turn.assistant " + part).evaluate(
+            "el => { const r = el.getBoundingClientRect();"
+            " return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === el; }"), part
+
+
+def test_long_code_lines_scroll_sideways_with_a_visible_scrollbar_on_a_phone(open_page):
+    page = open_page(width=390, height=664, mobile=True)
+    line = "values = [" + ", ".join(str(i) for i in range(80)) + "]"
+    canned_chat(page, [{"token": f"Here:\n\n```python\n{line}\nprint(sum(values))\n```\n"}, done_frame()])
+    send(page, "A long line of code, please.")
+    answer_stats(page, 0)
+    pre = page.locator(".turn.assistant .codeblock pre")
+    m = pre.evaluate("p => ({ scroll: p.scrollWidth, client: p.clientWidth, right: p.getBoundingClientRect().right,"
+                     " bar: p.offsetHeight - p.clientHeight })")
+    assert m["scroll"] > m["client"] + 100 and m["right"] <= 390, m   # the line is wider than its box
+    assert m["bar"] >= 4, "the code box scrolls sideways with no scrollbar drawn: the line just looks cut off"
+    pre.evaluate("p => { p.scrollLeft = p.scrollWidth; }")
+    assert pre.evaluate("p => p.scrollLeft") == m["scroll"] - m["client"]   # and the end of the line is reachable
+
+
+def test_the_status_dot_turns_red_with_the_banner_and_green_when_the_server_is_back(open_page):
+    page = open_page()
+    page.clock.install()   # the page's reconnection checks run when the test moves the clock
+    dot = page.locator("#status-dot")
+    assert dot.get_attribute("title") == "Connected"
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    send(page, "Are you there?")
+    page.locator("#banner").wait_for()
+    assert "Cannot reach the tensorsharp server" in page.inner_text("#banner-text")
+    assert "down" in dot.get_attribute("class") and dot.get_attribute("title") == "Disconnected"
+    # Red is the banner's colour, not just any class name.
+    assert dot.evaluate("d => getComputedStyle(d).backgroundColor") == \
+        page.locator("#banner").evaluate("b => getComputedStyle(b).color")
+    page.clock.run_for(10_000)   # checks while the server is still down change nothing
+    assert "down" in dot.get_attribute("class") and page.locator("#banner").is_visible()
+    page.unroute("**/api/**")
+    page.clock.run_for(10_000)   # no click: the page notices by itself that the server is back
+    page.wait_for_selector("#status-dot.ok")
+    assert dot.get_attribute("title") == "Connected" and page.locator("#banner").is_hidden()
+
+
+def test_the_empty_page_names_the_model_by_its_display_name(open_page, server):
+    assert get_json(server + "/api/models")["models"][0]["name"] == "smollm2-135m:latest"
+    page = open_page()
+    assert page.inner_text("#empty .empty-title") == "Ask smollm2-135m anything."
+    def renamed(listed):
+        def handler(route):
+            data = route.fetch().json()
+            data["models"][0]["name"] = data["loaded"] = listed
+            route.fulfill(json=data)
+        return handler
+
+    for listed, shown in [("my-model:latest", "my-model"), ("smollm2:135m", "smollm2:135m")]:
+        page.route("**/api/models", renamed(listed))
+        page.reload()
+        page.wait_for_selector("#status-dot.ok")
+        assert page.inner_text("#empty .empty-title") == f"Ask {shown} anything."   # only Ollama's default tag goes
+        page.unroute("**/api/models")
+
+
+def test_the_kv_figure_shows_only_when_something_was_reused(open_page):
+    page = open_page()
+    canned_chat(page, [{"token": "Hello."}, done_frame(kv_reused=0, prompt_tokens=31)],
+                [{"token": "Hello again."}, done_frame(kv_reused=40, prompt_tokens=50)])
+    send(page, "Hi")
+    answer_stats(page, 0)
+    send(page, "Hi again")
+    answer_stats(page, 1)
+    first, second = (page.locator(".turn.assistant .stats").nth(n).inner_text() for n in (0, 1))
+    assert "KV" not in first and "31 prompt tokens" in first, first
+    assert "KV reused 40/50 prompt tokens (80%)" in second, second
