@@ -45,6 +45,10 @@ class ChatFormat:
         return self.family.arguments_key
 
     @property
+    def call_trigger(self) -> str:
+        return self.family.call_trigger
+
+    @property
     def calls_as_array(self) -> bool:
         return self.family.calls_as_array
 

@@ -166,7 +166,44 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
     as_array: the calls form one JSON array between one prefix and suffix (Mistral's
     [TOOL_CALLS][...]); otherwise each call has its own prefix and suffix, one per line.
     parallel: one or more calls; else exactly one."""
-    functions = _chosen_functions(tools, choice)
+    rules, body = _function_rules(_chosen_functions(tools, choice), arguments_key)
+    pre, post = _lark_text(tokenizer, prefix), _lark_text(tokenizer, suffix)
+    if as_array:
+        items = f"call (\", \" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "call"
+        start = [f"start: {pre} \"[\" {items} \"]\" {post}", f"call: {body}"]
+    else:
+        start = [f"start: call (\"\\n\" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "start: call",
+                 f"call: {pre} ({body}) {post}"]
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+
+
+def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigger: str, prefix: str, suffix: str,
+                              arguments_key: str = "arguments", as_array: bool = False) -> Constraint:
+    """Free text in which every call the model opens with trigger (Hermes "<tool_call>", Mistral's
+    [TOOL_CALLS] token) must go on as in tool_call_constraint: the rest of prefix, an offered tool's
+    name with arguments valid against its parameters, suffix; then free text again (llama.cpp's
+    lazy grammars). A call to a tool that was not offered cannot be written."""
+    rules, body = _function_rules(_chosen_functions(tools, "required"), arguments_key)
+    rest = prefix[len(trigger):] if prefix.startswith(trigger) else prefix
+    trig = _lark_text(tokenizer, trigger)
+    pre, post = _lark_text(tokenizer, rest), _lark_text(tokenizer, suffix)
+    if as_array:
+        calls = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
+    else:
+        calls = f"({body})"
+    # The free text must end where the trigger first appears, or the model could write a whole call
+    # inside it: a lexeme ending with a text trigger does so only when lazy; a control token ends
+    # it anyway, as free text never holds one (which also keeps other control tokens out of it,
+    # but for the end-of-generation ones).
+    head = f"head: TEXT {trig}" if "<[" in trig else f"head[lazy]: TEXT {trig}"
+    start = ["%llguidance {}", "start: call* TEXT", f"call: head {pre} {calls} {post}", head,
+             "TEXT: /(.|\\n)*/"]
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+
+
+def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str], str]:
+    """Lark rules fn<i> (one function's call object: its name, then arguments_key with arguments
+    valid against its parameters) and the alternative of them all."""
     rules = []
     for i, fn in enumerate(functions):
         params = fn.get("parameters") or {"type": "object"}
@@ -179,15 +216,7 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
         err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
         if err:
             raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
-    body = " | ".join(f"fn{i}" for i in range(len(functions)))
-    pre, post = _lark_text(tokenizer, prefix), _lark_text(tokenizer, suffix)
-    if as_array:
-        items = f"call (\", \" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "call"
-        start = [f"start: {pre} \"[\" {items} \"]\" {post}", f"call: {body}"]
-    else:
-        start = [f"start: call (\"\\n\" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "start: call",
-                 f"call: {pre} ({body}) {post}"]
-    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+    return rules, " | ".join(f"fn{i}" for i in range(len(functions)))
 
 
 def _chosen_functions(tools: list[dict], choice) -> list[dict]:
