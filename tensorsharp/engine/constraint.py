@@ -177,41 +177,68 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
 
 
+_CALL_OPENING = '{"name": "'
+# The same opening as a model may lay it out.
+_NAME_OPENING = r'[ \t\r\n]*\{[ \t\r\n]*"name"[ \t\r\n]*:[ \t\r\n]*"'
+
+
 def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigger: str, prefix: str, suffix: str,
-                              arguments_key: str = "arguments", as_array: bool = False) -> Constraint:
-    """Free text in which every call the model opens with trigger (Hermes "<tool_call>", Mistral's
-    [TOOL_CALLS] token) must go on as in tool_call_constraint: the rest of prefix, an offered tool's
-    name with arguments valid against its parameters, suffix; then free text again (llama.cpp's
-    lazy grammars). A call to a tool that was not offered cannot be written."""
-    rules, body = _function_rules(_chosen_functions(tools, "required"), arguments_key)
-    rest = prefix[len(trigger):] if prefix.startswith(trigger) else prefix
-    trig = _lark_text(tokenizer, trigger)
-    pre, post = _lark_text(tokenizer, rest), _lark_text(tokenizer, suffix)
-    if as_array:
-        calls = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
-    else:
-        calls = f"({body})"
-    # The free text must end where the trigger first appears, or the model could write a whole call
-    # inside it: a lexeme ending with a text trigger does so only when lazy; a control token ends
-    # it anyway, as free text never holds one (which also keeps other control tokens out of it,
-    # but for the end-of-generation ones).
-    head = f"head: TEXT {trig}" if "<[" in trig else f"head[lazy]: TEXT {trig}"
-    start = ["%llguidance {}", "start: call* TEXT", f"call: head {pre} {calls} {post}", head,
+                              arguments_key: str = "arguments", as_array: bool = False, bare_start: bool = False,
+                              bare_openings: tuple[str, ...] = ()) -> Constraint:
+    """Free text in which every call the model opens must name an offered tool and carry arguments
+    valid against its parameters; then free text again (llama.cpp's lazy grammars). A call to a
+    tool that was not offered cannot be written.
+
+    trigger (may be ""): what opens a call anywhere (Hermes "<tool_call>", Mistral's [TOOL_CALLS]
+    token); the rest of prefix, the call(s) and suffix follow as in tool_call_constraint.
+    bare_start: a call object with no marker may also open the answer or follow a call.
+    bare_openings: text after which a call object is a call (a ```json fence); other JSON
+    there or at the start stays free."""
+    functions = _chosen_functions(tools, "required")
+    rules, body = _function_rules(functions, arguments_key)
+    # A call without a marker is known by its opening `{"name": "`, so from there on only the
+    # rest of an offered tool's call object can follow (tail<i>: its name onwards).
+    tails = " | ".join(f"tail{i}" for i in range(len(functions)))
+    calls, heads = [], []
+    if trigger:
+        rest = prefix[len(trigger):] if prefix.startswith(trigger) else prefix
+        trig = _lark_text(tokenizer, trigger)
+        pre, post = _lark_text(tokenizer, rest), _lark_text(tokenizer, suffix)
+        if as_array:
+            items = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
+        else:
+            items = f"({body})"
+        calls.append(f"head {pre} {items} {post}")
+        # The free text must end where the trigger first appears, or the model could write a whole
+        # call inside it: a lexeme ending with a text trigger does so only when lazy; a control
+        # token ends it anyway, as free text never holds one (which also keeps other control
+        # tokens out of it, but for the end-of-generation ones).
+        heads.append(f"head: TEXT {trig}" if "<[" in trig else f"head[lazy]: TEXT {trig}")
+    if bare_start:   # only first, or right after a call: elsewhere the free text holds it
+        calls.append(f"bare ({tails})")
+        heads.append(f"bare[lazy]: /{_NAME_OPENING}/")
+    for i, opening in enumerate(bare_openings):
+        calls.append(f"fenced{i} ({tails})")
+        heads.append(f"fenced{i}[lazy]: TEXT {_lark_string(opening)} /{_NAME_OPENING}/")
+    if not calls:
+        raise ConstraintError("a lazy tool-call constraint needs a trigger or a bare call form")
+    start = ["%llguidance {}", "start: call* TEXT", "call: " + " | ".join(calls), *heads,
              "TEXT: /(.|\\n)*/"]
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
 
 
 def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str], str]:
     """Lark rules fn<i> (one function's call object: its name, then arguments_key with arguments
-    valid against its parameters) and the alternative of them all."""
+    valid against its parameters; tail<i> the same from the name on) and the alternative of all fn<i>."""
     rules = []
     for i, fn in enumerate(functions):
         params = fn.get("parameters") or {"type": "object"}
         if not isinstance(params, dict):
             raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
-        head = "{" + json.dumps("name") + ": " + json.dumps(fn["name"], ensure_ascii=False) + ", " \
+        tail = json.dumps(fn["name"], ensure_ascii=False)[1:] + ", " \
             + json.dumps(arguments_key, ensure_ascii=False) + ": "
-        rules.append(f"fn{i}: {_lark_string(head)} args{i} \"}}\"")
+        rules.append(f"fn{i}: {_lark_string(_CALL_OPENING)} tail{i}")
+        rules.append(f"tail{i}: {_lark_string(tail)} args{i} \"}}\"")
         rules.append(f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}")
         err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
         if err:

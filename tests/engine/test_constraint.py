@@ -275,6 +275,32 @@ def test_lazy_tool_call_spelled_in_pieces_still_triggers(qwen_tok):
     assert _allowed(c, qwen_tok) == set(qwen_tok.encode("\n", add_special=False))
 
 
+def _lazy_bare(tok):
+    return lazy_tool_call_constraint(tok, TOOLS, trigger="<tool_call>", bare_start=True,
+                                     bare_openings=("```json",), **HERMES)
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "Paris", "arguments": {}}',                                      # a bare call opening the answer
+    '\n{\n  "name": "Paris"',                                                   # laid out another way
+    '{"name": "get_time", "arguments": {"zone": "UTC"}}\n{"name": "Paris"',     # a bare call after a call
+    'Here it is:\n```json\n{"name": "Paris", "arguments": {}}\n```',             # in a fence
+])
+def test_lazy_tool_call_holds_bare_calls_to_the_tools(qwen_tok, text):
+    assert _rejects(_lazy_bare(qwen_tok), qwen_tok, text)
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    '{"city": "Paris", "name": "Paris"}',                  # JSON that is no call stays content
+    'Here it is:\n```json\n{"zone": "UTC"}\n```\nand {"name": "anything"} in prose.',
+])
+def test_lazy_tool_call_leaves_other_json_free(qwen_tok, text):
+    c = _lazy_bare(qwen_tok)
+    _feed(c, qwen_tok, text)
+    assert c.allows_eos()
+
+
 def test_lazy_tool_call_with_a_control_token_trigger(tok):
     # SmolLM2 has no tool-call token; <|im_start|> stands in for Mistral's [TOOL_CALLS].
     start = tok.token_id("<|im_start|>")
