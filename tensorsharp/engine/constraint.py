@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import weakref
 
@@ -184,7 +185,7 @@ _NAME_OPENING = r'[ \t\r\n]*\{[ \t\r\n]*"name"[ \t\r\n]*:[ \t\r\n]*"'
 
 def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigger: str, prefix: str, suffix: str,
                               arguments_key: str = "arguments", as_array: bool = False, bare_start: bool = False,
-                              bare_openings: tuple[str, ...] = ()) -> Constraint:
+                              bare_openings: tuple[str, ...] = (), free_markers: tuple[str, ...] = ()) -> Constraint:
     """Free text in which every call the model opens must name an offered tool and carry arguments
     valid against its parameters; then free text again (llama.cpp's lazy grammars). A call to a
     tool that was not offered cannot be written.
@@ -193,13 +194,15 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
     token); the rest of prefix, the call(s) and suffix follow as in tool_call_constraint.
     bare_start: a call object with no marker may also open the answer or follow a call.
     bare_openings: text after which a call object is a call (a ```json fence); other JSON
-    there or at the start stays free."""
+    there or at the start stays free. free_markers: markers the free text may hold (reasoning
+    markers such as Magistral's [THINK]), needed here for the vocabularies that hold them as
+    control tokens, which free text otherwise leaves out."""
     functions = _chosen_functions(tools, "required")
     rules, body = _function_rules(functions, arguments_key)
     # A call without a marker is known by its opening `{"name": "`, so from there on only the
     # rest of an offered tool's call object can follow (tail<i>: its name onwards).
     tails = " | ".join(f"tail{i}" for i in range(len(functions)))
-    calls, heads = [], []
+    parts, heads = [], []
     if trigger:
         rest = prefix[len(trigger):] if prefix.startswith(trigger) else prefix
         trig = _lark_text(tokenizer, trigger)
@@ -208,21 +211,25 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
             items = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
         else:
             items = f"({body})"
-        calls.append(f"head {pre} {items} {post}")
+        parts.append(f"head {pre} {items} {post}")
         # The free text must end where the trigger first appears, or the model could write a whole
         # call inside it: a lexeme ending with a text trigger does so only when lazy; a control
         # token ends it anyway, as free text never holds one (which also keeps other control
         # tokens out of it, but for the end-of-generation ones).
         heads.append(f"head: TEXT {trig}" if "<[" in trig else f"head[lazy]: TEXT {trig}")
-    if bare_start:   # only first, or right after a call: elsewhere the free text holds it
-        calls.append(f"bare ({tails})")
+    if bare_start:   # only first, or right after a call or marker: elsewhere free text holds it
+        parts.append(f"bare ({tails})")
         heads.append(f"bare[lazy]: /{_NAME_OPENING}/")
     for i, opening in enumerate(bare_openings):
-        calls.append(f"fenced{i} ({tails})")
+        parts.append(f"fenced{i} ({tails})")
         heads.append(f"fenced{i}[lazy]: TEXT {_lark_string(opening)} /{_NAME_OPENING}/")
-    if not calls:
+    if not parts:
         raise ConstraintError("a lazy tool-call constraint needs a trigger or a bare call form")
-    start = ["%llguidance {}", "start: call* TEXT", "call: " + " | ".join(calls), *heads,
+    tokens = {_lark_text(tokenizer, m) for m in free_markers} - {_lark_text(tokenizer, trigger)}
+    tokens = sorted(t for t in tokens if re.fullmatch(r"<\[\d+\]>", t))
+    if tokens:   # free text up to such a marker, then on
+        parts.append("TEXT (" + " | ".join(tokens) + ")")
+    start = ["%llguidance {}", "start: part* TEXT", "part: " + " | ".join(parts), *heads,
              "TEXT: /(.|\\n)*/"]
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
 

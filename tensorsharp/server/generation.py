@@ -76,7 +76,8 @@ def constraint_for(served: ServedModel, job: Job):
             return lazy_tool_call_constraint(served.tokenizer, job.tools, trigger=c.call_trigger,
                                              prefix=c.call_prefix, suffix=c.call_suffix,
                                              arguments_key=c.arguments_key, as_array=c.calls_as_array,
-                                             bare_start=c.bare_call_start, bare_openings=c.bare_call_openings)
+                                             bare_start=c.bare_call_start, bare_openings=c.bare_call_openings,
+                                             free_markers=c.parser_markers(tools=True))
     except ConstraintError as e:   # e.g. a tool whose parameters cannot be enforced
         raise from_engine(e) from None
     except RecursionError:

@@ -275,6 +275,18 @@ def test_lazy_tool_call_spelled_in_pieces_still_triggers(qwen_tok):
     assert _allowed(c, qwen_tok) == set(qwen_tok.encode("\n", add_special=False))
 
 
+def test_lazy_tool_call_lets_free_text_hold_control_token_markers(tok):
+    # <file_sep> stands in for a reasoning marker held as a control token (Magistral's [THINK]).
+    c = lazy_tool_call_constraint(tok, TOOLS, trigger="<|im_start|>", prefix="<|im_start|>", suffix="",
+                                  as_array=True, free_markers=("<file_sep>", "<|im_start|>"))
+    _feed(c, tok, "Thinking")
+    assert tok.token_id("<file_sep>") in _allowed(c, tok) and tok.token_id("<repo_name>") not in _allowed(c, tok)
+    c.accept(tok.token_id("<file_sep>"))
+    _feed(c, tok, "Done.")
+    c.accept(tok.token_id("<|im_start|>"))
+    assert _allowed(c, tok) == set(tok.encode("[", add_special=False))
+
+
 def _lazy_bare(tok):
     return lazy_tool_call_constraint(tok, TOOLS, trigger="<tool_call>", bare_start=True,
                                      bare_openings=("```json",), **HERMES)
@@ -308,6 +320,7 @@ def test_lazy_tool_call_with_a_control_token_trigger(tok):
                                   as_array=True)
     _feed(c, tok, "Checking the time.")
     assert start in _allowed(c, tok) and c.allows_eos()
+    assert tok.token_id("<file_sep>") not in _allowed(c, tok)   # free text holds no control token
     c.accept(start)
     assert _allowed(c, tok) == set(tok.encode("[", add_special=False))
     _feed(c, tok, '[{"name": "get_time", "arguments": {"zone": "PST"}}, ')
