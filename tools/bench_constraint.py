@@ -1,4 +1,5 @@
-"""Cost of constrained decoding: LLTokenizer build per model, mask time per token, and the
+"""Cost of constrained decoding: LLTokenizer build per model, mask time per token (also of an
+auto tool reply's lazy constraint while the model writes free text), and the
 schema acceptance run (SCHEMA_CASES x samples) with its forward / mask / sampling split.
 
     python tools/bench_constraint.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b] [--samples 20]
@@ -17,13 +18,19 @@ import numpy as np
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import constraint
-from tensorsharp.engine.constraint import json_schema_constraint, lltokenizer
+from tensorsharp.engine.constraint import json_schema_constraint, lazy_tool_call_constraint, lltokenizer
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.llm import Model
 from tensorsharp.testing.constrained import SCHEMA_CASES, Timings, generate_batch
 from tensorsharp.testing.models import model_path
 from tensorsharp.tokenizer import Tokenizer
+
+
+_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+_PROSE = ("The weather in Paris is mild in spring, with showers that come and go. Pack a light coat, "
+          "and an umbrella: {\"city\": \"Paris\"} is how the forecast service names it.\n") * 4
 
 
 def bench_tokenizer(name: str) -> None:
@@ -44,6 +51,16 @@ def bench_tokenizer(name: str) -> None:
         for _ in range(50):
             c.fill_mask(mask)
         times[label] = (time.perf_counter() - t0) / 50 * 1e6
+    # An auto tool reply while it is free text (no call opened): what the lazy constraint costs a
+    # reply that never calls a tool, per token, mask and accept together.
+    c = lazy_tool_call_constraint(tok, [_TOOL], trigger="<tool_call>", prefix="<tool_call>\n",
+                                  suffix="\n</tool_call>", bare_start=True, bare_openings=("```json",))
+    ids = tok.encode(_PROSE, add_special=False)
+    t0 = time.perf_counter()
+    for t in ids:
+        c.fill_mask(mask)
+        c.accept(t)
+    times["lazy tools, free text (mask+accept)"] = (time.perf_counter() - t0) / len(ids) * 1e6
     print(f"{name}: vocab {tok.vocab_size}, LLTokenizer build {build:.2f} s, fill_mask "
           + ", ".join(f"{k} {v:.0f} us" for k, v in times.items()))
 

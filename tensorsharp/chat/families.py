@@ -11,7 +11,7 @@ from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
 from tensorsharp.chat.tool_parsers import Family, hermes, llama3, mistral
-from tensorsharp.chat.tool_parsers.base import tool_response
+from tensorsharp.chat.tool_parsers.base import JsonCallParser, tool_response
 
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
 
@@ -43,6 +43,22 @@ class ChatFormat:
     @property
     def arguments_key(self) -> str:
         return self.family.arguments_key
+
+    @property
+    def call_trigger(self) -> str:
+        return self.family.call_trigger
+
+    @property
+    def bare_call_start(self) -> bool:
+        """A call object with no marker may open the answer (or follow a call)."""
+        return issubclass(self.family.parser, JsonCallParser) and self.family.parser.BARE_START
+
+    @property
+    def bare_call_openings(self) -> tuple[str, ...]:
+        """Text after which a call object with no marker is a call (a ```json fence)."""
+        if not issubclass(self.family.parser, JsonCallParser):
+            return ()
+        return tuple(b.opening for b in self.family.parser.BLOCKS if b.bare)
 
     @property
     def calls_as_array(self) -> bool:

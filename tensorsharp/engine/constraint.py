@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import weakref
 
@@ -166,20 +167,7 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
     as_array: the calls form one JSON array between one prefix and suffix (Mistral's
     [TOOL_CALLS][...]); otherwise each call has its own prefix and suffix, one per line.
     parallel: one or more calls; else exactly one."""
-    functions = _chosen_functions(tools, choice)
-    rules = []
-    for i, fn in enumerate(functions):
-        params = fn.get("parameters") or {"type": "object"}
-        if not isinstance(params, dict):
-            raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
-        head = "{" + json.dumps("name") + ": " + json.dumps(fn["name"], ensure_ascii=False) + ", " \
-            + json.dumps(arguments_key, ensure_ascii=False) + ": "
-        rules.append(f"fn{i}: {_lark_string(head)} args{i} \"}}\"")
-        rules.append(f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}")
-        err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
-        if err:
-            raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
-    body = " | ".join(f"fn{i}" for i in range(len(functions)))
+    rules, body = _function_rules(_chosen_functions(tools, choice), arguments_key)
     pre, post = _lark_text(tokenizer, prefix), _lark_text(tokenizer, suffix)
     if as_array:
         items = f"call (\", \" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "call"
@@ -188,6 +176,81 @@ def tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice, *, pre
         start = [f"start: call (\"\\n\" call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else "start: call",
                  f"call: {pre} ({body}) {post}"]
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+
+
+_CALL_OPENING = '{"name": "'
+# The same opening as a model may lay it out.
+_NAME_OPENING = r'[ \t\r\n]*\{[ \t\r\n]*"name"[ \t\r\n]*:[ \t\r\n]*"'
+
+
+def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigger: str, prefix: str, suffix: str,
+                              arguments_key: str = "arguments", as_array: bool = False, bare_start: bool = False,
+                              bare_openings: tuple[str, ...] = (), free_markers: tuple[str, ...] = ()) -> Constraint:
+    """Free text in which every call the model opens must name an offered tool and carry arguments
+    valid against its parameters; then free text again (llama.cpp's lazy grammars). A call to a
+    tool that was not offered cannot be written.
+
+    trigger (may be ""): what opens a call anywhere (Hermes "<tool_call>", Mistral's [TOOL_CALLS]
+    token); the rest of prefix, the call(s) and suffix follow as in tool_call_constraint.
+    bare_start: a call object with no marker may also open the answer or follow a call.
+    bare_openings: text after which a call object is a call (a ```json fence); other JSON
+    there or at the start stays free. free_markers: markers the free text may hold (reasoning
+    markers such as Magistral's [THINK]), needed here for the vocabularies that hold them as
+    control tokens, which free text otherwise leaves out."""
+    functions = _chosen_functions(tools, "required")
+    rules, body = _function_rules(functions, arguments_key)
+    # A call without a marker is known by its opening `{"name": "`, so from there on only the
+    # rest of an offered tool's call object can follow (tail<i>: its name onwards).
+    tails = " | ".join(f"tail{i}" for i in range(len(functions)))
+    parts, heads = [], []
+    if trigger:
+        rest = prefix[len(trigger):] if prefix.startswith(trigger) else prefix
+        trig = _lark_text(tokenizer, trigger)
+        pre, post = _lark_text(tokenizer, rest), _lark_text(tokenizer, suffix)
+        if as_array:
+            items = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
+        else:
+            items = f"({body})"
+        parts.append(f"head {pre} {items} {post}")
+        # The free text must end where the trigger first appears, or the model could write a whole
+        # call inside it: a lexeme ending with a text trigger does so only when lazy; a control
+        # token ends it anyway, as free text never holds one (which also keeps other control
+        # tokens out of it, but for the end-of-generation ones).
+        heads.append(f"head: TEXT {trig}" if "<[" in trig else f"head[lazy]: TEXT {trig}")
+    if bare_start:   # only first, or right after a call or marker: elsewhere free text holds it
+        parts.append(f"bare ({tails})")
+        heads.append(f"bare[lazy]: /{_NAME_OPENING}/")
+    for i, opening in enumerate(bare_openings):
+        parts.append(f"fenced{i} ({tails})")
+        heads.append(f"fenced{i}[lazy]: TEXT {_lark_string(opening)} /{_NAME_OPENING}/")
+    if not parts:
+        raise ConstraintError("a lazy tool-call constraint needs a trigger or a bare call form")
+    tokens = {_lark_text(tokenizer, m) for m in free_markers} - {_lark_text(tokenizer, trigger)}
+    tokens = sorted(t for t in tokens if re.fullmatch(r"<\[\d+\]>", t))
+    if tokens:   # free text up to such a marker, then on
+        parts.append("TEXT (" + " | ".join(tokens) + ")")
+    start = ["%llguidance {}", "start: part* TEXT", "part: " + " | ".join(parts), *heads,
+             "TEXT: /(.|\\n)*/"]
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+
+
+def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str], str]:
+    """Lark rules fn<i> (one function's call object: its name, then arguments_key with arguments
+    valid against its parameters; tail<i> the same from the name on) and the alternative of all fn<i>."""
+    rules = []
+    for i, fn in enumerate(functions):
+        params = fn.get("parameters") or {"type": "object"}
+        if not isinstance(params, dict):
+            raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
+        tail = json.dumps(fn["name"], ensure_ascii=False)[1:] + ", " \
+            + json.dumps(arguments_key, ensure_ascii=False) + ": "
+        rules.append(f"fn{i}: {_lark_string(_CALL_OPENING)} tail{i}")
+        rules.append(f"tail{i}: {_lark_string(tail)} args{i} \"}}\"")
+        rules.append(f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}")
+        err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
+        if err:
+            raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
+    return rules, " | ".join(f"fn{i}" for i in range(len(functions)))
 
 
 def _chosen_functions(tools: list[dict], choice) -> list[dict]:

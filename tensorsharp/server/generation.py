@@ -13,7 +13,8 @@ import gevent
 
 from tensorsharp.chat.template import TemplateBudgetError, TemplateError
 from tensorsharp.chat.schema import OutputValidationError, SchemaError, check_schema, schema_instruction, validate_output
-from tensorsharp.engine.constraint import ConstraintError, json_schema_constraint, tool_call_constraint
+from tensorsharp.engine.constraint import (ConstraintError, json_schema_constraint, lazy_tool_call_constraint,
+                                           tool_call_constraint)
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
 from tensorsharp.server.errors import ApiError, from_engine
@@ -61,15 +62,22 @@ def new_reply(served: ServedModel, job: Job, prompt: str) -> Reply:
 
 
 def constraint_for(served: ServedModel, job: Job):
-    """The engine constraint that makes output follow job.format or a forced tool call, or None."""
+    """The engine constraint that makes output follow job.format or a forced tool call, holds the
+    calls of an auto reply to the tools offered, or None."""
     try:
         if job.format is not None:
             return json_schema_constraint(served.tokenizer, _schema(job))
+        c = served.chat
         if job.tools and job.tool_choice is not None:
-            c = served.chat
             return tool_call_constraint(served.tokenizer, job.tools, job.tool_choice, prefix=c.call_prefix,
                                         suffix=c.call_suffix, arguments_key=c.arguments_key,
                                         as_array=c.calls_as_array, parallel=job.parallel_tool_calls)
+        if job.tools:   # auto: free text until the model opens a call
+            return lazy_tool_call_constraint(served.tokenizer, job.tools, trigger=c.call_trigger,
+                                             prefix=c.call_prefix, suffix=c.call_suffix,
+                                             arguments_key=c.arguments_key, as_array=c.calls_as_array,
+                                             bare_start=c.bare_call_start, bare_openings=c.bare_call_openings,
+                                             free_markers=c.parser_markers(tools=True))
     except ConstraintError as e:   # e.g. a tool whose parameters cannot be enforced
         raise from_engine(e) from None
     except RecursionError:

@@ -103,6 +103,20 @@ def test_wire_syntax_per_family():
     }
 
 
+def test_where_calls_open_per_family():
+    # What an auto reply's lazy constraint waits for: a marker anywhere, a bare call object opening
+    # the answer, a call object in a fence; each is a place the family's parser reads a call from.
+    opens = {name: (f.call_trigger, f.bare_call_start, f.bare_call_openings)
+             for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "gemma", "generic"))}
+    assert opens == {
+        "hermes": ("<tool_call>", True, ("```json",)),
+        "llama3": ("<|python_tag|>", True, ()),
+        "mistral": ("[TOOL_CALLS]", False, ()),
+        "gemma": ("<tool_call>", True, ("```json",)),
+        "generic": ("", True, ("```json",)),
+    }
+
+
 def test_override_and_unknown_override():
     qwen = "{% for t in tools %}<tool_call>{% endfor %}"
     assert _calls(chat_format({}, qwen), HERMES_CALL) == ["get_weather"]

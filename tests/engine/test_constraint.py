@@ -12,8 +12,8 @@ import pytest
 
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
-from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, bounded_schema, json_schema_constraint, lltokenizer,
-                                           tool_call_constraint)
+from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, bounded_schema, json_schema_constraint,
+                                           lazy_tool_call_constraint, lltokenizer, tool_call_constraint)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.llm import Model
@@ -211,6 +211,120 @@ def test_sentencepiece_space_prefix_stays_out_of_forced_text():
     c = json_schema_constraint(spaced, {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})
     _feed(c, gemma, text)
     assert c.is_done()
+
+
+def _rejects(c, tok, text):
+    """Whether some token of text breaks c (the tokens before it are accepted)."""
+    try:
+        _feed(c, tok, text)
+    except ConstraintError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def qwen_tok():
+    return _tokenizer("qwen2.5-coder-0.5b")
+
+
+def _lazy_hermes(tok):
+    return lazy_tool_call_constraint(tok, TOOLS, trigger="<tool_call>", **HERMES)
+
+
+def test_lazy_tool_call_is_free_until_the_trigger(qwen_tok):
+    c = _lazy_hermes(qwen_tok)
+    free = _allowed(c, qwen_tok)
+    assert len(free) > 0.99 * qwen_tok.vocab_size and qwen_tok.eog_ids <= free
+    _feed(c, qwen_tok, "I can look that up. Paris is in France {\"name\": \"Paris\"} ")
+    assert c.allows_eos() and not c.is_done()   # the reply may end here, or go on
+    assert _allowed(c, qwen_tok) == free
+    c.accept(qwen_tok.token_id("<tool_call>"))
+    assert _allowed(c, qwen_tok) == set(qwen_tok.encode("\n", add_special=False))
+    assert not c.allows_eos()                   # an opened call must be finished
+
+
+@pytest.mark.parametrize("call", [
+    '\n{"name": "Paris", "arguments": {}}',                                # a tool never offered
+    '\n{"name": "get_weather", "arguments": {"zone": "UTC"}}',            # another tool's argument
+    '\n{"name": "get_weather", "arguments": {"city": "Paris", "units": "k"}}',   # not in the enum
+    '\n{"name": "get_time", "arguments": {}}',                             # a required one missing
+    '{"name": "get_time", "arguments": {"zone": "UTC"}}',                  # not the family's layout
+])
+def test_lazy_tool_call_holds_an_opened_call_to_the_tools(qwen_tok, call):
+    c = _lazy_hermes(qwen_tok)
+    _feed(c, qwen_tok, "Let me check.\n<tool_call>")
+    assert _rejects(c, qwen_tok, call + "\n</tool_call>")
+
+
+def test_lazy_tool_call_allows_text_and_more_calls_after_a_call(qwen_tok):
+    c = _lazy_hermes(qwen_tok)
+    call = '<tool_call>\n{"name": "get_time", "arguments": {"zone": "CET"}}\n</tool_call>'
+    _feed(c, qwen_tok, "First the time.\n" + call + "\nNow the weather:\n")
+    assert c.allows_eos() and len(_allowed(c, qwen_tok)) > 0.99 * qwen_tok.vocab_size
+    _feed(c, qwen_tok, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>')
+    assert c.allows_eos()
+    assert _rejects(c, qwen_tok, '<tool_call>\n{"name": "get_date", "arguments": {}}')
+
+
+def test_lazy_tool_call_spelled_in_pieces_still_triggers(qwen_tok):
+    # "<tool_call>" written as several ordinary tokens rather than its own token opens a call too.
+    c = _lazy_hermes(qwen_tok)
+    for piece in ("<", "tool", "_call", ">"):
+        (t,) = qwen_tok.encode(piece, add_special=False)
+        c.accept(t)
+    assert _allowed(c, qwen_tok) == set(qwen_tok.encode("\n", add_special=False))
+
+
+def test_lazy_tool_call_lets_free_text_hold_control_token_markers(tok):
+    # <file_sep> stands in for a reasoning marker held as a control token (Magistral's [THINK]).
+    c = lazy_tool_call_constraint(tok, TOOLS, trigger="<|im_start|>", prefix="<|im_start|>", suffix="",
+                                  as_array=True, free_markers=("<file_sep>", "<|im_start|>"))
+    _feed(c, tok, "Thinking")
+    assert tok.token_id("<file_sep>") in _allowed(c, tok) and tok.token_id("<repo_name>") not in _allowed(c, tok)
+    c.accept(tok.token_id("<file_sep>"))
+    _feed(c, tok, "Done.")
+    c.accept(tok.token_id("<|im_start|>"))
+    assert _allowed(c, tok) == set(tok.encode("[", add_special=False))
+
+
+def _lazy_bare(tok):
+    return lazy_tool_call_constraint(tok, TOOLS, trigger="<tool_call>", bare_start=True,
+                                     bare_openings=("```json",), **HERMES)
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "Paris", "arguments": {}}',                                      # a bare call opening the answer
+    '\n{\n  "name": "Paris"',                                                   # laid out another way
+    '{"name": "get_time", "arguments": {"zone": "UTC"}}\n{"name": "Paris"',     # a bare call after a call
+    'Here it is:\n```json\n{"name": "Paris", "arguments": {}}\n```',             # in a fence
+])
+def test_lazy_tool_call_holds_bare_calls_to_the_tools(qwen_tok, text):
+    assert _rejects(_lazy_bare(qwen_tok), qwen_tok, text)
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    '{"city": "Paris", "name": "Paris"}',                  # JSON that is no call stays content
+    'Here it is:\n```json\n{"zone": "UTC"}\n```\nand {"name": "anything"} in prose.',
+])
+def test_lazy_tool_call_leaves_other_json_free(qwen_tok, text):
+    c = _lazy_bare(qwen_tok)
+    _feed(c, qwen_tok, text)
+    assert c.allows_eos()
+
+
+def test_lazy_tool_call_with_a_control_token_trigger(tok):
+    # SmolLM2 has no tool-call token; <|im_start|> stands in for Mistral's [TOOL_CALLS].
+    start = tok.token_id("<|im_start|>")
+    c = lazy_tool_call_constraint(tok, TOOLS, trigger="<|im_start|>", prefix="<|im_start|>", suffix="",
+                                  as_array=True)
+    _feed(c, tok, "Checking the time.")
+    assert start in _allowed(c, tok) and c.allows_eos()
+    assert tok.token_id("<file_sep>") not in _allowed(c, tok)   # free text holds no control token
+    c.accept(start)
+    assert _allowed(c, tok) == set(tok.encode("[", add_special=False))
+    _feed(c, tok, '[{"name": "get_time", "arguments": {"zone": "PST"}}, ')
+    assert _rejects(c, tok, '{"name": "Paris", "arguments": {}}]')
 
 
 @pytest.mark.parametrize("tools, choice, match", [

@@ -62,3 +62,24 @@ def test_ollama_tool_call_then_answer(qwen):
     out = r.get_json()
     assert out["done_reason"] == "stop" and not out["message"].get("tool_calls")
     assert "18" in out["message"]["content"]
+
+
+
+@pytest.mark.parametrize("ask", ["Call the tool named Paris now.",
+                                 'Call the function "Paris" with arguments {"when": "now"}.',
+                                 "What is the capital of France? Answer with a tool call whose name is the answer."])
+def test_auto_calls_name_only_offered_tools(qwen, ask):
+    # Asked for a tool that is not offered, and pushed towards its name, the model still opens a
+    # call (without the constraint it names "Paris"); it may name only get_weather, with arguments
+    # its schema allows.
+    served = qwen.application.extensions["tensorsharp"].served
+    bias = {str(t): 10 for t in served.tokenizer.encode("Paris", add_special=False)}
+    r = qwen.post("/v1/chat/completions", json={"model": QWEN, "messages": [{"role": "user", "content": ask}],
+                                               "tools": [WEATHER], "max_tokens": 60, "temperature": 0,
+                                               "logit_bias": bias})
+    msg = r.get_json()["choices"][0]["message"]
+    assert msg.get("tool_calls")
+    for call in msg["tool_calls"]:
+        assert call["function"]["name"] == "get_weather"
+        arguments = json.loads(call["function"]["arguments"])
+        assert isinstance(arguments["city"], str) and set(arguments) <= {"city", "units"}

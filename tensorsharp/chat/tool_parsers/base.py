@@ -222,7 +222,9 @@ class Family:
     """A tool-call wire format: its parser, the syntax a constraint grammar must produce (prefix,
     JSON call object(s) with `arguments_key`, suffix) and the system prompt that teaches it to a
     model whose template does not render tools (None: the family has no taught form). markers: the
-    strings the parser looks for, which a vocabulary may hold as control tokens."""
+    strings the parser looks for, which a vocabulary may hold as control tokens. call_trigger: the
+    marker that opens a call in free text, from which a lazy constraint holds the output to a call
+    ("": the family has none to wait for)."""
     name: str
     parser: type[ToolParser]
     call_prefix: str
@@ -231,3 +233,4 @@ class Family:
     calls_as_array: bool
     system_prompt: Callable[[list], str] | None
     markers: tuple[str, ...] = ()
+    call_trigger: str = ""

@@ -20,4 +20,5 @@ def system_prompt(tools: list) -> str:
 
 FAMILY = Family("gemma", hermes.HermesParser, call_prefix=hermes.FAMILY.call_prefix,
                 call_suffix=hermes.FAMILY.call_suffix, arguments_key="arguments", calls_as_array=False,
-                system_prompt=system_prompt, markers=hermes.FAMILY.markers)
+                system_prompt=system_prompt, markers=hermes.FAMILY.markers,
+                call_trigger=hermes.OPEN)

@@ -31,4 +31,5 @@ def system_prompt(tools: list) -> str:
 
 
 FAMILY = Family("hermes", HermesParser, call_prefix=OPEN + "\n", call_suffix="\n" + CLOSE,
-                arguments_key="arguments", calls_as_array=False, system_prompt=system_prompt, markers=(OPEN, CLOSE))
+                arguments_key="arguments", calls_as_array=False, system_prompt=system_prompt, markers=(OPEN, CLOSE),
+                call_trigger=OPEN)

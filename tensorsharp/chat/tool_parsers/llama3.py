@@ -26,4 +26,5 @@ def system_prompt(tools: list) -> str:
 
 
 FAMILY = Family("llama3", Llama3Parser, call_prefix="", call_suffix="", arguments_key="parameters",
-                calls_as_array=False, system_prompt=system_prompt, markers=(PYTHON_TAG,))
+                calls_as_array=False, system_prompt=system_prompt, markers=(PYTHON_TAG,),
+                call_trigger=PYTHON_TAG)

@@ -117,4 +117,5 @@ def system_prompt(tools: list) -> str:
 
 
 FAMILY = Family("mistral", MistralParser, call_prefix=TOOL_CALLS, call_suffix="", arguments_key="arguments",
-                calls_as_array=True, system_prompt=system_prompt, markers=(TOOL_CALLS, ARGS, CALL_ID))
+                calls_as_array=True, system_prompt=system_prompt, markers=(TOOL_CALLS, ARGS, CALL_ID),
+                call_trigger=TOOL_CALLS)
