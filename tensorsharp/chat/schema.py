@@ -25,7 +25,7 @@ def check_schema(schema) -> None:
     """Raises SchemaError saying why schema cannot be used for response_format / format."""
     if not isinstance(schema, dict):
         raise SchemaError(f"a JSON schema must be an object, not {type(schema).__name__}")
-    if _count_values(schema) > MAX_SCHEMA_VALUES:
+    if count_values(schema) > MAX_SCHEMA_VALUES:
         raise SchemaError(f"the schema is too large: more than {MAX_SCHEMA_VALUES} values")
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
@@ -39,7 +39,7 @@ def check_schema(schema) -> None:
         raise SchemaError(f"the schema uses something constrained decoding cannot enforce: {err}")
 
 
-def _count_values(tree) -> int:
+def count_values(tree) -> int:
     n, stack = 0, [tree]
     while stack and n <= MAX_SCHEMA_VALUES:
         value = stack.pop()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import gevent
 
 from tensorsharp.chat.template import TemplateBudgetError, TemplateError
-from tensorsharp.chat.schema import OutputValidationError, SchemaError, check_schema, schema_instruction, validate_output
+from tensorsharp.chat.schema import (MAX_SCHEMA_VALUES, OutputValidationError, SchemaError, check_schema,
+                                     count_values, schema_instruction, validate_output)
 from tensorsharp.engine.constraint import (ConstraintError, json_schema_constraint, lazy_tool_call_constraint,
                                            tool_call_constraint)
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
@@ -38,6 +39,9 @@ def _schema(job: Job) -> dict | None:
 
 def check_job(job: Job) -> None:
     """Refuses what cannot be honoured, before anything is queued."""
+    if job.tools and count_values(job.tools) > MAX_SCHEMA_VALUES:   # each compiles into the call grammar
+        raise ApiError(400, f"the tools are too large: more than {MAX_SCHEMA_VALUES} values in their definitions",
+                       param="tools")
     if job.format is None:
         return
     if job.tools:

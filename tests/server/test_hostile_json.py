@@ -79,3 +79,10 @@ def test_tool_calls_that_are_not_calls_are_400(client, route, calls):
 def test_too_many_completions_in_one_request_is_400(client):
     r = post(client, "/v1/completions", {"model": FILE, "prompt": ["Hi"] * 10_000, "max_tokens": 1})
     assert r.status_code == 400 and "more than 64 completions" in message_of(r)
+
+
+def test_tools_too_large_are_400_naming_the_limit(client):
+    tools = [{"type": "function", "function": {"name": f"f{i}", "parameters": {
+        "type": "object", "properties": {f"p{j}": {"type": "string"} for j in range(100)}}}} for i in range(120)]
+    r = post(client, "/v1/chat/completions", {**ROUTES["/v1/chat/completions"], "tools": tools})
+    assert r.status_code == 400 and "more than 20000 values" in message_of(r)
