@@ -527,6 +527,20 @@ TS_INLINE void rows_dm(int type, const uint8_t *w, __m512i rix, int64_t b, int b
 
 #define FEW_MAX 16 /* tokens the register path takes in one pass over the weights */
 
+/* The end of a chunk of KC elements in the few-token paths: the first chunk starts each token's
+ * sum, later ones add to it in order (tile()'s order), and the accumulators restart. */
+TS_INLINE void few_chunk_end(__m512 *acc, __m512 *ysum, int nc, int first) {
+    for (int t = 0; t < nc; t++) {
+        ysum[t] = first ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
+        acc[t] = _mm512_setzero_ps();
+    }
+}
+
+/* The 16 rows' results from r0 (keep: those that exist) for each of nc tokens. */
+TS_INLINE void few_store(float *y, size_t y_stride, int r0, __mmask16 keep, const __m512 *ysum, int nc) {
+    for (int t = 0; t < nc; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride + r0, keep, ysum[t]);
+}
+
 /* gemm_panels for nc <= FEW_MAX tokens of a 32-element format. Panels cost an unpack into memory
  * and a transpose per chunk whoever uses them; with few tokens that is most of the work, and a
  * row-major block_dot_rows pays a tree of shuffles per token instead. Here 16 rows are loaded,
@@ -581,13 +595,9 @@ TS_INLINE int gemm_few_legacy(int type, int64_t n, int nr, int nc, const void *w
                 }
             }
             /* A chunk of KC elements ends here (pairs never straddle one). */
-            if ((b + 2) % (KC / TS_QK) == 0 || b + 2 >= nb)
-                for (int t = 0; t < nc; t++) {
-                    ysum[t] = b < KC / TS_QK ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
-                    acc[t] = _mm512_setzero_ps();
-                }
+            if ((b + 2) % (KC / TS_QK) == 0 || b + 2 >= nb) few_chunk_end(acc, ysum, nc, b < KC / TS_QK);
         }
-        for (int t = 0; t < nc; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride + r0, keep, ysum[t]);
+        few_store(y, y_stride, r0, keep, ysum, nc);
     }
     free(off);
     return 1;
@@ -673,13 +683,9 @@ TS_INLINE int gemm_few_kquant(int type, int64_t n, int nr, int nc, const void *w
                 for (int b = 0; b < per_sb; b++) pm = _mm512_fmadd_ps(_mm512_castsi512_ps(sc[8 + b]), _mm512_set1_ps(sx[b]), pm);
                 acc[t] = _mm512_fmadd_ps(pm, _mm512_mul_ps(dm, _mm512_set1_ps(dx)), acc[t]);
             }
-            if ((s + 1) % (KC / TS_QK_K) == 0 || s + 1 == ns)
-                for (int t = 0; t < nc; t++) {
-                    ysum[t] = s < KC / TS_QK_K ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
-                    acc[t] = _mm512_setzero_ps();
-                }
+            if ((s + 1) % (KC / TS_QK_K) == 0 || s + 1 == ns) few_chunk_end(acc, ysum, nc, s < KC / TS_QK_K);
         }
-        for (int t = 0; t < nc; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride + r0, keep, ysum[t]);
+        few_store(y, y_stride, r0, keep, ysum, nc);
     }
     free(sums);
     return 1;

@@ -9,7 +9,7 @@ import numpy as np
 from tensorsharp.kernels import logprobs, sample_token
 
 # Bound of the integer options that count tokens: a window or top-k past any vocabulary or context
-# means "all", and keeps values such as 2^63 out of deque and numpy sizes.
+# means "all", and keeps values such as 2^63 out of buffer sizes and the C call's int arguments.
 MAX_WINDOW = 1 << 30
 
 @dataclass
