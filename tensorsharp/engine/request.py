@@ -39,7 +39,7 @@ class GenerationRequest:
     stop_at_eog: bool = True
     images: list[PromptImage] = ()    # what fills the prompt's -1 positions, in order
     shown: frozenset[int] = frozenset()   # control tokens rendered into the text (parser markers)
-    group: object | None = None       # the n choices of one request share a group: they share one
+    group: object | None = None       # the choices of one request (its n, its prompts) share a group: one
                                       # fair share of the engine and one place in the queue
 
 

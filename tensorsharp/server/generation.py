@@ -156,7 +156,8 @@ def _prepare(served: ServedModel, job: Job, n: int) -> tuple:
 class Generation:
     """n choices of one job, submitted together; iterate events() in the request's greenlet."""
 
-    def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None):
+    def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None,
+                 group: object | None = None):
         if job.images and not served.supports_images:
             raise ApiError(400, f"model {served.name} does not support images (it has no projector; "
                            f"see --mmproj)", param="messages")
@@ -179,7 +180,8 @@ class Generation:
         self.max_tokens = room if job.max_tokens is None else min(job.max_tokens, room)
         self.replies = [new_reply(served, job, text or "") for _ in range(n)]
         requests = []
-        group = object() if n > 1 else None
+        if group is None and n > 1:
+            group = object()
         for i in range(n):
             sampling = job.sampling
             if n > 1 and sampling.seed is not None:   # n seeded choices should still differ

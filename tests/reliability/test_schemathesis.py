@@ -30,6 +30,7 @@ def _close_model():
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# A fixed seed: the search is the same on every run, so a run fails only for what the tree changed.
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_route_answers_5xx(case):
     case.call_and_validate(checks=[not_a_server_error], timeout=60)

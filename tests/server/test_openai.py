@@ -133,6 +133,19 @@ def test_completions(client):
     assert {e["choices"][0]["index"] for e in events[:-1]} == {0, 1}
 
 
+def test_prompt_list_longer_than_the_queue(client):
+    """The app's queue holds 4; seven prompts of one request are one client's work, not a full server."""
+    prompts = [f"Count to {i}:" for i in range(7)]
+    for stream in (False, True):
+        r = client.post("/v1/completions", json={"model": FILE, "prompt": prompts, "max_tokens": 2, "stream": stream})
+        assert r.status_code == 200, r.data
+        if stream:
+            events = sse_events(r.data)
+            assert {e["choices"][0]["index"] for e in events[:-1]} == set(range(7))
+        else:
+            assert [c["index"] for c in r.get_json()["choices"]] == list(range(7))
+
+
 def test_models(client):
     body = client.get("/v1/models").get_json()
     assert body["object"] == "list" and body["data"][0]["id"] == NAME

@@ -106,10 +106,13 @@ def completions():
     req = oa.parse_completion(body())
     served = state().require_model(req.model)
     gens = []
+    # Every prompt x n choice of one request is one place in the queue and one fair share: a list
+    # of prompts longer than the queue is one client's work, not a full server.
+    group = object() if len(req.prompts) * req.n > 1 else None
     try:
         for prompt in req.prompts:
             job = dataclasses.replace(req.job, prompt=prompt)
-            gens.append(Generation(served, job, n=req.n, environ=request.environ))
+            gens.append(Generation(served, job, n=req.n, environ=request.environ, group=group))
         for g in gens:
             g.wait_started()
     except ApiError:
