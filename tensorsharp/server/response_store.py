@@ -1,0 +1,71 @@
+"""Stored responses (Responses API, store: true): each with its input items and its turns of the
+conversation, so previous_response_id continues it and GET / DELETE find it."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from tensorsharp.server.protocol.common import Image
+
+
+@dataclass(eq=False)
+class Stored:
+    response: dict                   # the response object, as last sent
+    items: list[dict]                # its input items, as GET .../input_items lists them
+    turns: list[dict]                # chat turns its input and output added to the conversation
+    images: list[Image] = field(default_factory=list)   # the images of those turns, in order
+    parent: Stored | None = None     # the response it continued; held here, so a chain outlives
+                                     # its earlier responses' eviction or deletion from the store
+
+    @property
+    def id(self) -> str:
+        return self.response["id"]
+
+    def chain(self) -> list[Stored]:
+        out, node = [], self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out[::-1]
+
+    def history(self) -> tuple[list[dict], list[Image]]:
+        """The conversation up to and including this response: its turns (instructions are not
+        carried over) and their images."""
+        turns, images = [], []
+        for node in self.chain():
+            turns += node.turns
+            images += node.images
+        return turns, images
+
+    @property
+    def conversation(self) -> str:
+        """The first response's id: the KV slot affinity of every turn of the conversation."""
+        return self.chain()[0].id
+
+
+class ResponseStore:
+    """At most `limit` responses; storing one more forgets the least recently used."""
+
+    def __init__(self, limit: int = 1024):
+        self.limit = limit
+        self._items: OrderedDict[str, Stored] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, stored: Stored) -> None:
+        with self._lock:
+            self._items[stored.id] = stored
+            self._items.move_to_end(stored.id)
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+    def get(self, rid: str) -> Stored | None:
+        with self._lock:
+            s = self._items.get(rid)
+            if s is not None:
+                self._items.move_to_end(rid)
+            return s
+
+    def delete(self, rid: str) -> bool:
+        with self._lock:
+            return self._items.pop(rid, None) is not None
