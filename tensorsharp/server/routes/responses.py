@@ -123,21 +123,21 @@ class _Run:
                                self.req.images, self.previous))
 
 
-@bp.get("/v1/responses/<rid>")
-def retrieve(rid: str):
-    return json_response(_stored(rid).response)
+@bp.get("/v1/responses/<response_id>")
+def retrieve(response_id: str):
+    return json_response(_stored(response_id).response)
 
 
-@bp.delete("/v1/responses/<rid>")
-def delete(rid: str):
-    if not store().delete(rid):
-        raise ApiError(404, f"Response with id '{rid}' not found.", param="response_id")
-    return json_response(rp.deleted(rid))
+@bp.delete("/v1/responses/<response_id>")
+def delete(response_id: str):
+    if not store().delete(response_id):
+        raise ApiError(404, f"Response with id '{response_id}' not found.", param="response_id")
+    return json_response(rp.deleted(response_id))
 
 
-@bp.get("/v1/responses/<rid>/input_items")
-def input_items(rid: str):
-    s = _stored(rid)
+@bp.get("/v1/responses/<response_id>/input_items")
+def input_items(response_id: str):
+    s = _stored(response_id)
     limit = request.args.get("limit", "20")
     if not limit.isdigit() or not 1 <= int(limit) <= 100:
         raise ApiError(400, "'limit' must be an integer between 1 and 100", param="limit")
