@@ -188,14 +188,14 @@ def thinks(monkeypatch):
 @pytest.mark.parametrize("summary", [None, "auto"])
 def test_reasoning_items(client, thinks, summary):
     body = {"model": SMOL, "input": "Weather?", "max_output_tokens": 4,
-            "reasoning": {"effort": "low", **({"summary": summary} if summary else {})}}
+            "reasoning": {"summary": summary} if summary else None}
     r = client.post("/v1/responses", json=body).get_json()
     reasoning, message, call = r["output"]
     assert reasoning["type"] == "reasoning" and reasoning["content"][0]["type"] == "reasoning_text"
     assert [s["text"] for s in reasoning["summary"]] == ([reasoning["content"][0]["text"]] if summary else [])
     assert message["type"] == "message" and call["type"] == "function_call" and call["call_id"] == "call_1"
     assert call["arguments"] == '{"city": "Paris"}' and r["usage"]["output_tokens_details"]["reasoning_tokens"] == 1
-    assert r["reasoning"] == {"effort": "low", "summary": summary}
+    assert r["reasoning"] == {"effort": None, "summary": summary}
 
     events = sse_events(client.post("/v1/responses", json={**body, "stream": True}).data)
     kinds = [e["type"] for e in events]
@@ -211,6 +211,28 @@ def test_follow_up_carries_reasoning_and_calls_into_the_prompt(client, thinks):
     follow = client.post("/v1/responses", json={"model": SMOL, "previous_response_id": r["id"], "input": [
         {"type": "function_call_output", "call_id": "call_1", "output": RESULT}], "max_output_tokens": 2})
     assert follow.status_code == 200 and follow.get_json()["usage"]["input_tokens_details"]["cached_tokens"] > 0
+
+
+def test_effort_needs_a_model_that_thinks(client):
+    body = {"model": SMOL, "input": "Hi", "max_output_tokens": 1}
+    r = client.post("/v1/responses", json={**body, "reasoning": {"effort": "low"}})
+    assert r.status_code == 400 and r.get_json()["error"]["param"] == "reasoning.effort"
+    assert client.post("/v1/responses", json={**body, "reasoning": {"effort": "none"}}).status_code == 200
+
+
+def test_failure_after_the_first_byte_ends_the_stream_failed(client):
+    # JSON cut off by the limit fails validation once generated: 422, or in a stream the
+    # response.failed that follows an error event.
+    body = {"model": SMOL, "input": "Give me a JSON object.", "max_output_tokens": 2,
+            "text": {"format": {"type": "json_object"}}}
+    r = client.post("/v1/responses", json=body)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "invalid_output"
+    events = sse_events(client.post("/v1/responses", json={**body, "stream": True}).data)
+    assert [e["type"] for e in events[-3:]] == ["response.output_item.done", "error", "response.failed"]
+    assert events[-2]["code"] == "invalid_output" and events[-3]["item"]["status"] == "incomplete"
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_prompt"
+    assert client.get(f"/v1/responses/{failed['id']}").get_json()["status"] == "failed"
 
 
 # -- input items as chat turns ----------------------------------------------------------------------

@@ -42,6 +42,9 @@ def _stored(rid: str) -> Stored:
 def create():
     req = rp.parse_request(body())
     served = state().require_model(req.model)
+    if req.job.think and not served.supports_thinking:   # as the API answers for a model that does not reason
+        raise ApiError(400, f"'reasoning.effort' is not supported with {served.name}: it does not think",
+                       param="reasoning.effort", code="unsupported_parameter")
     previous = None
     if req.previous_response_id is not None:
         previous = store().get(req.previous_response_id)
@@ -109,9 +112,9 @@ class _Run:
                     yield from self._numbered([{"type": kind, "response": self.final}])
             elif isinstance(ev, Failed):
                 self.error = from_engine(ev.error)
+                yield from self._numbered(self.builder.finish("incomplete"))
                 yield from self._numbered([{"type": "error", "code": self.error.code, "message": self.error.message,
                                             "param": self.error.param}])
-                yield from self._numbered(self.builder.finish("incomplete"))
                 self._end(self._response("failed", use=None,
                                          error=rp.error_object(self.error.status, self.error.message)))
                 yield from self._numbered([{"type": "response.failed", "response": self.final}])
