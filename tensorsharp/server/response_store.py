@@ -39,33 +39,52 @@ class Stored:
         return turns, images
 
     @property
+    def size(self) -> int:
+        """Bytes this entry keeps alive, roughly: the images and text of its whole chain (counted
+        again for each entry sharing a chain, which errs on the safe side)."""
+        turns, images = self.history()
+        return sum(len(i.data) for i in images) + sum(len(str(t.get("content") or "")) for t in turns)
+
+    @property
     def conversation(self) -> str:
         """The first response's id: the KV slot affinity of every turn of the conversation."""
         return self.chain()[0].id
 
 
 class ResponseStore:
-    """At most `limit` responses; storing one more forgets the least recently used."""
+    """At most `limit` responses keeping at most `max_bytes` alive; storing one more forgets the
+    least recently used (the newest is kept whatever its size)."""
 
-    def __init__(self, limit: int = 1024):
+    def __init__(self, limit: int = 1024, max_bytes: int = 512 << 20):
         self.limit = limit
-        self._items: OrderedDict[str, Stored] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[Stored, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def put(self, stored: Stored) -> None:
+        size = stored.size
         with self._lock:
-            self._items[stored.id] = stored
-            self._items.move_to_end(stored.id)
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            self._pop(stored.id)
+            self._items[stored.id] = (stored, size)
+            self._bytes += size
+            while len(self._items) > 1 and (len(self._items) > self.limit or self._bytes > self.max_bytes):
+                self._pop(next(iter(self._items)))
+
+    def _pop(self, rid: str) -> bool:
+        entry = self._items.pop(rid, None)
+        if entry is not None:
+            self._bytes -= entry[1]
+        return entry is not None
 
     def get(self, rid: str) -> Stored | None:
         with self._lock:
-            s = self._items.get(rid)
-            if s is not None:
-                self._items.move_to_end(rid)
-            return s
+            entry = self._items.get(rid)
+            if entry is None:
+                return None
+            self._items.move_to_end(rid)
+            return entry[0]
 
     def delete(self, rid: str) -> bool:
         with self._lock:
-            return self._items.pop(rid, None) is not None
+            return self._pop(rid)

@@ -1,6 +1,5 @@
 """The OpenAI Responses API through the official openai client against live servers (SmolLM2;
-Qwen2.5-Coder for tools), reasoning items from a scripted reply parser, and the input items read
-into chat turns."""
+Qwen2.5-Coder for tools), and reasoning items and failures in process (a scripted reply parser)."""
 import json
 
 import openai
@@ -9,8 +8,6 @@ from pydantic import BaseModel
 
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta, ToolCallDelta
 from tensorsharp.server import generation
-from tensorsharp.server.errors import ApiError
-from tensorsharp.server.protocol.responses import parse_request
 from tensorsharp.server.reply import Reply
 from tensorsharp.testing.server import running, serve_args, sse_events
 
@@ -233,47 +230,3 @@ def test_failure_after_the_first_byte_ends_the_stream_failed(client):
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_prompt"
     assert client.get(f"/v1/responses/{failed['id']}").get_json()["status"] == "failed"
-
-
-# -- input items as chat turns ----------------------------------------------------------------------
-
-def test_input_items_become_chat_turns():
-    req = parse_request({"model": SMOL, "instructions": "Be brief.", "input": [
-        {"role": "developer", "content": "Use tools."},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in "},
-                                                         {"type": "input_text", "text": "Paris?"}]},
-        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "call it"}]},
-        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-        {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": '{"city": "Lyon"}'},
-        {"type": "function_call_output", "call_id": "c1", "output": "18"},
-        {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "20"}]},
-    ], "tools": [WEATHER], "tool_choice": {"type": "function", "name": "get_weather"}})
-    assert req.messages == [
-        {"role": "system", "content": "Use tools."},
-        {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": "", "reasoning_content": "call it", "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-            {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "18", "name": "get_weather"},
-        {"role": "tool", "tool_call_id": "c2", "content": "20", "name": "get_weather"}]
-    assert req.instructions == "Be brief." and req.items[2]["id"] == "rs_1"
-    assert all(i["id"] for i in req.items) and len({i["id"] for i in req.items}) == len(req.items)
-    assert req.job.tools == [{"type": "function", "function": {
-        "name": "get_weather", "parameters": WEATHER["parameters"], "description": WEATHER["description"]}}]
-    assert req.job.tool_choice == {"type": "function", "function": {"name": "get_weather"}}
-
-
-@pytest.mark.parametrize("body, param", [
-    ({"input": []}, "input"),
-    ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
-    ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
-    ({"input": "x", "tool_choice": "required"}, "tool_choice"),
-    ({"input": "x", "text": {"format": {"type": "json_schema", "name": "a"}}}, "text.format.schema"),
-    ({"input": "x", "reasoning": {"effort": "huge"}}, "reasoning.effort"),
-    ({"input": "x", "metadata": {"k": 1}}, "metadata.k"),
-    ({"input": "x", "background": True}, "background"),
-])
-def test_refused_requests_name_the_field(body, param):
-    with pytest.raises(ApiError) as e:
-        parse_request({"model": SMOL, **body})
-    assert e.value.status == 400 and e.value.param == param

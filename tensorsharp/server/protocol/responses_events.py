@@ -18,13 +18,9 @@ class OutputBuilder:
     def feed(self, deltas: list) -> list[dict]:
         events = []
         for d in deltas:
-            if isinstance(d, ContentDelta) and d.text:
-                events += self._to("message")
-                events.append(self._text_delta("response.output_text.delta", d.text))
-            elif isinstance(d, ThinkingDelta) and d.text:
-                events += self._to("reasoning")
-                name = "response.reasoning_summary_text.delta" if self.summary else "response.reasoning_text.delta"
-                events.append(self._text_delta(name, d.text))
+            if isinstance(d, (ContentDelta, ThinkingDelta)) and d.text:
+                events += self._to("message" if isinstance(d, ContentDelta) else "reasoning")
+                events.append(self._text_delta(d.text))
             elif isinstance(d, ToolCallDelta):
                 if d.id is not None:
                     events += self._close("completed")
@@ -96,7 +92,8 @@ class OutputBuilder:
 
     # -- events ------------------------------------------------------------------------------------
     def _event(self, kind: str, **fields) -> dict:
-        """An event about the open item (sequence numbers are the route's: it numbers every event)."""
+        """An event about the open item: output_item events carry the item itself, the others its
+        id. Sequence numbers are the route's, as it numbers every event of the stream."""
         out = {"type": kind, "output_index": len(self.output)}
         if "item" not in fields:
             out["item_id"] = self._open["id"]
@@ -108,13 +105,14 @@ class OutputBuilder:
     def _summary_event(self, kind: str, **fields) -> dict:
         return self._event(kind, summary_index=0, **fields)
 
-    def _text_delta(self, kind: str, text: str) -> dict:
+    def _text_delta(self, text: str) -> dict:
+        """Text added to the open message or reasoning item."""
         self._open["text"].append(text)
-        if kind == "response.output_text.delta":
-            return self._text_event(kind, delta=text, logprobs=[])
+        if self._open["kind"] == "message":
+            return self._text_event("response.output_text.delta", delta=text, logprobs=[])
         if self.summary:
-            return self._summary_event(kind, delta=text)
-        return self._text_event(kind, delta=text)
+            return self._summary_event("response.reasoning_summary_text.delta", delta=text)
+        return self._text_event("response.reasoning_text.delta", delta=text)
 
 
 def _summary_part(text: str) -> dict:

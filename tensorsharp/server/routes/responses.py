@@ -93,8 +93,9 @@ class _Run:
         return events
 
     def events(self):
-        yield from self._numbered([{"type": "response.created", "response": self._response("in_progress", use=None)},
-                                   {"type": "response.in_progress", "response": self._response("in_progress", use=None)}])
+        start = self._response("in_progress", use=None)
+        yield from self._numbered([{"type": "response.created", "response": start},
+                                   {"type": "response.in_progress", "response": start}])
         reasoning_tokens = 0
         for _, ev in self.gen.events():
             if isinstance(ev, Output):
@@ -102,22 +103,28 @@ class _Run:
                     reasoning_tokens += 1
                 yield from self._numbered(self.builder.feed(ev.deltas))
             elif isinstance(ev, Done):
-                status = {"stop": "completed", "length": "incomplete"}.get(ev.reason, "cancelled")
-                yield from self._numbered(self.builder.finish("completed" if status == "completed" else "incomplete"))
-                use = rp.usage(ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens, reasoning_tokens)
-                self._end(self._response(status, use=use, incomplete="max_output_tokens" if status == "incomplete" else None,
-                                         completed_at=now() if status == "completed" else None))
-                kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(status)
-                if kind is not None:
-                    yield from self._numbered([{"type": kind, "response": self.final}])
+                yield from self._numbered(self._done(ev, reasoning_tokens))
             elif isinstance(ev, Failed):
-                self.error = from_engine(ev.error)
-                yield from self._numbered(self.builder.finish("incomplete"))
-                yield from self._numbered([{"type": "error", "code": self.error.code, "message": self.error.message,
-                                            "param": self.error.param}])
-                self._end(self._response("failed", use=None,
-                                         error=rp.error_object(self.error.status, self.error.message)))
-                yield from self._numbered([{"type": "response.failed", "response": self.final}])
+                yield from self._numbered(self._failed(from_engine(ev.error)))
+
+    def _done(self, ev: Done, reasoning_tokens: int) -> list[dict]:
+        # "length" is the output limit or the context filling up; the API names only the former,
+        # which is also the room the context left.
+        status = {"stop": "completed", "length": "incomplete"}.get(ev.reason, "cancelled")
+        events = self.builder.finish("completed" if status == "completed" else "incomplete")
+        use = rp.usage(ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens, reasoning_tokens)
+        self._end(self._response(status, use=use, incomplete="max_output_tokens" if status == "incomplete" else None,
+                                 completed_at=now() if status == "completed" else None))
+        if status == "cancelled":   # the client has gone
+            return events
+        return events + [{"type": f"response.{status}", "response": self.final}]
+
+    def _failed(self, error: ApiError) -> list[dict]:
+        self.error = error
+        events = self.builder.finish("incomplete")
+        events.append({"type": "error", "code": error.code, "message": error.message, "param": error.param})
+        self._end(self._response("failed", use=None, error=rp.error_object(error.status, error.message)))
+        return events + [{"type": "response.failed", "response": self.final}]
 
     def _end(self, final: dict) -> None:
         self.final = final
