@@ -217,6 +217,14 @@ def test_effort_needs_a_model_that_thinks(client):
     assert client.post("/v1/responses", json={**body, "reasoning": {"effort": "none"}}).status_code == 200
 
 
+def test_refusals_name_this_dialects_fields(client):
+    r = client.post("/v1/responses", json={"model": SMOL, "input": "x", "tools": [WEATHER],
+                                           "text": {"format": {"type": "json_object"}}})
+    assert r.status_code == 400 and r.get_json()["error"]["param"] == "text.format"
+    r = client.post("/v1/responses", json={"model": SMOL, "input": "word " * 3000})
+    assert r.status_code == 400 and r.get_json()["error"]["param"] == "input"
+
+
 def test_failure_after_the_first_byte_ends_the_stream_failed(client):
     # JSON cut off by the limit fails validation once generated: 422, or in a stream the
     # response.failed that follows an error event.

@@ -20,6 +20,7 @@ from tensorsharp.server.streaming import sse_event, sse_response
 
 bp = Blueprint("responses", __name__)
 _KEY = "tensorsharp.responses"
+_FIELDS = {"messages": "input", "response_format": "text.format"}   # chat's field names, as named here
 
 
 @bp.record_once
@@ -58,8 +59,12 @@ def create():
     session = previous.conversation if previous is not None else (rid if req.store else None)
     job = dataclasses.replace(req.job, messages=system + history + req.messages, images=images + req.images,
                               session=session)
-    gen = Generation(served, job, environ=request.environ)
-    gen.wait_started()
+    try:
+        gen = Generation(served, job, environ=request.environ)
+        gen.wait_started()
+    except ApiError as e:   # the shared checks name the chat dialect's fields
+        e.param = _FIELDS.get(e.param, e.param)
+        raise
     run = _Run(gen, req, rid, served.name, previous, store() if req.store else None)
     if req.stream:
         return sse_response((sse_event(e) for e in run.events()), on_close=gen.close)

@@ -1,7 +1,9 @@
 """Responses API input items read into chat turns, tools and options; refused requests name the field."""
 import pytest
 
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta, ToolCallDelta
 from tensorsharp.server.errors import ApiError
+from tensorsharp.server.protocol.responses_events import OutputBuilder
 from tensorsharp.server.protocol.responses import as_turns, item_list, parse_request
 
 SMOL = "smollm2-135m"
@@ -72,3 +74,15 @@ def test_input_item_pages():
     assert [i["id"] for i in page["data"]] == ["i4"] and not page["has_more"]
     with pytest.raises(ApiError):
         item_list(items, 2, "asc", "nope")
+
+
+def test_output_items_sent_back_as_input_make_the_same_turns():
+    # Clients that keep the conversation themselves send a response's output items back as input.
+    b = OutputBuilder(summary=True)
+    b.feed([ThinkingDelta("hmm"), ContentDelta("Let me look."), ToolCallDelta(0, "c1", "get_weather", "{}")])
+    b.finish("completed")
+    req = parse_request({"model": SMOL, "input": [{"role": "user", "content": "Weather?"}, *b.output,
+                                                  {"type": "function_call_output", "call_id": "c1", "output": "18"}]})
+    assert req.messages[1:] == as_turns(b.output) + [
+        {"role": "tool", "tool_call_id": "c1", "content": "18", "name": "get_weather"}]
+    assert [i["id"] for i in req.items[1:4]] == [i["id"] for i in b.output]
