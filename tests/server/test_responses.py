@@ -217,6 +217,23 @@ def test_effort_needs_a_model_that_thinks(client):
     assert client.post("/v1/responses", json={**body, "reasoning": {"effort": "none"}}).status_code == 200
 
 
+def test_logprobs_when_included(client):
+    body = {"model": SMOL, "input": "What is 2+3?", "max_output_tokens": 6, "top_logprobs": 2,
+            "include": ["message.output_text.logprobs"]}
+    r = client.post("/v1/responses", json=body).get_json()
+    part = r["output"][0]["content"][0]
+    assert len(part["logprobs"]) == r["usage"]["output_tokens"] and r["top_logprobs"] == 2
+    assert "".join(lp["token"] for lp in part["logprobs"]) == part["text"]
+    assert all(len(lp["top_logprobs"]) == 2 and lp["logprob"] <= 0 for lp in part["logprobs"])
+    events = sse_events(client.post("/v1/responses", json={**body, "stream": True}).data)
+    streamed = [lp for e in events if e["type"] == "response.output_text.delta" for lp in e["logprobs"]]
+    assert streamed == events[-1]["response"]["output"][0]["content"][0]["logprobs"]
+    # The same tokens; their logprobs differ in the last digits once the prompt is cached (issue 19.7).
+    assert [lp["token"] for lp in streamed] == [lp["token"] for lp in part["logprobs"]]
+    del body["include"]
+    assert client.post("/v1/responses", json=body).get_json()["output"][0]["content"][0]["logprobs"] == []
+
+
 def test_refusals_name_this_dialects_fields(client):
     r = client.post("/v1/responses", json={"model": SMOL, "input": "x", "tools": [WEATHER],
                                            "text": {"format": {"type": "json_object"}}})

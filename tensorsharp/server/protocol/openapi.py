@@ -102,6 +102,7 @@ RESPONSES = _obj({
     "reasoning": _obj({"effort": {"type": "string", "enum": list(EFFORTS)},
                        "summary": {"type": "string", "enum": list(SUMMARIES)}}),
     "metadata": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 512}, "maxProperties": 16},
+    "include": {"type": "array", "items": STR}, "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
     "user": STR}, ("model", "input"))
 OLLAMA_GENERATE = _obj({"model": STR, "prompt": STR, "system": STR, "raw": BOOL, "stream": BOOL, "format": FORMAT,
                         "options": OLLAMA_OPTIONS, "think": THINK,

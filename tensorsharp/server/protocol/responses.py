@@ -13,6 +13,7 @@ from tensorsharp.server.protocol.openai import image_from_url, sampling_params
 MESSAGE_ROLES = ("user", "system", "developer", "assistant")
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 SUMMARIES = ("auto", "concise", "detailed")
+LOGPROBS = "message.output_text.logprobs"   # the `include` entry asking for them
 ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
 
@@ -33,6 +34,8 @@ class ResponsesRequest:
     stream: bool
     store: bool
     summary: bool                   # reasoning.summary asked for: reasoning is also given as the summary
+    logprobs: bool                  # include holds "message.output_text.logprobs"
+    top_logprobs: int               # alternatives given beside each token's logprob
     settings: dict = field(default_factory=dict)   # what the response object repeats of the request
 
 
@@ -261,7 +264,12 @@ def parse_request(body: dict) -> ResponsesRequest:
     shown_format, fmt = _text_format(f)
     shown_reasoning, think, summary = _reasoning(f)
     max_tokens = f.int("max_output_tokens", lo=1)
-    sampling = sampling_params(f, 0)
+    include = f.list("include") or []
+    if not all(isinstance(v, str) for v in include):
+        raise ApiError(400, "'include' must be an array of strings", param="include")
+    logprobs = LOGPROBS in include   # the other includables name outputs this server does not make
+    top = f.int("top_logprobs", 0, lo=0, hi=20)
+    sampling = sampling_params(f, max(top, 1) if logprobs else 0)
     # A forced reply holds one call unless the client asks for several: a small model repeats a
     # forced call until the limit (as in the chat route); the response says which was applied.
     parallel = f.bool("parallel_tool_calls", False)
@@ -273,9 +281,9 @@ def parse_request(body: dict) -> ResponsesRequest:
                 "parallel_tool_calls": parallel, "previous_response_id": previous, "reasoning": shown_reasoning,
                 "store": f.bool("store", True), "temperature": sampling.temperature, "text": {"format": shown_format},
                 "tool_choice": shown_choice, "tools": given_tools, "top_p": sampling.top_p,
-                "truncation": "disabled", "user": f.str("user"), "background": False}
+                "truncation": "disabled", "user": f.str("user"), "background": False, "top_logprobs": top}
     return ResponsesRequest(model, items, messages, images, job, instructions, previous, f.bool("stream", False),
-                            settings["store"], summary, settings)
+                            settings["store"], summary, logprobs, top, settings)
 
 
 # -- output ----------------------------------------------------------------------------------------
@@ -300,13 +308,13 @@ def error_object(status: int, message: str) -> dict:
     return {"code": "invalid_prompt" if 400 <= status < 500 else "server_error", "message": message}
 
 
-def message_item(item_id: str, text: str, status: str) -> dict:
+def message_item(item_id: str, text: str, status: str, logprobs: list | None = None) -> dict:
     return {"id": item_id, "type": "message", "status": status, "role": "assistant",
-            "content": [text_part(text)]}
+            "content": [text_part(text, logprobs)]}
 
 
-def text_part(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text: str, logprobs: list | None = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
 def reasoning_item(item_id: str, text: str, summary: bool, status: str) -> dict:

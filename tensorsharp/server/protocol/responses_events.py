@@ -8,14 +8,18 @@ from tensorsharp.server.protocol import responses as rp
 
 
 class OutputBuilder:
-    """Feed it each token's reply deltas, then finish(); `output` holds the finished items."""
+    """Feed it each token's reply deltas (and its logprob entry, when asked for), then finish();
+    `output` holds the finished items."""
 
     def __init__(self, summary: bool):
         self.summary = summary      # reasoning streams as summary_text, else as reasoning_text
         self.output: list[dict] = []
-        self._open: dict | None = None    # {"kind", "id", "text" (pieces), + call fields}
+        self._open: dict | None = None    # {"kind", "id", "text" (pieces), "logprobs", + call fields}
+        self._held: list[dict] = []       # logprobs of tokens whose text the parser still holds back
 
-    def feed(self, deltas: list) -> list[dict]:
+    def feed(self, deltas: list, logprob: dict | None = None) -> list[dict]:
+        if logprob is not None:
+            self._held.append(logprob)
         events = []
         for d in deltas:
             if isinstance(d, (ContentDelta, ThinkingDelta)) and d.text:
@@ -28,6 +32,8 @@ class OutputBuilder:
                 if d.arguments:
                     self._open["text"].append(d.arguments)
                     events.append(self._event("response.function_call_arguments.delta", delta=d.arguments))
+        if any(not isinstance(d, ContentDelta) for d in deltas):   # held tokens became reasoning or a call
+            self._held = []
         return events
 
     def finish(self, status: str) -> list[dict]:
@@ -43,7 +49,7 @@ class OutputBuilder:
         return self._close("completed") + self._add(kind)
 
     def _add(self, kind: str, **call) -> list[dict]:
-        self._open = {"kind": kind, "id": rp.new_id(rp.ITEM_PREFIX[kind]), "text": [], **call}
+        self._open = {"kind": kind, "id": rp.new_id(rp.ITEM_PREFIX[kind]), "text": [], "logprobs": [], **call}
         events = [self._event("response.output_item.added", item=self._item("in_progress", empty=True))]
         if kind == "message":
             events.append(self._text_event("response.content_part.added", part=rp.text_part("")))
@@ -56,10 +62,10 @@ class OutputBuilder:
     def _close(self, status: str) -> list[dict]:
         if self._open is None:
             return []
-        kind, text = self._open["kind"], "".join(self._open["text"])
+        kind, text, logprobs = self._open["kind"], "".join(self._open["text"]), self._open["logprobs"]
         if kind == "message":
-            events = [self._text_event("response.output_text.done", text=text, logprobs=[]),
-                      self._text_event("response.content_part.done", part=rp.text_part(text))]
+            events = [self._text_event("response.output_text.done", text=text, logprobs=logprobs),
+                      self._text_event("response.content_part.done", part=rp.text_part(text, logprobs))]
         elif kind == "reasoning" and self.summary:
             events = [self._summary_event("response.reasoning_summary_text.done", text=text),
                       self._summary_event("response.reasoning_summary_part.done", part=_summary_part(text))]
@@ -79,7 +85,7 @@ class OutputBuilder:
         o = self._open
         text = "" if empty else "".join(o["text"])
         if o["kind"] == "message":
-            item = rp.message_item(o["id"], text, status)
+            item = rp.message_item(o["id"], text, status, o["logprobs"])
             if empty:
                 item["content"] = []
             return item
@@ -109,7 +115,9 @@ class OutputBuilder:
         """Text added to the open message or reasoning item."""
         self._open["text"].append(text)
         if self._open["kind"] == "message":
-            return self._text_event("response.output_text.delta", delta=text, logprobs=[])
+            taken, self._held = self._held, []
+            self._open["logprobs"] += taken
+            return self._text_event("response.output_text.delta", delta=text, logprobs=taken)
         if self.summary:
             return self._summary_event("response.reasoning_summary_text.delta", delta=text)
         return self._text_event("response.reasoning_text.delta", delta=text)

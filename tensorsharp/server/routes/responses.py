@@ -13,7 +13,7 @@ from tensorsharp.server.app import body, json_response, state
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
 from tensorsharp.server.protocol import responses as rp
-from tensorsharp.server.protocol.openai import now
+from tensorsharp.server.protocol.openai import now, token_logprob
 from tensorsharp.server.protocol.responses_events import OutputBuilder
 from tensorsharp.server.response_store import ResponseStore, Stored
 from tensorsharp.server.streaming import sse_event, sse_response
@@ -65,7 +65,7 @@ def create():
     except ApiError as e:   # the shared checks name the chat dialect's fields
         e.param = _FIELDS.get(e.param, e.param)
         raise
-    run = _Run(gen, req, rid, served.name, previous, store() if req.store else None)
+    run = _Run(gen, req, rid, served, previous, store() if req.store else None)
     if req.stream:
         return sse_response((sse_event(e) for e in run.events()), on_close=gen.close)
     for _ in run.events():
@@ -79,9 +79,10 @@ class _Run:
     """One response being generated: its events, numbered, ending in the final response object,
     which is stored (when asked) before the last event is sent."""
 
-    def __init__(self, gen: Generation, req: rp.ResponsesRequest, rid: str, model: str, previous: Stored | None,
+    def __init__(self, gen: Generation, req: rp.ResponsesRequest, rid: str, served, previous: Stored | None,
                  kept: ResponseStore | None):
-        self.gen, self.req, self.rid, self.model, self.previous, self.kept = gen, req, rid, model, previous, kept
+        self.gen, self.req, self.rid, self.previous, self.kept = gen, req, rid, previous, kept
+        self.model, self.tokenizer = served.name, served.tokenizer
         self.created_at = now()
         self.builder = OutputBuilder(req.summary)
         self.final: dict | None = None
@@ -106,7 +107,10 @@ class _Run:
             if isinstance(ev, Output):
                 if ev.token is not None and any(isinstance(d, ThinkingDelta) for d in ev.deltas):
                     reasoning_tokens += 1
-                yield from self._numbered(self.builder.feed(ev.deltas))
+                lp = None
+                if self.req.logprobs and ev.token is not None:
+                    lp = token_logprob(self.tokenizer, ev.token, self.req.top_logprobs)
+                yield from self._numbered(self.builder.feed(ev.deltas, lp))
             elif isinstance(ev, Done):
                 yield from self._numbered(self._done(ev, reasoning_tokens))
             elif isinstance(ev, Failed):

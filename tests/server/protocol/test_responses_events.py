@@ -59,3 +59,18 @@ def test_a_reply_with_nothing_is_one_empty_message():
     events = b.finish("completed")
     assert [i["type"] for i in b.output] == ["message"] and b.output[0]["content"][0]["text"] == ""
     assert [e["type"] for e in events][0] == "response.output_item.added"
+
+
+def test_logprobs_go_with_the_message_text_they_made():
+    lp = [{"token": str(n), "logprob": -n, "bytes": [], "top_logprobs": []} for n in range(5)]
+    b = OutputBuilder(False)
+    events = b.feed([ThinkingDelta("hmm")], lp[0])           # reasoning: no message logprob
+    events += b.feed([], lp[1])                              # held back...
+    events += b.feed([ContentDelta("ab")], lp[2])            # ...then out with this token's text
+    events += b.feed([], lp[3])
+    events += b.feed([ToolCallDelta(0, "c", "f", "{}")], lp[4])   # held text that became a call
+    events += b.finish("completed")
+    deltas = [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == [lp[1:3]] and b.output[1]["content"][0]["logprobs"] == lp[1:3]
+    (done,) = [e for e in events if e["type"] == "response.output_text.done"]
+    assert done["logprobs"] == lp[1:3]
