@@ -203,11 +203,18 @@ def test_reasoning_items(client, thinks, summary):
     assert events[-1]["response"]["output"] == [e["item"] for e in events if e["type"] == "response.output_item.done"]
 
 
-def test_follow_up_carries_reasoning_and_calls_into_the_prompt(client, thinks):
+def test_follow_up_carries_reasoning_and_calls_into_the_prompt(client, thinks, monkeypatch):
     r = client.post("/v1/responses", json={"model": SMOL, "input": "Weather?", "max_output_tokens": 4}).get_json()
     follow = client.post("/v1/responses", json={"model": SMOL, "previous_response_id": r["id"], "input": [
         {"type": "function_call_output", "call_id": "call_1", "output": RESULT}], "max_output_tokens": 2})
     assert follow.status_code == 200 and follow.get_json()["usage"]["input_tokens_details"]["cached_tokens"] > 0
+    # The result is named after the stored call it answers (templates may show it).
+    shown = []
+    monkeypatch.setattr(generation, "prompt_text", lambda served, job: shown.append(job.messages) or "Hi")
+    client.post("/v1/responses", json={"model": SMOL, "previous_response_id": r["id"], "input": [
+        {"type": "function_call_output", "call_id": "call_1", "output": RESULT}], "max_output_tokens": 1})
+    assert shown[0][-1] == {"role": "tool", "tool_call_id": "call_1", "content": RESULT, "name": "get_weather"}
+    assert shown[0][-2]["tool_calls"][0]["id"] == "call_1"
 
 
 def test_effort_needs_a_model_that_thinks(client):

@@ -112,7 +112,6 @@ def read_input(f: Fields) -> tuple[list[dict], list[dict], list[Image]]:
         raise ApiError(400, "'input' must be a string or a non-empty array of input items", param="input")
     items, turns, images = [], [], []
     reasoning = ""          # a reasoning item belongs to the assistant turn that follows it
-    call_names = {}         # call_id -> function name, for the tool turn that answers it
     for i, raw in enumerate(value):
         item = Fields(raw, f"input[{i}]")
         kind = item.str("type", "message")
@@ -128,10 +127,9 @@ def read_input(f: Fields) -> tuple[list[dict], list[dict], list[Image]]:
             call_id, name = item.str("call_id", required=True), item.str("name", required=True)
             arguments = item.str("arguments", required=True)
             listed = {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
-            call_names[call_id] = name
             call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
             last = turns[-1] if turns else None
-            if last is None or last["role"] != "assistant" or "tool_call_id" in last:
+            if last is None or last["role"] != "assistant":
                 last = {"role": "assistant", "content": ""}
                 turns.append(last)
             if reasoning:
@@ -141,10 +139,7 @@ def read_input(f: Fields) -> tuple[list[dict], list[dict], list[Image]]:
             call_id = item.str("call_id", required=True)
             output = _output_text(item)
             listed = {"type": "function_call_output", "call_id": call_id, "output": output}
-            turn = {"role": "tool", "tool_call_id": call_id, "content": output}
-            if call_id in call_names:
-                turn["name"] = call_names[call_id]
-            turns.append(turn)
+            turns.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
             reasoning = _reasoning_text(item)
             listed = {"type": "reasoning", "summary": item.list("summary") or [], "content": item.list("content") or []}
@@ -155,7 +150,17 @@ def read_input(f: Fields) -> tuple[list[dict], list[dict], list[Image]]:
         if kind != "reasoning":
             listed["status"] = "completed"
         items.append(listed)
+    name_results(turns, turns)
     return items, turns, images
+
+
+def name_results(turns: list[dict], conversation: list[dict]) -> None:
+    """Gives each tool turn the name of the call it answers, from the calls in conversation
+    (templates that show a result's function take it from there)."""
+    names = {c["id"]: c["function"]["name"] for t in conversation for c in t.get("tool_calls", ())}
+    for t in turns:
+        if t["role"] == "tool" and t["tool_call_id"] in names:
+            t.setdefault("name", names[t["tool_call_id"]])
 
 
 # -- options ---------------------------------------------------------------------------------------

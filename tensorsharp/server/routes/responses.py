@@ -53,6 +53,7 @@ def create():
             raise ApiError(404, f"Previous response with id '{req.previous_response_id}' not found.",
                            param="previous_response_id", code="previous_response_not_found")
     history, images = previous.history() if previous is not None else ([], [])
+    rp.name_results(req.messages, history)   # results of the calls the previous response made
     system = [{"role": "system", "content": req.instructions}] if req.instructions else []
     rid = rp.new_id("resp")
     # Every turn of a stored conversation asks for the same KV slot, which holds its prefix.
