@@ -160,15 +160,15 @@ class ChatTemplate:
         eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
         return cls(source, bos, eos, builtin)
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None,
-               enable_thinking: bool | None = None) -> str:
+    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None, **variables) -> str:
+        """variables: more template variables (a thinking switch such as enable_thinking); one
+        that is None is left undefined, so the template's default holds."""
         context = {"messages": [_with_object_arguments(m) for m in messages],
                    "add_generation_prompt": add_generation_prompt,
                    "bos_token": self.bos_token, "eos_token": self.eos_token}
         if tools:
             context["tools"] = tools
-        if enable_thinking is not None:
-            context["enable_thinking"] = enable_thinking
+        context.update((k, v) for k, v in variables.items() if v is not None)
         token = _deadline.set(time.monotonic() + RENDER_SECONDS)
         try:
             text = self._render(context)
