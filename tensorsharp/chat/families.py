@@ -190,8 +190,9 @@ def _fold_system(messages: list[dict]) -> list[dict]:
 def _template_variables(src: str) -> set[str]:
     """The variables the template reads from its caller (an unparsable one reads none: it fails
     when rendered, with its own error)."""
+    env = jinja2.Environment(extensions=["jinja2.ext.loopcontrols"])
     try:
-        return jinja2.meta.find_undeclared_variables(jinja2.Environment(extensions=["jinja2.ext.loopcontrols"]).parse(src))
+        return jinja2.meta.find_undeclared_variables(env.parse(src))
     except jinja2.TemplateSyntaxError:
         return set()
 

@@ -154,3 +154,58 @@ def test_family_resolution(name):
     assert fmt.supports_thinking == (switch is not None)
     assert fmt.reasoning_markers == (("<think>", "</think>"),)
     assert fmt.supports_tools
+
+
+_ARGS = '{"city": "Paris"}'
+# template name -> a reply in the family's own call syntax, with reasoning where the family has it:
+# (generated text, think) -> (content, thinking)
+REPLIES = {
+    "meta-llama-Llama-3.1-8B-Instruct": ['{"name": "get_weather", "parameters": ' + _ARGS + '}', None, "", ""],
+    "meta-llama-Llama-3.2-3B-Instruct": ['<|python_tag|>{"name": "get_weather", "parameters": ' + _ARGS + '}', None,
+                                         "", ""],
+    "meta-llama-Llama-3.3-70B-Instruct": ['Checking.<|python_tag|>{"name": "get_weather", "parameters": ' + _ARGS + '}',
+                                          None, "Checking.", ""],
+    "microsoft-Phi-3.5-mini-instruct": ['{"name": "get_weather", "arguments": ' + _ARGS + '}', None, "", ""],
+    "phi-4": ['```json\n{"name": "get_weather", "arguments": ' + _ARGS + '}\n```', None, "", ""],
+    "google-gemma-2-2b-it": ['<tool_call>\n{"name": "get_weather", "arguments": ' + _ARGS + '}\n</tool_call>', None,
+                             "", ""],
+    "HuggingFaceTB-SmolLM3-3B": ['<think>\nThe user wants the weather.\n</think>\n<tool_call>\n{"name": "get_weather", '
+                                 '"arguments": ' + _ARGS + '}\n</tool_call>', None, "", "The user wants the weather."],
+    "ibm-granite-granite-3.3-2B-Instruct": ['<think>I need the weather.</think><|tool_call|>[{"name": "get_weather", '
+                                            '"arguments": ' + _ARGS + '}]', True, "", "I need the weather."],
+    "ibm-granite-granite-4.0": ['<tool_call>\n{"name": "get_weather", "arguments": ' + _ARGS + '}\n</tool_call>', None,
+                                "", ""],
+    "ibm-granite-granite-4.1": ['Let me look.\n<tool_call>\n{"name": "get_weather", "arguments": ' + _ARGS
+                                + '}\n</tool_call>', None, "Let me look.", ""],
+}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_reply_in_the_familys_syntax_parses_whole_and_streamed(name, parse):
+    """After the family's real prompt, the family's reply splits into content, thinking and the call,
+    fed whole, one character and one token at a time."""
+    text, think, content, thinking = REPLIES[name]
+    src = llama_convert.chat_template(name)
+    fmt = chat_format({"general.architecture": FAMILIES[name][0]}, src)
+    prompt = fmt.render(ChatTemplate(src, BOS, EOS), CONVERSATIONS["tools"][0], [WEATHER], think)
+    got = parse(lambda: fmt.make_parser([WEATHER], think=think, prompt=prompt), text)
+    assert (got.content, got.thinking, got.calls) == (content, thinking, [("get_weather", _ARGS)])
+
+
+def test_smollm3_no_think_prompt_and_switch_in_the_system_message():
+    src = llama_convert.chat_template("HuggingFaceTB-SmolLM3-3B")
+    fmt = chat_format({"general.architecture": "smollm3"}, src)
+    template = ChatTemplate(src)
+    user = {"role": "user", "content": "Hi"}
+    off = fmt.render(template, [user], think=False)
+    assert "Reasoning Mode: /no_think" in off and off.endswith("<think>\n\n</think>\n")
+    assert not fmt.starts_in_thinking(off)
+    # "/no_think" in the system message wins over the default, and is taken out of it.
+    switched = fmt.render(template, [{"role": "system", "content": "Be brief. /no_think"}, user])
+    assert "Reasoning Mode: /no_think" in switched and "Be brief.\n\n" in switched and "Be brief. /no_think" not in switched
+    on = fmt.render(template, [user])
+    assert "Reasoning Mode: /think" in on and on.endswith("<|im_start|>assistant\n")
+    parser = fmt.make_parser(think=False, prompt=off)
+    parser.feed("Hello!")
+    parser.finish()
+    assert (parser.content, parser.thinking) == ("Hello!", "")
