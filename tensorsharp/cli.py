@@ -49,6 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"available isas: {', '.join(kernels.available_isas())}")
     print(f"cpus:           {os.cpu_count()} ({usable} usable)")
     print(f"architectures:  {', '.join(sorted(ARCHITECTURES))}")
+    print(f"quant types:    {', '.join(kernels.SUPPORTED_TYPES)}")
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")
     print(f"context:        {opts.n_ctx or 'model default'}")
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the model; '{config.NO_MMPROJ}': none)")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("info", help="show version, kernel ISA, CPU and supported architectures")
+    p = sub.add_parser("info", help="show version, kernel ISA, CPU, supported architectures and quant types")
     p.set_defaults(func=_cmd_info)
     return parser
 
