@@ -21,6 +21,8 @@ _TOOLS_VARIABLE = re.compile(r"\btools\b")
 # The variables through which a template's caller turns reasoning on or off: Qwen3 and SmolLM3
 # read enable_thinking, Granite 3.3 reads thinking.
 THINKING_VARIABLES = ("enable_thinking", "thinking")
+# Granite 3.3's thinking prompt asks for "<think></think>" and then "<response></response>".
+GRANITE_ANSWER = ("<response>", "</response>")
 # Architectures trained on the Hermes <tool_call> form whose GGUF templates may not lay out tools
 # (llama.cpp's copy of SmolLM3's template leaves out its tools section).
 _HERMES_ARCHITECTURES = ("smollm3",)
@@ -33,6 +35,7 @@ class ChatFormat:
     supports_thinking: bool
     reasoning_markers: tuple[tuple[str, str], ...]  # (opening, closing) pairs
     thinking_variables: tuple[str, ...] = ()  # of THINKING_VARIABLES, those the template reads
+    answer_markers: tuple[str, str] | None = None  # what wraps the answer after reasoning (Granite 3.3)
     system_role: bool = True  # False: the template refuses system messages (Gemma 2 raises)
 
     @property
@@ -84,14 +87,15 @@ class ChatFormat:
         new_id makes tool-call ids (default "call_" + random hex). calls_only: the output is
         constrained to tool calls (tool_choice required or named)."""
         reasoning = ReasoningSplitter(self.reasoning_markers, in_thinking=self.starts_in_thinking(prompt),
-                                      keep=think is not False)
+                                      keep=think is not False, answer=self.answer_markers)
         return OutputParser(reasoning, self.family.parser(new_id) if tools else None, calls_only=calls_only)
 
     def parser_markers(self, tools: bool) -> tuple[str, ...]:
         """The strings a request's parser looks for in the generated text: the reasoning markers,
         and the tool-call markers when tools are offered. A vocabulary may hold them as control
         tokens, which the decoder must then render (see Tokenizer.control_ids)."""
-        reasoning = tuple(m for pair in self.reasoning_markers for m in pair)
+        pairs = self.reasoning_markers + ((self.answer_markers,) if self.answer_markers else ())
+        reasoning = tuple(m for pair in pairs for m in pair)
         return reasoning + (self.family.markers if tools else ())
 
     def starts_in_thinking(self, prompt: str) -> bool:
@@ -240,4 +244,5 @@ def chat_format(metadata: dict, template_source: str | None, tool_format: str | 
                       supports_thinking=bool(markers or switches),
                       reasoning_markers=markers or (THINK,),
                       thinking_variables=switches,
+                      answer_markers=GRANITE_ANSWER if "".join(GRANITE_ANSWER) in src else None,
                       system_role=_takes_system_role(src))

@@ -153,6 +153,7 @@ def test_family_resolution(name):
     assert fmt.thinking_variables == ((switch,) if switch else ())
     assert fmt.supports_thinking == (switch is not None)
     assert fmt.reasoning_markers == (("<think>", "</think>"),)
+    assert fmt.answer_markers == (("<response>", "</response>") if name.startswith("ibm-granite-granite-3") else None)
     assert fmt.supports_tools
 
 

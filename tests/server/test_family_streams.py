@@ -24,22 +24,30 @@ ASK = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "
 ARGS = {"city": "Paris"}
 CALL = '"get_weather", "{key}": {{"city": "Paris"}}'
 
-# template name -> (architecture, the family's reply, content, thinking)
+ARCHITECTURES = {"meta-llama-Llama-3.2-3B-Instruct": "llama", "ibm-granite-granite-3.3-2B-Instruct": "granite",
+                 "ibm-granite-granite-4.0": "granite", "HuggingFaceTB-SmolLM3-3B": "smollm3",
+                 "google-gemma-2-2b-it": "gemma2", "phi-4": "phi3"}
+GET_WEATHER = [("get_weather", ARGS)]
+# case -> (template, think, tools offered, the family's reply, content, thinking, calls)
 REPLIES = {
-    "meta-llama-Llama-3.2-3B-Instruct": (
-        "llama", 'Checking.<|python_tag|>{"name": ' + CALL.format(key="parameters") + "}", "Checking.", ""),
-    "ibm-granite-granite-3.3-2B-Instruct": (
-        "granite", '<think>I need the weather.</think><|tool_call|>[{"name": ' + CALL.format(key="arguments") + "}]",
-        "", "I need the weather."),
-    "ibm-granite-granite-4.0": (
-        "granite", '<tool_call>\n{"name": ' + CALL.format(key="arguments") + "}\n</tool_call>", "", ""),
-    "HuggingFaceTB-SmolLM3-3B": (
-        "smollm3", '<think>\nThe user wants the weather.\n</think>\n<tool_call>\n{"name": '
-        + CALL.format(key="arguments") + "}\n</tool_call>", "", "The user wants the weather."),
-    "google-gemma-2-2b-it": (
-        "gemma2", 'I will look.\n<tool_call>\n{"name": ' + CALL.format(key="arguments") + "}\n</tool_call>",
-        "I will look.", ""),
-    "phi-4": ("phi3", '{"name": ' + CALL.format(key="arguments") + "}", "", ""),
+    "llama3.2-python-tag": ("meta-llama-Llama-3.2-3B-Instruct", None, True,
+                            'Checking.<|python_tag|>{"name": ' + CALL.format(key="parameters") + "}",
+                            "Checking.", "", GET_WEATHER),
+    "granite3.3-call": ("ibm-granite-granite-3.3-2B-Instruct", None, True,
+                        '<|tool_call|>[{"name": ' + CALL.format(key="arguments") + "}]", "", "", GET_WEATHER),
+    "granite3.3-thinking": ("ibm-granite-granite-3.3-2B-Instruct", True, False,
+                            "<think>The tool said sunny.</think><response>It is sunny.</response>",
+                            "It is sunny.", "The tool said sunny.", []),
+    "granite4-call": ("ibm-granite-granite-4.0", None, True,
+                      '<tool_call>\n{"name": ' + CALL.format(key="arguments") + "}\n</tool_call>", "", "", GET_WEATHER),
+    "smollm3-thinking-call": ("HuggingFaceTB-SmolLM3-3B", None, True,
+                              '<think>\nThe user wants the weather.\n</think>\n<tool_call>\n{"name": '
+                              + CALL.format(key="arguments") + "}\n</tool_call>", "", "The user wants the weather.",
+                              GET_WEATHER),
+    "gemma2-taught-call": ("google-gemma-2-2b-it", None, True,
+                           'I will look.\n<tool_call>\n{"name": ' + CALL.format(key="arguments") + "}\n</tool_call>",
+                           "I will look.", "", GET_WEATHER),
+    "phi4-taught-call": ("phi-4", None, True, '{"name": ' + CALL.format(key="arguments") + "}", "", "", GET_WEATHER),
 }
 
 
@@ -74,7 +82,7 @@ def family(client, monkeypatch):
     def use(name, reply=None):
         src = llama_convert.chat_template(name)
         monkeypatch.setattr(served, "template", ChatTemplate(src, "<s>", "</s>"))
-        monkeypatch.setattr(served, "chat", chat_format({"general.architecture": REPLIES[name][0]}, src))
+        monkeypatch.setattr(served, "chat", chat_format({"general.architecture": ARCHITECTURES[name]}, src))
 
         def replaying(served, job, prompt):
             prompts.append(prompt)
@@ -134,17 +142,16 @@ def _webui(client, body, stream):
 DIALECTS = {"openai": _openai, "ollama": _ollama, "webui": _webui}
 
 
-@pytest.mark.parametrize("name", REPLIES)
-def test_family_reply_streams_in_every_dialect(client, family, name):
-    _, text, content, thinking = REPLIES[name]
+@pytest.mark.parametrize("case", REPLIES)
+def test_family_reply_streams_in_every_dialect(client, family, case):
+    name, think, offer, text, content, thinking, calls = REPLIES[case]
     prompts = family(name, text)
-    think = True if name.startswith("ibm-granite-granite-3") else None
-    body = {"messages": ASK, "tools": [WEATHER]}
+    body = {"messages": ASK, **({"tools": [WEATHER]} if offer else {})}
     for dialect, ask in DIALECTS.items():
-        switch = {"chat_template_kwargs": {"thinking": True}} if dialect == "openai" and think else {"think": think}
+        switch = {"chat_template_kwargs": {"thinking": think}} if dialect == "openai" and think else {"think": think}
         for stream in (True, False) if dialect != "webui" else (True,):
             got = ask(client, {**body, **switch}, stream)
-            assert got == (content, thinking, [("get_weather", ARGS)]), (dialect, stream)
+            assert got == (content, thinking, calls), (dialect, stream)
     # Every request rendered the family's own prompt (Gemma 2's with the system text folded in).
     assert len(set(prompts)) == 1 and "Be brief." in prompts[0]
 
@@ -152,11 +159,12 @@ def test_family_reply_streams_in_every_dialect(client, family, name):
 # (template, request fields for each switch state: the dialect's own words) -> what the prompt shows
 SWITCHED = {
     "HuggingFaceTB-SmolLM3-3B": ("Reasoning Mode: /think", "Reasoning Mode: /no_think"),
-    "ibm-granite-granite-3.3-2B-Instruct": ("Write your thoughts between <think></think>", None),
+    "ibm-granite-granite-3.3-2B-Instruct": ("write your response between <response></response>", None),
 }
 SWITCHES = {
     "openai": [({"reasoning_effort": "high"}, {"reasoning_effort": "none"}),
-               ({"chat_template_kwargs": {"enable_thinking": True}}, {"chat_template_kwargs": {"enable_thinking": False}}),
+               ({"chat_template_kwargs": {"enable_thinking": True}},
+                {"chat_template_kwargs": {"enable_thinking": False}}),
                ({"chat_template_kwargs": {"thinking": True}}, {"chat_template_kwargs": {"thinking": False}}),
                ({"think": True}, {"think": False})],
     "ollama": [({"think": "high"}, {"think": False}), ({"think": True}, {"think": False})],
