@@ -77,18 +77,20 @@ def _split_run_args(words: list[str]) -> tuple[str, str | None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tensorsharp.chat.output import chat_format
     from tensorsharp.chat.template import ChatTemplate
     from tensorsharp.llm import Model
 
     name, prompt = _split_run_args(args.words)
     model = Model(args.model or name, n_ctx=args.ctx, n_threads=args.threads)
     template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
+    chat = chat_format(model.gguf.metadata, template.source)   # renders as the server does
     messages = [{"role": "system", "content": args.system}] if args.system else []
     sampling = {"top_k": 40, "top_p": 0.9, "repeat_penalty": 1.1, "seed": args.seed}
 
     def answer(text: str) -> None:
         messages.append({"role": "user", "content": text})
-        ids = model.tokenize_prompt(template.render(messages))
+        ids = model.tokenize_prompt(chat.render(template, messages))
         if len(ids) >= model.n_ctx:
             raise TensorSharpError(f"the conversation is {len(ids)} tokens but the context holds {model.n_ctx}; "
                                    "start again, or give a larger --ctx")

@@ -102,6 +102,16 @@ def test_run_answers_until_the_model_stops_or_the_context_is_full(tmp_path):
     assert len(out.stdout.split()) > 20
 
 
+def test_run_gives_a_template_that_refuses_the_system_role_the_system_prompt_in_the_user_turn(tmp_path, env):
+    pytest.importorskip("torch")
+    from tensorsharp.testing import llama_convert, tiny_gguf
+
+    path = tiny_gguf.write_gguf(tiny_gguf.random_model(tiny_gguf.tiny_config("llama"), seed=1),
+                                tmp_path / "tiny.gguf", chat_template=llama_convert.chat_template("google-gemma-2-2b-it"))
+    r = _run(tmp_path, env, "run", str(path), "hi", "--system", "Be brief.", "--max-tokens", "2", "--threads", "1")
+    assert r.returncode == 0 and "System role not supported" not in r.stderr, r.stderr
+
+
 def test_serve_on_a_taken_port_fails_at_once_naming_it(tmp_path, env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
