@@ -7,9 +7,10 @@ import pytest
 
 from tensorsharp.chat.families import chat_format
 from tensorsharp.chat.template import ChatTemplate
+from tensorsharp.testing import llama_convert
 
+pytestmark = pytest.mark.hf
 pytest.importorskip("transformers", minversion="5")
-llama_convert = pytest.importorskip("tensorsharp.testing.llama_convert")
 
 BOS, EOS = "<s>", "</s>"
 WEATHER = {"type": "function", "function": {

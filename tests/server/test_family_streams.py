@@ -12,9 +12,8 @@ import pytest
 from tensorsharp.chat.families import chat_format
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.server import generation
+from tensorsharp.testing import llama_convert
 from tensorsharp.testing.server import ndjson_lines, sse_events
-
-llama_convert = pytest.importorskip("tensorsharp.testing.llama_convert")
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEATHER = {"type": "function", "function": {
