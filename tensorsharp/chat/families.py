@@ -206,12 +206,16 @@ def _takes_system_role(src: str) -> bool:
     probes its templates' capabilities: Gemma 2's template raises "System role not supported"."""
     if not src:
         return True
-    probe = "tensorsharp system probe"
+    probe, user = "tensorsharp system probe", {"role": "user", "content": "hi"}
     try:
-        prompt = ChatTemplate(src).render([{"role": "system", "content": probe}, {"role": "user", "content": "hi"}])
+        template = ChatTemplate(src)
+        template.render([user])
+    except TemplateError:
+        return True  # it fails without a system message too: the probe cannot tell
+    try:
+        return probe in template.render([{"role": "system", "content": probe}, user])
     except TemplateError:
         return False
-    return probe in prompt
 
 
 def detect_family(metadata: dict, template_source: str) -> str:

@@ -220,6 +220,8 @@ REFUSES_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('Syst
     ("{% for m in messages %}{% if m.role != 'system' %}{{ m.content }}{% endif %}{% endfor %}", False),  # drops it
     ("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}", True),
     (GEMMA_TEMPLATE, True),   # folds it itself
+    ("{{ raise_exception('needs a variable') }}", True),   # fails either way: nothing learned
+    ("{% generation %}", True),                           # does not parse (the model load says so)
 ])
 def test_system_role_is_probed(source, takes_it):
     assert chat_format({}, source).system_role == takes_it
