@@ -13,7 +13,7 @@ import jinja2.meta
 from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
-from tensorsharp.chat.template import ChatTemplate, TemplateError
+from tensorsharp.chat.template import EXTENSIONS, ChatTemplate, TemplateError
 from tensorsharp.chat.tool_parsers import Family, granite, hermes, llama3, mistral
 from tensorsharp.chat.tool_parsers.base import JsonCallParser, tool_response
 
@@ -194,7 +194,7 @@ def _fold_system(messages: list[dict]) -> list[dict]:
 def _template_variables(src: str) -> set[str]:
     """The variables the template reads from its caller (an unparsable one reads none: it fails
     when rendered, with its own error)."""
-    env = jinja2.Environment(extensions=["jinja2.ext.loopcontrols"])
+    env = jinja2.Environment(extensions=list(EXTENSIONS))
     try:
         return jinja2.meta.find_undeclared_variables(env.parse(src))
     except jinja2.TemplateSyntaxError:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import jinja2
+import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tensorsharp.errors import TensorSharpError
@@ -111,8 +112,23 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class GenerationTag(jinja2.ext.Extension):
+    """HF's {% generation %}…{% endgeneration %}, which marks the assistant's text for training
+    masks (SmolLM3's own template uses it): rendering keeps what it wraps."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+# What a chat template may use beyond plain Jinja, as HF's apply_chat_template allows.
+EXTENSIONS = ("jinja2.ext.loopcontrols", GenerationTag)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=list(EXTENSIONS))
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
