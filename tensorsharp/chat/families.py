@@ -37,6 +37,7 @@ class ChatFormat:
     thinking_variables: tuple[str, ...] = ()  # of THINKING_VARIABLES, those the template reads
     answer_markers: tuple[str, str] | None = None  # what wraps the answer after reasoning (Granite 3.3)
     system_role: bool = True  # False: the template refuses system messages (Gemma 2 raises)
+    xml_tools: bool = False  # the template reads the tools as `xml_tools` (SmolLM3's own template)
 
     @property
     def tool_family(self) -> str:
@@ -120,8 +121,11 @@ class ChatFormat:
         messages = self.messages_for_template(messages, tools)
         if not self.system_role:
             messages = _fold_system(messages)
-        tools = tools if self.template_renders_tools else None
-        return template.render(messages, tools=tools or None, **{name: think for name in self.thinking_variables})
+        tools = (tools if self.template_renders_tools else None) or None
+        variables = {name: think for name in self.thinking_variables}
+        if self.xml_tools:
+            variables["xml_tools"] = tools
+        return template.render(messages, tools=tools, **variables)
 
     def messages_for_template(self, messages: list[dict], tools: list | None) -> list[dict]:
         """The messages to render. Unchanged when the template lays out tools itself (or none are
@@ -242,11 +246,13 @@ def chat_format(metadata: dict, template_source: str | None, tool_format: str | 
     src = template_source or ""
     family = tool_parsers.family(tool_format or detect_family(metadata, src))
     markers = tuple(pair for pair in (THINK, MISTRAL_THINK) if pair[0] in src or pair[1] in src)
-    switches = tuple(name for name in THINKING_VARIABLES if name in _template_variables(src))
+    variables = _template_variables(src)
+    switches = tuple(name for name in THINKING_VARIABLES if name in variables)
     return ChatFormat(family=family,
-                      template_renders_tools=bool(_TOOLS_VARIABLE.search(src)),
+                      template_renders_tools=bool(_TOOLS_VARIABLE.search(src)) or "xml_tools" in variables,
                       supports_thinking=bool(markers or switches),
                       reasoning_markers=markers or (THINK,),
                       thinking_variables=switches,
                       answer_markers=GRANITE_ANSWER if "".join(GRANITE_ANSWER) in src else None,
-                      system_role=_takes_system_role(src))
+                      system_role=_takes_system_role(src),
+                      xml_tools="xml_tools" in variables)

@@ -211,3 +211,22 @@ def test_smollm3_no_think_prompt_and_switch_in_the_system_message():
     parser.feed("Hello!")
     parser.finish()
     assert (parser.content, parser.thinking) == ("Hello!", "")
+
+
+# SmolLM3's own template (not llama.cpp's copy) reads the tools as `xml_tools`, which HF callers
+# pass by that name; a template of that shape:
+XML_TOOLS = ("{% if xml_tools %}<tools>{% for t in xml_tools %}{{ t | string }}\n{% endfor %}</tools>\n"
+             "Call one inside <tool_call></tool_call>.\n{% endif %}"
+             "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.mark.parametrize("tools", [[WEATHER], None])
+def test_a_template_reading_xml_tools_gets_them_there(tools, hf_tokenizer):
+    fmt = chat_format({"general.architecture": "smollm3"}, XML_TOOLS)
+    assert (fmt.tool_family, fmt.template_renders_tools, fmt.xml_tools) == ("hermes", True, True)
+    messages = CONVERSATIONS["plain"][0]
+    ours = fmt.render(ChatTemplate(XML_TOOLS, BOS, EOS), messages, tools)
+    assert ours == hf_tokenizer.apply_chat_template(messages, chat_template=XML_TOOLS, tokenize=False,
+                                                    add_generation_prompt=True, xml_tools=tools)
+    assert ("get_weather" in ours) == bool(tools) and fmt.system_prompt_for_tools(tools) is None
