@@ -106,8 +106,9 @@ def test_run_gives_a_template_that_refuses_the_system_role_the_system_prompt_in_
     pytest.importorskip("torch")
     from tensorsharp.testing import llama_convert, tiny_gguf
 
+    gemma2 = llama_convert.chat_template("google-gemma-2-2b-it")
     path = tiny_gguf.write_gguf(tiny_gguf.random_model(tiny_gguf.tiny_config("llama"), seed=1),
-                                tmp_path / "tiny.gguf", chat_template=llama_convert.chat_template("google-gemma-2-2b-it"))
+                                tmp_path / "tiny.gguf", chat_template=gemma2)
     r = _run(tmp_path, env, "run", str(path), "hi", "--system", "Be brief.", "--max-tokens", "2", "--threads", "1")
     assert r.returncode == 0 and "System role not supported" not in r.stderr, r.stderr
 

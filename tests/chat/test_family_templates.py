@@ -204,7 +204,8 @@ def test_smollm3_no_think_prompt_and_switch_in_the_system_message():
     assert not fmt.starts_in_thinking(off)
     # "/no_think" in the system message wins over the default, and is taken out of it.
     switched = fmt.render(template, [{"role": "system", "content": "Be brief. /no_think"}, user])
-    assert "Reasoning Mode: /no_think" in switched and "Be brief.\n\n" in switched and "Be brief. /no_think" not in switched
+    assert "Reasoning Mode: /no_think" in switched
+    assert "Be brief.\n\n" in switched and "Be brief. /no_think" not in switched
     on = fmt.render(template, [user])
     assert "Reasoning Mode: /think" in on and on.endswith("<|im_start|>assistant\n")
     parser = fmt.make_parser(think=False, prompt=off)
