@@ -39,7 +39,7 @@ class ReasoningSplitter:
         self._inside = in_thinking  # where text goes if no opening marker comes first
         self._keep = keep
         self._answer = answer
-        self._answer_close = ""  # the closing marker still to drop, once the answer's opening was
+        self._answer_close = ""  # once the answer's opening was seen: its closing, still to drop
         self._state = _OPENING
         self._close = self._markers[0][1]
         self._buf = ""
