@@ -49,6 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"available isas: {', '.join(kernels.available_isas())}")
     print(f"cpus:           {os.cpu_count()} ({usable} usable)")
     print(f"architectures:  {', '.join(sorted(ARCHITECTURES))}")
+    print(f"quant types:    {', '.join(kernels.SUPPORTED_TYPES)}")
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")
     print(f"context:        {opts.n_ctx or 'model default'}")
@@ -76,18 +77,20 @@ def _split_run_args(words: list[str]) -> tuple[str, str | None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tensorsharp.chat.output import chat_format
     from tensorsharp.chat.template import ChatTemplate
     from tensorsharp.llm import Model
 
     name, prompt = _split_run_args(args.words)
     model = Model(args.model or name, n_ctx=args.ctx, n_threads=args.threads)
     template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
+    chat = chat_format(model.gguf.metadata, template.source)   # renders as the server does
     messages = [{"role": "system", "content": args.system}] if args.system else []
     sampling = {"top_k": 40, "top_p": 0.9, "repeat_penalty": 1.1, "seed": args.seed}
 
     def answer(text: str) -> None:
         messages.append({"role": "user", "content": text})
-        ids = model.tokenize_prompt(template.render(messages))
+        ids = model.tokenize_prompt(chat.render(template, messages))
         if len(ids) >= model.n_ctx:
             raise TensorSharpError(f"the conversation is {len(ids)} tokens but the context holds {model.n_ctx}; "
                                    "start again, or give a larger --ctx")
@@ -188,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the model; '{config.NO_MMPROJ}': none)")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("info", help="show version, kernel ISA, CPU and supported architectures")
+    p = sub.add_parser("info", help="show version, kernel ISA, CPU, supported architectures and quant types")
     p.set_defaults(func=_cmd_info)
     return parser
 

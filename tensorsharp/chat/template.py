@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import jinja2
+import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tensorsharp.errors import TensorSharpError
@@ -111,8 +112,23 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class GenerationTag(jinja2.ext.Extension):
+    """HF's {% generation %}…{% endgeneration %}, which marks the assistant's text for training
+    masks (SmolLM3's own template uses it): rendering keeps what it wraps."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+# What a chat template may use beyond plain Jinja, as HF's apply_chat_template allows.
+EXTENSIONS = ("jinja2.ext.loopcontrols", GenerationTag)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=list(EXTENSIONS))
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -160,15 +176,15 @@ class ChatTemplate:
         eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
         return cls(source, bos, eos, builtin)
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None,
-               enable_thinking: bool | None = None) -> str:
+    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None, **variables) -> str:
+        """variables: more template variables (a thinking switch such as enable_thinking); one
+        that is None is left undefined, so the template's default holds."""
         context = {"messages": [_with_object_arguments(m) for m in messages],
                    "add_generation_prompt": add_generation_prompt,
                    "bos_token": self.bos_token, "eos_token": self.eos_token}
         if tools:
             context["tools"] = tools
-        if enable_thinking is not None:
-            context["enable_thinking"] = enable_thinking
+        context.update((k, v) for k, v in variables.items() if v is not None)
         token = _deadline.set(time.monotonic() + RENDER_SECONDS)
         try:
             text = self._render(context)

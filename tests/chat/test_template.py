@@ -47,3 +47,11 @@ def test_sandbox_refuses_escapes(source):
 
 def test_tojson_keeps_non_ascii():
     assert ChatTemplate("{{ x | tojson }}")._template.render(x={"k": "é"}) == '{"k": "é"}'
+
+
+def test_hf_generation_tag_keeps_what_it_wraps():
+    # HF marks the assistant's text for training masks with it; a template using it must load.
+    source = ("{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}"
+              "{% endgeneration %}{% else %}[{{ m.content }}]{% endif %}{% endfor %}")
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert ChatTemplate(source).render(messages) == "[a]b"

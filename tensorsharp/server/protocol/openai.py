@@ -9,6 +9,7 @@ from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, IMAGE_MARKER, Image, Job
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
+from tensorsharp.chat.families import THINKING_VARIABLES
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -200,6 +201,11 @@ def parse_chat(body: dict) -> ChatRequest:
     if top and not logprobs:
         raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
     think = f.bool("think")   # the Ollama-style switch, which the API documents also accept here
+    # vLLM's and llama-server's way: template variables, of which the thinking switches are honoured.
+    variables = f.fields("chat_template_kwargs")
+    for name in THINKING_VARIABLES:
+        if variables is not None and variables.has(name):
+            think = variables.bool(name)
     effort = f.str("reasoning_effort")
     if effort is not None:
         think = effort != "none"

@@ -63,7 +63,8 @@ OPENAI_CHAT = _obj({
     "tool_choice": {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]},
                               _obj({"type": {"type": "string", "enum": ["function"]},
                                     "function": _obj({"name": STR}, ("name",))}, ("type", "function"))]},
-    "parallel_tool_calls": BOOL, **SAMPLING}, ("model", "messages"))
+    "parallel_tool_calls": BOOL, "chat_template_kwargs": _obj({"enable_thinking": BOOL, "thinking": BOOL}),
+    **SAMPLING}, ("model", "messages"))
 OPENAI_COMPLETION = _obj({
     "model": STR,
     "prompt": {"oneOf": [STR, {"type": "array", "items": STR}, {"type": "array", "items": {"type": "integer", "minimum": 0}},
