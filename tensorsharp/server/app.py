@@ -107,8 +107,8 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
     app.extensions["tensorsharp"] = State(model, Sessions(), Uploads(upload_dir or config.uploads_dir(), max_body),
                                           rules, web_root())
 
-    from tensorsharp.server.routes import embeddings, meta, ollama, openai, webui
-    for bp in (meta.bp, ollama.bp, openai.bp, embeddings.bp, webui.bp):
+    from tensorsharp.server.routes import embeddings, meta, ollama, openai, responses, webui
+    for bp in (meta.bp, ollama.bp, openai.bp, embeddings.bp, responses.bp, webui.bp):
         app.register_blueprint(bp)
 
     @app.before_request

@@ -45,7 +45,7 @@ def _seed(value: int | None) -> int | None:
     return None if value is None or value < 0 else value
 
 
-def _sampling(f: Fields, n_probs: int) -> SamplingParams:
+def sampling_params(f: Fields, n_probs: int) -> SamplingParams:
     bias = f.fields("logit_bias")
     logit_bias = {}
     if bias is not None:
@@ -68,7 +68,7 @@ def _sampling(f: Fields, n_probs: int) -> SamplingParams:
         n_probs=n_probs)
 
 
-def _image(url: str, name: str) -> Image:
+def image_from_url(url: str, name: str) -> Image:
     """An image_url's image: only inline data URIs (data:image/png;base64,...); nothing is fetched."""
     scheme, _, rest = url.partition(":")
     if scheme.lower() in ("http", "https"):
@@ -104,7 +104,7 @@ def _content(f: Fields, i: int) -> tuple[str, list[Image]]:
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str) or not url:
                 raise ApiError(400, f"'{part.name('image_url')}' must hold a url", param=part.name("image_url"))
-            images.append(_image(url, part.name("image_url")))
+            images.append(image_from_url(url, part.name("image_url")))
             texts.append(IMAGE_MARKER)
         else:
             raise ApiError(400, f"content part type {kind!r} is not supported", param=part.name("type"))
@@ -210,7 +210,7 @@ def parse_chat(body: dict) -> ChatRequest:
     if effort is not None:
         think = effort != "none"
     tools, tool_choice = _tools(f)
-    job = Job(messages=messages, max_tokens=max_tokens, sampling=_sampling(f, max(top, 1) if logprobs else 0),
+    job = Job(messages=messages, max_tokens=max_tokens, sampling=sampling_params(f, max(top, 1) if logprobs else 0),
               stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", False),
               think=think, format=_format(f), images=images, ignore_eos=f.bool("ignore_eos", False))
     return ChatRequest(model, job, stream, include_usage, n, logprobs, top)
@@ -233,7 +233,7 @@ def parse_completion(body: dict) -> CompletionRequest:
                        "in one request", param="prompt")
     logprobs = f.int("logprobs", lo=0, hi=5)
     job = Job(max_tokens=DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens,
-              sampling=_sampling(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop,
+              sampling=sampling_params(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop,
               ignore_eos=f.bool("ignore_eos", False))
     return CompletionRequest(model, prompts, job, stream, include_usage, n, logprobs, f.bool("echo", False))
 
