@@ -1,11 +1,13 @@
 """Ollama dialect: /api/generate and /api/chat requests, NDJSON chunks, and the model listings."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
+from tensorsharp.server.protocol import duration
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, Job, with_images
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
@@ -19,7 +21,8 @@ class Request:
     model: str
     job: Job
     stream: bool
-    empty: bool   # no prompt / messages: Ollama answers with a "load" response
+    empty: bool   # no prompt / messages: Ollama loads (or with keep_alive 0 unloads) and says so
+    keep_alive: float | None = None   # seconds the model stays loaded after this request; None: the default
 
 
 def _options(f: Fields | None) -> tuple[SamplingParams, int | None, int | None, list[str]]:
@@ -67,9 +70,18 @@ def _images(f: Fields, key: str = "images") -> list[Image]:
 
 def _job(f: Fields, **kw) -> Job:
     sampling, max_tokens, num_ctx, stop = _options(f.fields("options"))
-    f.raw("keep_alive")   # the one model stays loaded; accepted for compatibility
     return Job(max_tokens=max_tokens, sampling=sampling, stop=stop, n_ctx=num_ctx, think=_think(f),
                format=_format(f), **kw)
+
+
+def keep_alive(f: Fields) -> float | None:
+    value = f.raw("keep_alive")
+    if value is None:
+        return None
+    try:
+        return duration.seconds(value)
+    except ValueError as e:
+        raise ApiError(400, f"'keep_alive': {e}", param="keep_alive") from None
 
 
 def parse_generate(body: dict) -> Request:
@@ -85,13 +97,15 @@ def parse_generate(body: dict) -> Request:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": with_images(prompt, images)}]
         job = _job(f, messages=messages, images=images, reuse_prefix=False)
-    return Request(model, job, f.bool("stream", True), empty=not prompt and not images)
+    return Request(model, job, f.bool("stream", True), not prompt and not images, keep_alive(f))
 
 
 def parse_chat(body: dict) -> Request:
     f = Fields(body)
     model = f.str("model", required=True)
     messages, images = [], []
+    if f.list("messages", []) == []:   # Ollama's way to load or unload a model
+        return Request(model, _job(f, messages=[]), f.bool("stream", True), True, keep_alive(f))
     for _, m, role in f.messages(ROLES):
         attached = _images(m)
         msg = {"role": role, "content": with_images(m.str("content", ""), attached)}
@@ -104,7 +118,7 @@ def parse_chat(body: dict) -> Request:
         messages.append(msg)
     tools = f.list("tools") or None
     return Request(model, _job(f, messages=messages, tools=tools, images=images), f.bool("stream", True),
-                   empty=False)
+                   False, keep_alive(f))
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -166,8 +180,8 @@ def chat_final(model: str, message: dict, done, reason: str) -> dict:
     return {"model": model, "created_at": timestamp(), "message": message, "done": True, **metrics(done, reason)}
 
 
-def load_response(model: str, chat: bool) -> dict:
-    out = {"model": model, "created_at": timestamp(), "done": True, "done_reason": "load"}
+def load_response(model: str, chat: bool, unload: bool = False) -> dict:
+    out = {"model": model, "created_at": timestamp(), "done": True, "done_reason": "unload" if unload else "load"}
     if chat:
         out["message"] = {"role": "assistant", "content": ""}
     else:
@@ -175,26 +189,34 @@ def load_response(model: str, chat: bool) -> dict:
     return out
 
 
-def details(served) -> dict:
-    return {"parent_model": "", "format": "gguf", "family": served.architecture,
-            "families": [served.architecture], "parameter_size": served.parameter_size,
-            "quantization_level": served.quantization}
+def details(facts) -> dict:
+    return {"parent_model": "", "format": "gguf", "family": facts.architecture,
+            "families": [facts.architecture] if facts.architecture else [],
+            "parameter_size": facts.parameter_size, "quantization_level": facts.quantization}
 
 
-def _entry(served) -> dict:
-    digest = served.registry.sha256 if served.registry is not None else ""
-    return {"name": served.name, "model": served.name, "size": served.file_size, "digest": digest,
-            "details": details(served)}
+def _entry(spec, facts) -> dict:
+    return {"name": spec.name, "model": spec.name, "size": spec.file_size,
+            "digest": spec.digest or _digest(spec), "details": details(facts)}
 
 
-def tags(served) -> dict:
-    return {"models": [{**_entry(served), "modified_at": served.modified_at.isoformat()}]}
+def _digest(spec) -> str:
+    """A digest for a file the registry does not know: of its path, size and mtime (hashing
+    gigabytes for a listing would take seconds; clients only compare digests)."""
+    st = spec.path.stat()
+    return hashlib.sha256(f"{spec.path}:{spec.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
 
 
-def ps(served) -> dict:
-    # Loaded for the server's lifetime: "expires" far ahead, as Ollama shows keep_alive=-1.
-    expires = (datetime.now(timezone.utc) + timedelta(days=365 * 100)).isoformat()
-    return {"models": [{**_entry(served), "expires_at": expires, "size_vram": 0, "context_length": served.n_ctx}]}
+def tags(models: list) -> dict:
+    """models: (spec, facts) of every model served."""
+    return {"models": [{**_entry(spec, facts), "modified_at": spec.modified_at.isoformat()} for spec, facts in models]}
+
+
+def ps(loaded: list) -> dict:
+    """loaded: the pool's Loaded entries."""
+    return {"models": [{**_entry(e.served.spec, e.served.facts), "size": e.size,
+                        "expires_at": e.expiry().isoformat(), "size_vram": 0, "context_length": e.served.n_ctx}
+                       for e in loaded]}
 
 
 def show(served) -> dict:
@@ -206,5 +228,5 @@ def show(served) -> dict:
     return {"license": str(served.metadata.get("general.license", "")),
             "modelfile": f"# served by tensorsharp\nFROM {served.path}\n",
             "parameters": "\n".join(params), "template": served.template.source,
-            "details": details(served), "model_info": info, "capabilities": served.capabilities,
+            "details": details(served.facts), "model_info": info, "capabilities": served.capabilities,
             "modified_at": served.modified_at.isoformat()}
