@@ -68,9 +68,10 @@ class ModelPool:
     # -- requests ----------------------------------------------------------------------------------
     def acquire(self, spec: Spec) -> ServedModel:
         entry = self._loaded.get(spec.name)
-        if entry is None or entry.served.spec != spec:
-            if entry is not None and not entry.in_use:   # its manifest changed: load the new one
-                self._unload(entry)
+        if entry is not None and entry.served.spec != spec and not entry.in_use:
+            self._unload(entry)   # its name was given a new system prompt, template or file
+            entry = None
+        if entry is None:
             entry = self._load(spec)
         entry.in_use += 1
         entry.last_used = time.monotonic()
