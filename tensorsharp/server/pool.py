@@ -19,6 +19,7 @@ from typing import Callable
 import gevent
 from gevent.event import AsyncResult
 
+from tensorsharp.errors import TensorSharpError
 from tensorsharp.server.catalog import Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.model import ServedModel
@@ -135,7 +136,10 @@ class ModelPool:
             self._make_room(spec.name, need)
             self._loading[spec.name] = (result, need)
             t0 = time.monotonic()
-            served = gevent.get_hub().threadpool.apply(self._load_fn, (spec,))
+            try:
+                served = gevent.get_hub().threadpool.apply(self._load_fn, (spec,))
+            except TensorSharpError as e:   # a damaged or unsupported file: the client is told why
+                raise ApiError(500, f"model {spec.name} could not be loaded: {e}", code="load_failed") from None
             log.info("loaded %s in %.1f s (%d MB)", spec.name, time.monotonic() - t0, served.memory_bytes >> 20)
             entry = Loaded(served, served.memory_bytes, self.keep_alive)
             self._loaded[spec.name] = entry

@@ -1,10 +1,12 @@
 """The model pool over fake models: least recently used idle eviction within a count and a byte
 budget, models in use never evicted, one shared load per model, keep_alive expiry and unload."""
+import time
 from pathlib import Path
 
 import gevent
 import pytest
 
+from tensorsharp.errors import GGUFError
 from tensorsharp.server.catalog import Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.pool import ModelPool
@@ -36,8 +38,9 @@ class Loader:
         self.sizes, self.seconds, self.loads = sizes, seconds, []
 
     def __call__(self, s: Spec):
-        import time
         time.sleep(self.seconds)   # a worker thread: a real load blocks it the same way
+        if s.name.startswith("broken"):
+            raise GGUFError(f"{s.path.name}: unsupported architecture 'x'")
         self.loads.append(s.name)
         return FakeModel(s, self.sizes[s.name.split(":")[0]])
 
@@ -128,3 +131,15 @@ def test_unload_of_a_model_in_use_waits_for_its_request():
     p.release(held)
     assert names(p) == [] and held.closed
     assert not p.unload("a:latest")
+
+
+def test_a_failed_load_is_an_error_for_every_request_waiting_and_the_next_one_tries_again():
+    p, _ = pool({"broken": MB}, seconds=0.1)
+    waiting = [gevent.spawn(p.acquire, spec("broken")) for _ in range(3)]
+    gevent.joinall(waiting)
+    for g in waiting:
+        assert isinstance(g.exception, ApiError) and g.exception.status == 500
+        assert "broken:latest could not be loaded" in g.exception.message and "architecture" in g.exception.message
+    assert p.loaded() == [] and p.used_bytes() == 0
+    with pytest.raises(ApiError):
+        p.acquire(spec("broken"))
