@@ -174,7 +174,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     app.extensions["tensorsharp"] = State(catalog, pool, names[0], Sessions(),
                                           Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root())
 
-    state_ = app.extensions["tensorsharp"]
+    shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
     from tensorsharp.server.routes import manage, meta, ollama, openai, webui
     for bp in (manage.bp, meta.bp, ollama.bp, openai.bp, webui.bp):
         app.register_blueprint(bp)
@@ -200,7 +200,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
 
             def release():
                 for served in leases:
-                    state_.pool.release(served, keep)
+                    shared.pool.release(served, keep)
             if response.is_streamed:
                 response.call_on_close(release)
             else:

@@ -66,7 +66,7 @@ class Facts:
     def memory_bytes(self, file_size: int, n_ctx: int, n_seq: int) -> int:
         """What loading takes: the weights (the file) and a KV cache of n_seq slots of n_ctx
         (0: the training context) positions."""
-        n_ctx = min(n_ctx, self.context_length) if n_ctx > 0 and self.context_length else n_ctx or self.context_length
+        n_ctx = min(n_ctx, self.context_length) if n_ctx > 0 else self.context_length   # as ServedModel.load
         return file_size + self.kv_bytes_per_token * n_ctx * n_seq
 
 
