@@ -127,10 +127,10 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                max_loaded: int | None = None, max_memory: int | None = None,
                keep_alive: str | float | None = None) -> Flask:
     """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
-    load, or a list of those; default: the configured model), which is loaded at once and is the
-    default of requests that name none. Other models load on demand, at most max_loaded at once
-    within max_memory bytes (0: no limit); each stays keep_alive (a duration) after its last
-    request. mmproj: the projector for images (default: TENSORSHARP_MMPROJ, else one found beside
+    load, or a list of those; default: the configured model), which is loaded at once, stays
+    loaded unless a request's keep_alive says otherwise, and is the default of requests that name
+    none. Other models load on demand, at most max_loaded at once within max_memory bytes (0: no
+    limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for images (default: TENSORSHARP_MMPROJ, else one found beside
     the model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
@@ -163,7 +163,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
             names.append(m.name)
         else:
             spec = next(s for s in catalog.specs() if s.path == m)
-            pool.release(pool.acquire(spec))
+            pool.pin(spec)
             names.append(spec.name)
     max_body = max_body or opts.max_body
     app = Flask("tensorsharp.server", static_folder=None)

@@ -36,7 +36,10 @@ class Loaded:
     served: ServedModel
     size: int                       # bytes it holds: file + KV cache
     keep_alive: float               # seconds it stays after its last request (FOREVER: no end)
+    default_keep: float             # keep_alive of requests that give none: the server's, or
+                                    # FOREVER for the models named at start
     in_use: int = 0                 # requests holding it; never evicted while above 0
+    leaving: bool = False           # unload asked while in use: goes when the last request ends
     last_used: float = field(default_factory=time.monotonic)
     expires_at: datetime | None = None   # wall clock, for /api/ps: set when it last became idle
     timer: gevent.Greenlet | None = None
@@ -85,14 +88,21 @@ class ModelPool:
             return   # unloaded while the request ran (the server is stopping)
         entry.in_use -= 1
         entry.last_used = time.monotonic()
-        if keep_alive is not None:
-            entry.keep_alive = keep_alive
+        entry.keep_alive = 0 if entry.leaving else entry.default_keep if keep_alive is None else keep_alive
         if entry.in_use == 0:
             self._arm(entry)
 
-    def adopt(self, served: ServedModel, keep_alive: float | None = None) -> None:
-        """Serves a model loaded elsewhere (by the caller of create_app) as if loaded here."""
-        entry = Loaded(served, served.memory_bytes, self.keep_alive if keep_alive is None else keep_alive)
+    def pin(self, spec: Spec) -> ServedModel:
+        """Loads a model named at start: requests that give no keep_alive leave it loaded (it
+        still makes room when idle and least recently used, as any model)."""
+        served = self.acquire(spec)
+        self._loaded[spec.name].default_keep = FOREVER
+        self.release(served)
+        return served
+
+    def adopt(self, served: ServedModel) -> None:
+        """Serves a model loaded elsewhere (by the caller of create_app) as if pinned here."""
+        entry = Loaded(served, served.memory_bytes, FOREVER, FOREVER)
         self._loaded[served.name] = entry
         self._arm(entry)
 
@@ -101,7 +111,7 @@ class ModelPool:
         entry = self._loaded.get(name)
         if entry is None:
             return False
-        entry.keep_alive = 0
+        entry.keep_alive, entry.leaving = 0, True
         if not entry.in_use:
             self._unload(entry)
         return True
@@ -141,7 +151,7 @@ class ModelPool:
             except TensorSharpError as e:   # a damaged or unsupported file: the client is told why
                 raise ApiError(500, f"model {spec.name} could not be loaded: {e}", code="load_failed") from None
             log.info("loaded %s in %.1f s (%d MB)", spec.name, time.monotonic() - t0, served.memory_bytes >> 20)
-            entry = Loaded(served, served.memory_bytes, self.keep_alive)
+            entry = Loaded(served, served.memory_bytes, self.keep_alive, self.keep_alive)
             self._loaded[spec.name] = entry
             result.set(entry)
             return entry

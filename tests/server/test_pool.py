@@ -143,3 +143,15 @@ def test_a_failed_load_is_an_error_for_every_request_waiting_and_the_next_one_tr
     assert p.loaded() == [] and p.used_bytes() == 0
     with pytest.raises(ApiError):
         p.acquire(spec("broken"))
+
+
+def test_models_named_at_start_stay_unless_a_request_says_otherwise():
+    p, _ = pool({"a": MB, "b": MB}, keep_alive=0.1)
+    p.pin(spec("a"))
+    use(p, "b")
+    use(p, "a")
+    gevent.sleep(0.3)
+    assert names(p) == ["a"] and p.loaded()[0].expiry().year > 2100
+    use(p, "a", 0.1)             # a request's own keep_alive counts for a pinned model too
+    gevent.sleep(0.3)
+    assert names(p) == []
