@@ -36,6 +36,7 @@ class State:
     catalog: Catalog
     pool: ModelPool
     default: str   # the model of requests that name none (the web page's until it picks one)
+    n_ctx: int     # the context models load with (0: their training context)
     sessions: Sessions
     uploads: Uploads
     access: access.Access
@@ -171,7 +172,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     rules = access.Access((api_key if api_key is not None else opts.api_key) or None,
                           access.parse_list(allowed_origins if allowed_origins is not None else opts.allowed_origins),
                           access.parse_list(allowed_hosts if allowed_hosts is not None else opts.allowed_hosts))
-    app.extensions["tensorsharp"] = State(catalog, pool, names[0], Sessions(),
+    app.extensions["tensorsharp"] = State(catalog, pool, names[0], load_kw["n_ctx"], Sessions(),
                                           Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root())
 
     shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from tensorsharp import config, manifests, store
 from tensorsharp.chat.output import chat_format
-from tensorsharp.chat.template import template_source
+from tensorsharp.chat.template import ChatTemplate, template_source
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import ARCHITECTURES, reading
+from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.vision import find_projector
 
 # llama.cpp's llama_ftype numbers (GGUF general.file_type) and the names clients show.
@@ -108,6 +109,26 @@ def file_spec(path: Path) -> Spec:
         keys.update(registry.aliases)
     return Spec(manifests.canonical(base), path, frozenset(manifests.key(k) for k in keys),
                 registry.sha256 if registry is not None else "")
+
+
+class Header:
+    """A model as /api/show describes it, read from its file without loading the weights (the
+    vocabulary is parsed: up to a second for a large one, so build it off the hub)."""
+
+    def __init__(self, spec: Spec, n_ctx: int):
+        with reading(spec.path):
+            gguf = GGUFFile(spec.path)
+            self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
+            self.template = ChatTemplate.for_model(with_template(gguf.metadata, spec.template), self.tokenizer)
+            self.facts = facts_of(gguf, self.template.source, find_projector(spec.path) is not None)
+        self.spec, self.path, self.metadata = spec, spec.path, gguf.metadata
+        train = self.facts.context_length
+        self.n_ctx = min(n_ctx, train) if n_ctx > 0 else train   # what it would load with
+
+
+def with_template(metadata: dict, template: str | None) -> dict:
+    """A file's metadata with a created model's chat template in place of its own."""
+    return metadata if template is None else {**metadata, "tokenizer.chat_template": template}
 
 
 class Catalog:

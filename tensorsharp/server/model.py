@@ -13,7 +13,7 @@ from tensorsharp.engine.constraint import lltokenizer
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_model, reading
-from tensorsharp.server.catalog import Spec, facts_of, file_spec
+from tensorsharp.server.catalog import Spec, facts_of, file_spec, with_template
 from tensorsharp.server.images import ImageEmbedder
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.vision import find_projector, load_projector
@@ -32,8 +32,7 @@ class ServedModel:
         self.metadata = gguf.metadata
         self.transformer = transformer
         self.tokenizer = tokenizer
-        metadata = gguf.metadata if self.spec.template is None else {
-            **gguf.metadata, "tokenizer.chat_template": self.spec.template}
+        metadata = with_template(gguf.metadata, self.spec.template)
         self.template = ChatTemplate.for_model(metadata, tokenizer)
         # Tool-call syntax, reasoning markers and what the template can take, from the file.
         self.chat = chat_format(metadata, self.template.source, tool_format)

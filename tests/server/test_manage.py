@@ -90,6 +90,9 @@ def test_store_models_listed_and_loaded_on_demand_one_at_a_time(client):
     assert tags(client) == [GEMMA, SMOL]
     assert [m["id"] for m in client.get("/v1/models").get_json()["data"]] == [GEMMA, SMOL]
     assert list(ps(client)) == [SMOL]
+    show = client.post("/api/show", json={"model": "gemma3"}).get_json()   # read from the file: nothing loads
+    assert show["details"]["family"] == "gemma3" and "num_ctx 256" in show["parameters"]
+    assert "<start_of_turn>" in show["template"] and list(ps(client)) == [SMOL]
     assert gen(client, "gemma3", options={"num_predict": 2})["model"] == "gemma3"
     (loaded,) = ps(client).values()       # max_loaded 1: smollm2 made room
     assert loaded["name"] == GEMMA and loaded["size_vram"] == 0
@@ -123,6 +126,9 @@ def test_create_applies_system_prompt_and_parameters_then_copy_and_delete(client
                                          "parameters": {"num_predict": 2, "temperature": 0}})
     assert r.status_code == 200 and r.get_json() == {"status": "success"}
     assert "pirate:latest" in tags(client)
+    show = client.post("/api/show", json={"model": "pirate"}).get_json()
+    assert show["system"] == system and "num_predict 2" in show["parameters"]
+    assert f'SYSTEM """{system}"""' in show["modelfile"] and "PARAMETER temperature 0" in show["modelfile"]
     pirate = gen(client, "pirate", "Hi")
     assert pirate["prompt_eval_count"] == told["prompt_eval_count"] != plain["prompt_eval_count"]
     assert pirate["eval_count"] <= 2                                    # its num_predict applies

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -219,14 +220,24 @@ def ps(loaded: list) -> dict:
                        for e in loaded]}
 
 
-def show(served) -> dict:
-    info = {k: v for k, v in served.metadata.items() if isinstance(v, (str, int, float, bool))}
-    info["general.parameter_count"] = served.parameter_count
-    params = [f"num_ctx {served.n_ctx}", f"num_predict {DEFAULT_MAX_TOKENS}", "temperature 0"]
-    for tid in sorted(served.tokenizer.eog_ids):
-        params.append(f'stop "{served.tokenizer.token_text(tid)}"')
-    return {"license": str(served.metadata.get("general.license", "")),
-            "modelfile": f"# served by tensorsharp\nFROM {served.path}\n",
-            "parameters": "\n".join(params), "template": served.template.source,
-            "details": details(served.facts), "model_info": info, "capabilities": served.capabilities,
-            "modified_at": served.modified_at.isoformat()}
+def show(model) -> dict:
+    """model: a ServedModel, or a catalog Header of one not loaded (they share these fields)."""
+    spec = model.spec
+    info = {k: v for k, v in model.metadata.items() if isinstance(v, (str, int, float, bool))}
+    info["general.parameter_count"] = model.facts.parameter_count
+    params = {"num_ctx": model.n_ctx, "num_predict": DEFAULT_MAX_TOKENS, "temperature": 0, **spec.parameters}
+    lines = [f"{k} {json.dumps(v)}" for k, v in params.items() if not isinstance(v, list)]
+    stops = params.get("stop") if isinstance(params.get("stop"), list) else [
+        model.tokenizer.token_text(tid) for tid in sorted(model.tokenizer.eog_ids)]
+    lines += [f"stop {json.dumps(text)}" for text in stops]
+    modelfile = f"# served by tensorsharp\nFROM {model.path}\n"
+    if spec.system:
+        modelfile += f'SYSTEM """{spec.system}"""\n'
+    modelfile += "".join(f"PARAMETER {line}\n" for line in lines)
+    out = {"license": str(model.metadata.get("general.license", "")), "modelfile": modelfile,
+           "parameters": "\n".join(lines), "template": model.template.source,
+           "details": details(model.facts), "model_info": info, "capabilities": list(model.facts.capabilities),
+           "modified_at": spec.modified_at.isoformat()}
+    if spec.system:
+        out["system"] = spec.system
+    return out

@@ -1,10 +1,12 @@
 """Ollama routes: /api/generate, /api/chat (and /api/chat/ollama), /api/tags, /api/show, /api/ps."""
 from __future__ import annotations
 
+import gevent
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed
 from tensorsharp.server.app import KEEP_ALIVE, body, json_response, state
+from tensorsharp.server.catalog import Header
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
 from tensorsharp.server.protocol import ollama as ol
@@ -32,7 +34,11 @@ def show():
     name = f.str("model") or f.str("name")
     if not name:
         raise ApiError(400, "'model' is required", param="model")
-    return json_response(ol.show(state().require_model(name)))
+    st = state()
+    spec = st.find(name)
+    # A model not loaded is described from its file, as Ollama does: showing it loads nothing.
+    model = st.pool.get(spec.name) or gevent.get_hub().threadpool.apply(Header, (spec, st.n_ctx))
+    return json_response(ol.show(model))
 
 
 @bp.post("/api/generate")
