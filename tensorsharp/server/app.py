@@ -55,7 +55,11 @@ class State:
     def require_model(self, name: str) -> ServedModel:
         """The model a request names, loaded if it is not, and held (never evicted) until the
         response has been sent."""
-        served = self.pool.acquire(self.find(name))
+        spec = self.find(name)
+        try:
+            served = self.pool.acquire(spec)
+        except TensorSharpError as e:   # a damaged or unsupported file: the client is told why
+            raise ApiError(500, f"model {spec.name} could not be loaded: {e}", code="load_failed") from None
         request.environ.setdefault(LEASES, []).append(served)
         return served
 

@@ -19,7 +19,6 @@ from typing import Callable
 import gevent
 from gevent.event import AsyncResult
 
-from tensorsharp.errors import TensorSharpError
 from tensorsharp.server.catalog import Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.model import ServedModel
@@ -142,14 +141,11 @@ class ModelPool:
         result = AsyncResult()
         self._loading[spec.name] = (result, 0)
         try:
-            need = gevent.get_hub().threadpool.apply(self._estimate, (spec,))
+            need = off_hub(self._estimate, spec)
             self._make_room(spec.name, need)
             self._loading[spec.name] = (result, need)
             t0 = time.monotonic()
-            try:
-                served = gevent.get_hub().threadpool.apply(self._load_fn, (spec,))
-            except TensorSharpError as e:   # a damaged or unsupported file: the client is told why
-                raise ApiError(500, f"model {spec.name} could not be loaded: {e}", code="load_failed") from None
+            served = off_hub(self._load_fn, spec)
             log.info("loaded %s in %.1f s (%d MB)", spec.name, time.monotonic() - t0, served.memory_bytes >> 20)
             entry = Loaded(served, served.memory_bytes, self.keep_alive, self.keep_alive)
             self._loaded[spec.name] = entry
@@ -180,7 +176,7 @@ class ModelPool:
         if self._loaded.get(entry.name) is entry:
             del self._loaded[entry.name]
         # Joining the engine thread and freeing gigabytes take a moment: not on the hub.
-        gevent.get_hub().threadpool.apply(_close, (entry.served,))
+        off_hub(_close, entry.served)
         log.info("unloaded %s", entry.name)
 
     def _arm(self, entry: Loaded) -> None:
@@ -205,6 +201,20 @@ class ModelPool:
         if entry.timer is not None and entry.timer is not gevent.getcurrent():
             entry.timer.kill(block=False)
         entry.timer = None
+
+
+def off_hub(fn, *args):
+    """fn(*args) on a worker thread. Its exception is raised here, to the caller, and not also
+    printed as an unhandled error by gevent's hub, as a task's exception otherwise is."""
+    def call():
+        try:
+            return fn(*args), None
+        except Exception as e:   # handed to the caller as it is
+            return None, e
+    result, error = gevent.get_hub().threadpool.apply(call)
+    if error is not None:
+        raise error
+    return result
 
 
 def _close(served: ServedModel) -> None:

@@ -149,6 +149,10 @@ def test_create_from_a_modelfile_or_a_gguf_path_and_refusals(client, home):
     path = str(home / "models" / "gemma-3-270m-q4_k_m.gguf")
     assert client.post("/api/create", json={"model": "g", "from": path, "stream": False}).status_code == 200
     assert gen(client, "g", options={"num_predict": 1})["done"]
+    (home / "broken.gguf").write_bytes(b"GGUF" + bytes(60))
+    assert client.post("/api/create", json={"model": "broken", "from": str(home / "broken.gguf")}).status_code == 200
+    r = client.post("/api/generate", json={"model": "broken", "prompt": "Hi"})
+    assert r.status_code == 500 and "broken:latest could not be loaded: unsupported GGUF version" in r.get_json()["error"]
     for body, words in [({"model": "x", "from": "llama9"}, "not found"),
                         ({"model": "x", "from": str(home / "registry.json")}, "not a GGUF"),
                         ({"model": "x", "from": SMOL, "template": "{{ .System }} {{ .Prompt }}"}, "Jinja"),

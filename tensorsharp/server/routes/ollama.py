@@ -1,7 +1,6 @@
 """Ollama routes: /api/generate, /api/chat (and /api/chat/ollama), /api/tags, /api/show, /api/ps."""
 from __future__ import annotations
 
-import gevent
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed
@@ -9,6 +8,7 @@ from tensorsharp.server.app import KEEP_ALIVE, body, json_response, state
 from tensorsharp.server.catalog import Header
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
+from tensorsharp.server.pool import off_hub
 from tensorsharp.server.protocol import ollama as ol
 from tensorsharp.server.protocol.fields import Fields
 from tensorsharp.server.protocol.webui import is_webui_chat
@@ -37,7 +37,7 @@ def show():
     st = state()
     spec = st.find(name)
     # A model not loaded is described from its file, as Ollama does: showing it loads nothing.
-    model = st.pool.get(spec.name) or gevent.get_hub().threadpool.apply(Header, (spec, st.n_ctx))
+    model = st.pool.get(spec.name) or off_hub(Header, spec, st.n_ctx)
     return json_response(ol.show(model))
 
 
