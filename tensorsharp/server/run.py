@@ -99,13 +99,7 @@ def serve(app, listener: socket.socket, access_log=True, drain_seconds: float = 
     server.connections, server.responses, server.max_connections, server.io_timeout = 0, 0, limit, io_timeout
     server.start()
     state = app.extensions["tensorsharp"]
-    served = state.served
-    host, port = listener.getsockname()[:2]
-    vision = f", images through {served.images.path.name}" if served.images is not None else ""
-    others = len(state.catalog.specs()) - 1
-    more = f"; {others} more model{'s' * (others != 1)} on demand" if others > 0 else ""
-    print(f"tensorsharp: serving {served.name} on http://{host}:{port} "
-          f"(context {served.n_ctx}, parallel {served.scheduler.parallel}{vision}{more})", file=sys.stderr, flush=True)
+    print(_serving_line(state, *listener.getsockname()[:2]), file=sys.stderr, flush=True)
     stop = gevent.event.Event()
     # Handled by gevent, Ctrl-C ends the wait below instead of raising KeyboardInterrupt inside
     # the hub, which prints a traceback and a timestamp.
@@ -119,6 +113,17 @@ def serve(app, listener: socket.socket, access_log=True, drain_seconds: float = 
     finally:
         server.stop(timeout=0.5)   # what is left are idle kept-alive connections
         state.close()
+
+
+def _serving_line(state, host: str, port: int) -> str:
+    # A function of its own so no reference to the default model outlives it: a model kept
+    # referenced here would never be freed once evicted.
+    served = state.served
+    vision = f", images through {served.images.path.name}" if served.images is not None else ""
+    others = len(state.catalog.specs()) - 1
+    more = f"; {others} more model{'s' * (others != 1)} on demand" if others > 0 else ""
+    return (f"tensorsharp: serving {served.name} on http://{host}:{port} "
+            f"(context {served.n_ctx}, parallel {served.scheduler.parallel}{vision}{more})")
 
 
 def drain(app, server, seconds: float) -> None:

@@ -2,9 +2,11 @@
 listing, loading on demand within max_loaded, keep_alive load and unload, /api/ps, /api/create
 (fields and legacy Modelfile), /api/copy, /api/delete, /api/pull from a fake registry, and the
 plain answer to GET and HEAD / ."""
+import gc
 import os
 import shlex
 import shutil
+import weakref
 from datetime import datetime, timezone
 
 import pytest
@@ -93,7 +95,10 @@ def test_store_models_listed_and_loaded_on_demand_one_at_a_time(client):
     show = client.post("/api/show", json={"model": "gemma3"}).get_json()   # read from the file: nothing loads
     assert show["details"]["family"] == "gemma3" and "num_ctx 256" in show["parameters"]
     assert "<start_of_turn>" in show["template"] and list(ps(client)) == [SMOL]
+    first = weakref.ref(client.application.extensions["tensorsharp"].pool.get(SMOL))
     assert gen(client, "gemma3", options={"num_predict": 2})["model"] == "gemma3"
+    gc.collect()
+    assert first() is None                # nothing keeps an evicted model: its memory is freed
     (loaded,) = ps(client).values()       # max_loaded 1: smollm2 made room
     assert loaded["name"] == GEMMA and loaded["size_vram"] == 0
     assert loaded["size"] > os.path.getsize(REAL["gemma3-270m"])   # the file and the KV cache
