@@ -153,6 +153,14 @@ def _with_object_arguments(message: dict) -> dict:
     return {**message, "tool_calls": fixed}
 
 
+def template_source(metadata: dict) -> str:
+    """The chat template text of a model: the file's, else the built-in one of its family."""
+    source = metadata.get("tokenizer.chat_template")
+    if source:
+        return source
+    return GEMMA_TEMPLATE if str(metadata.get("general.architecture", "")).startswith("gemma") else CHATML_TEMPLATE
+
+
 class ChatTemplate:
     def __init__(self, source: str, bos_token: str = "", eos_token: str = "", builtin: bool = False):
         self.source = source
@@ -167,11 +175,8 @@ class ChatTemplate:
     @classmethod
     def for_model(cls, metadata: dict, tokenizer) -> "ChatTemplate":
         """The file's template, else the built-in one of its architecture family."""
-        source = metadata.get("tokenizer.chat_template")
-        builtin = not source
-        if builtin:
-            arch = str(metadata.get("general.architecture", ""))
-            source = GEMMA_TEMPLATE if arch.startswith("gemma") else CHATML_TEMPLATE
+        builtin = not metadata.get("tokenizer.chat_template")
+        source = template_source(metadata)
         bos = tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
         eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
         return cls(source, bos, eos, builtin)

@@ -343,12 +343,13 @@ def text_choice(index: int, text: str, finish_reason, logprobs: dict | None) -> 
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
-def model_entry(served) -> dict:
+def model_entry(spec, facts) -> dict:
     # "capabilities" is not OpenAI's: it tells clients (as Ollama's /api/show does) whether the
     # model takes images ("vision").
-    return {"id": served.name, "object": "model", "created": int(served.modified_at.timestamp()),
-            "owned_by": "tensorsharp", "capabilities": served.capabilities}
+    return {"id": spec.name, "object": "model", "created": int(spec.modified_at.timestamp()),
+            "owned_by": "tensorsharp", "capabilities": list(facts.capabilities)}
 
 
-def models(served) -> dict:
-    return {"object": "list", "data": [model_entry(served)]}
+def models(entries: list) -> dict:
+    """entries: (spec, facts) of every model served."""
+    return {"object": "list", "data": [model_entry(spec, facts) for spec, facts in entries]}
