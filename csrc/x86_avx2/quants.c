@@ -249,6 +249,38 @@ TS_DOT_Q8X32(dot_q5_1, ts_block_q5_1, q5_1_pair, 1, 1.0f)
 TS_DOT_Q8X32(dot_q8_0, ts_block_q8_0, q8_0_pair, 0, 0.0f)
 TS_DOT_Q8X32(dot_iq4_nl, ts_block_iq4_nl, iq4_nl_pair, 0, 0.0f)
 
+/* MXFP4: codes reach 12 in magnitude, so both halves add in int16 before madd. */
+static inline __m256i mxfp4_pair(const ts_block_mxfp4 *a, const ts_block_mxfp4 *b, const ts_block_q8x32 *xa,
+                                 const ts_block_q8x32 *xb) {
+    const __m256i values = ts_avx2_mxfp4_values();
+    __m256i lo, hi;
+    nibble_pair(a->qs, b->qs, &lo, &hi);
+    const __m256i ylo = ts_avx2_load_pair(xa->qs, xb->qs), yhi = ts_avx2_load_pair(xa->qs + 16, xb->qs + 16);
+    const __m256i p = _mm256_add_epi16(ts_avx2_dot_i8(_mm256_shuffle_epi8(values, lo), ylo),
+                                       ts_avx2_dot_i8(_mm256_shuffle_epi8(values, hi), yhi));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Its one-byte scales do not fit scales4's f16 loads: each pair takes its two scales directly;
+ * an odd last block pairs with itself at scale 0. */
+static void dot_mxfp4(int64_t n, float *s, const void *vw, const void *vx) {
+    const ts_block_mxfp4 *w = (const ts_block_mxfp4 *)vw;
+    const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;
+    const int64_t nb = n / TS_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i += 2) {
+        ts_prefetch_ahead(&w[i], 2 * sizeof(ts_block_mxfp4), TS_PREFETCH_AHEAD);
+        const int64_t j = i + 1 < nb ? i + 1 : i;
+        const float da = ts_e8m0_half_to_f32(w[i].e) * x[i].d;
+        const float db = j > i ? ts_e8m0_half_to_f32(w[j].e) * x[j].d : 0.0f;
+        const __m256 d = _mm256_set_m128(_mm_set1_ps(db), _mm_set1_ps(da));
+        const __m256 p = _mm256_cvtepi32_ps(mxfp4_pair(&w[i], &w[j], &x[i], &x[j]));
+        if (i & 2) acc1 = _mm256_fmadd_ps(d, p, acc1);
+        else acc0 = _mm256_fmadd_ps(d, p, acc0);
+    }
+    *s = ts_avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
 /* ---- float weights against f32 activations ---------------------------------------------- */
 
 static inline __m256 load_f16(const ts_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -302,6 +334,7 @@ void ts_register_avx2(ts_kernels *k) {
     k->vec_dot[TS_TYPE_Q5_1] = dot_q5_1;
     k->vec_dot[TS_TYPE_Q8_0] = dot_q8_0;
     k->vec_dot[TS_TYPE_IQ4_NL] = dot_iq4_nl;
+    k->vec_dot[TS_TYPE_MXFP4] = dot_mxfp4;
     k->vec_dot[TS_TYPE_F32] = dot_f32;
     k->vec_dot[TS_TYPE_F16] = dot_f16;
     k->vec_dot[TS_TYPE_BF16] = dot_bf16;
