@@ -10,7 +10,7 @@ from typing import Callable
 from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
-from tensorsharp.chat.tool_parsers import Family, hermes, llama3, mistral
+from tensorsharp.chat.tool_parsers import Family, harmony, hermes, llama3, mistral
 from tensorsharp.chat.tool_parsers.base import JsonCallParser, tool_response
 
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
@@ -64,6 +64,11 @@ class ChatFormat:
     def calls_as_array(self) -> bool:
         return self.family.calls_as_array
 
+    @property
+    def call_grammar(self) -> bool:
+        """Calls are JSON objects in the text, which a constraint can hold to the tools offered."""
+        return not self.family.channels
+
     def make_parser(self, tools: list | None = None, think: bool | None = None, prompt: str = "",
                     new_id: Callable[[], str] | None = None, calls_only: bool = False) -> OutputParser:
         """The parser of one request. tools: the tools offered (None or empty: no tool calls are
@@ -71,6 +76,9 @@ class ChatFormat:
         prompt: the rendered prompt, whose end says whether generation starts inside reasoning.
         new_id makes tool-call ids (default "call_" + random hex). calls_only: the output is
         constrained to tool calls (tool_choice required or named)."""
+        if self.family.channels:
+            parser = self.family.parser(new_id, calls=bool(tools), keep_thinking=think is not False)
+            return OutputParser(None, parser, calls_only=calls_only)
         reasoning = ReasoningSplitter(self.reasoning_markers, in_thinking=self.starts_in_thinking(prompt),
                                       keep=think is not False)
         return OutputParser(reasoning, self.family.parser(new_id) if tools else None, calls_only=calls_only)
@@ -80,7 +88,7 @@ class ChatFormat:
         and the tool-call markers when tools are offered. A vocabulary may hold them as control
         tokens, which the decoder must then render (see Tokenizer.control_ids)."""
         reasoning = tuple(m for pair in self.reasoning_markers for m in pair)
-        return reasoning + (self.family.markers if tools else ())
+        return reasoning + (self.family.markers if tools or self.family.channels else ())
 
     def starts_in_thinking(self, prompt: str) -> bool:
         """Whether the prompt ends inside an opened reasoning block (Qwen3 thinking templates and
@@ -151,6 +159,8 @@ def _text(content) -> str:
 
 def detect_family(metadata: dict, template_source: str) -> str:
     src = template_source
+    if harmony.CHANNEL in src:
+        return "harmony"
     if hermes.OPEN in src:
         return "hermes"
     if llama3.PYTHON_TAG in src or "<|start_header_id|>" in src:
@@ -171,5 +181,5 @@ def chat_format(metadata: dict, template_source: str | None, tool_format: str | 
     markers = tuple(pair for pair in (THINK, MISTRAL_THINK) if pair[0] in src or pair[1] in src)
     return ChatFormat(family=family,
                       template_renders_tools=bool(_TOOLS_VARIABLE.search(src)),
-                      supports_thinking=bool(markers) or "enable_thinking" in src,
+                      supports_thinking=bool(markers) or "enable_thinking" in src or family.channels,
                       reasoning_markers=markers or (THINK,))

@@ -161,7 +161,7 @@ class ChatTemplate:
         return cls(source, bos, eos, builtin)
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None,
-               enable_thinking: bool | None = None) -> str:
+               enable_thinking: bool | None = None, reasoning_effort: str | None = None) -> str:
         context = {"messages": [_with_object_arguments(m) for m in messages],
                    "add_generation_prompt": add_generation_prompt,
                    "bos_token": self.bos_token, "eos_token": self.eos_token}
@@ -169,6 +169,8 @@ class ChatTemplate:
             context["tools"] = tools
         if enable_thinking is not None:
             context["enable_thinking"] = enable_thinking
+        if reasoning_effort is not None:  # GPT-OSS's "Reasoning: low|medium|high"
+            context["reasoning_effort"] = reasoning_effort
         token = _deadline.set(time.monotonic() + RENDER_SECONDS)
         try:
             text = self._render(context)

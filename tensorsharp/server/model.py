@@ -156,14 +156,16 @@ class ServedModel:
         return caps
 
     # -- prompts ---------------------------------------------------------------------------------
-    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
+    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None,
+               reasoning_effort: str | None = None) -> str:
         # What clients wrote stays text: a "<|im_start|>" in a message cannot open a turn.
         messages = [{k: self._quoted(v) for k, v in m.items()} for m in messages]
         tools = self._quoted(tools)
         # Templates that know nothing of tools get the family's teaching prompt and history instead.
         messages = self.chat.messages_for_template(messages, tools)
         tools = tools if self.chat.template_renders_tools else None
-        return self.template.render(messages, tools=tools or None, enable_thinking=think)
+        return self.template.render(messages, tools=tools or None, enable_thinking=think,
+                                    reasoning_effort=reasoning_effort)
 
     def _quoted(self, value):
         """value with every string in it (not dict keys) passed through Tokenizer.quote."""

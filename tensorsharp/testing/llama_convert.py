@@ -7,6 +7,7 @@ transformers and sentencepiece (the `hf` extra); imported by tests, not by the p
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -44,12 +45,7 @@ def converter() -> Path:
     root = cache_dir() / f"{name}-{version}"
     if (root / "convert_hf_to_gguf.py").is_file():
         return root
-    downloads = cache_dir() / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    sdist = downloads / f"{name.replace('-', '_')}-{version}.tar.gz"
-    if not sdist.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-binary", ":all:",
-                        "--no-deps", "-q", "-d", str(downloads), *config.pip_args()], check=True)
+    sdist = _sdist()
     tmp = Path(tempfile.mkdtemp(dir=cache_dir()))
     prefix = f"{name.replace('-', '_')}-{version}/"
     with tarfile.open(sdist) as tar:
@@ -67,6 +63,27 @@ def converter() -> Path:
     except OSError:  # another process got there first
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _sdist() -> Path:
+    """The llama-cpp-python sdist tarball (downloaded once)."""
+    name, version = SDIST
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    sdist = downloads / f"{name.replace('-', '_')}-{version}.tar.gz"
+    if not sdist.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-binary", ":all:",
+                        "--no-deps", "-q", "-d", str(downloads), *config.pip_args()], check=True)
+    return sdist
+
+
+@functools.lru_cache(maxsize=None)
+def chat_template(file_name: str) -> str:
+    """A chat template llama.cpp keeps in models/templates/ (real models' templates), read from the sdist."""
+    name, version = SDIST
+    member = f"{name.replace('-', '_')}-{version}/vendor/llama.cpp/models/templates/{file_name}"
+    with tarfile.open(_sdist()) as tar:
+        return tar.extractfile(member).read().decode()
 
 
 def sentencepiece_model(vocab_size: int) -> bytes:
