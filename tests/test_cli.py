@@ -33,8 +33,9 @@ def test_info(tmp_path, env):
     assert f"available isas: {', '.join(kernels.available_isas())}" in r.stdout
     assert f"cpus:           {os.cpu_count()} " in r.stdout
     assert f"models dir:     {tmp_path / 'home' / 'models'}" in r.stdout
-    assert ("architectures:  gemma2, gemma3, granite, llama, olmo2, phi3, qwen2, qwen2moe, qwen3, qwen3moe, "
-            "smollm3\n") in r.stdout
+    assert ("architectures:  gemma2, gemma3, gpt-oss, granite, llama, olmo2, phi3, qwen2, qwen2moe, qwen3, "
+            "qwen3moe, smollm3\n") in r.stdout
+    assert "quant types:    F32, F16, BF16, Q4_0, " in r.stdout and ", IQ4_XS, MXFP4\n" in r.stdout
 
 
 def test_info_shows_a_forced_isa(tmp_path, env):
