@@ -206,3 +206,18 @@ def test_mistral_writes_parallel_calls_as_one_array():
     assert written == ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
                        '{"name": "get_weather", "arguments": {"city": "Oslo"}}]')
     assert _calls(fmt, written) == ["get_weather", "get_weather"]
+
+
+def test_gpt_oss_template_speaks_harmony():
+    """GPT-OSS's template (llama.cpp's copy of the real one): harmony, whose parser reads the whole
+    reply, so its markers are rendered even without tools and no JSON call grammar applies."""
+    from tensorsharp.testing.llama_convert import chat_template
+
+    fmt = chat_format({"general.architecture": "gpt-oss"}, chat_template("openai-gpt-oss-120b.jinja"))
+    assert fmt.tool_family == "harmony" and fmt.template_renders_tools and fmt.supports_thinking
+    assert not fmt.call_grammar
+    assert {"<|channel|>", "<|message|>", "<|end|>", "<|call|>"} <= set(fmt.parser_markers(tools=False))
+    parser = fmt.make_parser(tools=None)
+    parser.feed("<|channel|>analysis<|message|>Hmm.<|end|><|start|>assistant<|channel|>final<|message|>Hi.")
+    parser.finish()
+    assert (parser.thinking, parser.content, parser.tool_calls) == ("Hmm.", "Hi.", [])
