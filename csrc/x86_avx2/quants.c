@@ -261,22 +261,42 @@ static inline __m256i mxfp4_pair(const ts_block_mxfp4 *a, const ts_block_mxfp4 *
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* Its one-byte scales do not fit scales4's f16 loads: each pair takes its two scales directly;
- * an odd last block pairs with itself at scale 0. */
+/* d_w * x.d of four MXFP4 blocks in scales4's lane order (blocks 0 and 2 in the low 128-bit lane,
+ * 1 and 3 in the high one, each in an even lane): its one-byte scales do not fit scales4's f16
+ * loads, so they are widened and turned into floats here. */
+static inline __m256 mxfp4_scales4(const ts_block_mxfp4 *w, const ts_block_q8x32 *x) {
+    const __m128i e = _mm_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e);
+    /* ts_e8m0_half_to_f32: (e - 1) << 23, or 2^-128 << e for e < 2. */
+    const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+    const __m128i tiny = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
+    const __m128i small = _mm_cmpgt_epi32(_mm_set1_epi32(2), e);
+    const __m128 dw = _mm_castsi128_ps(_mm_blendv_epi8(normal, tiny, small));
+    const __m128 d = _mm_mul_ps(dw, _mm_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 2, 2, 1, 1, 3, 3));
+}
+
+/* As TS_DOT_Q8X32 (no offset or minimum), with mxfp4_scales4. */
 static void dot_mxfp4(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_mxfp4 *w = (const ts_block_mxfp4 *)vw;
     const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;
     const int64_t nb = n / TS_QK;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2) {
-        ts_prefetch_ahead(&w[i], 2 * sizeof(ts_block_mxfp4), TS_PREFETCH_AHEAD);
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        ts_prefetch_ahead(&w[i], 4 * sizeof(ts_block_mxfp4), TS_PREFETCH_AHEAD);
+        const __m256 sc = mxfp4_scales4(&w[i], &x[i]);
+        const __m256 p01 = _mm256_cvtepi32_ps(mxfp4_pair(&w[i], &w[i + 1], &x[i], &x[i + 1]));
+        const __m256 p23 = _mm256_cvtepi32_ps(mxfp4_pair(&w[i + 2], &w[i + 3], &x[i + 2], &x[i + 3]));
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0x00), p01, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0xAA), p23, acc1);
+    }
+    /* The last one to three blocks; an odd one pairs with itself at scale 0. */
+    for (; i < nb; i += 2) {
         const int64_t j = i + 1 < nb ? i + 1 : i;
         const float da = ts_e8m0_half_to_f32(w[i].e) * x[i].d;
         const float db = j > i ? ts_e8m0_half_to_f32(w[j].e) * x[j].d : 0.0f;
         const __m256 d = _mm256_set_m128(_mm_set1_ps(db), _mm_set1_ps(da));
-        const __m256 p = _mm256_cvtepi32_ps(mxfp4_pair(&w[i], &w[j], &x[i], &x[j]));
-        if (i & 2) acc1 = _mm256_fmadd_ps(d, p, acc1);
-        else acc0 = _mm256_fmadd_ps(d, p, acc0);
+        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(mxfp4_pair(&w[i], &w[j], &x[i], &x[j])), acc0);
     }
     *s = ts_avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
 }
