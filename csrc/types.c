@@ -11,6 +11,7 @@ static const ts_type_traits TRAITS[TS_TYPE_COUNT] = {
     [TS_TYPE_Q5_1] = {"Q5_1", TS_QK, sizeof(ts_block_q5_1), TS_ACT_Q8X32},
     [TS_TYPE_Q8_0] = {"Q8_0", TS_QK, sizeof(ts_block_q8_0), TS_ACT_Q8X32},
     [TS_TYPE_IQ4_NL] = {"IQ4_NL", TS_QK, sizeof(ts_block_iq4_nl), TS_ACT_Q8X32},
+    [TS_TYPE_MXFP4] = {"MXFP4", TS_QK, sizeof(ts_block_mxfp4), TS_ACT_Q8X32},
     [TS_TYPE_Q2_K] = {"Q2_K", TS_QK_K, sizeof(ts_block_q2_K), TS_ACT_Q8K},
     [TS_TYPE_Q3_K] = {"Q3_K", TS_QK_K, sizeof(ts_block_q3_K), TS_ACT_Q8K},
     [TS_TYPE_Q4_K] = {"Q4_K", TS_QK_K, sizeof(ts_block_q4_K), TS_ACT_Q8K},

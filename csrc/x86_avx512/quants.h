@@ -89,6 +89,20 @@ static inline __mmask64 ts_avx512_iq4_neg(__m512i q) {
     return _mm512_testn_epi8_mask(q, _mm512_set1_epi8(8));
 }
 
+/* MXFP4's doubled e2m1 codes of 4-bit indices q, + 12: unsigned and below 25, so maddubs pairs
+ * stay inside int16 without VNNI; the offset leaves through s. */
+static inline __m512i ts_avx512_mxfp4_shifted(__m512i q) {
+    const __m128i table = _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table), q);
+}
+
+/* ts_e8m0_half_to_f32 of each int32 lane e (0..255). */
+static inline __m512 ts_avx512_e8m0_half(__m512i e) {
+    const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+    const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
+    return _mm512_castsi512_ps(_mm512_mask_blend_epi32(_mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)), normal, tiny));
+}
+
 /* Q3_K's 16 6-bit scales as int8, offset 32 removed. Bytes 0-7 hold their low nibbles (scales
  * 0-7 low, 8-15 high nibble); bits 4-5 come from bytes 8-11, two bits per group of four. The 16
  * bytes read start 4 before the scales (inside the block: hmask and qs come first). */

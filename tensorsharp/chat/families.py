@@ -14,7 +14,7 @@ from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
 from tensorsharp.chat.template import EXTENSIONS, ChatTemplate, TemplateError
-from tensorsharp.chat.tool_parsers import Family, granite, hermes, llama3, mistral
+from tensorsharp.chat.tool_parsers import Family, granite, harmony, hermes, llama3, mistral
 from tensorsharp.chat.tool_parsers.base import JsonCallParser, tool_response
 
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
@@ -80,6 +80,11 @@ class ChatFormat:
     def calls_as_array(self) -> bool:
         return self.family.calls_as_array
 
+    @property
+    def call_grammar(self) -> bool:
+        """Calls are JSON objects in the text, which a constraint can hold to the tools offered."""
+        return not self.family.channels
+
     def make_parser(self, tools: list | None = None, think: bool | None = None, prompt: str = "",
                     new_id: Callable[[], str] | None = None, calls_only: bool = False) -> OutputParser:
         """The parser of one request. tools: the tools offered (None or empty: no tool calls are
@@ -87,6 +92,9 @@ class ChatFormat:
         prompt: the rendered prompt, whose end says whether generation starts inside reasoning.
         new_id makes tool-call ids (default "call_" + random hex). calls_only: the output is
         constrained to tool calls (tool_choice required or named)."""
+        if self.family.channels:
+            parser = self.family.parser(new_id, calls=bool(tools), keep_thinking=think is not False)
+            return OutputParser(None, parser, calls_only=calls_only)
         reasoning = ReasoningSplitter(self.reasoning_markers, in_thinking=self.starts_in_thinking(prompt),
                                       keep=think is not False, answer=self.answer_markers)
         return OutputParser(reasoning, self.family.parser(new_id) if tools else None, calls_only=calls_only)
@@ -97,7 +105,7 @@ class ChatFormat:
         tokens, which the decoder must then render (see Tokenizer.control_ids)."""
         pairs = self.reasoning_markers + ((self.answer_markers,) if self.answer_markers else ())
         reasoning = tuple(m for pair in pairs for m in pair)
-        return reasoning + (self.family.markers if tools else ())
+        return reasoning + (self.family.markers if tools or self.family.channels else ())
 
     def starts_in_thinking(self, prompt: str) -> bool:
         """Whether the prompt ends inside an opened reasoning block (Qwen3 thinking templates and
@@ -113,16 +121,18 @@ class ChatFormat:
         return self.family.system_prompt(tools)
 
     def render(self, template: ChatTemplate, messages: list[dict], tools: list | None = None,
-               think: bool | None = None) -> str:
+               think: bool | None = None, reasoning_effort: str | None = None) -> str:
         """The prompt of a chat request: the messages the template is given (see
         messages_for_template, and system text folded into the first user turn where the template
-        refuses the role), the tools when it lays them out, and the thinking switch (None: the
-        template's default) under every variable name the template reads for it."""
+        refuses the role), the tools when it lays them out, the thinking switch (None: the
+        template's default) under every variable name the template reads for it, and the reasoning
+        level ("low" | "medium" | "high") templates such as GPT-OSS's read as reasoning_effort."""
         messages = self.messages_for_template(messages, tools)
         if not self.system_role:
             messages = _fold_system(messages)
         tools = (tools if self.template_renders_tools else None) or None
         variables = {name: think for name in self.thinking_variables}
+        variables["reasoning_effort"] = reasoning_effort
         if self.xml_tools:
             variables["xml_tools"] = tools
         return template.render(messages, tools=tools, **variables)
@@ -224,6 +234,8 @@ def _takes_system_role(src: str) -> bool:
 
 def detect_family(metadata: dict, template_source: str) -> str:
     src = template_source
+    if harmony.CHANNEL in src:
+        return "harmony"
     if hermes.OPEN in src:
         return "hermes"
     if llama3.PYTHON_TAG in src or "<|start_header_id|>" in src:
@@ -250,7 +262,7 @@ def chat_format(metadata: dict, template_source: str | None, tool_format: str | 
     switches = tuple(name for name in THINKING_VARIABLES if name in variables)
     return ChatFormat(family=family,
                       template_renders_tools=bool(_TOOLS_VARIABLE.search(src)) or "xml_tools" in variables,
-                      supports_thinking=bool(markers or switches),
+                      supports_thinking=bool(markers or switches or family.channels),
                       reasoning_markers=markers or (THINK,),
                       thinking_variables=switches,
                       answer_markers=GRANITE_ANSWER if "".join(GRANITE_ANSWER) in src else None,

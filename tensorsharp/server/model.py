@@ -139,11 +139,12 @@ class ServedModel:
         return list(self.facts.capabilities)
 
     # -- prompts ---------------------------------------------------------------------------------
-    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
+    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None,
+               reasoning_effort: str | None = None) -> str:
         # What clients wrote stays text: a "<|im_start|>" in a message cannot open a turn.
         messages = [{k: self._quoted(v) for k, v in m.items()} for m in messages]
         tools = self._quoted(tools)
-        return self.chat.render(self.template, messages, tools, think)
+        return self.chat.render(self.template, messages, tools, think, reasoning_effort)
 
     def _quoted(self, value):
         """value with every string in it (not dict keys) passed through Tokenizer.quote."""

@@ -32,7 +32,7 @@ _TEMPLATE_MEMBERS = ("vendor/llama.cpp/models/templates/", "vendor/llama.cpp/" +
 # Families whose converter reads only a byte-level BPE tokenizer.json (and recognizes its
 # pre-tokenizer by the ids it gives a fixed text, so it must be a real model's). Their models need
 # a vocabulary of at least BPE_VOCAB tokens.
-BPE_FAMILIES = ("olmo2", "olmo3", "qwen2_moe", "qwen3_moe")
+BPE_FAMILIES = ("olmo2", "olmo3", "qwen2_moe", "qwen3_moe", "gpt_oss")
 BPE_VOCAB = 49152
 # Words the tiny SentencePiece vocabulary is trained on; token ids are all the tests use.
 _CORPUS = [f"the quick brown fox jumps over the lazy dog {i} times, said {w}"
@@ -174,4 +174,38 @@ def convert(model, outtype: str = "f32", files: dict[str, str] | None = None) ->
         if run.returncode != 0:
             raise RuntimeError(f"convert_hf_to_gguf.py failed on {model.config.model_type}:\n{run.stderr[-4000:]}")
         part.replace(out)
+    return out
+
+
+def requantize(path: Path, qtype: str, suffixes: tuple[str, ...]) -> Path:
+    """A copy of the converted file whose F32 tensors ending in one of suffixes are quantized to
+    qtype by gguf.quants (as llama-quantize would store them: rows of the innermost dimension),
+    everything else as it is. The converter writes MXFP4 only when the HF weights already are, so
+    this is how a random model's experts become MXFP4."""
+    import gguf
+    import numpy as np
+
+    out = path.with_name(f"{path.stem}-{qtype.lower()}-{hashlib.sha256(repr(suffixes).encode()).hexdigest()[:8]}.gguf")
+    if out.is_file():
+        return out
+    q = gguf.GGMLQuantizationType[qtype]
+    reader = gguf.GGUFReader(path)
+    part = out.with_suffix(".part")
+    writer = gguf.GGUFWriter(str(part), reader.fields["general.architecture"].contents())
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=sub)
+    for t in reader.tensors:
+        data = np.asarray(t.data)
+        if t.tensor_type == gguf.GGMLQuantizationType.F32 and t.name.endswith(suffixes):
+            writer.add_tensor(t.name, gguf.quants.quantize(data, q), raw_dtype=q)
+        else:
+            writer.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    part.replace(out)
     return out

@@ -233,3 +233,18 @@ def test_system_text_opens_the_first_user_turn_where_the_template_refuses_the_ro
                 {"role": "system", "content": "S2"}, {"role": "user", "content": "U"}]
     assert fmt.render(template, messages) == "[assistant]A[user]S1\n\nS2\n\nU"
     assert fmt.render(template, [{"role": "system", "content": "S"}]) == "[user]S"
+
+
+def test_gpt_oss_template_speaks_harmony():
+    """GPT-OSS's template (llama.cpp's copy of the real one): harmony, whose parser reads the whole
+    reply, so its markers are rendered even without tools and no JSON call grammar applies."""
+    from tensorsharp.testing.llama_convert import chat_template
+
+    fmt = chat_format({"general.architecture": "gpt-oss"}, chat_template("openai-gpt-oss-120b"))
+    assert fmt.tool_family == "harmony" and fmt.template_renders_tools and fmt.supports_thinking
+    assert not fmt.call_grammar
+    assert {"<|channel|>", "<|message|>", "<|end|>", "<|call|>"} <= set(fmt.parser_markers(tools=False))
+    parser = fmt.make_parser(tools=None)
+    parser.feed("<|channel|>analysis<|message|>Hmm.<|end|><|start|>assistant<|channel|>final<|message|>Hi.")
+    parser.finish()
+    assert (parser.thinking, parser.content, parser.tool_calls) == ("Hmm.", "Hi.", [])

@@ -28,6 +28,7 @@ typedef enum {
     TS_TYPE_IQ4_NL = 20,
     TS_TYPE_IQ4_XS = 23,
     TS_TYPE_BF16 = 30,
+    TS_TYPE_MXFP4 = 39,
     TS_TYPE_COUNT = 40
 } ts_type;
 
@@ -44,6 +45,8 @@ typedef struct { ts_f16 d; uint8_t qh[4]; uint8_t qs[TS_QK / 2]; } ts_block_q5_0
 typedef struct { ts_f16 d; ts_f16 m; uint8_t qh[4]; uint8_t qs[TS_QK / 2]; } ts_block_q5_1;
 typedef struct { ts_f16 d; int8_t qs[TS_QK]; } ts_block_q8_0;
 typedef struct { ts_f16 d; uint8_t qs[TS_QK / 2]; } ts_block_iq4_nl;
+/* OCP microscaling FP4: e is a power-of-two scale (E8M0), qs e2m1 codes in IQ4_NL's nibble order. */
+typedef struct { uint8_t e; uint8_t qs[TS_QK / 2]; } ts_block_mxfp4;
 
 typedef struct {
     uint8_t scales[TS_QK_K / 16]; /* 4-bit scale and 4-bit min per 16 values */
@@ -84,7 +87,7 @@ typedef struct {
 } ts_block_iq4_xs;
 
 /* Activation formats: the right-hand side of every quantized dot product.
- * q8x32 pairs with Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL; s = d * sum(qs) serves the
+ * q8x32 pairs with Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/MXFP4; s = d * sum(qs) serves the
  * formats with a minimum (Q4_1/Q5_1) without a second pass over qs. d is rounded to half
  * precision, as ggml's Q8_0/Q8_1 blocks store it, so that results track llama.cpp's (the product
  * of that d and an integer sum of 32 quants is exact in float). */
@@ -98,6 +101,7 @@ _Static_assert(sizeof(ts_block_q5_0) == 22, "q5_0 size");
 _Static_assert(sizeof(ts_block_q5_1) == 24, "q5_1 size");
 _Static_assert(sizeof(ts_block_q8_0) == 34, "q8_0 size");
 _Static_assert(sizeof(ts_block_iq4_nl) == 18, "iq4_nl size");
+_Static_assert(sizeof(ts_block_mxfp4) == 17, "mxfp4 size");
 _Static_assert(sizeof(ts_block_q2_K) == 84, "q2_K size");
 _Static_assert(sizeof(ts_block_q3_K) == 110, "q3_K size");
 _Static_assert(sizeof(ts_block_q4_K) == 144, "q4_K size");
@@ -117,6 +121,7 @@ static inline int ts_q8x32_block_bytes(int type) {
     case TS_TYPE_Q5_1: return (int)sizeof(ts_block_q5_1);
     case TS_TYPE_Q8_0: return (int)sizeof(ts_block_q8_0);
     case TS_TYPE_IQ4_NL: return (int)sizeof(ts_block_iq4_nl);
+    case TS_TYPE_MXFP4: return (int)sizeof(ts_block_mxfp4);
     default: return 0;
     }
 }

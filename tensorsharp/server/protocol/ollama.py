@@ -53,12 +53,16 @@ def _format(f: Fields):
     raise ApiError(400, "'format' must be \"json\" or a JSON schema object", param="format")
 
 
-def _think(f: Fields) -> bool | None:
+EFFORTS = ("high", "medium", "low")
+
+
+def _think(f: Fields) -> tuple[bool | None, str | None]:
+    """think as a switch, and the reasoning effort it names (Ollama's levels for GPT-OSS)."""
     value = f.raw("think")
     if value is None or isinstance(value, bool):
-        return value
-    if value in ("high", "medium", "low"):
-        return True
+        return value, None
+    if value in EFFORTS:
+        return True, value
     raise ApiError(400, "'think' must be true, false, \"high\", \"medium\" or \"low\"", param="think")
 
 
@@ -71,8 +75,9 @@ def _images(f: Fields, key: str = "images") -> list[Image]:
 
 def _job(f: Fields, **kw) -> Job:
     sampling, max_tokens, num_ctx, stop = _options(f.fields("options"))
-    return Job(max_tokens=max_tokens, sampling=sampling, stop=stop, n_ctx=num_ctx, think=_think(f),
-               format=_format(f), **kw)
+    think, effort = _think(f)
+    return Job(max_tokens=max_tokens, sampling=sampling, stop=stop, n_ctx=num_ctx, think=think,
+               reasoning_effort=effort, format=_format(f), **kw)
 
 
 def keep_alive(f: Fields) -> float | None:
