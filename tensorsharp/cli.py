@@ -49,6 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"available isas: {', '.join(kernels.available_isas())}")
     print(f"cpus:           {os.cpu_count()} ({usable} usable)")
     print(f"architectures:  {', '.join(sorted(ARCHITECTURES))}")
+    print(f"weight types:   {', '.join(kernels.SUPPORTED_TYPES)}")
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")
     print(f"context:        {opts.n_ctx or 'model default'}")

@@ -35,6 +35,8 @@ def test_info(tmp_path, env):
     assert f"models dir:     {tmp_path / 'home' / 'models'}" in r.stdout
     assert ("architectures:  gemma2, gemma3, granite, llama, olmo2, phi3, qwen2, qwen2moe, qwen3, qwen3moe, "
             "smollm3\n") in r.stdout
+    assert ("weight types:   F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, "
+            "IQ4_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M\n") in r.stdout
 
 
 def test_info_shows_a_forced_isa(tmp_path, env):
