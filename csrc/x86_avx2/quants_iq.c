@@ -184,7 +184,8 @@ TS_IQ_INLINE float d_iq1_m(const uint8_t *blk) {
                         const ts_block_q8k *xb = (const ts_block_q8k *)((const uint8_t *)vx +              \
                                                                         (size_t)(c0 + c) * x_stride) + b;  \
                         __m256i sum = _mm256_setzero_si256();                                              \
-                        for (int ib = 0; ib < 8; ib++) sum = _mm256_add_epi32(sum, sub_isum(&u[ib], xb->qs + 32 * ib)); \
+                        for (int ib = 0; ib < 8; ib++)                                                     \
+                            sum = _mm256_add_epi32(sum, sub_isum(&u[ib], xb->qs + 32 * ib));               \
                         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(d * xb->d), acc[c]);  \
                     }                                                                                      \
                 }                                                                                          \

@@ -194,7 +194,8 @@ TS_ALWAYS_INLINE void unpack_iq1_m(const uint8_t *blk, iq_block *u) {
                    _mm512_test_epi64_mask(_mm512_set1_epi64(h), sign_bits));
     }
     /* The top nibble of each of the four words, lowest word first, is d's bits. */
-    u->d = _cvtsh_ss((ts_f16)((raw >> 12 & 0x000F) | (raw >> 24 & 0x00F0) | (raw >> 36 & 0x0F00) | (raw >> 48 & 0xF000)));
+    u->d = _cvtsh_ss(
+        (ts_f16)((raw >> 12 & 0x000F) | (raw >> 24 & 0x00F0) | (raw >> 36 & 0x0F00) | (raw >> 48 & 0xF000)));
 }
 
 /* Activation rows taken together by the gemm: each unpacked super-block meets them all. */

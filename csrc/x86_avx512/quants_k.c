@@ -154,7 +154,9 @@ static void vec_dot_q6_k(int64_t n, float *s, const void *vw, const void *vx) {
 }
 
 /* Q3_K: the 16 scales as dup16. */
-TS_ALWAYS_INLINE __m512i k3_scales(const uint8_t *s) { return ts_avx512_dup16(_mm512_cvtepi8_epi32(ts_avx512_q3_K_scales(s))); }
+TS_ALWAYS_INLINE __m512i k3_scales(const uint8_t *s) {
+    return ts_avx512_dup16(_mm512_cvtepi8_epi32(ts_avx512_q3_K_scales(s)));
+}
 
 static void vec_dot_q3_k(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q3_K *w = (const ts_block_q3_K *)vw;
@@ -197,7 +199,8 @@ static void vec_dot_q2_k(int64_t n, float *s, const void *vw, const void *vx) {
         /* Each scale byte: low nibble the scale, high nibble the min of 16 elements. */
         const __m128i raw = _mm_loadu_si128((const __m128i *)w[i].scales);
         const __m512i sc = ts_avx512_dup16(_mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
-        const __m512i mins = ts_avx512_dup16(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
+        const __m512i mins =
+            ts_avx512_dup16(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
         __m512 d, dmin;
         scale2(&w[i].d, y[i].d, &d, &dmin);
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
