@@ -18,6 +18,13 @@ static const ts_type_traits TRAITS[TS_TYPE_COUNT] = {
     [TS_TYPE_Q5_K] = {"Q5_K", TS_QK_K, sizeof(ts_block_q5_K), TS_ACT_Q8K},
     [TS_TYPE_Q6_K] = {"Q6_K", TS_QK_K, sizeof(ts_block_q6_K), TS_ACT_Q8K},
     [TS_TYPE_IQ4_XS] = {"IQ4_XS", TS_QK_K, sizeof(ts_block_iq4_xs), TS_ACT_Q8K},
+    [TS_TYPE_IQ2_XXS] = {"IQ2_XXS", TS_QK_K, sizeof(ts_block_iq2_xxs), TS_ACT_Q8K},
+    [TS_TYPE_IQ2_XS] = {"IQ2_XS", TS_QK_K, sizeof(ts_block_iq2_xs), TS_ACT_Q8K},
+    [TS_TYPE_IQ2_S] = {"IQ2_S", TS_QK_K, sizeof(ts_block_iq2_s), TS_ACT_Q8K},
+    [TS_TYPE_IQ3_XXS] = {"IQ3_XXS", TS_QK_K, sizeof(ts_block_iq3_xxs), TS_ACT_Q8K},
+    [TS_TYPE_IQ3_S] = {"IQ3_S", TS_QK_K, sizeof(ts_block_iq3_s), TS_ACT_Q8K},
+    [TS_TYPE_IQ1_S] = {"IQ1_S", TS_QK_K, sizeof(ts_block_iq1_s), TS_ACT_Q8K},
+    [TS_TYPE_IQ1_M] = {"IQ1_M", TS_QK_K, sizeof(ts_block_iq1_m), TS_ACT_Q8K},
 };
 
 const ts_type_traits *ts_type_traits_get(int type) {

@@ -13,7 +13,8 @@ ACT_F32, ACT_Q8X32, ACT_Q8K = 0, 1, 2
 ACT_BLOCK = {ACT_Q8X32: (32, 40), ACT_Q8K: (256, 292)}  # elements, bytes per block
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4")
+                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+                   "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "MXFP4")
 
 
 def isa() -> str:

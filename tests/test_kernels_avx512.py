@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(not LEVELS, reason="this CPU or build has no AVX
 
 LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4")
 KQUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS")
+IQUANTS = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M")  # extremes: test_kernels_iquants
 FLOATS = ("F32", "F16", "BF16")
 # Row lengths in blocks: the legacy kernels work on groups of 16 blocks and pairs inside them,
 # so lone blocks, short last groups and odd tails after full groups all take separate paths.
@@ -23,7 +24,7 @@ BLOCK_COUNTS = {"legacy": (1, 2, 3, 15, 16, 17, 19, 33, 47), "k": (1, 2, 3, 5), 
 
 
 def _family(type_name: str) -> str:
-    return "legacy" if type_name in LEGACY else "k" if type_name in KQUANTS else "float"
+    return "legacy" if type_name in LEGACY else "k" if type_name in KQUANTS + IQUANTS else "float"
 
 
 def _cols(type_name: str, nblocks: int) -> int:
@@ -39,7 +40,7 @@ def _check_exact(w: np.ndarray, type_name: str, x: np.ndarray, level: str) -> No
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + FLOATS)
+@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + IQUANTS + FLOATS)
 def test_every_row_length_matches_exact_product(level, type_name, rng):
     for nblocks in BLOCK_COUNTS[_family(type_name)]:
         cols = _cols(type_name, nblocks)
@@ -66,7 +67,7 @@ def _fenced(nbytes: int, at_end: bool) -> tuple[mmap.mmap, np.ndarray]:
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + FLOATS)
+@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + IQUANTS + FLOATS)
 @pytest.mark.parametrize("at_end", [True, False])
 def test_weight_reads_stay_inside_the_matrix(level, type_name, at_end, rng):
     """A read past either end of the weights faults on a guard page (and kills the run)."""

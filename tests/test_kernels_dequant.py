@@ -95,7 +95,7 @@ def test_bad_sizes_are_rejected(rng):
     with pytest.raises(ValueError):
         kernels.dequantize(raw, "Q4_K", 768)  # more blocks than bytes
     with pytest.raises(NotImplementedError):
-        kernels.dequantize(raw, "IQ2_XXS", 256)
+        kernels.dequantize(raw, "TQ1_0", 256)
 
 
 def test_extra_bytes_are_ignored(rng):

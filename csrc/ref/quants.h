@@ -13,5 +13,7 @@ extern const int8_t ts_mxfp4_values[16];
 void ts_register_scalar_legacy(ts_kernels *k);
 /* Fill the 256-element super-block formats (Q2_K .. Q6_K, IQ4_XS). */
 void ts_register_scalar_kquants(ts_kernels *k);
+/* Fill the codebook i-quants (IQ2_XXS .. IQ1_M). */
+void ts_register_scalar_iquants(ts_kernels *k);
 
 #endif

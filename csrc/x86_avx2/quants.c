@@ -359,4 +359,5 @@ void ts_register_avx2(ts_kernels *k) {
     k->vec_dot[TS_TYPE_F16] = dot_f16;
     k->vec_dot[TS_TYPE_BF16] = dot_bf16;
     ts_register_avx2_kquants(k);
+    ts_register_avx2_iquants(k);
 }

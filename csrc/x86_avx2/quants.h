@@ -67,5 +67,7 @@ static inline __m128i ts_avx2_q3_K_scales(const uint8_t raw[12]) {
 
 /* k-quant and IQ4_XS dot products (quants_k.c). */
 void ts_register_avx2_kquants(ts_kernels *k);
+/* Codebook i-quant dot products (quants_iq.c). */
+void ts_register_avx2_iquants(ts_kernels *k);
 
 #endif
