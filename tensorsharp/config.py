@@ -62,6 +62,17 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
+def _bool_env(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise TensorSharpError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """What is fixed when a model is loaded (per-request options live with the request types)."""
@@ -107,12 +118,14 @@ class ServerOptions:
     max_connections: int = 0             # connections served at once; 0: from the descriptor limit
     stall_seconds: int = 120             # /health fails once the engine has work and no step
                                          # ended for this long
+    speculative: bool = True             # decoding verifies prompt-lookup guesses (engine/draft.py)
 
 
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
-    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS."""
+    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS /
+    _SPECULATIVE."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -128,7 +141,8 @@ def server_options() -> ServerOptions:
                          drain_seconds=_int_env("TENSORSHARP_DRAIN_SECONDS", 10),
                          io_timeout=max(1, _int_env("TENSORSHARP_IO_TIMEOUT", 30)),
                          max_connections=_int_env("TENSORSHARP_MAX_CONNECTIONS", 0),
-                         stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)))
+                         stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)),
+                         speculative=_bool_env("TENSORSHARP_SPECULATIVE", True))
 
 
 def uploads_dir() -> Path:

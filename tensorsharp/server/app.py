@@ -85,7 +85,7 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
                parallel: int | None = None, cache_slots: int | None = None, max_queue: int | None = None,
                api_key: str | None = None, max_body: int | None = None, upload_dir: Path | None = None,
                tool_format: str | None = None, mmproj: str | None = None, allowed_origins: str | None = None,
-               allowed_hosts: str | None = None) -> Flask:
+               allowed_hosts: str | None = None, speculative: bool | None = None) -> Flask:
     """An app serving `model` (a ServedModel, or a name or path to load; default: the configured
     model) with the projector mmproj for images (default: TENSORSHARP_MMPROJ, else one found beside
     the model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
@@ -97,7 +97,8 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
                                  cache_slots=opts.cache_slots if cache_slots is None else cache_slots,
                                  max_queue=opts.max_queue if max_queue is None else max_queue,
                                  tool_format=tool_format or opts.tool_format, mmproj=mmproj or load.mmproj,
-                                 max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels)
+                                 max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels,
+                                 speculative=opts.speculative if speculative is None else speculative)
     max_body = max_body or opts.max_body
     app = Flask("tensorsharp.server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body
