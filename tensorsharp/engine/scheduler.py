@@ -516,7 +516,7 @@ class Scheduler:
         already take the step past the few-token width) or when decoding requests fill it."""
         if not self.speculative or any(not a.decoding for a in self._active):
             return 0
-        return max(0, FEW_ROWS - len(self._active))
+        return max(0, min(FEW_ROWS, self.stepper.n_batch) - len(self._active))
 
     def _guess(self, a: _Active, spare: int) -> list[int]:
         """A's guess, within the spare rows, the tokens its max_tokens leaves after the one its

@@ -10,7 +10,7 @@ from tensorsharp import kernels
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import json_schema_constraint
-from tensorsharp.engine.request import Done, GenerationRequest, Token
+from tensorsharp.engine.request import Done, Failed, GenerationRequest, Token
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.llm import Model
 
@@ -60,7 +60,7 @@ class Collector:
         self.events.append(event)
         if isinstance(event, Token) and self.on_token:
             self.on_token(self)
-        if isinstance(event, Done):
+        if isinstance(event, (Done, Failed)):
             self.finished.set()
 
     def tokens(self):
@@ -69,7 +69,8 @@ class Collector:
     def outcome(self):
         """Everything a client sees: each token event, then the end's reason and count."""
         assert self.finished.wait(120)
-        (d,) = [e for e in self.events if isinstance(e, Done)]
+        (d,) = [e for e in self.events if isinstance(e, (Done, Failed))]
+        assert isinstance(d, Done), d.error
         return [(t.id, t.text, t.logprob, t.top) for t in self.tokens()], d.reason, d.completion_tokens
 
 
@@ -201,3 +202,14 @@ def test_sampled_tokens_follow_the_target_distribution(smol):
     stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected) if e > 0)
     assert stat < chi2_critical(len(big)), f"chi-square {stat:.1f} over {len(big)} degrees of freedom"
     assert s.drafted >= n / 4 and 0.5 < s.accepted / s.drafted < 0.95, "too few guesses verified to tell"
+
+
+def test_guesses_fit_a_small_batch(smol):
+    def run(speculative):
+        s = sched.build(smol.transformer, smol.tokenizer, N_CTX, n_batch=4, n_threads=1, speculative=speculative)
+        with s:
+            c = Collector()
+            s.submit(GenerationRequest(chat(smol, EDIT), 30, stop_at_eog=False), c)
+            return c.outcome(), s.drafted
+    (got, reason, _), drafted = run(True)
+    assert reason == "length" and drafted > 0 and got == run(False)[0][0]
