@@ -280,8 +280,9 @@ static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stri
     const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : c->act[tr->act];
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
-    ts_matmul_part(c->m->k->vec_dot[w->type], c->m->k->vec_dot_rows[w->type], c->m->k->gemm[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
-                   w->rows, ith, nth);
+    const ts_kernels *k = c->m->k;
+    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type], w->data,
+                   w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, ith, nth);
 }
 
 /* This thread's share of one expert's matmul: rows [e*rows, (e+1)*rows) of the stacked w
@@ -293,7 +294,7 @@ static void mm_expert(ts_context *c, const ts_tensor *w, int e, int64_t rows, co
                                                  : ts_act_row_size(tr->act, w->cols);
     const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : c->gact[tr->act];
     const ts_kernels *k = c->m->k;
-    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type],
+    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type],
                    (const char *)w->data + (size_t)e * rows * w->row_bytes, rows, w->cols, w->row_bytes,
                    (const char *)xq + (size_t)r0 * act_row, act_row, r1 - r0, y + (size_t)r0 * rows, rows, ith, nth);
 }

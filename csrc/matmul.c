@@ -9,6 +9,7 @@ typedef struct {
     ts_vec_dot_fn dot;
     ts_vec_dot_rows_fn dot_rows;
     ts_gemm_fn gemm;
+    int gemm_one;
     ts_quantize_row_fn quantize; /* NULL: the dot takes f32 activations as they are */
     const char *w;               /* (rows, row_bytes) */
     int64_t rows, cols, row_bytes;
@@ -24,13 +25,14 @@ typedef struct {
  * while every activation row passes over them. */
 #define TS_ROW_GROUP 16
 
-void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
+                    int64_t rows,
                     int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
     const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-    if (gemm && n > 1) {
+    if (gemm && (n > 1 || gemm_one)) {
         /* The gemm orders its own work over this thread's rows and all activation rows. */
         const int64_t r0 = g0 * TS_ROW_GROUP, r1 = g1 * TS_ROW_GROUP < rows ? g1 * TS_ROW_GROUP : rows;
         if (r1 > r0)
@@ -59,7 +61,7 @@ static void matmul_task(void *arg, int ith, int nth) {
             j->quantize(j->x + t * j->cols, (char *)j->xq + (size_t)t * j->act_row, j->cols);
         ts_threadpool_barrier(j->pool, nth);
     }
-    ts_matmul_part(j->dot, j->dot_rows, j->gemm, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
+    ts_matmul_part(j->dot, j->dot_rows, j->gemm, j->gemm_one, j->w, j->rows, j->cols, j->row_bytes, j->xq, j->act_row, j->n, j->y,
                    j->rows, ith, nth);
 }
 
@@ -75,6 +77,7 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
     j.dot = k->vec_dot[type];
     j.dot_rows = k->vec_dot_rows[type];
     j.gemm = k->gemm[type];
+    j.gemm_one = k->gemm_one[type];
     j.w = (const char *)w;
     j.rows = rows;
     j.cols = cols;

@@ -54,8 +54,8 @@ typedef struct {
 static void stream_task(void *arg, int ith, int nth) {
     const stream_job *j = (const stream_job *)arg;
     for (int i = 0; i < j->n_w; i++) {
-        ts_matmul_part(j->k->vec_dot[j->type], j->k->vec_dot_rows[j->type], j->k->gemm[j->type], j->ws[i],
-                       j->rows, j->cols, j->row_bytes, j->xq, j->act_row, 1, j->y, j->rows, ith, nth);
+        ts_matmul_part(j->k->vec_dot[j->type], j->k->vec_dot_rows[j->type], j->k->gemm[j->type], j->k->gemm_one[j->type],
+                       j->ws[i], j->rows, j->cols, j->row_bytes, j->xq, j->act_row, 1, j->y, j->rows, ith, nth);
         ts_threadpool_barrier(j->pool, nth);
     }
 }

@@ -201,8 +201,8 @@ static void mm(vit_job *j, const ts_tensor *w, const float *src, int64_t src_str
     }
     for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
         const int nt = n - t0 < TS_VIT_TOKEN_BLOCK ? n - t0 : TS_VIT_TOKEN_BLOCK;
-        ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], w->data, w->rows,
-                       w->cols, w->row_bytes, (const char *)xq + (size_t)t0 * act_row, act_row, nt,
+        ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type], w->data,
+                       w->rows, w->cols, w->row_bytes, (const char *)xq + (size_t)t0 * act_row, act_row, nt,
                        y + (size_t)t0 * y_stride, y_stride, ith, nth);
     }
 }

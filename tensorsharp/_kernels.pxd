@@ -18,6 +18,8 @@ cdef extern from "ts/kernels.h" nogil:
         const char *isa
         ts_dequantize_row_fn dequantize[40]
         void *vec_dot[40]
+        void *gemm[40]
+        unsigned char gemm_one[40]
         ts_quantize_row_fn quantize_q8x32
         ts_quantize_row_fn quantize_q8k
         void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps) noexcept nogil

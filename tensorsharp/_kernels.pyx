@@ -40,6 +40,12 @@ def has_dot(int type_id, str isa=None):
     return k.dequantize[type_id] != NULL and k.vec_dot[type_id] != NULL
 
 
+def row_exact(int type_id, str isa=None):
+    """Whether a row's matmul result has the same bits alone as in a batch of any size."""
+    cdef const ts_kernels *k = _table(isa)
+    return k.gemm[type_id] == NULL or k.gemm_one[type_id] != 0
+
+
 def dequantize(const uint8_t[::1] raw, int type_id, int64_t n, float[::1] out, str isa=None):
     cdef const ts_kernels *k = _table(isa)
     if k.dequantize[type_id] == NULL:

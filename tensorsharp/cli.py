@@ -131,7 +131,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(args.model or None, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
                      api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
                      allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts,
-                     max_loaded=args.max_loaded, max_memory=args.max_memory, keep_alive=args.keep_alive)
+                     max_loaded=args.max_loaded, max_memory=args.max_memory, keep_alive=args.keep_alive,
+                     speculative=args.speculative)
     srv = config.server_options()
     serve(app, listener, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
           max_connections=srv.max_connections or None)
@@ -188,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=config.load_options().n_threads)
     p.add_argument("--parallel", type=int, default=srv.parallel,
                    help="requests decoded together (default: %(default)s)")
+    p.add_argument("--speculative", action=argparse.BooleanOptionalAction, default=srv.speculative,
+                   help="verify guesses copied from the context (prompt lookup) in each decode step: "
+                        "several tokens per step where the reply repeats its prompt, same output "
+                        "(default: %(default)s)")
     p.add_argument("--api-key", default=srv.api_key,
                    help="require 'Authorization: Bearer KEY' on every route but /health")
     p.add_argument("--allowed-origins", default=srv.allowed_origins, metavar="ORIGINS",

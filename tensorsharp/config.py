@@ -62,6 +62,17 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
+def _bool_env(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise TensorSharpError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """What is fixed when a model is loaded (per-request options live with the request types)."""
@@ -107,6 +118,7 @@ class ServerOptions:
     max_connections: int = 0             # connections served at once; 0: from the descriptor limit
     stall_seconds: int = 120             # /health fails once the engine has work and no step
                                          # ended for this long
+    speculative: bool = True             # decoding verifies prompt-lookup guesses (engine/draft.py)
     max_loaded: int = 3                  # models loaded at once; the least recently used idle one
                                          # makes room for another
     max_memory: int = 0                  # bytes the loaded models may take (file + KV cache); 0: no limit
@@ -118,7 +130,7 @@ def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
     _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS /
-    _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE."""
+    _SPECULATIVE / _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -137,7 +149,8 @@ def server_options() -> ServerOptions:
                          stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)),
                          max_loaded=max(1, _int_env("TENSORSHARP_MAX_LOADED", 3)),
                          max_memory=_int_env("TENSORSHARP_MAX_MEMORY", 0),
-                         keep_alive=os.environ.get("TENSORSHARP_KEEP_ALIVE") or "5m")
+                         keep_alive=os.environ.get("TENSORSHARP_KEEP_ALIVE") or "5m",
+                         speculative=_bool_env("TENSORSHARP_SPECULATIVE", True))
 
 
 def manifests_dir() -> Path:

@@ -27,6 +27,12 @@ def available_isas() -> list[str]:
     return _kernels.available()
 
 
+def rows_exact(type_ids, isa: str | None = None) -> bool:
+    """Whether matrix products over weights of these types give a row the same bits alone as in
+    any batch (a batch of one included)."""
+    return all(_kernels.row_exact(int(t), isa) for t in type_ids)
+
+
 def _type_id(type_name: str) -> int:
     t = tensor_type(type_name)
     if _kernels.type_traits(t.id) is None:

@@ -74,3 +74,19 @@ def test_gemm_result_does_not_depend_on_the_batch(isa, type_name, rng):
     y = kernels.matmul(w, type_name, x, isa=isa)
     for a, b in [(0, 2), (1, 4), (3, 8), (5, 16), (0, 13), (0, 16), (20, 37)]:
         assert np.array_equal(kernels.matmul(w, type_name, x[a:b], isa=isa), y[a:b]), (a, b)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_one_row_gets_its_batch_bits_where_the_table_says_so(isa, type_name, rng):
+    # Speculative decoding relies on it: a position verified among drafted rows must score as it
+    # would decoded alone (kernels.rows_exact, checked by the scheduler's build).
+    tid = kernels._type_id(type_name)
+    if not kernels._kernels.has_dot(tid, isa) or not kernels.rows_exact([tid], isa):
+        pytest.skip(f"{type_name} on {isa}: a lone row takes the matvec, with other bits")
+    bs = tensor_type(type_name).block_size
+    cols = bs * (21 if bs == 32 else 3)
+    w = random_weights(type_name, 37, cols, rng)
+    x = rng.standard_normal((6, cols), dtype=np.float32)
+    y = kernels.matmul(w, type_name, x, isa=isa)
+    for t in range(len(x)):
+        assert np.array_equal(kernels.matmul(w, type_name, x[t:t + 1], isa=isa), y[t:t + 1]), t

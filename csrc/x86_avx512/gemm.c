@@ -794,6 +794,14 @@ TS_GEMM(gemm_q8_0, TS_TYPE_Q8_0)
 TS_GEMM(gemm_iq4_nl, TS_TYPE_IQ4_NL)
 #endif
 
+/* The types with a register path for few tokens (gemm_few_legacy, gemm_few_kquant) take one
+ * row as fast as the matvec does (Qwen2.5 Q4_K/Q6_K and SmolLM2 Q4_1 decode, 1 thread). */
+static void few_takes_one(ts_kernels *k) {
+    static const int types[] = {TS_TYPE_Q4_0, TS_TYPE_Q4_1, TS_TYPE_Q5_0, TS_TYPE_Q5_1, TS_TYPE_Q8_0,
+                                TS_TYPE_IQ4_NL, TS_TYPE_Q4_K, TS_TYPE_Q5_K, TS_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) k->gemm_one[types[i]] = k->gemm[types[i]] != NULL;
+}
+
 #ifdef TS_VNNI
 void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_0] = gemm_q4_0;
@@ -808,6 +816,7 @@ void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
     k->gemm[TS_TYPE_IQ4_NL] = gemm_iq4_nl;
     k->gemm[TS_TYPE_MXFP4] = gemm_mxfp4;
+    few_takes_one(k);
 }
 #else
 void ts_register_avx512_gemm(ts_kernels *k) {
@@ -821,5 +830,6 @@ void ts_register_avx512_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
     k->gemm[TS_TYPE_MXFP4] = gemm_mxfp4;
+    few_takes_one(k);
 }
 #endif

@@ -5,6 +5,11 @@ once: every step runs one batch holding the next token of each decoding request 
 a newly admitted request's prompt, so prefill and decode share forward passes. The cache has more
 slots than `parallel`; idle slots keep the tokens they hold so a later request with the same
 prefix (a session's next turn) evaluates only what is new.
+
+With speculation on, a decoding request's rows in a step are its last token followed by a guess
+at the next few (engine/draft.py). Each row is sampled in order as if decoded alone; the guess
+holds up to the first row whose sampled token differs from it, so one step may yield several
+tokens and the output is the same as without the guess.
 """
 from __future__ import annotations
 
@@ -17,7 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tensorsharp import kernels
 from tensorsharp.engine.batch import Stepper
+from tensorsharp.engine.draft import PromptLookup
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, Token)
@@ -26,6 +33,10 @@ from tensorsharp.engine.stop import StopMatcher
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
 log = logging.getLogger(__name__)
+
+# Rows of a decode step the few-token gemm takes at about the cost of one (its register path's
+# width); drafted rows only fill what the decoding requests leave of them.
+FEW_ROWS = 16
 
 
 def _original(module: str, name: str):
@@ -89,7 +100,8 @@ class _PerRequest:
     constraint mask. Built on submit, so a value they refuse fails the caller there and never
     reaches the engine thread holding a slot."""
 
-    def __init__(self, req: GenerationRequest, tokenizer, n_vocab: int):
+    def __init__(self, req: GenerationRequest, tokenizer, n_vocab: int, speculative: bool):
+        self.lookup = PromptLookup(req.prompt) if speculative else None
         self.sampler = Sampler(req.sampling, history=[t for t in req.prompt if t >= 0])
         self.decoder = tokenizer.stream(at_start=False, shown=req.shown)
         self.matcher = StopMatcher(req.stop) if req.stop else None
@@ -121,6 +133,8 @@ class _Active:
         self.decoder = w.parts.decoder
         self.matcher = w.parts.matcher
         self.mask = w.parts.mask
+        self.lookup = w.parts.lookup
+        self.draft: list[int] = []            # tokens guessed to follow todo[0], in this step's rows
         self.t_submit = w.submitted
         self.t_admit = time.monotonic_ns()
         self.t_first = self.t_admit
@@ -128,10 +142,15 @@ class _Active:
 
 
 class Scheduler:
-    """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots."""
+    """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots.
+    speculative: decoding requests verify prompt-lookup guesses in their steps; the stepper must
+    give a row the same logits alone and in any batch, or outputs would change with the guesses."""
 
-    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16):
+    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False):
         self.stepper = stepper
+        self.speculative = speculative
+        self.drafted = 0     # guessed tokens verified, engine thread's count
+        self.accepted = 0    # of which held
         self.cache = stepper.cache
         self.tokenizer = tokenizer
         self.n_vocab = stepper.model.hparams.n_vocab
@@ -190,7 +209,7 @@ class Scheduler:
         if request.pooling not in (None, "mean", "cls", "last"):
             raise ValueError(f"unknown pooling {request.pooling!r} (mean, cls or last)")
         self._check_images(request)
-        parts = _PerRequest(request, self.tokenizer, self.n_vocab)
+        parts = _PerRequest(request, self.tokenizer, self.n_vocab, self.speculative)
         handle = Handle(request, sink, self._kick)
         with self._mutex:
             if self._closing:
@@ -438,14 +457,19 @@ class Scheduler:
         keys, pos, seq, rows, owners = [], [], [], [], []
         hid_rows, hid_of = [], {}   # embedding requests' rows whose final hidden state they pool
         budget = self.stepper.n_batch
+        spare = self._spare_rows()
         for a in self._active:
             if a.decoding:
-                keys.append(a.todo[0])
-                pos.append(self.cache.reserve(a.slot.index, 1))
-                seq.append(a.slot.index)
-                rows.append(len(keys) - 1)
-                owners.append((a, 1))
-                budget -= 1
+                a.draft = self._guess(a, spare)
+                spare -= len(a.draft)
+                n = 1 + len(a.draft)
+                start = self.cache.reserve(a.slot.index, n)
+                keys += a.todo[:1] + a.draft
+                pos += range(start, start + n)
+                seq += [a.slot.index] * n
+                rows += range(len(keys) - n, len(keys))
+                owners.append((a, n))
+                budget -= n
         for a in self._active:
             if a.decoding or budget <= 0:
                 continue
@@ -484,6 +508,16 @@ class Scheduler:
             return
         row = 0
         for a, n in owners:
+            if a.decoding:
+                try:
+                    self._verify(a, logits[row:row + n])
+                except Exception as e:   # a bug hit by one request's sampling fails that request alone
+                    log.exception("sampling failed")
+                    if a in self._active:
+                        self._reset(a.slot)
+                        self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
+                row += n
+                continue
             a.slot.tokens.extend(a.todo[:n])
             del a.todo[:n]
             if a.req.pooling is not None:
@@ -492,11 +526,12 @@ class Scheduler:
                 continue
             if a.todo:
                 continue   # more of the prompt to go: this chunk produced no logits
-            if not a.decoding:
-                a.decoding = True
-                a.t_first = time.monotonic_ns()
+            a.decoding = True
+            a.t_first = time.monotonic_ns()
             try:
-                self._sample(a, logits[row])
+                tok = self._sample(a, logits[row])
+                if tok is not None:
+                    a.todo = [tok]
             except Exception as e:   # a bug hit by one request's sampling fails that request alone
                 log.exception("sampling failed")
                 if a in self._active:
@@ -514,6 +549,48 @@ class Scheduler:
         vector = a.pooled / len(a.req.prompt) if a.req.pooling == "mean" else a.pooled
         self._send(a.handle, Embedded(vector.astype(np.float32)))
         self._finish(a, "stop")
+
+    def _spare_rows(self) -> int:
+        """Rows this step may spend on guesses: none while a prompt is being evaluated (its rows
+        already take the step past the few-token width) or when decoding requests fill it."""
+        if not self.speculative or any(not a.decoding for a in self._active):
+            return 0
+        return max(0, min(FEW_ROWS, self.stepper.n_batch) - len(self._active))
+
+    def _guess(self, a: _Active, spare: int) -> list[int]:
+        """A's guess, within the spare rows, the tokens its max_tokens leaves after the one its
+        last token's row yields, and the context."""
+        if a.lookup is None or spare <= 0:
+            return []
+        room = min(spare, a.req.max_tokens - a.generated - 1,
+                   self.n_ctx - int(self.cache.length[a.slot.index]) - 1)
+        return a.lookup.propose(room)
+
+    def _verify(self, a: _Active, logits: np.ndarray) -> None:
+        """Samples A's rows (its last token's, then one per guessed token) in order, each as if
+        decoded alone: a row's token that equals the next guessed token means that guess holds
+        (its K/V, already written, is kept), anything else ends the step for A. Rejected rows'
+        positions are given back, so the cache holds only accepted tokens and the next step
+        overwrites the rest before anything can attend to them."""
+        idx, draft = a.slot.index, a.draft
+        self.cache.truncate(idx, int(self.cache.length[idx]) - len(draft))
+        a.slot.tokens.append(a.todo.pop())
+        held = 0
+        for i in range(len(draft) + 1):
+            tok = self._sample(a, logits[i])
+            if tok is None:
+                break
+            if i < len(draft) and tok == draft[i]:
+                self.cache.reserve(idx, 1)
+                a.slot.tokens.append(tok)
+                held += 1
+                continue
+            a.todo = [tok]
+            break
+        self.drafted += len(draft)
+        self.accepted += held
+        if a.lookup is not None:
+            a.lookup.feedback(len(draft), held)
 
     def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:
         """Token ids (-1 for image rows), then the image rows' embeddings and attention ends, or
@@ -535,7 +612,14 @@ class Scheduler:
             row += n
         return tokens, embd, attn_end
 
-    def _sample(self, a: _Active, logits: np.ndarray) -> None:
+    def _sample(self, a: _Active, logits: np.ndarray) -> int | None:
+        """Samples, accounts and emits a token; returns it if the request goes on, else None.
+
+        With a guess, standard speculative sampling against a draft that is a point mass on the
+        guessed token d accepts d with probability p(d) and otherwise samples p without d,
+        renormalised. Sampling p and accepting d exactly when the draw is d is that same
+        distribution, so each row draws once as plain decoding would: the penalties' window, the
+        constraint and the seed's stream all advance over the accepted tokens only."""
         req = a.req
         c = req.constraint
         if c is not None:
@@ -548,14 +632,14 @@ class Scheduler:
                 c.accept(tok)
         except TensorSharpError as e:
             self._fail(a, e)
-            return
+            return None
         if a.handle.cancelled:
             self._finish(a, "cancelled")
-            return
+            return None
         a.generated += 1
         if req.stop_at_eog and self.tokenizer.is_eog(tok):
             self._emit_last(a, s, "", "stop")
-            return
+            return None
         piece = a.decoder.feed(tok)
         text = a.matcher.feed(piece) if a.matcher is not None else piece
         if a.matcher is not None and a.matcher.stopped:
@@ -568,7 +652,10 @@ class Scheduler:
             self._emit_last(a, s, text, "length")
         else:
             self._emit(a, s, text)
-            a.todo = [tok]
+            if a.lookup is not None:
+                a.lookup.append(tok)
+            return tok
+        return None
 
     def _emit(self, a: _Active, s, text: str) -> None:
         self._send(a.handle, Token(s.token, text, s.logprob, s.top))
@@ -583,11 +670,17 @@ class Scheduler:
 
 
 def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: int = 2,
-          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0) -> Scheduler:
-    """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet)."""
+          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True) -> Scheduler:
+    """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet).
+    Speculation stays off where a weight type's kernels give a row other bits alone than in a
+    batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs."""
     if cache_slots < 0:
         raise ValueError("cache_slots must not be negative")
     cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots)
     transformer.use_context(n_ctx)  # LongRoPE picks its factors by the context of a sequence
+    if speculative and not kernels.rows_exact(t.type.id for t in transformer.gguf.tensors.values()):
+        log.info("speculative decoding is off: this CPU's kernels for the model's weight types "
+                 "score a row differently alone and in a batch")
+        speculative = False
     return Scheduler(Stepper(transformer, cache, n_batch=n_batch, n_threads=n_threads), tokenizer,
-                     parallel=parallel, max_queue=max_queue)
+                     parallel=parallel, max_queue=max_queue, speculative=speculative)

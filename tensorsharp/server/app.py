@@ -130,13 +130,15 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                upload_dir: Path | None = None, tool_format: str | None = None, mmproj: str | None = None,
                allowed_origins: str | None = None, allowed_hosts: str | None = None,
                max_loaded: int | None = None, max_memory: int | None = None,
-               keep_alive: str | float | None = None) -> Flask:
+               keep_alive: str | float | None = None, speculative: bool | None = None) -> Flask:
     """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
     load, or a list of those; default: the configured model), which is loaded at once, stays
     loaded unless a request's keep_alive says otherwise, and is the default of requests that name
     none. Other models load on demand, at most max_loaded at once within max_memory bytes (0: no
-    limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for images (default: TENSORSHARP_MMPROJ, else one found beside
-    the model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
+    limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for
+    images (default: TENSORSHARP_MMPROJ, else one found beside the model); speculative: decoding
+    verifies prompt-lookup guesses. Unset options come from tensorsharp.config (the TENSORSHARP_*
+    environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
     given = [m if isinstance(m, ServedModel) else store.resolve(m) for m in models]
@@ -146,7 +148,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                    parallel=parallel or opts.parallel, cache_slots=opts.cache_slots if cache_slots is None else cache_slots,
                    max_queue=opts.max_queue if max_queue is None else max_queue,
                    tool_format=tool_format or opts.tool_format, mmproj=mmproj or load.mmproj,
-                   max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels)
+                   max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels,
+                   speculative=opts.speculative if speculative is None else speculative)
 
     def load_spec(spec: Spec) -> ServedModel:
         return ServedModel.load(str(spec.path), spec=spec, **load_kw)

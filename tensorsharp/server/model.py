@@ -50,7 +50,7 @@ class ServedModel:
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
              max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None, mmproj: str | None = None,
              max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000,
-             spec: Spec | None = None) -> "ServedModel":
+             speculative: bool = True, spec: Spec | None = None) -> "ServedModel":
         """Resolves (pulling if needed) and loads a model, and starts its engine thread. mmproj: a
         projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none.
         spec: the catalog entry it is served as (default: the file under its registry name)."""
@@ -64,7 +64,7 @@ class ServedModel:
         train = transformer.hparams.n_ctx_train
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
         scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
-                                max_queue=max_queue, n_batch=n_batch, n_threads=n_threads)
+                                max_queue=max_queue, n_batch=n_batch, n_threads=n_threads, speculative=speculative)
         with reading(path):   # the chat template and constraint vocabulary come from the file too
             served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images,
                          spec)

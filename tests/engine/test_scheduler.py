@@ -106,9 +106,10 @@ def test_end_of_generation_token_stops_without_text(smol):
     assert "<|im_end|>" not in c.text
 
 
-# How far apart two rounding paths' log-probabilities may lie: decoding one sequence alone uses the
-# matvec kernels, decoding it beside another the gemm; their sums agree to ~1e-7, but a flipped int8
-# rounding of an activation grows through the layers to ~0.15 nats on a token's log-probability.
+# How far apart two rounding paths' log-probabilities may lie: where a lone row takes the matvec
+# (kernels.rows_exact is false: AVX2, Q2_K, Q3_K), decoding one sequence alone and beside another
+# differ; their sums agree to ~1e-7, but a flipped int8 rounding of an activation grows through the
+# layers to ~0.15 nats on a token's log-probability. Elsewhere the outputs are the same.
 NEAR_TIE = 0.3
 
 

@@ -58,6 +58,10 @@ typedef struct {
     ts_vec_dot_fn vec_dot[TS_TYPE_COUNT];
     ts_vec_dot_rows_fn vec_dot_rows[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row */
     ts_gemm_fn gemm[TS_TYPE_COUNT]; /* optional: NULL falls back to vec_dot per row and column */
+    /* 1: gemm also takes a single row, at the matvec's speed. A row then gets the same bits alone
+     * as in any batch, which speculative decoding needs: a position verified among drafted rows
+     * must score as it would decoded alone. */
+    unsigned char gemm_one[TS_TYPE_COUNT];
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
 
@@ -135,8 +139,10 @@ int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int
 
 /* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
  * activations already in the dot's format (act_row bytes apart). For use inside pool tasks.
- * dot_rows (may be NULL) takes a single activation row's weight rows in runs. */
-void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, const void *w, int64_t rows,
+ * dot_rows (may be NULL) takes a single activation row's weight rows in runs; gemm (may be NULL)
+ * takes two or more rows, and one row too when gemm_one. */
+void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
+                    int64_t rows,
                     int64_t cols, int64_t row_bytes,
                     const void *xq, size_t act_row, int64_t n, float *y, int64_t y_stride,
                     int ith, int nth);
