@@ -226,7 +226,10 @@ class Generation:
                     tail = reply.finish()
                     if tail:
                         yield index, Output(None, tail)
-                    if self.job.format is not None:
+                    # Cut off by max_tokens, the partial JSON goes out with finish_reason
+                    # "length" as in OpenAI's API, Ollama and llama-server: client libraries
+                    # raise their own truncation errors on that, not on an HTTP error.
+                    if self.job.format is not None and event.reason != "length":
                         try:
                             validate_output(reply.content, _schema(self.job))
                         except OutputValidationError as e:

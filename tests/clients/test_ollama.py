@@ -98,3 +98,8 @@ def test_structured_format_json(client, server, quality):
         quality(False, f"JSON without the asked keys: {e.message}")
         return
     quality(right_city(value["name"], value["country"]), f"got {value}")
+
+
+def test_structured_cut_off_is_length(client, server):
+    r = chat(client, server, CITY_ASK, 3, format=City.model_json_schema())
+    assert r.done_reason == "length" and r.message.content.startswith("{")

@@ -104,3 +104,11 @@ def test_structured_json_object(client, server, quality):
         quality(False, f"JSON without the asked keys: {e.message}")
         return
     quality(right_city(value["name"], value["country"]), f"got {value}")
+
+
+def test_structured_cut_off_is_length(client, server):
+    # A JSON reply cut off by max_tokens is the model running out of room, as in OpenAI's API and
+    # llama-server: a 200 with finish_reason "length", which parse() turns into its own error.
+    with pytest.raises(openai.LengthFinishReasonError):
+        client.chat.completions.parse(model=server.model, messages=[{"role": "user", "content": CITY_ASK}],
+                                      response_format=City, max_tokens=3, temperature=0)
