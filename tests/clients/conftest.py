@@ -61,4 +61,5 @@ def pytest_terminal_summary(terminalreporter):
     if rows:
         terminalreporter.section("client matrix (test[model]: verdict)")
         for test, library, verdict, why in sorted(rows, key=lambda r: (r[1], r[0])):
-            terminalreporter.line(f"{library:18} {test:48} {verdict:10} {why}")
+            why = " ".join(why.split())
+            terminalreporter.line(f"{library:18} {test:48} {verdict:10} {why[:160]}")
