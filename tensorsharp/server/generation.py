@@ -223,7 +223,7 @@ class Generation:
                     yield index, Output(event, reply.feed(event.text))
                     continue
                 if isinstance(event, Done):
-                    tail = reply.finish()
+                    tail = reply.finish(cut_off=event.reason == "length")
                     if tail:
                         yield index, Output(None, tail)
                     # Cut off by max_tokens, the partial JSON goes out with finish_reason
