@@ -65,14 +65,16 @@ class OutputParser:
     def feed(self, text: str) -> list[Delta]:
         return self._record(self._route(self._reasoning.feed(text) if self._reasoning else [ContentDelta(text)]))
 
-    def finish(self) -> list[Delta]:
+    def finish(self, cut_off: bool = False) -> list[Delta]:
         """Flush what was held back (a marker that never completed is plain text after all). With
-        calls_only (a grammar let the model write nothing but calls), what is held back is a call
-        cut off by the token limit: it is dropped rather than passed off as content."""
+        calls_only (a grammar let the model write nothing but calls), or when the token limit cut
+        the reply off (cut_off) while a call was opening, what is held back is a call cut off: it
+        is dropped rather than passed off as content."""
         out = self._route(self._reasoning.finish()) if self._reasoning else []
         if self._tools is not None:
             tail = self._tools.finish()
-            out += [d for d in tail if not isinstance(d, ContentDelta)] if self._calls_only else tail
+            drop = self._calls_only or cut_off
+            out += [d for d in tail if not isinstance(d, ContentDelta)] if drop else tail
         return self._record(out)
 
     def _route(self, deltas: list[Delta]) -> list[Delta]:

@@ -225,10 +225,13 @@ class Generation:
                     yield index, Output(event, reply.feed(event.text))
                     continue
                 if isinstance(event, Done):
-                    tail = reply.finish()
+                    tail = reply.finish(cut_off=event.reason == "length")
                     if tail:
                         yield index, Output(None, tail)
-                    if self.job.format is not None:
+                    # Cut off by max_tokens, the partial JSON goes out with finish_reason
+                    # "length" as in OpenAI's API, Ollama and llama-server: client libraries
+                    # raise their own truncation errors on that, not on an HTTP error.
+                    if self.job.format is not None and event.reason != "length":
                         try:
                             validate_output(reply.content, _schema(self.job))
                         except OutputValidationError as e:

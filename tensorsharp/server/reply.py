@@ -24,7 +24,7 @@ class PlainText:
         self.content += text
         return [ContentDelta(text)] if text else []
 
-    def finish(self) -> list:
+    def finish(self, cut_off: bool = False) -> list:
         return []
 
 
@@ -37,8 +37,9 @@ class Reply:
     def feed(self, text: str) -> list:
         return self.parser.feed(text) if text else []
 
-    def finish(self) -> list:
-        return self.parser.finish()
+    def finish(self, cut_off: bool = False) -> list:
+        """The held-back tail; cut_off: max_tokens ended the reply (a call it was opening is dropped)."""
+        return self.parser.finish(cut_off)
 
     @property
     def content(self) -> str:

@@ -27,7 +27,7 @@ class Scripted:
         self.content += text
         return [ContentDelta(text)]
 
-    def finish(self):
+    def finish(self, cut_off=False):
         self.tool_calls = [CALL]
         return [ToolCallDelta(0, "call_1", "get_weather", '{"city": '), ToolCallDelta(0, None, None, '"Paris"}')]
 

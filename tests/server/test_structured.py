@@ -74,11 +74,21 @@ def test_schema_with_tools_is_refused(client):
     assert r.status_code == 400 and "tools" in r.get_json()["error"]["message"]
 
 
-def test_output_cut_off_is_a_422_saying_so(client):
+def test_output_cut_off_ends_with_length_and_the_partial_json(client):
+    # As in OpenAI's API, Ollama and llama-server; a 422 here kept client libraries from raising
+    # their own truncation errors (openai's LengthFinishReasonError, instructor's IncompleteOutput).
     long = {"type": "object", "properties": {"story": {"type": "string", "minLength": 200}}, "required": ["story"]}
-    r = client.post("/v1/chat/completions", json=chat("Tell a story.", response_format=schema_format(long), max_tokens=5))
-    assert r.status_code == 422, r.data
-    assert "max_tokens" in r.get_json()["error"]["message"]
+    body = chat("Tell a story.", response_format=schema_format(long), max_tokens=5)
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.data
+    choice = r.get_json()["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["message"]["content"].startswith("{")
+    events = sse_events(client.post("/v1/chat/completions", json={**body, "stream": True}).data)
+    assert events[-1] == "[DONE]" and not any("error" in e for e in events[:-1])
+    assert events[-2]["choices"][0]["finish_reason"] == "length"
+    r = client.post("/api/chat", json={"model": FILE, "messages": body["messages"], "format": long,
+                                       "stream": False, "options": {"num_predict": 5}})
+    assert r.status_code == 200 and r.get_json()["done_reason"] == "length"
 
 
 def test_tool_choice_required_yields_one_call_unless_parallel_calls_are_asked_for(client):

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from tensorsharp.testing.server import sse_events
+
 QWEN = "qwen2.5-coder-0.5b"
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get current weather for a city.",
@@ -83,3 +85,25 @@ def test_auto_calls_name_only_offered_tools(qwen, ask):
         assert call["function"]["name"] == "get_weather"
         arguments = json.loads(call["function"]["arguments"])
         assert isinstance(arguments["city"], str) and set(arguments) <= {"city", "units"}
+
+
+def test_auto_call_cut_off_by_max_tokens_is_not_content(qwen):
+    # Found by pydantic-ai's agent loop: after a tool result Qwen calls the tool again and again
+    # (bare JSON objects, each constrained as a call once opened). When max_tokens cuts one off
+    # before its arguments, the held-back opening went out as content ('{"name": "get_weather", "').
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    history = [ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 18 C in Paris"}]
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                           "additionalProperties": False}}}   # as pydantic-ai sends it
+    body = {"model": QWEN, "messages": history, "tools": [tool], "temperature": 0}
+    full = qwen.post("/v1/chat/completions", json={**body, "max_tokens": 60}).get_json()["choices"][0]
+    assert len(full["message"]["tool_calls"]) > 1, full   # the repeated calls this test is about
+    for n in range(18, 24):   # the second call's opening, before its arguments key
+        choice = qwen.post("/v1/chat/completions", json={**body, "max_tokens": n}).get_json()["choices"][0]
+        assert choice["finish_reason"] == "length"
+        assert '{"name"' not in (choice["message"]["content"] or ""), (n, choice["message"])
+        events = sse_events(qwen.post("/v1/chat/completions", json={**body, "max_tokens": n, "stream": True}).data)
+        streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+        assert '{"name"' not in streamed, (n, streamed)
