@@ -7,8 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")   # no fetch of its price list at import
-litellm = pytest.importorskip("litellm", reason="litellm is not in the test extra (it is large): "
-                                                "install tensorsharp[clients]")
+litellm = pytest.importorskip("litellm", reason="install the test extra (or tensorsharp[clients])")
 
 from tensorsharp.testing.clients import (CALL_TOKENS, CHAT, CHAT_TOKENS, CITY_ASK, JSON_TOKENS, NAMED, TOOLS,  # noqa: E402
                                          WEATHER_ASK, check_call, right_city, says_paris)
