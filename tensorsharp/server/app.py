@@ -108,6 +108,7 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
                                           rules, web_root())
 
     from tensorsharp.server.routes import meta, ollama, openai, webui
+    app.url_map.converters["page"] = meta.PagePath
     for bp in (meta.bp, ollama.bp, openai.bp, webui.bp):
         app.register_blueprint(bp)
 

@@ -117,6 +117,8 @@ def prompt_text(served: ServedModel, job: Job) -> str | None:
 
 def prompt_ids(served: ServedModel, job: Job, text: str | None) -> tuple[list[int], list]:
     """The prompt's token ids (-1 at image positions) and the PromptImages filling those."""
+    if job.context:
+        return _after_context(served, job.context, *prompt_ids(served, dataclasses.replace(job, context=None), text))
     if job.images:
         return splice(served, text, job.images)
     if text is not None:
@@ -127,6 +129,18 @@ def prompt_ids(served: ServedModel, job: Job, text: str | None) -> tuple[list[in
     except ValueError as e:
         raise ApiError(400, str(e), param="prompt") from None
     return ids, []
+
+
+def _after_context(served: ServedModel, context: list[int], ids: list[int], images: list) -> tuple[list[int], list]:
+    """ids continuing the conversation context holds, which already opens with BOS."""
+    try:
+        served.check_ids(context)
+    except ValueError as e:
+        raise ApiError(400, f"'context': {e}", param="context") from None
+    if ids and ids[0] == served.tokenizer.bos_id:
+        ids = ids[1:]
+    shift = len(context)
+    return list(context) + ids, [dataclasses.replace(im, start=im.start + shift) for im in images]
 
 
 def _client_chars(job: Job) -> int:

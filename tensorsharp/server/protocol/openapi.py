@@ -49,6 +49,7 @@ OLLAMA_OPTIONS = _obj({**SAMPLING, "num_predict": {"type": "integer", "minimum":
                        "presence_penalty": NUM, "frequency_penalty": NUM})
 FORMAT = {"oneOf": [{"type": "string", "enum": ["json"]}, ANY_OBJECT]}
 THINK = {"oneOf": [BOOL, {"type": "string", "enum": ["high", "medium", "low"]}]}
+OLLAMA_LOGPROBS = {"logprobs": BOOL, "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20}}
 
 OPENAI_CHAT = _obj({
     "model": STR, "messages": {"type": "array", "items": OPENAI_MESSAGE, "minItems": 1},
@@ -70,11 +71,12 @@ OPENAI_COMPLETION = _obj({
     "max_tokens": {"type": "integer", "minimum": 0}, "n": {"type": "integer", "minimum": 1}, "stream": BOOL,
     "stream_options": _obj({"include_usage": BOOL}), "echo": BOOL,
     "logprobs": {"type": "integer", "minimum": 0, "maximum": 5}, **SAMPLING}, ("model", "prompt"))
-OLLAMA_GENERATE = _obj({"model": STR, "prompt": STR, "system": STR, "raw": BOOL, "stream": BOOL, "format": FORMAT,
-                        "options": OLLAMA_OPTIONS, "think": THINK,
+OLLAMA_GENERATE = _obj({"model": STR, "prompt": STR, "system": STR, "template": STR, "raw": BOOL, "stream": BOOL,
+                        "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK, **OLLAMA_LOGPROBS,
+                        "context": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                         "images": {"type": "array", "items": {"type": "string", "format": "byte"}}}, ("model",))
 OLLAMA_CHAT = _obj({"model": STR, "messages": {"type": "array", "items": OLLAMA_MESSAGE}, "stream": BOOL,
-                    "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK,
+                    "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK, **OLLAMA_LOGPROBS,
                     "tools": {"type": "array", "items": FUNCTION_TOOL}}, ("model", "messages"))
 WEBUI_CHAT = _obj({"messages": {"type": "array", "items": _obj({
                        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]}, "content": STR,
