@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gevent
@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from tensorsharp import config
 from tensorsharp.server import access
 from tensorsharp.server.errors import ApiError
+from tensorsharp.server.metrics import Metrics
 from tensorsharp.server.model import ServedModel
 from tensorsharp.server.protocol.fields import parse_json
 from tensorsharp.server.sessions import Sessions
@@ -30,6 +31,10 @@ class State:
     access: access.Access
     web_root: Path | None
     draining: bool = False   # stopping: requests still arriving on open connections get 503
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self):
+        self.metrics = Metrics(lambda: [self.served])
 
     def require_model(self, name: str) -> ServedModel:
         if not self.served.matches(name):
@@ -107,13 +112,15 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
     app.extensions["tensorsharp"] = State(model, Sessions(), Uploads(upload_dir or config.uploads_dir(), max_body),
                                           rules, web_root())
 
-    from tensorsharp.server.routes import meta, ollama, openai, webui
+    from tensorsharp.server.routes import llamacpp, meta, ollama, openai, webui
     app.url_map.converters["page"] = meta.PagePath
-    for bp in (meta.bp, ollama.bp, openai.bp, webui.bp):
+    for bp in (meta.bp, llamacpp.bp, ollama.bp, openai.bp, webui.bp):
         app.register_blueprint(bp)
 
     @app.before_request
     def _access():
+        # Generation reports each finished choice here (see Generation.events).
+        request.environ["tensorsharp.metrics"] = state().metrics
         if state().draining and request.path != "/health":
             raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
         page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")
@@ -121,6 +128,8 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
 
     @app.after_request
     def _cors(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        state().metrics.request(rule, request.method, response.status_code)
         return access.cors_headers(state().access, response)
 
     @app.errorhandler(ApiError)

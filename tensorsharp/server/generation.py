@@ -168,7 +168,8 @@ def _prepare(served: ServedModel, job: Job, n: int) -> tuple:
 
 
 class Generation:
-    """n choices of one job, submitted together; iterate events() in the request's greenlet."""
+    """n choices of one job, submitted together; iterate events() in the request's greenlet. Each
+    choice's Done goes to the app's metrics, which the app puts in environ["tensorsharp.metrics"]."""
 
     def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None,
                  group: object | None = None):
@@ -177,6 +178,7 @@ class Generation:
                            f"see --mmproj)", param="messages")
         self.served = served
         self.job = job
+        self._metrics = (environ or {}).get("tensorsharp.metrics")
         limit = min(served.n_ctx, job.n_ctx) if job.n_ctx else served.n_ctx
         least = served.tokenizer.fewest_tokens(_client_chars(job))
         if least >= limit:   # refused before any work: tokenizing megabytes takes seconds
@@ -237,6 +239,8 @@ class Generation:
                     yield index, Output(event, reply.feed(event.text))
                     continue
                 if isinstance(event, Done):
+                    if self._metrics is not None:
+                        self._metrics.finished(self.served.name, event)
                     tail = reply.finish()
                     if tail:
                         yield index, Output(None, tail)

@@ -84,6 +84,9 @@ WEBUI_CHAT = _obj({"messages": {"type": "array", "items": _obj({
                    "sessionId": STR, "newChat": BOOL, "think": BOOL, "tools": {"type": "array", "items": FUNCTION_TOOL},
                    "maxTokens": {"type": "integer", "minimum": 1}, "temperature": SAMPLING["temperature"],
                    "topP": SAMPLING["top_p"], "topK": SAMPLING["top_k"], "systemPrompt": STR}, ("messages",))
+TOKENIZE = _obj({"model": STR, "content": STR, "add_special": BOOL, "parse_special": BOOL, "with_pieces": BOOL},
+               ("content",))
+DETOKENIZE = _obj({"model": STR, "tokens": {"type": "array", "items": {"type": "integer", "minimum": 0}}})
 ERROR = {"oneOf": [_obj({"error": STR}, ("error",)),
                    _obj({"error": _obj({"message": STR, "type": STR, "param": {"type": "string", "nullable": True},
                                         "code": {"type": "string", "nullable": True}}, ("message",))}, ("error",))]}
@@ -134,6 +137,9 @@ def _document() -> dict:
         "paths": {
             "/health": {"get": _op("Whether the engine serves")},
             "/api/version": {"get": _op("Server version")},
+            "/metrics": {"get": _op("Prometheus metrics", None, "text/plain")},
+            "/tokenize": {"post": _op("llama-server: text to token ids", TOKENIZE)},
+            "/detokenize": {"post": _op("llama-server: token ids to text", DETOKENIZE)},
             "/v1/models": {"get": _op("OpenAI: the served models")},
             "/v1/models/{name}": {"get": {**_op("OpenAI: one model"), "parameters": [
                 {"name": "name", "in": "path", "required": True, "schema": STR}]}},

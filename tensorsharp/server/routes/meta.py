@@ -1,10 +1,11 @@
-"""Routes about the server itself: /health, /api/version, and the web page at / ."""
+"""Routes about the server itself: /health, /metrics, /api/version, and the web page at / ."""
 from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
 
-from flask import Blueprint, request, send_from_directory
+from flask import Blueprint, Response, request, send_from_directory
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.routing import PathConverter
 from werkzeug.security import safe_join
 
@@ -30,6 +31,12 @@ def health():
     if problem is not None:
         return json_response({"status": "error", "error": problem}, 503)
     return json_response({"status": "ok"})
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(state().metrics.text(), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @bp.get("/openapi.json")
