@@ -235,6 +235,9 @@ typedef struct {
     const int32_t *attn_end;  /* (n_tok) exclusive end of each row's attention, or NULL: pos + 1 */
     int n_tok, n_out;
     float *logits;
+    const int32_t *hid_rows;  /* (n_hid) rows whose final hidden state goes to hidden */
+    int n_hid;
+    float *hidden;
     ts_threadpool *pool;
 } step_job;
 
@@ -579,8 +582,12 @@ static void step_task(void *arg, int ith, int nth) {
             for (int i = 0; i < E; i++) x[i] += rs * o[i];
         }
     }
-    if (j->n_out == 0) return;
+    if (j->n_out == 0 && j->n_hid == 0) return;
     ts_threadpool_barrier(pool, nth);
+    for (int r = ith; r < j->n_hid; r += nth)
+        k->rmsnorm(c->x + (size_t)j->hid_rows[r] * E, vec(&m->g[TS_W_OUTPUT_NORM]), j->hidden + (size_t)r * E, E,
+                   hp->norm_eps);
+    if (j->n_out == 0) return;
 
     /* Logits only for the rows somebody reads. */
     const ts_tensor *out = &m->g[TS_W_OUTPUT];
@@ -607,8 +614,18 @@ static void step_task(void *arg, int ith, int nth) {
 int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
                const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
                const int32_t *out_rows, int n_out, float *logits, int n_threads) {
+    return ts_forward_hidden(c, kv, tokens, pos, seq, embd, attn_end, n_tok, out_rows, n_out, logits, NULL, 0, NULL,
+                             n_threads);
+}
+
+int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
+                      const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
+                      const int32_t *out_rows, int n_out, float *logits,
+                      const int32_t *hid_rows, int n_hid, float *hidden, int n_threads) {
     const ts_hparams *hp = &c->m->hp;
-    if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || !kv->k || !kv->v) return -1;
+    if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || n_hid < 0 || n_hid > n_tok ||
+        (n_hid > 0 && (!hid_rows || !hidden)) || !kv->k || !kv->v)
+        return -1;
     for (int t = 0; t < n_tok; t++) {
         if (tokens[t] < (embd ? -1 : 0) || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
             seq[t] < 0 || seq[t] >= kv->n_seq)
@@ -617,7 +634,10 @@ int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int3
     }
     for (int r = 0; r < n_out; r++)
         if (out_rows[r] < 0 || out_rows[r] >= n_tok) return -1;
-    step_job j = {c, kv, tokens, pos, seq, out_rows, embd, attn_end, n_tok, n_out, logits, ts_threadpool_global()};
+    for (int r = 0; r < n_hid; r++)
+        if (hid_rows[r] < 0 || hid_rows[r] >= n_tok) return -1;
+    step_job j = {c, kv, tokens, pos, seq, out_rows, embd, attn_end, n_tok, n_out, logits, hid_rows, n_hid, hidden,
+                  ts_threadpool_global()};
     ts_threadpool_run(j.pool, step_task, &j, n_threads);
     return 0;
 }

@@ -88,9 +88,10 @@ cdef extern from "ts/model.h" nogil:
     int ts_model_finalize(ts_model *m, char *msg, int msg_len)
     ts_context *ts_context_create(const ts_model *m, int n_batch)
     void ts_context_free(ts_context *c)
-    int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
-                   const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
-                   const int32_t *out_rows, int n_out, float *logits, int n_threads)
+    int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
+                          const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
+                          const int32_t *out_rows, int n_out, float *logits,
+                          const int32_t *hid_rows, int n_hid, float *hidden, int n_threads)
 
 cdef extern from "ts/vision.h" nogil:
     ctypedef struct ts_vit_hparams:

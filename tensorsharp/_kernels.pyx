@@ -372,9 +372,11 @@ cdef class NativeContext:
     def forward(self, uint16_t[:, :, :, :, ::1] k_cache, uint16_t[:, :, :, :, ::1] v_cache,
                 const int32_t[::1] tokens, const int32_t[::1] pos, const int32_t[::1] seq,
                 const int32_t[::1] out_rows, float[:, ::1] logits, int n_threads=0,
-                const float[:, ::1] embd=None, const int32_t[::1] attn_end=None):
+                const float[:, ::1] embd=None, const int32_t[::1] attn_end=None,
+                const int32_t[::1] hid_rows=None, float[:, ::1] hidden=None):
         """embd (n_tok, n_embd): input rows of the tokens given as -1; attn_end (n_tok): exclusive
-        attention end per row (see ts_forward)."""
+        attention end per row; hidden (len(hid_rows), n_embd): final hidden states of the rows
+        hid_rows lists (see ts_forward_hidden)."""
         cdef ts_kv_cache kv
         cdef int rc
         cdef int n_tok = tokens.shape[0]
@@ -383,6 +385,9 @@ cdef class NativeContext:
         cdef float *logits_p = &logits[0, 0] if n_out > 0 else NULL
         cdef const float *embd_p = NULL
         cdef const int32_t *end_p = NULL
+        cdef int n_hid = hid_rows.shape[0] if hid_rows is not None else 0
+        cdef const int32_t *hid_p = &hid_rows[0] if n_hid > 0 else NULL
+        cdef float *hidden_p = NULL
         kv.k = &k_cache[0, 0, 0, 0, 0]
         kv.v = &v_cache[0, 0, 0, 0, 0]
         kv.n_seq = k_cache.shape[0]
@@ -393,15 +398,19 @@ cdef class NativeContext:
                 or any(v_cache.shape[i] != k_cache.shape[i] for i in range(5))
                 or (n_out > 0 and (logits.shape[0] < n_out or logits.shape[1] != self.model.n_vocab))
                 or (embd is not None and (embd.shape[0] != n_tok or embd.shape[1] != self.model.n_embd))
-                or (attn_end is not None and attn_end.shape[0] != n_tok)):
-            raise ValueError("forward: inconsistent batch, embedding, cache or logits shapes")
+                or (attn_end is not None and attn_end.shape[0] != n_tok)
+                or (n_hid > 0 and (hidden is None or hidden.shape[0] < n_hid
+                                   or hidden.shape[1] != self.model.n_embd))):
+            raise ValueError("forward: inconsistent batch, embedding, cache, logits or hidden shapes")
+        if n_hid > 0:
+            hidden_p = &hidden[0, 0]
         if embd is not None:
             embd_p = &embd[0, 0]
         if attn_end is not None:
             end_p = &attn_end[0]
         with nogil:
-            rc = ts_forward(self.c, &kv, &tokens[0], &pos[0], &seq[0], embd_p, end_p, n_tok, rows_p, n_out,
-                            logits_p, n_threads)
+            rc = ts_forward_hidden(self.c, &kv, &tokens[0], &pos[0], &seq[0], embd_p, end_p, n_tok, rows_p, n_out,
+                                   logits_p, hid_p, n_hid, hidden_p, n_threads)
         if rc != 0:
             raise ValueError("forward: token id, position, sequence or attention end out of range, or batch too large")
 

@@ -41,6 +41,8 @@ class GenerationRequest:
     shown: frozenset[int] = frozenset()   # control tokens rendered into the text (parser markers)
     group: object | None = None       # the choices of one request (its n, its prompts) share a group: one
                                       # fair share of the engine and one place in the queue
+    pooling: str | None = None        # an embedding request ("mean" | "cls" | "last"): the prompt's final
+                                      # hidden states pooled into one Embedded event; nothing is sampled
 
 
 @dataclass
@@ -60,6 +62,11 @@ class Token:
     text: str                         # newly settled text; "" while held back (UTF-8, stop strings)
     logprob: float | None = None
     top: list[tuple[int, float]] | None = None   # (id, logprob) best first, when asked for
+
+
+@dataclass
+class Embedded:
+    vector: np.ndarray                # (n_embd,) f32, pooled and not normalised
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.kv_cache import KVCache
-from tensorsharp.engine.request import (Done, Failed, GenerationRequest, Handle, Queued, QueueFullError,
+from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, Token)
 from tensorsharp.engine.sampler import Sampler
 from tensorsharp.engine.stop import StopMatcher
@@ -57,6 +57,15 @@ def _keys(req: GenerationRequest) -> list:
 def _group(req: GenerationRequest):
     """What shares fairly: the request's group (its sibling choices), else the request itself."""
     return req.group if req.group is not None else id(req)
+
+
+def _pooled_rows(pooling: str, first: int, start: int, n: int, last: bool) -> list[int]:
+    """Batch rows of a prompt chunk (batch rows first.., positions start..) that a pooling reads."""
+    if pooling == "mean":
+        return list(range(first, first + n))
+    if pooling == "cls":
+        return [first] if start == 0 else []
+    return [first + n - 1] if last else []
 
 
 def _image_start(keys: list, n: int) -> int:
@@ -115,6 +124,7 @@ class _Active:
         self.t_submit = w.submitted
         self.t_admit = time.monotonic_ns()
         self.t_first = self.t_admit
+        self.pooled = None                    # embedding requests: the sum (mean), or the row, pooled so far
 
 
 class Scheduler:
@@ -177,6 +187,8 @@ class Scheduler:
         """Queues a request; its events go to sink on the engine thread. QueueFullError when full;
         ValueError for sampling options the vocabulary cannot take or images that do not fit."""
         request.sampling.validate(self.n_vocab)
+        if request.pooling not in (None, "mean", "cls", "last"):
+            raise ValueError(f"unknown pooling {request.pooling!r} (mean, cls or last)")
         self._check_images(request)
         parts = _PerRequest(request, self.tokenizer, self.n_vocab)
         handle = Handle(request, sink, self._kick)
@@ -333,7 +345,7 @@ class Scheduler:
             if n >= self.n_ctx:
                 return [(handle, Failed(ContextFullError(
                     f"the prompt is {n} tokens but the context holds {self.n_ctx} (prompt and reply together)")))]
-            if req.max_tokens <= 0:
+            if req.max_tokens <= 0 and req.pooling is None:
                 now = time.monotonic_ns()
                 return [(handle, Started(n, 0)),
                         (handle, Done("length", n, 0, 0, 0, 0, now - w.submitted, now - w.submitted))]
@@ -366,7 +378,7 @@ class Scheduler:
         idle = [s for s in self.slots if not s.busy]
 
         def reusable(s: _Slot) -> int:   # the last prompt token is always evaluated again
-            if not req.reuse_prefix:
+            if not req.reuse_prefix or req.pooling is not None:   # pooling reads every row's state
                 return 0
             return _image_start(keys, min(_common_prefix(s.tokens, keys), len(keys) - 1))
 
@@ -424,6 +436,7 @@ class Scheduler:
     def _step(self) -> None:
         """One forward pass: each decoding request's last token, then prompt chunks in admission order."""
         keys, pos, seq, rows, owners = [], [], [], [], []
+        hid_rows, hid_of = [], {}   # embedding requests' rows whose final hidden state they pool
         budget = self.stepper.n_batch
         for a in self._active:
             if a.decoding:
@@ -443,16 +456,26 @@ class Scheduler:
                     continue                  # waits for a step with room for the whole image
             chunk = a.todo[:n]
             start = self.cache.reserve(a.slot.index, len(chunk))
+            first = len(keys)
             keys += chunk
             pos += range(start, start + len(chunk))
             seq += [a.slot.index] * len(chunk)
-            if len(chunk) == len(a.todo):
+            if a.req.pooling is not None:
+                wanted = _pooled_rows(a.req.pooling, first, start, len(chunk), len(chunk) == len(a.todo))
+                hid_of[id(a)] = (len(hid_rows), len(wanted))
+                hid_rows += wanted
+            elif len(chunk) == len(a.todo):
                 rows.append(len(keys) - 1)
             owners.append((a, len(chunk)))
             budget -= len(chunk)
+        hidden = None
         try:
             tokens, embd, attn_end = self._batch_inputs(keys, pos, owners)
-            logits = self.stepper.step(tokens, pos, seq, rows, embd=embd, attn_end=attn_end)
+            if hid_rows:
+                logits, hidden = self.stepper.step(tokens, pos, seq, rows, embd=embd, attn_end=attn_end,
+                                                   hidden_rows=hid_rows)
+            else:
+                logits = self.stepper.step(tokens, pos, seq, rows, embd=embd, attn_end=attn_end)
         except Exception as e:
             log.exception("forward step failed")
             for a, _ in owners:
@@ -463,6 +486,10 @@ class Scheduler:
         for a, n in owners:
             a.slot.tokens.extend(a.todo[:n])
             del a.todo[:n]
+            if a.req.pooling is not None:
+                h0, count = hid_of[id(a)]
+                self._pool(a, hidden[h0:h0 + count] if count else None)
+                continue
             if a.todo:
                 continue   # more of the prompt to go: this chunk produced no logits
             if not a.decoding:
@@ -475,6 +502,18 @@ class Scheduler:
                 if a in self._active:
                     self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
             row += 1
+
+    def _pool(self, a: _Active, states: np.ndarray | None) -> None:
+        """Adds a chunk's hidden states to an embedding request's pool; at the prompt's end sends
+        the pooled vector and finishes it."""
+        if states is not None and len(states):
+            part = states.sum(axis=0, dtype=np.float64) if a.req.pooling == "mean" else states[-1].astype(np.float64)
+            a.pooled = part if a.pooled is None or a.req.pooling != "mean" else a.pooled + part
+        if a.todo:
+            return
+        vector = a.pooled / len(a.req.prompt) if a.req.pooling == "mean" else a.pooled
+        self._send(a.handle, Embedded(vector.astype(np.float32)))
+        self._finish(a, "stop")
 
     def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:
         """Token ids (-1 for image rows), then the image rows' embeddings and attention ends, or

@@ -112,9 +112,9 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
     app.extensions["tensorsharp"] = State(model, Sessions(), Uploads(upload_dir or config.uploads_dir(), max_body),
                                           rules, web_root())
 
-    from tensorsharp.server.routes import llamacpp, meta, ollama, openai, webui
+    from tensorsharp.server.routes import embeddings, llamacpp, meta, ollama, openai, webui
     app.url_map.converters["page"] = meta.PagePath
-    for bp in (meta.bp, llamacpp.bp, ollama.bp, openai.bp, webui.bp):
+    for bp in (meta.bp, llamacpp.bp, ollama.bp, openai.bp, embeddings.bp, webui.bp):
         app.register_blueprint(bp)
 
     @app.before_request

@@ -144,9 +144,23 @@ class ServedModel:
         return self.images is not None
 
     @property
+    def pooling(self) -> str:
+        """How the model's final hidden states pool into an embedding: the GGUF's pooling type
+        (embedding models carry one), else mean, where every position of a causal model counts."""
+        kind = self.metadata.get(f"{self.architecture}.pooling_type")
+        return {2: "cls", 3: "last", 4: "rank"}.get(kind, "mean")
+
+    @property
+    def embedding_model(self) -> bool:
+        """Trained to embed (its file names a pooling); any model still answers embedding requests."""
+        return self.metadata.get(f"{self.architecture}.pooling_type") not in (None, 0)
+
+    @property
     def capabilities(self) -> list[str]:
         """What the model can be asked for, in Ollama's words (/api/show, /v1/models)."""
         caps = ["completion"]
+        if self.embedding_model:
+            caps.append("embedding")
         if self.supports_tools:
             caps.append("tools")
         if self.supports_thinking:

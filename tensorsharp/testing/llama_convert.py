@@ -105,19 +105,22 @@ def write_bpe_tokenizer(directory: Path) -> None:
         {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokens[0], "eos_token": tokens[0]}))
 
 
-def _fingerprint(model) -> str:
+def _fingerprint(model, files: dict[str, str]) -> str:
     h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
     h.update(" ".join(SDIST).encode())
+    h.update(json.dumps(files, sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def convert(model, outtype: str = "f32") -> Path:
+def convert(model, outtype: str = "f32", files: dict[str, str] | None = None) -> Path:
     """The GGUF file convert_hf_to_gguf.py makes of HF model (weights in outtype: f32, f16, bf16,
-    q8_0), built once per model and cached by the model's config and weights."""
-    out = cache_dir() / "models" / f"{model.config.model_type}-{_fingerprint(model)}-{outtype}.gguf"
+    q8_0), built once per model and cached by the model's config and weights. files: more files of
+    the HF directory (relative path -> text), such as sentence-transformers' modules.json."""
+    files = files or {}
+    out = cache_dir() / "models" / f"{model.config.model_type}-{_fingerprint(model, files)}-{outtype}.gguf"
     if out.is_file():
         return out
     conv = converter()
@@ -125,6 +128,9 @@ def convert(model, outtype: str = "f32") -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src = Path(tmp) / "hf"
         model.save_pretrained(src)
+        for name, text in files.items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_text(text)
         if model.config.model_type in BPE_FAMILIES:
             write_bpe_tokenizer(src)
         else:

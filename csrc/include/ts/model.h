@@ -109,6 +109,13 @@ void ts_context_free(ts_context *c);
 int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
                const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
                const int32_t *out_rows, int n_out, float *logits, int n_threads);
+/* ts_forward that also writes hidden (n_hid, n_embd): the final hidden state (after the output
+ * norm, the input of the logits) of the batch rows listed in hid_rows, which embeddings pool.
+ * A row may be in both lists; a row only in hid_rows costs no logits. */
+int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
+                      const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
+                      const int32_t *out_rows, int n_out, float *logits,
+                      const int32_t *hid_rows, int n_hid, float *hidden, int n_threads);
 
 #ifdef __cplusplus
 }

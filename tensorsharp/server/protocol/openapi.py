@@ -102,6 +102,18 @@ def _responses(*types: str) -> dict:
     return {"200": {"description": "success", "content": ok}, "4XX": err, "503": err}
 
 
+IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+TEXTS = {"oneOf": [STR, {"type": "array", "items": STR, "minItems": 1}]}
+OPENAI_EMBEDDINGS = _obj({"model": STR, "input": {"oneOf": [STR, {"type": "array", "items": STR, "minItems": 1}, IDS,
+                                                            {"type": "array", "items": IDS, "minItems": 1}]},
+                          "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+                          "dimensions": {"type": "integer", "minimum": 1}, "user": STR}, ("model", "input"))
+OLLAMA_EMBED = _obj({"model": STR, "input": TEXTS, "truncate": BOOL, "dimensions": {"type": "integer", "minimum": 1},
+                     "options": ANY_OBJECT, "keep_alive": {"oneOf": [STR, NUM]}}, ("model", "input"))
+OLLAMA_EMBEDDINGS = _obj({"model": STR, "prompt": STR, "options": ANY_OBJECT,
+                          "keep_alive": {"oneOf": [STR, NUM]}}, ("model", "prompt"))
+
+
 def _op(summary: str, body: dict | None = None, *types: str) -> dict:
     op = {"summary": summary, "responses": _responses(*types)}
     if body is not None:
@@ -145,6 +157,9 @@ def _document() -> dict:
                 {"name": "name", "in": "path", "required": True, "schema": STR}]}},
             "/v1/chat/completions": {"post": _op("OpenAI: chat", OPENAI_CHAT, json_t, sse)},
             "/v1/completions": {"post": _op("OpenAI: text completion", OPENAI_COMPLETION, json_t, sse)},
+            "/v1/embeddings": {"post": _op("OpenAI: embeddings", OPENAI_EMBEDDINGS, json_t)},
+            "/api/embed": {"post": _op("Ollama: embeddings", OLLAMA_EMBED, json_t)},
+            "/api/embeddings": {"post": _op("Ollama: one embedding (legacy, not normalised)", OLLAMA_EMBEDDINGS, json_t)},
             "/api/tags": {"get": _op("Ollama: local models")},
             "/api/ps": {"get": _op("Ollama: loaded models")},
             "/api/show": {"post": _op("Ollama: model details", _obj({"model": STR, "name": STR}))},
