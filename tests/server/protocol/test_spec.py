@@ -74,6 +74,10 @@ COMPLETION_CHUNK = completion(["stop", "length", "content_filter", None])
 MODEL_ENTRY = obj(["id", "object", "created", "owned_by"], id=STR, object={"enum": ["model"]}, created=INT,
                   owned_by=STR)
 MODEL_LIST = obj(["object", "data"], object={"enum": ["list"]}, data=array(MODEL_ENTRY))
+EMBEDDINGS = obj(["data", "model", "object", "usage"], model=STR, object={"enum": ["list"]},
+                 usage=obj(["prompt_tokens", "total_tokens"], prompt_tokens=INT, total_tokens=INT),
+                 data=array(obj(["index", "embedding", "object"], index=INT, object={"enum": ["embedding"]},
+                                embedding={"anyOf": [array(NUM), STR]})))
 OPENAI_ERROR = obj(["error"], error=obj(["type", "message", "param", "code"], type=STR, message=STR,
                                         param=NULL_STR, code=NULL_STR))
 
@@ -110,6 +114,9 @@ SHOW = obj(["parameters", "license", "modified_at", "details", "template", "capa
            parameters=STR, license=STR, modified_at=RFC3339, details=DETAILS, template=STR, modelfile=STR,
            capabilities=array(STR), model_info={"type": "object"})
 VERSION = obj(["version"], version=STR)
+EMBED = obj(["model", "embeddings"], model=STR, embeddings=array(array(NUM)), total_duration=INT, load_duration=INT,
+            prompt_eval_count=INT)
+LEGACY_EMBEDDING = obj(["embedding"], embedding=array(NUM))
 OLLAMA_ERROR = {**obj(["error"], error=STR), "additionalProperties": False}
 
 
@@ -174,6 +181,14 @@ def test_openai_completion(client, extra):
 def test_openai_models(client):
     listed = ok(client.get("/v1/models"), MODEL_LIST)
     ok(client.get(f"/v1/models/{listed['data'][0]['id']}"), MODEL_ENTRY)
+
+
+def test_embeddings(client):
+    for encoding in ("float", "base64"):
+        ok(client.post("/v1/embeddings", json={"model": MODEL, "input": ["a", "b"], "encoding_format": encoding}),
+           EMBEDDINGS)
+    ok(client.post("/api/embed", json={"model": MODEL, "input": ["a", "b"]}), EMBED)
+    ok(client.post("/api/embeddings", json={"model": MODEL, "prompt": "a"}), LEGACY_EMBEDDING)
 
 
 @pytest.mark.parametrize("method, path, body, status", [
