@@ -1,6 +1,7 @@
 """Ollama dialect: /api/generate and /api/chat requests, NDJSON chunks, and the model listings."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -54,13 +55,17 @@ def _format(f: Fields):
     raise ApiError(400, "'format' must be \"json\" or a JSON schema object", param="format")
 
 
+THINK_LEVELS = ("high", "medium", "low", "max")   # what Ollama takes; each turns thinking on here
+
+
 def _think(f: Fields) -> bool | None:
     value = f.raw("think")
     if value is None or isinstance(value, bool):
         return value
-    if value in ("high", "medium", "low"):
+    if value in THINK_LEVELS:
         return True
-    raise ApiError(400, "'think' must be true, false, \"high\", \"medium\" or \"low\"", param="think")
+    raise ApiError(400, f'invalid think value: {json.dumps(value)} (must be "high", "medium", "low", "max", true, '
+                   'or false)', param="think")
 
 
 def _images(f: Fields, key: str = "images") -> list[Image]:

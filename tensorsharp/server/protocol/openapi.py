@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from tensorsharp.server.protocol.ollama import ROLES as OLLAMA_ROLES
+from tensorsharp.server.protocol.ollama import THINK_LEVELS as OLLAMA_THINK_LEVELS
 from tensorsharp.server.protocol.openai import ROLES as OPENAI_ROLES
 
 
@@ -48,7 +49,7 @@ OLLAMA_OPTIONS = _obj({**SAMPLING, "num_predict": {"type": "integer", "minimum":
                        "repeat_last_n": {"type": "integer", "minimum": -1},
                        "presence_penalty": NUM, "frequency_penalty": NUM})
 FORMAT = {"oneOf": [{"type": "string", "enum": ["json"]}, ANY_OBJECT]}
-THINK = {"oneOf": [BOOL, {"type": "string", "enum": ["high", "medium", "low"]}]}
+THINK = {"oneOf": [BOOL, {"type": "string", "enum": list(OLLAMA_THINK_LEVELS)}]}
 OLLAMA_LOGPROBS = {"logprobs": BOOL, "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20}}
 
 OPENAI_CHAT = _obj({
