@@ -1,4 +1,6 @@
 /* Splitting a batch's attention into items of rows that share one K/V head. */
+#include <math.h>
+
 #include "ts/kernels.h"
 
 /* Tokens per item: as many as fill TS_ATTN_MAX_ROWS rows with whole head groups, so that tokens
@@ -55,14 +57,14 @@ void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth) {
                 for (int h = h0; h < h1; h++)
                     b->k->attn_head(b->q + (size_t)t * b->q_stride + (size_t)h * b->head_dim, b->kc + off,
                                     b->vc + off, b->head_dim, p0[t - t0], p1[t - t0], b->head_dim, b->scale,
-                                    b->softcap, b->out + (size_t)t * b->out_stride + (size_t)h * b->head_dim);
+                                    b->softcap, b->sinks ? b->sinks[h] : -INFINITY, b->out + (size_t)t * b->out_stride + (size_t)h * b->head_dim);
             t0 = t1;
             continue;
         }
         b->k->attn_rows(b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim, b->q_stride,
                         b->out + (size_t)t0 * b->out_stride + (size_t)h0 * b->head_dim, b->out_stride,
                         t1 - t0, h1 - h0, p0, p1, b->kc + off, b->vc + off, b->head_dim, b->head_dim,
-                        b->scale, b->softcap);
+                        b->scale, b->softcap, b->sinks ? b->sinks + h0 : NULL);
         t0 = t1;
     }
 }

@@ -40,6 +40,7 @@ struct ts_context {
     float *pick_w;    /* (n_batch, n_expert_used) its weight */
     int32_t *slot;    /* (n_batch, n_expert_used) grouped row of each token's pick */
     int32_t *row_tok; /* (n_batch * n_expert_used) token of each grouped row */
+    int32_t *row_ex;  /* (n_batch * n_expert_used) expert of each grouped row */
     int32_t *ex_start;/* (n_expert + 1) first grouped row of each expert */
     float *gx;        /* (n_batch * n_expert_used, n_embd) grouped FFN inputs, later expert outputs */
     float *gg, *gu;   /* (n_batch * n_expert_used, n_ff_exp) grouped gate and up */
@@ -52,6 +53,8 @@ static int is_vector_slot(int layer, int slot) {
     case TS_W_ATTN_NORM: case TS_W_Q_BIAS: case TS_W_K_BIAS: case TS_W_V_BIAS:
     case TS_W_Q_NORM: case TS_W_K_NORM: case TS_W_POST_ATTN_NORM: case TS_W_FFN_NORM:
     case TS_W_POST_FFN_NORM: case TS_W_ROPE_FREQS: case TS_W_FFN_GATE_INP_SHEXP:
+    case TS_W_ATTN_SINKS: case TS_W_O_BIAS: case TS_W_FFN_GATE_INP_BIAS: case TS_W_GATE_EXPS_BIAS:
+    case TS_W_UP_EXPS_BIAS: case TS_W_DOWN_EXPS_BIAS:
         return 1;
     default:
         return 0;
@@ -85,6 +88,11 @@ static void slot_shape(const ts_hparams *hp, int layer, int slot, int64_t *rows,
     case TS_W_FFN_GATE_INP: *rows = hp->n_expert; *cols = hp->n_embd; break;
     case TS_W_GATE_EXPS: case TS_W_UP_EXPS: *rows = (int64_t)hp->n_expert * hp->n_ff_exp; *cols = hp->n_embd; break;
     case TS_W_DOWN_EXPS: *rows = (int64_t)hp->n_expert * hp->n_embd; *cols = hp->n_ff_exp; break;
+    case TS_W_ATTN_SINKS: *cols = hp->n_head; break;
+    case TS_W_O_BIAS: *cols = hp->n_embd; break;
+    case TS_W_FFN_GATE_INP_BIAS: *cols = hp->n_expert; break;
+    case TS_W_GATE_EXPS_BIAS: case TS_W_UP_EXPS_BIAS: *rows = hp->n_expert; *cols = hp->n_ff_exp; break;
+    case TS_W_DOWN_EXPS_BIAS: *rows = hp->n_expert; *cols = hp->n_embd; break;
     default: *cols = -1;
     }
 }
@@ -93,7 +101,9 @@ ts_model *ts_model_create(const ts_hparams *hp) {
     if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->head_dim <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_head % hp->n_head_kv != 0 ||
         hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0 || hp->n_layer > 4096 ||
-        (hp->ffn_act != TS_FFN_SILU && hp->ffn_act != TS_FFN_GELU) || !(hp->logit_scale > 0) ||
+        (hp->ffn_act != TS_FFN_SILU && hp->ffn_act != TS_FFN_GELU && hp->ffn_act != TS_FFN_SWIGLU_CLAMP) ||
+        (hp->ffn_act == TS_FFN_SWIGLU_CLAMP && !(isfinite(hp->glu_alpha) && hp->glu_limit > 0)) ||
+        !(hp->logit_scale > 0) ||
         !isfinite(hp->residual_scale) || hp->n_expert < 0 || hp->n_expert > 4096 ||
         (hp->n_expert > 0 && (hp->n_expert_used <= 0 || hp->n_expert_used > hp->n_expert || hp->n_ff_exp <= 0)))
         return NULL;
@@ -157,7 +167,8 @@ int ts_model_finalize(ts_model *m, char *msg, int msg_len) {
         const int has_gate = w[TS_W_GATE].data != NULL, has_router = w[TS_W_FFN_GATE_INP].data != NULL;
         if (has_gate != (w[TS_W_UP].data != NULL) || has_gate != (w[TS_W_DOWN].data != NULL) ||
             (!has_router && (w[TS_W_GATE_EXPS].data || w[TS_W_UP_EXPS].data || w[TS_W_DOWN_EXPS].data ||
-                             w[TS_W_FFN_GATE_INP_SHEXP].data))) {
+                             w[TS_W_FFN_GATE_INP_SHEXP].data || w[TS_W_FFN_GATE_INP_BIAS].data ||
+                             w[TS_W_GATE_EXPS_BIAS].data || w[TS_W_UP_EXPS_BIAS].data || w[TS_W_DOWN_EXPS_BIAS].data))) {
             snprintf(msg, (size_t)msg_len, "layer %d has part of an FFN (gate, up and down; experts without a router)", l);
             return -1;
         }
@@ -203,13 +214,14 @@ ts_context *ts_context_create(const ts_model *m, int n_batch) {
         c->pick_w = malloc(picks * sizeof(float));
         c->slot = malloc(picks * sizeof(int32_t));
         c->row_tok = malloc(picks * sizeof(int32_t));
+        c->row_ex = malloc(picks * sizeof(int32_t));
         c->ex_start = malloc(((size_t)hp->n_expert + 1) * sizeof(int32_t));
         c->gx = malloc(picks * hp->n_embd * sizeof(float));
         c->gg = malloc(picks * hp->n_ff_exp * sizeof(float));
         c->gu = malloc(picks * hp->n_ff_exp * sizeof(float));
         c->gact[TS_ACT_Q8X32] = malloc(picks * ts_act_row_size(TS_ACT_Q8X32, padded));
         c->gact[TS_ACT_Q8K] = malloc(picks * ts_act_row_size(TS_ACT_Q8K, padded));
-        if (!c->router || !c->pick_e || !c->pick_w || !c->slot || !c->row_tok || !c->ex_start || !c->gx ||
+        if (!c->router || !c->pick_e || !c->pick_w || !c->slot || !c->row_tok || !c->row_ex || !c->ex_start || !c->gx ||
             !c->gg || !c->gu || !c->gact[TS_ACT_Q8X32] || !c->gact[TS_ACT_Q8K]) {
             ts_context_free(c);
             return NULL;
@@ -222,7 +234,7 @@ void ts_context_free(ts_context *c) {
     if (!c) return;
     free(c->x); free(c->t); free(c->q); free(c->kb); free(c->vb); free(c->o);
     free(c->gate); free(c->up); free(c->act[TS_ACT_Q8X32]); free(c->act[TS_ACT_Q8K]);
-    free(c->router); free(c->pick_e); free(c->pick_w); free(c->slot); free(c->row_tok); free(c->ex_start);
+    free(c->router); free(c->pick_e); free(c->pick_w); free(c->slot); free(c->row_tok); free(c->row_ex); free(c->ex_start);
     free(c->gx); free(c->gg); free(c->gu); free(c->gact[TS_ACT_Q8X32]); free(c->gact[TS_ACT_Q8K]);
     free(c);
 }
@@ -363,14 +375,24 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     const ts_attn_batch b = {m->k, c->q, c->q_dim, c->t, c->max_in, j->kv->k + first, j->kv->v + first,
                              (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq, j->attn_end,
                              j->n_tok, hp->n_head, hp->n_head_kv, hp->head_dim, L->p.window, hp->attn_scale,
-                             hp->attn_softcap};
+                             hp->attn_softcap, vec(&L->w[TS_W_ATTN_SINKS])};
     const int items = ts_attn_batch_items(&b, nth);
     for (int item = ith; item < items; item += nth) ts_attn_batch_run(&b, item, nth);
 }
 
 static void glu(const ts_context *c, float *g, const float *u, int n) {
-    if (c->m->hp.ffn_act == TS_FFN_GELU) c->m->k->geglu(g, u, g, n);
-    else c->m->k->swiglu(g, u, g, n);
+    const ts_hparams *hp = &c->m->hp;
+    if (hp->ffn_act == TS_FFN_GELU) {
+        c->m->k->geglu(g, u, g, n);
+    } else if (hp->ffn_act == TS_FFN_SWIGLU_CLAMP) {
+        const float lim = hp->glu_limit, a = hp->glu_alpha;
+        for (int i = 0; i < n; i++) {
+            const float x = g[i] < lim ? g[i] : lim, y = u[i] < -lim ? -lim : u[i] > lim ? lim : u[i];
+            g[i] = x / (1.0f + expf(-a * x)) * (y + 1.0f);
+        }
+    } else {
+        c->m->k->swiglu(g, u, g, n);
+    }
 }
 
 /* The dense FFN of the normed inputs in c->t into c->o. Token-split phases use [t0, t1). */
@@ -394,13 +416,17 @@ static void ffn_dense(step_job *j, const ts_layer *L, int t0, int t1, int ith, i
     mm(c, &W[TS_W_DOWN], c->gate, F, n, c->o, ith, nth);
 }
 
-/* Token t's picks: the top n_expert_used of the router's softmax, their weights renormalised
- * when the model says so (llama.cpp's floor on the sum keeps a vanishing one finite). */
-static void route_token(ts_context *c, int t) {
+/* Token t's picks: the top n_expert_used of the router's softmax (bias: (n_expert) added to the
+ * logits first, or NULL), their weights renormalised when the model says so (llama.cpp's floor on
+ * the sum keeps a vanishing one finite). Renormalised, they equal a softmax over the picked
+ * logits alone (GPT-OSS's order). */
+static void route_token(ts_context *c, int t, const float *bias) {
     const ts_hparams *hp = &c->m->hp;
     const int ne = hp->n_expert, kk = hp->n_expert_used;
     float *p = c->router + (size_t)t * ne, *w = c->pick_w + (size_t)t * kk;
     int32_t *e = c->pick_e + (size_t)t * kk;
+    if (bias)
+        for (int i = 0; i < ne; i++) p[i] += bias[i];
     float max = p[0], sum = 0.0f;
     for (int i = 1; i < ne; i++) max = p[i] > max ? p[i] : max;
     for (int i = 0; i < ne; i++) {
@@ -437,6 +463,7 @@ static void group_picks(ts_context *c, int n) {
         const int r = start[c->pick_e[i]]++;
         c->slot[i] = r;
         c->row_tok[r] = i / kk;
+        c->row_ex[r] = c->pick_e[i];
     }
     for (int e = ne; e > 0; e--) start[e] = start[e - 1];
     start[0] = 0;
@@ -456,7 +483,7 @@ static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, 
     ts_threadpool_barrier(j->pool, nth);
     mm(c, &W[TS_W_FFN_GATE_INP], c->t, c->max_in, n, c->router, ith, nth);
     ts_threadpool_barrier(j->pool, nth);
-    for (int t = t0; t < t1; t++) route_token(c, t);
+    for (int t = t0; t < t1; t++) route_token(c, t, vec(&W[TS_W_FFN_GATE_INP_BIAS]));
     ts_threadpool_barrier(j->pool, nth);
     if (ith == 0) group_picks(c, n);
     ts_threadpool_barrier(j->pool, nth);
@@ -475,9 +502,15 @@ static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, 
     }
     ts_threadpool_barrier(j->pool, nth);
     mask = ts_act_mask(&W[TS_W_DOWN_EXPS], NULL, NULL);
+    const float *bg = vec(&W[TS_W_GATE_EXPS_BIAS]), *bu = vec(&W[TS_W_UP_EXPS_BIAS]);
     for (int r = ith; r < picks; r += nth) {
-        float *g = c->gg + (size_t)r * F;
-        glu(c, g, c->gu + (size_t)r * F, F);
+        float *g = c->gg + (size_t)r * F, *u = c->gu + (size_t)r * F;
+        const size_t eo = (size_t)c->row_ex[r] * F;
+        if (bg)
+            for (int i = 0; i < F; i++) g[i] += bg[eo + i];
+        if (bu)
+            for (int i = 0; i < F; i++) u[i] += bu[eo + i];
+        glu(c, g, u, F);
         ts_quantize_act_row(c->m->k, c->gact, g, r, F, mask);
     }
     ts_threadpool_barrier(j->pool, nth);
@@ -500,9 +533,15 @@ static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, 
         } else if (!shared) {
             memset(o, 0, (size_t)E * sizeof(float));
         }
+        const float *bd = vec(&W[TS_W_DOWN_EXPS_BIAS]);
         for (int s = 0; s < kk; s++) {
             const float w = c->pick_w[(size_t)t * kk + s], *y = c->gx + (size_t)c->slot[(size_t)t * kk + s] * E;
-            for (int i = 0; i < E; i++) o[i] += w * y[i];
+            if (bd) {
+                const float *b = bd + (size_t)c->pick_e[(size_t)t * kk + s] * E;
+                for (int i = 0; i < E; i++) o[i] += w * (y[i] + b[i]);
+            } else {
+                for (int i = 0; i < E; i++) o[i] += w * y[i];
+            }
         }
     }
 }
@@ -565,6 +604,8 @@ static void step_task(void *arg, int ith, int nth) {
         /* feed-forward block */
         for (int t = t0; t < t1; t++) {
             float *x = c->x + (size_t)t * E, *o = c->o + (size_t)t * E;
+            if (W[TS_W_O_BIAS].data)
+                for (int i = 0; i < E; i++) o[i] += vec(&W[TS_W_O_BIAS])[i];
             if (W[TS_W_POST_ATTN_NORM].data) k->rmsnorm(o, vec(&W[TS_W_POST_ATTN_NORM]), o, E, hp->norm_eps);
             for (int i = 0; i < E; i++) x[i] += rs * o[i];
             block_input(c, &W[TS_W_FFN_NORM], x, c->t + (size_t)t * c->max_in);

@@ -110,7 +110,7 @@ static void attn_task(void *arg, int ith, int nth) {
 
 int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
-                 int n_ctx, int window, float scale, float softcap, float *out, int n_threads) {
+                 int n_ctx, int window, float scale, float softcap, const float *sinks, float *out, int n_threads) {
     const ts_kernels *kt = kern ? kern : ts_kernels_get();
     if (!kt->attn_head || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
         n_ctx <= 0 || n_head % n_kv_head != 0)
@@ -119,7 +119,7 @@ int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const 
         if (q_pos[t] < 0 || q_pos[t] >= n_ctx) return -1;
     const ts_attn_batch b = {kt, q, (int64_t)n_head * head_dim, out, (int64_t)n_head * head_dim, k, v, 0,
                              (int64_t)n_ctx * head_dim, q_pos, NULL, NULL, n_tok, n_head, n_kv_head, head_dim, window,
-                             scale, softcap};
+                             scale, softcap, sinks};
     ts_threadpool_run(ts_threadpool_global(), attn_task, (void *)&b, n_threads);
     return 0;
 }

@@ -50,7 +50,8 @@ cdef extern from "ts/kernels.h" nogil:
                   int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads)
     int ts_attention(const ts_kernels *kern, const float *q, const uint16_t *k, const uint16_t *v,
                      const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
-                     int n_ctx, int window, float scale, float softcap, float *out, int n_threads)
+                     int n_ctx, int window, float scale, float softcap, const float *sinks, float *out,
+                     int n_threads)
     uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads)
     int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows,
                          int64_t cols, int64_t row_bytes, const float *x, float *y, int n_threads)
@@ -70,6 +71,7 @@ cdef extern from "ts/model.h" nogil:
         float embd_scale, attn_scale, attn_softcap, final_softcap, residual_scale, logit_scale
         int qk_norm_whole
         int n_expert, n_expert_used, n_ff_exp, expert_norm
+        float glu_alpha, glu_limit
     ctypedef struct ts_layer_params:
         float rope_base, rope_scale, rope_mscale
         int use_rope, window

@@ -171,13 +171,18 @@ def f32_to_f16(const float[::1] x, uint16_t[::1] y, str isa=None):
 
 def attention(const float[:, :, ::1] q, const uint16_t[:, :, ::1] kc, const uint16_t[:, :, ::1] vc,
               const int32_t[::1] q_pos, int window, float scale, float softcap,
-              float[:, :, ::1] out, int n_threads=0, str isa=None):
+              float[:, :, ::1] out, int n_threads=0, str isa=None, const float[::1] sinks=None):
     cdef const ts_kernels *k = _table(isa)
     cdef int rc
+    cdef const float *sinks_p = NULL
+    if sinks is not None:
+        if sinks.shape[0] != q.shape[1]:
+            raise ValueError("attention: one sink per head")
+        sinks_p = &sinks[0]
     with nogil:
         rc = ts_attention(k, &q[0, 0, 0], &kc[0, 0, 0], &vc[0, 0, 0], &q_pos[0], q.shape[0],
                           q.shape[1], kc.shape[0], q.shape[2], kc.shape[1], window, scale,
-                          softcap, &out[0, 0, 0], n_threads)
+                          softcap, sinks_p, &out[0, 0, 0], n_threads)
     if rc != 0:
         raise ValueError("attention: inconsistent shapes or positions")
 
@@ -314,7 +319,7 @@ cdef class NativeModel:
         h.final_softcap = hp["final_softcap"]; h.residual_scale = hp["residual_scale"]
         h.logit_scale = hp["logit_scale"]; h.qk_norm_whole = hp["qk_norm_whole"]
         h.n_expert = hp["n_expert"]; h.n_expert_used = hp["n_expert_used"]; h.n_ff_exp = hp["n_ff_exp"]
-        h.expert_norm = hp["expert_norm"]
+        h.expert_norm = hp["expert_norm"]; h.glu_alpha = hp["glu_alpha"]; h.glu_limit = hp["glu_limit"]
         self.m = ts_model_create(&h)
         if self.m == NULL:
             raise ValueError(f"inconsistent hyper-parameters: {hp}")

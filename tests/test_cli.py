@@ -33,8 +33,10 @@ def test_info(tmp_path, env):
     assert f"available isas: {', '.join(kernels.available_isas())}" in r.stdout
     assert f"cpus:           {os.cpu_count()} " in r.stdout
     assert f"models dir:     {tmp_path / 'home' / 'models'}" in r.stdout
-    assert ("architectures:  gemma2, gemma3, granite, llama, olmo2, phi3, qwen2, qwen2moe, qwen3, qwen3moe, "
-            "smollm3\n") in r.stdout
+    assert ("architectures:  gemma2, gemma3, gpt-oss, granite, llama, olmo2, phi3, qwen2, qwen2moe, qwen3, "
+            "qwen3moe, smollm3\n") in r.stdout
+    assert f"quant types:    {', '.join(kernels.SUPPORTED_TYPES)}\n" in r.stdout
+    assert {"Q4_K", "MXFP4", "IQ2_XXS", "IQ1_M"} <= set(kernels.SUPPORTED_TYPES)
 
 
 def test_info_shows_a_forced_isa(tmp_path, env):
@@ -98,6 +100,17 @@ def test_run_answers_until_the_model_stops_or_the_context_is_full(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0 and out.stderr == "", out.stderr
     assert len(out.stdout.split()) > 20
+
+
+def test_run_gives_a_template_that_refuses_the_system_role_the_system_prompt_in_the_user_turn(tmp_path, env):
+    pytest.importorskip("torch")
+    from tensorsharp.testing import llama_convert, tiny_gguf
+
+    gemma2 = llama_convert.chat_template("google-gemma-2-2b-it")
+    path = tiny_gguf.write_gguf(tiny_gguf.random_model(tiny_gguf.tiny_config("llama"), seed=1),
+                                tmp_path / "tiny.gguf", chat_template=gemma2)
+    r = _run(tmp_path, env, "run", str(path), "hi", "--system", "Be brief.", "--max-tokens", "2", "--threads", "1")
+    assert r.returncode == 0 and "System role not supported" not in r.stderr, r.stderr
 
 
 def test_serve_on_a_taken_port_fails_at_once_naming_it(tmp_path, env):

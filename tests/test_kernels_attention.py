@@ -9,8 +9,9 @@ from tensorsharp import kernels
 ATTN_TOL = 2e-6
 
 
-def attention_ref(q, k, v, q_pos, scale, window=0, softcap=0.0):
-    """q (n_tok, n_head, hd); k, v (n_kv_head, n_ctx, hd) -> (n_tok, n_head, hd) float64."""
+def attention_ref(q, k, v, q_pos, scale, window=0, softcap=0.0, sinks=None):
+    """q (n_tok, n_head, hd); k, v (n_kv_head, n_ctx, hd) -> (n_tok, n_head, hd) float64; sinks
+    (n_head): a logit per head in each softmax that weighs no value row (GPT-OSS)."""
     n_tok, n_head, hd = q.shape
     group = n_head // k.shape[0]
     kd, vd = k.astype(np.float64), v.astype(np.float64)
@@ -22,8 +23,10 @@ def attention_ref(q, k, v, q_pos, scale, window=0, softcap=0.0):
             s = scale * (kd[h // group, p0:p + 1] @ q[t, h].astype(np.float64))
             if softcap > 0:
                 s = softcap * np.tanh(s / softcap)
-            w = np.exp(s - s.max())
-            out[t, h] = (w / w.sum()) @ vd[h // group, p0:p + 1]
+            top = s.max() if sinks is None else max(s.max(), float(sinks[h]))
+            w = np.exp(s - top)
+            total = w.sum() + (0.0 if sinks is None else np.exp(float(sinks[h]) - top))
+            out[t, h] = (w / total) @ vd[h // group, p0:p + 1]
     return out
 
 
@@ -129,3 +132,22 @@ def test_bad_shapes_raise(rng):
     for args in bad:
         with pytest.raises(ValueError):
             kernels.attention(*args)
+
+
+@pytest.mark.parametrize("heads", HEADS)
+@pytest.mark.parametrize("window", [0, 37])
+@pytest.mark.parametrize("n_tok", [1, 11])
+def test_sinks(isa, heads, window, n_tok, rng):
+    """A sink per head joins the softmax's denominator: sinks far below, among and far above the
+    scores (the last leaves almost nothing of v)."""
+    n_head, n_kv_head, hd = heads
+    k, v = _cache(rng, n_kv_head, 160, hd, spread=2.0)
+    q_pos = np.arange(101 - n_tok, 101, dtype=np.int32)
+    q = rng.standard_normal((n_tok, n_head, hd)).astype(np.float32)
+    sinks = rng.choice([-30.0, -1.0, 0.5, 2.0, 40.0], size=n_head).astype(np.float32)
+    scale = 1.0 / np.sqrt(hd)
+    out = kernels.attention(q, k, v, q_pos, scale, window, sinks=sinks, isa=isa)
+    ref = attention_ref(q, k, v, q_pos, scale, window, sinks=sinks)
+    _check(out, ref, v)
+    plain = attention_ref(q, k, v, q_pos, scale, window)
+    assert np.max(np.abs(ref - plain)) > 100 * ATTN_TOL  # the sinks change the result

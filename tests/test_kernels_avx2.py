@@ -11,11 +11,11 @@ from tensorsharp.testing.quants import ACT_OF, f16_round, matmul_ref, random_wei
 
 pytestmark = pytest.mark.skipif("avx2" not in kernels.available_isas(), reason="no AVX2 here")
 
-LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL")
+LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4")
 KQUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS")
-# Byte ranges of each block that hold f16 scales (kept sane); the rest are quants and packed scales.
+# Byte ranges of each block that hold f16 (MXFP4: E8M0) scales (kept sane); the rest are quants and packed scales.
 SCALE_BYTES = {"Q4_0": (0, 2), "Q4_1": (0, 4), "Q5_0": (0, 2), "Q5_1": (0, 4), "Q8_0": (0, 2),
-               "IQ4_NL": (0, 2), "Q2_K": (80, 84), "Q3_K": (108, 110), "Q4_K": (0, 4), "Q5_K": (0, 4),
+               "IQ4_NL": (0, 2), "MXFP4": (0, 1), "Q2_K": (80, 84), "Q3_K": (108, 110), "Q4_K": (0, 4), "Q5_K": (0, 4),
                "Q6_K": (208, 210), "IQ4_XS": (0, 2)}
 
 

@@ -9,13 +9,14 @@ from gguf.quants import dequantize as gguf_dequantize
 
 from tensorsharp import kernels
 from tensorsharp.gguf.types import tensor_type
-from tensorsharp.testing.quants import _F16_FIELDS, ACT_OF, matmul_ref, random_weights
+from tensorsharp.testing.quants import _E8M0_FIELDS, _F16_FIELDS, ACT_OF, matmul_ref, random_weights
 
 LEVELS = [lv for lv in ("avx512", "avx512vnni") if lv in kernels.available_isas()]
 pytestmark = pytest.mark.skipif(not LEVELS, reason="this CPU or build has no AVX-512 level")
 
-LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL")
+LEGACY = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4")
 KQUANTS = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS")
+IQUANTS = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M")  # extremes: test_kernels_iquants
 FLOATS = ("F32", "F16", "BF16")
 # Row lengths in blocks: the legacy kernels work on groups of 16 blocks and pairs inside them,
 # so lone blocks, short last groups and odd tails after full groups all take separate paths.
@@ -23,7 +24,7 @@ BLOCK_COUNTS = {"legacy": (1, 2, 3, 15, 16, 17, 19, 33, 47), "k": (1, 2, 3, 5), 
 
 
 def _family(type_name: str) -> str:
-    return "legacy" if type_name in LEGACY else "k" if type_name in KQUANTS else "float"
+    return "legacy" if type_name in LEGACY else "k" if type_name in KQUANTS + IQUANTS else "float"
 
 
 def _cols(type_name: str, nblocks: int) -> int:
@@ -39,7 +40,7 @@ def _check_exact(w: np.ndarray, type_name: str, x: np.ndarray, level: str) -> No
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + FLOATS)
+@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + IQUANTS + FLOATS)
 def test_every_row_length_matches_exact_product(level, type_name, rng):
     for nblocks in BLOCK_COUNTS[_family(type_name)]:
         cols = _cols(type_name, nblocks)
@@ -66,7 +67,7 @@ def _fenced(nbytes: int, at_end: bool) -> tuple[mmap.mmap, np.ndarray]:
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + FLOATS)
+@pytest.mark.parametrize("type_name", LEGACY + KQUANTS + IQUANTS + FLOATS)
 @pytest.mark.parametrize("at_end", [True, False])
 def test_weight_reads_stay_inside_the_matrix(level, type_name, at_end, rng):
     """A read past either end of the weights faults on a guard page (and kills the run)."""
@@ -83,8 +84,8 @@ def test_weight_reads_stay_inside_the_matrix(level, type_name, at_end, rng):
 
 # Fill byte that puts every stored quant (and sub-block scale) at its largest unsigned value,
 # the operand whose int16 pair sums saturate first without VNNI: all ones, except Q8_0 (-128,
-# magnitude 128) and the IQ4 codebooks (index 0 is -127).
-_EXTREME_FILL = {"Q8_0": 0x80, "IQ4_NL": 0x00, "IQ4_XS": 0x00}
+# magnitude 128), the IQ4 codebooks (index 0 is -127) and MXFP4 (index 7 is 12, shifted to 24).
+_EXTREME_FILL = {"Q8_0": 0x80, "IQ4_NL": 0x00, "IQ4_XS": 0x00, "MXFP4": 0x77}
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -98,8 +99,10 @@ def test_largest_quants_against_largest_activations(level, type_name, sign, rng)
     blocks = w.reshape(4, nblocks, tensor_type(type_name).type_size)
     kept = blocks.copy()
     blocks[:] = _EXTREME_FILL.get(type_name, 0xFF)
-    for off in _F16_FIELDS[type_name]:  # keep the finite random f16 scales
+    for off in _F16_FIELDS.get(type_name, ()):  # keep the finite random f16 scales
         blocks[:, :, off:off + 2] = kept[:, :, off:off + 2]
+    for off in _E8M0_FIELDS.get(type_name, ()):
+        blocks[:, :, off] = kept[:, :, off]
     _check_exact(w, type_name, np.full((2, cols), 3.0 * sign, dtype=np.float32), level)
 
 

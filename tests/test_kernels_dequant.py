@@ -51,6 +51,20 @@ def test_scalar_matches_gguf_over_the_whole_f16_scale_range(type_name, rng):
     assert np.array_equal(_bits(y), _bits(ref))
 
 
+def test_mxfp4_every_scale_and_code(rng):
+    """Every E8M0 scale (the subnormal 0 and 1, 255 read as 2^127 as gguf.quants does) times every
+    code pair, as gguf.quants dequantizes them."""
+    t = tensor_type("MXFP4")
+    raw = np.zeros((256, t.type_size), dtype=np.uint8)
+    raw[:, 0] = np.arange(256)
+    raw[:, 1:] = rng.integers(0, 256, size=(256, t.type_size - 1), dtype=np.uint8)
+    raw[:, 1] = np.arange(256)  # every pair of codes once
+    y = kernels.dequantize(raw.reshape(-1), "MXFP4", 256 * t.block_size, isa="scalar")
+    with np.errstate(over="ignore"):
+        ref = _gguf(raw, "MXFP4")
+    assert np.array_equal(_bits(y), _bits(ref))
+
+
 @pytest.mark.parametrize("type_name", ["F16", "BF16"])
 def test_every_finite_half_value(type_name):
     bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
@@ -81,7 +95,7 @@ def test_bad_sizes_are_rejected(rng):
     with pytest.raises(ValueError):
         kernels.dequantize(raw, "Q4_K", 768)  # more blocks than bytes
     with pytest.raises(NotImplementedError):
-        kernels.dequantize(raw, "IQ2_XXS", 256)
+        kernels.dequantize(raw, "TQ1_0", 256)
 
 
 def test_extra_bytes_are_ignored(rng):

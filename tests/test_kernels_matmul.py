@@ -76,7 +76,7 @@ def test_matmul_rejects_bad_sizes(rng):
     with pytest.raises(ValueError):
         kernels.matmul(w[:, :30], "Q4_0", np.zeros((1, 64), np.float32))
     with pytest.raises(NotImplementedError):
-        kernels.matmul(w, "IQ2_XXS", np.zeros((1, 64), np.float32))
+        kernels.matmul(w, "TQ1_0", np.zeros((1, 64), np.float32))
 
 
 @pytest.mark.parametrize("type_name", ["Q4_0", "Q5_0", "Q8_0", "Q4_K", "F16"])

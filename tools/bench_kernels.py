@@ -7,6 +7,7 @@ compared with a read-bandwidth probe run just before it (the median of those rat
 barrier after each (as the forward pass runs them), so Python's cost per call is not counted.
 
     python tools/bench_kernels.py [--types Q4_0,Q4_K] [--isa avx512vnni] [--threads 1,2]
+    python tools/bench_kernels.py --types Q4_K,iquants   # a group name stands for its types
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from tensorsharp.testing.quants import random_weights
 
 SHAPES = [(576, 1536), (896, 4864), (4864, 896), (2048, 640), (640, 262144)]  # (cols, rows): GGUF ne0, ne1
 DEFAULT_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "Q3_K", "Q2_K", "F16"]
+# The codebook i-quants of large MoE uploads: compute-bound at 1.5-3.4 bits per weight, so their
+# GFLOP/s says more than their GB/s.
+TYPE_GROUPS = {"iquants": ["IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"]}
 COLD_BYTES = 512 << 20  # well past the last-level cache
 
 
@@ -110,7 +114,8 @@ def main() -> int:
     print("| type | shape (cols x rows) | isa | threads | matvec cold GB/s | cold % of probe | matvec hot GB/s | "
           f"matvec GFLOP/s | matmul n={args.prefill} GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for type_name in args.types.split(","):
+    type_names = [t for name in args.types.split(",") for t in TYPE_GROUPS.get(name, [name])]
+    for type_name in type_names:
         for cols, rows in shapes:
             if cols % tensor_type(type_name).block_size:
                 continue  # e.g. k-quants on 576-wide rows: no real model stores that

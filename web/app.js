@@ -8,6 +8,7 @@ const SETTINGS_KEY = "tensorsharp.settings";   // localStorage: shared by tabs, 
 const SESSION_KEY = "tensorsharp.session";     // sessionStorage: one server session per tab
 const TRANSCRIPT_KEY = "tensorsharp.transcript";
 const SYNCED_KEY = "tensorsharp.synced";
+const MODEL_KEY = "tensorsharp.model";         // localStorage: the model picked, kept across visits
 const RECONNECT_MS = 3000;                      // between checks while the server cannot be reached
 const SETTING_FIELDS = {
   temperature: "float", topP: "float", topK: "int", maxTokens: "int", systemPrompt: "text", think: "bool",
@@ -17,7 +18,8 @@ const SETTING_FIELDS = {
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  model: null,                                      // the loaded model's /api/models entry
+  model: null,                                      // the chosen model's /api/models entry
+  picked: localStorage.getItem(MODEL_KEY),          // the name picked; null: the server's default
   sessionId: sessionStorage.getItem(SESSION_KEY),
   turns: loadJSON(sessionStorage, TRANSCRIPT_KEY, []),
   // True while the server's copy of the session history is known to equal `turns`, i.e. the last
@@ -112,19 +114,14 @@ function displayName(name) {
 async function loadModel() {
   clearTimeout(state.reconnect);
   try {
-    const data = await client.models();
+    const [data, names] = await Promise.all([client.models(), client.tags()]);
     const models = data.models || [];
-    state.model = models.find((m) => m.name === data.loaded) || models[0] || null;
-    if (!state.model) throw new ServerError("The server reports no loaded model.");
-    const m = state.model;
-    $("model-label").textContent = m.name;
-    $("model-ctx").textContent = `${Number(m.contextLength).toLocaleString("en-US")} ctx`;
-    $("model-label").title = [m.file, m.architecture, m.parameters, m.quantization].filter(Boolean).join(" · ");
-    $("empty-model").textContent = displayName(m.name);
-    $("attach").hidden = !m.supportsImages;
-    $("think-note").hidden = !!m.supportsThinking;
-    $("set-think").disabled = !m.supportsThinking;
-    $("set-maxTokens").max = m.contextLength || "";
+    if (!names.includes(state.picked)) state.picked = null;   // deleted meanwhile: back to the default
+    const chosen = state.picked || data.loaded;
+    state.model = models.find((m) => m.name === chosen) || models[0] || null;
+    if (!state.model) throw new ServerError("The server reports no model.");
+    showPicker(names, state.model.name);
+    showModel(state.model);
     setConnected(true);
     hideBanner();
   } catch (err) {
@@ -137,6 +134,37 @@ async function loadModel() {
       showBanner(describeError(err), true);
     }
   }
+}
+
+// One model: its name as a label. Several: a picker whose choice goes with every request.
+function showPicker(names, current) {
+  const select = $("model-select");
+  select.replaceChildren(...names.map((name) => {
+    const option = h("option", "", displayName(name));
+    option.value = name;
+    return option;
+  }));
+  select.value = current;
+  select.hidden = names.length < 2;
+  $("model-label").hidden = !select.hidden;
+}
+
+function showModel(m) {
+  $("model-label").textContent = m.name;
+  $("model-ctx").textContent = `${Number(m.contextLength).toLocaleString("en-US")} ctx`;
+  $("model-label").title = $("model-select").title =
+    [m.file, m.architecture, m.parameters, m.quantization].filter(Boolean).join(" · ");
+  $("empty-model").textContent = displayName(m.name);
+  $("attach").hidden = !m.supportsImages;
+  $("think-note").hidden = !!m.supportsThinking;
+  $("set-think").disabled = !m.supportsThinking;
+  $("set-maxTokens").max = m.contextLength || "";
+}
+
+async function pickModel(name) {
+  state.picked = name;
+  localStorage.setItem(MODEL_KEY, name);
+  await loadModel();
 }
 
 // ---------- settings drawer ----------
@@ -345,6 +373,7 @@ function requestBody(history, newChat) {
     think: !!s.think && state.model?.supportsThinking !== false,
     tools: [],
   };
+  if (state.picked) body.model = state.picked;
   for (const key of ["temperature", "topP", "topK", "maxTokens", "systemPrompt"]) {
     if (s[key] !== undefined) body[key] = s[key];
   }
@@ -578,6 +607,7 @@ function wire() {
     }
   });
   $("new-chat").addEventListener("click", newChat);
+  $("model-select").addEventListener("change", (e) => pickModel(e.target.value));
   $("open-settings").addEventListener("click", () => openSettings(true));
   $("close-settings").addEventListener("click", () => openSettings(false));
   $("scrim").addEventListener("click", () => openSettings(false));

@@ -4,7 +4,8 @@
 
 (function () {
   // Relative URLs, so the page also works when the server sits under a path prefix.
-  const PATHS = { chat: "api/chat", sessions: "api/sessions", models: "api/models", upload: "api/upload" };
+  const PATHS = { chat: "api/chat", sessions: "api/sessions", models: "api/models", tags: "api/tags",
+                  upload: "api/upload" };
 
   class ServerError extends Error {
     constructor(message, status) {
@@ -72,6 +73,10 @@
     return {
       async models() {
         return (await call(PATHS.models, "Loading the model list")).json();
+      },
+      /** The names of every model the server can answer with (Ollama's /api/tags). */
+      async tags() {
+        return ((await (await call(PATHS.tags, "Loading the model list")).json()).models || []).map((m) => m.name);
       },
       async createSession() {
         return (await (await call(PATHS.sessions, "Creating a chat session", { method: "POST" })).json()).sessionId;

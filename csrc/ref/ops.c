@@ -81,7 +81,7 @@ static void f32_to_f16_scalar(const float *x, ts_f16 *y, int64_t n) {
 
 /* out doubles as the running accumulator; it is rescaled whenever the running max grows. */
 static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
-                             int p0, int p1, int head_dim, float scale, float softcap,
+                             int p0, int p1, int head_dim, float scale, float softcap, float sink,
                              float *out) {
     float m = -INFINITY, l = 0.0f;
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
@@ -101,6 +101,7 @@ static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, i
         l += e;
         for (int d = 0; d < head_dim; d++) out[d] += e * ts_f16_to_f32(vp[d]);
     }
+    if (sink > -INFINITY) l += expf(sink - m);
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int d = 0; d < head_dim; d++) out[d] *= inv;
 }

@@ -108,4 +108,5 @@ void ts_register_scalar(ts_kernels *k) {
     k->quantize_q8k = quantize_q8k;
     ts_register_scalar_legacy(k);
     ts_register_scalar_kquants(k);
+    ts_register_scalar_iquants(k);
 }

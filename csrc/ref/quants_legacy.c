@@ -1,4 +1,4 @@
-/* Scalar reference kernels of the 32-element formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL. */
+/* Scalar reference kernels of the 32-element formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4. */
 #include "ts/fp16.h"
 #include "quants.h"
 
@@ -7,6 +7,8 @@
 
 const int8_t ts_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                     1,    13,   25,  38,  53,  69,  89,  113};
+
+const int8_t ts_mxfp4_values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 /* qh is stored little-endian whatever the host order. */
 static uint32_t qh_load(const uint8_t qh[4]) {
@@ -81,6 +83,17 @@ static void dequantize_iq4_nl(const void *vx, float *y, int64_t n) {
         for (int j = 0; j < TS_QK / 2; j++) {
             y[j] = d * (float)ts_iq4nl_values[x[b].qs[j] & 0x0F];
             y[j + TS_QK / 2] = d * (float)ts_iq4nl_values[x[b].qs[j] >> 4];
+        }
+    }
+}
+
+static void dequantize_mxfp4(const void *vx, float *y, int64_t n) {
+    const ts_block_mxfp4 *x = vx;
+    for (int64_t b = 0; b < n / TS_QK; b++, y += TS_QK) {
+        const float d = ts_e8m0_half_to_f32(x[b].e);
+        for (int j = 0; j < TS_QK / 2; j++) {
+            y[j] = d * (float)ts_mxfp4_values[x[b].qs[j] & 0x0F];
+            y[j + TS_QK / 2] = d * (float)ts_mxfp4_values[x[b].qs[j] >> 4];
         }
     }
 }
@@ -180,6 +193,21 @@ static void vec_dot_iq4_nl(int64_t n, float *s, const void *vw, const void *vx) 
     *s = sum;
 }
 
+static void vec_dot_mxfp4(int64_t n, float *s, const void *vw, const void *vx) {
+    const ts_block_mxfp4 *w = vw;
+    const ts_block_q8x32 *x = vx;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / TS_QK; b++) {
+        int32_t isum = 0;
+        for (int j = 0; j < TS_QK / 2; j++) {
+            isum += ts_mxfp4_values[w[b].qs[j] & 0x0F] * x[b].qs[j];
+            isum += ts_mxfp4_values[w[b].qs[j] >> 4] * x[b].qs[j + TS_QK / 2];
+        }
+        sum += (float)isum * (ts_e8m0_half_to_f32(w[b].e) * x[b].d);
+    }
+    *s = sum;
+}
+
 void ts_register_scalar_legacy(ts_kernels *k) {
     k->dequantize[TS_TYPE_Q4_0] = dequantize_q4_0;
     k->dequantize[TS_TYPE_Q4_1] = dequantize_q4_1;
@@ -187,10 +215,12 @@ void ts_register_scalar_legacy(ts_kernels *k) {
     k->dequantize[TS_TYPE_Q5_1] = dequantize_q5_1;
     k->dequantize[TS_TYPE_Q8_0] = dequantize_q8_0;
     k->dequantize[TS_TYPE_IQ4_NL] = dequantize_iq4_nl;
+    k->dequantize[TS_TYPE_MXFP4] = dequantize_mxfp4;
     k->vec_dot[TS_TYPE_Q4_0] = vec_dot_q4_0;
     k->vec_dot[TS_TYPE_Q4_1] = vec_dot_q4_1;
     k->vec_dot[TS_TYPE_Q5_0] = vec_dot_q5_0;
     k->vec_dot[TS_TYPE_Q5_1] = vec_dot_q5_1;
     k->vec_dot[TS_TYPE_Q8_0] = vec_dot_q8_0;
     k->vec_dot[TS_TYPE_IQ4_NL] = vec_dot_iq4_nl;
+    k->vec_dot[TS_TYPE_MXFP4] = vec_dot_mxfp4;
 }

@@ -76,12 +76,12 @@ typedef struct {
 /* Formats with a minimum per block (Q4_1, Q5_1), and those with fifth bits (Q5_0, Q5_1). */
 TS_INLINE int has_min(int type) { return type == TS_TYPE_Q4_1 || type == TS_TYPE_Q5_1; }
 TS_INLINE int has_qh(int type) { return type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1; }
-/* Signed quants (Q8_0, IQ4_NL's codebook values): their signs move onto x for maddubs. */
-TS_INLINE int is_signed(int type) { return type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL; }
+/* Signed quants (Q8_0, the codebook values of IQ4_NL and MXFP4): their signs move onto x for maddubs. */
+TS_INLINE int is_signed(int type) { return type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL || type == TS_TYPE_MXFP4; }
 
-/* Where the quants start: d (and m) first, then Q5's qh. */
+/* Where the quants start: d (and m) first, then Q5's qh; MXFP4's scale is one byte. */
 TS_INLINE int quants_at(int type) {
-    return type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
+    return type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : type == TS_TYPE_MXFP4 ? 1 : 2;
 }
 
 /* Float lanes 0..3 = lane lo of f, 4..7 = lane hi. */
@@ -126,7 +126,7 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
                                const act_chunk *act, float *y, size_t ys, int first) {
     const int bs = ts_q8x32_block_bytes(type), qs = quants_at(type);
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    const __m256i iq4 = ts_avx2_iq4_values();
+    const __m256i codebook = type == TS_TYPE_MXFP4 ? ts_avx2_mxfp4_values() : ts_avx2_iq4_values();
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
         __m256 acc[COLS];
@@ -151,15 +151,17 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
                 lo = _mm256_or_si256(lo, hlo);
                 hi = _mm256_or_si256(hi, hhi);
             }
-            if (type == TS_TYPE_IQ4_NL) {
-                lo = _mm256_shuffle_epi8(iq4, lo);
-                hi = _mm256_shuffle_epi8(iq4, hi);
+            if (type == TS_TYPE_IQ4_NL || type == TS_TYPE_MXFP4) {
+                lo = _mm256_shuffle_epi8(codebook, lo);
+                hi = _mm256_shuffle_epi8(codebook, hi);
             }
             /* maddubs wants the unsigned side left: signed quants move their signs onto x. */
             const __m256i alo = is_signed(type) ? _mm256_sign_epi8(lo, lo) : lo;
             const __m256i ahi = is_signed(type) ? _mm256_sign_epi8(hi, hi) : hi;
             /* [d_a, m_a, d_b, m_b] with a minimum; else d_a, d_b in lanes 0 and 2. */
-            const __m128 dm = _mm_cvtph_ps(_mm_setr_epi32((int)load_u32(a), (int)load_u32(b), 0, 0));
+            const __m128 dm = type == TS_TYPE_MXFP4
+                                  ? _mm_setr_ps(ts_e8m0_half_to_f32(a[0]), 0.0f, ts_e8m0_half_to_f32(b[0]), 0.0f)
+                                  : _mm_cvtph_ps(_mm_setr_epi32((int)load_u32(a), (int)load_u32(b), 0, 0));
             const __m256 dw = spread2(dm, 0, 2), mw = spread2(dm, 1, 3);
             for (int c = 0; c < nc; c++) {
                 const act_chunk *x = &act[c];
@@ -217,6 +219,7 @@ TS_GEMM_Q8X32(gemm_q5_0, TS_TYPE_Q5_0)
 TS_GEMM_Q8X32(gemm_q5_1, TS_TYPE_Q5_1)
 TS_GEMM_Q8X32(gemm_q8_0, TS_TYPE_Q8_0)
 TS_GEMM_Q8X32(gemm_iq4_nl, TS_TYPE_IQ4_NL)
+TS_GEMM_Q8X32(gemm_mxfp4, TS_TYPE_MXFP4)
 
 /* ---- k-quants against q8k --------------------------------------------------------------------
  * A super-block's quants are unpacked once per weight row into unsigned bytes in element
@@ -439,6 +442,7 @@ void ts_register_avx2_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q5_1] = gemm_q5_1;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
     k->gemm[TS_TYPE_IQ4_NL] = gemm_iq4_nl;
+    k->gemm[TS_TYPE_MXFP4] = gemm_mxfp4;
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;

@@ -333,7 +333,7 @@ static inline __m256 load_f16_tail(const ts_f16 *p, int rem) {
  * A short last block repeats its last row in the unused slots (their weight is 0), so the
  * inner loops keep a fixed count and the accumulators stay in registers. */
 static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
-                           int p0, int p1, int head_dim, float scale, float softcap, float *out) {
+                           int p0, int p1, int head_dim, float scale, float softcap, float sink, float *out) {
     const int nd = head_dim & ~7, rem = head_dim - nd;
     const __m256i mrem = tail_mask(rem);
     const __m256 qtail = _mm256_maskload_ps(q + nd, mrem);
@@ -394,6 +394,7 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
             _mm256_maskstore_ps(out + nd, mrem, o);
         }
     }
+    if (sink > -INFINITY) l += expf(sink - m);
     const __m256 inv = _mm256_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
     for (int d = 0; d < head_dim; d += 8) {
         const __m256i mm = tail_mask(head_dim - d);

@@ -249,6 +249,58 @@ TS_DOT_Q8X32(dot_q5_1, ts_block_q5_1, q5_1_pair, 1, 1.0f)
 TS_DOT_Q8X32(dot_q8_0, ts_block_q8_0, q8_0_pair, 0, 0.0f)
 TS_DOT_Q8X32(dot_iq4_nl, ts_block_iq4_nl, iq4_nl_pair, 0, 0.0f)
 
+/* MXFP4: codes reach 12 in magnitude, so both halves add in int16 before madd. */
+static inline __m256i mxfp4_pair(const ts_block_mxfp4 *a, const ts_block_mxfp4 *b, const ts_block_q8x32 *xa,
+                                 const ts_block_q8x32 *xb) {
+    const __m256i values = ts_avx2_mxfp4_values();
+    __m256i lo, hi;
+    nibble_pair(a->qs, b->qs, &lo, &hi);
+    const __m256i ylo = ts_avx2_load_pair(xa->qs, xb->qs), yhi = ts_avx2_load_pair(xa->qs + 16, xb->qs + 16);
+    const __m256i p = _mm256_add_epi16(ts_avx2_dot_i8(_mm256_shuffle_epi8(values, lo), ylo),
+                                       ts_avx2_dot_i8(_mm256_shuffle_epi8(values, hi), yhi));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* d_w * x.d of four MXFP4 blocks in scales4's lane order (blocks 0 and 2 in the low 128-bit lane,
+ * 1 and 3 in the high one, each in an even lane): its one-byte scales do not fit scales4's f16
+ * loads, so they are widened and turned into floats here. */
+static inline __m256 mxfp4_scales4(const ts_block_mxfp4 *w, const ts_block_q8x32 *x) {
+    const __m128i e = _mm_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e);
+    /* ts_e8m0_half_to_f32: (e - 1) << 23, or 2^-128 << e for e < 2. */
+    const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+    const __m128i tiny = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
+    const __m128i small = _mm_cmpgt_epi32(_mm_set1_epi32(2), e);
+    const __m128 dw = _mm_castsi128_ps(_mm_blendv_epi8(normal, tiny, small));
+    const __m128 d = _mm_mul_ps(dw, _mm_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 2, 2, 1, 1, 3, 3));
+}
+
+/* As TS_DOT_Q8X32 (no offset or minimum), with mxfp4_scales4. */
+static void dot_mxfp4(int64_t n, float *s, const void *vw, const void *vx) {
+    const ts_block_mxfp4 *w = (const ts_block_mxfp4 *)vw;
+    const ts_block_q8x32 *x = (const ts_block_q8x32 *)vx;
+    const int64_t nb = n / TS_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        ts_prefetch_ahead(&w[i], 4 * sizeof(ts_block_mxfp4), TS_PREFETCH_AHEAD);
+        const __m256 sc = mxfp4_scales4(&w[i], &x[i]);
+        const __m256 p01 = _mm256_cvtepi32_ps(mxfp4_pair(&w[i], &w[i + 1], &x[i], &x[i + 1]));
+        const __m256 p23 = _mm256_cvtepi32_ps(mxfp4_pair(&w[i + 2], &w[i + 3], &x[i + 2], &x[i + 3]));
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0x00), p01, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(sc, 0xAA), p23, acc1);
+    }
+    /* The last one to three blocks; an odd one pairs with itself at scale 0. */
+    for (; i < nb; i += 2) {
+        const int64_t j = i + 1 < nb ? i + 1 : i;
+        const float da = ts_e8m0_half_to_f32(w[i].e) * x[i].d;
+        const float db = j > i ? ts_e8m0_half_to_f32(w[j].e) * x[j].d : 0.0f;
+        const __m256 d = _mm256_set_m128(_mm_set1_ps(db), _mm_set1_ps(da));
+        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(mxfp4_pair(&w[i], &w[j], &x[i], &x[j])), acc0);
+    }
+    *s = ts_avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
 /* ---- float weights against f32 activations ---------------------------------------------- */
 
 static inline __m256 load_f16(const ts_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -302,8 +354,10 @@ void ts_register_avx2(ts_kernels *k) {
     k->vec_dot[TS_TYPE_Q5_1] = dot_q5_1;
     k->vec_dot[TS_TYPE_Q8_0] = dot_q8_0;
     k->vec_dot[TS_TYPE_IQ4_NL] = dot_iq4_nl;
+    k->vec_dot[TS_TYPE_MXFP4] = dot_mxfp4;
     k->vec_dot[TS_TYPE_F32] = dot_f32;
     k->vec_dot[TS_TYPE_F16] = dot_f16;
     k->vec_dot[TS_TYPE_BF16] = dot_bf16;
     ts_register_avx2_kquants(k);
+    ts_register_avx2_iquants(k);
 }

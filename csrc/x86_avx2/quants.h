@@ -43,6 +43,12 @@ static inline __m256i ts_avx2_iq4_values(void) {
     return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)values));
 }
 
+/* MXFP4's doubled e2m1 codes (GGML's kvalues_mxfp4), in both 128-bit lanes for pshufb. */
+static inline __m256i ts_avx2_mxfp4_values(void) {
+    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)values));
+}
+
 /* The 16 packed 6-bit Q3_K scales as int8, offset removed: low nibbles from bytes 0..7
  * (scales 0..7 low halves, 8..15 high halves), top two bits from bytes 8..11. Unpacked in
  * general registers, which the vector ports around it leave idle. */
@@ -61,5 +67,7 @@ static inline __m128i ts_avx2_q3_K_scales(const uint8_t raw[12]) {
 
 /* k-quant and IQ4_XS dot products (quants_k.c). */
 void ts_register_avx2_kquants(ts_kernels *k);
+/* Codebook i-quant dot products (quants_iq.c). */
+void ts_register_avx2_iquants(ts_kernels *k);
 
 #endif

@@ -13,7 +13,7 @@
  * else is in the call.
  *
  * Sums stay exact integers as far as the formats allow, as in the per-row dots: a quant's
- * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, Q3_K 4, Q6_K 32) enters each block's integer
+ * offset (Q4_0 8, Q5_0 16, Q8_0 and IQ4_NL 128, MXFP4 12, Q3_K 4, Q6_K 32) enters each block's integer
  * sum as -offset * sum(xq); k-quant sub-block scales multiply exact integers and one float
  * scale (d * dx) applies per super-block; 32-element formats take d_w * d_x per block, and the
  * minimums of Q4_1, Q5_1, Q2_K, Q4_K and Q5_K add min * sum(x) beside it. */
@@ -79,7 +79,7 @@ TS_INLINE int has_min(int type) {
 /* Quant offset folded into the integer sums; 0 where a minimum or none applies. */
 TS_INLINE int quant_offset(int type) {
     return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 || type == TS_TYPE_IQ4_NL ? 128
-         : type == TS_TYPE_Q3_K ? 4 : type == TS_TYPE_Q6_K ? 32 : 0;
+         : type == TS_TYPE_MXFP4 ? 12 : type == TS_TYPE_Q3_K ? 4 : type == TS_TYPE_Q6_K ? 32 : 0;
 }
 
 /* Elements per scale block and the activation format of each weight type. */
@@ -100,8 +100,8 @@ TS_INLINE __m512i legacy_pair(int type, const uint8_t *blk, int bs, int two) {
                                                       0xF0, _mm256_loadu_si256((const __m256i *)(blk1 + 2)));
         return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
     }
-    /* d (and m) first; Q5_0 / Q5_1 then have qh before qs. */
-    const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : 2;
+    /* d (and m) first; Q5_0 / Q5_1 then have qh before qs; MXFP4's scale is one byte. */
+    const int qs = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : type == TS_TYPE_Q5_1 ? 8 : type == TS_TYPE_MXFP4 ? 1 : 2;
     __m512i v = ts_avx512_nibble_pair(blk + qs, blk1 + qs);
     if (type == TS_TYPE_Q5_0 || type == TS_TYPE_Q5_1) {
         /* qh bit i is the fifth bit of element i. */
@@ -110,7 +110,14 @@ TS_INLINE __m512i legacy_pair(int type, const uint8_t *blk, int bs, int two) {
     }
     /* IQ4_NL: the codebook value of each index, + 128 to make it unsigned. */
     if (type == TS_TYPE_IQ4_NL) v = ts_avx512_iq4_shifted(v);
+    if (type == TS_TYPE_MXFP4) v = ts_avx512_mxfp4_shifted(v);
     return v;
+}
+
+/* d of blocks whose first dwords are the lanes of g: an f16, or MXFP4's E8M0 byte. */
+TS_INLINE __m512 head_d(int type, __m512i g) {
+    if (type == TS_TYPE_MXFP4) return ts_avx512_e8m0_half(_mm512_and_si512(g, _mm512_set1_epi32(0xFF)));
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
 }
 
 /* Blocks [b0, b0 + nb) of a 32-element format. */
@@ -128,8 +135,7 @@ TS_INLINE void unpack_legacy(int type, const uint8_t *wr, int64_t b0, int nb, ui
     for (int b = 0; b < nb; b += 16) {
         const __mmask16 m = nb - b >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - b)) - 1);
         const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, blk0 + (size_t)b * bs, 1);
-        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
-        _mm512_storeu_ps(dw + b, d);
+        _mm512_storeu_ps(dw + b, head_d(type, g));
         if (has_min(type)) _mm512_storeu_ps(mw + b, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
     }
 }
@@ -521,7 +527,7 @@ TS_INLINE void tile(int type, int NH, int T, const panel *P, const uint8_t (*rq)
  * w) as floats: one gather of the blocks' first dwords. */
 TS_INLINE void rows_dm(int type, const uint8_t *w, __m512i rix, int64_t b, int bs, __m512 *d, __m512 *m) {
     const __m512i g = _mm512_i32gather_epi32(rix, w + (size_t)b * bs, 1);
-    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    *d = head_d(type, g);
     if (has_min(type)) *m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
 }
 
@@ -781,6 +787,7 @@ TS_GEMM(gemm_q3_K, TS_TYPE_Q3_K)
 TS_GEMM(gemm_q4_K, TS_TYPE_Q4_K)
 TS_GEMM(gemm_q5_K, TS_TYPE_Q5_K)
 TS_GEMM(gemm_q6_K, TS_TYPE_Q6_K)
+TS_GEMM(gemm_mxfp4, TS_TYPE_MXFP4)
 #ifdef TS_VNNI
 /* Q8_0's and IQ4_NL's unsigned quants reach 255: beyond maddubs' int16 range, so VNNI only. */
 TS_GEMM(gemm_q8_0, TS_TYPE_Q8_0)
@@ -800,6 +807,7 @@ void ts_register_avx512vnni_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
     k->gemm[TS_TYPE_Q8_0] = gemm_q8_0;
     k->gemm[TS_TYPE_IQ4_NL] = gemm_iq4_nl;
+    k->gemm[TS_TYPE_MXFP4] = gemm_mxfp4;
 }
 #else
 void ts_register_avx512_gemm(ts_kernels *k) {
@@ -812,5 +820,6 @@ void ts_register_avx512_gemm(ts_kernels *k) {
     k->gemm[TS_TYPE_Q4_K] = gemm_q4_K;
     k->gemm[TS_TYPE_Q5_K] = gemm_q5_K;
     k->gemm[TS_TYPE_Q6_K] = gemm_q6_K;
+    k->gemm[TS_TYPE_MXFP4] = gemm_mxfp4;
 }
 #endif

@@ -367,8 +367,10 @@ static inline __attribute__((always_inline)) void pv_block(float *out, const ts_
     if (d0 < head_dim) pv_chunks(out, vr, vf, wt, d0, head_dim, rescale, 4);
 }
 
-/* out /= l, the softmax's denominator (0 when no position was seen). */
-static inline void normalize_out(float *out, int head_dim, float l) {
+/* out /= l, the softmax's denominator (0 when no position was seen), to which a sink adds its
+ * term (m: the running maximum l is relative to). */
+static inline void normalize_out(float *out, int head_dim, float l, float m, float sink) {
+    if (sink > -INFINITY) l += expf(sink - m);
     const __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
     for (int d = 0; d < head_dim; d += 16) {
         const __mmask16 md = tail_mask(head_dim - d);
@@ -381,7 +383,7 @@ static inline void normalize_out(float *out, int head_dim, float l) {
  * rows of v. A short last block repeats its last row in the unused slots (their weight is 0),
  * so the inner loops keep a fixed count and the accumulators stay in registers. */
 static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
-                             int p0, int p1, int head_dim, float scale, float softcap, float *out) {
+                             int p0, int p1, int head_dim, float scale, float softcap, float sink, float *out) {
     float m = -INFINITY, l = 0.0f;
     float wt[16];
     const ts_f16 *kr[16], *vr[16];
@@ -406,7 +408,7 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
         const __m512 rescale = online_softmax(acc, scale, softcap, tail_mask(nb), &m, &l, wt);
         pv_block(out, vr, NULL, wt, head_dim, rescale);
     }
-    normalize_out(out, head_dim, l);
+    normalize_out(out, head_dim, l, m, sink);
 }
 
 #define TS_ATTN_ROWS_MAX_DIM 256
@@ -415,12 +417,12 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
  * used by every row whose range meets it. */
 static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
                              int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v,
-                             int64_t kv_stride, int head_dim, float scale, float softcap) {
+                             int64_t kv_stride, int head_dim, float scale, float softcap, const float *sinks) {
     if (head_dim > TS_ATTN_ROWS_MAX_DIM || n_tok * n_head == 1) {
         for (int t = 0; t < n_tok; t++)
             for (int h = 0; h < n_head; h++)
                 attn_head_avx512(q + t * q_stride + (int64_t)h * head_dim, k, v, kv_stride, p0[t], p1[t], head_dim,
-                                 scale, softcap, out + t * out_stride + (int64_t)h * head_dim);
+                                 scale, softcap, sinks ? sinks[h] : -INFINITY, out + t * out_stride + (int64_t)h * head_dim);
         return;
     }
     float kf[16 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(64)));
@@ -471,7 +473,9 @@ static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64
         }
     }
     for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_head; h++) normalize_out(out + t * out_stride + (int64_t)h * head_dim, head_dim, l[t * n_head + h]);
+        for (int h = 0; h < n_head; h++)
+            normalize_out(out + t * out_stride + (int64_t)h * head_dim, head_dim, l[t * n_head + h], m[t * n_head + h],
+                          sinks ? sinks[h] : -INFINITY);
 }
 
 /* ---- vision: layer norm and non-causal f32 attention ---- */

@@ -11,5 +11,6 @@
 void TS_REGISTER(ts_kernels *k) {
     TS_AVX512_NAME(ts_avx512_register_legacy)(k);
     TS_AVX512_NAME(ts_avx512_register_kquants)(k);
+    TS_AVX512_NAME(ts_avx512_register_iquants)(k);
     TS_AVX512_NAME(ts_avx512_register_float)(k);
 }

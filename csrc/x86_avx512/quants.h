@@ -20,6 +20,7 @@
 
 void TS_AVX512_NAME(ts_avx512_register_legacy)(ts_kernels *k);
 void TS_AVX512_NAME(ts_avx512_register_kquants)(ts_kernels *k);
+void TS_AVX512_NAME(ts_avx512_register_iquants)(ts_kernels *k);
 void TS_AVX512_NAME(ts_avx512_register_float)(ts_kernels *k);
 
 /* Kernels are built from small helpers taking constant layout arguments; they must inline
@@ -87,6 +88,40 @@ static inline __m512i ts_avx512_iq4_shifted(__m512i q) {
 }
 static inline __mmask64 ts_avx512_iq4_neg(__m512i q) {
     return _mm512_testn_epi8_mask(q, _mm512_set1_epi8(8));
+}
+
+/* MXFP4's doubled e2m1 codes of 4-bit indices q, + 12: unsigned and below 25, so maddubs pairs
+ * stay inside int16 without VNNI; the offset leaves through s. */
+static inline __m512i ts_avx512_mxfp4_shifted(__m512i q) {
+    const __m128i table = _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table), q);
+}
+
+/* ts_e8m0_half_to_f32 of each int32 lane e (0..255). */
+static inline __m512 ts_avx512_e8m0_half(__m512i e) {
+    const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+    const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
+    return _mm512_castsi512_ps(_mm512_mask_blend_epi32(_mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2)), normal, tiny));
+}
+
+/* int32 lanes holding small v (|v| < 2^15) -> v in both int16 halves: the scale operand of
+ * ts_avx512_dot_s16 for the two int16 pair sums of each lane. */
+TS_ALWAYS_INLINE __m512i ts_avx512_dup16(__m512i v) {
+    /* (v & 0xFFFF) | ((v << 16) & ~0xFFFF) */
+    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 16), _mm512_set1_epi32(0xFFFF), 0xE4);
+}
+
+/* vpermd indices spreading dup16 scales over a register of 64 elements. idx32: sub-blocks of
+ * 32, the register's halves take scales 2k and 2k+1. idx16: sub-blocks of 16, its 128-bit
+ * lanes take scales 4k..4k+3. */
+TS_ALWAYS_INLINE __m512i ts_avx512_idx32(int k) {
+    const int a = 2 * k, b = 2 * k + 1;
+    return _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
+}
+TS_ALWAYS_INLINE __m512i ts_avx512_idx16(int k) {
+    const int a = 4 * k;
+    return _mm512_setr_epi32(a, a, a, a, a + 1, a + 1, a + 1, a + 1, a + 2, a + 2, a + 2, a + 2, a + 3, a + 3, a + 3,
+                             a + 3);
 }
 
 /* Q3_K's 16 6-bit scales as int8, offset 32 removed. Bytes 0-7 hold their low nibbles (scales

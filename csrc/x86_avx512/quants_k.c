@@ -28,26 +28,6 @@ static void quantize_q8k(const float *x, void *vy, int64_t n) {
     }
 }
 
-/* int32 lanes holding small v (|v| < 2^15) -> v in both int16 halves: the scale operand of
- * dot_s16 for the two int16 pair sums of each lane. */
-TS_ALWAYS_INLINE __m512i dup16(__m512i v) {
-    /* (v & 0xFFFF) | ((v << 16) & ~0xFFFF) */
-    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi32(v, 16), _mm512_set1_epi32(0xFFFF), 0xE4);
-}
-
-/* vpermd indices spreading dup16 scales over a register of 64 elements. idx32: sub-blocks of
- * 32, the register's halves take scales 2k and 2k+1. idx16: sub-blocks of 16, its 128-bit
- * lanes take scales 4k..4k+3. */
-TS_ALWAYS_INLINE __m512i idx32(int k) {
-    const int a = 2 * k, b = 2 * k + 1;
-    return _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
-}
-TS_ALWAYS_INLINE __m512i idx16(int k) {
-    const int a = 4 * k;
-    return _mm512_setr_epi32(a, a, a, a, a + 1, a + 1, a + 1, a + 1, a + 2, a + 2, a + 2, a + 2, a + 3, a + 3, a + 3,
-                             a + 3);
-}
-
 TS_ALWAYS_INLINE __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
 TS_ALWAYS_INLINE __m512i bcast256(const void *p) {
     return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
@@ -97,7 +77,7 @@ TS_ALWAYS_INLINE __m512i k4_scales(const uint8_t *s) {
                                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
     const __m128i hi = _mm_and_si128(_mm_srlv_epi32(b, _mm_setr_epi32(0, 2, 0, 2)),
                                      _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-    return dup16(_mm512_cvtepu8_epi32(_mm_or_si128(lo, hi)));
+    return ts_avx512_dup16(_mm512_cvtepu8_epi32(_mm_or_si128(lo, hi)));
 }
 
 /* Q4_K and Q5_K: register k holds elements 64k..64k+63, sub-blocks 2k (low nibbles of
@@ -106,7 +86,7 @@ TS_ALWAYS_INLINE __m512i k4_scales(const uint8_t *s) {
 TS_ALWAYS_INLINE void k45_dot(int64_t n, float *s, const void *vw, const void *vx, int five) {
     const ts_block_q8k *y = (const ts_block_q8k *)vx;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10), nib = halves64(0, 4);
-    const __m512i ix[4] = {idx32(0), idx32(1), idx32(2), idx32(3)};
+    const __m512i ix[4] = {ts_avx512_idx32(0), ts_avx512_idx32(1), ts_avx512_idx32(2), ts_avx512_idx32(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
         /* Both layouts open with d, dmin, scales; Q5_K then has qh before qs. */
@@ -146,11 +126,11 @@ static void vec_dot_q6_k(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q8k *y = (const ts_block_q8k *)vx;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const __m512i up = halves16(4, 2), down = halves16(0, 2);
-    const __m512i ix[4] = {idx16(0), idx16(1), idx16(2), idx16(3)};
+    const __m512i ix[4] = {ts_avx512_idx16(0), ts_avx512_idx16(1), ts_avx512_idx16(2), ts_avx512_idx16(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
         ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
-        const __m512i sc = dup16(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[i].scales)));
+        const __m512i sc = ts_avx512_dup16(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[i].scales)));
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
             /* Elements 128h + [0, 64): low nibbles of ql[64h..64h+63] with bit pairs 0-1 (first
@@ -174,14 +154,16 @@ static void vec_dot_q6_k(int64_t n, float *s, const void *vw, const void *vx) {
 }
 
 /* Q3_K: the 16 scales as dup16. */
-TS_ALWAYS_INLINE __m512i k3_scales(const uint8_t *s) { return dup16(_mm512_cvtepi8_epi32(ts_avx512_q3_K_scales(s))); }
+TS_ALWAYS_INLINE __m512i k3_scales(const uint8_t *s) {
+    return ts_avx512_dup16(_mm512_cvtepi8_epi32(ts_avx512_q3_K_scales(s)));
+}
 
 static void vec_dot_q3_k(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q3_K *w = (const ts_block_q3_K *)vw;
     const ts_block_q8k *y = (const ts_block_q8k *)vx;
     const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
     const __m512i pairs[2] = {halves64(0, 2), halves64(4, 6)};
-    const __m512i ix[4] = {idx16(0), idx16(1), idx16(2), idx16(3)};
+    const __m512i ix[4] = {ts_avx512_idx16(0), ts_avx512_idx16(1), ts_avx512_idx16(2), ts_avx512_idx16(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
         ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
@@ -210,14 +192,15 @@ static void vec_dot_q2_k(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_q8k *y = (const ts_block_q8k *)vx;
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i pairs[2] = {halves64(0, 2), halves64(4, 6)};
-    const __m512i ix[4] = {idx16(0), idx16(1), idx16(2), idx16(3)};
+    const __m512i ix[4] = {ts_avx512_idx16(0), ts_avx512_idx16(1), ts_avx512_idx16(2), ts_avx512_idx16(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
         ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);
         /* Each scale byte: low nibble the scale, high nibble the min of 16 elements. */
         const __m128i raw = _mm_loadu_si128((const __m128i *)w[i].scales);
-        const __m512i sc = dup16(_mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
-        const __m512i mins = dup16(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
+        const __m512i sc = ts_avx512_dup16(_mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
+        const __m512i mins =
+            ts_avx512_dup16(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
         __m512 d, dmin;
         scale2(&w[i].d, y[i].d, &d, &dmin);
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
@@ -244,13 +227,13 @@ TS_ALWAYS_INLINE __m512i iq4xs_scales(const ts_block_iq4_xs *w) {
     const __m256i hi = _mm256_and_si256(_mm256_rolv_epi32(h, _mm256_setr_epi32(4, 2, 0, 30, 28, 26, 24, 22)),
                                         _mm256_set1_epi32(0x30));
     const __m256i ls = _mm256_ternarylogic_epi32(lo, hi, _mm256_set1_epi32(0x0F), 0xEC) /* (lo & 15) | hi */;
-    return dup16(_mm512_castsi256_si512(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))));
+    return ts_avx512_dup16(_mm512_castsi256_si512(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))));
 }
 
 static void vec_dot_iq4_xs(int64_t n, float *s, const void *vw, const void *vx) {
     const ts_block_iq4_xs *w = (const ts_block_iq4_xs *)vw;
     const ts_block_q8k *y = (const ts_block_q8k *)vx;
-    const __m512i ix[4] = {idx32(0), idx32(1), idx32(2), idx32(3)};
+    const __m512i ix[4] = {ts_avx512_idx32(0), ts_avx512_idx32(1), ts_avx512_idx32(2), ts_avx512_idx32(3)};
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / TS_QK_K; i++) {
         ts_prefetch_ahead(&w[i], sizeof(w[i]), TS_PREFETCH_AHEAD);

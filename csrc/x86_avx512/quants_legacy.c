@@ -1,5 +1,5 @@
-/* AVX-512 legacy formats: q8x32 activation quantization and the Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
- * and IQ4_NL dot products, two 32-element blocks per 512-bit register. */
+/* AVX-512 legacy formats: q8x32 activation quantization and the Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * IQ4_NL and MXFP4 dot products, two 32-element blocks per 512-bit register. */
 #include "quants.h"
 #include "ts/prefetch.h"
 
@@ -89,8 +89,20 @@ TS_ALWAYS_INLINE __m512 act_heads8(const ts_block_q8x32 *x, int nblk) {
 }
 
 /* What the float side adds besides d_w * d_x * dot: nothing, an offset of the stored quants
- * (extra = sum of d_w * s, scaled by -offset at the end) or a minimum (extra = sum m * s). */
-enum { PLAIN, OFFSET, MINIMUM };
+ * (extra = sum of d_w * s, scaled by -offset at the end) or a minimum (extra = sum m * s).
+ * OFFSET_E8M0: an offset, with d_w a one-byte E8M0 scale (MXFP4) instead of an f16. */
+enum { PLAIN, OFFSET, MINIMUM, OFFSET_E8M0 };
+
+/* E8M0 scales of 16 blocks: byte (b * stride) % 4 of each head dword. */
+TS_ALWAYS_INLINE __m512 weight_e8m0(__m512i heads, int stride) {
+#define E8M0_SHIFT(b) (8 * (((b) * stride) & 3))
+    const __m512i shift = _mm512_setr_epi32(E8M0_SHIFT(0), E8M0_SHIFT(1), E8M0_SHIFT(2), E8M0_SHIFT(3), E8M0_SHIFT(4),
+                                            E8M0_SHIFT(5), E8M0_SHIFT(6), E8M0_SHIFT(7), E8M0_SHIFT(8), E8M0_SHIFT(9),
+                                            E8M0_SHIFT(10), E8M0_SHIFT(11), E8M0_SHIFT(12), E8M0_SHIFT(13),
+                                            E8M0_SHIFT(14), E8M0_SHIFT(15));
+#undef E8M0_SHIFT
+    return ts_avx512_e8m0_half(_mm512_and_si512(_mm512_srlv_epi32(heads, shift), _mm512_set1_epi32(0xFF)));
+}
 
 /* The activation side of a group's scales: d (dx) and s (sx) of its nblk <= 16 blocks at x,
  * 0 past nblk. Several weight rows against one activation row share them. */
@@ -116,8 +128,8 @@ TS_ALWAYS_INLINE __m512 group_scales(const uint8_t *w, int stride, int64_t avail
         *extra = _mm512_fmadd_ps(mw, sx, *extra);
         return _mm512_mul_ps(_mm512_permutex2var_ps(h0, even, h1), dx);
     }
-    const __m512 dw = weight_d(heads, stride);
-    if (kind == OFFSET) *extra = _mm512_fmadd_ps(dw, sx, *extra);
+    const __m512 dw = kind == OFFSET_E8M0 ? weight_e8m0(heads, stride) : weight_d(heads, stride);
+    if (kind == OFFSET || kind == OFFSET_E8M0) *extra = _mm512_fmadd_ps(dw, sx, *extra);
     return _mm512_mul_ps(dw, dx);
 }
 
@@ -207,6 +219,10 @@ static inline __m512i iq4_nl_pair(const ts_block_iq4_nl *w, const ts_block_iq4_n
 #else
     return ts_avx512_dot_signed(ts_avx512_iq4_abs(q), ts_avx512_iq4_neg(q), xa);
 #endif
+}
+
+static inline __m512i mxfp4_pair(const ts_block_mxfp4 *w, const ts_block_mxfp4 *w1, __m512i xa) {
+    return ts_avx512_dot_u8s8(ts_avx512_mxfp4_shifted(ts_avx512_nibble_pair(w->qs, w1->qs)), xa);
 }
 
 /* Scale lanes of a pair (blocks a, a+1 of one half of the group): [c_a x8, c_a+1 x8] from
@@ -363,12 +379,14 @@ TS_LEGACY_DOT(vec_dot_q5_0, ts_block_q5_0, q5_0_pair, OFFSET, -16.0f, 0)
 TS_LEGACY_DOT(vec_dot_q5_1, ts_block_q5_1, q5_1_pair, MINIMUM, 1.0f, 0)
 TS_LEGACY_DOT(vec_dot_q8_0, ts_block_q8_0, q8_0_pair, SIGNED_KIND, -SIGNED_OFFSET, 0)
 TS_LEGACY_DOT(vec_dot_iq4_nl, ts_block_iq4_nl, iq4_nl_pair, SIGNED_KIND, -SIGNED_OFFSET, 0)
+TS_LEGACY_DOT(vec_dot_mxfp4, ts_block_mxfp4, mxfp4_pair, OFFSET_E8M0, -12.0f, 0)
 /* Not Q8_0: four of its rows at a time measured 5-15% slower from DRAM than one at a time. */
 TS_LEGACY_DOT_ROWS(vec_dot_q4_0)
 TS_LEGACY_DOT_ROWS(vec_dot_q4_1)
 TS_LEGACY_DOT_ROWS(vec_dot_q5_0)
 TS_LEGACY_DOT_ROWS(vec_dot_q5_1)
 TS_LEGACY_DOT_ROWS(vec_dot_iq4_nl)
+TS_LEGACY_DOT_ROWS(vec_dot_mxfp4)
 
 void TS_AVX512_NAME(ts_avx512_register_legacy)(ts_kernels *k) {
     k->quantize_q8x32 = quantize_q8x32;
@@ -378,9 +396,11 @@ void TS_AVX512_NAME(ts_avx512_register_legacy)(ts_kernels *k) {
     k->vec_dot[TS_TYPE_Q5_1] = vec_dot_q5_1;
     k->vec_dot[TS_TYPE_Q8_0] = vec_dot_q8_0;
     k->vec_dot[TS_TYPE_IQ4_NL] = vec_dot_iq4_nl;
+    k->vec_dot[TS_TYPE_MXFP4] = vec_dot_mxfp4;
     k->vec_dot_rows[TS_TYPE_Q4_0] = vec_dot_q4_0_rows;
     k->vec_dot_rows[TS_TYPE_Q4_1] = vec_dot_q4_1_rows;
     k->vec_dot_rows[TS_TYPE_Q5_0] = vec_dot_q5_0_rows;
     k->vec_dot_rows[TS_TYPE_Q5_1] = vec_dot_q5_1_rows;
     k->vec_dot_rows[TS_TYPE_IQ4_NL] = vec_dot_iq4_nl_rows;
+    k->vec_dot_rows[TS_TYPE_MXFP4] = vec_dot_mxfp4_rows;
 }

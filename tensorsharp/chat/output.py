@@ -36,11 +36,11 @@ Delta = Union[ContentDelta, ThinkingDelta, ToolCallDelta]
 class OutputParser:
     """One per request: feed it the generated text as it settles, get back deltas.
 
-    Reasoning is split off first; the content that remains goes through the family's tool-call
-    parser when the request offered tools. `content`, `thinking` and `tool_calls` (OpenAI shape,
+    Reasoning is split off first (reasoning None: the tool parser splits it, as harmony's does);
+    the content that remains goes through the family's tool-call parser when there is one. `content`, `thinking` and `tool_calls` (OpenAI shape,
     arguments as a JSON string) hold everything returned so far."""
 
-    def __init__(self, reasoning: ReasoningSplitter, tools: ToolParser | None = None, calls_only: bool = False):
+    def __init__(self, reasoning: ReasoningSplitter | None, tools: ToolParser | None = None, calls_only: bool = False):
         self._reasoning = reasoning
         self._tools = tools
         self._calls_only = calls_only
@@ -63,13 +63,13 @@ class OutputParser:
                 for cid, name, args in self._calls]
 
     def feed(self, text: str) -> list[Delta]:
-        return self._record(self._route(self._reasoning.feed(text)))
+        return self._record(self._route(self._reasoning.feed(text) if self._reasoning else [ContentDelta(text)]))
 
     def finish(self) -> list[Delta]:
         """Flush what was held back (a marker that never completed is plain text after all). With
         calls_only (a grammar let the model write nothing but calls), what is held back is a call
         cut off by the token limit: it is dropped rather than passed off as content."""
-        out = self._route(self._reasoning.finish())
+        out = self._route(self._reasoning.finish()) if self._reasoning else []
         if self._tools is not None:
             tail = self._tools.finish()
             out += [d for d in tail if not isinstance(d, ContentDelta)] if self._calls_only else tail

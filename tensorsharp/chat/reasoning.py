@@ -28,12 +28,18 @@ class ReasoningSplitter:
     found later is content. `in_thinking` says the prompt already opened the block (the template
     ended with "<think>"), so generation starts inside it. keep=False (think=False) drops the
     reasoning instead of returning it: it must never reach the content. Whitespace around the
-    reasoning is trimmed, as the model's formatting, not its words."""
+    reasoning is trimmed, as the model's formatting, not its words.
 
-    def __init__(self, markers=(THINK,), *, in_thinking: bool = False, keep: bool = True):
+    answer: the (opening, closing) markers some families wrap the answer in after their reasoning
+    (Granite 3.3's <response>…</response>); they are dropped, keeping what they wrap as content."""
+
+    def __init__(self, markers=(THINK,), *, in_thinking: bool = False, keep: bool = True,
+                 answer: tuple[str, str] | None = None):
         self._markers = tuple(markers)
         self._inside = in_thinking  # where text goes if no opening marker comes first
         self._keep = keep
+        self._answer = answer
+        self._answer_close = ""  # once the answer's opening was seen: its closing, still to drop
         self._state = _OPENING
         self._close = self._markers[0][1]
         self._buf = ""
@@ -65,7 +71,8 @@ class ReasoningSplitter:
                     return True
             if not final and (not rest or any(o.startswith(rest) for o, _ in self._markers)):
                 return False
-            self._state = _THINKING if self._inside else _CONTENT
+            # Without a reasoning block, an answer block may still open the reply.
+            self._state = _THINKING if self._inside else _CLOSED if self._answer else _CONTENT
             return True
         if self._state == _THINKING:
             at = self._buf.find(self._close)
@@ -81,10 +88,27 @@ class ReasoningSplitter:
             self._buf = self._buf.lstrip()
             if not self._buf:
                 return False
+            if self._answer:
+                opening = self._answer[0]
+                if self._buf.startswith(opening):
+                    self._buf, self._answer_close = self._buf[len(opening):], self._answer[1]
+                elif not final and opening.startswith(self._buf):
+                    return False
             self._state = _CONTENT
-        out.append(ContentDelta(self._buf))
-        self._buf = ""
-        return False
+            return True
+        if not self._answer_close:
+            out.append(ContentDelta(self._buf))
+            self._buf = ""
+            return False
+        at = self._buf.find(self._answer_close)
+        end = at if at >= 0 else len(self._buf) - (0 if final else partial_suffix(self._buf, (self._answer_close,)))
+        if end:
+            out.append(ContentDelta(self._buf[:end]))
+        if at < 0:
+            self._buf = self._buf[end:]
+            return False
+        self._buf, self._answer_close = self._buf[at + len(self._answer_close):], ""
+        return True
 
     def _think(self, out: list, text: str) -> None:
         if not self._keep:

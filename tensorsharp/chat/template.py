@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import jinja2
+import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tensorsharp.errors import TensorSharpError
@@ -111,8 +112,23 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class GenerationTag(jinja2.ext.Extension):
+    """HF's {% generation %}…{% endgeneration %}, which marks the assistant's text for training
+    masks (SmolLM3's own template uses it): rendering keeps what it wraps."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+# What a chat template may use beyond plain Jinja, as HF's apply_chat_template allows.
+EXTENSIONS = ("jinja2.ext.loopcontrols", GenerationTag)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=list(EXTENSIONS))
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -137,6 +153,14 @@ def _with_object_arguments(message: dict) -> dict:
     return {**message, "tool_calls": fixed}
 
 
+def template_source(metadata: dict) -> str:
+    """The chat template text of a model: the file's, else the built-in one of its family."""
+    source = metadata.get("tokenizer.chat_template")
+    if source:
+        return source
+    return GEMMA_TEMPLATE if str(metadata.get("general.architecture", "")).startswith("gemma") else CHATML_TEMPLATE
+
+
 class ChatTemplate:
     def __init__(self, source: str, bos_token: str = "", eos_token: str = "", builtin: bool = False):
         self.source = source
@@ -151,24 +175,21 @@ class ChatTemplate:
     @classmethod
     def for_model(cls, metadata: dict, tokenizer) -> "ChatTemplate":
         """The file's template, else the built-in one of its architecture family."""
-        source = metadata.get("tokenizer.chat_template")
-        builtin = not source
-        if builtin:
-            arch = str(metadata.get("general.architecture", ""))
-            source = GEMMA_TEMPLATE if arch.startswith("gemma") else CHATML_TEMPLATE
+        builtin = not metadata.get("tokenizer.chat_template")
+        source = template_source(metadata)
         bos = tokenizer.token_text(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
         eos = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
         return cls(source, bos, eos, builtin)
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None,
-               enable_thinking: bool | None = None) -> str:
+    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools=None, **variables) -> str:
+        """variables: more template variables (a thinking switch such as enable_thinking); one
+        that is None is left undefined, so the template's default holds."""
         context = {"messages": [_with_object_arguments(m) for m in messages],
                    "add_generation_prompt": add_generation_prompt,
                    "bos_token": self.bos_token, "eos_token": self.eos_token}
         if tools:
             context["tools"] = tools
-        if enable_thinking is not None:
-            context["enable_thinking"] = enable_thinking
+        context.update((k, v) for k, v in variables.items() if v is not None)
         token = _deadline.set(time.monotonic() + RENDER_SECONDS)
         try:
             text = self._render(context)

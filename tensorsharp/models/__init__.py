@@ -8,6 +8,7 @@ from tensorsharp.errors import GGUFError, TensorSharpError
 from tensorsharp.models.base import Architecture, Transformer
 from tensorsharp.models.gemma2 import Gemma2
 from tensorsharp.models.gemma3 import Gemma3
+from tensorsharp.models.gpt_oss import GptOss
 from tensorsharp.models.granite import Granite
 from tensorsharp.models.llama import Llama
 from tensorsharp.models.olmo2 import Olmo2
@@ -19,7 +20,8 @@ from tensorsharp.models.qwen3moe import Qwen3Moe
 from tensorsharp.models.smollm3 import SmolLM3
 
 ARCHITECTURES: dict[str, type[Architecture]] = {
-    cls.name: cls for cls in (Llama, Qwen2, Qwen2Moe, Qwen3, Qwen3Moe, Gemma2, Gemma3, Phi3, SmolLM3, Granite, Olmo2)}
+    cls.name: cls for cls in (Llama, Qwen2, Qwen2Moe, Qwen3, Qwen3Moe, Gemma2, Gemma3, Phi3, SmolLM3, Granite, Olmo2,
+                                     GptOss)}
 
 
 def load_model(gguf) -> Transformer:

@@ -21,11 +21,13 @@ LAYER_SLOTS = {
     11: "ffn_norm.weight", 12: "ffn_gate.weight", 13: "ffn_up.weight", 14: "ffn_down.weight",
     15: "post_ffw_norm.weight", 17: "ffn_gate_inp.weight", 18: "ffn_gate_exps.weight",
     19: "ffn_up_exps.weight", 20: "ffn_down_exps.weight", 21: "ffn_gate_inp_shexp.weight",
+    22: "attn_sinks.weight", 23: "attn_output.bias", 24: "ffn_gate_inp.bias", 25: "ffn_gate_exps.bias",
+    26: "ffn_up_exps.bias", 27: "ffn_down_exps.bias",
 }
 SLOT_OF = {suffix: slot for slot, suffix in LAYER_SLOTS.items()}
 ROPE_FREQS_SLOT = 16
 GLOBAL_SLOTS = {0: "token_embd.weight", 1: "output_norm.weight", 2: "output.weight"}
-FFN_SILU, FFN_GELU = 0, 1
+FFN_SILU, FFN_GELU, FFN_SWIGLU_CLAMP = 0, 1, 2
 # Model-wide RoPE frequency factors as llama.cpp's converter writes them: Llama 3's, and
 # LongRoPE's pair of which one is picked by the context length.
 ROPE_FREQS, ROPE_LONG, ROPE_SHORT = "rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"
@@ -62,6 +64,8 @@ class HParams:
     n_expert_used: int = 0     # experts each token takes
     n_ff_exp: int = 0          # hidden width of one expert
     expert_norm: bool = False  # the chosen experts' weights are renormalised to sum to one
+    glu_alpha: float = 0.0     # FFN_SWIGLU_CLAMP: g' = min(g, limit), u' = clamp(u, +-limit),
+    glu_limit: float = 0.0     # y = g' sigmoid(alpha g') (u' + 1)
     extra: dict = field(default_factory=dict)
 
     def native(self) -> dict:
@@ -75,6 +79,7 @@ class HParams:
             "residual_scale": self.residual_scale, "logit_scale": self.logit_scale,
             "qk_norm_whole": int(self.qk_norm_whole), "n_expert": self.n_expert,
             "n_expert_used": self.n_expert_used, "n_ff_exp": self.n_ff_exp, "expert_norm": int(self.expert_norm),
+            "glu_alpha": self.glu_alpha, "glu_limit": self.glu_limit,
         }
 
 
@@ -99,7 +104,8 @@ class Architecture:
     # ((slot suffix, rows) ...), rows "q" = n_head*head_dim, "kv" = n_head_kv*head_dim, "ff" = n_ff.
     fused_layer_tensors: dict = {}
     # Slot suffix -> the file's suffix where a family names a slot's tensor otherwise (Qwen2-MoE's
-    # shared expert takes the dense FFN slots).
+    # shared expert takes the dense FFN slots). A file name given to another slot is not also read
+    # under its own.
     layer_tensor_names: dict = {}
 
     def __init__(self, metadata: dict):
@@ -169,14 +175,16 @@ class Transformer:
         cuts: dict[str, list] = {}
         for part, (name, r0, r1) in self.fused_parts().items():
             cuts.setdefault(name, []).append((SLOT_OF[part.split(".", 2)[2]], r0, r1))
+        renamed = set(self.arch.layer_tensor_names.values())
         for layer in range(hp.n_layer):
             filled = set()
             for name, parts in cuts.items():
                 if name.startswith(f"blk.{layer}."):
                     filled |= self._set_fused(layer, name, parts)
             for slot, suffix in LAYER_SLOTS.items():
-                name = f"blk.{layer}.{self.arch.layer_tensor_names.get(suffix, suffix)}"
-                if slot not in filled and name in gguf.tensors:
+                file_suffix = self.arch.layer_tensor_names.get(suffix, None if suffix in renamed else suffix)
+                name = f"blk.{layer}.{file_suffix}"
+                if file_suffix and slot not in filled and name in gguf.tensors:
                     self._set(layer, slot, name)
                     filled.add(slot)
             for suffix in self.arch.required_layer_tensors:

@@ -1,4 +1,4 @@
-"""The Flask app factory: one served model, its routes, API key check and JSON errors per dialect."""
+"""The Flask app factory: the models served, their routes, API key check and JSON errors per dialect."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,15 @@ import gevent
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from tensorsharp import config
+from tensorsharp import config, store
+from tensorsharp.errors import TensorSharpError
 from tensorsharp.server import access
+from tensorsharp.server.catalog import Catalog, Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.metrics import Metrics
 from tensorsharp.server.model import ServedModel
+from tensorsharp.server.pool import ModelPool
+from tensorsharp.server.protocol import duration
 from tensorsharp.server.protocol.fields import parse_json
 from tensorsharp.server.sessions import Sessions
 from tensorsharp.server.uploads import Uploads
@@ -22,10 +26,18 @@ from tensorsharp.server.uploads import Uploads
 log = logging.getLogger(__name__)
 
 
+# request.environ keys: the models a request holds, and the keep_alive it asked for.
+LEASES = "tensorsharp.leases"
+KEEP_ALIVE = "tensorsharp.keep_alive"
+
+
 @dataclass
 class State:
     """What the routes share, kept in app.extensions["tensorsharp"]."""
-    served: ServedModel
+    catalog: Catalog
+    pool: ModelPool
+    default: str   # the model of requests that name none (the web page's until it picks one)
+    n_ctx: int     # the context models load with (0: their training context)
     sessions: Sessions
     uploads: Uploads
     access: access.Access
@@ -34,13 +46,44 @@ class State:
     metrics: Metrics = field(init=False)
 
     def __post_init__(self):
-        self.metrics = Metrics(lambda: [self.served])
+        self.metrics = Metrics(lambda: [e.served for e in self.pool.loaded()])
+
+    def find(self, name: str) -> Spec:
+        spec = self.catalog.find(name)
+        if spec is None:
+            names = [s.name for s in self.catalog.specs()]
+            here = ", ".join(names[:10]) + (f" and {len(names) - 10} more (GET /api/tags)" if len(names) > 10 else "")
+            raise ApiError(404, f"model '{name}' not found; models here: {here or 'none'} "
+                           f"(POST /api/pull fetches a known one)", param="model", code="model_not_found")
+        return spec
 
     def require_model(self, name: str) -> ServedModel:
-        if not self.served.matches(name):
-            raise ApiError(404, f"model '{name}' not found; this server hosts {self.served.name}",
-                           param="model", code="model_not_found")
-        return self.served
+        """The model a request names, loaded if it is not, and held (never evicted) until the
+        response has been sent."""
+        spec = self.find(name)
+        try:
+            served = self.pool.acquire(spec)
+        except TensorSharpError as e:   # a damaged or unsupported file: the client is told why
+            raise ApiError(500, f"model {spec.name} could not be loaded: {e}", code="load_failed") from None
+        request.environ.setdefault(LEASES, []).append(served)
+        return served
+
+    def listing(self) -> list[tuple]:
+        """(spec, facts) of every model served; facts come from file headers (cached), read off the hub."""
+        specs = self.catalog.specs()
+        return list(zip(specs, gevent.get_hub().threadpool.apply(lambda: [self.catalog.facts(s) for s in specs])))
+
+    @property
+    def served(self) -> ServedModel:
+        """The default model, loaded again if it was unloaded (for the startup line and tests)."""
+        spec = self.find(self.default)
+        loaded = self.pool.get(spec.name)
+        if loaded is None:
+            self.pool.release(loaded := self.pool.acquire(spec))
+        return loaded
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 def state() -> State:
@@ -86,35 +129,65 @@ def web_root() -> Path | None:
     return next((r for r in roots if r is not None and (r / "index.html").is_file()), None)
 
 
-def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = None, n_threads: int | None = None,
-               parallel: int | None = None, cache_slots: int | None = None, max_queue: int | None = None,
-               api_key: str | None = None, max_body: int | None = None, upload_dir: Path | None = None,
-               tool_format: str | None = None, mmproj: str | None = None, allowed_origins: str | None = None,
-               allowed_hosts: str | None = None) -> Flask:
-    """An app serving `model` (a ServedModel, or a name or path to load; default: the configured
-    model) with the projector mmproj for images (default: TENSORSHARP_MMPROJ, else one found beside
+def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | None = None,
+               n_threads: int | None = None, parallel: int | None = None, cache_slots: int | None = None,
+               max_queue: int | None = None, api_key: str | None = None, max_body: int | None = None,
+               upload_dir: Path | None = None, tool_format: str | None = None, mmproj: str | None = None,
+               allowed_origins: str | None = None, allowed_hosts: str | None = None,
+               max_loaded: int | None = None, max_memory: int | None = None,
+               keep_alive: str | float | None = None) -> Flask:
+    """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
+    load, or a list of those; default: the configured model), which is loaded at once, stays
+    loaded unless a request's keep_alive says otherwise, and is the default of requests that name
+    none. Other models load on demand, at most max_loaded at once within max_memory bytes (0: no
+    limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for images (default: TENSORSHARP_MMPROJ, else one found beside
     the model). Unset options come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
-    if not isinstance(model, ServedModel):
-        model = ServedModel.load(model or load.model, n_ctx=load.n_ctx if n_ctx is None else n_ctx,
-                                 n_threads=load.n_threads if n_threads is None else n_threads,
-                                 parallel=parallel or opts.parallel,
-                                 cache_slots=opts.cache_slots if cache_slots is None else cache_slots,
-                                 max_queue=opts.max_queue if max_queue is None else max_queue,
-                                 tool_format=tool_format or opts.tool_format, mmproj=mmproj or load.mmproj,
-                                 max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels)
+    models = model if isinstance(model, list) else [model or load.model]
+    given = [m if isinstance(m, ServedModel) else store.resolve(m) for m in models]
+    catalog = Catalog([m.path if isinstance(m, ServedModel) else m for m in given])
+    load_kw = dict(n_ctx=load.n_ctx if n_ctx is None else n_ctx,
+                   n_threads=load.n_threads if n_threads is None else n_threads,
+                   parallel=parallel or opts.parallel, cache_slots=opts.cache_slots if cache_slots is None else cache_slots,
+                   max_queue=opts.max_queue if max_queue is None else max_queue,
+                   tool_format=tool_format or opts.tool_format, mmproj=mmproj or load.mmproj,
+                   max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels)
+
+    def load_spec(spec: Spec) -> ServedModel:
+        return ServedModel.load(str(spec.path), spec=spec, **load_kw)
+
+    def estimate(spec: Spec) -> int:
+        return catalog.facts(spec).memory_bytes(spec.file_size, load_kw["n_ctx"],
+                                                load_kw["parallel"] + load_kw["cache_slots"])
+
+    try:
+        alive = duration.seconds(opts.keep_alive if keep_alive is None else keep_alive)
+    except ValueError as e:
+        raise TensorSharpError(f"keep-alive: {e}") from None
+    pool = ModelPool(load_spec, estimate, opts.max_loaded if max_loaded is None else max_loaded,
+                     opts.max_memory if max_memory is None else max_memory, alive)
+    names = []
+    for m in given:
+        if isinstance(m, ServedModel):
+            pool.adopt(m)
+            names.append(m.name)
+        else:
+            spec = next(s for s in catalog.specs() if s.path == m)
+            pool.pin(spec)
+            names.append(spec.name)
     max_body = max_body or opts.max_body
     app = Flask("tensorsharp.server", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     rules = access.Access((api_key if api_key is not None else opts.api_key) or None,
                           access.parse_list(allowed_origins if allowed_origins is not None else opts.allowed_origins),
                           access.parse_list(allowed_hosts if allowed_hosts is not None else opts.allowed_hosts))
-    app.extensions["tensorsharp"] = State(model, Sessions(), Uploads(upload_dir or config.uploads_dir(), max_body),
-                                          rules, web_root())
+    app.extensions["tensorsharp"] = State(catalog, pool, names[0], load_kw["n_ctx"], Sessions(),
+                                          Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root())
 
-    from tensorsharp.server.routes import embeddings, llamacpp, meta, ollama, openai, webui
+    shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
+    from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui
     app.url_map.converters["page"] = meta.PagePath
-    for bp in (meta.bp, llamacpp.bp, ollama.bp, openai.bp, embeddings.bp, webui.bp):
+    for bp in (manage.bp, meta.bp, llamacpp.bp, ollama.bp, openai.bp, embeddings.bp, responses.bp, webui.bp):
         app.register_blueprint(bp)
 
     @app.before_request
@@ -131,6 +204,23 @@ def create_app(model: str | ServedModel | None = None, *, n_ctx: int | None = No
         rule = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         state().metrics.request(rule, request.method, response.status_code)
         return access.cors_headers(state().access, response)
+
+    @app.after_request
+    def _release(response: Response) -> Response:
+        # The models a request held become idle once its body is made; a stream's, after its
+        # last byte or when its client leaves.
+        leases = request.environ.pop(LEASES, None)
+        if leases:
+            keep = request.environ.get(KEEP_ALIVE)
+
+            def release():
+                for served in leases:
+                    shared.pool.release(served, keep)
+            if response.is_streamed:
+                response.call_on_close(release)
+            else:
+                release()
+        return response
 
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):

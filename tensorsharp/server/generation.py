@@ -72,6 +72,8 @@ def constraint_for(served: ServedModel, job: Job):
         if job.format is not None:
             return json_schema_constraint(served.tokenizer, _schema(job))
         c = served.chat
+        if job.tools and not c.call_grammar:   # harmony: calls are messages to a recipient
+            return None
         if job.tools and job.tool_choice is not None:
             return tool_call_constraint(served.tokenizer, job.tools, job.tool_choice, prefix=c.call_prefix,
                                         suffix=c.call_suffix, arguments_key=c.arguments_key,
@@ -108,7 +110,7 @@ def prompt_text(served: ServedModel, job: Job) -> str | None:
     if job.messages is None:
         return job.prompt if isinstance(job.prompt, str) else None
     try:
-        return served.render(_messages(job), job.tools, job.think)
+        return served.render(_messages(job), job.tools, job.think, job.reasoning_effort)
     except TemplateBudgetError as e:   # the model's template misbehaves, whatever the request
         raise ApiError(500, f"the chat template of {served.name} was stopped: {e}", code="template_error") from None
     except TemplateError as e:   # e.g. roles the template does not accept in that order

@@ -1,7 +1,6 @@
-"""The one model a server hosts: weights, tokenizer, chat template, scheduler, and its facts."""
+"""A loaded model: weights, tokenizer, chat template, scheduler, and its facts."""
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,40 +13,30 @@ from tensorsharp.engine.constraint import lltokenizer
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_model, reading
+from tensorsharp.server.catalog import Spec, facts_of, file_spec, with_template
 from tensorsharp.server.images import ImageEmbedder
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.vision import find_projector, load_projector
-
-# llama.cpp's llama_ftype numbers (GGUF general.file_type) and the names clients show.
-FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-              11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-              17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
-
-
-def size_label(n: int) -> str:
-    """135M, 1.5B: how model sizes are written."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            v = n / scale
-            return f"{v:.0f}{unit}" if v >= 10 or v.is_integer() else f"{v:.1f}{unit}"
-    return str(n)
-
 
 class ServedModel:
     """Load with ServedModel.load(name_or_path, ...); close() stops its engine thread."""
 
     def __init__(self, path: Path, gguf: GGUFFile, transformer, tokenizer: Tokenizer,
                  scheduler: sched.Scheduler, load_ns: int = 0, tool_format: str | None = None,
-                 images: ImageEmbedder | None = None):
+                 images: ImageEmbedder | None = None, spec: Spec | None = None):
         self.path = path
+        # The name it is served under and what that name adds (system prompt, template, options).
+        self.spec = spec or file_spec(path)
         self.images = images   # None: a text-only model
         self.gguf = gguf
         self.metadata = gguf.metadata
         self.transformer = transformer
         self.tokenizer = tokenizer
-        self.template = ChatTemplate.for_model(gguf.metadata, tokenizer)
+        metadata = with_template(gguf.metadata, self.spec.template)
+        self.template = ChatTemplate.for_model(metadata, tokenizer)
         # Tool-call syntax, reasoning markers and what the template can take, from the file.
-        self.chat = chat_format(gguf.metadata, self.template.source, tool_format)
+        self.chat = chat_format(metadata, self.template.source, tool_format)
+        self.facts = facts_of(gguf, self.template.source, images is not None)
         # Markers the parsers read that this vocabulary holds as control tokens, which the decoder
         # would otherwise leave out of the text: without tools offered, then with.
         self.shown_tokens = tuple(tokenizer.control_ids(self.chat.parser_markers(tools)) for tools in (False, True))
@@ -56,20 +45,17 @@ class ServedModel:
         self.scheduler = scheduler
         self.load_ns = load_ns
         self.loaded_at = datetime.now(timezone.utc)
-        self.registry = next((m for m in store.known_models() if m.file == path.name), None)
-        names = {path.name, path.stem}
-        if self.registry is not None:
-            names.update((self.registry.name, *self.registry.aliases))
-        self._names = {n.lower() for n in names}
 
     @classmethod
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
              max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None, mmproj: str | None = None,
-             max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000) -> "ServedModel":
+             max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000,
+             spec: Spec | None = None) -> "ServedModel":
         """Resolves (pulling if needed) and loads a model, and starts its engine thread. mmproj: a
-        projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none."""
+        projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none.
+        spec: the catalog entry it is served as (default: the file under its registry name)."""
         t0 = time.monotonic_ns()
-        path = store.resolve(model)
+        path = spec.path if spec is not None else store.resolve(model)
         with reading(path):
             gguf = GGUFFile(path)
             transformer = load_model(gguf)
@@ -80,56 +66,53 @@ class ServedModel:
         scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
                                 max_queue=max_queue, n_batch=n_batch, n_threads=n_threads)
         with reading(path):   # the chat template and constraint vocabulary come from the file too
-            served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images)
+            served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images,
+                         spec)
         scheduler.start()
         return served
 
     def close(self) -> None:
         self.scheduler.close()
 
-    # -- names -----------------------------------------------------------------------------------
+    # -- facts -----------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        """What the APIs list: the registry name (a file the registry does not know: its basename)
-        with Ollama's default tag, since Ollama clients check a model's name against that list."""
-        return f"{self.registry.name if self.registry is not None else self.path.stem}:latest"
+        """What the APIs list, with Ollama's default tag, since Ollama clients check a model's
+        name against that list."""
+        return self.spec.name
 
-    def matches(self, name: str) -> bool:
-        """Requests may name the file, its basename, or its registry name or alias (":latest" too)."""
-        key = name.strip().lower()
-        if key.endswith(":latest"):
-            key = key[: -len(":latest")]
-        return key in self._names
-
-    # -- facts -----------------------------------------------------------------------------------
     @property
     def n_ctx(self) -> int:
         return self.scheduler.n_ctx
 
     @property
+    def memory_bytes(self) -> int:
+        """What it holds: the weights (the file) and the KV cache of every slot."""
+        return self.file_size + self.scheduler.cache.nbytes
+
+    @property
     def architecture(self) -> str:
-        return str(self.metadata.get("general.architecture", ""))
+        return self.facts.architecture
 
     @property
     def parameter_count(self) -> int:
-        return sum(math.prod(int(d) for d in t.shape) for t in self.gguf.tensors.values())
+        return self.facts.parameter_count
 
     @property
     def parameter_size(self) -> str:
-        return str(self.metadata.get("general.size_label") or size_label(self.parameter_count))
+        return self.facts.parameter_size
 
     @property
     def quantization(self) -> str:
-        ftype = self.metadata.get("general.file_type")
-        return FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown"
+        return self.facts.quantization
 
     @property
     def file_size(self) -> int:
-        return self.path.stat().st_size
+        return self.spec.file_size
 
     @property
     def modified_at(self) -> datetime:
-        return datetime.fromtimestamp(self.path.stat().st_mtime, timezone.utc)
+        return self.spec.modified_at
 
     @property
     def supports_tools(self) -> bool:
@@ -151,33 +134,17 @@ class ServedModel:
         return {2: "cls", 3: "last", 4: "rank"}.get(kind, "mean")
 
     @property
-    def embedding_model(self) -> bool:
-        """Trained to embed (its file names a pooling); any model still answers embedding requests."""
-        return self.metadata.get(f"{self.architecture}.pooling_type") not in (None, 0)
-
-    @property
     def capabilities(self) -> list[str]:
         """What the model can be asked for, in Ollama's words (/api/show, /v1/models)."""
-        caps = ["completion"]
-        if self.embedding_model:
-            caps.append("embedding")
-        if self.supports_tools:
-            caps.append("tools")
-        if self.supports_thinking:
-            caps.append("thinking")
-        if self.supports_images:
-            caps.append("vision")
-        return caps
+        return list(self.facts.capabilities)
 
     # -- prompts ---------------------------------------------------------------------------------
-    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None) -> str:
+    def render(self, messages: list[dict], tools: list | None = None, think: bool | None = None,
+               reasoning_effort: str | None = None) -> str:
         # What clients wrote stays text: a "<|im_start|>" in a message cannot open a turn.
         messages = [{k: self._quoted(v) for k, v in m.items()} for m in messages]
         tools = self._quoted(tools)
-        # Templates that know nothing of tools get the family's teaching prompt and history instead.
-        messages = self.chat.messages_for_template(messages, tools)
-        tools = tools if self.chat.template_renders_tools else None
-        return self.template.render(messages, tools=tools or None, enable_thinking=think)
+        return self.chat.render(self.template, messages, tools, think, reasoning_effort)
 
     def _quoted(self, value):
         """value with every string in it (not dict keys) passed through Tokenizer.quote."""

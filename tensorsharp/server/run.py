@@ -98,11 +98,8 @@ def serve(app, listener: socket.socket, access_log=True, drain_seconds: float = 
                         spawn=Pool(limit + 32))
     server.connections, server.responses, server.max_connections, server.io_timeout = 0, 0, limit, io_timeout
     server.start()
-    served = app.extensions["tensorsharp"].served
-    host, port = listener.getsockname()[:2]
-    vision = f", images through {served.images.path.name}" if served.images is not None else ""
-    print(f"tensorsharp: serving {served.name} on http://{host}:{port} "
-          f"(context {served.n_ctx}, parallel {served.scheduler.parallel}{vision})", file=sys.stderr, flush=True)
+    state = app.extensions["tensorsharp"]
+    print(_serving_line(state, *listener.getsockname()[:2]), file=sys.stderr, flush=True)
     stop = gevent.event.Event()
     # Handled by gevent, Ctrl-C ends the wait below instead of raising KeyboardInterrupt inside
     # the hub, which prints a traceback and a timestamp.
@@ -115,7 +112,18 @@ def serve(app, listener: socket.socket, access_log=True, drain_seconds: float = 
         drain(app, server, drain_seconds)
     finally:
         server.stop(timeout=0.5)   # what is left are idle kept-alive connections
-        served.close()
+        state.close()
+
+
+def _serving_line(state, host: str, port: int) -> str:
+    # A function of its own so no reference to the default model outlives it: a model kept
+    # referenced here would never be freed once evicted.
+    served = state.served
+    vision = f", images through {served.images.path.name}" if served.images is not None else ""
+    others = len(state.catalog.specs()) - 1
+    more = f"; {others} more model{'s' * (others != 1)} on demand" if others > 0 else ""
+    return (f"tensorsharp: serving {served.name} on http://{host}:{port} "
+            f"(context {served.n_ctx}, parallel {served.scheduler.parallel}{vision}{more})")
 
 
 def drain(app, server, seconds: float) -> None:
@@ -125,14 +133,13 @@ def drain(app, server, seconds: float) -> None:
     state = app.extensions["tensorsharp"]
     state.draining = True
     server.close()
-    scheduler = state.served.scheduler
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        status = scheduler.status()
-        if not status["active"] and not status["pending"]:
+        statuses = [e.served.scheduler.status() for e in state.pool.loaded()]
+        if not any(s["active"] or s["pending"] for s in statuses):
             break
         gevent.sleep(0.05)
-    state.served.close()
+    state.close()
     # The routes render the engine's "shutting down" failures; give them a moment to write.
     end = time.monotonic() + 2
     while server.responses and time.monotonic() < end:

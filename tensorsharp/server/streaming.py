@@ -32,3 +32,8 @@ def sse_response(chunks, on_close=None) -> Response:
 
 def ndjson_response(chunks, on_close=None) -> Response:
     return Response(_body(chunks, on_close), mimetype="application/x-ndjson", headers={"Cache-Control": "no-cache"})
+
+
+def sse_event(obj: dict) -> str:
+    """An SSE frame named by its payload's type, as the Responses API streams them."""
+    return f"event: {obj['type']}\n{sse_line(obj)}"

@@ -2,8 +2,8 @@
 
     TENSORSHARP_MODEL=smollm2-135m gunicorn -k gevent -w 1 --no-control-socket 'tensorsharp.server.wsgi:app'
 
-One worker: the model, its KV cache and the sessions live in that process. The model and the
-other settings come from the TENSORSHARP_* environment (see tensorsharp.config).
+One worker: the loaded models, their KV caches and the sessions live in that process. The default
+model and the other settings come from the TENSORSHARP_* environment (see tensorsharp.config).
 """
 from tensorsharp.server.app import create_app
 

@@ -1,16 +1,19 @@
 """Tiny HF models converted to GGUF by llama.cpp's own convert_hf_to_gguf.py.
 
 The converter comes from the llama-cpp-python sdist on PyPI (its vendored llama.cpp and gguf-py),
-so a file has exactly the tensor names, metadata and layouts of a real download. Both the sdist's
-converter files and the converted tiny models are cached under the store home. Needs torch,
+so a file has exactly the tensor names, metadata and layouts of a real download. The sdist's
+converter files, its copies of real models' chat templates and the converted tiny models are cached
+under the store home. Needs torch,
 transformers and sentencepiece (the `hf` extra); imported by tests, not by the package.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +27,12 @@ SDIST = ("llama-cpp-python", "0.3.36")
 # What the converter needs of the sdist: the script, its per-family package and gguf-py.
 _MEMBERS = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/",
             "vendor/llama.cpp/gguf-py/")
+_CPP_TEMPLATES = "tests/test-chat-template.cpp"
+_TEMPLATE_MEMBERS = ("vendor/llama.cpp/models/templates/", "vendor/llama.cpp/" + _CPP_TEMPLATES)
 # Families whose converter reads only a byte-level BPE tokenizer.json (and recognizes its
 # pre-tokenizer by the ids it gives a fixed text, so it must be a real model's). Their models need
 # a vocabulary of at least BPE_VOCAB tokens.
-BPE_FAMILIES = ("olmo2", "olmo3", "qwen2_moe", "qwen3_moe")
+BPE_FAMILIES = ("olmo2", "olmo3", "qwen2_moe", "qwen3_moe", "gpt_oss")
 BPE_VOCAB = 49152
 # Words the tiny SentencePiece vocabulary is trained on; token ids are all the tests use.
 _CORPUS = [f"the quick brown fox jumps over the lazy dog {i} times, said {w}"
@@ -40,28 +45,55 @@ def cache_dir() -> Path:
 
 def converter() -> Path:
     """The directory holding convert_hf_to_gguf.py, conversion/ and gguf-py/ (fetched once)."""
+    return _extracted("", _MEMBERS, "convert_hf_to_gguf.py")
+
+
+def chat_template(name: str) -> str:
+    """A real model's chat template as llama.cpp's source keeps it: models/templates/<name>.jinja,
+    or an entry of tests/test-chat-template.cpp named `name` (where the Phi-4 template lives)."""
+    root = _extracted("-templates", _TEMPLATE_MEMBERS, _CPP_TEMPLATES)
+    path = root / "models" / "templates" / f"{name}.jinja"
+    if path.is_file():
+        return path.read_text()
+    # Entries read `/* .name= */ "<name>",` then `/* .template_str= */ "<C string>",`.
+    for entry_name, literal in re.findall(r'/\* \.name= \*/ "([^"]*)",\s*/\* \.template_str= \*/ ("(?:[^"\\]|\\.)*")',
+                                          (root / _CPP_TEMPLATES).read_text()):
+        if entry_name == name:
+            return ast.literal_eval(literal)
+    raise KeyError(f"llama.cpp {SDIST[1]} holds no chat template named {name!r}")
+
+
+def _sdist() -> Path:
     name, version = SDIST
-    root = cache_dir() / f"{name}-{version}"
-    if (root / "convert_hf_to_gguf.py").is_file():
-        return root
     downloads = cache_dir() / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     sdist = downloads / f"{name.replace('-', '_')}-{version}.tar.gz"
     if not sdist.is_file():
         subprocess.run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-binary", ":all:",
                         "--no-deps", "-q", "-d", str(downloads), *config.pip_args()], check=True)
+    return sdist
+
+
+def _extracted(suffix: str, members: tuple[str, ...], check: str) -> Path:
+    """The members of the sdist's vendor/llama.cpp/ (files, or folders ending in "/"), extracted
+    once into their own cache folder, which holds `check` when complete."""
+    name, version = SDIST
+    root = cache_dir() / f"{name}-{version}{suffix}"
+    if (root / check).is_file():
+        return root
+    sdist = _sdist()
     tmp = Path(tempfile.mkdtemp(dir=cache_dir()))
     prefix = f"{name.replace('-', '_')}-{version}/"
     with tarfile.open(sdist) as tar:
         for m in tar.getmembers():
             rel = m.name[len(prefix):] if m.name.startswith(prefix) else ""
-            wanted = any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in _MEMBERS)
+            wanted = any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in members)
             if m.isfile() and wanted and ".." not in Path(rel).parts:
                 dest = tmp / rel[len("vendor/llama.cpp/"):]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(tar.extractfile(m).read())
-    if not (tmp / "convert_hf_to_gguf.py").is_file():
-        raise RuntimeError(f"{sdist} holds no vendor/llama.cpp/convert_hf_to_gguf.py")
+    if not (tmp / check).is_file():
+        raise RuntimeError(f"{sdist} holds no vendor/llama.cpp/{check}")
     try:
         tmp.rename(root)
     except OSError:  # another process got there first
@@ -142,4 +174,38 @@ def convert(model, outtype: str = "f32", files: dict[str, str] | None = None) ->
         if run.returncode != 0:
             raise RuntimeError(f"convert_hf_to_gguf.py failed on {model.config.model_type}:\n{run.stderr[-4000:]}")
         part.replace(out)
+    return out
+
+
+def requantize(path: Path, qtype: str, suffixes: tuple[str, ...]) -> Path:
+    """A copy of the converted file whose F32 tensors ending in one of suffixes are quantized to
+    qtype by gguf.quants (as llama-quantize would store them: rows of the innermost dimension),
+    everything else as it is. The converter writes MXFP4 only when the HF weights already are, so
+    this is how a random model's experts become MXFP4."""
+    import gguf
+    import numpy as np
+
+    out = path.with_name(f"{path.stem}-{qtype.lower()}-{hashlib.sha256(repr(suffixes).encode()).hexdigest()[:8]}.gguf")
+    if out.is_file():
+        return out
+    q = gguf.GGMLQuantizationType[qtype]
+    reader = gguf.GGUFReader(path)
+    part = out.with_suffix(".part")
+    writer = gguf.GGUFWriter(str(part), reader.fields["general.architecture"].contents())
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=sub)
+    for t in reader.tensors:
+        data = np.asarray(t.data)
+        if t.tensor_type == gguf.GGMLQuantizationType.F32 and t.name.endswith(suffixes):
+            writer.add_tensor(t.name, gguf.quants.quantize(data, q), raw_dtype=q)
+        else:
+            writer.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    part.replace(out)
     return out

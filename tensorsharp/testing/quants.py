@@ -10,13 +10,19 @@ from tensorsharp.kernels import ACT_F32, ACT_Q8K, ACT_Q8X32
 _F16_FIELDS = {
     "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,), "IQ4_NL": (0,),
     "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,), "IQ4_XS": (0,),
+    "IQ2_XXS": (0,), "IQ2_XS": (0,), "IQ2_S": (0,), "IQ3_XXS": (0,), "IQ3_S": (0,), "IQ1_S": (0,),
 }
+# Byte offsets of E8M0 scales (powers of two; MXFP4).
+_E8M0_FIELDS = {"MXFP4": (0,)}
+# IQ1_M has no f16 field: the top nibbles of the four uint16 words at this offset hold its bits.
+IQ1_M_SCALES = 48
 
 ACT_OF = {"F32": ACT_F32, "F16": ACT_F32, "BF16": ACT_F32,
           "Q4_0": ACT_Q8X32, "Q4_1": ACT_Q8X32, "Q5_0": ACT_Q8X32, "Q5_1": ACT_Q8X32,
-          "Q8_0": ACT_Q8X32, "IQ4_NL": ACT_Q8X32,
+          "Q8_0": ACT_Q8X32, "IQ4_NL": ACT_Q8X32, "MXFP4": ACT_Q8X32,
           "Q2_K": ACT_Q8K, "Q3_K": ACT_Q8K, "Q4_K": ACT_Q8K, "Q5_K": ACT_Q8K, "Q6_K": ACT_Q8K,
-          "IQ4_XS": ACT_Q8K}
+          "IQ4_XS": ACT_Q8K, "IQ2_XXS": ACT_Q8K, "IQ2_XS": ACT_Q8K, "IQ2_S": ACT_Q8K, "IQ3_XXS": ACT_Q8K,
+          "IQ3_S": ACT_Q8K, "IQ1_S": ACT_Q8K, "IQ1_M": ACT_Q8K}
 
 
 def random_weights(type_name: str, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
@@ -31,10 +37,24 @@ def random_weights(type_name: str, rows: int, cols: int, rng: np.random.Generato
     t = tensor_type(type_name)
     nb = cols // t.block_size
     raw = rng.integers(0, 256, size=(rows, nb, t.type_size), dtype=np.uint8)
-    for off in _F16_FIELDS[type_name]:
+    for off in _E8M0_FIELDS.get(type_name, ()):  # 2^-9 .. 2^-4, halved as ggml stores them
+        raw[:, :, off] = rng.integers(118, 124, size=(rows, nb), dtype=np.uint8)
+    for off in _F16_FIELDS.get(type_name, ()):
         scale = (rng.uniform(0.5, 2.0, size=(rows, nb)) * 2.0 ** -6).astype(np.float16)
         raw[:, :, off:off + 2] = scale.view(np.uint8).reshape(rows, nb, 2)
+    if type_name == "IQ1_M":
+        set_iq1_m_scale(raw, (rng.uniform(0.5, 2.0, size=(rows, nb)) * 2.0 ** -6).astype(np.float16))
     return raw.reshape(rows, nb * t.type_size)
+
+
+def set_iq1_m_scale(blocks: np.ndarray, d: np.ndarray) -> None:
+    """Store f16 d (shape blocks.shape[:-1]) in IQ1_M blocks (..., 56) uint8: nibble k of d's bits
+    is the top nibble of scale word k; the 3-bit sub-block scales below are kept."""
+    words = blocks[..., IQ1_M_SCALES:IQ1_M_SCALES + 8].copy().view(np.uint16)
+    bits = d.astype(np.float16).view(np.uint16)[..., None]
+    nibbles = (bits >> np.array([0, 4, 8, 12], dtype=np.uint16)) & np.uint16(0x0F)
+    words = (words & np.uint16(0x0FFF)) | (nibbles << np.uint16(12))
+    blocks[..., IQ1_M_SCALES:IQ1_M_SCALES + 8] = words.view(np.uint8)
 
 
 def f16_round(a: np.ndarray) -> np.ndarray:

@@ -88,6 +88,15 @@ _DEFAULTS = {
     "olmo3": dict(cls="Olmo3Config", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                   num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, pad_token_id=0,
                   bos_token_id=0, eos_token_id=0, vocab_size=49152, sliding_window=8),
+    # GPT-OSS: top-4 of 8 experts (softmax over the picked logits), biases everywhere, attention
+    # sinks, even layers sliding over 8 positions, YaRN over an original context of 16 (all three
+    # regimes of pairs within the prompt). Its converter reads a BPE tokenizer too.
+    "gpt_oss": dict(cls="GptOssConfig", hidden_size=64, intermediate_size=64, num_local_experts=8,
+                    num_experts_per_tok=4, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                    head_dim=32, sliding_window=8, rms_norm_eps=1e-5, vocab_size=49152, tie_word_embeddings=False,
+                    pad_token_id=0, bos_token_id=0, eos_token_id=0, max_position_embeddings=64,
+                    rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0, "beta_fast": 32.0,
+                                     "beta_slow": 1.0, "original_max_position_embeddings": 16}),
 }
 
 

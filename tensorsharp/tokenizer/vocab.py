@@ -176,6 +176,14 @@ class Vocab:
                 eog.add(self.ids[t])
                 self.attrs[self.ids[t]] |= ATTR_CONTROL
         eog.update(s[k] for k in ("eos", "eot", "eom") if s[k] is not None)
+        # Harmony (GPT-OSS; Solar Open alike): <|end|> closes one message of a reply (the reasoning,
+        # before the answer), while <|return|> and <|call|> end generation. llama.cpp takes <|end|>
+        # out of the end-of-generation set when both enders exist, and renders it.
+        end = self.ids.get("<|end|>")
+        enders = (("<|return|>", "<|call|>"), ("<|calls|>", "<|flush|>"))
+        if end in eog and any(all(self.ids.get(t) in eog for t in pair) for pair in enders):
+            eog.discard(end)
+            self.attrs[end] = ATTR_USER_DEFINED
         self.eog_ids = frozenset(eog)
 
     def _phi3_strip(self, model_name: str) -> None:

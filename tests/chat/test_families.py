@@ -78,6 +78,7 @@ def test_gemma_learns_hermes_from_a_system_prompt_in_its_turn_format():
     ("{{ '<|start_header_id|>' + m.role + '<|end_header_id|>' }}", "llama3"),
     ("{% if tools %}<|python_tag|>{% endif %}", "llama3"),
     ("[AVAILABLE_TOOLS]{{ tools }}[/AVAILABLE_TOOLS][TOOL_CALLS]", "mistral"),
+    ("{% if tools %}respond only with <|tool_call|> followed by a JSON list{% endif %}", "granite"),
     ("<|im_start|>{% for t in tools %}<tool_call>{% endfor %}", "hermes"),
     ("{{ messages }}", "generic"),
     ("", "generic"),
@@ -93,11 +94,12 @@ def test_gemma_whose_template_renders_tools_is_not_taught():
 
 def test_wire_syntax_per_family():
     syntax = {name: (f.call_prefix, f.call_suffix, f.arguments_key, f.calls_as_array)
-              for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "gemma", "generic"))}
+              for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "granite", "gemma", "generic"))}
     assert syntax == {
         "hermes": ("<tool_call>\n", "\n</tool_call>", "arguments", False),
         "llama3": ("", "", "parameters", False),
         "mistral": ("[TOOL_CALLS]", "", "arguments", True),
+        "granite": ("<|tool_call|>", "", "arguments", True),
         "gemma": ("<tool_call>\n", "\n</tool_call>", "arguments", False),
         "generic": ("", "", "arguments", False),
     }
@@ -107,11 +109,12 @@ def test_where_calls_open_per_family():
     # What an auto reply's lazy constraint waits for: a marker anywhere, a bare call object opening
     # the answer, a call object in a fence; each is a place the family's parser reads a call from.
     opens = {name: (f.call_trigger, f.bare_call_start, f.bare_call_openings)
-             for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "gemma", "generic"))}
+             for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "granite", "gemma", "generic"))}
     assert opens == {
         "hermes": ("<tool_call>", True, ("```json",)),
         "llama3": ("<|python_tag|>", True, ()),
         "mistral": ("[TOOL_CALLS]", False, ()),
+        "granite": ("<|tool_call|>", False, ()),
         "gemma": ("<tool_call>", True, ("```json",)),
         "generic": ("", True, ("```json",)),
     }
@@ -206,3 +209,42 @@ def test_mistral_writes_parallel_calls_as_one_array():
     assert written == ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
                        '{"name": "get_weather", "arguments": {"city": "Oslo"}}]')
     assert _calls(fmt, written) == ["get_weather", "get_weather"]
+
+
+REFUSES_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+                  "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}")
+
+
+@pytest.mark.parametrize("source, takes_it", [
+    (REFUSES_SYSTEM, False),
+    ("{% for m in messages %}{% if m.role != 'system' %}{{ m.content }}{% endif %}{% endfor %}", False),  # drops it
+    ("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}", True),
+    (GEMMA_TEMPLATE, True),   # folds it itself
+    ("{{ raise_exception('needs a variable') }}", True),   # fails either way: nothing learned
+    ("{% generation %}", True),                           # does not parse (the model load says so)
+])
+def test_system_role_is_probed(source, takes_it):
+    assert chat_format({}, source).system_role == takes_it
+
+
+def test_system_text_opens_the_first_user_turn_where_the_template_refuses_the_role():
+    fmt, template = chat_format({}, REFUSES_SYSTEM), ChatTemplate(REFUSES_SYSTEM)
+    messages = [{"role": "system", "content": "S1"}, {"role": "assistant", "content": "A"},
+                {"role": "system", "content": "S2"}, {"role": "user", "content": "U"}]
+    assert fmt.render(template, messages) == "[assistant]A[user]S1\n\nS2\n\nU"
+    assert fmt.render(template, [{"role": "system", "content": "S"}]) == "[user]S"
+
+
+def test_gpt_oss_template_speaks_harmony():
+    """GPT-OSS's template (llama.cpp's copy of the real one): harmony, whose parser reads the whole
+    reply, so its markers are rendered even without tools and no JSON call grammar applies."""
+    from tensorsharp.testing.llama_convert import chat_template
+
+    fmt = chat_format({"general.architecture": "gpt-oss"}, chat_template("openai-gpt-oss-120b"))
+    assert fmt.tool_family == "harmony" and fmt.template_renders_tools and fmt.supports_thinking
+    assert not fmt.call_grammar
+    assert {"<|channel|>", "<|message|>", "<|end|>", "<|call|>"} <= set(fmt.parser_markers(tools=False))
+    parser = fmt.make_parser(tools=None)
+    parser.feed("<|channel|>analysis<|message|>Hmm.<|end|><|start|>assistant<|channel|>final<|message|>Hi.")
+    parser.finish()
+    assert (parser.thinking, parser.content, parser.tool_calls) == ("Hmm.", "Hi.", [])

@@ -59,6 +59,19 @@ def test_unterminated_reasoning_stays_reasoning(parse):
     assert (got.thinking, got.content) == ("I was cut off by max_tokens </thi", "")
 
 
+@pytest.mark.parametrize("text, thinking, content", [
+    ("<think>Sunny, says the tool.</think><response>It is sunny.</response>", "Sunny, says the tool.", "It is sunny."),
+    ("<think>x</think>\n<response>a <b>bold</b> answer</response>\nmore", "x", "a <b>bold</b> answer\nmore"),
+    ("<response>No reasoning first.</response>", "", "No reasoning first."),
+    ("Plain answer </response>", "", "Plain answer </response>"),   # no opening: nothing to unwrap
+    ("<think>x</think><response>cut off </respo", "x", "cut off </respo"),
+    ("<think>x</think>The <response> tag later is text", "x", "The <response> tag later is text"),
+])
+def test_granite_answer_wrapper_is_dropped(parse, text, thinking, content):
+    got = parse(splitter(answer=("<response>", "</response>")), text)
+    assert (got.thinking, got.content) == (thinking, content)
+
+
 def test_reasoning_then_a_tool_call(parse):
     fmt = chat_format({"general.architecture": "qwen3"}, "{{ tools }}<tool_call><think>enable_thinking")
     text = '<think>Need the weather.</think>\n\n<tool_call>\n{"name": "w", "arguments": {"c": "Oslo"}}\n</tool_call>'

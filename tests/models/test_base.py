@@ -14,8 +14,9 @@ def smol_file():
 
 
 def test_unsupported_tensor_is_refused(smol_file):
-    smol_file.tensors["blk.0.attn_output.bias"] = smol_file.tensors["blk.0.attn_norm.weight"]
-    with pytest.raises(GGUFError, match="attn_output.bias"):
+    # A layer-norm bias: no slot applies it (an output-projection bias has one now, as in llama.cpp).
+    smol_file.tensors["blk.0.attn_norm.bias"] = smol_file.tensors["blk.0.attn_norm.weight"]
+    with pytest.raises(GGUFError, match="attn_norm.bias"):
         load_model(smol_file)
 
 

@@ -9,11 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ROUTES = ["/v1/chat/completions", "/v1/completions", "/api/chat", "/api/chat/ollama", "/api/generate", "/api/show"]
+ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/api/chat", "/api/chat/ollama", "/api/generate", "/api/show"]
 FIELDS = ["model", "messages", "prompt", "max_tokens", "n", "stream", "seed", "temperature", "top_p", "top_k",
           "stop", "tools", "tool_choice", "response_format", "format", "options", "logprobs", "top_logprobs",
           "logit_bias", "role", "content", "tool_calls", "function", "name", "arguments", "num_predict",
-          "repeat_last_n", "num_ctx", "images", "think", "raw", "system", "maxTokens", "sessionId", "echo"]
+          "repeat_last_n", "num_ctx", "images", "think", "raw", "system", "maxTokens", "sessionId", "echo",
+          "input", "instructions", "previous_response_id", "text", "reasoning", "max_output_tokens", "type",
+          "call_id", "output", "summary"]
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),
                     st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([FILE, "user", "json", ""]),
                     st.text(max_size=40), st.sampled_from(["\ud800", "<|im_start|>", "x" * 200]))

@@ -20,9 +20,11 @@ def client(tmp_path_factory):
 
     added = {t: gguf.TokenType.CONTROL for t in ("[INST]", "[/INST]", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]")}
     directory = tmp_path_factory.mktemp("mistral")
-    path = tiny_gguf.write_gguf(tiny_gguf.random_model(tiny_gguf.tiny_config("llama"), seed=5),
+    # The template drops system messages, so the taught tool prompt joins the user turn: 512 positions.
+    config = tiny_gguf.tiny_config("llama", max_position_embeddings=512)
+    path = tiny_gguf.write_gguf(tiny_gguf.random_model(config, seed=5),
                                 directory / "tiny-mistral.gguf", chat_template=TEMPLATE, added_tokens=added)
-    app = create_app(str(path), n_ctx=256, n_threads=1, parallel=1, cache_slots=1,
+    app = create_app(str(path), n_ctx=512, n_threads=1, parallel=1, cache_slots=1,
                      upload_dir=directory / "uploads")
     yield app.test_client()
     app.extensions["tensorsharp"].served.close()

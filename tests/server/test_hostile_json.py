@@ -8,6 +8,7 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 ROUTES = {
     "/v1/chat/completions": {"model": FILE, "messages": MESSAGES, "max_tokens": 2},
     "/v1/completions": {"model": FILE, "prompt": "Hi", "max_tokens": 2},
+    "/v1/responses": {"model": FILE, "input": "Hi", "max_output_tokens": 2},
     "/api/chat": {"model": FILE, "messages": MESSAGES, "stream": False, "options": {"num_predict": 2}},
     "/api/generate": {"model": FILE, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}},
     "/api/chat#webui": {"message": "Hi", "maxTokens": 2},

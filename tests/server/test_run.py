@@ -50,4 +50,4 @@ def test_ctrl_c_stops_quietly_and_the_log_says_why_a_request_failed(tmp_path):
     assert all(lines), err   # nothing but access lines: no traceback, no stray timestamp
     (failed,) = [m for m in lines if m["status"] != "200"]
     assert failed["request"] == "POST /api/show HTTP/1.1" and failed["status"] == "404"
-    assert failed["reason"] == " model 'nope' not found; this server hosts smollm2-135m:latest"
+    assert failed["reason"].startswith(" model 'nope' not found; models here: ") and "smollm2-135m:latest" in failed["reason"]

@@ -72,8 +72,8 @@ def test_bad_bodies(client):
 
 def test_models_and_queue_status(client):
     body = client.get("/api/models").get_json()
-    (m,) = body["models"]
-    assert body["loaded"] == m["name"] and m["architecture"] == "llama" and m["contextLength"] == 512
+    m = next(m for m in body["models"] if m["name"] == body["loaded"])
+    assert m["isLoaded"] and m["architecture"] == "llama" and m["contextLength"] == 512
     assert m["supportsImages"] is False and m["quantization"] == "Q4_1"
     status = client.get("/api/queue/status").get_json()
     assert status == {"busy": False, "pending_requests": 0, "total_processed": status["total_processed"],
@@ -104,7 +104,7 @@ def test_upload(client, app):
 
 def test_web_page_when_installed(client, app):
     root = app.extensions["tensorsharp"].web_root
-    r = client.get("/")
+    r = client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})   # as browsers ask
     if root is None:
         assert r.status_code == 404 and "web UI" in r.get_json()["error"]
     else:

@@ -90,10 +90,23 @@ def get_json(url: str) -> dict:
         return json.loads(r.read())
 
 
+def loaded_model(server) -> dict:
+    data = get_json(server + "/api/models")
+    return next(m for m in data["models"] if m["name"] == data["loaded"])
+
+
+def model_box(page):
+    """Where the page names its model: the label, or the picker when the server has several."""
+    picker = page.locator("#model-select")
+    return (picker if picker.is_visible() else page.locator("#model-label")).bounding_box()
+
+
 def test_model_name_and_context_come_from_the_server(open_page, server):
     page = open_page()
-    model = get_json(server + "/api/models")["models"][0]
-    assert page.inner_text("#model-label") == model["name"]
+    model = loaded_model(server)
+    assert page.evaluate("document.getElementById('model-label').textContent") == model["name"]
+    if len(get_json(server + "/api/tags")["models"]) > 1:
+        assert page.locator("#model-select").input_value() == model["name"]
     assert page.inner_text("#model-ctx") == f"{model['contextLength']:,} ctx"
     assert page.locator("#attach").is_hidden()   # SmolLM2 takes no images
 
@@ -159,7 +172,7 @@ def test_images_upload_and_go_with_the_message_when_the_model_takes_them(open_pa
 
     def claim_images(route):   # SmolLM2 takes no images: pretend it does, to reach the control
         data = route.fetch().json()
-        data["models"][0]["supportsImages"] = True
+        next(m for m in data["models"] if m["name"] == data["loaded"])["supportsImages"] = True
         route.fulfill(json=data)
 
     page.route("**/api/models", claim_images)
@@ -345,7 +358,7 @@ def test_layout_fits_the_width(open_page, screenshot_dir, width, height, scheme)
     for sel in ("#input", "#send", "#open-settings", "#new-chat"):
         box = page.locator(sel).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, sel
-    label, buttons = page.locator("#model-label").bounding_box(), page.locator("#new-chat").bounding_box()
+    label, buttons = model_box(page), page.locator("#new-chat").bounding_box()
     assert label["x"] + label["width"] <= buttons["x"], "the model name runs under the buttons"
     page.click("#open-settings")
     page.locator("#settings.open").wait_for()
@@ -456,13 +469,13 @@ def test_the_status_dot_turns_red_with_the_banner_and_green_when_the_server_is_b
 
 
 def test_the_empty_page_names_the_model_by_its_display_name(open_page, server):
-    assert get_json(server + "/api/models")["models"][0]["name"] == "smollm2-135m:latest"
+    assert get_json(server + "/api/models")["loaded"] == "smollm2-135m:latest"
     page = open_page()
     assert page.inner_text("#empty .empty-title") == "Ask smollm2-135m anything."
     def renamed(listed):
         def handler(route):
             data = route.fetch().json()
-            data["models"][0]["name"] = data["loaded"] = listed
+            next(m for m in data["models"] if m["name"] == data["loaded"])["name"] = data["loaded"] = listed
             route.fulfill(json=data)
         return handler
 
@@ -485,3 +498,23 @@ def test_the_kv_figure_shows_only_when_something_was_reused(open_page):
     first, second = (page.locator(".turn.assistant .stats").nth(n).inner_text() for n in (0, 1))
     assert "KV" not in first and "31 prompt tokens" in first, first
     assert "KV reused 40/50 prompt tokens (80%)" in second, second
+
+
+def test_the_picker_lists_the_servers_models_and_its_choice_answers(open_page, server):
+    names = [m["name"] for m in get_json(server + "/api/tags")["models"]]
+    if "gemma3-270m:latest" not in names:
+        pytest.skip("the store has no second model to pick")
+    page = open_page()
+    picker = page.locator("#model-select")
+    assert picker.is_visible() and page.locator("#model-label").is_hidden()
+    assert [o.get_attribute("value") for o in picker.locator("option").all()] == names
+    picker.select_option("gemma3-270m:latest")
+    page.locator("#empty-model").filter(has_text=re.compile("^gemma3-270m$")).wait_for()
+    with page.expect_request("**/api/chat") as req:
+        send(page, "Hi")
+    assert req.value.post_data_json["model"] == "gemma3-270m:latest"
+    answer_stats(page, 0)
+    assert "gemma3-270m:latest" in [m["name"] for m in get_json(server + "/api/ps")["models"]]
+    page.reload()   # the choice is kept
+    page.wait_for_selector("#status-dot.ok")
+    assert picker.input_value() == "gemma3-270m:latest"

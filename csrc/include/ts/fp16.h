@@ -51,4 +51,11 @@ static inline float ts_f16_round(float x) {
 
 static inline float ts_bf16_to_f32(uint16_t h) { return ts_fp32_from_bits((uint32_t)h << 16); }
 
+/* Half of the E8M0 scale 2^(e - 127), as ggml keeps MXFP4's codes doubled (integers): e 0 and 1
+ * give the subnormals 2^-128 and 2^-127. e = 255 (NaN in the OCP format) reads as 2^127, as in
+ * ggml and gguf.quants. */
+static inline float ts_e8m0_half_to_f32(uint8_t e) {
+    return ts_fp32_from_bits(e < 2 ? UINT32_C(0x00200000) << e : (uint32_t)(e - 1) << 23);
+}
+
 #endif

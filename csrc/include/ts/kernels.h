@@ -28,20 +28,22 @@ typedef void (*ts_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_st
 /* Attention of one query head over cache positions [p0, p1).
  * q: (head_dim) f32; k, v: position p is at k + p*kv_stride (head_dim f16 each);
  * scale multiplies q.k; softcap > 0 applies softcap*tanh(x/softcap) to the scores;
- * out: (head_dim) f32. Uses an online softmax: one pass over k and v. */
+ * sink: a logit that joins the softmax's denominator and weighs no value (GPT-OSS's attention
+ * sinks; -INFINITY: none); out: (head_dim) f32. Uses an online softmax: one pass over k and v. */
 typedef void (*ts_attn_head_fn)(const float *q, const ts_f16 *k, const ts_f16 *v,
                                 int64_t kv_stride, int p0, int p1, int head_dim,
-                                float scale, float softcap, float *out);
+                                float scale, float softcap, float sink, float *out);
 
 /* Attention of n_tok x n_head <= TS_ATTN_MAX_ROWS query rows that share one K/V head (heads of a
  * grouped-query group, for one or more tokens of a sequence). Head h of token t is
  * q + t*q_stride + h*head_dim, sees positions [p0[t], p1[t]) and writes out + t*out_stride +
  * h*head_dim; otherwise as attn_head. Converting each f16 block of k and v once for all the
- * rows is what makes it cheaper than attn_head per row. */
+ * rows is what makes it cheaper than attn_head per row. sinks (n_head) or NULL: each head's sink. */
 #define TS_ATTN_MAX_ROWS 16
 typedef void (*ts_attn_rows_fn)(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
                                 int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k,
-                                const ts_f16 *v, int64_t kv_stride, int head_dim, float scale, float softcap);
+                                const ts_f16 *v, int64_t kv_stride, int head_dim, float scale, float softcap,
+                                const float *sinks);
 /* Full (non-causal) attention of nq query rows over positions [0, n_kv), everything f32.
  * q: row i at q + i*q_stride; k, v: position p at k + p*kv_stride (head_dim floats each);
  * scale multiplies q.k; scores: nq*n_kv floats of scratch; out: row i at out + i*out_stride. */
@@ -142,10 +144,11 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn g
 /* Causal attention for one sequence with grouped-query heads.
  * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) f16;
  * q_pos: (n_tok) position of each query; a query at p sees cache positions
- * [max(0, p - window + 1), p] (window <= 0: all). out: (n_tok, n_head, head_dim). */
+ * [max(0, p - window + 1), p] (window <= 0: all). sinks: (n_head) attention sinks, or NULL.
+ * out: (n_tok, n_head, head_dim). */
 int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
-                 int n_ctx, int window, float scale, float softcap, float *out, int n_threads);
+                 int n_ctx, int window, float scale, float softcap, const float *sinks, float *out, int n_threads);
 
 /* The attention of a batch, split into work items for the pool. Query token t, head h is at
  * q + t*q_stride + h*head_dim (out alike); the K/V rows of sequence s, kv head g start at
@@ -163,6 +166,7 @@ typedef struct {
     const int32_t *pos, *seq, *end;
     int n_tok, n_head, n_head_kv, head_dim, window;
     float scale, softcap;
+    const float *sinks; /* (n_head) attention sinks, or NULL */
 } ts_attn_batch;
 
 /* Items: blocks of consecutive tokens times kv heads (times parts of a head group when there

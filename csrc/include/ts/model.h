@@ -31,19 +31,26 @@ void ts_quantize_act_row(const ts_kernels *k, void *const act[3], const float *s
  * stacked row-wise, GATE_EXPS and UP_EXPS (n_expert * n_ff_exp, n_embd), DOWN_EXPS
  * (n_expert * n_embd, n_ff_exp), as the 3-D GGUF tensors lie in the file. Such a layer's
  * GATE/UP/DOWN, when present, are a shared expert every token passes through, its output scaled
- * by sigmoid(GATE_INP_SHEXP . x) when that gate (n_embd) is present (Qwen2-MoE). */
+ * by sigmoid(GATE_INP_SHEXP . x) when that gate (n_embd) is present (Qwen2-MoE).
+ * GPT-OSS adds: ATTN_SINKS (n_head) a logit per head joining its softmax's denominator; O_BIAS
+ * (n_embd); and biases of the router (n_expert) and of each expert's gate and up (n_expert,
+ * n_ff_exp) and down (n_expert, n_embd) projections. */
 typedef enum {
     TS_W_ATTN_NORM, TS_W_Q, TS_W_K, TS_W_V, TS_W_Q_BIAS, TS_W_K_BIAS, TS_W_V_BIAS,
     TS_W_Q_NORM, TS_W_K_NORM, TS_W_O, TS_W_POST_ATTN_NORM,
     TS_W_FFN_NORM, TS_W_GATE, TS_W_UP, TS_W_DOWN, TS_W_POST_FFN_NORM, TS_W_ROPE_FREQS,
     TS_W_FFN_GATE_INP, TS_W_GATE_EXPS, TS_W_UP_EXPS, TS_W_DOWN_EXPS, TS_W_FFN_GATE_INP_SHEXP,
+    TS_W_ATTN_SINKS, TS_W_O_BIAS, TS_W_FFN_GATE_INP_BIAS, TS_W_GATE_EXPS_BIAS, TS_W_UP_EXPS_BIAS,
+    TS_W_DOWN_EXPS_BIAS,
     TS_W_LAYER_COUNT
 } ts_weight_slot;
 
 /* Model-level slots, passed with layer = -1. */
 typedef enum { TS_W_TOKEN_EMBD, TS_W_OUTPUT_NORM, TS_W_OUTPUT, TS_W_GLOBAL_COUNT } ts_global_slot;
 
-typedef enum { TS_FFN_SILU = 0, TS_FFN_GELU = 1 } ts_ffn_act;
+/* SWIGLU_CLAMP (GPT-OSS): g' = min(g, limit), u' = clamp(u, -limit, limit),
+ * y = g' * sigmoid(alpha * g') * (u' + 1). */
+typedef enum { TS_FFN_SILU = 0, TS_FFN_GELU = 1, TS_FFN_SWIGLU_CLAMP = 2 } ts_ffn_act;
 
 typedef struct {
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
@@ -62,6 +69,7 @@ typedef struct {
     int n_expert_used;  /* experts each token takes (top-k of the router's softmax) */
     int n_ff_exp;       /* hidden width of one expert */
     int expert_norm;    /* 1: the top-k weights are renormalised to sum to one */
+    float glu_alpha, glu_limit; /* TS_FFN_SWIGLU_CLAMP's constants */
 } ts_hparams;
 
 typedef struct {

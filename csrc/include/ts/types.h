@@ -25,9 +25,17 @@ typedef enum {
     TS_TYPE_Q5_K = 13,
     TS_TYPE_Q6_K = 14,
     TS_TYPE_Q8_K = 15,
+    TS_TYPE_IQ2_XXS = 16,
+    TS_TYPE_IQ2_XS = 17,
+    TS_TYPE_IQ3_XXS = 18,
+    TS_TYPE_IQ1_S = 19,
     TS_TYPE_IQ4_NL = 20,
+    TS_TYPE_IQ3_S = 21,
+    TS_TYPE_IQ2_S = 22,
     TS_TYPE_IQ4_XS = 23,
+    TS_TYPE_IQ1_M = 29,
     TS_TYPE_BF16 = 30,
+    TS_TYPE_MXFP4 = 39,
     TS_TYPE_COUNT = 40
 } ts_type;
 
@@ -44,6 +52,8 @@ typedef struct { ts_f16 d; uint8_t qh[4]; uint8_t qs[TS_QK / 2]; } ts_block_q5_0
 typedef struct { ts_f16 d; ts_f16 m; uint8_t qh[4]; uint8_t qs[TS_QK / 2]; } ts_block_q5_1;
 typedef struct { ts_f16 d; int8_t qs[TS_QK]; } ts_block_q8_0;
 typedef struct { ts_f16 d; uint8_t qs[TS_QK / 2]; } ts_block_iq4_nl;
+/* OCP microscaling FP4: e is a power-of-two scale (E8M0), qs e2m1 codes in IQ4_NL's nibble order. */
+typedef struct { uint8_t e; uint8_t qs[TS_QK / 2]; } ts_block_mxfp4;
 
 typedef struct {
     uint8_t scales[TS_QK_K / 16]; /* 4-bit scale and 4-bit min per 16 values */
@@ -83,13 +93,62 @@ typedef struct {
     uint8_t qs[TS_QK_K / 2];
 } ts_block_iq4_xs;
 
+/* The codebook i-quants (grids in ts/iq_grids.h). Elements come in groups of 8 (IQ3: 4) that
+ * one grid index names; signs are per element, scales per sub-block of 32 (IQ1_M, IQ2_XS,
+ * IQ2_S: 16) elements. */
+typedef struct {
+    ts_f16 d;
+    /* per 32 elements two uint32: four 8-bit grid indices; four 7-bit ksigns indices, then a
+     * 4-bit scale s (d * (0.5 + s) / 4) in bits 28-31 */
+    uint16_t qs[TS_QK_K / 8];
+} ts_block_iq2_xxs;
+typedef struct {
+    ts_f16 d;
+    uint16_t qs[TS_QK_K / 8];       /* per 8 elements: 9-bit grid index, 7-bit ksigns index above it */
+    uint8_t scales[TS_QK_K / 32];   /* a nibble per 16 elements, low first: d * (0.5 + s) / 4 */
+} ts_block_iq2_xs;
+typedef struct {
+    ts_f16 d;
+    uint8_t qs[TS_QK_K / 8];        /* low 8 bits of the grid index of each 8 elements */
+    uint8_t signs[TS_QK_K / 8];     /* a sign bit per element */
+    uint8_t qh[TS_QK_K / 32];       /* bits 8-9 of the indices of 32 elements, 2 bits per group */
+    uint8_t scales[TS_QK_K / 32];   /* a nibble per 16 elements, low first: d * (0.5 + s) / 4 */
+} ts_block_iq2_s;
+typedef struct {
+    ts_f16 d;
+    uint8_t qs[TS_QK_K / 4];        /* 8-bit grid index of each 4 elements */
+    /* per 32 elements a uint32: four 7-bit ksigns indices, then the scale s (d * (0.5 + s) / 2) */
+    uint8_t sas[TS_QK_K / 8];
+} ts_block_iq3_xxs;
+typedef struct {
+    ts_f16 d;
+    uint8_t qs[TS_QK_K / 4];        /* low 8 bits of the grid index of each 4 elements */
+    uint8_t qh[TS_QK_K / 32];       /* bit 8 of the indices, one byte per 32 elements */
+    uint8_t signs[TS_QK_K / 8];     /* a sign bit per element */
+    uint8_t scales[TS_QK_K / 64];   /* a nibble per 32 elements, low first: d * (1 + 2s) */
+} ts_block_iq3_s;
+typedef struct {
+    ts_f16 d;
+    uint8_t qs[TS_QK_K / 8];        /* low 8 bits of the grid index of each 8 elements */
+    /* per 32 elements: bits 8-10 of the four indices (3 bits each), the scale s (d * (2s + 1))
+     * in bits 12-14, and in bit 15 the sign of the offset 1/8 added to every value */
+    uint16_t qh[TS_QK_K / 32];
+} ts_block_iq1_s;
+typedef struct {
+    uint8_t qs[TS_QK_K / 8];        /* low 8 bits of the grid index of each 8 elements */
+    uint8_t qh[TS_QK_K / 16];       /* a nibble per 8 elements: index bits 8-10, the offset's sign */
+    /* four uint16: 3-bit scales per 16 elements (d * (2s + 1)) in bits 0-11; their top nibbles
+     * together are the f16 d */
+    uint8_t scales[TS_QK_K / 32];
+} ts_block_iq1_m;
+
 /* Activation formats: the right-hand side of every quantized dot product.
- * q8x32 pairs with Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL; s = d * sum(qs) serves the
+ * q8x32 pairs with Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/MXFP4; s = d * sum(qs) serves the
  * formats with a minimum (Q4_1/Q5_1) without a second pass over qs. d is rounded to half
  * precision, as ggml's Q8_0/Q8_1 blocks store it, so that results track llama.cpp's (the product
  * of that d and an integer sum of 32 quants is exact in float). */
 typedef struct { float d; float s; int8_t qs[TS_QK]; } ts_block_q8x32;
-/* q8k pairs with the k-quants and IQ4_XS; bsums[j] = sum of qs[16j .. 16j+15]. */
+/* q8k pairs with the k-quants and the 256-element i-quants; bsums[j] = sum of qs[16j .. 16j+15]. */
 typedef struct { float d; int8_t qs[TS_QK_K]; int16_t bsums[TS_QK_K / 16]; } ts_block_q8k;
 
 _Static_assert(sizeof(ts_block_q4_0) == 18, "q4_0 size");
@@ -98,12 +157,20 @@ _Static_assert(sizeof(ts_block_q5_0) == 22, "q5_0 size");
 _Static_assert(sizeof(ts_block_q5_1) == 24, "q5_1 size");
 _Static_assert(sizeof(ts_block_q8_0) == 34, "q8_0 size");
 _Static_assert(sizeof(ts_block_iq4_nl) == 18, "iq4_nl size");
+_Static_assert(sizeof(ts_block_mxfp4) == 17, "mxfp4 size");
 _Static_assert(sizeof(ts_block_q2_K) == 84, "q2_K size");
 _Static_assert(sizeof(ts_block_q3_K) == 110, "q3_K size");
 _Static_assert(sizeof(ts_block_q4_K) == 144, "q4_K size");
 _Static_assert(sizeof(ts_block_q5_K) == 176, "q5_K size");
 _Static_assert(sizeof(ts_block_q6_K) == 210, "q6_K size");
 _Static_assert(sizeof(ts_block_iq4_xs) == 136, "iq4_xs size");
+_Static_assert(sizeof(ts_block_iq2_xxs) == 66, "iq2_xxs size");
+_Static_assert(sizeof(ts_block_iq2_xs) == 74, "iq2_xs size");
+_Static_assert(sizeof(ts_block_iq2_s) == 82, "iq2_s size");
+_Static_assert(sizeof(ts_block_iq3_xxs) == 98, "iq3_xxs size");
+_Static_assert(sizeof(ts_block_iq3_s) == 110, "iq3_s size");
+_Static_assert(sizeof(ts_block_iq1_s) == 50, "iq1_s size");
+_Static_assert(sizeof(ts_block_iq1_m) == 56, "iq1_m size");
 _Static_assert(sizeof(ts_block_q8x32) == 40, "q8x32 size");
 _Static_assert(sizeof(ts_block_q8k) == 292, "q8k size");
 
@@ -117,6 +184,7 @@ static inline int ts_q8x32_block_bytes(int type) {
     case TS_TYPE_Q5_1: return (int)sizeof(ts_block_q5_1);
     case TS_TYPE_Q8_0: return (int)sizeof(ts_block_q8_0);
     case TS_TYPE_IQ4_NL: return (int)sizeof(ts_block_iq4_nl);
+    case TS_TYPE_MXFP4: return (int)sizeof(ts_block_mxfp4);
     default: return 0;
     }
 }

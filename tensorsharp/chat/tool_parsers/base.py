@@ -224,7 +224,8 @@ class Family:
     model whose template does not render tools (None: the family has no taught form). markers: the
     strings the parser looks for, which a vocabulary may hold as control tokens. call_trigger: the
     marker that opens a call in free text, from which a lazy constraint holds the output to a call
-    ("": the family has none to wait for)."""
+    ("": the family has none to wait for). channels: the parser reads the whole reply, reasoning
+    included (GPT-OSS's harmony), and its calls are no JSON object a call grammar could hold."""
     name: str
     parser: type[ToolParser]
     call_prefix: str
@@ -234,3 +235,4 @@ class Family:
     system_prompt: Callable[[list], str] | None
     markers: tuple[str, ...] = ()
     call_trigger: str = ""
+    channels: bool = False

@@ -47,6 +47,7 @@ class Job:
                                            # client asks, as a small model repeats a forced call
                                            # until max_tokens (llama-server forces one too)
     think: bool | None = None              # None: the template's default
+    reasoning_effort: str | None = None    # "low", "medium" or "high" (templates that read it: GPT-OSS)
     format: object = None                  # "json" or a JSON schema the output must follow
     n_ctx: int | None = None               # the client's own context limit (Ollama num_ctx)
     reuse_prefix: bool = True              # False: evaluate the whole prompt (Ollama generate)

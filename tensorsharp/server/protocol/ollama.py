@@ -1,12 +1,14 @@
 """Ollama dialect: /api/generate and /api/chat requests, NDJSON chunks, and the model listings."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
+from tensorsharp.server.protocol import duration
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, Job, with_images
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
@@ -23,7 +25,8 @@ class Request:
     model: str
     job: Job
     stream: bool
-    empty: bool           # no prompt / messages: Ollama answers with a "load" response
+    empty: bool   # no prompt / messages: Ollama loads (or with keep_alive 0 unloads) and says so
+    keep_alive: float | None = None   # seconds the model stays loaded after this request; None: the default
     logprobs: bool = False
     top_logprobs: int = 0
 
@@ -55,15 +58,17 @@ def _format(f: Fields):
     raise ApiError(400, "'format' must be \"json\" or a JSON schema object", param="format")
 
 
-THINK_LEVELS = ("high", "medium", "low", "max")   # what Ollama takes; each turns thinking on here
+EFFORTS = ("high", "medium", "low")
+THINK_LEVELS = (*EFFORTS, "max")   # what Ollama takes; "max" asks for the highest effort
 
 
-def _think(f: Fields) -> bool | None:
+def _think(f: Fields) -> tuple[bool | None, str | None]:
+    """think as a switch, and the reasoning effort it names (Ollama's levels for GPT-OSS)."""
     value = f.raw("think")
     if value is None or isinstance(value, bool):
-        return value
+        return value, None
     if value in THINK_LEVELS:
-        return True
+        return True, EFFORTS[0] if value == "max" else value
     raise ApiError(400, f'invalid think value: {json.dumps(value)} (must be "high", "medium", "low", "max", true, '
                    'or false)', param="think")
 
@@ -83,9 +88,19 @@ def _logprobs(f: Fields) -> tuple[bool, int]:
 def _job(f: Fields, **kw) -> Job:
     logprobs, top = _logprobs(f)
     sampling, max_tokens, num_ctx, stop = _options(f.fields("options"), max(top, 1) if logprobs else 0)
-    f.raw("keep_alive")   # the one model stays loaded; accepted for compatibility
-    return Job(max_tokens=max_tokens, sampling=sampling, stop=stop, n_ctx=num_ctx, think=_think(f),
-               format=_format(f), **kw)
+    think, effort = _think(f)
+    return Job(max_tokens=max_tokens, sampling=sampling, stop=stop, n_ctx=num_ctx, think=think,
+               reasoning_effort=effort, format=_format(f), **kw)
+
+
+def keep_alive(f: Fields) -> float | None:
+    value = f.raw("keep_alive")
+    if value is None:
+        return None
+    try:
+        return duration.seconds(value)
+    except ValueError as e:
+        raise ApiError(400, f"'keep_alive': {e}", param="keep_alive") from None
 
 
 def _context(f: Fields) -> list[int] | None:
@@ -112,15 +127,15 @@ def parse_generate(body: dict) -> Request:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": with_images(prompt, images)}]
         job = _job(f, messages=messages, images=images, reuse_prefix=False, context=context)
-    return Request(model, job, f.bool("stream", True), not prompt and not images, *_logprobs(f))
+    return Request(model, job, f.bool("stream", True), not prompt and not images, keep_alive(f), *_logprobs(f))
 
 
 def parse_chat(body: dict) -> Request:
     f = Fields(body)
     model = f.str("model", required=True)
-    if not f.list("messages"):   # as Ollama: nothing to answer, the model is loaded
-        return Request(model, Job(), f.bool("stream", True), empty=True)
     messages, images = [], []
+    if f.list("messages", []) == []:   # Ollama's way to load or unload a model
+        return Request(model, _job(f, messages=[]), f.bool("stream", True), True, keep_alive(f))
     for _, m, role in f.messages(ROLES):
         attached = _images(m)
         msg = {"role": role, "content": with_images(m.str("content", ""), attached)}
@@ -133,7 +148,7 @@ def parse_chat(body: dict) -> Request:
         messages.append(msg)
     tools = f.list("tools") or None
     return Request(model, _job(f, messages=messages, tools=tools, images=images), f.bool("stream", True),
-                   False, *_logprobs(f))
+                   False, keep_alive(f), *_logprobs(f))
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -207,8 +222,8 @@ def chat_final(model: str, message: dict, done, reason: str, logprobs: list | No
                            **metrics(done, reason)}, logprobs)
 
 
-def load_response(model: str, chat: bool) -> dict:
-    out = {"model": model, "created_at": timestamp(), "done": True, "done_reason": "load"}
+def load_response(model: str, chat: bool, unload: bool = False) -> dict:
+    out = {"model": model, "created_at": timestamp(), "done": True, "done_reason": "unload" if unload else "load"}
     if chat:
         out["message"] = {"role": "assistant", "content": ""}
     else:
@@ -216,36 +231,54 @@ def load_response(model: str, chat: bool) -> dict:
     return out
 
 
-def details(served) -> dict:
-    return {"parent_model": "", "format": "gguf", "family": served.architecture,
-            "families": [served.architecture], "parameter_size": served.parameter_size,
-            "quantization_level": served.quantization}
+def details(facts) -> dict:
+    return {"parent_model": "", "format": "gguf", "family": facts.architecture,
+            "families": [facts.architecture] if facts.architecture else [],
+            "parameter_size": facts.parameter_size, "quantization_level": facts.quantization}
 
 
-def _entry(served) -> dict:
-    digest = served.registry.sha256 if served.registry is not None else ""
-    return {"name": served.name, "model": served.name, "size": served.file_size, "digest": digest,
-            "details": details(served)}
+def _entry(spec, facts) -> dict:
+    return {"name": spec.name, "model": spec.name, "size": spec.file_size,
+            "digest": spec.digest or _digest(spec), "details": details(facts)}
 
 
-def tags(served) -> dict:
-    return {"models": [{**_entry(served), "modified_at": served.modified_at.isoformat()}]}
+def _digest(spec) -> str:
+    """A digest for a file the registry does not know: of its path, size and mtime (hashing
+    gigabytes for a listing would take seconds; clients only compare digests)."""
+    st = spec.path.stat()
+    return hashlib.sha256(f"{spec.path}:{spec.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
 
 
-def ps(served) -> dict:
-    # Loaded for the server's lifetime: "expires" far ahead, as Ollama shows keep_alive=-1.
-    expires = (datetime.now(timezone.utc) + timedelta(days=365 * 100)).isoformat()
-    return {"models": [{**_entry(served), "expires_at": expires, "size_vram": 0, "context_length": served.n_ctx}]}
+def tags(models: list) -> dict:
+    """models: (spec, facts) of every model served."""
+    return {"models": [{**_entry(spec, facts), "modified_at": spec.modified_at.isoformat()} for spec, facts in models]}
 
 
-def show(served) -> dict:
-    info = {k: v for k, v in served.metadata.items() if isinstance(v, (str, int, float, bool))}
-    info["general.parameter_count"] = served.parameter_count
-    params = [f"num_ctx {served.n_ctx}", f"num_predict {DEFAULT_MAX_TOKENS}", "temperature 0"]
-    for tid in sorted(served.tokenizer.eog_ids):
-        params.append(f'stop "{served.tokenizer.token_text(tid)}"')
-    return {"license": str(served.metadata.get("general.license", "")),
-            "modelfile": f"# served by tensorsharp\nFROM {served.path}\n",
-            "parameters": "\n".join(params), "template": served.template.source,
-            "details": details(served), "model_info": info, "capabilities": served.capabilities,
-            "modified_at": served.modified_at.isoformat()}
+def ps(loaded: list) -> dict:
+    """loaded: the pool's Loaded entries."""
+    return {"models": [{**_entry(e.served.spec, e.served.facts), "size": e.size,
+                        "expires_at": e.expiry().isoformat(), "size_vram": 0, "context_length": e.served.n_ctx}
+                       for e in loaded]}
+
+
+def show(model) -> dict:
+    """model: a ServedModel, or a catalog Header of one not loaded (they share these fields)."""
+    spec = model.spec
+    info = {k: v for k, v in model.metadata.items() if isinstance(v, (str, int, float, bool))}
+    info["general.parameter_count"] = model.facts.parameter_count
+    params = {"num_ctx": model.n_ctx, "num_predict": DEFAULT_MAX_TOKENS, "temperature": 0, **spec.parameters}
+    lines = [f"{k} {json.dumps(v)}" for k, v in params.items() if not isinstance(v, list)]
+    stops = params.get("stop") if isinstance(params.get("stop"), list) else [
+        model.tokenizer.token_text(tid) for tid in sorted(model.tokenizer.eog_ids)]
+    lines += [f"stop {json.dumps(text)}" for text in stops]
+    modelfile = f"# served by tensorsharp\nFROM {model.path}\n"
+    if spec.system:
+        modelfile += f'SYSTEM """{spec.system}"""\n'
+    modelfile += "".join(f"PARAMETER {line}\n" for line in lines)
+    out = {"license": str(model.metadata.get("general.license", "")), "modelfile": modelfile,
+           "parameters": "\n".join(lines), "template": model.template.source,
+           "details": details(model.facts), "model_info": info, "capabilities": list(model.facts.capabilities),
+           "modified_at": spec.modified_at.isoformat()}
+    if spec.system:
+        out["system"] = spec.system
+    return out

@@ -13,6 +13,7 @@ from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import (DEFAULT_COMPLETION_TOKENS, IMAGE_MARKER, Image, Job, token_piece,
                                                 token_logprob)
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
+from tensorsharp.chat.families import THINKING_VARIABLES
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -48,7 +49,7 @@ def _seed(value: int | None) -> int | None:
     return None if value is None or value < 0 else value
 
 
-def _sampling(f: Fields, n_probs: int) -> SamplingParams:
+def sampling_params(f: Fields, n_probs: int) -> SamplingParams:
     bias = f.fields("logit_bias")
     logit_bias = {}
     if bias is not None:
@@ -71,7 +72,7 @@ def _sampling(f: Fields, n_probs: int) -> SamplingParams:
         n_probs=n_probs)
 
 
-def _image(url: str, name: str) -> Image:
+def image_from_url(url: str, name: str) -> Image:
     """An image_url's image: only inline data URIs (data:image/png;base64,...); nothing is fetched."""
     scheme, _, rest = url.partition(":")
     if scheme.lower() in ("http", "https"):
@@ -107,7 +108,7 @@ def _content(f: Fields, i: int) -> tuple[str, list[Image]]:
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str) or not url:
                 raise ApiError(400, f"'{part.name('image_url')}' must hold a url", param=part.name("image_url"))
-            images.append(_image(url, part.name("image_url")))
+            images.append(image_from_url(url, part.name("image_url")))
             texts.append(IMAGE_MARKER)
         else:
             raise ApiError(400, f"content part type {kind!r} is not supported", param=part.name("type"))
@@ -204,13 +205,22 @@ def parse_chat(body: dict) -> ChatRequest:
     if top and not logprobs:
         raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
     think = f.bool("think")   # the Ollama-style switch, which the API documents also accept here
+    # vLLM's and llama-server's way: template variables, of which the thinking switches are honoured.
+    variables = f.fields("chat_template_kwargs")
+    for name in THINKING_VARIABLES:
+        if variables is not None and variables.has(name):
+            think = variables.bool(name)
     effort = f.str("reasoning_effort")
     if effort is not None:
         think = effort != "none"
+        if effort not in ("none", "minimal", "low", "medium", "high"):
+            raise ApiError(400, "'reasoning_effort' must be \"none\", \"minimal\", \"low\", \"medium\" or \"high\"",
+                           param="reasoning_effort")
     tools, tool_choice = _tools(f)
-    job = Job(messages=messages, max_tokens=max_tokens, sampling=_sampling(f, max(top, 1) if logprobs else 0),
+    job = Job(messages=messages, max_tokens=max_tokens, sampling=sampling_params(f, max(top, 1) if logprobs else 0),
               stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", False),
-              think=think, format=_format(f), images=images, ignore_eos=f.bool("ignore_eos", False))
+              think=think, reasoning_effort=effort if effort in ("low", "medium", "high") else None,
+              format=_format(f), images=images, ignore_eos=f.bool("ignore_eos", False))
     return ChatRequest(model, job, stream, include_usage, n, logprobs, top)
 
 
@@ -231,7 +241,7 @@ def parse_completion(body: dict) -> CompletionRequest:
                        "in one request", param="prompt")
     logprobs = f.int("logprobs", lo=0, hi=5)
     job = Job(max_tokens=DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens,
-              sampling=_sampling(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop,
+              sampling=sampling_params(f, max(logprobs, 1) if logprobs is not None else 0), stop=stop,
               ignore_eos=f.bool("ignore_eos", False))
     return CompletionRequest(model, prompts, job, stream, include_usage, n, logprobs, f.bool("echo", False))
 
@@ -349,12 +359,13 @@ def text_choice(index: int, text: str, finish_reason, logprobs: dict | None) -> 
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
-def model_entry(served) -> dict:
+def model_entry(spec, facts) -> dict:
     # "capabilities" is not OpenAI's: it tells clients (as Ollama's /api/show does) whether the
     # model takes images ("vision").
-    return {"id": served.name, "object": "model", "created": int(served.modified_at.timestamp()),
-            "owned_by": "tensorsharp", "capabilities": served.capabilities}
+    return {"id": spec.name, "object": "model", "created": int(spec.modified_at.timestamp()),
+            "owned_by": "tensorsharp", "capabilities": list(facts.capabilities)}
 
 
-def models(served) -> dict:
-    return {"object": "list", "data": [model_entry(served)]}
+def models(entries: list) -> dict:
+    """entries: (spec, facts) of every model served."""
+    return {"object": "list", "data": [model_entry(spec, facts) for spec, facts in entries]}

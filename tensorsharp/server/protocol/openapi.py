@@ -7,6 +7,7 @@ from importlib import metadata
 from tensorsharp.server.protocol.ollama import ROLES as OLLAMA_ROLES
 from tensorsharp.server.protocol.ollama import THINK_LEVELS as OLLAMA_THINK_LEVELS
 from tensorsharp.server.protocol.openai import ROLES as OPENAI_ROLES
+from tensorsharp.server.protocol.responses import EFFORTS, MESSAGE_ROLES, SUMMARIES
 
 
 def _obj(properties: dict, required: tuple = ()) -> dict:
@@ -64,7 +65,8 @@ OPENAI_CHAT = _obj({
     "tool_choice": {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]},
                               _obj({"type": {"type": "string", "enum": ["function"]},
                                     "function": _obj({"name": STR}, ("name",))}, ("type", "function"))]},
-    "parallel_tool_calls": BOOL, **SAMPLING}, ("model", "messages"))
+    "parallel_tool_calls": BOOL, "chat_template_kwargs": _obj({"enable_thinking": BOOL, "thinking": BOOL}),
+    **SAMPLING}, ("model", "messages"))
 OPENAI_COMPLETION = _obj({
     "model": STR,
     "prompt": {"oneOf": [STR, {"type": "array", "items": STR}, {"type": "array", "items": {"type": "integer", "minimum": 0}},
@@ -72,6 +74,39 @@ OPENAI_COMPLETION = _obj({
     "max_tokens": {"type": "integer", "minimum": 0}, "n": {"type": "integer", "minimum": 1}, "stream": BOOL,
     "stream_options": _obj({"include_usage": BOOL}), "echo": BOOL,
     "logprobs": {"type": "integer", "minimum": 0, "maximum": 5}, **SAMPLING}, ("model", "prompt"))
+INPUT_PART = {"oneOf": [
+    _obj({"type": {"type": "string", "enum": ["input_text", "output_text"]}, "text": STR}, ("type", "text")),
+    _obj({"type": {"type": "string", "enum": ["input_image"]}, "image_url": STR,
+          "detail": {"type": "string", "enum": ["auto", "low", "high"]}}, ("type", "image_url"))]}
+INPUT_ITEM = {"oneOf": [
+    _obj({"type": {"type": "string", "enum": ["message"]}, "role": {"type": "string", "enum": list(MESSAGE_ROLES)},
+          "content": {"oneOf": [STR, {"type": "array", "items": INPUT_PART}]}}, ("role", "content")),
+    _obj({"type": {"type": "string", "enum": ["function_call"]}, "call_id": STR, "name": STR, "arguments": STR},
+         ("type", "call_id", "name", "arguments")),
+    _obj({"type": {"type": "string", "enum": ["function_call_output"]}, "call_id": STR, "output": STR},
+         ("type", "call_id", "output")),
+    _obj({"type": {"type": "string", "enum": ["reasoning"]}, "id": STR,
+          "summary": {"type": "array", "items": _obj({"type": STR, "text": STR}, ("type", "text"))}},
+         ("type", "summary"))]}
+RESPONSES = _obj({
+    "model": STR, "input": {"oneOf": [STR, {"type": "array", "items": INPUT_ITEM, "minItems": 1}]},
+    "instructions": STR, "previous_response_id": STR, "store": BOOL, "stream": BOOL,
+    "max_output_tokens": {"type": "integer", "minimum": 1},
+    "temperature": SAMPLING["temperature"], "top_p": SAMPLING["top_p"], "parallel_tool_calls": BOOL,
+    "tools": {"type": "array", "items": _obj({"type": {"type": "string", "enum": ["function"]}, "name": STR,
+                                              "description": STR, "parameters": ANY_OBJECT, "strict": BOOL},
+                                             ("type", "name"))},
+    "tool_choice": {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]},
+                              _obj({"type": {"type": "string", "enum": ["function"]}, "name": STR}, ("type", "name"))]},
+    "text": _obj({"format": {"oneOf": [
+        _obj({"type": {"type": "string", "enum": ["text", "json_object"]}}, ("type",)),
+        _obj({"type": {"type": "string", "enum": ["json_schema"]}, "name": STR, "schema": ANY_OBJECT, "strict": BOOL},
+             ("type", "schema"))]}}),
+    "reasoning": _obj({"effort": {"type": "string", "enum": list(EFFORTS)},
+                       "summary": {"type": "string", "enum": list(SUMMARIES)}}),
+    "metadata": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 512}, "maxProperties": 16},
+    "include": {"type": "array", "items": STR}, "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
+    "user": STR}, ("model", "input"))
 OLLAMA_GENERATE = _obj({"model": STR, "prompt": STR, "system": STR, "template": STR, "raw": BOOL, "stream": BOOL,
                         "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK, **OLLAMA_LOGPROBS,
                         "context": {"type": "array", "items": {"type": "integer", "minimum": 0}},
@@ -88,6 +123,10 @@ WEBUI_CHAT = _obj({"messages": {"type": "array", "items": _obj({
 TOKENIZE = _obj({"model": STR, "content": STR, "add_special": BOOL, "parse_special": BOOL, "with_pieces": BOOL},
                ("content",))
 DETOKENIZE = _obj({"model": STR, "tokens": {"type": "array", "items": {"type": "integer", "minimum": 0}}})
+RESPONSE_ID = {"name": "response_id", "in": "path", "required": True, "schema": STR}
+ITEM_PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+             {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
+             {"name": "after", "in": "query", "schema": STR}]
 ERROR = {"oneOf": [_obj({"error": STR}, ("error",)),
                    _obj({"error": _obj({"message": STR, "type": STR, "param": {"type": "string", "nullable": True},
                                         "code": {"type": "string", "nullable": True}}, ("message",))}, ("error",))]}
@@ -161,6 +200,11 @@ def _document() -> dict:
             "/v1/embeddings": {"post": _op("OpenAI: embeddings", OPENAI_EMBEDDINGS, json_t)},
             "/api/embed": {"post": _op("Ollama: embeddings", OLLAMA_EMBED, json_t)},
             "/api/embeddings": {"post": _op("Ollama: one embedding (legacy, not normalised)", OLLAMA_EMBEDDINGS, json_t)},
+            "/v1/responses": {"post": _op("OpenAI: a response", RESPONSES, json_t, sse)},
+            "/v1/responses/{response_id}": {"parameters": [RESPONSE_ID], "get": _op("OpenAI: a stored response"),
+                                            "delete": _op("OpenAI: delete a stored response")},
+            "/v1/responses/{response_id}/input_items": {"get": {**_op("OpenAI: a stored response's input items"),
+                                                                "parameters": [RESPONSE_ID, *ITEM_PAGE]}},
             "/api/tags": {"get": _op("Ollama: local models")},
             "/api/ps": {"get": _op("Ollama: loaded models")},
             "/api/show": {"post": _op("Ollama: model details", _obj({"model": STR, "name": STR}))},

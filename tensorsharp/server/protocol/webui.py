@@ -23,11 +23,13 @@ class ChatRequest:
     max_tokens: int
     sampling: SamplingParams
     system_prompt: str | None
+    model: str | None = None      # None: the server's default model
 
 
 def is_webui_chat(body: dict) -> bool:
-    """/api/chat serves Ollama clients (their bodies name a model) and the web page (it does not)."""
-    return "model" not in body
+    """/api/chat serves Ollama clients (their bodies name a model) and the web page (its bodies
+    carry a session, and a model only when the reader picked one)."""
+    return "model" not in body or "sessionId" in body
 
 
 def parse_chat(body: dict) -> ChatRequest:
@@ -49,7 +51,7 @@ def parse_chat(body: dict) -> ChatRequest:
                               top_p=f.float("topP", 1.0, lo=0, hi=1), top_k=min(f.int("topK", 0, lo=0), MAX_WINDOW))
     return ChatRequest(messages, f.str("sessionId"), f.bool("newChat", False), f.bool("think"),
                        f.list("tools") or None, f.int("maxTokens", DEFAULT_MAX_TOKENS, lo=1), sampling,
-                       f.str("systemPrompt"))
+                       f.str("systemPrompt"), f.str("model"))
 
 
 def job_messages(turns: list[dict]) -> tuple[list[dict], list[Image]]:
@@ -83,17 +85,23 @@ def done_frame(done, reason: str) -> str:
                   "finishReason": reason})
 
 
-def models(served) -> dict:
-    return {"models": [{"name": served.name, "file": str(served.path), "architecture": served.architecture,
-                        "contextLength": served.n_ctx, "parameters": served.parameter_size,
-                        "quantization": served.quantization, "supportsImages": served.supports_images,
-                        "supportsThinking": served.supports_thinking, "supportsTools": served.supports_tools}],
-            "loaded": served.name}
+def models(entries: list, loaded: dict, default: str) -> dict:
+    """entries: (spec, facts) of every model served; loaded: the loaded ones' ServedModels by name."""
+    out = []
+    for spec, facts in entries:
+        served = loaded.get(spec.name)
+        caps = served.capabilities if served is not None else facts.capabilities
+        out.append({"name": spec.name, "file": str(spec.path), "architecture": facts.architecture,
+                    "contextLength": served.n_ctx if served is not None else facts.context_length,
+                    "parameters": facts.parameter_size, "quantization": facts.quantization,
+                    "supportsImages": "vision" in caps, "supportsThinking": "thinking" in caps,
+                    "supportsTools": "tools" in caps, "isLoaded": served is not None})
+    return {"models": out, "loaded": default}
 
 
-def queue_status(status: dict) -> dict:
-    """/api/queue/status from the scheduler's status: TensorSharp's fields, which its clients read,
-    beside our own (pending, active, parallel, capacity)."""
-    return {"busy": status["active"] > 0, "pending_requests": status["pending"],
-            "total_processed": status["processed"],
-            **{k: status[k] for k in ("pending", "active", "parallel", "capacity")}}
+def queue_status(statuses: list[dict]) -> dict:
+    """/api/queue/status from the loaded models' scheduler statuses, summed: TensorSharp's fields,
+    which its clients read, beside our own (pending, active, parallel, capacity)."""
+    total = {k: sum(s[k] for s in statuses) for k in ("pending", "active", "processed", "parallel", "capacity")}
+    return {"busy": total["active"] > 0, "pending_requests": total["pending"], "total_processed": total["processed"],
+            **{k: total[k] for k in ("pending", "active", "parallel", "capacity")}}

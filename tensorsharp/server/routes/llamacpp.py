@@ -11,7 +11,8 @@ bp = Blueprint("llamacpp", __name__)
 
 
 def _served(name: str | None):
-    return state().require_model(name) if name else state().served
+    st = state()
+    return st.require_model(name or st.default)
 
 
 @bp.post("/tokenize")

@@ -27,9 +27,11 @@ class PagePath(PathConverter):
 def health():
     """200 while the engine serves; 503 once its thread died or a step has hung (a load balancer
     or supervisor should then restart the process)."""
-    problem = state().served.scheduler.stalled(config.server_options().stall_seconds)
-    if problem is not None:
-        return json_response({"status": "error", "error": problem}, 503)
+    after = config.server_options().stall_seconds
+    for entry in state().pool.loaded():
+        problem = entry.served.scheduler.stalled(after)
+        if problem is not None:
+            return json_response({"status": "error", "error": f"{entry.name}: {problem}"}, 503)
     return json_response({"status": "ok"})
 
 
@@ -41,7 +43,9 @@ def metrics():
 
 @bp.get("/openapi.json")
 def openapi():
-    return json_response(openapi_document([state().served.name]))
+    # The loaded models' names: tools that generate requests from the document (schemathesis)
+    # would otherwise load every model of the store in turn.
+    return json_response(openapi_document([e.name for e in state().pool.loaded()]))
 
 
 @bp.get("/api/version")
@@ -60,8 +64,12 @@ def _root():
     return root
 
 
-@bp.get("/")
+@bp.route("/", methods=["GET", "HEAD"])
 def index():
+    # Ollama clients check the server is up with GET or HEAD / and read a plain text answer;
+    # browsers ask for HTML and get the page.
+    if request.accept_mimetypes.best_match(["text/plain", "text/html"]) != "text/html":
+        return Response("Ollama is running", mimetype="text/plain")
     return send_from_directory(_root(), "index.html")
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed
-from tensorsharp.server.app import body, json_response, state
+from tensorsharp.server.app import KEEP_ALIVE, body, json_response, state
+from tensorsharp.server.catalog import Header
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
+from tensorsharp.server.pool import off_hub
 from tensorsharp.server.protocol import ollama as ol
 from tensorsharp.server.protocol.common import token_logprob
 from tensorsharp.server.protocol.fields import Fields
@@ -19,12 +21,12 @@ bp = Blueprint("ollama", __name__)
 
 @bp.get("/api/tags")
 def tags():
-    return json_response(ol.tags(state().served))
+    return json_response(ol.tags(state().listing()))
 
 
 @bp.get("/api/ps")
 def ps():
-    return json_response(ol.ps(state().served))
+    return json_response(ol.ps(state().pool.loaded()))
 
 
 @bp.post("/api/show")
@@ -33,7 +35,11 @@ def show():
     name = f.str("model") or f.str("name")
     if not name:
         raise ApiError(400, "'model' is required", param="model")
-    return json_response(ol.show(state().require_model(name)))
+    st = state()
+    spec = st.find(name)
+    # A model not loaded is described from its file, as Ollama does: showing it loads nothing.
+    model = st.pool.get(spec.name) or off_hub(Header, spec, st.n_ctx)
+    return json_response(ol.show(model))
 
 
 def _check_think(served, req: ol.Request) -> None:
@@ -43,10 +49,10 @@ def _check_think(served, req: ol.Request) -> None:
 
 @bp.post("/api/generate")
 def generate():
-    req = ol.parse_generate(body())
-    served = state().require_model(req.model)
+    req = ol.parse_generate(with_model_defaults(body(), chat=False))
     if req.empty:
-        return json_response(ol.load_response(req.model, chat=False))
+        return _load(req, chat=False)
+    served = _hold(req)
     _check_think(served, req)
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
@@ -69,16 +75,51 @@ def chat_ollama():
 
 
 def ollama_chat(data: dict):
-    req = ol.parse_chat(data)
-    served = state().require_model(req.model)
+    req = ol.parse_chat(with_model_defaults(data, chat=True))
     if req.empty:
-        return json_response(ol.load_response(req.model, chat=True))
+        return _load(req, chat=True)
+    served = _hold(req)
     _check_think(served, req)
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
     if req.stream:
         return ndjson_response(_stream(gen, req, chat=True), on_close=gen.close)
     return json_response(_result(gen, req, chat=True))
+
+
+def with_model_defaults(data: dict, chat: bool) -> dict:
+    """The request with what its model's name adds (/api/create): the model's options under the
+    request's own, and its system prompt where the request brings none."""
+    spec = state().catalog.find(data["model"]) if isinstance(data.get("model"), str) else None
+    if spec is None or (not spec.parameters and not spec.system):
+        return data
+    data = dict(data)
+    if spec.parameters:
+        options = data.get("options")
+        data["options"] = {**spec.parameters, **options} if isinstance(options, dict) else (options or spec.parameters)
+    messages = data.get("messages")
+    if spec.system and chat and isinstance(messages, list) and messages and not any(
+            isinstance(m, dict) and m.get("role") == "system" for m in messages):
+        data["messages"] = [{"role": "system", "content": spec.system}, *messages]
+    elif spec.system and not chat and not data.get("system") and not data.get("raw"):
+        data["system"] = spec.system
+    return data
+
+
+def _load(req: ol.Request, chat: bool):
+    """A request without prompt or messages: loads the model, or with keep_alive 0 unloads it."""
+    st = state()
+    if req.keep_alive == 0:
+        st.pool.unload(st.find(req.model).name)
+        return json_response(ol.load_response(req.model, chat, unload=True))
+    _hold(req)
+    return json_response(ol.load_response(req.model, chat))
+
+
+def _hold(req: ol.Request):
+    """The request's model, held until the response ends; then kept loaded for its keep_alive."""
+    request.environ[KEEP_ALIVE] = req.keep_alive
+    return state().require_model(req.model)
 
 
 def _logprob(gen: Generation, req: ol.Request, ev: Output) -> dict | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import gevent
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed
@@ -36,12 +37,14 @@ class _Usage:
 
 @bp.get("/v1/models")
 def list_models():
-    return json_response(oa.models(state().served))
+    return json_response(oa.models(state().listing()))
 
 
 @bp.get("/v1/models/<path:name>")
 def get_model(name: str):
-    return json_response(oa.model_entry(state().require_model(name)))
+    st = state()
+    spec = st.find(name)
+    return json_response(oa.model_entry(spec, gevent.get_hub().threadpool.apply(st.catalog.facts, (spec,))))
 
 
 @bp.post("/v1/chat/completions")

@@ -40,7 +40,7 @@ def chat(data: dict):
     messages, images = wu.job_messages(system + session.history + turns)
     job = Job(messages=messages, max_tokens=req.max_tokens, sampling=req.sampling, tools=req.tools,
               think=req.think, session=session.id, images=images)
-    gen = Generation(st.served, job, environ=request.environ)
+    gen = Generation(st.require_model(req.model or st.default), job, environ=request.environ)
     session.busy = True
     turn = session.turn = _Turn(gen, session, turns)
     return sse_response(turn.frames(), on_close=turn.settle)
@@ -126,7 +126,8 @@ def delete_session(sid: str):
 
 @bp.get("/api/models")
 def models():
-    return json_response(wu.models(state().served))
+    st = state()
+    return json_response(wu.models(st.listing(), {e.name: e.served for e in st.pool.loaded()}, st.default))
 
 
 @bp.post("/api/upload")
@@ -139,4 +140,4 @@ def upload():
 
 @bp.get("/api/queue/status")
 def queue_status():
-    return json_response(wu.queue_status(state().served.scheduler.status()))
+    return json_response(wu.queue_status([e.served.scheduler.status() for e in state().pool.loaded()]))

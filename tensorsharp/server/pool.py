@@ -1,0 +1,237 @@
+"""The models a server has loaded: each loaded on demand off the hub (requests for a model being
+loaded wait for that one load), within a count and a memory budget that the least recently used
+idle model makes room in, and unloaded keep_alive seconds after its last request ends.
+
+Everything here runs on the gevent hub's greenlets (no locks needed); only loading and closing a
+model, which take seconds, run on worker threads.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import gevent
+from gevent.event import AsyncResult
+
+from tensorsharp.server.catalog import Spec
+from tensorsharp.server.errors import ApiError
+from tensorsharp.server.model import ServedModel
+from tensorsharp.server.protocol.duration import FOREVER
+
+log = logging.getLogger(__name__)
+
+# What /api/ps shows for a model kept forever (keep_alive < 0): a date no client waits for.
+FAR_FUTURE = timedelta(days=365 * 100)
+
+
+@dataclass(eq=False)
+class Loaded:
+    served: ServedModel
+    size: int                       # bytes it holds: file + KV cache
+    keep_alive: float               # seconds it stays after its last request (FOREVER: no end)
+    default_keep: float             # keep_alive of requests that give none: the server's, or
+                                    # FOREVER for the models named at start
+    in_use: int = 0                 # requests holding it; never evicted while above 0
+    leaving: bool = False           # unload asked while in use: goes when the last request ends
+    last_used: float = field(default_factory=time.monotonic)
+    expires_at: datetime | None = None   # wall clock, for /api/ps: set when it last became idle
+    timer: gevent.Greenlet | None = None
+
+    @property
+    def name(self) -> str:
+        return self.served.name
+
+    def expiry(self) -> datetime:
+        """When it will be unloaded if no request comes (while in use: that long after now)."""
+        if self.in_use or self.expires_at is None:
+            ahead = FAR_FUTURE if self.keep_alive == FOREVER else timedelta(seconds=self.keep_alive)
+            return datetime.now(timezone.utc) + ahead
+        return self.expires_at
+
+
+class ModelPool:
+    """acquire(spec) a model for a request, release() it when the response ends."""
+
+    def __init__(self, load: Callable[[Spec], ServedModel], estimate: Callable[[Spec], int],
+                 max_loaded: int, max_memory: int, keep_alive: float):
+        self._load_fn = load          # runs on a worker thread
+        self._estimate = estimate     # bytes a spec will take once loaded; runs on a worker thread
+        self.max_loaded = max(1, max_loaded)
+        self.max_memory = max_memory  # 0: no limit
+        self.keep_alive = keep_alive
+        self._loaded: dict[str, Loaded] = {}
+        self._loading: dict[str, tuple[AsyncResult, int]] = {}   # name -> (its load, bytes reserved)
+
+    # -- requests ----------------------------------------------------------------------------------
+    def acquire(self, spec: Spec) -> ServedModel:
+        entry = self._loaded.get(spec.name)
+        if entry is not None and entry.served.spec != spec and not entry.in_use:
+            self._unload(entry)   # its name was given a new system prompt, template or file
+            entry = None
+        if entry is None:
+            entry = self._load(spec)
+        entry.in_use += 1
+        entry.last_used = time.monotonic()
+        self._cancel_timer(entry)
+        return entry.served
+
+    def release(self, served: ServedModel, keep_alive: float | None = None) -> None:
+        entry = self._loaded.get(served.name)
+        if entry is None or entry.served is not served:
+            return   # unloaded while the request ran (the server is stopping)
+        entry.in_use -= 1
+        entry.last_used = time.monotonic()
+        entry.keep_alive = 0 if entry.leaving else entry.default_keep if keep_alive is None else keep_alive
+        if entry.in_use == 0:
+            self._arm(entry)
+
+    def pin(self, spec: Spec) -> ServedModel:
+        """Loads a model named at start: requests that give no keep_alive leave it loaded (it
+        still makes room when idle and least recently used, as any model)."""
+        served = self.acquire(spec)
+        self._loaded[spec.name].default_keep = FOREVER
+        self.release(served)
+        return served
+
+    def adopt(self, served: ServedModel) -> None:
+        """Serves a model loaded elsewhere (by the caller of create_app) as if pinned here."""
+        entry = Loaded(served, served.memory_bytes, FOREVER, FOREVER)
+        self._loaded[served.name] = entry
+        self._arm(entry)
+
+    def unload(self, name: str) -> bool:
+        """Unloads a model now, or (in use) as its last request ends; False if it is not loaded."""
+        entry = self._loaded.get(name)
+        if entry is None:
+            return False
+        entry.keep_alive, entry.leaving = 0, True
+        if not entry.in_use:
+            self._unload(entry)
+        return True
+
+    # -- views ---------------------------------------------------------------------------------------
+    def loaded(self) -> list[Loaded]:
+        """Loaded models, the most recently used first."""
+        return sorted(self._loaded.values(), key=lambda e: -e.last_used)
+
+    def get(self, name: str) -> ServedModel | None:
+        entry = self._loaded.get(name)
+        return entry.served if entry is not None else None
+
+    def used_bytes(self) -> int:
+        return sum(e.size for e in self._loaded.values()) + sum(r for _, r in self._loading.values())
+
+    def close(self) -> None:
+        for entry in list(self._loaded.values()):
+            self._cancel_timer(entry)
+            entry.served.close()
+        self._loaded.clear()
+
+    # -- loading and unloading -----------------------------------------------------------------------
+    def _load(self, spec: Spec) -> Loaded:
+        pending = self._loading.get(spec.name)
+        if pending is not None:   # another request is loading it: wait for that load
+            return pending[0].get()
+        result = AsyncResult()
+        self._loading[spec.name] = (result, 0)
+        try:
+            need = off_hub(self._estimate, spec)
+            self._make_room(spec.name, need)
+            self._loading[spec.name] = (result, need)
+            t0 = time.monotonic()
+            served = off_hub(self._load_fn, spec)
+            log.info("loaded %s in %.1f s (%d MB)", spec.name, time.monotonic() - t0, served.memory_bytes >> 20)
+            entry = Loaded(served, served.memory_bytes, self.keep_alive, self.keep_alive)
+            self._loaded[spec.name] = entry
+            result.set(entry)
+            return entry
+        except BaseException as e:
+            result.set_exception(e)
+            raise
+        finally:
+            del self._loading[spec.name]
+
+    def _make_room(self, name: str, need: int) -> None:
+        """Unloads least recently used idle models until one more (need bytes) fits; 503 if the
+        models in use leave no room."""
+        if self.max_memory and need > self.max_memory:
+            raise ApiError(507, f"model {name} needs about {need >> 20} MB, more than the memory budget of "
+                           f"{self.max_memory >> 20} MB (TENSORSHARP_MAX_MEMORY)", code="insufficient_memory")
+        while (len(self._loaded) + len(self._loading) > self.max_loaded
+               or (self.max_memory and self.used_bytes() + need > self.max_memory)):
+            idle = [e for e in self._loaded.values() if not e.in_use]
+            if not idle:
+                raise ApiError(503, f"cannot load {name}: the loaded models are all serving requests and "
+                               f"no more fit; retry shortly", code="models_busy", headers={"Retry-After": "5"})
+            self._unload(min(idle, key=lambda e: e.last_used))
+
+    def _unload(self, entry: Loaded) -> None:
+        self._cancel_timer(entry)
+        if self._loaded.get(entry.name) is entry:
+            del self._loaded[entry.name]
+        # Joining the engine thread and freeing gigabytes take a moment: not on the hub.
+        off_hub(_close, entry.served)
+        log.info("unloaded %s", entry.name)
+
+    def _arm(self, entry: Loaded) -> None:
+        """Starts the idle model's keep_alive countdown."""
+        self._cancel_timer(entry)
+        if entry.keep_alive == FOREVER:
+            entry.expires_at = datetime.now(timezone.utc) + FAR_FUTURE
+            return
+        entry.expires_at = datetime.now(timezone.utc) + timedelta(seconds=entry.keep_alive)
+        if entry.keep_alive <= 0:
+            self._unload(entry)
+        else:
+            entry.timer = gevent.spawn_later(entry.keep_alive, self._expire, entry)
+
+    def _expire(self, entry: Loaded) -> None:
+        entry.timer = None
+        if not entry.in_use and self._loaded.get(entry.name) is entry:
+            self._unload(entry)
+
+    @staticmethod
+    def _cancel_timer(entry: Loaded) -> None:
+        if entry.timer is not None and entry.timer is not gevent.getcurrent():
+            entry.timer.kill(block=False)
+        entry.timer = None
+
+
+def off_hub(fn, *args):
+    """fn(*args) on a worker thread. Its exception is raised here, to the caller, and not also
+    printed as an unhandled error by gevent's hub, as a task's exception otherwise is."""
+    def call():
+        try:
+            return fn(*args), None
+        except Exception as e:   # handed to the caller as it is
+            return None, e
+    result, error = gevent.get_hub().threadpool.apply(call)
+    if error is not None:
+        raise error
+    return result
+
+
+def _close(served: ServedModel) -> None:
+    served.close()
+    gc.collect()   # the model's arrays can sit in reference cycles; free them now, not at some later collection
+    if _LIBC is not None:
+        # glibc keeps freed heap for reuse; handing it back lets RSS fall to what is loaded
+        # (~40 MB after unloading gemma3-270m).
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:   # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+_LIBC = _libc()

@@ -1,0 +1,156 @@
+"""The model pool over fake models: least recently used idle eviction within a count and a byte
+budget, models in use never evicted, one shared load per model, keep_alive expiry and unload."""
+import time
+from pathlib import Path
+
+import gevent
+import pytest
+
+from tensorsharp.errors import GGUFError
+from tensorsharp.server.catalog import Spec
+from tensorsharp.server.errors import ApiError
+from tensorsharp.server.pool import ModelPool
+from tensorsharp.server.protocol.duration import FOREVER
+
+MB = 1 << 20
+
+
+class FakeModel:
+    def __init__(self, spec: Spec, size: int):
+        self.spec, self.memory_bytes, self.closed = spec, size, False
+
+    @property
+    def name(self):
+        return self.spec.name
+
+    def close(self):
+        self.closed = True
+
+
+def spec(name: str) -> Spec:
+    return Spec(f"{name}:latest", Path(f"/models/{name}.gguf"), frozenset({name}))
+
+
+class Loader:
+    """Loads FakeModels of the given sizes, slowly enough for requests to meet during a load."""
+
+    def __init__(self, sizes: dict, seconds: float = 0.0):
+        self.sizes, self.seconds, self.loads = sizes, seconds, []
+
+    def __call__(self, s: Spec):
+        time.sleep(self.seconds)   # a worker thread: a real load blocks it the same way
+        if s.name.startswith("broken"):
+            raise GGUFError(f"{s.path.name}: unsupported architecture 'x'")
+        self.loads.append(s.name)
+        return FakeModel(s, self.sizes[s.name.split(":")[0]])
+
+    def estimate(self, s: Spec) -> int:
+        return self.sizes[s.name.split(":")[0]]
+
+
+def pool(sizes, max_loaded=3, max_memory=0, keep_alive=FOREVER, seconds=0.0):
+    loader = Loader(sizes, seconds)
+    return ModelPool(loader, loader.estimate, max_loaded, max_memory, keep_alive), loader
+
+
+def names(p):
+    return sorted(e.name.split(":")[0] for e in p.loaded())
+
+
+def use(p, name, keep_alive=None):
+    p.release(p.acquire(spec(name)), keep_alive)
+
+
+def test_least_recently_used_idle_model_makes_room():
+    p, loader = pool({"a": MB, "b": MB, "c": MB}, max_loaded=2)
+    use(p, "a")
+    use(p, "b")
+    use(p, "a")          # b is now the least recently used
+    use(p, "c")
+    assert names(p) == ["a", "c"] and loader.loads == ["a:latest", "b:latest", "c:latest"]
+
+
+def test_memory_budget_counts_bytes_and_refuses_what_can_never_fit():
+    p, _ = pool({"a": 60 * MB, "b": 50 * MB, "c": 30 * MB, "huge": 200 * MB}, max_loaded=5, max_memory=100 * MB)
+    use(p, "a")
+    use(p, "c")
+    use(p, "b")          # 60 + 30 + 50 > 100: a (least recent) goes, 30 + 50 fits
+    assert names(p) == ["b", "c"] and p.used_bytes() == 80 * MB
+    with pytest.raises(ApiError) as e:
+        p.acquire(spec("huge"))
+    assert e.value.status == 507 and "budget" in e.value.message
+    assert names(p) == ["b", "c"]   # nothing was evicted for a model that cannot fit anyway
+
+
+def test_a_model_in_use_is_never_evicted():
+    p, _ = pool({"a": MB, "b": MB}, max_loaded=1)
+    held = p.acquire(spec("a"))
+    with pytest.raises(ApiError) as e:
+        p.acquire(spec("b"))
+    assert e.value.status == 503 and not held.closed and names(p) == ["a"]
+    p.release(held)
+    use(p, "b")
+    assert held.closed and names(p) == ["b"]
+
+
+def test_requests_for_a_model_being_loaded_share_its_load():
+    p, loader = pool({"a": MB}, seconds=0.2)
+    got = [gevent.spawn(p.acquire, spec("a")) for _ in range(4)]
+    gevent.joinall(got, raise_error=True)
+    assert loader.loads == ["a:latest"] and len({id(g.value) for g in got}) == 1
+    assert p.loaded()[0].in_use == 4
+
+
+def test_keep_alive_zero_unloads_as_the_last_request_ends():
+    p, _ = pool({"a": MB})
+    first, second = p.acquire(spec("a")), p.acquire(spec("a"))
+    p.release(first, 0)
+    assert names(p) == ["a"]     # still in use by the second request
+    p.release(second, 0)
+    assert names(p) == [] and first.closed
+
+
+def test_keep_alive_expires_and_a_new_request_restarts_the_countdown():
+    p, _ = pool({"a": MB, "b": MB}, keep_alive=0.3)
+    use(p, "a")
+    use(p, "b", FOREVER)
+    gevent.sleep(0.2)
+    use(p, "a")                  # the countdown starts again from here
+    gevent.sleep(0.2)
+    assert names(p) == ["a", "b"]
+    gevent.sleep(0.25)
+    assert names(p) == ["b"]     # b was asked to stay forever
+    (b,) = p.loaded()
+    assert b.expiry().year > 2100
+
+
+def test_unload_of_a_model_in_use_waits_for_its_request():
+    p, _ = pool({"a": MB})
+    held = p.acquire(spec("a"))
+    assert p.unload("a:latest") and names(p) == ["a"] and not held.closed
+    p.release(held)
+    assert names(p) == [] and held.closed
+    assert not p.unload("a:latest")
+
+
+def test_a_failed_load_is_an_error_for_every_request_waiting_and_the_next_one_tries_again():
+    p, _ = pool({"broken": MB}, seconds=0.1)
+    waiting = [gevent.spawn(p.acquire, spec("broken")) for _ in range(3)]
+    gevent.joinall(waiting)
+    for g in waiting:
+        assert isinstance(g.exception, GGUFError) and "unsupported architecture" in str(g.exception)
+    assert p.loaded() == [] and p.used_bytes() == 0
+    with pytest.raises(GGUFError):
+        p.acquire(spec("broken"))
+
+
+def test_models_named_at_start_stay_unless_a_request_says_otherwise():
+    p, _ = pool({"a": MB, "b": MB}, keep_alive=0.1)
+    p.pin(spec("a"))
+    use(p, "b")
+    use(p, "a")
+    gevent.sleep(0.3)
+    assert names(p) == ["a"] and p.loaded()[0].expiry().year > 2100
+    use(p, "a", 0.1)             # a request's own keep_alive counts for a pinned model too
+    gevent.sleep(0.3)
+    assert names(p) == []
