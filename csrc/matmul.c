@@ -33,7 +33,10 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn g
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
     const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
     if (gemm && (n > 1 || gemm_one)) {
-        /* The gemm orders its own work over this thread's rows and all activation rows. */
+        /* The gemm orders its own work over this thread's rows and all activation rows. A lone
+         * token takes it too where it is as fast (gemm_one): then its sums do not depend on how
+         * many others share the batch, so a seeded reply does not change with what the KV cache
+         * already held. */
         const int64_t r0 = g0 * TS_ROW_GROUP, r1 = g1 * TS_ROW_GROUP < rows ? g1 * TS_ROW_GROUP : rows;
         if (r1 > r0)
             gemm(cols, (int)(r1 - r0), (int)n, (const char *)w + r0 * row_bytes, (size_t)row_bytes, xq, act_row,

@@ -48,6 +48,19 @@ def test_simd_matches_scalar(isa, type_name, rng):
     assert np.all(np.abs(y - y0) <= 1e-5 * mag + 1e-6)
 
 
+@pytest.mark.parametrize("type_name", TYPES)
+def test_a_row_does_not_depend_on_the_rows_beside_it(isa, type_name, rng):
+    # Bit for bit: a token decoded alone and the same token inside a prompt batch must get the
+    # same sums, or a seeded reply changes with what the KV cache held (tests/server/test_seeds.py).
+    if not kernels._kernels.has_dot(kernels._type_id(type_name), isa):
+        pytest.skip(f"{type_name} has no kernel on {isa}")
+    w = random_weights(type_name, 70, 512, rng)
+    x = rng.standard_normal((19, 512), dtype=np.float32)
+    y = kernels.matmul(w, type_name, x, isa=isa)
+    for a, b in ((0, 1), (5, 6), (3, 5), (2, 19)):
+        assert np.array_equal(kernels.matmul(w, type_name, x[a:b], isa=isa), y[a:b]), (a, b)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_thread_counts_agree(n_threads, rng):
     w = random_weights("Q4_K", 100, 512, rng)

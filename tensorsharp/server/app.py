@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gevent
@@ -15,6 +15,7 @@ from tensorsharp.errors import TensorSharpError
 from tensorsharp.server import access
 from tensorsharp.server.catalog import Catalog, Spec
 from tensorsharp.server.errors import ApiError
+from tensorsharp.server.metrics import Metrics
 from tensorsharp.server.model import ServedModel
 from tensorsharp.server.pool import ModelPool
 from tensorsharp.server.protocol import duration
@@ -42,6 +43,10 @@ class State:
     access: access.Access
     web_root: Path | None
     draining: bool = False   # stopping: requests still arriving on open connections get 503
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self):
+        self.metrics = Metrics(lambda: [e.served for e in self.pool.loaded()])
 
     def find(self, name: str) -> Spec:
         spec = self.catalog.find(name)
@@ -183,12 +188,15 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                                           Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root())
 
     shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
-    from tensorsharp.server.routes import embeddings, manage, meta, ollama, openai, responses, webui
-    for bp in (manage.bp, meta.bp, ollama.bp, openai.bp, embeddings.bp, responses.bp, webui.bp):
+    from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui
+    app.url_map.converters["page"] = meta.PagePath
+    for bp in (manage.bp, meta.bp, llamacpp.bp, ollama.bp, openai.bp, embeddings.bp, responses.bp, webui.bp):
         app.register_blueprint(bp)
 
     @app.before_request
     def _access():
+        # Generation reports each finished choice here (see Generation.events).
+        request.environ["tensorsharp.metrics"] = state().metrics
         if state().draining and request.path != "/health":
             raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
         page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")
@@ -196,6 +204,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
 
     @app.after_request
     def _cors(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        state().metrics.request(rule, request.method, response.status_code)
         return access.cors_headers(state().access, response)
 
     @app.after_request

@@ -119,6 +119,8 @@ def prompt_text(served: ServedModel, job: Job) -> str | None:
 
 def prompt_ids(served: ServedModel, job: Job, text: str | None) -> tuple[list[int], list]:
     """The prompt's token ids (-1 at image positions) and the PromptImages filling those."""
+    if job.context:
+        return _after_context(served, job.context, *prompt_ids(served, dataclasses.replace(job, context=None), text))
     if job.images:
         return splice(served, text, job.images)
     if text is not None:
@@ -129,6 +131,18 @@ def prompt_ids(served: ServedModel, job: Job, text: str | None) -> tuple[list[in
     except ValueError as e:
         raise ApiError(400, str(e), param="prompt") from None
     return ids, []
+
+
+def _after_context(served: ServedModel, context: list[int], ids: list[int], images: list) -> tuple[list[int], list]:
+    """ids continuing the conversation context holds, which already opens with BOS."""
+    try:
+        served.check_ids(context)
+    except ValueError as e:
+        raise ApiError(400, f"'context': {e}", param="context") from None
+    if ids and ids[0] == served.tokenizer.bos_id:
+        ids = ids[1:]
+    shift = len(context)
+    return list(context) + ids, [dataclasses.replace(im, start=im.start + shift) for im in images]
 
 
 def _client_chars(job: Job) -> int:
@@ -156,7 +170,8 @@ def _prepare(served: ServedModel, job: Job, n: int) -> tuple:
 
 
 class Generation:
-    """n choices of one job, submitted together; iterate events() in the request's greenlet."""
+    """n choices of one job, submitted together; iterate events() in the request's greenlet. Each
+    choice's Done goes to the app's metrics, which the app puts in environ["tensorsharp.metrics"]."""
 
     def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None,
                  group: object | None = None):
@@ -165,6 +180,7 @@ class Generation:
                            f"see --mmproj)", param="messages")
         self.served = served
         self.job = job
+        self._metrics = (environ or {}).get("tensorsharp.metrics")
         limit = min(served.n_ctx, job.n_ctx) if job.n_ctx else served.n_ctx
         least = served.tokenizer.fewest_tokens(_client_chars(job))
         if least >= limit:   # refused before any work: tokenizing megabytes takes seconds
@@ -225,6 +241,8 @@ class Generation:
                     yield index, Output(event, reply.feed(event.text))
                     continue
                 if isinstance(event, Done):
+                    if self._metrics is not None:
+                        self._metrics.finished(self.served.name, event)
                     tail = reply.finish(cut_off=event.reason == "length")
                     if tail:
                         yield index, Output(None, tail)

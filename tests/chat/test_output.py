@@ -29,16 +29,17 @@ def test_aggregate_is_openai_shaped(counter_ids):
     ]
 
 
-def test_a_call_cut_off_is_content_unless_only_calls_were_possible(counter_ids):
-    cut = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get'
-    free = chat_format({}, QWEN3).make_parser(TOOLS, new_id=counter_ids)
-    forced = chat_format({}, QWEN3).make_parser(TOOLS, new_id=counter_ids, calls_only=True)
-    for p in (free, forced):
-        p.feed(cut)
-        p.finish()
-        assert [c["function"]["name"] for c in p.tool_calls] == ["get_weather"]
-    assert free.content.endswith('{"name": "get')
-    assert forced.content == ""
+def test_a_call_cut_off_is_never_content(counter_ids):
+    # Free or forced, an opened call is held to the call grammar (the lazy constraint of an auto
+    # reply, the forced one otherwise): what the token limit cut is a call, never an answer.
+    first = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n'
+    for cut, names in (('{"name": "get', ["get_weather"]), ('{"name": "get_time", "argu', ["get_weather", "get_time"])):
+        for calls_only in (False, True):
+            p = chat_format({}, QWEN3).make_parser(TOOLS, new_id=counter_ids, calls_only=calls_only)
+            p.feed(first + cut)
+            p.finish()
+            assert [c["function"]["name"] for c in p.tool_calls] == names
+            assert p.content == ""
 
 
 def test_same_result_whole_by_character_and_by_token(parse):

@@ -93,6 +93,54 @@ def test_chat_streaming(client):
     assert lines[-1]["done"] and FINAL <= set(lines[-1]) and lines[-1]["message"]["content"] == ""
 
 
+def test_generate_context_round_trip(client):
+    first = client.post("/api/generate", json=gen("My name is Ada.")).get_json()
+    context = first["context"]
+    assert all(isinstance(t, int) for t in context)
+    assert len(context) == first["prompt_eval_count"] + first["eval_count"]
+    alone = client.post("/api/generate", json=gen("What is my name?")).get_json()
+    after = client.post("/api/generate", json=gen("What is my name?", context=context)).get_json()
+    # The earlier conversation comes first; the new prompt follows it without a second BOS.
+    assert after["prompt_eval_count"] == len(context) + alone["prompt_eval_count"] - 1
+    assert after["context"][:len(context)] == context
+    r = client.post("/api/generate", json=gen("Hi", context=[10 ** 9]))
+    assert r.status_code == 400 and "context" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("extra", [{"system": "Be brief."}, {"template": "{{ .Prompt }}"}, {"context": [1, 2]}])
+def test_raw_refuses_what_it_would_ignore(client, extra):
+    r = client.post("/api/generate", json=gen(raw=True, **extra))
+    assert r.status_code == 400 and r.get_json() == {"error": "raw mode does not support template, system, or context"}
+
+
+@pytest.mark.parametrize("think", [True, "high", "medium", "low", "max"])
+def test_think_on_a_model_that_cannot(client, think):
+    for path, body in (("/api/generate", gen(think=think)), ("/api/chat", chat([{"role": "user", "content": "Hi"}],
+                                                                               think=think))):
+        r = client.post(path, json=body)
+        assert r.status_code == 400 and r.get_json() == {"error": f'"{FILE}" does not support thinking'}
+    assert client.post("/api/generate", json=gen(think=False)).status_code == 200
+    r = client.post("/api/generate", json=gen(think="banana"))
+    assert r.status_code == 400 and r.get_json()["error"].startswith('invalid think value: "banana"')
+
+
+def test_logprobs(client):
+    body = chat([{"role": "user", "content": "Name a fruit."}], logprobs=True, top_logprobs=3)
+    out = client.post("/api/chat", json=body).get_json()
+    assert len(out["logprobs"]) == out["eval_count"]
+    assert "".join(lp["token"] for lp in out["logprobs"]).startswith(out["message"]["content"])
+    for lp in out["logprobs"]:
+        assert lp["logprob"] <= 0 and len(lp["top_logprobs"]) == 3
+        assert lp["top_logprobs"][0]["logprob"] >= lp["logprob"] and bytes(lp["bytes"]).decode() == lp["token"]
+    lines = ndjson_lines(client.post("/api/generate", json={**gen("Name a fruit."), "stream": True,
+                                                              "logprobs": True}).data)
+    streamed = [lp for line in lines for lp in line.get("logprobs", [])]
+    assert len(streamed) == lines[-1]["eval_count"] and all(lp["top_logprobs"] == [] for lp in streamed)
+    assert "logprobs" not in client.post("/api/generate", json=gen()).get_json()
+    r = client.post("/api/generate", json=gen(logprobs=True, top_logprobs=21))
+    assert r.status_code == 400 and "top_logprobs" in r.get_json()["error"]
+
+
 def test_images_refused_by_text_model(client):
     r = client.post("/api/generate", json=gen(images=["iVBORw0KGgo="]))
     assert r.status_code == 400 and "does not support images" in r.get_json()["error"]
@@ -159,4 +207,4 @@ def test_malformed_json_and_long_prompt(client):
 
 def test_unknown_route_is_json_404(client):
     r = client.post("/api/nothing", json={})
-    assert r.status_code in (404, 405) and "error" in r.get_json()
+    assert r.status_code == 404 and list(r.get_json()) == ["error"]

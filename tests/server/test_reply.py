@@ -66,7 +66,9 @@ def test_ollama(client, scripted):
     assert msg["thinking"] and msg["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
     lines = ndjson_lines(client.post("/api/chat", json={**body, "stream": True}).data)
     assert any(line["message"].get("thinking") for line in lines)
-    assert lines[-1]["message"]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+    # As Ollama: the calls on a line of their own before the last, which has none.
+    assert not lines[-2]["done"] and lines[-2]["message"]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+    assert lines[-1]["done"] and "tool_calls" not in lines[-1]["message"]
 
 
 def test_webui(client, scripted):

@@ -111,7 +111,8 @@ class Capital(BaseModel):
 def test_structured_output(smol):
     r = smol.responses.parse(model=SMOL, input="What is the capital of France?", text_format=Capital,
                              max_output_tokens=60)
-    assert r.output_parsed == Capital(city="Paris", country="France")
+    # The small model's casing of the country sits on a near tie: any float change flips it.
+    assert r.output_parsed.city == "Paris" and r.output_parsed.country.lower() == "france"
     r = smol.responses.create(model=SMOL, input="What is the capital of France? Reply in JSON.",
                               max_output_tokens=60, text={"format": {"type": "json_object"}})
     assert isinstance(json.loads(r.output_text), dict) and r.text.format.type == "json_object"

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tensorsharp.testing.server import sse_events
+from tensorsharp.testing.server import ndjson_lines, sse_events
 
 QWEN = "qwen2.5-coder-0.5b"
 WEATHER = {"type": "function", "function": {
@@ -107,3 +107,30 @@ def test_auto_call_cut_off_by_max_tokens_is_not_content(qwen):
         events = sse_events(qwen.post("/v1/chat/completions", json={**body, "max_tokens": n, "stream": True}).data)
         streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
         assert '{"name"' not in streamed, (n, streamed)
+
+
+def test_ollama_streams_calls_on_a_line_before_the_last(qwen):
+    body = {"model": QWEN, "messages": [SYSTEM, ASK], "tools": [WEATHER], "options": {"num_predict": 200}}
+    lines = ndjson_lines(qwen.post("/api/chat", json=body).data)
+    with_calls = [i for i, line in enumerate(lines) if line["message"].get("tool_calls")]
+    assert len(with_calls) == 1 and not lines[with_calls[0]]["done"]   # as Ollama sends them
+    (call,) = lines[with_calls[0]]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather" and call["function"]["arguments"]["city"] == "Paris"
+    assert lines[-1]["done"] and "tool_calls" not in lines[-1]["message"]
+
+
+def test_a_reply_cut_mid_call_after_a_tool_result_has_no_json_in_content(qwen):
+    # After the result, this model calls the tool again; cut off mid-call it left '{"name' as content.
+    first = qwen.post("/v1/chat/completions", json={"model": QWEN, "messages": [SYSTEM, ASK], "tools": [WEATHER],
+                                                    "max_tokens": 100}).get_json()["choices"][0]["message"]
+    history = [SYSTEM, ASK, {"role": "assistant", "content": None, "tool_calls": first["tool_calls"]},
+               {"role": "tool", "tool_call_id": first["tool_calls"][0]["id"], "content": RESULT}]
+    for max_tokens in (10, 20):
+        openai = qwen.post("/v1/chat/completions", json={"model": QWEN, "messages": history, "tools": [WEATHER],
+                                                         "max_tokens": max_tokens}).get_json()["choices"][0]
+        ollama = qwen.post("/api/chat", json={"model": QWEN, "messages": history, "tools": [WEATHER], "stream": False,
+                                              "options": {"num_predict": max_tokens}}).get_json()
+        assert openai["finish_reason"] == ollama["done_reason"] == "length"
+        for message in (openai["message"], ollama["message"]):
+            assert '{"' not in (message["content"] or "")
+            assert [c["function"]["name"] for c in message["tool_calls"]] == ["get_weather"]

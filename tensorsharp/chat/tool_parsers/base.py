@@ -131,7 +131,7 @@ class ToolParser:
         self._buf = ""
         if not final:
             return None
-        reader.finish()
+        reader.cut()
         return self._end_calls(reader)
 
     def _end_calls(self, reader: CallReader) -> bool:

@@ -97,6 +97,16 @@ class CallReader:
         self._unowned.append(ch)
         return MORE
 
+    def cut(self) -> None:
+        """The text ended inside the JSON (the reply hit max_tokens): what was read is a call being
+        written, never content. Its name known, it is a call with the arguments written so far (as
+        a call whose arguments break off); without one, nothing is left of it, so a reply cut there
+        does not end in '{"name' beside its complete calls."""
+        if self._name:
+            self._begin()
+        self.finish()
+        self._unowned = []
+
     def finish(self) -> None:
         """The text ended here: a call whose arguments were streaming ends as it is."""
         if self._begun:

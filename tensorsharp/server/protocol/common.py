@@ -55,3 +55,21 @@ class Job:
     images: list[Image] = field(default_factory=list)  # in IMAGE_MARKER order; text-only models refuse them
     ignore_eos: bool = False               # generate past end-of-generation tokens (llama-server's
                                            # and vLLM's extension; benchmarks want full lengths)
+    context: list[int] | None = None       # token ids placed before the rendered prompt: an earlier
+                                           # /api/generate's "context" sent back (Ollama)
+
+
+def token_piece(tokenizer, tid: int) -> tuple[str, list[int]]:
+    raw = tokenizer.token_to_piece(tid, special=True)
+    return raw.decode("utf-8", "replace"), list(raw)
+
+
+def token_logprob(tokenizer, token, top_n: int) -> dict:
+    """One token's logprob entry, the shape OpenAI's choices[].logprobs.content and Ollama's
+    logprobs share: token, logprob, bytes and the top_n alternatives."""
+    text, raw = token_piece(tokenizer, token.id)
+    top = []
+    for tid, lp in (token.top or [])[:top_n]:
+        t, b = token_piece(tokenizer, tid)
+        top.append({"token": t, "logprob": lp, "bytes": b})
+    return {"token": text, "logprob": token.logprob, "bytes": raw, "top_logprobs": top}

@@ -17,6 +17,9 @@ from tensorsharp.server.reply import arguments_object
 ROLES = {"system", "user", "assistant", "tool"}
 
 
+MAX_TOP_LOGPROBS = 20
+
+
 @dataclass
 class Request:
     model: str
@@ -24,9 +27,11 @@ class Request:
     stream: bool
     empty: bool   # no prompt / messages: Ollama loads (or with keep_alive 0 unloads) and says so
     keep_alive: float | None = None   # seconds the model stays loaded after this request; None: the default
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
-def _options(f: Fields | None) -> tuple[SamplingParams, int | None, int | None, list[str]]:
+def _options(f: Fields | None, n_probs: int) -> tuple[SamplingParams, int | None, int | None, list[str]]:
     """(sampling, max_tokens or None for "until the context is full", num_ctx, stop)."""
     f = f if f is not None else Fields({}, "options")
     num_predict = f.int("num_predict", DEFAULT_MAX_TOKENS, lo=-2)
@@ -40,7 +45,7 @@ def _options(f: Fields | None) -> tuple[SamplingParams, int | None, int | None, 
         repeat_last_n=min(f.int("repeat_last_n", 64, lo=-1), MAX_WINDOW),
         presence_penalty=f.float("presence_penalty", 0.0),
         frequency_penalty=f.float("frequency_penalty", 0.0),
-        seed=None if seed < 0 else seed)
+        seed=None if seed < 0 else seed, n_probs=n_probs)
     return sampling, (None if num_predict < 0 else num_predict), f.int("num_ctx", lo=1), f.strings("stop")
 
 
@@ -54,6 +59,7 @@ def _format(f: Fields):
 
 
 EFFORTS = ("high", "medium", "low")
+THINK_LEVELS = (*EFFORTS, "max")   # what Ollama takes; "max" asks for the highest effort
 
 
 def _think(f: Fields) -> tuple[bool | None, str | None]:
@@ -61,9 +67,10 @@ def _think(f: Fields) -> tuple[bool | None, str | None]:
     value = f.raw("think")
     if value is None or isinstance(value, bool):
         return value, None
-    if value in EFFORTS:
-        return True, value
-    raise ApiError(400, "'think' must be true, false, \"high\", \"medium\" or \"low\"", param="think")
+    if value in THINK_LEVELS:
+        return True, EFFORTS[0] if value == "max" else value
+    raise ApiError(400, f'invalid think value: {json.dumps(value)} (must be "high", "medium", "low", "max", true, '
+                   'or false)', param="think")
 
 
 def _images(f: Fields, key: str = "images") -> list[Image]:
@@ -73,8 +80,14 @@ def _images(f: Fields, key: str = "images") -> list[Image]:
     return [Image.of(base64_bytes(b64, f"{f.name(key)}[{i}]")) for i, b64 in enumerate(images)]
 
 
+def _logprobs(f: Fields) -> tuple[bool, int]:
+    """(logprobs, top_logprobs): alternatives are reported only beside the chosen token's logprob."""
+    return f.bool("logprobs", False), f.int("top_logprobs", 0, lo=0, hi=MAX_TOP_LOGPROBS)
+
+
 def _job(f: Fields, **kw) -> Job:
-    sampling, max_tokens, num_ctx, stop = _options(f.fields("options"))
+    logprobs, top = _logprobs(f)
+    sampling, max_tokens, num_ctx, stop = _options(f.fields("options"), max(top, 1) if logprobs else 0)
     think, effort = _think(f)
     return Job(max_tokens=max_tokens, sampling=sampling, stop=stop, n_ctx=num_ctx, think=think,
                reasoning_effort=effort, format=_format(f), **kw)
@@ -90,20 +103,31 @@ def keep_alive(f: Fields) -> float | None:
         raise ApiError(400, f"'keep_alive': {e}", param="keep_alive") from None
 
 
+def _context(f: Fields) -> list[int] | None:
+    ids = f.list("context")
+    if ids is not None and not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        raise ApiError(400, "'context' must be an array of token ids", param="context")
+    return ids or None
+
+
 def parse_generate(body: dict) -> Request:
     f = Fields(body)
     model = f.str("model", required=True)
     prompt = f.str("prompt", "")
     system = f.str("system")
+    template = f.str("template")   # a custom template is not applied: the model's own renders
+    context = _context(f)
     raw = f.bool("raw", False)
     images = _images(f)
     if raw:
+        if system or template or context:
+            raise ApiError(400, "raw mode does not support template, system, or context", param="raw")
         job = _job(f, prompt=with_images(prompt, images), images=images, reuse_prefix=False)
     else:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": with_images(prompt, images)}]
-        job = _job(f, messages=messages, images=images, reuse_prefix=False)
-    return Request(model, job, f.bool("stream", True), not prompt and not images, keep_alive(f))
+        job = _job(f, messages=messages, images=images, reuse_prefix=False, context=context)
+    return Request(model, job, f.bool("stream", True), not prompt and not images, keep_alive(f), *_logprobs(f))
 
 
 def parse_chat(body: dict) -> Request:
@@ -124,7 +148,7 @@ def parse_chat(body: dict) -> Request:
         messages.append(msg)
     tools = f.list("tools") or None
     return Request(model, _job(f, messages=messages, tools=tools, images=images), f.bool("stream", True),
-                   False, keep_alive(f))
+                   False, keep_alive(f), *_logprobs(f))
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -148,21 +172,32 @@ def tool_calls(calls: list[dict]) -> list[dict]:
             for c in calls]
 
 
-def generate_chunk(model: str, deltas: list) -> dict:
+def _with_logprobs(out: dict, logprobs: list | None) -> dict:
+    if logprobs is not None:
+        out["logprobs"] = logprobs
+    return out
+
+
+def generate_chunk(model: str, deltas: list, logprobs: list | None = None) -> dict:
     out = {"model": model, "created_at": timestamp(), "response": "", "done": False}
     for d in deltas:
         if isinstance(d, ContentDelta):
             out["response"] += d.text
         elif isinstance(d, ThinkingDelta):
             out["thinking"] = out.get("thinking", "") + d.text
-    return out
+    return _with_logprobs(out, logprobs)
 
 
-def generate_final(model: str, text: str, thinking: str, done, reason: str) -> dict:
+def generate_final(model: str, text: str, thinking: str, done, reason: str, context: list[int] | None = None,
+                   logprobs: list | None = None) -> dict:
+    """The last line (or the whole answer): context is the conversation's token ids, prompt and
+    reply, which a client may send back to continue from there."""
     out = {"model": model, "created_at": timestamp(), "response": text, "done": True, **metrics(done, reason)}
     if thinking:
         out["thinking"] = thinking
-    return out
+    if context is not None:
+        out["context"] = context
+    return _with_logprobs(out, logprobs)
 
 
 def chat_message(content: str, thinking: str = "", calls: list[dict] | None = None) -> dict:
@@ -174,16 +209,17 @@ def chat_message(content: str, thinking: str = "", calls: list[dict] | None = No
     return msg
 
 
-def chat_chunk(model: str, deltas: list) -> dict | None:
+def chat_chunk(model: str, deltas: list, logprobs: list | None = None, calls: list[dict] | None = None) -> dict:
+    """A done:false line; Ollama sends tool calls whole, on a line of their own before the last."""
     content = "".join(d.text for d in deltas if isinstance(d, ContentDelta))
     thinking = "".join(d.text for d in deltas if isinstance(d, ThinkingDelta))
-    if not content and not thinking:
-        return None   # tool-call pieces: Ollama sends whole calls, in the final chunk
-    return {"model": model, "created_at": timestamp(), "message": chat_message(content, thinking), "done": False}
+    return _with_logprobs({"model": model, "created_at": timestamp(),
+                           "message": chat_message(content, thinking, calls), "done": False}, logprobs)
 
 
-def chat_final(model: str, message: dict, done, reason: str) -> dict:
-    return {"model": model, "created_at": timestamp(), "message": message, "done": True, **metrics(done, reason)}
+def chat_final(model: str, message: dict, done, reason: str, logprobs: list | None = None) -> dict:
+    return _with_logprobs({"model": model, "created_at": timestamp(), "message": message, "done": True,
+                           **metrics(done, reason)}, logprobs)
 
 
 def load_response(model: str, chat: bool, unload: bool = False) -> dict:

@@ -1,13 +1,17 @@
 """OpenAI dialect: /v1/chat/completions and /v1/completions requests, and the response shapes."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import metadata
 
 from tensorsharp.engine.sampler import MAX_WINDOW, SamplingParams
 from tensorsharp.server.errors import ApiError
-from tensorsharp.server.protocol.common import DEFAULT_COMPLETION_TOKENS, IMAGE_MARKER, Image, Job
+from tensorsharp.server.protocol.common import (DEFAULT_COMPLETION_TOKENS, IMAGE_MARKER, Image, Job, token_piece,
+                                                token_logprob)
 from tensorsharp.server.protocol.fields import Fields, base64_bytes
 from tensorsharp.chat.families import THINKING_VARIABLES
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
@@ -257,23 +261,30 @@ def usage(prompt: int, completion: int, cached: int) -> dict:
             "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-def _piece(tokenizer, tid: int) -> tuple[str, list[int]]:
-    raw = tokenizer.token_to_piece(tid, special=True)
-    return raw.decode("utf-8", "replace"), list(raw)
+@functools.cache
+def server_version() -> str:
+    try:
+        return metadata.version("tensorsharp")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
-def token_logprob(tokenizer, token, top_n: int) -> dict:
-    """One entry of choices[].logprobs.content."""
-    text, raw = _piece(tokenizer, token.id)
-    top = []
-    for tid, lp in (token.top or [])[:top_n]:
-        t, b = _piece(tokenizer, tid)
-        top.append({"token": t, "logprob": lp, "bytes": b})
-    return {"token": text, "logprob": token.logprob, "bytes": raw, "top_logprobs": top}
+def fingerprint(served) -> str:
+    """system_fingerprint: names what produced the reply (server version, model file, context), as
+    OpenAI's names its backend configuration; a string, as the API sends, never null."""
+    key = f"{server_version()}:{served.path.name}:{served.file_size}:{served.n_ctx}"
+    return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def logprobs_field(content: list | None) -> dict | None:
+    """choices[].logprobs: the spec requires "refusal" beside "content" (null: no refusals here)."""
+    return {"content": content, "refusal": None} if content is not None else None
 
 
 def message(reply) -> dict:
-    msg = {"role": "assistant", "content": reply.content if reply.content or not reply.tool_calls else None}
+    # "refusal" is required (null) in the spec's response message.
+    msg = {"role": "assistant", "content": reply.content if reply.content or not reply.tool_calls else None,
+           "refusal": None}
     if reply.thinking:
         msg["reasoning_content"] = msg["reasoning"] = reply.thinking
     if reply.tool_calls:
@@ -281,14 +292,14 @@ def message(reply) -> dict:
     return msg
 
 
-def chat_completion(cid: str, model: str, created: int, choices: list[dict], use: dict) -> dict:
+def chat_completion(cid: str, model: str, created: int, fp: str, choices: list[dict], use: dict) -> dict:
     return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": None, "choices": choices, "usage": use}
+            "system_fingerprint": fp, "choices": choices, "usage": use}
 
 
 def chat_choice(index: int, reply, finish_reason: str, logprobs: list | None) -> dict:
-    return {"index": index, "message": message(reply),
-            "logprobs": {"content": logprobs} if logprobs is not None else None, "finish_reason": finish_reason}
+    return {"index": index, "message": message(reply), "logprobs": logprobs_field(logprobs),
+            "finish_reason": finish_reason}
 
 
 def delta(d) -> dict:
@@ -304,20 +315,19 @@ def delta(d) -> dict:
     return {"tool_calls": [call]}
 
 
-def chunk(cid: str, model: str, created: int, index: int, delta_: dict, finish_reason=None,
+def chunk(cid: str, model: str, created: int, fp: str, index: int, delta_: dict, finish_reason=None,
           logprobs: list | None = None, with_usage: bool = False) -> dict:
     out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-           "system_fingerprint": None,
-           "choices": [{"index": index, "delta": delta_,
-                        "logprobs": {"content": logprobs} if logprobs is not None else None,
+           "system_fingerprint": fp,
+           "choices": [{"index": index, "delta": delta_, "logprobs": logprobs_field(logprobs),
                         "finish_reason": finish_reason}]}
     if with_usage:
         out["usage"] = None
     return out
 
 
-def usage_chunk(cid: str, model: str, created: int, use: dict, obj: str = "chat.completion.chunk") -> dict:
-    return {"id": cid, "object": obj, "created": created, "model": model, "system_fingerprint": None,
+def usage_chunk(cid: str, model: str, created: int, fp: str, use: dict, obj: str = "chat.completion.chunk") -> dict:
+    return {"id": cid, "object": obj, "created": created, "model": model, "system_fingerprint": fp,
             "choices": [], "usage": use}
 
 
@@ -325,18 +335,18 @@ def text_logprobs(tokenizer, tokens: list, top_n: int, offset: int) -> dict:
     """Legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset."""
     out = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
     for t in tokens:
-        text, _ = _piece(tokenizer, t.id)
+        text, _ = token_piece(tokenizer, t.id)
         out["tokens"].append(text)
         out["token_logprobs"].append(t.logprob)
-        out["top_logprobs"].append({_piece(tokenizer, tid)[0]: lp for tid, lp in (t.top or [])[:top_n]})
+        out["top_logprobs"].append({token_piece(tokenizer, tid)[0]: lp for tid, lp in (t.top or [])[:top_n]})
         out["text_offset"].append(offset)
         offset += len(text)
     return out
 
 
-def text_completion(cid: str, model: str, created: int, choices: list[dict], use: dict | None,
+def text_completion(cid: str, model: str, created: int, fp: str, choices: list[dict], use: dict | None,
                     obj: str = "text_completion") -> dict:
-    out = {"id": cid, "object": obj, "created": created, "model": model, "system_fingerprint": None,
+    out = {"id": cid, "object": obj, "created": created, "model": model, "system_fingerprint": fp,
            "choices": choices}
     if use is not None:
         out["usage"] = use
@@ -344,6 +354,8 @@ def text_completion(cid: str, model: str, created: int, choices: list[dict], use
 
 
 def text_choice(index: int, text: str, finish_reason, logprobs: dict | None) -> dict:
+    # finish_reason is null on stream chunks before the last, as the real API sends, though the
+    # spec's enum for it has no null.
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
 
 

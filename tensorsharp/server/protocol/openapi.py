@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from tensorsharp.server.protocol.ollama import ROLES as OLLAMA_ROLES
+from tensorsharp.server.protocol.ollama import THINK_LEVELS as OLLAMA_THINK_LEVELS
 from tensorsharp.server.protocol.openai import ROLES as OPENAI_ROLES
 from tensorsharp.server.protocol.responses import EFFORTS, MESSAGE_ROLES, SUMMARIES
 
@@ -49,7 +50,8 @@ OLLAMA_OPTIONS = _obj({**SAMPLING, "num_predict": {"type": "integer", "minimum":
                        "repeat_last_n": {"type": "integer", "minimum": -1},
                        "presence_penalty": NUM, "frequency_penalty": NUM})
 FORMAT = {"oneOf": [{"type": "string", "enum": ["json"]}, ANY_OBJECT]}
-THINK = {"oneOf": [BOOL, {"type": "string", "enum": ["high", "medium", "low"]}]}
+THINK = {"oneOf": [BOOL, {"type": "string", "enum": list(OLLAMA_THINK_LEVELS)}]}
+OLLAMA_LOGPROBS = {"logprobs": BOOL, "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20}}
 
 OPENAI_CHAT = _obj({
     "model": STR, "messages": {"type": "array", "items": OPENAI_MESSAGE, "minItems": 1},
@@ -105,11 +107,12 @@ RESPONSES = _obj({
     "metadata": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 512}, "maxProperties": 16},
     "include": {"type": "array", "items": STR}, "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
     "user": STR}, ("model", "input"))
-OLLAMA_GENERATE = _obj({"model": STR, "prompt": STR, "system": STR, "raw": BOOL, "stream": BOOL, "format": FORMAT,
-                        "options": OLLAMA_OPTIONS, "think": THINK,
+OLLAMA_GENERATE = _obj({"model": STR, "prompt": STR, "system": STR, "template": STR, "raw": BOOL, "stream": BOOL,
+                        "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK, **OLLAMA_LOGPROBS,
+                        "context": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                         "images": {"type": "array", "items": {"type": "string", "format": "byte"}}}, ("model",))
 OLLAMA_CHAT = _obj({"model": STR, "messages": {"type": "array", "items": OLLAMA_MESSAGE}, "stream": BOOL,
-                    "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK,
+                    "format": FORMAT, "options": OLLAMA_OPTIONS, "think": THINK, **OLLAMA_LOGPROBS,
                     "tools": {"type": "array", "items": FUNCTION_TOOL}}, ("model", "messages"))
 WEBUI_CHAT = _obj({"messages": {"type": "array", "items": _obj({
                        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]}, "content": STR,
@@ -117,6 +120,9 @@ WEBUI_CHAT = _obj({"messages": {"type": "array", "items": _obj({
                    "sessionId": STR, "newChat": BOOL, "think": BOOL, "tools": {"type": "array", "items": FUNCTION_TOOL},
                    "maxTokens": {"type": "integer", "minimum": 1}, "temperature": SAMPLING["temperature"],
                    "topP": SAMPLING["top_p"], "topK": SAMPLING["top_k"], "systemPrompt": STR}, ("messages",))
+TOKENIZE = _obj({"model": STR, "content": STR, "add_special": BOOL, "parse_special": BOOL, "with_pieces": BOOL},
+               ("content",))
+DETOKENIZE = _obj({"model": STR, "tokens": {"type": "array", "items": {"type": "integer", "minimum": 0}}})
 RESPONSE_ID = {"name": "response_id", "in": "path", "required": True, "schema": STR}
 ITEM_PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
              {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
@@ -183,6 +189,9 @@ def _document() -> dict:
         "paths": {
             "/health": {"get": _op("Whether the engine serves")},
             "/api/version": {"get": _op("Server version")},
+            "/metrics": {"get": _op("Prometheus metrics", None, "text/plain")},
+            "/tokenize": {"post": _op("llama-server: text to token ids", TOKENIZE)},
+            "/detokenize": {"post": _op("llama-server: token ids to text", DETOKENIZE)},
             "/v1/models": {"get": _op("OpenAI: the served models")},
             "/v1/models/{name}": {"get": {**_op("OpenAI: one model"), "parameters": [
                 {"name": "name", "in": "path", "required": True, "schema": STR}]}},

@@ -1,9 +1,13 @@
-"""Routes about the server itself: /health, /api/version, and the web page at / ."""
+"""Routes about the server itself: /health, /metrics, /api/version, and the web page at / ."""
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 
 from flask import Blueprint, Response, request, send_from_directory
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.routing import PathConverter
+from werkzeug.security import safe_join
 
 from tensorsharp import config
 from tensorsharp.server.app import json_response, state
@@ -11,6 +15,12 @@ from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.openapi import document as openapi_document
 
 bp = Blueprint("meta", __name__)
+
+
+class PagePath(PathConverter):
+    """A path of the web page's files: anything outside the API prefixes, so an unknown /api/ or
+    /v1/ path is a 404 in its dialect rather than a page route's 405."""
+    regex = r"(?!(?:api|v1)(?:/|$))[^/].*?"
 
 
 @bp.get("/health")
@@ -23,6 +33,12 @@ def health():
         if problem is not None:
             return json_response({"status": "error", "error": f"{entry.name}: {problem}"}, 503)
     return json_response({"status": "ok"})
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(state().metrics.text(), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @bp.get("/openapi.json")
@@ -57,6 +73,12 @@ def index():
     return send_from_directory(_root(), "index.html")
 
 
-@bp.get("/<path:name>")
+@bp.route("/<page:name>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
 def static_file(name: str):
-    return send_from_directory(_root(), name)
+    root = _root()
+    if request.method in ("GET", "HEAD"):
+        return send_from_directory(root, name)
+    path = safe_join(str(root), name)
+    if path is None or not Path(path).is_file():
+        raise ApiError(404, f"no such endpoint: {request.method} {request.path}")
+    raise ApiError(405, f"method {request.method} is not allowed on {request.path}")

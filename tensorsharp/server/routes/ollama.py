@@ -10,6 +10,7 @@ from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
 from tensorsharp.server.pool import off_hub
 from tensorsharp.server.protocol import ollama as ol
+from tensorsharp.server.protocol.common import token_logprob
 from tensorsharp.server.protocol.fields import Fields
 from tensorsharp.server.protocol.webui import is_webui_chat
 from tensorsharp.server.routes import webui
@@ -41,17 +42,23 @@ def show():
     return json_response(ol.show(model))
 
 
+def _check_think(served, req: ol.Request) -> None:
+    if req.job.think and not served.supports_thinking:   # as Ollama: asked to think, it cannot
+        raise ApiError(400, f'"{req.model}" does not support thinking', param="think")
+
+
 @bp.post("/api/generate")
 def generate():
     req = ol.parse_generate(with_model_defaults(body(), chat=False))
     if req.empty:
         return _load(req, chat=False)
     served = _hold(req)
+    _check_think(served, req)
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
     if req.stream:
-        return ndjson_response(_stream(gen, req.model, chat=False), on_close=gen.close)
-    return json_response(_result(gen, req.model, chat=False))
+        return ndjson_response(_stream(gen, req, chat=False), on_close=gen.close)
+    return json_response(_result(gen, req, chat=False))
 
 
 @bp.post("/api/chat")
@@ -72,11 +79,12 @@ def ollama_chat(data: dict):
     if req.empty:
         return _load(req, chat=True)
     served = _hold(req)
+    _check_think(served, req)
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
     if req.stream:
-        return ndjson_response(_stream(gen, req.model, chat=True), on_close=gen.close)
-    return json_response(_result(gen, req.model, chat=True))
+        return ndjson_response(_stream(gen, req, chat=True), on_close=gen.close)
+    return json_response(_result(gen, req, chat=True))
 
 
 def with_model_defaults(data: dict, chat: bool) -> dict:
@@ -114,31 +122,61 @@ def _hold(req: ol.Request):
     return state().require_model(req.model)
 
 
-def _result(gen: Generation, model: str, chat: bool) -> dict:
-    done = None
+def _logprob(gen: Generation, req: ol.Request, ev: Output) -> dict | None:
+    if not req.logprobs or ev.token is None:
+        return None
+    return token_logprob(gen.served.tokenizer, ev.token, req.top_logprobs)
+
+
+def _context(gen: Generation, generated: list[int]) -> list[int] | None:
+    """/api/generate's context: prompt and reply ids (none for a prompt with images, whose
+    positions hold no token a client could send back)."""
+    return None if -1 in gen.ids else gen.ids + generated
+
+
+def _result(gen: Generation, req: ol.Request, chat: bool) -> dict:
+    done, generated, logprobs = None, [], [] if req.logprobs else None
     for _, ev in gen.events():
-        if isinstance(ev, Done):
+        if isinstance(ev, Output) and ev.token is not None:
+            generated.append(ev.token.id)
+            if logprobs is not None:
+                logprobs.append(_logprob(gen, req, ev))
+        elif isinstance(ev, Done):
             done = ev
         elif isinstance(ev, Failed):
             raise from_engine(ev.error)
     reply = gen.replies[0]
     if chat:
         message = ol.chat_message(reply.content, reply.thinking, reply.tool_calls)
-        return ol.chat_final(model, message, done, done.reason)
-    return ol.generate_final(model, reply.content, reply.thinking, done, done.reason)
+        return ol.chat_final(req.model, message, done, done.reason, logprobs)
+    return ol.generate_final(req.model, reply.content, reply.thinking, done, done.reason,
+                             _context(gen, generated), logprobs)
 
 
-def _stream(gen: Generation, model: str, chat: bool):
+def _stream(gen: Generation, req: ol.Request, chat: bool):
+    generated = []
     for _, ev in gen.events():
         if isinstance(ev, Output):
-            line = ol.chat_chunk(model, ev.deltas) if chat else ol.generate_chunk(model, ev.deltas)
-            if line is not None and (chat or line["response"] or "thinking" in line):
-                yield ndjson_line(line)
+            lp = _logprob(gen, req, ev)
+            if ev.token is not None:
+                generated.append(ev.token.id)
+            logprobs = [lp] if lp is not None else None
+            if chat:
+                line = ol.chat_chunk(req.model, ev.deltas, logprobs)
+                message = line["message"]
+                if message["content"] or "thinking" in message or logprobs:
+                    yield ndjson_line(line)
+            else:
+                line = ol.generate_chunk(req.model, ev.deltas, logprobs)
+                if line["response"] or "thinking" in line or logprobs:
+                    yield ndjson_line(line)
         elif isinstance(ev, Done):
             reply = gen.replies[0]
             if chat:
-                yield ndjson_line(ol.chat_final(model, ol.chat_message("", "", reply.tool_calls), ev, ev.reason))
+                if reply.tool_calls:
+                    yield ndjson_line(ol.chat_chunk(req.model, [], calls=reply.tool_calls))
+                yield ndjson_line(ol.chat_final(req.model, ol.chat_message(""), ev, ev.reason))
             else:
-                yield ndjson_line(ol.generate_final(model, "", "", ev, ev.reason))
+                yield ndjson_line(ol.generate_final(req.model, "", "", ev, ev.reason, _context(gen, generated)))
         elif isinstance(ev, Failed):
             yield ndjson_line(from_engine(ev.error).plain())

@@ -73,12 +73,14 @@ def _chat_result(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
             raise from_engine(ev.error)
     choices = [oa.chat_choice(i, gen.replies[i], gen.replies[i].finish_reason(done[i].reason),
                               logprobs[i] if logprobs is not None else None) for i in range(req.n)]
-    return oa.chat_completion(cid, served.name, created, choices, usage.dict())
+    return oa.chat_completion(cid, served.name, created, oa.fingerprint(served), choices, usage.dict())
 
 
 def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, served):
+    fp = oa.fingerprint(served)
+
     def chunk(index, delta, **kw):
-        return sse_line(oa.chunk(cid, served.name, created, index, delta, with_usage=req.include_usage, **kw))
+        return sse_line(oa.chunk(cid, served.name, created, fp, index, delta, with_usage=req.include_usage, **kw))
 
     usage = _Usage()
     for i in range(req.n):
@@ -100,7 +102,7 @@ def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
             break
     else:
         if req.include_usage:
-            yield sse_line(oa.usage_chunk(cid, served.name, created, usage.dict()))
+            yield sse_line(oa.usage_chunk(cid, served.name, created, fp, usage.dict()))
     yield SSE_DONE
 
 
@@ -154,12 +156,14 @@ def _completion_result(gens: list[Generation], req: oa.CompletionRequest, cid: s
             if req.logprobs is not None:
                 lp = oa.text_logprobs(served.tokenizer, tokens[i], req.logprobs, len(prefix))
             choices.append(oa.text_choice(p * req.n + i, prefix + gen.replies[i].content, done[i].reason, lp))
-    return oa.text_completion(cid, served.name, created, choices, total.dict())
+    return oa.text_completion(cid, served.name, created, oa.fingerprint(served), choices, total.dict())
 
 
 def _completion_stream(gens: list[Generation], req: oa.CompletionRequest, cid: str, created: int, served):
+    fp = oa.fingerprint(served)
+
     def chunk(index, text, reason=None, lp=None):
-        return sse_line(oa.text_completion(cid, served.name, created, [oa.text_choice(index, text, reason, lp)],
+        return sse_line(oa.text_completion(cid, served.name, created, fp, [oa.text_choice(index, text, reason, lp)],
                                            None))
 
     total = _Usage()
@@ -186,5 +190,5 @@ def _completion_stream(gens: list[Generation], req: oa.CompletionRequest, cid: s
                 return
         total.add_prompt(usage)
     if req.include_usage:
-        yield sse_line(oa.usage_chunk(cid, served.name, created, total.dict(), obj="text_completion"))
+        yield sse_line(oa.usage_chunk(cid, served.name, created, fp, total.dict(), obj="text_completion"))
     yield SSE_DONE

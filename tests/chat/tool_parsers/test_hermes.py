@@ -68,6 +68,17 @@ def test_arguments_that_break_off_end_the_call_as_generated(parse):
     assert got.content == "Ok. sorry"
 
 
+@pytest.mark.parametrize("cut, calls", [
+    ('{"name": "get_weather", "arguments": {"city": "Paris"}}\n{"name', [("get_weather", '{"city": "Paris"}')]),
+    ('{"name": "get_weather", "arguments":', [("get_weather", "")]),
+    ('<tool_call>\n{"na', []),
+])
+def test_a_call_cut_by_the_token_limit_leaves_no_json_in_content(parse, cut, calls):
+    # What Qwen writes after a tool result when max_tokens ends it mid-call.
+    got = parse(HermesParser, cut)
+    assert got.calls == calls and got.content == ""
+
+
 def test_untagged_and_fenced_calls_are_read_too(parse):
     bare = parse(HermesParser, '{"name": "get_weather", "arguments": {"city": "Paris"}}')
     assert bare.calls == [("get_weather", '{"city": "Paris"}')] and bare.content == ""
