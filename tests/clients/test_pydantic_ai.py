@@ -54,7 +54,8 @@ def test_stream(server, quality):
     async def run():
         agent = Agent(model(server), model_settings=settings(CHAT_TOKENS))
         async with agent.run_stream(CHAT) as r:
-            return [t async for t in r.stream_text(delta=True)]
+            # No debouncing: pieces that arrive within its 0.1 s window would come out as one.
+            return [t async for t in r.stream_text(delta=True, debounce_by=None)]
     pieces = asyncio.run(run())
     assert len(pieces) > 1
     quality(says_paris("".join(pieces)), f"no Paris in {''.join(pieces)!r}")

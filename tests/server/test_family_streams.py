@@ -61,10 +61,10 @@ class Replayed:
     def feed(self, _generated: str) -> list:
         return self._parser.feed(self._pieces.pop(0)) if self._pieces else []
 
-    def finish(self) -> list:
+    def finish(self, cut_off: bool = False) -> list:
         out = self._parser.feed("".join(self._pieces))
         self._pieces = []
-        return out + self._parser.finish()
+        return out + self._parser.finish(cut_off)
 
     def __getattr__(self, name):  # content, thinking, tool_calls
         return getattr(self._parser, name)

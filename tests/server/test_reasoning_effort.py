@@ -2,7 +2,8 @@
 OpenAI's reasoning_effort and Ollama's think levels."""
 import pytest
 
-from tensorsharp.chat.template import ChatTemplate
+from tensorsharp.chat.families import ChatFormat
+from tensorsharp.server.model import ServedModel
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -10,15 +11,18 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 @pytest.fixture
 def rendered(monkeypatch):
-    """The (enable_thinking, reasoning_effort) of each template render."""
+    """The (think, reasoning_effort) of each chat render (the format passes them to the template
+    under the variables it reads)."""
     seen = []
-    plain = ChatTemplate.render
+    plain = ChatFormat.render
 
-    def spy(self, messages, *args, **kwargs):
-        seen.append((kwargs.get("enable_thinking"), kwargs.get("reasoning_effort")))
-        return plain(self, messages, *args, **kwargs)
+    def spy(self, template, messages, tools=None, think=None, reasoning_effort=None):
+        seen.append((think, reasoning_effort))
+        return plain(self, template, messages, tools, think, reasoning_effort)
 
-    monkeypatch.setattr(ChatTemplate, "render", spy)
+    monkeypatch.setattr(ChatFormat, "render", spy)
+    # SmolLM2 cannot think, and a think request to such a model is a 400 (as Ollama's).
+    monkeypatch.setattr(ServedModel, "supports_thinking", property(lambda self: True))
     return seen
 
 

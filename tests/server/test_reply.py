@@ -103,8 +103,8 @@ class Replayed:
     def feed(self, text):
         return self.parser.feed(next(self.pieces, ""))
 
-    def finish(self):
-        return self.parser.feed("".join(self.pieces)) + self.parser.finish()
+    def finish(self, cut_off=False):
+        return self.parser.feed("".join(self.pieces)) + self.parser.finish(cut_off)
 
 
 @pytest.fixture
