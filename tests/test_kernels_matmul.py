@@ -54,6 +54,8 @@ def test_a_row_does_not_depend_on_the_rows_beside_it(isa, type_name, rng):
     # same sums, or a seeded reply changes with what the KV cache held (tests/server/test_seeds.py).
     if not kernels._kernels.has_dot(kernels._type_id(type_name), isa):
         pytest.skip(f"{type_name} has no kernel on {isa}")
+    if not kernels.rows_exact([kernels._type_id(type_name)], isa):
+        pytest.skip(f"{type_name} on {isa}: a lone row takes the matvec, whose sums differ (kernels.rows_exact)")
     w = random_weights(type_name, 70, 512, rng)
     x = rng.standard_normal((19, 512), dtype=np.float32)
     y = kernels.matmul(w, type_name, x, isa=isa)
