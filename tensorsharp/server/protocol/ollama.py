@@ -205,6 +205,6 @@ def show(served) -> dict:
         params.append(f'stop "{served.tokenizer.token_text(tid)}"')
     return {"license": str(served.metadata.get("general.license", "")),
             "modelfile": f"# served by tensorsharp\nFROM {served.path}\n",
-            "parameters": "\n".join(params), "template": served.template.source,
+            "parameters": "\n".join(params), "template": served.template.source if served.template else "",
             "details": details(served), "model_info": info, "capabilities": served.capabilities,
             "modified_at": served.modified_at.isoformat()}

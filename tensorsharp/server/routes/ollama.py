@@ -38,7 +38,7 @@ def show():
 @bp.post("/api/generate")
 def generate():
     req = ol.parse_generate(body())
-    served = state().require_model(req.model)
+    served = state().require_generator(req.model, "generate")
     if req.empty:
         return json_response(ol.load_response(req.model, chat=False))
     gen = Generation(served, req.job, environ=request.environ)
@@ -63,7 +63,7 @@ def chat_ollama():
 
 def ollama_chat(data: dict):
     req = ol.parse_chat(data)
-    served = state().require_model(req.model)
+    served = state().require_generator(req.model, "chat")
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
     if req.stream:

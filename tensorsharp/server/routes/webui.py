@@ -22,6 +22,7 @@ def chat(data: dict):
     """POST /api/chat with a web UI body (routed here by the Ollama chat route)."""
     req = wu.parse_chat(data)
     st = state()
+    st.require_generator(st.served.name, "chat")
     if req.session_id is None:
         session = st.sessions.create()
     else:
