@@ -34,7 +34,7 @@ def model(family: str):
     return tiny_gguf.random_encoder(config, seed=21)
 
 
-def converted(family: str) -> tuple[object, Path]:
-    """(HF model, its GGUF file), the file pooling as FAMILY_POOLING says."""
+def converted(family: str, outtype: str = "f32") -> tuple[object, Path]:
+    """(HF model, its GGUF file with weights in outtype), the file pooling as FAMILY_POOLING says."""
     m = model(family)
-    return m, llama_convert.convert(m, files=pooling_files(FAMILY_POOLING[family]))
+    return m, llama_convert.convert(m, outtype=outtype, files=pooling_files(FAMILY_POOLING[family]))

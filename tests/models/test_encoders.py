@@ -56,6 +56,17 @@ def test_embeddings_match_hf(encoder):
         assert max(cosine_distance(a, b) for a, b in zip(states, ref)) < COSINE_TOL
 
 
+def test_quantized_weights_stay_near_hf():
+    """Q8_0 matrices (quantized activations, the fused QKV cut into row ranges of blocks)."""
+    model, path = tiny_encoders.converted("nomic-bert", "q8_0")
+    gguf = GGUFFile(path)
+    assert gguf.tensors["blk.0.attn_qkv.weight"].type_name == "Q8_0"
+    enc = load_encoder(gguf)
+    seqs = prompts(model.config.vocab_size)
+    for seq, states in zip(seqs, enc.encode(seqs)):
+        assert max(cosine_distance(a, b) for a, b in zip(states, hf_states(model, seq))) < COSINE_TOL
+
+
 def test_a_batch_equals_each_sequence_alone(encoder):
     model, path, _ = encoder
     enc = load_encoder(GGUFFile(path))
