@@ -82,3 +82,9 @@ def test_show_lists_only_embedding(client, bert):
     r = client.post("/api/show", json={"model": name(bert)})
     assert r.status_code == 200, r.data
     assert r.get_json()["capabilities"] == ["embedding"]
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/api/tags", "/api/ps", "/api/models", "/api/queue/status", "/health"])
+def test_listing_routes_serve_an_encoder(client, path):
+    r = client.get(path)
+    assert r.status_code == 200, r.data
