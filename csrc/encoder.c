@@ -10,6 +10,9 @@
 
 /* Queries per attention work item: a block shares one pass over its sequence's keys and values. */
 #define TS_ENC_QBLOCK 32
+/* Activation rows per F16 matmul pass, and weight rows handed out together (as vision.c). */
+#define TS_ENC_TOKEN_BLOCK 128
+#define TS_ENC_ROW_GROUP 16
 
 struct ts_encoder {
     ts_enc_hparams hp;
@@ -149,11 +152,36 @@ static void add_table_row(const ts_encoder *e, const ts_tensor *t, int64_t r, fl
     for (int64_t i = 0; i < t->cols; i++) x[i] += row[i];
 }
 
+/* F16 weights in 4x4 tiles over f32 rows, as vision.c's: this thread's groups of weight rows,
+ * token block by token block, so a block's rows stay in cache while the weights stream past. */
+static void mm_f16(const ts_kernels *k, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
+                   int64_t y_stride, int ith, int nth) {
+    const int64_t groups = (w->rows + TS_ENC_ROW_GROUP - 1) / TS_ENC_ROW_GROUP;
+    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
+    const int64_t w_stride = w->row_bytes / (int64_t)sizeof(ts_f16);
+    for (int t0 = 0; t0 < n; t0 += TS_ENC_TOKEN_BLOCK) {
+        const int t1 = n - t0 < TS_ENC_TOKEN_BLOCK ? n : t0 + TS_ENC_TOKEN_BLOCK;
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t r0 = g * TS_ENC_ROW_GROUP;
+            const int64_t r1 = r0 + TS_ENC_ROW_GROUP < w->rows ? r0 + TS_ENC_ROW_GROUP : w->rows;
+            for (int t = t0; t < t1; t += 4)
+                for (int64_t r = r0; r < r1; r += 4)
+                    k->gemm_f16_tile(w->cols, (const ts_f16 *)((const char *)w->data + r * w->row_bytes), w_stride,
+                                     src + (size_t)t * src_stride, src_stride, y + (size_t)t * y_stride + r, y_stride,
+                                     r1 - r < 4 ? (int)(r1 - r) : 4, t1 - t < 4 ? t1 - t : 4);
+        }
+    }
+}
+
 /* This thread's share of y (n, w.rows) = input @ W^T; input rows in src (f32, src_stride apart)
  * were also written into the activation formats W consumes. */
 static void mm(enc_job *j, const ts_tensor *w, const float *src, int64_t src_stride, float *y, int64_t y_stride,
                int ith, int nth) {
     const ts_kernels *k = j->e->k;
+    if (w->type == TS_TYPE_F16 && k->gemm_f16_tile) {
+        mm_f16(k, w, src, src_stride, j->n, y, y_stride, ith, nth);
+        return;
+    }
     const ts_type_traits *tr = ts_type_traits_get(w->type);
     const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : j->act[tr->act];
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)

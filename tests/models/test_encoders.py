@@ -56,11 +56,13 @@ def test_embeddings_match_hf(encoder):
         assert max(cosine_distance(a, b) for a, b in zip(states, ref)) < COSINE_TOL
 
 
-def test_quantized_weights_stay_near_hf():
-    """Q8_0 matrices (quantized activations, the fused QKV cut into row ranges of blocks)."""
-    model, path = tiny_encoders.converted("nomic-bert", "q8_0")
+@pytest.mark.parametrize("family, outtype", [("bert", "f16"), ("nomic-bert", "q8_0")])
+def test_f16_and_quantized_weights_stay_near_hf(family, outtype):
+    """F16 matrices (their own tiled product) and Q8_0 ones (quantized activations, the fused QKV
+    cut into row ranges of blocks)."""
+    model, path = tiny_encoders.converted(family, outtype)
     gguf = GGUFFile(path)
-    assert gguf.tensors["blk.0.attn_qkv.weight"].type_name == "Q8_0"
+    assert gguf.tensors["blk.0.attn_output.weight"].type_name == outtype.upper()
     enc = load_encoder(gguf)
     seqs = prompts(model.config.vocab_size)
     for seq, states in zip(seqs, enc.encode(seqs)):
