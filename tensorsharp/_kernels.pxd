@@ -111,6 +111,21 @@ cdef extern from "ts/vision.h" nogil:
     int ts_vit_n_tokens(const ts_vit *v)
     int ts_vit_encode(const ts_vit *v, const float *pixels, float *out, int n_threads)
 
+cdef extern from "ts/encoder.h" nogil:
+    ctypedef struct ts_enc_hparams:
+        int n_embd, n_ff, n_head, n_layer, n_vocab, n_pos, n_types, n_ctx
+        float eps
+        int ffn
+        float rope_base
+    ctypedef struct ts_encoder:
+        pass
+    ts_encoder *ts_encoder_create(const ts_enc_hparams *hp)
+    void ts_encoder_free(ts_encoder *e)
+    int ts_encoder_set_tensor(ts_encoder *e, int layer, int slot, const ts_tensor *t)
+    int ts_encoder_finalize(ts_encoder *e, char *msg, int msg_len)
+    int ts_encoder_encode(const ts_encoder *e, const int32_t *tokens, int n_tok, const int32_t *seq_start, int n_seq,
+                          float *hidden, int n_threads)
+
 cdef extern from "ts/sampling.h" nogil:
     ctypedef struct ts_sample_params:
         double temperature

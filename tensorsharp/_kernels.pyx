@@ -478,3 +478,55 @@ cdef class NativeVit:
             raise MemoryError("cannot allocate the encoder's scratch memory")
         if rc != 0:
             raise ValueError("encode: the encoder is not finalized")
+
+
+cdef class NativeEncoder:
+    """A ts_encoder over weight views that this object keeps alive."""
+    cdef ts_encoder *e
+    cdef list _keep
+    cdef readonly int n_embd
+
+    def __cinit__(self, dict hp):
+        cdef ts_enc_hparams h
+        h.n_embd = hp["n_embd"]; h.n_ff = hp["n_ff"]; h.n_head = hp["n_head"]; h.n_layer = hp["n_layer"]
+        h.n_vocab = hp["n_vocab"]; h.n_pos = hp["n_pos"]; h.n_types = hp["n_types"]; h.n_ctx = hp["n_ctx"]
+        h.eps = hp["eps"]; h.ffn = hp["ffn"]; h.rope_base = hp["rope_base"]
+        self.e = ts_encoder_create(&h)
+        if self.e == NULL:
+            raise ValueError(f"inconsistent encoder hyper-parameters: {hp}")
+        self._keep = []
+        self.n_embd = h.n_embd
+
+    def __dealloc__(self):
+        if self.e != NULL:
+            ts_encoder_free(self.e)
+
+    def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
+        cdef ts_tensor t
+        t.data = &data[0, 0]
+        t.type = type_id
+        t.rows = data.shape[0]
+        t.cols = cols
+        t.row_bytes = data.shape[1]
+        if ts_encoder_set_tensor(self.e, layer, slot, &t) != 0:
+            raise ValueError(f"encoder weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
+                             f"and type {type_id} does not fit")
+        self._keep.append(data)
+
+    def finalize(self):
+        cdef char msg[256]
+        if ts_encoder_finalize(self.e, msg, 256) != 0:
+            raise ValueError(msg.decode())
+
+    def encode(self, const int32_t[::1] tokens, const int32_t[::1] seq_start, float[:, ::1] hidden, int n_threads=0):
+        cdef int rc
+        if tokens.shape[0] == 0 or seq_start.shape[0] == 0 or hidden.shape[0] != tokens.shape[0] \
+                or hidden.shape[1] != self.n_embd:
+            raise ValueError("encode: empty batch or output of the wrong shape")
+        with nogil:
+            rc = ts_encoder_encode(self.e, &tokens[0], <int>tokens.shape[0], &seq_start[0], <int>seq_start.shape[0],
+                                   &hidden[0, 0], n_threads)
+        if rc == -2:
+            raise MemoryError("cannot allocate the encoder's scratch memory")
+        if rc != 0:
+            raise ValueError("encode: a token id out of range, sequences out of order or longer than the context")

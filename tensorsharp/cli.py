@@ -41,7 +41,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     # Imported here so pull and list keep working even if the compiled kernels fail to load.
     from tensorsharp import kernels
-    from tensorsharp.models import ARCHITECTURES
+    from tensorsharp.models import ARCHITECTURES, ENCODERS
     opts = config.load_options()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"tensorsharp {_version()} (python {sys.version.split()[0]})")
@@ -49,6 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"available isas: {', '.join(kernels.available_isas())}")
     print(f"cpus:           {os.cpu_count()} ({usable} usable)")
     print(f"architectures:  {', '.join(sorted(ARCHITECTURES))}")
+    print(f"encoders:       {', '.join(sorted(ENCODERS))} (embeddings only)")
     print(f"quant types:    {', '.join(kernels.SUPPORTED_TYPES)}")
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")

@@ -35,6 +35,7 @@ def test_info(tmp_path, env):
     assert f"models dir:     {tmp_path / 'home' / 'models'}" in r.stdout
     assert ("architectures:  gemma2, gemma3, gpt-oss, granite, llama, olmo2, phi3, qwen2, qwen2moe, qwen3, "
             "qwen3moe, smollm3\n") in r.stdout
+    assert "encoders:       bert, nomic-bert (embeddings only)\n" in r.stdout
     assert f"quant types:    {', '.join(kernels.SUPPORTED_TYPES)}\n" in r.stdout
     assert {"Q4_K", "MXFP4", "IQ2_XXS", "IQ1_M"} <= set(kernels.SUPPORTED_TYPES)
 

@@ -6,7 +6,8 @@ Each FILE (a GGUF path) or store model NAME is served by `llama-server --embeddi
 is the file's own, or mean where the file names none, as tensorsharp pools) and embedded by
 tensorsharp's engine; both get the same token ids. Prints the cosine distance of each pair
 (median and maximum). Without files, it builds the tiny Qwen3 models of tests/engine/test_embeddings.py
-(last-token and mean pooling) with llama.cpp's converter.
+(last-token and mean pooling) and the tiny bert and nomic-bert encoders of
+tensorsharp.testing.tiny_encoders with llama.cpp's converter.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ import requests
 
 from tensorsharp import store
 from tensorsharp.engine.batch import Stepper
+from tensorsharp.engine.encoding import EncoderScheduler
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.scheduler import Scheduler
 from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import load_model
+from tensorsharp.models import is_encoder, load_encoder, load_model
 from tensorsharp.tokenizer import Tokenizer
+from tensorsharp.tokenizer.wordpiece import WordPiece
 
 POOLING = {1: "mean", 2: "cls", 3: "last"}
 
@@ -36,10 +39,13 @@ def ours(path: Path, prompts: list[list[int]], pooling: str) -> list[np.ndarray]
     import threading
     from tensorsharp.engine.request import Embedded, GenerationRequest
     gguf = GGUFFile(path)
-    transformer = load_model(gguf)
-    n_ctx = max(map(len, prompts)) + 1
-    stepper = Stepper(transformer, KVCache(transformer, n_ctx, n_seq=2), n_batch=512)
-    scheduler = Scheduler(stepper, Tokenizer.from_metadata(gguf.metadata), parallel=2).start()
+    if is_encoder(gguf.metadata):
+        scheduler = EncoderScheduler(load_encoder(gguf)).start()
+    else:
+        transformer = load_model(gguf)
+        n_ctx = max(map(len, prompts)) + 1
+        stepper = Stepper(transformer, KVCache(transformer, n_ctx, n_seq=2), n_batch=512)
+        scheduler = Scheduler(stepper, Tokenizer.from_metadata(gguf.metadata), parallel=2).start()
     out, done = {}, threading.Semaphore(0)
     try:
         for i, p in enumerate(prompts):
@@ -93,8 +99,11 @@ def tiny_files() -> list[Path]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "engine"))
     from test_embeddings import sentence_transformers_files  # noqa: E402
     from tensorsharp.testing import llama_convert, tiny_gguf
+    from tensorsharp.testing import tiny_encoders
     model = tiny_gguf.random_model(tiny_gguf.tiny_config("qwen3"), seed=11)
-    return [llama_convert.convert(model, files=sentence_transformers_files(m)) for m in ("lasttoken", "mean_tokens")]
+    decoders = [llama_convert.convert(model, files=sentence_transformers_files(m))
+                for m in ("lasttoken", "mean_tokens")]
+    return decoders + [tiny_encoders.converted(family)[1] for family in tiny_encoders.FAMILY_POOLING]
 
 
 def main() -> None:
@@ -110,11 +119,14 @@ def main() -> None:
         gguf = GGUFFile(path)
         arch = gguf.metadata["general.architecture"]
         pooling = POOLING.get(gguf.metadata.get(f"{arch}.pooling_type"), "mean")
-        tok = Tokenizer.from_metadata(gguf.metadata)
-        # Ids drawn from the ordinary vocabulary, after the model's BOS as its tokenizer would add it.
+        if is_encoder(gguf.metadata):   # [CLS] ids [SEP], as the WordPiece tokenizer adds them
+            tok = WordPiece.from_metadata(gguf.metadata)
+            head, tail = [tok.cls_id], [tok.sep_id]
+        else:   # ids after the model's BOS as its tokenizer would add it
+            tok = Tokenizer.from_metadata(gguf.metadata)
+            head, tail = [tok.bos_id] if tok.bos_id is not None else [], []
         n_vocab = tok.vocab_size
-        prompts = [([tok.bos_id] if tok.bos_id is not None else []) + rng.integers(0, n_vocab, int(n)).tolist()
-                   for n in rng.integers(4, 60, args.prompts)]
+        prompts = [head + rng.integers(0, n_vocab, int(n)).tolist() + tail for n in rng.integers(4, 60, args.prompts)]
         a, b = ours(path, prompts, pooling), theirs(args.llama_server, path, prompts, pooling)
         d = [1 - float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b)]
         print(f"{path.name}: {arch}, pooling {pooling}, {len(prompts)} prompts: cosine distance "

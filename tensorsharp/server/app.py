@@ -85,6 +85,13 @@ class State:
     def close(self) -> None:
         self.pool.close()
 
+    def require_generator(self, name: str, what: str) -> ServedModel:
+        """The model, which must generate text: an embedding-only model is a 400, worded as Ollama does."""
+        served = self.require_model(name)
+        if not served.generates:
+            raise ApiError(400, f'"{name}" does not support {what}', param="model")
+        return served
+
 
 def state() -> State:
     return current_app.extensions["tensorsharp"]

@@ -13,7 +13,7 @@ from tensorsharp.chat.output import chat_format
 from tensorsharp.chat.template import ChatTemplate, template_source
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import ARCHITECTURES, reading
+from tensorsharp.models import ARCHITECTURES, is_encoder, reading
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.vision import find_projector
 
@@ -86,6 +86,8 @@ def facts_of(gguf: GGUFFile, template: str | None = None, vision: bool = False) 
     embeds = md.get(f"{arch}.pooling_type") not in (None, 0)
     caps = ["completion"] + [c for c, on in (("embedding", embeds), ("tools", fmt.supports_tools),
                                              ("thinking", fmt.supports_thinking), ("vision", vision)) if on]
+    if is_encoder(md):   # an encoder embeds and generates nothing
+        caps = ["embedding"]
     return Facts(arch, count, str(md.get("general.size_label") or size_label(count)),
                  FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown",
                  int(md.get(f"{arch}.context_length", 0) or 0), tuple(caps), kv)

@@ -33,13 +33,15 @@ class _Engine:
             status = sched.status()
             queue.add_metric([name], status["pending"])
             active.add_metric([name], status["active"])
+            load.add_metric([name], served.load_ns / 1e9)
+            if not served.generates:
+                continue   # an encoder keeps no KV cache between requests
             busy = sum(1 for s in sched.slots if s.busy)
             holding = sum(1 for s in sched.slots if s.tokens and not s.busy)   # idle, keeping a prefix
             slots.add_metric([name, "busy"], busy)
             slots.add_metric([name, "cached"], holding)
             slots.add_metric([name, "free"], len(sched.slots) - busy - holding)
             cached.add_metric([name], float(sched.cache.length.sum()))
-            load.add_metric([name], served.load_ns / 1e9)
         yield from (queue, active, slots, cached, load)
 
 

@@ -12,7 +12,7 @@ from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import lltokenizer
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import load_model, reading
+from tensorsharp.models import is_encoder, load_model, reading
 from tensorsharp.server.catalog import Spec, facts_of, file_spec, with_template
 from tensorsharp.server.images import ImageEmbedder
 from tensorsharp.tokenizer import Tokenizer
@@ -20,6 +20,8 @@ from tensorsharp.vision import find_projector, load_projector
 
 class ServedModel:
     """Load with ServedModel.load(name_or_path, ...); close() stops its engine thread."""
+
+    generates = True   # False: an encoder, which only embeds
 
     def __init__(self, path: Path, gguf: GGUFFile, transformer, tokenizer: Tokenizer,
                  scheduler: sched.Scheduler, load_ns: int = 0, tool_format: str | None = None,
@@ -58,6 +60,11 @@ class ServedModel:
         path = spec.path if spec is not None else store.resolve(model)
         with reading(path):
             gguf = GGUFFile(path)
+        if is_encoder(gguf.metadata):   # embeddings only: its own engine thread, no chat
+            from tensorsharp.server.encoder_model import EncoderModel
+            return EncoderModel.load_file(path, gguf, t0, n_ctx=n_ctx, n_threads=n_threads, max_queue=max_queue,
+                                          n_batch=n_batch, spec=spec)
+        with reading(path):
             transformer = load_model(gguf)
             tokenizer = Tokenizer.from_metadata(gguf.metadata)
         images = _images(path, mmproj, transformer.hparams.n_embd, n_threads, max_image_bytes, max_image_pixels)

@@ -34,6 +34,9 @@ _TEMPLATE_MEMBERS = ("vendor/llama.cpp/models/templates/", "vendor/llama.cpp/" +
 # a vocabulary of at least BPE_VOCAB tokens.
 BPE_FAMILIES = ("olmo2", "olmo3", "qwen2_moe", "qwen3_moe", "gpt_oss")
 BPE_VOCAB = 49152
+# Encoder families whose converter reads a WordPiece vocab.txt; their models need BERT's 30522 tokens.
+WORDPIECE_FAMILIES = ("bert", "nomic_bert")
+BERT_VOCAB = 30522
 # Words the tiny SentencePiece vocabulary is trained on; token ids are all the tests use.
 _CORPUS = [f"the quick brown fox jumps over the lazy dog {i} times, said {w}"
            for i in range(64) for w in ("alice", "bob", "carol")]
@@ -101,6 +104,73 @@ def _extracted(suffix: str, members: tuple[str, ...], check: str) -> Path:
     return root
 
 
+def bert_vocab() -> list[str]:
+    """BERT's uncased WordPiece vocabulary (vocab.txt lines), from the llama.cpp sdist's vocab test
+    file of bge-small: the converter recognizes a BERT tokenizer by the ids it gives a fixed text,
+    so a tiny model needs a real vocabulary."""
+    import gguf
+
+    member = "models/ggml-vocab-bert-bge.gguf"
+    root = _extracted("-bert-vocab", ("vendor/llama.cpp/" + member,), member)
+    # A vocabulary-only file ends before the alignment padding our reader insists on; gguf-py's does not.
+    fields = gguf.GGUFReader(root / member).fields
+    texts = fields["tokenizer.ggml.tokens"].contents()
+    types = fields["tokenizer.ggml.token_type"].contents()
+    # The file's phantom-space form back to vocab.txt's. It predates the converter's phantom step for
+    # BERT's reserved [unusedN] tokens, which it keeps as they are.
+    control = 3  # gguf.TokenType.CONTROL
+    return [t if ty == control or re.fullmatch(r"\[unused\d+\]", t) else t[1:] if t.startswith("\u2581") else "##" + t
+            for t, ty in zip(texts, types)]
+
+
+def write_wordpiece_tokenizer(directory: Path) -> None:
+    """vocab.txt, tokenizer.json and tokenizer_config.json of an uncased BERT tokenizer."""
+    from tokenizers.implementations import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(bert_vocab()) + "\n")
+    words = BertWordPieceTokenizer(str(vocab), lowercase=True)
+    BertTokenizerFast(tokenizer_object=words._tokenizer, do_lower_case=True, unk_token="[UNK]", sep_token="[SEP]",
+                      pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]").save_pretrained(directory)
+
+
+def write_nomic_bert(model, directory: Path) -> None:
+    """An HF NomicBertModel saved as nomic-ai's own checkpoints lay it out (config keys, fused Wqkv,
+    fc11/fc12/fc2), the form llama.cpp's converter reads."""
+    import torch
+    from safetensors.torch import save_file
+
+    c = model.config
+    config = {"architectures": ["NomicBertModel"], "model_type": "nomic_bert", "vocab_size": c.vocab_size,
+              "n_embd": c.hidden_size, "n_head": c.num_attention_heads, "n_layer": c.num_hidden_layers,
+              "n_inner": c.intermediate_size, "layer_norm_epsilon": c.layer_norm_eps,
+              "type_vocab_size": c.type_vocab_size, "n_positions": 8192, "max_trained_positions": 2048,
+              "activation_function": "swiglu", "causal": False, "qkv_proj_bias": False, "mlp_fc1_bias": False,
+              "mlp_fc2_bias": False, "prenorm": False, "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False,
+              "rotary_emb_scale_base": None, "rotary_emb_base": c.rope_parameters["rope_theta"]}
+    # The converter reads the config through transformers, which knows nomic_bert by HF's own keys.
+    config.update({k: getattr(c, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                              "intermediate_size", "layer_norm_eps")})
+    sd = model.state_dict()
+    out = {"embeddings.word_embeddings.weight": sd["embeddings.word_embeddings.weight"],
+           "embeddings.token_type_embeddings.weight": sd["embeddings.token_type_embeddings.weight"],
+           "emb_ln.weight": sd["embeddings.LayerNorm.weight"], "emb_ln.bias": sd["embeddings.LayerNorm.bias"]}
+    for i in range(c.num_hidden_layers):
+        hf, ours = f"layers.{i}.", f"encoder.layers.{i}."
+        out[ours + "attn.Wqkv.weight"] = torch.cat([sd[hf + f"self_attn.{x}_proj.weight"] for x in "qkv"])
+        out[ours + "attn.out_proj.weight"] = sd[hf + "self_attn.o_proj.weight"]
+        out[ours + "mlp.fc11.weight"] = sd[hf + "mlp.up_proj.weight"]
+        out[ours + "mlp.fc12.weight"] = sd[hf + "mlp.gate_proj.weight"]
+        out[ours + "mlp.fc2.weight"] = sd[hf + "mlp.down_proj.weight"]
+        for norm, name in (("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")):
+            for part in ("weight", "bias"):
+                out[f"{ours}{norm}.{part}"] = sd[f"{hf}{name}.{part}"]
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in out.items()}, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps(config))
+
+
 def sentencepiece_model(vocab_size: int) -> bytes:
     """A SentencePiece BPE tokenizer.model of at most vocab_size pieces (with byte fallback; the
     converter pads the vocabulary to the model's size)."""
@@ -159,12 +229,17 @@ def convert(model, outtype: str = "f32", files: dict[str, str] | None = None) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src = Path(tmp) / "hf"
-        model.save_pretrained(src)
+        if model.config.model_type == "nomic_bert":
+            write_nomic_bert(model, src)
+        else:
+            model.save_pretrained(src)
         for name, text in files.items():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_text(text)
         if model.config.model_type in BPE_FAMILIES:
             write_bpe_tokenizer(src)
+        elif model.config.model_type in WORDPIECE_FAMILIES:
+            write_wordpiece_tokenizer(src)
         else:
             (src / "tokenizer.model").write_bytes(sentencepiece_model(model.config.vocab_size))
         part = Path(tmp) / out.name

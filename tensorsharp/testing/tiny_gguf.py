@@ -134,6 +134,25 @@ def random_model(config, seed: int = 0):
     return model.eval()
 
 
+def random_encoder(config, seed: int = 0):
+    """The float32 HF encoder (BertModel, ...) of config with every parameter drawn at random, as
+    random_model draws a decoder's: norms near one, biases and embeddings non-zero."""
+    model = transformers.AutoModel.from_config(config, dtype=torch.float32, attn_implementation="eager")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            r = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if name.endswith(("LayerNorm.weight", "layernorm.weight")):
+                p.copy_(1.0 + 0.2 * r)
+            elif p.ndim == 1:
+                p.copy_(0.3 * r)
+            elif "embeddings" in name:
+                p.copy_(0.5 * r)
+            else:
+                p.copy_(r / math.sqrt(p.shape[-1]))
+    return model.eval()
+
+
 def hf_logits(model, tokens) -> np.ndarray:
     """float32 logits (len(tokens), n_vocab) of one sequence."""
     with torch.no_grad():

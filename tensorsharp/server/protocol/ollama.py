@@ -276,7 +276,7 @@ def show(model) -> dict:
         modelfile += f'SYSTEM """{spec.system}"""\n'
     modelfile += "".join(f"PARAMETER {line}\n" for line in lines)
     out = {"license": str(model.metadata.get("general.license", "")), "modelfile": modelfile,
-           "parameters": "\n".join(lines), "template": model.template.source,
+           "parameters": "\n".join(lines), "template": model.template.source if model.template else "",
            "details": details(model.facts), "model_info": info, "capabilities": list(model.facts.capabilities),
            "modified_at": spec.modified_at.isoformat()}
     if spec.system:

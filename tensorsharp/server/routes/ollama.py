@@ -52,7 +52,7 @@ def generate():
     req = ol.parse_generate(with_model_defaults(body(), chat=False))
     if req.empty:
         return _load(req, chat=False)
-    served = _hold(req)
+    served = _hold(req, "generate")
     _check_think(served, req)
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
@@ -78,7 +78,7 @@ def ollama_chat(data: dict):
     req = ol.parse_chat(with_model_defaults(data, chat=True))
     if req.empty:
         return _load(req, chat=True)
-    served = _hold(req)
+    served = _hold(req, "chat")
     _check_think(served, req)
     gen = Generation(served, req.job, environ=request.environ)
     gen.wait_started()
@@ -116,10 +116,11 @@ def _load(req: ol.Request, chat: bool):
     return json_response(ol.load_response(req.model, chat))
 
 
-def _hold(req: ol.Request):
-    """The request's model, held until the response ends; then kept loaded for its keep_alive."""
+def _hold(req: ol.Request, what: str | None = None):
+    """The request's model, held until the response ends; then kept loaded for its keep_alive.
+    what: the generation asked of it ("generate", "chat"), which an embedding-only model refuses."""
     request.environ[KEEP_ALIVE] = req.keep_alive
-    return state().require_model(req.model)
+    return state().require_generator(req.model, what) if what else state().require_model(req.model)
 
 
 def _logprob(gen: Generation, req: ol.Request, ev: Output) -> dict | None:

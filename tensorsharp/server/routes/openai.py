@@ -50,7 +50,7 @@ def get_model(name: str):
 @bp.post("/v1/chat/completions")
 def chat_completions():
     req = oa.parse_chat(body())
-    served = state().require_model(req.model)
+    served = state().require_generator(req.model, "chat")
     gen = Generation(served, req.job, n=req.n, environ=request.environ)
     gen.wait_started()
     cid, created = oa.new_id("chatcmpl"), oa.now()
@@ -109,7 +109,7 @@ def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
 @bp.post("/v1/completions")
 def completions():
     req = oa.parse_completion(body())
-    served = state().require_model(req.model)
+    served = state().require_generator(req.model, "completions")
     gens = []
     # Every prompt x n choice of one request is one place in the queue and one fair share: a list
     # of prompts longer than the queue is one client's work, not a full server.

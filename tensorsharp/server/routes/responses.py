@@ -42,7 +42,7 @@ def _stored(rid: str) -> Stored:
 @bp.post("/v1/responses")
 def create():
     req = rp.parse_request(body())
-    served = state().require_model(req.model)
+    served = state().require_generator(req.model, "responses")
     if req.job.think and not served.supports_thinking:   # as the API answers for a model that does not reason
         raise ApiError(400, f"'reasoning.effort' is not supported with {served.name}: it does not think",
                        param="reasoning.effort", code="unsupported_parameter")

@@ -22,6 +22,7 @@ def chat(data: dict):
     """POST /api/chat with a web UI body (routed here by the Ollama chat route)."""
     req = wu.parse_chat(data)
     st = state()
+    served = st.require_generator(req.model or st.default, "chat")
     if req.session_id is None:
         session = st.sessions.create()
     else:
@@ -40,7 +41,7 @@ def chat(data: dict):
     messages, images = wu.job_messages(system + session.history + turns)
     job = Job(messages=messages, max_tokens=req.max_tokens, sampling=req.sampling, tools=req.tools,
               think=req.think, session=session.id, images=images)
-    gen = Generation(st.require_model(req.model or st.default), job, environ=request.environ)
+    gen = Generation(served, job, environ=request.environ)
     session.busy = True
     turn = session.turn = _Turn(gen, session, turns)
     return sse_response(turn.frames(), on_close=turn.settle)
