@@ -186,8 +186,8 @@ static void mm(enc_job *j, const ts_tensor *w, const float *src, int64_t src_str
     const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : j->act[tr->act];
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
-    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], w->data, w->rows, w->cols,
-                   w->row_bytes, xq, act_row, j->n, y, y_stride, ith, nth);
+    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type], w->data,
+                   w->rows, w->cols, w->row_bytes, xq, act_row, j->n, y, y_stride, ith, nth);
 }
 
 static void embed(enc_job *j, int ith, int nth) {
