@@ -107,7 +107,9 @@ def main(argv=None) -> int:
             for name, cmd, exe in (("ours", ours, sys.executable), ("llama", llama, args.llama_server)):
                 with running_process(cmd, Path(tmp), env={"TENSORSHARP_MAX_QUEUE": "64"}, timeout=300,
                                      executable=exe) as (base, _):
-                    model = requests.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
+                    # Ours lists every model of the store: ask for the file it was started with.
+                    model = path.name if name == "ours" else \
+                        requests.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
                     round_of(base, model, 1, 8, args.workload, 999)   # warm-up
                     for k in clients:
                         r = round_of(base, model, k, args.max_tokens, args.workload, 100 * rnd + k)

@@ -81,7 +81,9 @@ def main(argv=None) -> int:
     rates = {"engine": [], "openai": [], "ollama": []}
     with tempfile.TemporaryDirectory() as tmp, \
             running(serve_args(args.model, "--ctx", "1024", "--threads", args.threads, "--parallel", "1"), tmp) as base:
-        served = requests.get(base + "/api/tags").json()["models"][0]["name"]
+        # The listing holds every model of the store; the one served here is the one asked for.
+        served = next(m["name"] for m in requests.get(base + "/api/tags").json()["models"]
+                      if m["name"].split(":")[0] == args.model.split(":")[0])
         openai_rate(base, served, 8, eog)   # warm up both sides
         engine_rate(engine, ids, 8)
         for r in range(args.rounds):
