@@ -12,7 +12,7 @@ from collections import deque
 import numpy as np
 
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
-                                        Sink, Started)
+                                        Sink, Started, check_pooling)
 from tensorsharp.engine.scheduler import _group, _original
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
@@ -78,8 +78,7 @@ class EncoderScheduler:
         QueueFullError when the queue is full."""
         if request.pooling is None:
             raise ValueError("this model only embeds: it cannot generate text")
-        if request.pooling not in ("mean", "cls", "last"):
-            raise ValueError(f"unknown pooling {request.pooling!r} (mean, cls or last)")
+        check_pooling(request.pooling)
         if request.images:
             raise ValueError("this model takes no images")
         handle = Handle(request, sink, self._kick)

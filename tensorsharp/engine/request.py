@@ -27,6 +27,14 @@ class PromptImage:
         return len(self.embd)
 
 
+POOLINGS = ("mean", "cls", "last")   # how an embedding request pools its prompt's final hidden states
+
+
+def check_pooling(pooling: str | None) -> None:
+    if pooling is not None and pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r} (mean, cls or last)")
+
+
 @dataclass
 class GenerationRequest:
     prompt: list[int]                 # token ids of the rendered prompt; -1 at image positions

@@ -27,7 +27,7 @@ from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft import PromptLookup
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
-                                        Sink, Started, Token)
+                                        Sink, Started, Token, check_pooling)
 from tensorsharp.engine.sampler import Sampler
 from tensorsharp.engine.stop import StopMatcher
 from tensorsharp.errors import ContextFullError, TensorSharpError
@@ -206,8 +206,7 @@ class Scheduler:
         """Queues a request; its events go to sink on the engine thread. QueueFullError when full;
         ValueError for sampling options the vocabulary cannot take or images that do not fit."""
         request.sampling.validate(self.n_vocab)
-        if request.pooling not in (None, "mean", "cls", "last"):
-            raise ValueError(f"unknown pooling {request.pooling!r} (mean, cls or last)")
+        check_pooling(request.pooling)
         self._check_images(request)
         parts = _PerRequest(request, self.tokenizer, self.n_vocab, self.speculative)
         handle = Handle(request, sink, self._kick)
