@@ -13,13 +13,13 @@ import numpy as np
 
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, check_pooling)
-from tensorsharp.engine.scheduler import _group, _original
+from tensorsharp.engine.thread import EngineThread, fair_group
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
 log = logging.getLogger(__name__)
 
 
-class EncoderScheduler:
+class EncoderScheduler(EngineThread):
     """Serves pooling GenerationRequests on one engine thread over an Encoder."""
 
     parallel = 1   # one encoder pass at a time; a pass holds many requests
@@ -29,6 +29,7 @@ class EncoderScheduler:
             raise ValueError("n_batch must be at least 1")
         if max_queue < 0:
             raise ValueError("max_queue must not be negative")
+        super().__init__()
         self.encoder = encoder
         train = encoder.hparams.n_ctx_train
         self._n_ctx = min(n_ctx, train) if n_ctx > 0 else train
@@ -38,41 +39,12 @@ class EncoderScheduler:
         self._waiting: deque = deque()    # [handle, submit time, queue position told]
         self._running = 0                 # requests in the current pass
         self._processed = 0
-        self._closing = False
-        lock = _original("_thread", "allocate_lock")
-        self._mutex = lock()              # guards _waiting, _running, _processed and _closing
-        self._wake = lock()               # released to wake an idle engine thread
-        self._wake.acquire()
-        self._exited = lock()             # held while the engine thread runs
-        self._started = False
-        self._beat: float | None = None
 
     @property
     def n_ctx(self) -> int:
         return self._n_ctx
 
     # -- caller side (any thread) --------------------------------------------------------------
-    def start(self) -> "EncoderScheduler":
-        if not self._started:
-            self._started = True
-            self._exited.acquire()
-            self._beat = time.monotonic()
-            _original("_thread", "start_new_thread")(self._run, ())
-        return self
-
-    def close(self, timeout: float = 10.0) -> None:
-        with self._mutex:
-            self._closing = True
-        self._kick()
-        if self._started and self._exited.acquire(timeout=timeout):
-            self._exited.release()
-
-    def __enter__(self) -> "EncoderScheduler":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def submit(self, request: GenerationRequest, sink: Sink) -> Handle:
         """Queues an embedding request; ValueError for anything else (an encoder generates nothing),
         QueueFullError when the queue is full."""
@@ -85,8 +57,8 @@ class EncoderScheduler:
         with self._mutex:
             if self._closing:
                 raise TensorSharpError("the scheduler is shut down")
-            queued = {_group(w[0].request) for w in self._waiting}
-            if _group(request) not in queued and len(queued) >= self.max_queue + (self._running == 0):
+            queued = {fair_group(w[0].request) for w in self._waiting}
+            if fair_group(request) not in queued and len(queued) >= self.max_queue + (self._running == 0):
                 raise QueueFullError(f"the queue is full ({self.max_queue} requests waiting)")
             self._waiting.append([handle, time.monotonic_ns(), 0])
         self._kick()
@@ -97,25 +69,8 @@ class EncoderScheduler:
             return {"pending": len(self._waiting), "active": self._running, "parallel": self.parallel,
                     "capacity": self.max_queue, "processed": self._processed}
 
-    def stalled(self, after: float) -> str | None:
-        """As Scheduler.stalled: the thread ended without close(), or a pass has run `after` seconds."""
-        beat = self._beat
-        if not self._started:
-            return None
-        if beat is None:
-            return None if self._closing else "the engine thread stopped"
-        with self._mutex:
-            busy = bool(self._running or self._waiting)
-        idle_for = time.monotonic() - beat
-        if busy and idle_for > after:
-            return f"the engine has made no progress for {idle_for:.0f} s"
-        return None
-
-    def _kick(self) -> None:
-        try:
-            self._wake.release()
-        except RuntimeError:
-            pass  # already awake
+    def _busy(self) -> bool:
+        return bool(self._running or self._waiting)
 
     # -- engine thread -------------------------------------------------------------------------
     def _run(self) -> None:

@@ -13,9 +13,7 @@ tokens and the output is the same as without the guess.
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationReques
                                         Sink, Started, Token, check_pooling)
 from tensorsharp.engine.sampler import Sampler
 from tensorsharp.engine.stop import StopMatcher
+from tensorsharp.engine.thread import EngineThread, fair_group
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,6 @@ log = logging.getLogger(__name__)
 # Rows of a decode step the few-token gemm takes at about the cost of one (its register path's
 # width); drafted rows only fill what the decoding requests leave of them.
 FEW_ROWS = 16
-
-
-def _original(module: str, name: str):
-    """An unpatched threading primitive. Under gevent's monkey patching threads are greenlets and
-    locks are greenlet locks; the engine must be a real OS thread with real locks."""
-    if "gevent.monkey" in sys.modules:
-        from gevent import monkey
-        return monkey.get_original(module, name)
-    return getattr(importlib.import_module(module), name)
 
 
 def _common_prefix(a: list, b: list) -> int:
@@ -63,11 +53,6 @@ def _keys(req: GenerationRequest) -> list:
     for im in req.images:
         keys[im.start:im.start + im.n_tokens] = [(im.digest, i) for i in range(im.n_tokens)]
     return keys
-
-
-def _group(req: GenerationRequest):
-    """What shares fairly: the request's group (its sibling choices), else the request itself."""
-    return req.group if req.group is not None else id(req)
 
 
 def _pooled_rows(pooling: str, first: int, start: int, n: int, last: bool) -> list[int]:
@@ -141,12 +126,13 @@ class _Active:
         self.pooled = None                    # embedding requests: the sum (mean), or the row, pooled so far
 
 
-class Scheduler:
+class Scheduler(EngineThread):
     """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots.
     speculative: decoding requests verify prompt-lookup guesses in their steps; the stepper must
     give a row the same logits alone and in any batch, or outputs would change with the guesses."""
 
     def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False):
+        super().__init__()
         self.stepper = stepper
         self.speculative = speculative
         self.drafted = 0     # guessed tokens verified, engine thread's count
@@ -166,42 +152,12 @@ class Scheduler:
         self._clock = 0
         self._starting = 0   # taken from the queue, not yet active
         self._processed = 0  # requests that were started and have left the engine, however they ended
-        self._closing = False
-        lock = _original("_thread", "allocate_lock")
-        self._mutex = lock()     # guards _waiting, _active, _processed and _closing
-        self._wake = lock()      # released to wake an idle engine thread; held while nothing to do
-        self._wake.acquire()
-        self._exited = lock()    # held while the engine thread runs
-        self._started = False
-        self._beat: float | None = None   # when the engine loop last began a turn; None: not running
 
     @property
     def n_ctx(self) -> int:
         return self.cache.n_ctx
 
     # -- caller side (any thread) --------------------------------------------------------------
-    def start(self) -> "Scheduler":
-        if not self._started:
-            self._started = True
-            self._exited.acquire()
-            self._beat = time.monotonic()
-            _original("_thread", "start_new_thread")(self._run, ())
-        return self
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stops the engine thread after its current step; requests still queued are not served."""
-        with self._mutex:
-            self._closing = True
-        self._kick()
-        if self._started and self._exited.acquire(timeout=timeout):
-            self._exited.release()
-
-    def __enter__(self) -> "Scheduler":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def submit(self, request: GenerationRequest, sink: Sink) -> Handle:
         """Queues a request; its events go to sink on the engine thread. QueueFullError when full;
         ValueError for sampling options the vocabulary cannot take or images that do not fit."""
@@ -216,8 +172,8 @@ class Scheduler:
             # Requests that free active places will take at once do not count against the queue.
             free = self.parallel - len(self._active) - self._starting
             # A request's n choices take one place in the queue between them.
-            queued = {_group(w.handle.request) for w in self._waiting}
-            if _group(request) not in queued and len(queued) >= self.max_queue + free:
+            queued = {fair_group(w.handle.request) for w in self._waiting}
+            if fair_group(request) not in queued and len(queued) >= self.max_queue + free:
                 raise QueueFullError(f"the queue is full ({self.max_queue} requests waiting)")
             self._waiting.append(_Waiting(handle, time.monotonic_ns(), parts))
         self._kick()
@@ -247,26 +203,8 @@ class Scheduler:
             return {"pending": len(self._waiting), "active": len(self._active) + self._starting,
                     "parallel": self.parallel, "capacity": self.max_queue, "processed": self._processed}
 
-    def stalled(self, after: float) -> str | None:
-        """Why the engine is not serving, or None: its thread ended without close(), or it has
-        had work and no turn of its loop finished for `after` seconds (a forward step wedged)."""
-        beat = self._beat
-        if not self._started:
-            return None
-        if beat is None:
-            return None if self._closing else "the engine thread stopped"
-        with self._mutex:
-            busy = bool(self._active or self._waiting)
-        idle_for = time.monotonic() - beat
-        if busy and idle_for > after:
-            return f"the engine has made no progress for {idle_for:.0f} s"
-        return None
-
-    def _kick(self) -> None:
-        try:
-            self._wake.release()
-        except RuntimeError:
-            pass  # already awake; one pending wake-up is enough
+    def _busy(self) -> bool:
+        return bool(self._active or self._waiting)
 
     # -- engine thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -338,11 +276,11 @@ class Scheduler:
             # request's many choices cannot keep everyone else waiting.
             held: dict = {}
             for a in self._active:
-                held[_group(a.req)] = held.get(_group(a.req), 0) + 1
+                held[fair_group(a.req)] = held.get(fair_group(a.req), 0) + 1
             while self._waiting and len(self._active) + len(admitted) < self.parallel:
-                w = min(self._waiting, key=lambda w: held.get(_group(w.handle.request), 0))
+                w = min(self._waiting, key=lambda w: held.get(fair_group(w.handle.request), 0))
                 self._waiting.remove(w)
-                held[_group(w.handle.request)] = held.get(_group(w.handle.request), 0) + 1
+                held[fair_group(w.handle.request)] = held.get(fair_group(w.handle.request), 0) + 1
                 admitted.append(w)
         self._starting = len(admitted)
         for i, w in enumerate(self._waiting, start=1):
