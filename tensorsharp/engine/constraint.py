@@ -10,6 +10,7 @@ import weakref
 import llguidance as llg
 import numpy as np
 
+from tensorsharp.chat.tool_parsers import harmony
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.tokenizer.vocab import ATTR_CONTROL
@@ -234,23 +235,65 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
 
 
+# Messages GPT-OSS may write before a forced call (its reasoning on the analysis channel, a
+# preamble on commentary): bounded, so a model that keeps opening new ones still reaches the call.
+MAX_MESSAGES_BEFORE_CALL = 4
+
+
+def harmony_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice) -> Constraint:
+    """Output that is a tool call in GPT-OSS's harmony format, from after the prompt's
+    "<|start|>assistant" (the grammar llama.cpp's gpt-oss parser builds for a required call): up to
+    MAX_MESSAGES_BEFORE_CALL messages on the analysis or commentary channel, each ended by <|end|>
+    and followed by "<|start|>assistant"; then the call, its recipient in the role header
+    (` to=functions.NAME<|channel|>commentary json<|message|>`, as the template writes earlier
+    calls) or in the channel header (`<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>`,
+    as the harmony documents show), JSON arguments valid against the tool's parameters, <|call|>.
+
+    One call whatever parallel_tool_calls says: <|call|> ends the generation, handing the turn to
+    the tool (the template, too, renders one call per assistant message)."""
+    functions = _chosen_functions(tools, choice)
+    m = {name: _lark_text(tokenizer, text) for name, text in
+         (("start", harmony.START), ("channel", harmony.CHANNEL), ("message", harmony.MESSAGE),
+          ("constrain", harmony.CONSTRAIN), ("end", harmony.END), ("call", harmony.CALL))}
+    channel = f'{m["channel"]} ("commentary" | "analysis")'
+    rules = ["%llguidance {}",
+             f"start: before{{0,{MAX_MESSAGES_BEFORE_CALL}}} call",
+             f'before: {m["channel"]} ("analysis" | "commentary") {m["message"]} body {m["start"]} "assistant"',
+             # A message's text runs to its first <|end|>: where <|end|> is ordinary text (our
+             # vocabularies make it so, as it ends no generation), only if the lexeme is lazy.
+             f'body: TEXT {m["end"]}' if "<[" in m["end"] else f'body[lazy]: TEXT {m["end"]}',
+             "TEXT: /(.|\\n)*/",
+             f'format: (" " {m["constrain"]}? "json")?',
+             "call: (" + " | ".join(f"tool{i}" for i in range(len(functions))) + f') {m["call"]}']
+    for i, fn in enumerate(functions):
+        to = _lark_string(" to=functions." + fn["name"])
+        rules.append(f'tool{i}: ({to} {channel} | {channel} {to}) format {m["message"]} args{i}')
+        rules.append(_arguments_rule(i, fn))
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
 def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str], str]:
     """Lark rules fn<i> (one function's call object: its name, then arguments_key with arguments
     valid against its parameters; tail<i> the same from the name on) and the alternative of all fn<i>."""
     rules = []
     for i, fn in enumerate(functions):
-        params = fn.get("parameters") or {"type": "object"}
-        if not isinstance(params, dict):
-            raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
         tail = json.dumps(fn["name"], ensure_ascii=False)[1:] + ", " \
             + json.dumps(arguments_key, ensure_ascii=False) + ": "
         rules.append(f"fn{i}: {_lark_string(_CALL_OPENING)} tail{i}")
         rules.append(f"tail{i}: {_lark_string(tail)} args{i} \"}}\"")
-        rules.append(f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}")
-        err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
-        if err:
-            raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
+        rules.append(_arguments_rule(i, fn))
     return rules, " | ".join(f"fn{i}" for i in range(len(functions)))
+
+
+def _arguments_rule(i: int, fn: dict) -> str:
+    """Lark rule args<i>: JSON arguments valid against function fn's parameters."""
+    params = fn.get("parameters") or {"type": "object"}
+    if not isinstance(params, dict):
+        raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
+    err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
+    if err:
+        raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
+    return f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}"
 
 
 def _chosen_functions(tools: list[dict], choice) -> list[dict]:

@@ -12,8 +12,10 @@ import pytest
 
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
-from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, bounded_schema, json_schema_constraint,
-                                           lazy_tool_call_constraint, lltokenizer, tool_call_constraint)
+from tensorsharp.chat.tool_parsers import harmony
+from tensorsharp.engine.constraint import (MAX_MESSAGES_BEFORE_CALL, MAX_PARALLEL_CALLS, ConstraintError, bounded_schema,
+                                           harmony_call_constraint, json_schema_constraint, lazy_tool_call_constraint,
+                                           lltokenizer, tool_call_constraint)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.llm import Model
@@ -325,6 +327,71 @@ def test_lazy_tool_call_with_a_control_token_trigger(tok):
     assert _allowed(c, tok) == set(tok.encode("[", add_special=False))
     _feed(c, tok, '[{"name": "get_time", "arguments": {"zone": "PST"}}, ')
     assert _rejects(c, tok, '{"name": "Paris", "arguments": {}}]')
+
+
+@pytest.fixture(scope="module")
+def harmony_tok():
+    """SmolLM2's vocabulary with harmony's markers added as control tokens, as GPT-OSS holds them."""
+    md = dict(GGUFFile(model_path("smollm2-135m")).metadata)
+    md["tokenizer.ggml.tokens"] = list(md["tokenizer.ggml.tokens"]) + list(harmony.MARKERS)
+    md["tokenizer.ggml.token_type"] = list(md["tokenizer.ggml.token_type"]) + [3] * len(harmony.MARKERS)  # CONTROL
+    return Tokenizer.from_metadata(md)
+
+
+def _feed_harmony(c, tok, text):
+    for frag in tok.vocab.partition(text, parse_special=True):
+        for t in [frag] if isinstance(frag, int) else tok.encode(frag, add_special=False):
+            c.accept(t)
+
+
+_THINK = "<|channel|>analysis<|message|>The user wants the time.<|end|><|start|>assistant"
+
+
+@pytest.mark.parametrize("text", [
+    '<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{"zone": "UTC"}<|call|>',
+    ' to=functions.get_time<|channel|>commentary json<|message|>{"zone": "CET"}<|call|>',     # as the template writes it
+    _THINK + '<|channel|>commentary to=functions.get_weather<|message|>{"city": "Oslo"}<|call|>',
+    _THINK + "<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant"                # and a preamble
+    + '<|channel|>analysis to=functions.get_time <|constrain|>json<|message|>{"zone": "PST"}<|call|>',
+    _THINK * MAX_MESSAGES_BEFORE_CALL + ' to=functions.get_time<|channel|>commentary<|message|>{"zone": "UTC"}<|call|>',
+])
+def test_harmony_forced_call(harmony_tok, text):
+    c = harmony_call_constraint(harmony_tok, TOOLS, "required")
+    _feed_harmony(c, harmony_tok, text)
+    assert c.is_done()
+
+
+@pytest.mark.parametrize("text", [
+    "<|channel|>final<|message|>It is noon.",                                     # an answer, no call
+    "<|channel|>analysis<|message|>Done.<|end|><|start|>assistant<|channel|>final",
+    '<|channel|>commentary to=functions.get_date<|message|>{}',                   # a tool never offered
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "EST"}',      # not in the enum
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|return|>',   # the call must end in <|call|>
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|call|><|start|>',
+    "<|channel|>analysis<|message|>I <|end|> see.",                               # the first <|end|> ends the message
+    _THINK * (MAX_MESSAGES_BEFORE_CALL + 1),
+])
+def test_harmony_forced_call_rejects(harmony_tok, text):
+    c = harmony_call_constraint(harmony_tok, TOOLS, "required")
+    with pytest.raises(ConstraintError):
+        _feed_harmony(c, harmony_tok, text)
+
+
+def test_harmony_named_call_allows_only_that_function(harmony_tok):
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    c = harmony_call_constraint(harmony_tok, TOOLS, named)
+    _feed_harmony(c, harmony_tok, _THINK + "<|channel|>commentary to=functions.get_")
+    assert harmony_tok.encode("time", add_special=False)[0] not in _allowed(c, harmony_tok)
+    _feed_harmony(c, harmony_tok, 'weather<|message|>{"city": "Oslo"}<|call|>')
+    assert c.is_done()
+
+
+def test_harmony_message_text_holds_no_control_token(harmony_tok):
+    c = harmony_call_constraint(harmony_tok, TOOLS, "required")
+    _feed_harmony(c, harmony_tok, "<|channel|>analysis<|message|>Thinking")
+    allowed = _allowed(c, harmony_tok)
+    assert harmony_tok.token_id("<|end|>") in allowed and len(allowed) > 0.99 * harmony_tok.vocab_size
+    assert not {harmony_tok.token_id(m) for m in ("<|call|>", "<|return|>", "<|start|>", "<|message|>")} & allowed
 
 
 @pytest.mark.parametrize("tools, choice, match", [
