@@ -186,7 +186,8 @@ _NAME_OPENING = r'[ \t\r\n]*\{[ \t\r\n]*"name"[ \t\r\n]*:[ \t\r\n]*"'
 
 def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigger: str, prefix: str, suffix: str,
                               arguments_key: str = "arguments", as_array: bool = False, bare_start: bool = False,
-                              bare_openings: tuple[str, ...] = (), free_markers: tuple[str, ...] = ()) -> Constraint:
+                              bare_openings: tuple[str, ...] = (), free_markers: tuple[str, ...] = (),
+                              parallel: bool = True) -> Constraint:
     """Free text in which every call the model opens must name an offered tool and carry arguments
     valid against its parameters; then free text again (llama.cpp's lazy grammars). A call to a
     tool that was not offered cannot be written.
@@ -197,7 +198,8 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
     bare_openings: text after which a call object is a call (a ```json fence); other JSON
     there or at the start stays free. free_markers: markers the free text may hold (reasoning
     markers such as Magistral's [THINK]), needed here for the vocabularies that hold them as
-    control tokens, which free text otherwise leaves out."""
+    control tokens, which free text otherwise leaves out. parallel False: at most one call, with
+    which the output ends (llama.cpp's lazy grammars without parallel_tool_calls)."""
     functions = _chosen_functions(tools, "required")
     rules, body = _function_rules(functions, arguments_key)
     # A call without a marker is known by its opening `{"name": "`, so from there on only the
@@ -209,7 +211,8 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
         trig = _lark_text(tokenizer, trigger)
         pre, post = _lark_text(tokenizer, rest), _lark_text(tokenizer, suffix)
         if as_array:
-            items = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
+            more = f" (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else ""
+            items = f"\"[\" ({body}){more} \"]\""
         else:
             items = f"({body})"
         parts.append(f"head {pre} {items} {post}")
@@ -228,10 +231,13 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
         raise ConstraintError("a lazy tool-call constraint needs a trigger or a bare call form")
     tokens = {_lark_text(tokenizer, m) for m in free_markers} - {_lark_text(tokenizer, trigger)}
     tokens = sorted(t for t in tokens if re.fullmatch(r"<\[\d+\]>", t))
-    if tokens:   # free text up to such a marker, then on
-        parts.append("TEXT (" + " | ".join(tokens) + ")")
-    start = ["%llguidance {}", "start: part* TEXT", "part: " + " | ".join(parts), *heads,
-             "TEXT: /(.|\\n)*/"]
+    marked = ["TEXT (" + " | ".join(tokens) + ")"] if tokens else []   # free text up to such a marker, then on
+    if parallel:
+        start = ["start: part* TEXT", "part: " + " | ".join(parts + marked)]
+    else:   # free text (and markers) only before the call
+        start = ["start: marked* (call | TEXT)" if marked else "start: call | TEXT", "call: " + " | ".join(parts),
+                 *(["marked: " + marked[0]] if marked else [])]
+    start = ["%llguidance {}", *start, *heads, "TEXT: /(.|\\n)*/"]
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
 
 

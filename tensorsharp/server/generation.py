@@ -78,13 +78,14 @@ def constraint_for(served: ServedModel, job: Job):
         if job.tools and job.tool_choice is not None:
             return tool_call_constraint(served.tokenizer, job.tools, job.tool_choice, prefix=c.call_prefix,
                                         suffix=c.call_suffix, arguments_key=c.arguments_key,
-                                        as_array=c.calls_as_array, parallel=job.parallel_tool_calls)
+                                        as_array=c.calls_as_array, parallel=bool(job.parallel_tool_calls))
         if job.tools:   # auto: free text until the model opens a call
             return lazy_tool_call_constraint(served.tokenizer, job.tools, trigger=c.call_trigger,
                                              prefix=c.call_prefix, suffix=c.call_suffix,
                                              arguments_key=c.arguments_key, as_array=c.calls_as_array,
                                              bare_start=c.bare_call_start, bare_openings=c.bare_call_openings,
-                                             free_markers=c.parser_markers(tools=True))
+                                             free_markers=c.parser_markers(tools=True),
+                                             parallel=job.parallel_tool_calls is not False)
     except ConstraintError as e:   # e.g. a tool whose parameters cannot be enforced
         raise from_engine(e) from None
     except RecursionError:

@@ -268,6 +268,25 @@ def test_lazy_tool_call_allows_text_and_more_calls_after_a_call(qwen_tok):
     assert _rejects(c, qwen_tok, '<tool_call>\n{"name": "get_date", "arguments": {}}')
 
 
+def test_lazy_tool_call_without_parallel_calls_ends_with_the_call(qwen_tok):
+    c = lazy_tool_call_constraint(qwen_tok, TOOLS, trigger="<tool_call>", bare_start=True, parallel=False, **HERMES)
+    _feed(c, qwen_tok, 'First the time.\n<tool_call>\n{"name": "get_time", "arguments": {"zone": "CET"}}\n</tool_call>')
+    assert c.allows_eos() and _allowed(c, qwen_tok) == set(qwen_tok.eog_ids)
+
+
+def test_lazy_array_call_without_parallel_calls_holds_one_call(tok):
+    start = tok.token_id("<|im_start|>")
+    c = lazy_tool_call_constraint(tok, TOOLS, trigger="<|im_start|>", prefix="<|im_start|>", suffix="",
+                                  as_array=True, free_markers=("<file_sep>",), parallel=False)
+    c.accept(tok.token_id("<file_sep>"))   # a marker in the free text before the call
+    _feed(c, tok, "Checking.")
+    c.accept(start)
+    _feed(c, tok, '[{"name": "get_time", "arguments": {"zone": "PST"}}')
+    assert _allowed(c, tok) == set(tok.encode("]", add_special=False))
+    c.accept(tok.token_id("]"))
+    assert c.allows_eos() and _allowed(c, tok) == set(tok.eog_ids)
+
+
 def test_lazy_tool_call_spelled_in_pieces_still_triggers(qwen_tok):
     # "<tool_call>" written as several ordinary tokens rather than its own token opens a call too.
     c = _lazy_hermes(qwen_tok)
