@@ -258,9 +258,7 @@ def harmony_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice) -> 
     One call whatever parallel_tool_calls says: <|call|> ends the generation, handing the turn to
     the tool (the template, too, renders one call per assistant message)."""
     functions = _chosen_functions(tools, choice)
-    m = {name: _lark_text(tokenizer, text) for name, text in
-         (("start", harmony.START), ("channel", harmony.CHANNEL), ("message", harmony.MESSAGE),
-          ("constrain", harmony.CONSTRAIN), ("end", harmony.END), ("call", harmony.CALL))}
+    m = _harmony_markers(tokenizer)
     channel = f'{m["channel"]} ("commentary" | "analysis")'
     rules = ["%llguidance {}",
              f"start: before{{0,{MAX_MESSAGES_BEFORE_CALL}}} call",
@@ -276,6 +274,40 @@ def harmony_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice) -> 
         rules.append(f'tool{i}: ({to} {channel} | {channel} {to}) format {m["message"]} args{i}')
         rules.append(_arguments_rule(i, fn))
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+# Where a harmony call opens: its recipient, first in a header (the output's first, or after
+# <|start|> and the role, or after <|channel|> and the channel).
+_HARMONY_OPENING = r"[ \t]*((assistant|commentary|analysis)[ \t]+)?to=functions\."
+
+
+def harmony_lazy_call_constraint(tokenizer: Tokenizer, tools: list[dict]) -> Constraint:
+    """GPT-OSS's output free (messages on any channel, calls to other recipients such as its
+    built-in browser) but for its calls to functions: a header that opens one (`to=functions.`
+    in the role or the channel header, as llama.cpp's gpt-oss triggers find it) must go on with an
+    offered tool's name, JSON arguments valid against its parameters and <|call|>."""
+    functions = _chosen_functions(tools, "required")
+    m = _harmony_markers(tokenizer)
+    # Free text never holds a control token: the markers that are ones come between its pieces.
+    markers = [m[k] for k in ("start", "channel", "message", "constrain", "end") if re.fullmatch(r"<\[\d+\]>", m[k])]
+    rules = ["%llguidance {}",
+             "start: part* TEXT",
+             "part: TEXT (" + " | ".join(markers) + ") | opening call" if markers else "part: opening call",
+             f"opening[lazy]: /{_HARMONY_OPENING}/",
+             "TEXT: /(.|\\n)*/",
+             f'format: (" " {m["constrain"]}? "json")?',
+             "call: (" + " | ".join(f"tool{i}" for i in range(len(functions))) + f') {m["call"]}']
+    for i, fn in enumerate(functions):
+        rules.append(f'tool{i}: {_lark_string(fn["name"])} ({m["channel"]} ("commentary" | "analysis"))? format '
+                     f'{m["message"]} args{i}')
+        rules.append(_arguments_rule(i, fn))
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+def _harmony_markers(tokenizer: Tokenizer) -> dict[str, str]:
+    return {name: _lark_text(tokenizer, text) for name, text in
+            (("start", harmony.START), ("channel", harmony.CHANNEL), ("message", harmony.MESSAGE),
+             ("constrain", harmony.CONSTRAIN), ("end", harmony.END), ("call", harmony.CALL))}
 
 
 def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str], str]:

@@ -14,8 +14,8 @@ import gevent
 from tensorsharp.chat.template import TemplateBudgetError, TemplateError
 from tensorsharp.chat.schema import (MAX_SCHEMA_VALUES, OutputValidationError, SchemaError, check_schema,
                                      count_values, schema_instruction, validate_output)
-from tensorsharp.engine.constraint import (ConstraintError, harmony_call_constraint, json_schema_constraint,
-                                           lazy_tool_call_constraint, tool_call_constraint)
+from tensorsharp.engine.constraint import (ConstraintError, harmony_call_constraint, harmony_lazy_call_constraint,
+                                           json_schema_constraint, lazy_tool_call_constraint, tool_call_constraint)
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
 from tensorsharp.server.errors import ApiError, from_engine
@@ -73,8 +73,9 @@ def constraint_for(served: ServedModel, job: Job):
             return json_schema_constraint(served.tokenizer, _schema(job))
         c = served.chat
         if job.tools and not c.call_grammar:   # harmony: calls are messages to a recipient
-            return harmony_call_constraint(served.tokenizer, job.tools, job.tool_choice) \
-                if job.tool_choice is not None else None
+            if job.tool_choice is not None:
+                return harmony_call_constraint(served.tokenizer, job.tools, job.tool_choice)
+            return harmony_lazy_call_constraint(served.tokenizer, job.tools)
         if job.tools and job.tool_choice is not None:
             return tool_call_constraint(served.tokenizer, job.tools, job.tool_choice, prefix=c.call_prefix,
                                         suffix=c.call_suffix, arguments_key=c.arguments_key,

@@ -13,9 +13,10 @@ import pytest
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.chat.tool_parsers import harmony
-from tensorsharp.engine.constraint import (MAX_MESSAGES_BEFORE_CALL, MAX_PARALLEL_CALLS, ConstraintError, bounded_schema,
-                                           harmony_call_constraint, json_schema_constraint, lazy_tool_call_constraint,
-                                           lltokenizer, tool_call_constraint)
+from tensorsharp.engine.constraint import (MAX_MESSAGES_BEFORE_CALL, MAX_PARALLEL_CALLS, ConstraintError,
+                                           bounded_schema, harmony_call_constraint, harmony_lazy_call_constraint,
+                                           json_schema_constraint, lazy_tool_call_constraint, lltokenizer,
+                                           tool_call_constraint)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.llm import Model
@@ -368,7 +369,7 @@ _THINK = "<|channel|>analysis<|message|>The user wants the time.<|end|><|start|>
 
 @pytest.mark.parametrize("text", [
     '<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{"zone": "UTC"}<|call|>',
-    ' to=functions.get_time<|channel|>commentary json<|message|>{"zone": "CET"}<|call|>',     # as the template writes it
+    ' to=functions.get_time<|channel|>commentary json<|message|>{"zone": "CET"}<|call|>',   # as the template writes it
     _THINK + '<|channel|>commentary to=functions.get_weather<|message|>{"city": "Oslo"}<|call|>',
     _THINK + "<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant"                # and a preamble
     + '<|channel|>analysis to=functions.get_time <|constrain|>json<|message|>{"zone": "PST"}<|call|>',
@@ -411,6 +412,37 @@ def test_harmony_message_text_holds_no_control_token(harmony_tok):
     allowed = _allowed(c, harmony_tok)
     assert harmony_tok.token_id("<|end|>") in allowed and len(allowed) > 0.99 * harmony_tok.vocab_size
     assert not {harmony_tok.token_id(m) for m in ("<|call|>", "<|return|>", "<|start|>", "<|message|>")} & allowed
+
+
+@pytest.mark.parametrize("text", [
+    "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>It is noon.",
+    "<|channel|>analysis<|message|>One could write to=functions.anything in prose.<|end|>",   # no header
+    '<|channel|>analysis to=browser.search<|message|>{"query": "noon"}<|call|>',          # a built-in tool
+    "Text from a model that does not speak harmony {\"name\": \"x\"}",
+    _THINK + '<|channel|>commentary to=functions.get_weather<|message|>{"city": "Oslo"}<|call|>',
+    '<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>{"zone": "UTC"}<|call|>',
+])
+def test_harmony_auto_reply_is_free_but_for_its_calls_to_functions(harmony_tok, text):
+    c = harmony_lazy_call_constraint(harmony_tok, TOOLS)
+    _feed_harmony(c, harmony_tok, text)
+    assert c.allows_eos()
+
+
+@pytest.mark.parametrize("text", [
+    '<|channel|>commentary to=functions.get_date<|message|>{}',                   # a tool never offered
+    _THINK + ' to=functions.get_time<|channel|>commentary<|message|>{"zone": "EST"}',
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|return|>',
+])
+def test_harmony_auto_reply_holds_its_calls_to_the_tools(harmony_tok, text):
+    with pytest.raises(ConstraintError):
+        _feed_harmony(harmony_lazy_call_constraint(harmony_tok, TOOLS), harmony_tok, text)
+
+
+def test_harmony_auto_reply_leaves_the_vocabulary_free(harmony_tok):
+    c = harmony_lazy_call_constraint(harmony_tok, TOOLS)
+    allowed = _allowed(c, harmony_tok)
+    markers = {harmony_tok.token_id(m) for m in harmony.MARKERS} - {harmony_tok.token_id("<|call|>")}
+    assert markers | harmony_tok.eog_ids <= allowed and len(allowed) > 0.99 * harmony_tok.vocab_size
 
 
 @pytest.mark.parametrize("tools, choice, match", [

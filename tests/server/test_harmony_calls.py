@@ -2,7 +2,7 @@
 convert_hf_to_gguf.py with harmony's markers as control tokens and GPT-OSS's own chat template: a
 forced call (tool_choice required or named) is always written in harmony's syntax, with arguments
 valid against the tool, and read back as that one call, streamed or not; with tool_choice auto the
-output stays free."""
+output stays free but for the calls it opens, which must go to the tools offered."""
 import json
 import re
 
@@ -10,7 +10,9 @@ import jsonschema
 import pytest
 
 from tensorsharp.chat.tool_parsers import harmony
+from tensorsharp.engine.constraint import ConstraintError
 from tensorsharp.server import generation
+from tensorsharp.server.protocol.common import Job
 from tensorsharp.testing import llama_convert
 from tensorsharp.testing.server import ndjson_lines, sse_events
 
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.hf
 
 CLOCK = {"type": "function", "function": {"name": "get_time", "description": "The current time.", "parameters": {
     "type": "object", "required": ["zone"], "properties": {"zone": {"type": "string", "enum": ["CET", "UTC"]}}}}}
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather to come.", "parameters": {
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The coming weather.", "parameters": {
     "type": "object", "required": ["city", "days"],
     "properties": {"city": {"enum": ["Oslo", "Paris"]}, "days": {"type": "integer", "minimum": 1, "maximum": 7}}}}}
 TOOLS = [CLOCK, WEATHER]
@@ -148,3 +150,20 @@ def test_auto_stays_free_in_every_dialect(served, written):
     events = sse_events(client.post("/api/chat", json={"messages": ASK, "tools": TOOLS, "maxTokens": 24}).data)
     assert events[-1]["done"] and "".join(e.get("token", "") for e in events).strip()
     assert not any(e.get("tool_calls") for e in events)
+
+
+def test_auto_calls_go_only_to_the_tools_offered(served):
+    # The random model never opens a call of its own: the constraint the server gives an auto
+    # reply is fed one.
+    served, _ = served
+    tokenizer = served.tokenizer
+
+    def write(text):
+        c = generation.constraint_for(served, Job(messages=ASK, tools=TOOLS))
+        for frag in tokenizer.vocab.partition(text, parse_special=True):
+            for t in [frag] if isinstance(frag, int) else tokenizer.encode(frag, add_special=False):
+                c.accept(t)
+        return c
+    assert write('<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|call|>').is_done()
+    with pytest.raises(ConstraintError):
+        write('<|channel|>commentary to=functions.get_date<|message|>{}')
