@@ -262,12 +262,7 @@ def harmony_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice) -> 
     channel = f'{m["channel"]} ("commentary" | "analysis")'
     rules = ["%llguidance {}",
              f"start: before{{0,{MAX_MESSAGES_BEFORE_CALL}}} call",
-             f'before: {m["channel"]} ("analysis" | "commentary") {m["message"]} body {m["start"]} "assistant"',
-             # A message's text runs to its first <|end|>: where <|end|> is ordinary text (our
-             # vocabularies make it so, as it ends no generation), only if the lexeme is lazy.
-             f'body: TEXT {m["end"]}' if "<[" in m["end"] else f'body[lazy]: TEXT {m["end"]}',
-             "TEXT: /(.|\\n)*/",
-             f'format: (" " {m["constrain"]}? "json")?',
+             *_harmony_messages(m, '("analysis" | "commentary")'),
              "call: (" + " | ".join(f"tool{i}" for i in range(len(functions))) + f') {m["call"]}']
     for i, fn in enumerate(functions):
         to = _lark_string(" to=functions." + fn["name"])
@@ -302,6 +297,32 @@ def harmony_lazy_call_constraint(tokenizer: Tokenizer, tools: list[dict]) -> Con
                      f'{m["message"]} args{i}')
         rules.append(_arguments_rule(i, fn))
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+def harmony_json_constraint(tokenizer: Tokenizer, schema: dict | None) -> Constraint:
+    """Output in GPT-OSS's harmony format whose answer is one JSON text matching schema (None or
+    {}: any JSON object), from after the prompt's "<|start|>assistant": up to
+    MAX_MESSAGES_BEFORE_CALL analysis messages, then the final message
+    (`<|channel|>final <|constrain|>json<|message|>`, the constraint optional) holding the JSON, as
+    llama.cpp's gpt-oss response-format grammar lays it out."""
+    m = _harmony_markers(tokenizer)
+    answer = {**bounded_schema(schema or {"type": "object"}), "x-guidance": JSON_OPTIONS}
+    rules = ["%llguidance {}",
+             f'start: before{{0,{MAX_MESSAGES_BEFORE_CALL}}} {m["channel"]} "final" format {m["message"]} answer',
+             *_harmony_messages(m, '"analysis"'),
+             f"answer: %json {json.dumps(answer)}"]
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+def _harmony_messages(m: dict[str, str], channels: str) -> list[str]:
+    """Lark rules: `before`, a message on one of channels (a Lark alternative of their names) and
+    the next message's start; `format`, the optional content type of the message that follows."""
+    return [f'before: {m["channel"]} {channels} {m["message"]} body {m["start"]} "assistant"',
+            # A message's text runs to its first <|end|>: where <|end|> is ordinary text (our
+            # vocabularies make it so, as it ends no generation), only if the lexeme is lazy.
+            f'body: TEXT {m["end"]}' if "<[" in m["end"] else f'body[lazy]: TEXT {m["end"]}',
+            "TEXT: /(.|\\n)*/",
+            f'format: (" " {m["constrain"]}? "json")?']
 
 
 def _harmony_markers(tokenizer: Tokenizer) -> dict[str, str]:

@@ -2,7 +2,8 @@
 convert_hf_to_gguf.py with harmony's markers as control tokens and GPT-OSS's own chat template: a
 forced call (tool_choice required or named) is always written in harmony's syntax, with arguments
 valid against the tool, and read back as that one call, streamed or not; with tool_choice auto the
-output stays free but for the calls it opens, which must go to the tools offered."""
+output stays free but for the calls it opens, which must go to the tools offered; a response
+format is the final message's JSON."""
 import json
 import re
 
@@ -72,9 +73,9 @@ def written(monkeypatch):
     return lambda: "".join(texts[-1])
 
 
-def _chat(client, model, body, stream):
-    r = client.post("/v1/chat/completions", json={"model": model, "messages": ASK, "tools": TOOLS, "max_tokens": 400,
-                                                  "stream": stream, **body})
+def _chat(client, model, body, stream, tools=TOOLS):
+    r = client.post("/v1/chat/completions", json={"model": model, "messages": ASK, "max_tokens": 400, "stream": stream,
+                                                  **({"tools": tools} if tools else {}), **body})
     assert r.status_code == 200, r.get_data(as_text=True)
     if not stream:
         choice = r.get_json()["choices"][0]
@@ -167,3 +168,27 @@ def test_auto_calls_go_only_to_the_tools_offered(served):
     assert write('<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|call|>').is_done()
     with pytest.raises(ConstraintError):
         write('<|channel|>commentary to=functions.get_date<|message|>{}')
+
+
+ANSWER = re.compile(r"(<\|channel\|>analysis<\|message\|>(.|\n)*?<\|end\|><\|start\|>assistant)*"
+                    r"<\|channel\|>final( (<\|constrain\|>)?json)?<\|message\|>(?P<json>\{.*\})", re.S)
+
+
+def test_response_format_is_the_final_message(served, written):
+    served, client = served
+    hour = {"type": "integer", "minimum": 0, "maximum": 23}
+    schema = {"type": "object", "required": ["zone", "hour"],
+              "properties": {"zone": {"enum": ["CET", "UTC"]}, "hour": hour}}
+    body = {"response_format": {"type": "json_schema", "json_schema": {"name": "time", "schema": schema}},
+            "logit_bias": {str(served.tokenizer.token_id("<|end|>")): 8}}
+    analysed = 0
+    for sampling in SAMPLINGS:
+        for stream in (False, True):
+            finish, content, thinking, calls = _chat(client, served.name, {**body, **sampling}, stream, tools=None)
+            text = written()
+            m = ANSWER.fullmatch(text)
+            assert m and finish == "stop" and not calls, text
+            jsonschema.validate(json.loads(content), schema)
+            assert content == m["json"] and thinking == _messages(text, "analysis")
+            analysed += "<|start|>assistant" in text
+    assert analysed   # some samplings reasoned before answering
