@@ -32,7 +32,8 @@ _BEFORE = r"(<\|channel\|>(analysis|commentary)<\|message\|>(.|\n)*?<\|end\|><\|
 _CHANNEL = r"<\|channel\|>(commentary|analysis)"
 CALL = re.compile(_BEFORE + rf"( to=functions\.(?P<a>\w+){_CHANNEL}|{_CHANNEL} to=functions\.(?P<b>\w+))"
                   r"( (<\|constrain\|>)?json)?<\|message\|>(?P<args>\{.*\})", re.S)
-SAMPLINGS = [{"temperature": 0}] + [{"temperature": 1.0, "seed": s} for s in range(5)]
+# Enough samplings that each form of a call turns up (each did in 2 to 5 of the first 6 when written).
+SAMPLINGS = [{"temperature": 0}] + [{"temperature": 1.0, "seed": s} for s in range(9)]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def _messages(text, channel):
 
 
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
-@pytest.mark.parametrize("parallel", [None, False, True])
+@pytest.mark.parametrize("parallel", [None, True])   # not given (False alike) or asked for
 def test_forced_call_is_always_one_valid_call(served, written, choice, parallel):
     served, client = served
     names = ["get_weather"] if isinstance(choice, dict) else ["get_time", "get_weather"]
