@@ -10,6 +10,7 @@ import weakref
 import llguidance as llg
 import numpy as np
 
+from tensorsharp.chat.tool_parsers import harmony
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.tokenizer.vocab import ATTR_CONTROL
@@ -185,7 +186,8 @@ _NAME_OPENING = r'[ \t\r\n]*\{[ \t\r\n]*"name"[ \t\r\n]*:[ \t\r\n]*"'
 
 def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigger: str, prefix: str, suffix: str,
                               arguments_key: str = "arguments", as_array: bool = False, bare_start: bool = False,
-                              bare_openings: tuple[str, ...] = (), free_markers: tuple[str, ...] = ()) -> Constraint:
+                              bare_openings: tuple[str, ...] = (), free_markers: tuple[str, ...] = (),
+                              parallel: bool = True) -> Constraint:
     """Free text in which every call the model opens must name an offered tool and carry arguments
     valid against its parameters; then free text again (llama.cpp's lazy grammars). A call to a
     tool that was not offered cannot be written.
@@ -196,7 +198,8 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
     bare_openings: text after which a call object is a call (a ```json fence); other JSON
     there or at the start stays free. free_markers: markers the free text may hold (reasoning
     markers such as Magistral's [THINK]), needed here for the vocabularies that hold them as
-    control tokens, which free text otherwise leaves out."""
+    control tokens, which free text otherwise leaves out. parallel False: at most one call, with
+    which the output ends (llama.cpp's lazy grammars without parallel_tool_calls)."""
     functions = _chosen_functions(tools, "required")
     rules, body = _function_rules(functions, arguments_key)
     # A call without a marker is known by its opening `{"name": "`, so from there on only the
@@ -208,7 +211,8 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
         trig = _lark_text(tokenizer, trigger)
         pre, post = _lark_text(tokenizer, rest), _lark_text(tokenizer, suffix)
         if as_array:
-            items = f"\"[\" ({body}) (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}} \"]\""
+            more = f" (\", \" ({body})){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else ""
+            items = f"\"[\" ({body}){more} \"]\""
         else:
             items = f"({body})"
         parts.append(f"head {pre} {items} {post}")
@@ -227,11 +231,104 @@ def lazy_tool_call_constraint(tokenizer: Tokenizer, tools: list[dict], *, trigge
         raise ConstraintError("a lazy tool-call constraint needs a trigger or a bare call form")
     tokens = {_lark_text(tokenizer, m) for m in free_markers} - {_lark_text(tokenizer, trigger)}
     tokens = sorted(t for t in tokens if re.fullmatch(r"<\[\d+\]>", t))
-    if tokens:   # free text up to such a marker, then on
-        parts.append("TEXT (" + " | ".join(tokens) + ")")
-    start = ["%llguidance {}", "start: part* TEXT", "part: " + " | ".join(parts), *heads,
-             "TEXT: /(.|\\n)*/"]
+    marked = ["TEXT (" + " | ".join(tokens) + ")"] if tokens else []   # free text up to such a marker, then on
+    if parallel:
+        start = ["start: part* TEXT", "part: " + " | ".join(parts + marked)]
+    else:   # free text (and markers) only before the call
+        start = ["start: marked* (call | TEXT)" if marked else "start: call | TEXT", "call: " + " | ".join(parts),
+                 *(["marked: " + marked[0]] if marked else [])]
+    start = ["%llguidance {}", *start, *heads, "TEXT: /(.|\\n)*/"]
     return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(start + rules)))
+
+
+# Messages GPT-OSS may write before a forced call (its reasoning on the analysis channel, a
+# preamble on commentary): bounded, so a model that keeps opening new ones still reaches the call.
+MAX_MESSAGES_BEFORE_CALL = 4
+
+
+def harmony_call_constraint(tokenizer: Tokenizer, tools: list[dict], choice) -> Constraint:
+    """Output that is a tool call in GPT-OSS's harmony format, from after the prompt's
+    "<|start|>assistant" (the grammar llama.cpp's gpt-oss parser builds for a required call): up to
+    MAX_MESSAGES_BEFORE_CALL messages on the analysis or commentary channel, each ended by <|end|>
+    and followed by "<|start|>assistant"; then the call, its recipient in the role header
+    (` to=functions.NAME<|channel|>commentary json<|message|>`, as the template writes earlier
+    calls) or in the channel header (`<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>`,
+    as the harmony documents show), JSON arguments valid against the tool's parameters, <|call|>.
+
+    One call whatever parallel_tool_calls says: <|call|> ends the generation, handing the turn to
+    the tool (the template, too, renders one call per assistant message)."""
+    functions = _chosen_functions(tools, choice)
+    m = _harmony_markers(tokenizer)
+    channel = f'{m["channel"]} ("commentary" | "analysis")'
+    rules = ["%llguidance {}",
+             f"start: before{{0,{MAX_MESSAGES_BEFORE_CALL}}} call",
+             *_harmony_messages(m, '("analysis" | "commentary")'),
+             "call: (" + " | ".join(f"tool{i}" for i in range(len(functions))) + f') {m["call"]}']
+    for i, fn in enumerate(functions):
+        to = _lark_string(" to=functions." + fn["name"])
+        rules.append(f'tool{i}: ({to} {channel} | {channel} {to}) format {m["message"]} args{i}')
+        rules.append(_arguments_rule(i, fn))
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+# Where a harmony call opens: its recipient, first in a header (the output's first, or after
+# <|start|> and the role, or after <|channel|> and the channel).
+_HARMONY_OPENING = r"[ \t]*((assistant|commentary|analysis)[ \t]+)?to=functions\."
+
+
+def harmony_lazy_call_constraint(tokenizer: Tokenizer, tools: list[dict]) -> Constraint:
+    """GPT-OSS's output free (messages on any channel, calls to other recipients such as its
+    built-in browser) but for its calls to functions: a header that opens one (`to=functions.`
+    in the role or the channel header, as llama.cpp's gpt-oss triggers find it) must go on with an
+    offered tool's name, JSON arguments valid against its parameters and <|call|>."""
+    functions = _chosen_functions(tools, "required")
+    m = _harmony_markers(tokenizer)
+    # Free text never holds a control token: the markers that are ones come between its pieces.
+    markers = [m[k] for k in ("start", "channel", "message", "constrain", "end") if re.fullmatch(r"<\[\d+\]>", m[k])]
+    rules = ["%llguidance {}",
+             "start: part* TEXT",
+             "part: TEXT (" + " | ".join(markers) + ") | opening call" if markers else "part: opening call",
+             f"opening[lazy]: /{_HARMONY_OPENING}/",
+             "TEXT: /(.|\\n)*/",
+             f'format: (" " {m["constrain"]}? "json")?',
+             "call: (" + " | ".join(f"tool{i}" for i in range(len(functions))) + f') {m["call"]}']
+    for i, fn in enumerate(functions):
+        rules.append(f'tool{i}: {_lark_string(fn["name"])} ({m["channel"]} ("commentary" | "analysis"))? format '
+                     f'{m["message"]} args{i}')
+        rules.append(_arguments_rule(i, fn))
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+def harmony_json_constraint(tokenizer: Tokenizer, schema: dict | None) -> Constraint:
+    """Output in GPT-OSS's harmony format whose answer is one JSON text matching schema (None or
+    {}: any JSON object), from after the prompt's "<|start|>assistant": up to
+    MAX_MESSAGES_BEFORE_CALL analysis messages, then the final message
+    (`<|channel|>final <|constrain|>json<|message|>`, the constraint optional) holding the JSON, as
+    llama.cpp's gpt-oss response-format grammar lays it out."""
+    m = _harmony_markers(tokenizer)
+    answer = {**bounded_schema(schema or {"type": "object"}), "x-guidance": JSON_OPTIONS}
+    rules = ["%llguidance {}",
+             f'start: before{{0,{MAX_MESSAGES_BEFORE_CALL}}} {m["channel"]} "final" format {m["message"]} answer',
+             *_harmony_messages(m, '"analysis"'),
+             f"answer: %json {json.dumps(answer)}"]
+    return Constraint(tokenizer, llg.LLMatcher.grammar_from_lark("\n".join(rules)))
+
+
+def _harmony_messages(m: dict[str, str], channels: str) -> list[str]:
+    """Lark rules: `before`, a message on one of channels (a Lark alternative of their names) and
+    the next message's start; `format`, the optional content type of the message that follows."""
+    return [f'before: {m["channel"]} {channels} {m["message"]} body {m["start"]} "assistant"',
+            # A message's text runs to its first <|end|>: where <|end|> is ordinary text (our
+            # vocabularies make it so, as it ends no generation), only if the lexeme is lazy.
+            f'body: TEXT {m["end"]}' if "<[" in m["end"] else f'body[lazy]: TEXT {m["end"]}',
+            "TEXT: /(.|\\n)*/",
+            f'format: (" " {m["constrain"]}? "json")?']
+
+
+def _harmony_markers(tokenizer: Tokenizer) -> dict[str, str]:
+    return {name: _lark_text(tokenizer, text) for name, text in
+            (("start", harmony.START), ("channel", harmony.CHANNEL), ("message", harmony.MESSAGE),
+             ("constrain", harmony.CONSTRAIN), ("end", harmony.END), ("call", harmony.CALL))}
 
 
 def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str], str]:
@@ -239,18 +336,23 @@ def _function_rules(functions: list[dict], arguments_key: str) -> tuple[list[str
     valid against its parameters; tail<i> the same from the name on) and the alternative of all fn<i>."""
     rules = []
     for i, fn in enumerate(functions):
-        params = fn.get("parameters") or {"type": "object"}
-        if not isinstance(params, dict):
-            raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
         tail = json.dumps(fn["name"], ensure_ascii=False)[1:] + ", " \
             + json.dumps(arguments_key, ensure_ascii=False) + ": "
         rules.append(f"fn{i}: {_lark_string(_CALL_OPENING)} tail{i}")
         rules.append(f"tail{i}: {_lark_string(tail)} args{i} \"}}\"")
-        rules.append(f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}")
-        err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
-        if err:
-            raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
+        rules.append(_arguments_rule(i, fn))
     return rules, " | ".join(f"fn{i}" for i in range(len(functions)))
+
+
+def _arguments_rule(i: int, fn: dict) -> str:
+    """Lark rule args<i>: JSON arguments valid against function fn's parameters."""
+    params = fn.get("parameters") or {"type": "object"}
+    if not isinstance(params, dict):
+        raise ConstraintError(f"tool {fn['name']!r}: parameters must be a JSON schema object")
+    err = grammar_error(llg.LLMatcher.grammar_from_json_schema(params, overrides=JSON_OPTIONS))
+    if err:
+        raise ConstraintError(f"tool {fn['name']!r}: its parameters schema cannot be enforced: {err}")
+    return f"args{i}: %json {json.dumps({**bounded_schema(params), 'x-guidance': JSON_OPTIONS})}"
 
 
 def _chosen_functions(tools: list[dict], choice) -> list[dict]:

@@ -14,8 +14,9 @@ import gevent
 from tensorsharp.chat.template import TemplateBudgetError, TemplateError
 from tensorsharp.chat.schema import (MAX_SCHEMA_VALUES, OutputValidationError, SchemaError, check_schema,
                                      count_values, schema_instruction, validate_output)
-from tensorsharp.engine.constraint import (ConstraintError, json_schema_constraint, lazy_tool_call_constraint,
-                                           tool_call_constraint)
+from tensorsharp.engine.constraint import (ConstraintError, harmony_call_constraint, harmony_json_constraint,
+                                           harmony_lazy_call_constraint, json_schema_constraint,
+                                           lazy_tool_call_constraint, tool_call_constraint)
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
 from tensorsharp.server.errors import ApiError, from_engine
@@ -55,11 +56,17 @@ def check_job(job: Job) -> None:
             raise from_engine(e) from None
 
 
+def _harmony_chat(served: ServedModel, job: Job) -> bool:
+    """The reply is harmony messages (a GPT-OSS chat), its answer the final one's text."""
+    return job.messages is not None and served.chat.family.channels
+
+
 def new_reply(served: ServedModel, job: Job, prompt: str) -> Reply:
-    """The one place a request's reply parser is chosen: JSON output is content as it is; chats
-    (and prompts with a thinking choice) have reasoning and tool calls split out by the model's
-    chat format, which needs the prompt's tail to know whether the answer starts inside reasoning."""
-    if job.format is not None or (job.messages is None and job.think is None):
+    """The one place a request's reply parser is chosen: JSON output is content as it is (but in a
+    harmony chat, where it is the final message); chats (and prompts with a thinking choice) have
+    reasoning and tool calls split out by the model's chat format, which needs the prompt's tail
+    to know whether the answer starts inside reasoning."""
+    if (job.format is not None and not _harmony_chat(served, job)) or (job.messages is None and job.think is None):
         return Reply()
     calls_only = bool(job.tools) and job.tool_choice is not None   # see constraint_for
     return Reply(served.chat.make_parser(tools=job.tools, think=job.think, prompt=prompt, calls_only=calls_only))
@@ -70,20 +77,25 @@ def constraint_for(served: ServedModel, job: Job):
     calls of an auto reply to the tools offered, or None."""
     try:
         if job.format is not None:
+            if _harmony_chat(served, job):
+                return harmony_json_constraint(served.tokenizer, _schema(job))
             return json_schema_constraint(served.tokenizer, _schema(job))
         c = served.chat
         if job.tools and not c.call_grammar:   # harmony: calls are messages to a recipient
-            return None
+            if job.tool_choice is not None:
+                return harmony_call_constraint(served.tokenizer, job.tools, job.tool_choice)
+            return harmony_lazy_call_constraint(served.tokenizer, job.tools)
         if job.tools and job.tool_choice is not None:
             return tool_call_constraint(served.tokenizer, job.tools, job.tool_choice, prefix=c.call_prefix,
                                         suffix=c.call_suffix, arguments_key=c.arguments_key,
-                                        as_array=c.calls_as_array, parallel=job.parallel_tool_calls)
+                                        as_array=c.calls_as_array, parallel=bool(job.parallel_tool_calls))
         if job.tools:   # auto: free text until the model opens a call
             return lazy_tool_call_constraint(served.tokenizer, job.tools, trigger=c.call_trigger,
                                              prefix=c.call_prefix, suffix=c.call_suffix,
                                              arguments_key=c.arguments_key, as_array=c.calls_as_array,
                                              bare_start=c.bare_call_start, bare_openings=c.bare_call_openings,
-                                             free_markers=c.parser_markers(tools=True))
+                                             free_markers=c.parser_markers(tools=True),
+                                             parallel=job.parallel_tool_calls is not False)
     except ConstraintError as e:   # e.g. a tool whose parameters cannot be enforced
         raise from_engine(e) from None
     except RecursionError:

@@ -183,10 +183,11 @@ def sentencepiece_model(vocab_size: int) -> bytes:
     return out.getvalue()
 
 
-def write_bpe_tokenizer(directory: Path) -> None:
+def write_bpe_tokenizer(directory: Path, special_tokens: tuple[str, ...] = ()) -> None:
     """tokenizer.json and tokenizer_config.json of SmolLM2's byte-level BPE (from the store's
     SmolLM2 GGUF: vocabulary, merges and SmolLM's digit-splitting pre-tokenizer), which the
-    converter knows as "smollm"."""
+    converter knows as "smollm". special_tokens: more special tokens, after SmolLM2's 49152 (a
+    family's markers, such as harmony's <|channel|>)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     from tensorsharp.gguf import GGUFFile
@@ -202,27 +203,36 @@ def write_bpe_tokenizer(directory: Path) -> None:
     tok.decoder = decoders.ByteLevel()
     control = 3  # gguf.TokenType.CONTROL
     tok.add_special_tokens([AddedToken(t, special=True) for t, ty in zip(tokens, types) if ty == control])
+    tok.add_special_tokens([AddedToken(t, special=True) for t in special_tokens])
     tok.save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokens[0], "eos_token": tokens[0]}))
 
 
-def _fingerprint(model, files: dict[str, str]) -> str:
+def _fingerprint(model, files: dict[str, str], special_tokens: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
     h.update(" ".join(SDIST).encode())
     h.update(json.dumps(files, sort_keys=True).encode())
+    if special_tokens:   # as before for the files built without
+        h.update(json.dumps(special_tokens).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def convert(model, outtype: str = "f32", files: dict[str, str] | None = None) -> Path:
+def convert(model, outtype: str = "f32", files: dict[str, str] | None = None,
+            special_tokens: tuple[str, ...] = ()) -> Path:
     """The GGUF file convert_hf_to_gguf.py makes of HF model (weights in outtype: f32, f16, bf16,
     q8_0), built once per model and cached by the model's config and weights. files: more files of
-    the HF directory (relative path -> text), such as sentence-transformers' modules.json."""
+    the HF directory (relative path -> text), such as sentence-transformers' modules.json or a
+    chat_template.jinja. special_tokens: control tokens a BPE family's tokenizer adds after its
+    vocabulary (the model's vocab_size must leave room for them)."""
     files = files or {}
-    out = cache_dir() / "models" / f"{model.config.model_type}-{_fingerprint(model, files)}-{outtype}.gguf"
+    if special_tokens and model.config.model_type not in BPE_FAMILIES:
+        raise ValueError("special_tokens are added to the BPE families' tokenizer only")
+    fingerprint = _fingerprint(model, files, special_tokens)
+    out = cache_dir() / "models" / f"{model.config.model_type}-{fingerprint}-{outtype}.gguf"
     if out.is_file():
         return out
     conv = converter()
@@ -237,7 +247,7 @@ def convert(model, outtype: str = "f32", files: dict[str, str] | None = None) ->
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_text(text)
         if model.config.model_type in BPE_FAMILIES:
-            write_bpe_tokenizer(src)
+            write_bpe_tokenizer(src, special_tokens)
         elif model.config.model_type in WORDPIECE_FAMILIES:
             write_wordpiece_tokenizer(src)
         else:

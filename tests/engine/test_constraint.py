@@ -12,8 +12,11 @@ import pytest
 
 from tensorsharp.chat.schema import schema_instruction, validate_output
 from tensorsharp.chat.template import ChatTemplate
-from tensorsharp.engine.constraint import (MAX_PARALLEL_CALLS, ConstraintError, bounded_schema, json_schema_constraint,
-                                           lazy_tool_call_constraint, lltokenizer, tool_call_constraint)
+from tensorsharp.chat.tool_parsers import harmony
+from tensorsharp.engine.constraint import (MAX_MESSAGES_BEFORE_CALL, MAX_PARALLEL_CALLS, ConstraintError,
+                                           bounded_schema, harmony_call_constraint, harmony_lazy_call_constraint,
+                                           json_schema_constraint, lazy_tool_call_constraint, lltokenizer,
+                                           tool_call_constraint)
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.llm import Model
@@ -266,6 +269,25 @@ def test_lazy_tool_call_allows_text_and_more_calls_after_a_call(qwen_tok):
     assert _rejects(c, qwen_tok, '<tool_call>\n{"name": "get_date", "arguments": {}}')
 
 
+def test_lazy_tool_call_without_parallel_calls_ends_with_the_call(qwen_tok):
+    c = lazy_tool_call_constraint(qwen_tok, TOOLS, trigger="<tool_call>", bare_start=True, parallel=False, **HERMES)
+    _feed(c, qwen_tok, 'First the time.\n<tool_call>\n{"name": "get_time", "arguments": {"zone": "CET"}}\n</tool_call>')
+    assert c.allows_eos() and _allowed(c, qwen_tok) == set(qwen_tok.eog_ids)
+
+
+def test_lazy_array_call_without_parallel_calls_holds_one_call(tok):
+    start = tok.token_id("<|im_start|>")
+    c = lazy_tool_call_constraint(tok, TOOLS, trigger="<|im_start|>", prefix="<|im_start|>", suffix="",
+                                  as_array=True, free_markers=("<file_sep>",), parallel=False)
+    c.accept(tok.token_id("<file_sep>"))   # a marker in the free text before the call
+    _feed(c, tok, "Checking.")
+    c.accept(start)
+    _feed(c, tok, '[{"name": "get_time", "arguments": {"zone": "PST"}}')
+    assert _allowed(c, tok) == set(tok.encode("]", add_special=False))
+    c.accept(tok.token_id("]"))
+    assert c.allows_eos() and _allowed(c, tok) == set(tok.eog_ids)
+
+
 def test_lazy_tool_call_spelled_in_pieces_still_triggers(qwen_tok):
     # "<tool_call>" written as several ordinary tokens rather than its own token opens a call too.
     c = _lazy_hermes(qwen_tok)
@@ -325,6 +347,102 @@ def test_lazy_tool_call_with_a_control_token_trigger(tok):
     assert _allowed(c, tok) == set(tok.encode("[", add_special=False))
     _feed(c, tok, '[{"name": "get_time", "arguments": {"zone": "PST"}}, ')
     assert _rejects(c, tok, '{"name": "Paris", "arguments": {}}]')
+
+
+@pytest.fixture(scope="module")
+def harmony_tok():
+    """SmolLM2's vocabulary with harmony's markers added as control tokens, as GPT-OSS holds them."""
+    md = dict(GGUFFile(model_path("smollm2-135m")).metadata)
+    md["tokenizer.ggml.tokens"] = list(md["tokenizer.ggml.tokens"]) + list(harmony.MARKERS)
+    md["tokenizer.ggml.token_type"] = list(md["tokenizer.ggml.token_type"]) + [3] * len(harmony.MARKERS)  # CONTROL
+    return Tokenizer.from_metadata(md)
+
+
+def _feed_harmony(c, tok, text):
+    for frag in tok.vocab.partition(text, parse_special=True):
+        for t in [frag] if isinstance(frag, int) else tok.encode(frag, add_special=False):
+            c.accept(t)
+
+
+_THINK = "<|channel|>analysis<|message|>The user wants the time.<|end|><|start|>assistant"
+
+
+@pytest.mark.parametrize("text", [
+    '<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{"zone": "UTC"}<|call|>',
+    ' to=functions.get_time<|channel|>commentary json<|message|>{"zone": "CET"}<|call|>',   # as the template writes it
+    _THINK + '<|channel|>commentary to=functions.get_weather<|message|>{"city": "Oslo"}<|call|>',
+    _THINK + "<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant"                # and a preamble
+    + '<|channel|>analysis to=functions.get_time <|constrain|>json<|message|>{"zone": "PST"}<|call|>',
+    _THINK * MAX_MESSAGES_BEFORE_CALL + ' to=functions.get_time<|channel|>commentary<|message|>{"zone": "UTC"}<|call|>',
+])
+def test_harmony_forced_call(harmony_tok, text):
+    c = harmony_call_constraint(harmony_tok, TOOLS, "required")
+    _feed_harmony(c, harmony_tok, text)
+    assert c.is_done()
+
+
+@pytest.mark.parametrize("text", [
+    "<|channel|>final<|message|>It is noon.",                                     # an answer, no call
+    "<|channel|>analysis<|message|>Done.<|end|><|start|>assistant<|channel|>final",
+    '<|channel|>commentary to=functions.get_date<|message|>{}',                   # a tool never offered
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "EST"}',      # not in the enum
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|return|>',   # the call must end in <|call|>
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|call|><|start|>',
+    "<|channel|>analysis<|message|>I <|end|> see.",                               # the first <|end|> ends the message
+    _THINK * (MAX_MESSAGES_BEFORE_CALL + 1),
+])
+def test_harmony_forced_call_rejects(harmony_tok, text):
+    c = harmony_call_constraint(harmony_tok, TOOLS, "required")
+    with pytest.raises(ConstraintError):
+        _feed_harmony(c, harmony_tok, text)
+
+
+def test_harmony_named_call_allows_only_that_function(harmony_tok):
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    c = harmony_call_constraint(harmony_tok, TOOLS, named)
+    _feed_harmony(c, harmony_tok, _THINK + "<|channel|>commentary to=functions.get_")
+    assert harmony_tok.encode("time", add_special=False)[0] not in _allowed(c, harmony_tok)
+    _feed_harmony(c, harmony_tok, 'weather<|message|>{"city": "Oslo"}<|call|>')
+    assert c.is_done()
+
+
+def test_harmony_message_text_holds_no_control_token(harmony_tok):
+    c = harmony_call_constraint(harmony_tok, TOOLS, "required")
+    _feed_harmony(c, harmony_tok, "<|channel|>analysis<|message|>Thinking")
+    allowed = _allowed(c, harmony_tok)
+    assert harmony_tok.token_id("<|end|>") in allowed and len(allowed) > 0.99 * harmony_tok.vocab_size
+    assert not {harmony_tok.token_id(m) for m in ("<|call|>", "<|return|>", "<|start|>", "<|message|>")} & allowed
+
+
+@pytest.mark.parametrize("text", [
+    "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>It is noon.",
+    "<|channel|>analysis<|message|>One could write to=functions.anything in prose.<|end|>",   # no header
+    '<|channel|>analysis to=browser.search<|message|>{"query": "noon"}<|call|>',          # a built-in tool
+    "Text from a model that does not speak harmony {\"name\": \"x\"}",
+    _THINK + '<|channel|>commentary to=functions.get_weather<|message|>{"city": "Oslo"}<|call|>',
+    '<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>{"zone": "UTC"}<|call|>',
+])
+def test_harmony_auto_reply_is_free_but_for_its_calls_to_functions(harmony_tok, text):
+    c = harmony_lazy_call_constraint(harmony_tok, TOOLS)
+    _feed_harmony(c, harmony_tok, text)
+    assert c.allows_eos()
+
+
+@pytest.mark.parametrize("text", [
+    '<|channel|>commentary to=functions.get_date<|message|>{}',                   # a tool never offered
+    _THINK + ' to=functions.get_time<|channel|>commentary<|message|>{"zone": "EST"}',
+    '<|channel|>commentary to=functions.get_time<|message|>{"zone": "UTC"}<|return|>',
+])
+def test_harmony_auto_reply_holds_its_calls_to_the_tools(harmony_tok, text):
+    with pytest.raises(ConstraintError):
+        _feed_harmony(harmony_lazy_call_constraint(harmony_tok, TOOLS), harmony_tok, text)
+
+
+def test_harmony_auto_reply_leaves_the_vocabulary_free(harmony_tok):
+    c = harmony_lazy_call_constraint(harmony_tok, TOOLS)
+    allowed = _allowed(c, harmony_tok)
+    markers = {harmony_tok.token_id(m) for m in harmony.MARKERS} - {harmony_tok.token_id("<|call|>")}
+    assert markers | harmony_tok.eog_ids <= allowed and len(allowed) > 0.99 * harmony_tok.vocab_size
 
 
 @pytest.mark.parametrize("tools, choice, match", [

@@ -87,17 +87,22 @@ def test_auto_calls_name_only_offered_tools(qwen, ask):
         assert isinstance(arguments["city"], str) and set(arguments) <= {"city", "units"}
 
 
-def test_auto_call_cut_off_by_max_tokens_is_not_content(qwen):
-    # Found by pydantic-ai's agent loop: after a tool result Qwen calls the tool again and again
-    # (bare JSON objects, each constrained as a call once opened). When max_tokens cuts one off
-    # before its arguments, the held-back opening went out as content ('{"name": "get_weather", "').
+def _calling_again():
+    """A request after which Qwen calls the tool again and again (found by pydantic-ai's agent loop)."""
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
     history = [ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
                {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 18 C in Paris"}]
     tool = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
                            "additionalProperties": False}}}   # as pydantic-ai sends it
-    body = {"model": QWEN, "messages": history, "tools": [tool], "temperature": 0}
+    return {"model": QWEN, "messages": history, "tools": [tool], "temperature": 0}
+
+
+def test_auto_call_cut_off_by_max_tokens_is_not_content(qwen):
+    # After a tool result Qwen calls the tool again and again (bare JSON objects, each constrained
+    # as a call once opened). When max_tokens cuts one off before its arguments, the held-back
+    # opening went out as content ('{"name": "get_weather", "').
+    body = _calling_again()
     full = qwen.post("/v1/chat/completions", json={**body, "max_tokens": 60}).get_json()["choices"][0]
     assert len(full["message"]["tool_calls"]) > 1, full   # the repeated calls this test is about
     for n in range(18, 24):   # the second call's opening, before its arguments key
@@ -134,3 +139,20 @@ def test_a_reply_cut_mid_call_after_a_tool_result_has_no_json_in_content(qwen):
         for message in (openai["message"], ollama["message"]):
             assert '{"' not in (message["content"] or "")
             assert [c["function"]["name"] for c in message["tool_calls"]] == ["get_weather"]
+
+
+def test_auto_reply_without_parallel_calls_ends_with_its_first_call(qwen):
+    # As llama.cpp's lazy grammar: free text, at most one call, then the end of the output.
+    body = {**_calling_again(), "max_tokens": 60}
+    several = qwen.post("/v1/chat/completions", json=body).get_json()["choices"][0]
+    assert len(several["message"]["tool_calls"]) > 1
+    for stream in (False, True):
+        r = qwen.post("/v1/chat/completions", json={**body, "parallel_tool_calls": False, "stream": stream})
+        if stream:
+            deltas = [e["choices"][0] for e in sse_events(r.data)[:-1] if e["choices"]]
+            finish = deltas[-1]["finish_reason"]
+            calls = {c["index"] for d in deltas for c in d["delta"].get("tool_calls") or []}
+        else:
+            choice = r.get_json()["choices"][0]
+            finish, calls = choice["finish_reason"], set(range(len(choice["message"]["tool_calls"])))
+        assert (finish, calls) == ("tool_calls", {0})

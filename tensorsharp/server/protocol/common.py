@@ -43,9 +43,10 @@ class Job:
     tools: list | None = None              # function tools offered to the model
     tool_choice: str | dict | None = None  # None/"auto": the model decides; "required" or a named
                                            # function: a call is forced by constrained decoding
-    parallel_tool_calls: bool = False      # a forced reply may hold several calls; off unless the
-                                           # client asks, as a small model repeats a forced call
-                                           # until max_tokens (llama-server forces one too)
+    parallel_tool_calls: bool | None = None  # a reply may hold several calls. None (not asked): an
+                                           # auto reply may, a forced one holds one, as a small model
+                                           # repeats a forced call until max_tokens (llama-server
+                                           # forces one too)
     think: bool | None = None              # None: the template's default
     reasoning_effort: str | None = None    # "low", "medium" or "high" (templates that read it: GPT-OSS)
     format: object = None                  # "json" or a JSON schema the output must follow

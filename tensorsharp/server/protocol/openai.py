@@ -218,7 +218,7 @@ def parse_chat(body: dict) -> ChatRequest:
                            param="reasoning_effort")
     tools, tool_choice = _tools(f)
     job = Job(messages=messages, max_tokens=max_tokens, sampling=sampling_params(f, max(top, 1) if logprobs else 0),
-              stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls", False),
+              stop=stop, tools=tools, tool_choice=tool_choice, parallel_tool_calls=f.bool("parallel_tool_calls"),
               think=think, reasoning_effort=effort if effort in ("low", "medium", "high") else None,
               format=_format(f), images=images, ignore_eos=f.bool("ignore_eos", False))
     return ChatRequest(model, job, stream, include_usage, n, logprobs, top)

@@ -276,10 +276,12 @@ def parse_request(body: dict) -> ResponsesRequest:
     top = f.int("top_logprobs", 0, lo=0, hi=20)
     sampling = sampling_params(f, max(top, 1) if logprobs else 0)
     # A forced reply holds one call unless the client asks for several: a small model repeats a
-    # forced call until the limit (as in the chat route); the response says which was applied.
-    parallel = f.bool("parallel_tool_calls", False)
+    # forced call until the limit (as in the chat route); an auto one may hold several unless the
+    # client says not. The response says which was applied.
+    parallel = f.bool("parallel_tool_calls")
     job = Job(max_tokens=max_tokens, sampling=sampling, tools=tools, tool_choice=tool_choice,
               parallel_tool_calls=parallel, think=think, format=fmt)
+    parallel = parallel if parallel is not None else tool_choice is None
     instructions = f.str("instructions")
     previous = f.str("previous_response_id")
     settings = {"instructions": instructions, "max_output_tokens": max_tokens, "metadata": _metadata(f),
