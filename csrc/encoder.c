@@ -6,13 +6,11 @@
 #include <string.h>
 
 #include "ts/encoder.h"
+#include "ts/encoder_ops.h"
 #include "ts/threadpool.h"
 
 /* Queries per attention work item: a block shares one pass over its sequence's keys and values. */
 #define TS_ENC_QBLOCK 32
-/* Activation rows per F16 matmul pass, and weight rows handed out together (as vision.c). */
-#define TS_ENC_TOKEN_BLOCK 128
-#define TS_ENC_ROW_GROUP 16
 
 struct ts_encoder {
     ts_enc_hparams hp;
@@ -141,53 +139,15 @@ typedef struct {
 
 static const float *vec(const ts_tensor *t) { return t->data ? (const float *)t->data : NULL; }
 
-static void add_bias(float *y, const ts_tensor *b, int n) {
-    if (!b->data) return;
-    const float *bv = (const float *)b->data;
-    for (int i = 0; i < n; i++) y[i] += bv[i];
-}
-
 static void add_table_row(const ts_encoder *e, const ts_tensor *t, int64_t r, float *row, float *x) {
     e->k->dequantize[t->type]((const char *)t->data + r * t->row_bytes, row, t->cols);
     for (int64_t i = 0; i < t->cols; i++) x[i] += row[i];
 }
 
-/* F16 weights in 4x4 tiles over f32 rows, as vision.c's: this thread's groups of weight rows,
- * token block by token block, so a block's rows stay in cache while the weights stream past. */
-static void mm_f16(const ts_kernels *k, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
-                   int64_t y_stride, int ith, int nth) {
-    const int64_t groups = (w->rows + TS_ENC_ROW_GROUP - 1) / TS_ENC_ROW_GROUP;
-    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-    const int64_t w_stride = w->row_bytes / (int64_t)sizeof(ts_f16);
-    for (int t0 = 0; t0 < n; t0 += TS_ENC_TOKEN_BLOCK) {
-        const int t1 = n - t0 < TS_ENC_TOKEN_BLOCK ? n : t0 + TS_ENC_TOKEN_BLOCK;
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t r0 = g * TS_ENC_ROW_GROUP;
-            const int64_t r1 = r0 + TS_ENC_ROW_GROUP < w->rows ? r0 + TS_ENC_ROW_GROUP : w->rows;
-            for (int t = t0; t < t1; t += 4)
-                for (int64_t r = r0; r < r1; r += 4)
-                    k->gemm_f16_tile(w->cols, (const ts_f16 *)((const char *)w->data + r * w->row_bytes), w_stride,
-                                     src + (size_t)t * src_stride, src_stride, y + (size_t)t * y_stride + r, y_stride,
-                                     r1 - r < 4 ? (int)(r1 - r) : 4, t1 - t < 4 ? t1 - t : 4);
-        }
-    }
-}
-
-/* This thread's share of y (n, w.rows) = input @ W^T; input rows in src (f32, src_stride apart)
- * were also written into the activation formats W consumes. */
+/* This thread's share of y (n, w.rows) = input @ W^T (see ts_enc_matmul). */
 static void mm(enc_job *j, const ts_tensor *w, const float *src, int64_t src_stride, float *y, int64_t y_stride,
                int ith, int nth) {
-    const ts_kernels *k = j->e->k;
-    if (w->type == TS_TYPE_F16 && k->gemm_f16_tile) {
-        mm_f16(k, w, src, src_stride, j->n, y, y_stride, ith, nth);
-        return;
-    }
-    const ts_type_traits *tr = ts_type_traits_get(w->type);
-    const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : j->act[tr->act];
-    const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
-                                                 : ts_act_row_size(tr->act, w->cols);
-    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type], w->data,
-                   w->rows, w->cols, w->row_bytes, xq, act_row, j->n, y, y_stride, ith, nth);
+    ts_enc_matmul(j->e->k, w, src, src_stride, j->act, j->n, y, y_stride, ith, nth);
 }
 
 static void embed(enc_job *j, int ith, int nth) {
@@ -241,18 +201,15 @@ static void block(enc_job *j, int l, int ith, int nth) {
     ts_threadpool_barrier(pool, nth);
     for (int t = t0; t < t1; t++) {
         float *qr = j->q + (size_t)t * E, *kr = j->kb + (size_t)t * E, *vr = j->vb + (size_t)t * E;
-        add_bias(qr, &W[TS_E_Q_B], E);
-        add_bias(kr, &W[TS_E_K_B], E);
-        add_bias(vr, &W[TS_E_V_B], E);
+        ts_enc_add_bias(qr, &W[TS_E_Q_B], E);
+        ts_enc_add_bias(kr, &W[TS_E_K_B], E);
+        ts_enc_add_bias(vr, &W[TS_E_V_B], E);
         if (hp->n_pos == 0) {
             const float pos = (float)(t - j->seq_start[j->seq_of[t]]);
             k->rope(qr, H, hd, hd, pos, hp->rope_base, 1.0f, NULL, 1.0f, 1);
             k->rope(kr, H, hd, hd, pos, hp->rope_base, 1.0f, NULL, 1.0f, 1);
         }
-        for (int h = 0; h < H; h++) {
-            memcpy(j->kh + ((size_t)h * n + t) * hd, kr + (size_t)h * hd, (size_t)hd * sizeof(float));
-            memcpy(j->vh + ((size_t)h * n + t) * hd, vr + (size_t)h * hd, (size_t)hd * sizeof(float));
-        }
+        ts_enc_split_heads(j->kh, j->vh, kr, vr, t, n, H, hd);
     }
     ts_threadpool_barrier(pool, nth);
     attend(j, ith, nth);
@@ -266,7 +223,7 @@ static void block(enc_job *j, int l, int ith, int nth) {
     mask = ts_act_mask(&W[TS_E_UP], &W[TS_E_GATE], NULL);
     for (int t = t0; t < t1; t++) {
         float *x = j->x + (size_t)t * E, *o = j->o + (size_t)t * E;
-        add_bias(o, &W[TS_E_O_B], E);
+        ts_enc_add_bias(o, &W[TS_E_O_B], E);
         for (int i = 0; i < E; i++) x[i] += o[i];
         k->layernorm(x, vec(&W[TS_E_ATTN_LN_W]), vec(&W[TS_E_ATTN_LN_B]), x, E, hp->eps);
         ts_quantize_act_row(k, j->act, x, t, E, mask);
@@ -280,7 +237,7 @@ static void block(enc_job *j, int l, int ith, int nth) {
     float *hidden = hp->ffn == TS_EFFN_SWIGLU ? j->gate : j->ff;
     for (int t = t0; t < t1; t++) {
         float *f = j->ff + (size_t)t * F, *h = hidden + (size_t)t * F;
-        add_bias(f, &W[TS_E_UP_B], F);
+        ts_enc_add_bias(f, &W[TS_E_UP_B], F);
         if (hp->ffn == TS_EFFN_SWIGLU) k->swiglu(h, f, h, F);
         else k->gelu(f, f, F);
         ts_quantize_act_row(k, j->act, h, t, F, mask);
@@ -292,7 +249,7 @@ static void block(enc_job *j, int l, int ith, int nth) {
     mask = next ? ts_act_mask(&next[TS_E_Q], &next[TS_E_K], &next[TS_E_V]) : 0;
     for (int t = t0; t < t1; t++) {
         float *x = j->x + (size_t)t * E, *o = j->o + (size_t)t * E;
-        add_bias(o, &W[TS_E_DOWN_B], E);
+        ts_enc_add_bias(o, &W[TS_E_DOWN_B], E);
         for (int i = 0; i < E; i++) x[i] += o[i];
         k->layernorm(x, vec(&W[TS_E_OUT_LN_W]), vec(&W[TS_E_OUT_LN_B]), x, E, hp->eps);
         if (mask) ts_quantize_act_row(k, j->act, x, t, E, mask);

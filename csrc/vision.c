@@ -5,14 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts/encoder_ops.h"
 #include "ts/threadpool.h"
 #include "ts/vision.h"
 
 /* Queries per attention work item: a block shares one pass over the head's keys and values. */
 #define TS_VIT_QBLOCK 32
-/* Activation rows per matmul pass (see mm), and weight rows handed out together. */
-#define TS_VIT_TOKEN_BLOCK 128
-#define TS_VIT_ROW_GROUP 16
 
 struct ts_vit {
     ts_vit_hparams hp;
@@ -162,55 +160,10 @@ static void quantize_row(vit_job *j, const float *src, int r, int cols, unsigned
     ts_quantize_act_row(j->v->k, j->act, src, r, cols, mask);
 }
 
-/* F16 weights in 4x4 tiles: this thread's groups of weight rows, token block by token block. */
-static void mm_f16(vit_job *j, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
-                   int64_t y_stride, int ith, int nth) {
-    const int64_t groups = (w->rows + TS_VIT_ROW_GROUP - 1) / TS_VIT_ROW_GROUP;
-    const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-    const int64_t w_stride = w->row_bytes / (int64_t)sizeof(ts_f16);
-    for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
-        const int t1 = n - t0 < TS_VIT_TOKEN_BLOCK ? n : t0 + TS_VIT_TOKEN_BLOCK;
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t r0 = g * TS_VIT_ROW_GROUP;
-            const int64_t r1 = r0 + TS_VIT_ROW_GROUP < w->rows ? r0 + TS_VIT_ROW_GROUP : w->rows;
-            for (int t = t0; t < t1; t += 4)
-                for (int64_t r = r0; r < r1; r += 4)
-                    j->v->k->gemm_f16_tile(w->cols, (const ts_f16 *)((const char *)w->data + r * w->row_bytes),
-                                           w_stride, src + (size_t)t * src_stride, src_stride,
-                                           y + (size_t)t * y_stride + r, y_stride,
-                                           r1 - r < 4 ? (int)(r1 - r) : 4, t1 - t < 4 ? t1 - t : 4);
-        }
-    }
-}
-
-/* This thread's share of y (n, w.rows; rows y_stride apart) = input @ W^T; input rows are f32 in
- * src (src_stride apart) for float weights, else the prepared activation rows. */
+/* This thread's share of y (n, w.rows) = input @ W^T (see ts_enc_matmul). */
 static void mm(vit_job *j, const ts_tensor *w, const float *src, int64_t src_stride, int n, float *y,
                int64_t y_stride, int ith, int nth) {
-    const ts_kernels *k = j->v->k;
-    const ts_type_traits *tr = ts_type_traits_get(w->type);
-    const void *xq = tr->act == TS_ACT_F32 ? (const void *)src : j->act[tr->act];
-    const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
-                                                 : ts_act_row_size(tr->act, w->cols);
-    /* ts_matmul_part streams every activation row past each group of weight rows; over thousands of
-     * patches that is the whole activation matrix from memory per group. Blocks of tokens that stay
-     * in L2 cost one more pass over this thread's share of the weights per block instead. */
-    if (w->type == TS_TYPE_F16 && k->gemm_f16_tile) {
-        mm_f16(j, w, src, src_stride, n, y, y_stride, ith, nth);
-        return;
-    }
-    for (int t0 = 0; t0 < n; t0 += TS_VIT_TOKEN_BLOCK) {
-        const int nt = n - t0 < TS_VIT_TOKEN_BLOCK ? n - t0 : TS_VIT_TOKEN_BLOCK;
-        ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type], w->data,
-                       w->rows, w->cols, w->row_bytes, (const char *)xq + (size_t)t0 * act_row, act_row, nt,
-                       y + (size_t)t0 * y_stride, y_stride, ith, nth);
-    }
-}
-
-static void add_bias(float *y, const ts_tensor *b, int n) {
-    if (!b->data) return;
-    const float *bv = vec(b);
-    for (int i = 0; i < n; i++) y[i] += bv[i];
+    ts_enc_matmul(j->v->k, w, src, src_stride, j->act, n, y, y_stride, ith, nth);
 }
 
 static void patch_embed(vit_job *j, int ith, int nth) {
@@ -239,7 +192,7 @@ static void patch_embed(vit_job *j, int ith, int nth) {
             memcpy(x, vec(&v->g[TS_V_CLASS]), (size_t)E * sizeof(float));
         } else {
             memcpy(x, j->o + (size_t)(t - hp->has_class) * E, (size_t)E * sizeof(float));
-            add_bias(x, &v->g[TS_V_PATCH_B], E);
+            ts_enc_add_bias(x, &v->g[TS_V_PATCH_B], E);
         }
         for (int i = 0; i < E; i++) x[i] += pos[(size_t)t * E + i];
         if (v->g[TS_V_PRE_LN_W].data)
@@ -284,17 +237,13 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     mm(j, &W[TS_V_K], j->t, j->max_in, n, j->kb, E, ith, nth);
     mm(j, &W[TS_V_V], j->t, j->max_in, n, j->vb, E, ith, nth);
     ts_threadpool_barrier(pool, nth);
-    /* Keys and values go head-major, so that a head's rows are one contiguous run for attention. */
     const int H = hp->n_head, hd = E / H;
     for (int t = t0; t < t1; t++) {
         float *kr = j->kb + (size_t)t * E, *vr = j->vb + (size_t)t * E;
-        add_bias(j->q + (size_t)t * E, &W[TS_V_Q_B], E);
-        add_bias(kr, &W[TS_V_K_B], E);
-        add_bias(vr, &W[TS_V_V_B], E);
-        for (int h = 0; h < H; h++) {
-            memcpy(j->kh + ((size_t)h * n + t) * hd, kr + (size_t)h * hd, (size_t)hd * sizeof(float));
-            memcpy(j->vh + ((size_t)h * n + t) * hd, vr + (size_t)h * hd, (size_t)hd * sizeof(float));
-        }
+        ts_enc_add_bias(j->q + (size_t)t * E, &W[TS_V_Q_B], E);
+        ts_enc_add_bias(kr, &W[TS_V_K_B], E);
+        ts_enc_add_bias(vr, &W[TS_V_V_B], E);
+        ts_enc_split_heads(j->kh, j->vh, kr, vr, t, n, H, hd);
     }
     ts_threadpool_barrier(pool, nth);
     attend(j, ith, nth);
@@ -308,7 +257,7 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     mask = ts_act_mask(&W[TS_V_UP], NULL, NULL);
     for (int t = t0; t < t1; t++) {
         float *x = j->x + (size_t)t * E, *o = j->o + (size_t)t * E, *tr = j->t + (size_t)t * j->max_in;
-        add_bias(o, &W[TS_V_O_B], E);
+        ts_enc_add_bias(o, &W[TS_V_O_B], E);
         for (int i = 0; i < E; i++) x[i] += o[i];
         k->layernorm(x, vec(&W[TS_V_LN2_W]), ln2_b, tr, E, hp->eps);
         quantize_row(j, tr, t, E, mask);
@@ -319,7 +268,7 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     mask = ts_act_mask(&W[TS_V_DOWN], NULL, NULL);
     for (int t = t0; t < t1; t++) {
         float *f = j->ff + (size_t)t * F;
-        add_bias(f, &W[TS_V_UP_B], F);
+        ts_enc_add_bias(f, &W[TS_V_UP_B], F);
         if (hp->ffn_act == TS_VACT_GELU_QUICK) k->gelu_quick(f, f, F);
         else k->gelu(f, f, F);
         quantize_row(j, f, t, F, mask);
@@ -329,7 +278,7 @@ static void block(vit_job *j, const ts_tensor *W, int ith, int nth) {
     ts_threadpool_barrier(pool, nth);
     for (int t = t0; t < t1; t++) {
         float *x = j->x + (size_t)t * E, *o = j->o + (size_t)t * E;
-        add_bias(o, &W[TS_V_DOWN_B], E);
+        ts_enc_add_bias(o, &W[TS_V_DOWN_B], E);
         for (int i = 0; i < E; i++) x[i] += o[i];
     }
 }
@@ -377,7 +326,7 @@ static void project_mlp(vit_job *j, int ith, int nth) {
     mask = ts_act_mask(mm2, NULL, NULL);
     for (int p = p0; p < p1; p++) {
         float *h = hidden + (size_t)p * M;
-        add_bias(h, &v->g[TS_V_MM0_B], M);
+        ts_enc_add_bias(h, &v->g[TS_V_MM0_B], M);
         v->k->gelu(h, h, M);
         if (mm2->data) quantize_row(j, h, p, M, mask);
     }
@@ -385,7 +334,7 @@ static void project_mlp(vit_job *j, int ith, int nth) {
     ts_threadpool_barrier(j->pool, nth);
     mm(j, mm2, j->ff, M, n, j->out, hp->n_out, ith, nth);
     ts_threadpool_barrier(j->pool, nth);
-    for (int p = p0; p < p1; p++) add_bias(j->out + (size_t)p * hp->n_out, &v->g[TS_V_MM2_B], hp->n_out);
+    for (int p = p0; p < p1; p++) ts_enc_add_bias(j->out + (size_t)p * hp->n_out, &v->g[TS_V_MM2_B], hp->n_out);
 }
 
 static void vit_task(void *arg, int ith, int nth) {

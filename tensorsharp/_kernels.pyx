@@ -309,6 +309,17 @@ def logprobs(const float[::1] logits, int32_t token, int32_t[::1] top_id, double
     return lp, m
 
 
+cdef ts_tensor _tensor(const uint8_t[:, ::1] data, int type_id, int64_t cols):
+    """A weight's rows as the C kernels see them; the caller keeps data alive."""
+    cdef ts_tensor t
+    t.data = &data[0, 0]
+    t.type = type_id
+    t.rows = data.shape[0]
+    t.cols = cols
+    t.row_bytes = data.shape[1]
+    return t
+
+
 cdef class NativeModel:
     """A ts_model over weight views that this object keeps alive."""
     cdef ts_model *m
@@ -338,12 +349,7 @@ cdef class NativeModel:
             ts_model_free(self.m)
 
     def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
-        cdef ts_tensor t
-        t.data = &data[0, 0]
-        t.type = type_id
-        t.rows = data.shape[0]
-        t.cols = cols
-        t.row_bytes = data.shape[1]
+        cdef ts_tensor t = _tensor(data, type_id, cols)
         if ts_model_set_tensor(self.m, layer, slot, &t) != 0:
             raise ValueError(f"weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
                              f"and type {type_id} does not fit the model")
@@ -451,12 +457,7 @@ cdef class NativeVit:
             ts_vit_free(self.v)
 
     def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
-        cdef ts_tensor t
-        t.data = &data[0, 0]
-        t.type = type_id
-        t.rows = data.shape[0]
-        t.cols = cols
-        t.row_bytes = data.shape[1]
+        cdef ts_tensor t = _tensor(data, type_id, cols)
         if ts_vit_set_tensor(self.v, layer, slot, &t) != 0:
             raise ValueError(f"encoder weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
                              f"and type {type_id} does not fit")
@@ -502,12 +503,7 @@ cdef class NativeEncoder:
             ts_encoder_free(self.e)
 
     def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
-        cdef ts_tensor t
-        t.data = &data[0, 0]
-        t.type = type_id
-        t.rows = data.shape[0]
-        t.cols = cols
-        t.row_bytes = data.shape[1]
+        cdef ts_tensor t = _tensor(data, type_id, cols)
         if ts_encoder_set_tensor(self.e, layer, slot, &t) != 0:
             raise ValueError(f"encoder weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
                              f"and type {type_id} does not fit")
