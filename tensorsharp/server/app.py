@@ -57,6 +57,11 @@ class State:
                            f"(POST /api/pull fetches a known one)", param="model", code="model_not_found")
         return spec
 
+    def spec_named(self, name) -> Spec | None:
+        """The catalog entry a request's "model" field names, or None (not a name, or unknown:
+        the route's own lookup says so)."""
+        return self.catalog.find(name) if isinstance(name, str) else None
+
     def require_model(self, name: str) -> ServedModel:
         """The model a request names, loaded if it is not, and held (never evicted) until the
         response has been sent."""

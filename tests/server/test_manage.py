@@ -145,6 +145,38 @@ def test_create_applies_system_prompt_and_parameters_then_copy_and_delete(client
     assert client.delete("/api/delete", json={"model": "pirate"}).status_code == 404
 
 
+def test_a_created_model_applies_on_the_openai_routes(client):
+    system = "You are a pirate. Answer like one, always, arr."
+    r = client.post("/api/create", json={"model": "buccaneer", "from": "smollm2", "stream": False, "system": system,
+                                         "parameters": {"num_predict": 2, "temperature": 0, "stop": ["zzz"]}})
+    assert r.status_code == 200
+
+    def chat(model, messages, **kw):
+        r = client.post("/v1/chat/completions", json={"model": model, "messages": messages, **kw})
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()["usage"]
+    hi = [{"role": "user", "content": "Hi"}]
+    told = chat(SMOL, [{"role": "system", "content": system}, *hi], max_tokens=8)
+    used = chat("buccaneer", hi)
+    assert used["prompt_tokens"] == told["prompt_tokens"] and used["completion_tokens"] <= 2
+    assert chat("buccaneer", hi, max_tokens=6)["completion_tokens"] > 2          # under the request's own
+    own = chat("buccaneer", [{"role": "system", "content": "Be brief."}, *hi])    # the request's system prompt wins
+    assert own["prompt_tokens"] < told["prompt_tokens"]
+
+    r = client.post("/v1/completions", json={"model": "buccaneer", "prompt": "Once upon a time"})
+    assert r.status_code == 200 and r.get_json()["usage"]["completion_tokens"] <= 2
+
+    def respond(model, **kw):
+        r = client.post("/v1/responses", json={"model": model, "input": "Hi", "store": False, **kw})
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+    plain = respond(SMOL, instructions=system, max_output_tokens=8)
+    made = respond("buccaneer")
+    assert made["instructions"] == system and made["max_output_tokens"] == 2
+    assert made["usage"]["input_tokens"] == plain["usage"]["input_tokens"] and made["usage"]["output_tokens"] <= 2
+    assert client.delete("/api/delete", json={"model": "buccaneer"}).status_code == 200
+
+
 def test_create_from_a_modelfile_or_a_gguf_path_and_refusals(client, home):
     modelfile = ('FROM smollm2-135m\n# a comment\nSYSTEM """You are terse.\nVery terse."""\n'
                  'PARAMETER stop "<|im_end|>"\nPARAMETER stop "###"\nPARAMETER num_predict 3\n')
