@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from tensorsharp import config, store
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.server import access
+from tensorsharp.server.blobs import Blobs
 from tensorsharp.server.catalog import Catalog, Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.metrics import Metrics
@@ -42,6 +43,7 @@ class State:
     uploads: Uploads
     access: access.Access
     web_root: Path | None
+    blobs: Blobs
     draining: bool = False   # stopping: requests still arriving on open connections get 503
     metrics: Metrics = field(init=False)
 
@@ -196,8 +198,11 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     rules = access.Access((api_key if api_key is not None else opts.api_key) or None,
                           access.parse_list(allowed_origins if allowed_origins is not None else opts.allowed_origins),
                           access.parse_list(allowed_hosts if allowed_hosts is not None else opts.allowed_hosts))
+    def stored(hex_: str) -> Path | None:
+        return next((s.path for s in catalog.specs() if s.digest == hex_), None)
     app.extensions["tensorsharp"] = State(catalog, pool, names[0], load_kw["n_ctx"], Sessions(),
-                                          Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root())
+                                          Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root(),
+                                          Blobs(config.blobs_dir(), stored))
 
     shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
     from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui

@@ -1,16 +1,20 @@
 """Many models and their management on a temporary store holding links to two real models:
 listing, loading on demand within max_loaded, keep_alive load and unload, /api/ps, /api/create
-(fields and legacy Modelfile), /api/copy, /api/delete, /api/pull from a fake registry, and the
-plain answer to GET and HEAD / ."""
+(fields, legacy Modelfile, uploaded blobs), /api/copy, /api/delete, /api/pull from a fake registry,
+/api/push refused as Ollama refuses one, and the plain answer to GET and HEAD / ."""
 import gc
+import hashlib
 import os
 import shlex
 import shutil
 import weakref
 from datetime import datetime, timezone
 
+import httpx
+import ollama
 import pytest
 
+from tensorsharp.testing.model_fuzz import write_model
 from tensorsharp.testing.models import fake_model, model_path, write_registry
 from tensorsharp.testing.server import ndjson_lines
 
@@ -223,3 +227,45 @@ def test_pull_streams_ollama_progress_events(client, home):
     assert r.get_json() == {"status": "success"}
     r = client.post("/api/pull", json={"model": "no-such-model", "stream": False})
     assert r.status_code == 404 and "known models" in r.get_json()["error"]
+
+
+def test_the_ollama_client_uploads_a_blob_and_creates_a_model_from_it(app, client, home, tmp_path):
+    ol = ollama.Client(host="http://localhost", transport=httpx.WSGITransport(app=app))
+    path = write_model(tmp_path / "tiny.gguf")
+    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert client.head(f"/api/blobs/{digest}").status_code == 404
+    assert ol.create_blob(path) == digest
+    assert client.head(f"/api/blobs/{digest}").status_code == 200
+    assert (home / "blobs" / f"sha256-{digest[7:]}").read_bytes() == path.read_bytes()
+    assert client.post(f"/api/blobs/{digest}", data=path.read_bytes()).status_code == 200   # already here
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(ollama.ResponseError) as e:
+        ol._request_raw("POST", f"/api/blobs/{wrong}", content=b"not those bytes")
+    assert e.value.status_code == 400 and "digest mismatch" in e.value.error
+    assert client.head(f"/api/blobs/{wrong}").status_code == 404 and not list((home / "blobs").glob(".partial*"))
+    assert client.head("/api/blobs/sha256:xyz").status_code == 400
+
+    events = list(ol.create(model="tiny-blob", files={"tiny.gguf": digest}, system="Be brief.", stream=True))
+    assert events[0].status == "parsing GGUF" and events[-1].status == "success"
+    assert "tiny-blob:latest" in tags(client)
+    r = ol.generate(model="tiny-blob", prompt="a b", raw=True, options={"num_predict": 2})
+    assert r.done and r.eval_count <= 2
+    with pytest.raises(ollama.ResponseError) as e:
+        ol.create(model="nothing-here", files={"x.gguf": wrong})
+    assert e.value.status_code == 400 and "was not uploaded" in e.value.error
+    assert client.delete("/api/delete", json={"model": "tiny-blob"}).status_code == 200
+
+
+def test_push_answers_as_ollama_does_for_a_push_it_cannot_do(app):
+    ol = ollama.Client(host="http://localhost", transport=httpx.WSGITransport(app=app))
+    with pytest.raises(ollama.ResponseError) as e:
+        ol.push("smollm2")
+    assert e.value.status_code == 500 and "no registry to push smollm2-135m:latest to" in e.value.error
+    stream = ol.push("smollm2", stream=True)
+    assert next(stream).status == "retrieving manifest"
+    with pytest.raises(ollama.ResponseError) as e:
+        next(stream)
+    assert "no registry" in e.value.error
+    with pytest.raises(ollama.ResponseError) as e:
+        ol.push("no-such-model")
+    assert e.value.status_code == 404
