@@ -18,7 +18,7 @@ from tensorsharp.server.catalog import Catalog, Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.metrics import Metrics
 from tensorsharp.server.model import ServedModel
-from tensorsharp.server.pool import ModelPool
+from tensorsharp.server.pool import ModelPool, resident_bytes
 from tensorsharp.server.protocol import duration
 from tensorsharp.server.protocol.fields import parse_json
 from tensorsharp.server.sessions import Sessions
@@ -181,8 +181,10 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
         alive = duration.seconds(opts.keep_alive if keep_alive is None else keep_alive)
     except ValueError as e:
         raise TensorSharpError(f"keep-alive: {e}") from None
+    # Imported before the pool measures the process without models, as the code serving requests.
+    from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui
     pool = ModelPool(load_spec, estimate, opts.max_loaded if max_loaded is None else max_loaded,
-                     opts.max_memory if max_memory is None else max_memory, alive)
+                     opts.max_memory if max_memory is None else max_memory, alive, resident_bytes)
     names = []
     for m in given:
         if isinstance(m, ServedModel):
@@ -205,7 +207,6 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                                           Blobs(config.blobs_dir(), stored))
 
     shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
-    from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui
     app.url_map.converters["page"] = meta.PagePath
     for bp in (manage.bp, meta.bp, llamacpp.bp, ollama.bp, openai.bp, embeddings.bp, responses.bp, webui.bp):
         app.register_blueprint(bp)

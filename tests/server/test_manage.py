@@ -10,10 +10,14 @@ import shutil
 import weakref
 from datetime import datetime, timezone
 
+import gevent
 import httpx
 import ollama
 import pytest
 
+from tensorsharp.engine.constraint import has_lltokenizer
+from tensorsharp.server.catalog import CONSTRAINT_TOKEN_BYTES
+from tensorsharp.server.model import shared_tokenizer
 from tensorsharp.testing.model_fuzz import write_model
 from tensorsharp.testing.models import fake_model, model_path, write_registry
 from tensorsharp.testing.server import ndjson_lines
@@ -125,6 +129,34 @@ def test_keep_alive_sets_expiry_and_zero_unloads_with_done_reason_unload(client)
     assert r.get_json()["done_reason"] == "unload" and r.get_json()["message"]["content"] == "" and ps(client) == {}
     r = client.post("/api/generate", json={"model": SMOL, "prompt": "Hi", "keep_alive": "soon"})
     assert r.status_code == 400 and "keep_alive" in r.get_json()["error"]
+
+
+def rss_anon() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def test_the_constraint_vocabulary_is_built_on_first_use_and_counted(client):
+    client.post("/api/generate", json={"model": SMOL, "keep_alive": 0})   # a fresh load, whatever ran before
+    gen(client, SMOL, options={"num_predict": 1})
+    served = client.application.extensions["tensorsharp"].pool.get(SMOL)
+    assert not has_lltokenizer(served.tokenizer)
+    assert shared_tokenizer(served.path, {}) is served.tokenizer   # another name over the file shares it
+    assert not {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"} & set(served.metadata)   # the tokenizer has them
+    before = ps(client)[SMOL]["size"]
+    assert before > os.path.getsize(REAL["smollm2-135m"]) + served.scheduler.cache.nbytes   # tables and buffers too
+    gen(client, SMOL, format="json", options={"num_predict": 4})
+    assert has_lltokenizer(served.tokenizer)
+    assert ps(client)[SMOL]["size"] - before == CONSTRAINT_TOKEN_BYTES * served.tokenizer.vocab_size
+
+
+def test_unloading_a_model_hands_its_memory_back(client):
+    gen(client, GEMMA, options={"num_predict": 1})
+    loaded = rss_anon()
+    client.post("/api/generate", json={"model": GEMMA, "keep_alive": 0})
+    gevent.sleep(1.5)   # the trim after the unloading request's response
+    # gemma3's vocabulary tables alone are ~60 MB (catalog.VOCAB_TOKEN_BYTES)
+    assert loaded - rss_anon() > 40 << 20   # 0 without the trim, 49 MB with it
 
 
 def test_create_applies_system_prompt_and_parameters_then_copy_and_delete(client, home):
