@@ -54,14 +54,14 @@ class Spec:
 
 
 # What a loaded model holds besides its file and KV cache, measured (RssAnon after gc and
-# malloc_trim: tools/bench_models.py --calibrate) on smollm2-135m (49k tokens, 49k merges: 24 MB
-# of tables, 17 MB of constraint vocabulary), gemma3-270m (262k tokens: 59 MB, 107 MB) and
-# qwen2.5-coder-0.5b (152k tokens, 151k merges: 71 MB, 53 MB), rounded up about 10%: the
+# malloc_trim: tools/bench_models.py --calibrate) on smollm2-135m (49k tokens, 49k merges: 18 MB
+# of tables, 17 MB of constraint vocabulary), gemma3-270m (262k tokens: 60 MB, 106 MB) and
+# qwen2.5-coder-0.5b (152k tokens, 151k merges: 51 MB, 53 MB), rounded up about 10%: the
 # vocabulary's tables (texts, ids, scores, attributes, pieces) and BPE merge ranks (a fit of
-# 236 and 259 bytes), the engine's activation and logits buffers (4-6 MB at its first request),
-# and llguidance's token trie and slices (363-427 bytes a token).
+# 238 and 118 bytes), the engine's activation and logits buffers (4-6 MB at its first request),
+# and llguidance's token trie and slices (363-424 bytes a token).
 VOCAB_TOKEN_BYTES = 256
-MERGE_BYTES = 288
+MERGE_BYTES = 128
 WORKING_BYTES = 8 << 20
 CONSTRAINT_TOKEN_BYTES = 464
 
