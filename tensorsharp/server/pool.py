@@ -39,7 +39,7 @@ FAR_FUTURE = timedelta(days=365 * 100)
 @dataclass(eq=False)
 class Loaded:
     served: ServedModel | None      # None once unloaded (so that nothing here keeps its memory)
-    size: int                       # bytes it holds: file + KV cache
+    size: int                       # bytes it holds (ServedModel.memory_bytes), as of its last request
     keep_alive: float               # seconds it stays after its last request (FOREVER: no end)
     default_keep: float             # keep_alive of requests that give none: the server's, or
                                     # FOREVER for the models named at start
