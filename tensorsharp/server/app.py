@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # request.environ keys: the models a request holds, and the keep_alive it asked for.
 LEASES = "tensorsharp.leases"
 KEEP_ALIVE = "tensorsharp.keep_alive"
+GROW = "tensorsharp.grow"   # pool.grow(served, bytes), for a request about to make its model hold more
 
 
 @dataclass
@@ -215,6 +216,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     def _access():
         # Generation reports each finished choice here (see Generation.events).
         request.environ["tensorsharp.metrics"] = state().metrics
+        request.environ[GROW] = state().pool.grow
         if state().draining and request.path != "/health":
             raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
         page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")

@@ -90,7 +90,12 @@ class Facts:
         model has run), its KV cache, the vocabulary's Python tables, working buffers, and
         (constrained: once a request built it) llguidance's copy of the vocabulary."""
         held = file_size + kv_bytes + VOCAB_TOKEN_BYTES * self.n_vocab + MERGE_BYTES * self.n_merges + WORKING_BYTES
-        return held + (CONSTRAINT_TOKEN_BYTES * self.n_vocab if constrained else 0)
+        return held + (self.constraint_bytes if constrained else 0)
+
+    @property
+    def constraint_bytes(self) -> int:
+        """llguidance's copy of the vocabulary, which the first constrained request builds."""
+        return CONSTRAINT_TOKEN_BYTES * self.n_vocab
 
 
 def facts_of(gguf: GGUFFile, template: str | None = None, vision: bool = False) -> Facts:

@@ -101,6 +101,17 @@ class ModelPool:
             self._arm(entry)
             self._fit()
 
+    def grow(self, served: ServedModel, extra: int) -> None:
+        """Counts extra bytes a model in use is about to take (its constraint vocabulary), first
+        unloading least recently used idle models while they would not fit. When only models in
+        use are left the request still runs: it holds its model already."""
+        entry = self._loaded.get(served.name)
+        if entry is None or entry.served is not served:
+            return
+        while self.max_memory and self.used_bytes() + extra > self.max_memory and (idle := self._idle()):
+            self._unload(idle[0])
+        entry.size += extra   # release() sets it to the model's own count again
+
     def pin(self, spec: Spec) -> ServedModel:
         """Loads a model named at start: requests that give no keep_alive leave it loaded (it
         still makes room when idle and least recently used, as any model)."""

@@ -136,7 +136,7 @@ def rss_anon() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
 
 
-def test_the_constraint_vocabulary_is_built_on_first_use_and_counted(client):
+def test_the_constraint_vocabulary_is_built_on_first_use_and_counted(client, monkeypatch):
     client.post("/api/generate", json={"model": SMOL, "keep_alive": 0})   # a fresh load, whatever ran before
     gen(client, SMOL, options={"num_predict": 1})
     served = client.application.extensions["tensorsharp"].pool.get(SMOL)
@@ -145,7 +145,12 @@ def test_the_constraint_vocabulary_is_built_on_first_use_and_counted(client):
     assert not {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"} & set(served.metadata)   # the tokenizer has them
     before = ps(client)[SMOL]["size"]
     assert before > os.path.getsize(REAL["smollm2-135m"]) + served.scheduler.cache.nbytes   # tables and buffers too
+    pool = client.application.extensions["tensorsharp"].pool
+    grown = []
+    monkeypatch.setattr(pool, "grow", lambda s, n: grown.append((s, n)))
     gen(client, SMOL, format="json", options={"num_predict": 4})
+    gen(client, SMOL, format="json", options={"num_predict": 4})
+    assert grown == [(served, CONSTRAINT_TOKEN_BYTES * served.tokenizer.vocab_size)]   # room made once, first
     assert has_lltokenizer(served.tokenizer)
     assert ps(client)[SMOL]["size"] - before == CONSTRAINT_TOKEN_BYTES * served.tokenizer.vocab_size
 

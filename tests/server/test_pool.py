@@ -205,3 +205,16 @@ def test_measured_memory_over_the_budget_unloads_idle_models_but_the_newest():
     assert names(p) == ["b", "c"]
     p.release(held)                  # c ends: b (now the older idle one) goes, c stays
     assert names(p) == ["c"]
+
+
+def test_a_model_about_to_grow_makes_room_first():
+    p, _ = pool({"a": 30 * MB, "b": 30 * MB, "c": 30 * MB}, max_memory=100 * MB)
+    for name in "abc":
+        use(p, name)
+    served = p.acquire(spec("b"))
+    p.grow(served, 20 * MB)          # 110 MB would not fit: a, the least recently used idle one, goes
+    assert names(p) == ["b", "c"] and p.used_bytes() == 80 * MB
+    p.grow(served, 60 * MB)          # c goes too; then only b, in use, is left: it still runs
+    assert names(p) == ["b"] and p.used_bytes() == 110 * MB
+    p.release(served)                # its own count again
+    assert p.used_bytes() == 30 * MB
