@@ -5,7 +5,7 @@ For each model, in the order given, it sends one short /api/generate, then reads
 VmRSS (and VmHWM, the peak) from /proc and /api/ps (what is loaded, each model's counted size).
 
     python tools/bench_models.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b]
-        [--budget-mb 760] [--ctx 256] [--rounds 1] [--unload]
+        [--budget-mb 760] [--ctx 256] [--rounds 1] [--unload] [--json]
 
 --calibrate instead measures, for each model in a fresh process, what loading it adds to the
 process's anonymous memory besides its KV cache (the vocabulary's tables), what its first request
@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=1, help="times to go through the list")
     ap.add_argument("--unload", action="store_true", help="then unload each model (keep_alive 0) and show RSS")
+    ap.add_argument("--json", action="store_true", help="ask for JSON output (each model builds its constraint vocabulary)")
     ap.add_argument("--calibrate", action="store_true", help="measure what each model holds (see above)")
     ap.add_argument("--measure-one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -123,7 +124,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for name in names:
                 r = requests.post(base + "/api/generate", json={"model": name, "prompt": "Hello", "stream": False,
-                                                                "options": {"num_predict": 4}}, timeout=300)
+                                                                "options": {"num_predict": 4},
+                                                                **({"format": "json"} if args.json else {})},
+                                  timeout=300)
                 r.raise_for_status()
                 ps = requests.get(base + "/api/ps").json()["models"]
                 m = proc_memory(proc.pid)
