@@ -33,6 +33,8 @@ _tokenizers_lock = threading.Lock()
 
 
 def shared_tokenizer(path: Path, metadata: dict) -> Tokenizer:
+    """The Tokenizer of a model file: the one a loaded model of that file version already has, or
+    built from metadata."""
     st = os.stat(path)
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     with _tokenizers_lock:
