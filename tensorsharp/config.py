@@ -158,6 +158,11 @@ def manifests_dir() -> Path:
     return home() / "manifests"
 
 
+def blobs_dir() -> Path:
+    """Where files uploaded to /api/blobs are kept, named by their sha256."""
+    return home() / "blobs"
+
+
 def uploads_dir() -> Path:
     """Where the server keeps uploaded files, under generated names."""
     return home() / "uploads"

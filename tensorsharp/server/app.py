@@ -13,11 +13,12 @@ from werkzeug.exceptions import HTTPException
 from tensorsharp import config, store
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.server import access
+from tensorsharp.server.blobs import Blobs
 from tensorsharp.server.catalog import Catalog, Spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.metrics import Metrics
 from tensorsharp.server.model import ServedModel
-from tensorsharp.server.pool import ModelPool
+from tensorsharp.server.pool import ModelPool, resident_bytes
 from tensorsharp.server.protocol import duration
 from tensorsharp.server.protocol.fields import parse_json
 from tensorsharp.server.sessions import Sessions
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # request.environ keys: the models a request holds, and the keep_alive it asked for.
 LEASES = "tensorsharp.leases"
 KEEP_ALIVE = "tensorsharp.keep_alive"
+GROW = "tensorsharp.grow"   # pool.grow(served, bytes), for a request about to make its model hold more
 
 
 @dataclass
@@ -42,6 +44,7 @@ class State:
     uploads: Uploads
     access: access.Access
     web_root: Path | None
+    blobs: Blobs
     draining: bool = False   # stopping: requests still arriving on open connections get 503
     metrics: Metrics = field(init=False)
 
@@ -56,6 +59,11 @@ class State:
             raise ApiError(404, f"model '{name}' not found; models here: {here or 'none'} "
                            f"(POST /api/pull fetches a known one)", param="model", code="model_not_found")
         return spec
+
+    def spec_named(self, name) -> Spec | None:
+        """The catalog entry a request's "model" field names, or None (not a name, or unknown:
+        the route's own lookup says so)."""
+        return self.catalog.find(name) if isinstance(name, str) else None
 
     def require_model(self, name: str) -> ServedModel:
         """The model a request names, loaded if it is not, and held (never evicted) until the
@@ -174,8 +182,10 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
         alive = duration.seconds(opts.keep_alive if keep_alive is None else keep_alive)
     except ValueError as e:
         raise TensorSharpError(f"keep-alive: {e}") from None
+    # Imported before the pool measures the process without models, as the code serving requests.
+    from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui
     pool = ModelPool(load_spec, estimate, opts.max_loaded if max_loaded is None else max_loaded,
-                     opts.max_memory if max_memory is None else max_memory, alive)
+                     opts.max_memory if max_memory is None else max_memory, alive, resident_bytes)
     names = []
     for m in given:
         if isinstance(m, ServedModel):
@@ -191,11 +201,13 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     rules = access.Access((api_key if api_key is not None else opts.api_key) or None,
                           access.parse_list(allowed_origins if allowed_origins is not None else opts.allowed_origins),
                           access.parse_list(allowed_hosts if allowed_hosts is not None else opts.allowed_hosts))
+    def stored(hex_: str) -> Path | None:
+        return next((s.path for s in catalog.specs() if s.digest == hex_), None)
     app.extensions["tensorsharp"] = State(catalog, pool, names[0], load_kw["n_ctx"], Sessions(),
-                                          Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root())
+                                          Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root(),
+                                          Blobs(config.blobs_dir(), stored))
 
     shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
-    from tensorsharp.server.routes import embeddings, llamacpp, manage, meta, ollama, openai, responses, webui
     app.url_map.converters["page"] = meta.PagePath
     for bp in (manage.bp, meta.bp, llamacpp.bp, ollama.bp, openai.bp, embeddings.bp, responses.bp, webui.bp):
         app.register_blueprint(bp)
@@ -204,6 +216,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     def _access():
         # Generation reports each finished choice here (see Generation.events).
         request.environ["tensorsharp.metrics"] = state().metrics
+        request.environ[GROW] = state().pool.grow
         if state().draining and request.path != "/health":
             raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
         page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")

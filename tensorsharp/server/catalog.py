@@ -53,6 +53,19 @@ class Spec:
         return datetime.fromtimestamp(self.path.stat().st_mtime, timezone.utc)
 
 
+# What a loaded model holds besides its file and KV cache, measured (RssAnon after gc and
+# malloc_trim: tools/bench_models.py --calibrate) on smollm2-135m (49k tokens, 49k merges: 18 MB
+# of tables, 17 MB of constraint vocabulary), gemma3-270m (262k tokens: 60 MB, 106 MB) and
+# qwen2.5-coder-0.5b (152k tokens, 151k merges: 51 MB, 53 MB), rounded up about 10%: the
+# vocabulary's tables (texts, ids, scores, attributes, pieces) and BPE merge ranks (a fit of
+# 238 and 118 bytes), the engine's activation and logits buffers (4-6 MB at its first request),
+# and llguidance's token trie and slices (363-424 bytes a token).
+VOCAB_TOKEN_BYTES = 256
+MERGE_BYTES = 128
+WORKING_BYTES = 8 << 20
+CONSTRAINT_TOKEN_BYTES = 464
+
+
 @dataclass(frozen=True)
 class Facts:
     """What a model's GGUF header says, for listings (defaults: the file is not readable)."""
@@ -63,12 +76,26 @@ class Facts:
     context_length: int = 0
     capabilities: tuple = ("completion",)   # Ollama's words: completion, embedding, tools, thinking, vision
     kv_bytes_per_token: int = 0             # K and V (f16) of every layer for one position of one slot
+    n_vocab: int = 0
+    n_merges: int = 0                       # BPE merge rules (0 for SentencePiece)
 
     def memory_bytes(self, file_size: int, n_ctx: int, n_seq: int) -> int:
-        """What loading takes: the weights (the file) and a KV cache of n_seq slots of n_ctx
-        (0: the training context) positions."""
+        """What loading takes: the weights (the file), a KV cache of n_seq slots of n_ctx
+        (0: the training context) positions, and what held_bytes adds."""
         n_ctx = min(n_ctx, self.context_length) if n_ctx > 0 else self.context_length   # as ServedModel.load
-        return file_size + self.kv_bytes_per_token * n_ctx * n_seq
+        return self.held_bytes(file_size, self.kv_bytes_per_token * n_ctx * n_seq, False)
+
+    def held_bytes(self, file_size: int, kv_bytes: int, constrained: bool) -> int:
+        """The process memory a loaded model holds: its file (mapped, every page read once the
+        model has run), its KV cache, the vocabulary's Python tables, working buffers, and
+        (constrained: once a request built it) llguidance's copy of the vocabulary."""
+        held = file_size + kv_bytes + VOCAB_TOKEN_BYTES * self.n_vocab + MERGE_BYTES * self.n_merges + WORKING_BYTES
+        return held + (self.constraint_bytes if constrained else 0)
+
+    @property
+    def constraint_bytes(self) -> int:
+        """llguidance's copy of the vocabulary, which the first constrained request builds."""
+        return CONSTRAINT_TOKEN_BYTES * self.n_vocab
 
 
 def facts_of(gguf: GGUFFile, template: str | None = None, vision: bool = False) -> Facts:
@@ -90,7 +117,8 @@ def facts_of(gguf: GGUFFile, template: str | None = None, vision: bool = False) 
         caps = ["embedding"]
     return Facts(arch, count, str(md.get("general.size_label") or size_label(count)),
                  FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown",
-                 int(md.get(f"{arch}.context_length", 0) or 0), tuple(caps), kv)
+                 int(md.get(f"{arch}.context_length", 0) or 0), tuple(caps), kv,
+                 len(md.get("tokenizer.ggml.tokens") or ()), len(md.get("tokenizer.ggml.merges") or ()))
 
 
 def read_facts(spec: Spec) -> Facts:

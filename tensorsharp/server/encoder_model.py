@@ -60,4 +60,5 @@ class EncoderModel(ServedModel):
 
     @property
     def memory_bytes(self) -> int:
-        return self.file_size   # no KV cache: a batch's scratch lives only while it runs
+        # No KV cache: a batch's scratch lives only while it runs.
+        return self.facts.held_bytes(self.file_size, 0, False)

@@ -15,7 +15,7 @@ from tensorsharp.chat.template import TemplateBudgetError, TemplateError
 from tensorsharp.chat.schema import (MAX_SCHEMA_VALUES, OutputValidationError, SchemaError, check_schema,
                                      count_values, schema_instruction, validate_output)
 from tensorsharp.engine.constraint import (ConstraintError, harmony_call_constraint, harmony_json_constraint,
-                                           harmony_lazy_call_constraint, json_schema_constraint,
+                                           harmony_lazy_call_constraint, has_lltokenizer, json_schema_constraint,
                                            lazy_tool_call_constraint, tool_call_constraint)
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.server.bridge import EngineEvents
@@ -181,9 +181,16 @@ def _prepare(served: ServedModel, job: Job, n: int) -> tuple:
     return text, ids, images, [constraint_for(served, job) for _ in range(n)]
 
 
+def _builds_constraint_vocabulary(served: ServedModel, job: Job) -> bool:
+    """The job's constraint (see constraint_for) will be the model's first."""
+    return (job.format is not None or bool(job.tools)) and not has_lltokenizer(served.tokenizer)
+
+
 class Generation:
     """n choices of one job, submitted together; iterate events() in the request's greenlet. Each
-    choice's Done goes to the app's metrics, which the app puts in environ["tensorsharp.metrics"]."""
+    choice's Done goes to the app's metrics, which the app puts in environ["tensorsharp.metrics"];
+    a model about to hold more (its first constraint) first makes room through
+    environ["tensorsharp.grow"] (the pool's grow)."""
 
     def __init__(self, served: ServedModel, job: Job, n: int = 1, environ: dict | None = None,
                  group: object | None = None):
@@ -198,6 +205,9 @@ class Generation:
         if least >= limit:   # refused before any work: tokenizing megabytes takes seconds
             raise ApiError(400, f"the prompt is at least {least} tokens but the context holds {limit} "
                            f"(prompt and reply together)", param="messages", code="context_length_exceeded")
+        grow = (environ or {}).get("tensorsharp.grow")
+        if grow is not None and _builds_constraint_vocabulary(served, job):
+            grow(served, served.facts.constraint_bytes)
         # Rendering, tokenizing and compiling constraints take a worker thread: on the hub they
         # would stall every other request (and /health) for as long as they take.
         text, self.ids, images, constraints = gevent.get_hub().threadpool.apply(_prepare, (served, job, n))

@@ -1,7 +1,10 @@
 """A loaded model: weights, tokenizer, chat template, scheduler, and its facts."""
 from __future__ import annotations
 
+import os
+import threading
 import time
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -9,7 +12,7 @@ from tensorsharp import config, store
 from tensorsharp.chat.output import chat_format
 from tensorsharp.chat.template import ChatTemplate, image_format
 from tensorsharp.engine import scheduler as sched
-from tensorsharp.engine.constraint import lltokenizer
+from tensorsharp.engine.constraint import has_lltokenizer
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import is_encoder, load_model, reading
@@ -17,6 +20,31 @@ from tensorsharp.server.catalog import Spec, facts_of, file_spec, with_template
 from tensorsharp.server.images import ImageEmbedder
 from tensorsharp.tokenizer import Tokenizer
 from tensorsharp.vision import find_projector, load_projector
+
+# The vocabulary arrays of the GGUF metadata, which the Tokenizer holds in its own form once built
+# (the merges alone are ~10 MB of strings for a 151k vocabulary).
+VOCAB_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
+                "tokenizer.ggml.merges")
+
+# Names made by /api/create over one file, loaded together, share one Tokenizer, and so one
+# constraint vocabulary (constraint.lltokenizer keeps it per Tokenizer). Keyed by file version.
+_tokenizers: "weakref.WeakValueDictionary[tuple, Tokenizer]" = weakref.WeakValueDictionary()
+_tokenizers_lock = threading.Lock()
+
+
+def shared_tokenizer(path: Path, metadata: dict) -> Tokenizer:
+    """The Tokenizer of a model file: the one a loaded model of that file version already has, or
+    built from metadata."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _tokenizers_lock:
+        tokenizer = _tokenizers.get(key)
+    if tokenizer is None:
+        tokenizer = Tokenizer.from_metadata(metadata)
+        with _tokenizers_lock:
+            tokenizer = _tokenizers.setdefault(key, tokenizer)
+    return tokenizer
+
 
 class ServedModel:
     """Load with ServedModel.load(name_or_path, ...); close() stops its engine thread."""
@@ -42,8 +70,8 @@ class ServedModel:
         # Markers the parsers read that this vocabulary holds as control tokens, which the decoder
         # would otherwise leave out of the text: without tools offered, then with.
         self.shown_tokens = tuple(tokenizer.control_ids(self.chat.parser_markers(tools)) for tools in (False, True))
-        # Built once here (seconds for a 262k vocabulary) so no request pays for it.
-        self.constraint_tokenizer = lltokenizer(tokenizer)
+        for key in VOCAB_ARRAYS:   # read into the tokenizer and the facts: the copies would stay unread
+            gguf.metadata.pop(key, None)
         self.scheduler = scheduler
         self.load_ns = load_ns
         self.loaded_at = datetime.now(timezone.utc)
@@ -66,7 +94,7 @@ class ServedModel:
                                           n_batch=n_batch, spec=spec)
         with reading(path):
             transformer = load_model(gguf)
-            tokenizer = Tokenizer.from_metadata(gguf.metadata)
+            tokenizer = shared_tokenizer(path, gguf.metadata)
         images = _images(path, mmproj, transformer.hparams.n_embd, n_threads, max_image_bytes, max_image_pixels)
         train = transformer.hparams.n_ctx_train
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
@@ -94,8 +122,9 @@ class ServedModel:
 
     @property
     def memory_bytes(self) -> int:
-        """What it holds: the weights (the file) and the KV cache of every slot."""
-        return self.file_size + self.scheduler.cache.nbytes
+        """What it holds: the weights (the file), the KV cache of every slot, the vocabulary's
+        tables and working buffers, and the constraint vocabulary once a request built it."""
+        return self.facts.held_bytes(self.file_size, self.scheduler.cache.nbytes, has_lltokenizer(self.tokenizer))
 
     @property
     def architecture(self) -> str:

@@ -115,7 +115,7 @@ class Vocab:
         v.add_space_prefix = bool(md.get(_KEY + "add_space_prefix", v.add_space_prefix))
 
         v._load_tokens(md)
-        v.merges = _merge_ranks(md) if v.kind == "bpe" else {}
+        v.merges = _merge_ranks(md, v.texts, v.ids) if v.kind == "bpe" else {}
         n = len(v.texts)
         for name in special:  # built-in defaults that do not fit this vocab are dropped
             if special[name] is not None and not 0 <= special[name] < n:
@@ -252,14 +252,20 @@ class Vocab:
         return t
 
 
-def _merge_ranks(md: dict) -> dict[tuple[str, str], int]:
+def _merge_ranks(md: dict, texts: list[str], ids: dict[str, int]) -> dict[tuple[str, str], int]:
     merges = md.get(_KEY + "merges")
     if merges is None:
         raise TokenizerError("tokenizer.ggml.merges is missing (needed by a 'gpt2' tokenizer)")
+
+    def held(part: str) -> str:
+        # The vocabulary's own string where it has one (a merge's halves are tokens): a fresh
+        # slice per half would be a second copy of the vocabulary (25 MB for Qwen2.5's 151k merges).
+        i = ids.get(part)
+        return texts[i] if i is not None else part
     ranks: dict[tuple[str, str], int] = {}
     for rank, m in enumerate(map(str, merges)):
         # The split is at the first space after the first character, so a merge may start with one.
         cut = m.find(" ", 1)
-        pair = (m[:cut], m[cut + 1:]) if cut >= 0 else ("", "")
+        pair = (held(m[:cut]), held(m[cut + 1:])) if cut >= 0 else ("", "")
         ranks.setdefault(pair, rank)
     return ranks

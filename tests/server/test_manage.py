@@ -1,16 +1,24 @@
 """Many models and their management on a temporary store holding links to two real models:
 listing, loading on demand within max_loaded, keep_alive load and unload, /api/ps, /api/create
-(fields and legacy Modelfile), /api/copy, /api/delete, /api/pull from a fake registry, and the
-plain answer to GET and HEAD / ."""
+(fields, legacy Modelfile, uploaded blobs), /api/copy, /api/delete, /api/pull from a fake registry,
+/api/push refused as Ollama refuses one, and the plain answer to GET and HEAD / ."""
 import gc
+import hashlib
 import os
 import shlex
 import shutil
 import weakref
 from datetime import datetime, timezone
 
+import gevent
+import httpx
+import ollama
 import pytest
 
+from tensorsharp.engine.constraint import has_lltokenizer
+from tensorsharp.server.catalog import CONSTRAINT_TOKEN_BYTES
+from tensorsharp.server.model import shared_tokenizer
+from tensorsharp.testing.model_fuzz import write_model
 from tensorsharp.testing.models import fake_model, model_path, write_registry
 from tensorsharp.testing.server import ndjson_lines
 
@@ -123,6 +131,39 @@ def test_keep_alive_sets_expiry_and_zero_unloads_with_done_reason_unload(client)
     assert r.status_code == 400 and "keep_alive" in r.get_json()["error"]
 
 
+def rss_anon() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def test_the_constraint_vocabulary_is_built_on_first_use_and_counted(client, monkeypatch):
+    client.post("/api/generate", json={"model": SMOL, "keep_alive": 0})   # a fresh load, whatever ran before
+    gen(client, SMOL, options={"num_predict": 1})
+    served = client.application.extensions["tensorsharp"].pool.get(SMOL)
+    assert not has_lltokenizer(served.tokenizer)
+    assert shared_tokenizer(served.path, {}) is served.tokenizer   # another name over the file shares it
+    assert not {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"} & set(served.metadata)   # the tokenizer has them
+    before = ps(client)[SMOL]["size"]
+    assert before > os.path.getsize(REAL["smollm2-135m"]) + served.scheduler.cache.nbytes   # tables and buffers too
+    pool = client.application.extensions["tensorsharp"].pool
+    grown = []
+    monkeypatch.setattr(pool, "grow", lambda s, n: grown.append((s, n)))
+    gen(client, SMOL, format="json", options={"num_predict": 4})
+    gen(client, SMOL, format="json", options={"num_predict": 4})
+    assert grown == [(served, CONSTRAINT_TOKEN_BYTES * served.tokenizer.vocab_size)]   # room made once, first
+    assert has_lltokenizer(served.tokenizer)
+    assert ps(client)[SMOL]["size"] - before == CONSTRAINT_TOKEN_BYTES * served.tokenizer.vocab_size
+
+
+def test_unloading_a_model_hands_its_memory_back(client):
+    gen(client, GEMMA, options={"num_predict": 1})
+    loaded = rss_anon()
+    client.post("/api/generate", json={"model": GEMMA, "keep_alive": 0})
+    gevent.sleep(1.5)   # the trim after the unloading request's response
+    # gemma3's vocabulary tables alone are ~60 MB (catalog.VOCAB_TOKEN_BYTES)
+    assert loaded - rss_anon() > 40 << 20   # 0 without the trim, 49 MB with it
+
+
 def test_create_applies_system_prompt_and_parameters_then_copy_and_delete(client, home):
     system = "You are a pirate. Answer like one, always, arr."
     plain = gen(client, SMOL, "Hi", options={"num_predict": 8})
@@ -143,6 +184,38 @@ def test_create_applies_system_prompt_and_parameters_then_copy_and_delete(client
     assert client.delete("/api/delete", json={"model": "pirate"}).status_code == 200
     assert "pirate:latest" not in tags(client) and "corsair:v2" in tags(client)
     assert client.delete("/api/delete", json={"model": "pirate"}).status_code == 404
+
+
+def test_a_created_model_applies_on_the_openai_routes(client):
+    system = "You are a pirate. Answer like one, always, arr."
+    r = client.post("/api/create", json={"model": "buccaneer", "from": "smollm2", "stream": False, "system": system,
+                                         "parameters": {"num_predict": 2, "temperature": 0, "stop": ["zzz"]}})
+    assert r.status_code == 200
+
+    def chat(model, messages, **kw):
+        r = client.post("/v1/chat/completions", json={"model": model, "messages": messages, **kw})
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()["usage"]
+    hi = [{"role": "user", "content": "Hi"}]
+    told = chat(SMOL, [{"role": "system", "content": system}, *hi], max_tokens=8)
+    used = chat("buccaneer", hi)
+    assert used["prompt_tokens"] == told["prompt_tokens"] and used["completion_tokens"] <= 2
+    assert chat("buccaneer", hi, max_tokens=6)["completion_tokens"] > 2          # under the request's own
+    own = chat("buccaneer", [{"role": "system", "content": "Be brief."}, *hi])    # the request's system prompt wins
+    assert own["prompt_tokens"] < told["prompt_tokens"]
+
+    r = client.post("/v1/completions", json={"model": "buccaneer", "prompt": "Once upon a time"})
+    assert r.status_code == 200 and r.get_json()["usage"]["completion_tokens"] <= 2
+
+    def respond(model, **kw):
+        r = client.post("/v1/responses", json={"model": model, "input": "Hi", "store": False, **kw})
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+    plain = respond(SMOL, instructions=system, max_output_tokens=8)
+    made = respond("buccaneer")
+    assert made["instructions"] == system and made["max_output_tokens"] == 2
+    assert made["usage"]["input_tokens"] == plain["usage"]["input_tokens"] and made["usage"]["output_tokens"] <= 2
+    assert client.delete("/api/delete", json={"model": "buccaneer"}).status_code == 200
 
 
 def test_create_from_a_modelfile_or_a_gguf_path_and_refusals(client, home):
@@ -191,3 +264,45 @@ def test_pull_streams_ollama_progress_events(client, home):
     assert r.get_json() == {"status": "success"}
     r = client.post("/api/pull", json={"model": "no-such-model", "stream": False})
     assert r.status_code == 404 and "known models" in r.get_json()["error"]
+
+
+def test_the_ollama_client_uploads_a_blob_and_creates_a_model_from_it(app, client, home, tmp_path):
+    ol = ollama.Client(host="http://localhost", transport=httpx.WSGITransport(app=app))
+    path = write_model(tmp_path / "tiny.gguf")
+    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert client.head(f"/api/blobs/{digest}").status_code == 404
+    assert ol.create_blob(path) == digest
+    assert client.head(f"/api/blobs/{digest}").status_code == 200
+    assert (home / "blobs" / f"sha256-{digest[7:]}").read_bytes() == path.read_bytes()
+    assert client.post(f"/api/blobs/{digest}", data=path.read_bytes()).status_code == 200   # already here
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(ollama.ResponseError) as e:
+        ol._request_raw("POST", f"/api/blobs/{wrong}", content=b"not those bytes")
+    assert e.value.status_code == 400 and "digest mismatch" in e.value.error
+    assert client.head(f"/api/blobs/{wrong}").status_code == 404 and not list((home / "blobs").glob(".partial*"))
+    assert client.head("/api/blobs/sha256:xyz").status_code == 400
+
+    events = list(ol.create(model="tiny-blob", files={"tiny.gguf": digest}, system="Be brief.", stream=True))
+    assert events[0].status == "parsing GGUF" and events[-1].status == "success"
+    assert "tiny-blob:latest" in tags(client)
+    r = ol.generate(model="tiny-blob", prompt="a b", raw=True, options={"num_predict": 2})
+    assert r.done and r.eval_count <= 2
+    with pytest.raises(ollama.ResponseError) as e:
+        ol.create(model="nothing-here", files={"x.gguf": wrong})
+    assert e.value.status_code == 400 and "was not uploaded" in e.value.error
+    assert client.delete("/api/delete", json={"model": "tiny-blob"}).status_code == 200
+
+
+def test_push_answers_as_ollama_does_for_a_push_it_cannot_do(app):
+    ol = ollama.Client(host="http://localhost", transport=httpx.WSGITransport(app=app))
+    with pytest.raises(ollama.ResponseError) as e:
+        ol.push("smollm2")
+    assert e.value.status_code == 500 and "no registry to push smollm2-135m:latest to" in e.value.error
+    stream = ol.push("smollm2", stream=True)
+    assert next(stream).status == "retrieving manifest"
+    with pytest.raises(ollama.ResponseError) as e:
+        next(stream)
+    assert "no registry" in e.value.error
+    with pytest.raises(ollama.ResponseError) as e:
+        ol.push("no-such-model")
+    assert e.value.status_code == 404

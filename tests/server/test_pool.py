@@ -48,9 +48,9 @@ class Loader:
         return self.sizes[s.name.split(":")[0]]
 
 
-def pool(sizes, max_loaded=3, max_memory=0, keep_alive=FOREVER, seconds=0.0):
+def pool(sizes, max_loaded=3, max_memory=0, keep_alive=FOREVER, seconds=0.0, resident=None):
     loader = Loader(sizes, seconds)
-    return ModelPool(loader, loader.estimate, max_loaded, max_memory, keep_alive), loader
+    return ModelPool(loader, loader.estimate, max_loaded, max_memory, keep_alive, resident), loader
 
 
 def names(p):
@@ -154,3 +154,67 @@ def test_models_named_at_start_stay_unless_a_request_says_otherwise():
     use(p, "a", 0.1)             # a request's own keep_alive counts for a pinned model too
     gevent.sleep(0.3)
     assert names(p) == []
+
+
+class Process:
+    """A process's resident size as the pool reads it: its own base, what each fake model
+    counts, and what no count sees (extra)."""
+
+    def __init__(self, base: int):
+        self.base, self.extra, self.pool = base, 0, None
+
+    def __call__(self) -> int:
+        models = sum(e.size for e in self.pool.loaded()) if self.pool is not None else 0
+        return self.base + models + self.extra
+
+
+def test_the_budget_counts_the_process_without_models():
+    proc = Process(40 * MB)
+    p, _ = pool({"a": 50 * MB, "b": 50 * MB, "huge": 70 * MB}, max_memory=100 * MB, resident=proc)
+    proc.pool = p
+    use(p, "a")
+    assert p.base == 40 * MB and p.used_bytes() == 90 * MB
+    use(p, "b")                      # 40 + 50 + 50 is over: a makes room
+    assert names(p) == ["b"]
+    with pytest.raises(ApiError) as e:
+        use(p, "huge")               # fits the budget alone, not beside the server itself
+    assert e.value.status == 507 and "40 MB" in e.value.message
+
+
+def test_a_model_that_grows_during_a_request_is_counted_as_it_ends():
+    p, _ = pool({"a": 10 * MB, "b": 10 * MB}, max_memory=100 * MB)
+    served = p.acquire(spec("a"))
+    served.memory_bytes = 30 * MB    # e.g. its first constrained request built the constraint vocabulary
+    p.release(served)
+    assert p.used_bytes() == 30 * MB and p.loaded()[0].size == 30 * MB
+
+
+def test_measured_memory_over_the_budget_unloads_idle_models_but_the_newest():
+    proc = Process(10 * MB)
+    p, _ = pool({"a": 20 * MB, "b": 20 * MB, "c": 20 * MB}, max_memory=100 * MB, resident=proc)
+    proc.pool = p
+    for name in "abc":
+        use(p, name)
+    assert names(p) == ["a", "b", "c"]
+    proc.extra = 35 * MB             # 10 + 60 + 35: over by what no count saw
+    use(p, "b")
+    assert names(p) == ["b", "c"]    # a, the least recently used, went; once under, no more
+    proc.extra = 500 * MB
+    held = p.acquire(spec("c"))
+    use(p, "b")                      # b is the newest and c is in use: both stay
+    assert names(p) == ["b", "c"]
+    p.release(held)                  # c ends: b (now the older idle one) goes, c stays
+    assert names(p) == ["c"]
+
+
+def test_a_model_about_to_grow_makes_room_first():
+    p, _ = pool({"a": 30 * MB, "b": 30 * MB, "c": 30 * MB}, max_memory=100 * MB)
+    for name in "abc":
+        use(p, name)
+    served = p.acquire(spec("b"))
+    p.grow(served, 20 * MB)          # 110 MB would not fit: a, the least recently used idle one, goes
+    assert names(p) == ["b", "c"] and p.used_bytes() == 80 * MB
+    p.grow(served, 60 * MB)          # c goes too; then only b, in use, is left: it still runs
+    assert names(p) == ["b"] and p.used_bytes() == 110 * MB
+    p.release(served)                # its own count again
+    assert p.used_bytes() == 30 * MB

@@ -21,6 +21,7 @@ class Create:
     template: str | None = None
     parameters: dict = field(default_factory=dict)
     stream: bool = True
+    files: dict = field(default_factory=dict)   # file name -> "sha256:<hex>" of a blob uploaded before
 
 
 def _name(f: Fields, *keys: str) -> str:
@@ -88,17 +89,20 @@ def parse_create(body: dict) -> Create:
     f = Fields(body)
     model = _name(f, "model", "name")
     fields = parse_modelfile(f.str("modelfile")) if f.str("modelfile") else {"parameters": {}}
-    if f.raw("files") or f.raw("adapters"):
-        raise ApiError(400, "creating from uploaded blobs ('files', 'adapters') is not supported: give 'from' "
-                       "a model name or the path of a GGUF file on the server", param="files")
-    source = f.str("from") or fields.get("from") or f.str("path")
-    if not source:
-        raise ApiError(400, "'from' is required: a model name or the path of a GGUF file", param="from")
+    if f.raw("adapters"):
+        raise ApiError(400, "LoRA adapters ('adapters') are not supported", param="adapters")
+    files = f.raw("files") or {}
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ApiError(400, "'files' must map file names to blob digests (\"sha256:...\")", param="files")
+    source = f.str("from") or fields.get("from") or f.str("path") or ""
+    if not source and not files:
+        raise ApiError(400, "'from' or 'files' is required: a model name, the path of a GGUF file, or "
+                       "uploaded blobs", param="from")
     params = f.raw("parameters")
     if params is not None and not isinstance(params, dict):
         raise ApiError(400, "'parameters' must be an object", param="parameters")
     return Create(model, source, f.str("system") or fields.get("system"), f.str("template") or fields.get("template"),
-                  {**fields["parameters"], **(params or {})}, f.bool("stream", True))
+                  {**fields["parameters"], **(params or {})}, f.bool("stream", True), files)
 
 
 def parse_copy(body: dict) -> tuple[str, str]:
@@ -107,7 +111,7 @@ def parse_copy(body: dict) -> tuple[str, str]:
 
 
 def parse_name(body: dict) -> tuple[str, bool]:
-    """(model, stream) of /api/pull and /api/delete bodies, which name it "model" (or "name")."""
+    """(model, stream) of /api/pull, /api/push and /api/delete bodies, which name it "model" (or "name")."""
     f = Fields(body)
     return _name(f, "model", "name"), f.bool("stream", True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed
+from tensorsharp.server.created import ollama_body
 from tensorsharp.server.app import KEEP_ALIVE, body, json_response, state
 from tensorsharp.server.catalog import Header
 from tensorsharp.server.errors import ApiError, from_engine
@@ -49,7 +50,7 @@ def _check_think(served, req: ol.Request) -> None:
 
 @bp.post("/api/generate")
 def generate():
-    req = ol.parse_generate(with_model_defaults(body(), chat=False))
+    req = ol.parse_generate(_with_model(body(), chat=False))
     if req.empty:
         return _load(req, chat=False)
     served = _hold(req, "generate")
@@ -75,7 +76,7 @@ def chat_ollama():
 
 
 def ollama_chat(data: dict):
-    req = ol.parse_chat(with_model_defaults(data, chat=True))
+    req = ol.parse_chat(_with_model(data, chat=True))
     if req.empty:
         return _load(req, chat=True)
     served = _hold(req, "chat")
@@ -87,23 +88,8 @@ def ollama_chat(data: dict):
     return json_response(_result(gen, req, chat=True))
 
 
-def with_model_defaults(data: dict, chat: bool) -> dict:
-    """The request with what its model's name adds (/api/create): the model's options under the
-    request's own, and its system prompt where the request brings none."""
-    spec = state().catalog.find(data["model"]) if isinstance(data.get("model"), str) else None
-    if spec is None or (not spec.parameters and not spec.system):
-        return data
-    data = dict(data)
-    if spec.parameters:
-        options = data.get("options")
-        data["options"] = {**spec.parameters, **options} if isinstance(options, dict) else (options or spec.parameters)
-    messages = data.get("messages")
-    if spec.system and chat and isinstance(messages, list) and messages and not any(
-            isinstance(m, dict) and m.get("role") == "system" for m in messages):
-        data["messages"] = [{"role": "system", "content": spec.system}, *messages]
-    elif spec.system and not chat and not data.get("system") and not data.get("raw"):
-        data["system"] = spec.system
-    return data
+def _with_model(data: dict, chat: bool) -> dict:
+    return ollama_body(state().spec_named(data.get("model")), data, chat)
 
 
 def _load(req: ol.Request, chat: bool):

@@ -7,6 +7,7 @@ import gevent
 from flask import Blueprint, request
 
 from tensorsharp.engine.request import Done, Failed
+from tensorsharp.server.created import openai_body, openai_job
 from tensorsharp.server.app import body, json_response, state
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
@@ -49,8 +50,12 @@ def get_model(name: str):
 
 @bp.post("/v1/chat/completions")
 def chat_completions():
-    req = oa.parse_chat(body())
-    served = state().require_generator(req.model, "chat")
+    st = state()
+    data = body()
+    spec = st.spec_named(data.get("model"))
+    req = oa.parse_chat(openai_body(spec, data, "chat"))
+    req.job = openai_job(spec, req.job)
+    served = st.require_generator(req.model, "chat")
     gen = Generation(served, req.job, n=req.n, environ=request.environ)
     gen.wait_started()
     cid, created = oa.new_id("chatcmpl"), oa.now()
@@ -108,8 +113,12 @@ def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
 
 @bp.post("/v1/completions")
 def completions():
-    req = oa.parse_completion(body())
-    served = state().require_generator(req.model, "completions")
+    st = state()
+    data = body()
+    spec = st.spec_named(data.get("model"))
+    req = oa.parse_completion(openai_body(spec, data, "completions"))
+    req.job = openai_job(spec, req.job)
+    served = st.require_generator(req.model, "completions")
     gens = []
     # Every prompt x n choice of one request is one place in the queue and one fair share: a list
     # of prompts longer than the queue is one client's work, not a full server.

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, request
 
 from tensorsharp.chat.output import ThinkingDelta
 from tensorsharp.engine.request import Done, Failed
+from tensorsharp.server.created import openai_body, openai_job
 from tensorsharp.server.app import body, json_response, state
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
@@ -41,7 +42,10 @@ def _stored(rid: str) -> Stored:
 
 @bp.post("/v1/responses")
 def create():
-    req = rp.parse_request(body())
+    data = body()
+    spec = state().spec_named(data.get("model"))
+    req = rp.parse_request(openai_body(spec, data, "responses"))
+    req.job = openai_job(spec, req.job)
     served = state().require_generator(req.model, "responses")
     if req.job.think and not served.supports_thinking:   # as the API answers for a model that does not reason
         raise ApiError(400, f"'reasoning.effort' is not supported with {served.name}: it does not think",

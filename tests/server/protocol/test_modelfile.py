@@ -25,11 +25,12 @@ def test_fields_win_over_the_modelfile_and_name_is_the_legacy_model():
 
 @pytest.mark.parametrize("body, words", [
     ({"from": "a"}, "'model' is required"),
-    ({"model": "m"}, "'from' is required"),
+    ({"model": "m"}, "'from' or 'files' is required"),
     ({"model": "m", "modelfile": "FROM a\nADAPTER x.bin"}, "ADAPTER"),
     ({"model": "m", "modelfile": 'FROM a\nSYSTEM """never closed'}, "never closes"),
     ({"model": "m", "modelfile": "FROM a\nPARAMETER temperature"}, "no value"),
-    ({"model": "m", "from": "a", "files": {"x.gguf": "sha256:00"}}, "blobs"),
+    ({"model": "m", "from": "a", "adapters": {"x.gguf": "sha256:00"}}, "adapters"),
+    ({"model": "m", "files": ["sha256:00"]}, "'files' must map"),
     ({"model": "m", "from": "a", "parameters": [1]}, "'parameters' must be an object"),
 ])
 def test_refused(body, words):
