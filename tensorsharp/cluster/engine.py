@@ -6,6 +6,9 @@ request's sink, as the engine thread would; a monitor thread polls the replicas 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
 import uuid
 from dataclasses import dataclass
 
@@ -33,7 +36,17 @@ def ray_module():
 
 def connect(address: str) -> None:
     """Joins the Ray cluster at address ("auto": the one this host belongs to; "local": a private
-    one started for this process), unless this process is connected already."""
+    one started for this process, on loopback), unless this process is connected already."""
+    if "gevent.monkey" in sys.modules:
+        from gevent import monkey
+        if monkey.is_module_patched("threading"):
+            # ray.init never returns there: its client's threads are greenlets that nothing runs.
+            raise TensorSharpError("Ray's client cannot run in a gevent monkey-patched process (gunicorn's "
+                                   "gevent worker): serve with `tensorsharp serve --ray ADDRESS`")
+    if address == "local":
+        # A private cluster serves this host alone: its services listen on loopback rather than
+        # on the host's network address (Ray reads this when first imported).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = ray_module()
     if ray.is_initialized():
         return
@@ -89,14 +102,16 @@ class RayEngine:
     """Replicas of one model behind a router. Build with RayEngine.launch()."""
 
     def __init__(self, actors: list, name: str, n_ctx: int, n_vocab: int, parallel: int, max_queue: int,
-                 max_imbalance: int = 2, poll_seconds: float = 0.5):
+                 poll_seconds: float = 0.5):
         self.actors = actors
         self.name = name
         self.n_vocab = n_vocab
         self.parallel = parallel * len(actors)
         self.max_queue = max_queue
         self.poll_seconds = poll_seconds
-        self.router = Router(len(actors), max_imbalance=max_imbalance)
+        # A conversation moves (and its prompt is evaluated again elsewhere) only once its replica
+        # holds two full batches more than the least loaded one: shorter waits cost less.
+        self.router = Router(len(actors), max_imbalance=2 * parallel)
         self._n_ctx = n_ctx
         self._reports: list[dict | None] = [None] * len(actors)
         self._dead_pid: list[int | None] = [None] * len(actors)   # the incarnation a stream saw die
@@ -108,14 +123,17 @@ class RayEngine:
     @classmethod
     def launch(cls, spec, load_kw: dict, replicas: int, n_ctx: int, n_vocab: int, stall_seconds: float = 120,
               load_timeout: float = 600) -> "RayEngine":
-        """Starts (or, by name, finds) the replica actors of spec on the cluster and waits until
-        each has loaded its model. Ray restarts a replica that dies; its requests then fail or move."""
+        """Starts the replica actors of spec on the cluster and waits until each has loaded its
+        model. Ray restarts a replica that dies; its requests then fail or move."""
         ray = ray_module()
         threads = load_kw.get("n_threads") or 0
         # The engine thread's requests, queued ones and a few status and cancel calls run at once.
         concurrency = load_kw.get("parallel", 1) + load_kw.get("max_queue", 16) + 8
         remote = ray.remote(Replica)
-        actors = [remote.options(name=f"{spec.name}/{i}", namespace=NAMESPACE, get_if_exists=True,
+        # Each front end owns its replicas (they end with it); the name, unique to this front end,
+        # lets an operator find them (ray list actors).
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        actors = [remote.options(name=f"{spec.name}/{i}@{owner}", namespace=NAMESPACE,
                                  num_cpus=threads or 1, max_restarts=-1, max_task_retries=0,
                                  max_concurrency=concurrency).remote(spec, load_kw, stall_seconds)
                   for i in range(replicas)]

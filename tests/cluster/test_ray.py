@@ -3,11 +3,14 @@ over real HTTP: the three dialects stream, follow-up turns land where their KV p
 killed mid-stream fails only its own requests and comes back, and with every replica down the front
 end answers 503 until they return."""
 import json
+import os
 import threading
 import time
 
 import pytest
 
+# The test cluster's services listen on loopback only (Ray reads this at import).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 import ollama  # noqa: E402
 import openai  # noqa: E402
