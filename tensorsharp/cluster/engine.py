@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -81,6 +81,13 @@ class RemoteHandle:
             self.cancelled = True
             if self.replica is not None:
                 self._engine.actors[self.replica].cancel.remote(self.rid)
+
+
+@dataclass
+class _Progress:
+    """What a request has received so far, across the replicas it was sent to."""
+    started: bool = False
+    reply: list = field(default_factory=list)   # generated token ids
 
 
 @dataclass
@@ -225,55 +232,59 @@ class RayEngine:
         """Streams the request's events from replica i into sink. A replica lost before the request
         started (or a full queue there) moves it to another; lost after, it ends with Failed."""
         ray = ray_module()
-        tried, started, reply = set(), False, []
+        tried, progress = set(), _Progress()
         while True:
             handle.replica = i
             if handle.cancelled:   # cancelled before the replica knew it: tell it now
                 self.actors[i].cancel.remote(handle.rid)
-            retry = False
             try:
-                for ref in self.actors[i].generate.remote(wire):
-                    for event in ray.get(ref):
-                        if isinstance(event, Failed) and isinstance(event.error, QueueFullError) and not started:
-                            retry = True
-                            break
-                        if isinstance(event, Started):
-                            started = True
-                        elif isinstance(event, Token):
-                            reply.append(event.id)
-                        if not self._send(handle, sink, event):
-                            return
-                        if isinstance(event, Done):
-                            self.router.ended(i, wire.request.prompt + reply)
-                            return
-                        if isinstance(event, Failed):
-                            self.router.ended(i)
-                            return
-                    if retry:
-                        break
-                if not retry:   # the stream ended without Done or Failed: the replica's fault
-                    raise RuntimeError("the replica ended the stream early")
-            except Exception as e:   # ray.exceptions.RayError above all: the actor died or is unreachable
+                full = self._stream(handle, wire, i, sink, progress)
+            except Exception as e:
                 self.router.ended(i)
+                if not isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.RaySystemError,
+                                      ray.exceptions.ObjectLostError)):
+                    # The replica raised: this request fails and the replica serves on.
+                    self._send(handle, sink, Failed(TensorSharpError(f"replica {i} of {self.name} failed: {e}")))
+                    return
                 self._lost(i, e)
-                if started or handle.cancelled:
+                if progress.started or handle.cancelled:
                     self._send(handle, sink, Failed(EngineUnavailableError(
                         f"replica {i} of {self.name} was lost while serving this request ({type(e).__name__}); "
                         f"retry it")))
                     return
-                retry = True
-                error = e
+                error = EngineUnavailableError(f"no replica of {self.name} could take this request; retry shortly")
             else:
-                self.router.ended(i)
-                error = QueueFullError(f"the queues of {self.name}'s replicas are full")
+                if full is None:
+                    return
+                error = full
             tried.add(i)
-            nxt = self.router.pick(wire.request.prompt, wire.request.session, exclude=frozenset(tried))
-            if nxt is None:
-                final = error if isinstance(error, QueueFullError) else EngineUnavailableError(
-                    f"no replica of {self.name} could take this request; retry shortly")
-                self._send(handle, sink, Failed(final))
+            i = self.router.pick(wire.request.prompt, wire.request.session, exclude=frozenset(tried))
+            if i is None:
+                self._send(handle, sink, Failed(error))
                 return
-            i = nxt
+
+    def _stream(self, handle: RemoteHandle, wire: Wire, i: int, sink, progress: "_Progress") -> QueueFullError | None:
+        """Feeds replica i's events for the request into sink until it ends (None), or gives back
+        the replica's QueueFullError for a request not started anywhere. Ray's errors propagate."""
+        ray = ray_module()
+        for ref in self.actors[i].generate.remote(wire):
+            for event in ray.get(ref):
+                if isinstance(event, Failed) and isinstance(event.error, QueueFullError) and not progress.started:
+                    self.router.ended(i)
+                    return event.error
+                if isinstance(event, Started):
+                    progress.started = True
+                elif isinstance(event, Token):
+                    progress.reply.append(event.id)
+                if isinstance(event, (Done, Failed)):
+                    # What the replica's cache now holds for it, which a follow-up turn starts with.
+                    self.router.ended(i, wire.request.prompt + progress.reply if isinstance(event, Done) else None)
+                    self._send(handle, sink, event)
+                    return None
+                if not self._send(handle, sink, event):
+                    self.router.ended(i)
+                    return None
+        raise RuntimeError("the replica ended the stream without its Done")
 
     @staticmethod
     def _send(handle: RemoteHandle, sink, event) -> bool:

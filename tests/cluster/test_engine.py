@@ -130,6 +130,15 @@ def test_follow_up_turns_keep_their_prefix(base, engine):
     assert len(reused) == 12 and sum(reused) / len(reused) >= 0.95, reused
 
 
+def test_a_client_that_leaves_cancels_its_request_on_the_replica(base, engine):
+    r = requests.post(base + "/v1/chat/completions", stream=True, timeout=60, json={
+        "model": MODEL, "messages": story(9), "max_tokens": 600, "stream": True, "ignore_eos": True})
+    next(line for line in r.iter_lines() if line)
+    wait_for(lambda: engine.status()["active"] == 1, 5, "the replica reports the stream")
+    r.close()
+    wait_for(lambda: engine.status()["active"] == 0, 8, "the replica ended the request")
+
+
 def test_a_replica_killed_mid_stream_fails_only_its_requests_and_comes_back(base, engine, monkeypatch):
     router = engine.router
     picks = []   # (replica 0 up before, choice, replica 0 up after)
