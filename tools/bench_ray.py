@@ -4,9 +4,10 @@ Starts `tensorsharp serve --ray local --replicas N` (a private Ray cluster on th
 of --replicas, and the single-process server at 1 thread and at N threads for comparison. On each
 it measures, with --clients concurrent streaming clients (OpenAI API, distinct prompts, greedy,
 ignore_eos so each reply runs to --max-tokens), the aggregate decode rate (generated tokens / wall
-time of the round, median of --rounds), and for the Ray servers the share of follow-up turns of
-multi-turn conversations (OpenAI API, no session: the router sees only the prompt) whose prompt
-reused at least the previous turn's prompt from the KV cache.
+time of the round, median of --rounds), and the share of follow-up turns of multi-turn
+conversations whose prompt reused at least the previous turn's prompt from the KV cache, through
+the OpenAI API (the whole conversation each turn, no session: the router sees only the prompt) and
+the web UI's (a session).
 
     python tools/bench_ray.py [--model smollm2-135m] [--replicas 1,2] [--clients 4] [--max-tokens 128]
         [--rounds 3] [--conversations 16] [--turns 4]
@@ -22,7 +23,7 @@ import time
 
 import requests
 
-from tensorsharp.testing.server import running
+from tensorsharp.testing.server import running, sse_events
 
 TOPICS = ["the sea", "a clock", "bread", "a dragon", "rain", "the moon", "a library", "trains", "snow",
           "a garden", "bees", "a lighthouse", "copper", "owls", "a market", "glass"]
@@ -53,24 +54,43 @@ def decode_rate(base: str, model: str, clients: int, max_tokens: int, round_no: 
     return sum(counts) / (time.monotonic() - t0)
 
 
-def affinity(base: str, model: str, clients: int, conversations: int, turns: int) -> tuple[int, int]:
-    """(follow-up turns that reused the previous prompt, follow-up turns)."""
+def _openai_turn(base: str, model: str, messages: list, text: str) -> tuple[int, int, str]:
+    messages.append({"role": "user", "content": text})
+    r = requests.post(base + "/v1/chat/completions", timeout=600, json={
+        "model": model, "messages": messages, "max_tokens": 24, "temperature": 0}).json()
+    reply = r["choices"][0]["message"]["content"]
+    messages.append({"role": "assistant", "content": reply})
+    return r["usage"]["prompt_tokens"], r["usage"]["prompt_tokens_details"]["cached_tokens"], reply
+
+
+def _webui_turn(base: str, model: str, sid: str, text: str) -> tuple[int, int]:
+    body = requests.post(base + "/api/chat", timeout=600, json={
+        "model": model, "messages": [{"role": "user", "content": text}], "sessionId": sid, "maxTokens": 24}).text
+    done = sse_events(body)[-1]
+    return done["promptTokens"], done["kvReusedTokens"]
+
+
+def affinity(base: str, model: str, clients: int, conversations: int, turns: int, dialect: str) -> tuple[int, int]:
+    """(follow-up turns whose prompt reused at least the previous turn's prompt, follow-up turns).
+    dialect "openai": the whole conversation each turn and no session; "webui": a session, which
+    holds the history, and only the new turn."""
     hits, total, lock = 0, 0, threading.Lock()
 
     def conversation(k: int) -> None:
         nonlocal hits, total
         messages, previous = [], None
+        sid = requests.post(base + "/api/sessions").json()["sessionId"] if dialect == "webui" else None
         for t in range(turns):
-            messages.append({"role": "user", "content": f"Conversation {k}, question {t}: tell me one fact "
-                                                        f"about {TOPICS[(k + t) % len(TOPICS)]}."})
-            r = requests.post(base + "/v1/chat/completions", timeout=600, json={
-                "model": model, "messages": messages, "max_tokens": 24, "temperature": 0}).json()
+            text = f"Conversation {k}, question {t}: tell me one fact about {TOPICS[(k + t) % len(TOPICS)]}."
+            if dialect == "webui":
+                prompt, cached = _webui_turn(base, model, sid, text)
+            else:
+                prompt, cached, _ = _openai_turn(base, model, messages, text)
             if previous is not None:
                 with lock:
                     total += 1
-                    hits += r["usage"]["prompt_tokens_details"]["cached_tokens"] >= previous
-            previous = r["usage"]["prompt_tokens"]
-            messages.append({"role": "assistant", "content": r["choices"][0]["message"]["content"]})
+                    hits += cached >= previous
+            previous = prompt
 
     workers = [threading.Thread(target=lambda w=w: [conversation(k) for k in range(w, conversations, clients)])
                for w in range(clients)]
@@ -95,30 +115,31 @@ def main() -> int:
     counts = [int(n) for n in args.replicas.split(",")]
     common = ["-m", "tensorsharp", "serve", "--model", args.model, "--port", "{port}", "--ctx", "2048",
               "--threads", "1", "--parallel", str(args.parallel)]
-    setups = [(f"one process, 1 thread", common, False)]
+    setups = [("one process, 1 thread", common)]
     for n in counts:
         if n > 1:
             setups.append((f"one process, {n} threads, parallel {n * args.parallel}",
-                           [*common[:-4], "--threads", str(n), "--parallel", str(n * args.parallel)], False))
-        setups.append((f"ray, {n} replica{'s' * (n > 1)} x 1 thread", [*common, "--ray", "local", "--replicas", str(n)],
-                       True))
+                           [*common[:-4], "--threads", str(n), "--parallel", str(n * args.parallel)]))
+        setups.append((f"ray, {n} replica{'s' * (n > 1)} x 1 thread", [*common, "--ray", "local", "--replicas", str(n)]))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cmd, ray in setups:
+        for name, cmd in setups:
             with running(cmd, tmp, timeout=300) as base:
                 decode_rate(base, args.model, args.clients, 8, -1)   # warm-up
                 rates = [decode_rate(base, args.model, args.clients, args.max_tokens, r) for r in range(args.rounds)]
-                hit = affinity(base, args.model, args.clients, args.conversations, args.turns) if ray else None
-            rows.append((name, statistics.median(rates), rates, hit))
-            print(f"{name}: {statistics.median(rates):.1f} tok/s (rounds {', '.join(f'{r:.1f}' for r in rates)})"
-                  + (f"; follow-ups reusing their prefix {hit[0]}/{hit[1]}" if hit else ""), file=sys.stderr, flush=True)
+                hits = [affinity(base, args.model, args.clients, args.conversations, args.turns, d)
+                        for d in ("openai", "webui")]
+            rows.append((name, statistics.median(rates), rates, hits))
+            print(f"{name}: {statistics.median(rates):.1f} tok/s (rounds {', '.join(f'{r:.1f}' for r in rates)}); "
+                  f"follow-ups reusing their prefix: OpenAI {hits[0][0]}/{hits[0][1]}, web UI {hits[1][0]}/{hits[1][1]}",
+                  file=sys.stderr, flush=True)
     print(f"\n{args.clients} clients, {args.max_tokens} tokens each, median of {args.rounds} rounds\n")
-    print("| setup | tok/s | vs one process, 1 thread | follow-ups reusing their prefix |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| setup | tok/s | vs one process, 1 thread | follow-ups reusing their prefix: OpenAI | web UI |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     base_rate = rows[0][1]
-    for name, rate, _, hit in rows:
-        share = f"{hit[0]}/{hit[1]} ({100 * hit[0] / hit[1]:.0f}%)" if hit else "-"
-        print(f"| {name} | {rate:.1f} | {rate / base_rate:.2f}x | {share} |")
+    for name, rate, _, hits in rows:
+        shares = " | ".join(f"{h}/{n} ({100 * h / n:.0f}%)" for h, n in hits)
+        print(f"| {name} | {rate:.1f} | {rate / base_rate:.2f}x | {shares} |")
     return 0
 
 

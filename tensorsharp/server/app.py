@@ -151,8 +151,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for
     images (default: TENSORSHARP_MMPROJ, else one found beside the model); speculative: decoding
     verifies prompt-lookup guesses; ray: a Ray cluster ("auto", "local" or an address) on which
-    `replicas` actors serve each model, this process routing to them. Unset options come from tensorsharp.config (the TENSORSHARP_*
-    environment)."""
+    `replicas` actors serve each model, this process routing to them. Unset options come from
+    tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
     given = [m if isinstance(m, ServedModel) else store.resolve(m) for m in models]

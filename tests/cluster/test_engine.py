@@ -4,6 +4,8 @@ killed mid-stream fails only its own requests and comes back, and with every rep
 end answers 503 until they return."""
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -71,6 +73,14 @@ def wait_for(predicate, within: float, what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.05)
+
+
+def test_a_monkey_patched_process_is_refused_rather_than_left_hanging(tmp_path):
+    code = ("from gevent import monkey; monkey.patch_all()\n"
+            "from tensorsharp.cluster.engine import connect\n"
+            "connect('local')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "monkey-patched" in r.stderr
 
 
 def test_three_dialects_stream_through_the_replicas(base):
