@@ -4,7 +4,8 @@ Starts `tensorsharp serve --ray local --replicas N` (a private Ray cluster on th
 of --replicas, and the single-process server at 1 thread and at N threads for comparison. On each
 it measures, with --clients concurrent streaming clients (OpenAI API, distinct prompts, greedy,
 ignore_eos so each reply runs to --max-tokens), the aggregate decode rate (generated tokens / wall
-time of the round, median of --rounds), and the share of follow-up turns of multi-turn
+time of the round, median of --rounds) and tokens per CPU second of the server's process tree
+(on a shared machine the steadier of the two), and the share of follow-up turns of multi-turn
 conversations whose prompt reused at least the previous turn's prompt from the KV cache, through
 the OpenAI API (the whole conversation each turn, no session: the router sees only the prompt) and
 the web UI's (a session).
@@ -15,6 +16,7 @@ the web UI's (a session).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -23,10 +25,30 @@ import time
 
 import requests
 
-from tensorsharp.testing.server import running, sse_events
+from tensorsharp.testing.server import running_process, sse_events
 
 TOPICS = ["the sea", "a clock", "bread", "a dragon", "rain", "the moon", "a library", "trains", "snow",
           "a garden", "bees", "a lighthouse", "copper", "owls", "a market", "glass"]
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of a process and its live descendants (Ray's services and replica
+    workers are the server's descendants when it started its own cluster)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))   # ppid, utime + stime
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(p for p, (ppid, _) in stats.items() if ppid == pid and p not in tree)
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def decode_rate(base: str, model: str, clients: int, max_tokens: int, round_no: int) -> float:
@@ -124,22 +146,29 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, cmd in setups:
-            with running(cmd, tmp, timeout=300) as base:
+            with running_process(cmd, tmp, timeout=300) as (base, proc):
                 decode_rate(base, args.model, args.clients, 8, -1)   # warm-up
-                rates = [decode_rate(base, args.model, args.clients, args.max_tokens, r) for r in range(args.rounds)]
+                rates, per_cpu = [], []
+                for r in range(args.rounds):
+                    cpu = tree_cpu_seconds(proc.pid)
+                    rate = decode_rate(base, args.model, args.clients, args.max_tokens, r)
+                    rates.append(rate)
+                    per_cpu.append(args.clients * args.max_tokens / (tree_cpu_seconds(proc.pid) - cpu))
                 hits = [affinity(base, args.model, args.clients, args.conversations, args.turns, d)
                         for d in ("openai", "webui")]
-            rows.append((name, statistics.median(rates), rates, hits))
-            print(f"{name}: {statistics.median(rates):.1f} tok/s (rounds {', '.join(f'{r:.1f}' for r in rates)}); "
+            rows.append((name, statistics.median(rates), statistics.median(per_cpu), hits))
+            print(f"{name}: {statistics.median(rates):.1f} tok/s (rounds {', '.join(f'{r:.1f}' for r in rates)}), "
+                  f"{statistics.median(per_cpu):.1f} tokens per CPU second; "
                   f"follow-ups reusing their prefix: OpenAI {hits[0][0]}/{hits[0][1]}, web UI {hits[1][0]}/{hits[1][1]}",
                   file=sys.stderr, flush=True)
     print(f"\n{args.clients} clients, {args.max_tokens} tokens each, median of {args.rounds} rounds\n")
-    print("| setup | tok/s | vs one process, 1 thread | follow-ups reusing their prefix: OpenAI | web UI |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| setup | tok/s | vs one process, 1 thread | tokens per CPU second | follow-ups reusing their "
+          "prefix: OpenAI | web UI |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     base_rate = rows[0][1]
-    for name, rate, _, hits in rows:
+    for name, rate, per_cpu, hits in rows:
         shares = " | ".join(f"{h}/{n} ({100 * h / n:.0f}%)" for h, n in hits)
-        print(f"| {name} | {rate:.1f} | {rate / base_rate:.2f}x | {shares} |")
+        print(f"| {name} | {rate:.1f} | {rate / base_rate:.2f}x | {per_cpu:.1f} | {shares} |")
     return 0
 
 
