@@ -142,7 +142,8 @@ def main() -> int:
         if n > 1:
             setups.append((f"one process, {n} threads, parallel {n * args.parallel}",
                            [*common[:-4], "--threads", str(n), "--parallel", str(n * args.parallel)]))
-        setups.append((f"ray, {n} replica{'s' * (n > 1)} x 1 thread", [*common, "--ray", "local", "--replicas", str(n)]))
+        setups.append((f"ray, {n} replica{'s' * (n > 1)} x 1 thread",
+                       [*common, "--ray", "local", "--replicas", str(n)]))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, cmd in setups:
@@ -159,7 +160,8 @@ def main() -> int:
             rows.append((name, statistics.median(rates), statistics.median(per_cpu), hits))
             print(f"{name}: {statistics.median(rates):.1f} tok/s (rounds {', '.join(f'{r:.1f}' for r in rates)}), "
                   f"{statistics.median(per_cpu):.1f} tokens per CPU second; "
-                  f"follow-ups reusing their prefix: OpenAI {hits[0][0]}/{hits[0][1]}, web UI {hits[1][0]}/{hits[1][1]}",
+                  f"follow-ups reusing their prefix: OpenAI {hits[0][0]}/{hits[0][1]}, "
+                  f"web UI {hits[1][0]}/{hits[1][1]}",
                   file=sys.stderr, flush=True)
     print(f"\n{args.clients} clients, {args.max_tokens} tokens each, median of {args.rounds} rounds\n")
     print("| setup | tok/s | vs one process, 1 thread | tokens per CPU second | follow-ups reusing their "
