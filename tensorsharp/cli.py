@@ -133,7 +133,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                      api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
                      allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts,
                      max_loaded=args.max_loaded, max_memory=args.max_memory, keep_alive=args.keep_alive,
-                     speculative=args.speculative)
+                     speculative=args.speculative, ray=args.ray, replicas=args.replicas)
     srv = config.server_options()
     serve(app, listener, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
           max_connections=srv.max_connections or None)
@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmproj", default=config.load_options().mmproj, metavar="PATH",
                    help="projector GGUF that lets the model see images (default: an mmproj file beside "
                         f"the model; '{config.NO_MMPROJ}': none)")
+    p.add_argument("--ray", default=srv.ray, metavar="ADDRESS",
+                   help="serve each model from replicas on a Ray cluster: 'auto' (the one this host joined "
+                        "with `ray start`), 'local' (a private one) or its address; needs tensorsharp[ray]")
+    p.add_argument("--replicas", type=int, default=srv.replicas, metavar="N",
+                   help="with --ray: replicas of each model, each with --threads threads (default: %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("info", help="show version, kernel ISA, CPU, supported architectures and quant types")

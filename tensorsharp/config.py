@@ -124,13 +124,16 @@ class ServerOptions:
     max_memory: int = 0                  # bytes the loaded models may take (file + KV cache); 0: no limit
     keep_alive: str = "5m"               # how long a model stays loaded after its last request
                                          # (Ollama's keep_alive: a duration, seconds, 0 or -1)
+    ray: str | None = None               # Ray cluster whose replicas serve the models ("auto", "local"
+                                         # or an address); None: this process serves them
+    replicas: int = 1                    # replicas of each model on that cluster
 
 
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
     _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS /
-    _SPECULATIVE / _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE."""
+    _SPECULATIVE / _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE / _RAY / _REPLICAS."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -150,6 +153,8 @@ def server_options() -> ServerOptions:
                          max_loaded=max(1, _int_env("TENSORSHARP_MAX_LOADED", 3)),
                          max_memory=_int_env("TENSORSHARP_MAX_MEMORY", 0),
                          keep_alive=os.environ.get("TENSORSHARP_KEEP_ALIVE") or "5m",
+                         ray=os.environ.get("TENSORSHARP_RAY") or None,
+                         replicas=max(1, _int_env("TENSORSHARP_REPLICAS", 1)),
                          speculative=_bool_env("TENSORSHARP_SPECULATIVE", True))
 
 

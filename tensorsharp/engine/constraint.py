@@ -124,6 +124,7 @@ class Constraint:
     """The grammar state of one request's output; used only on the engine thread."""
 
     def __init__(self, tokenizer: Tokenizer, grammar: str):
+        self.grammar = grammar   # what another process builds the same constraint from (cluster/)
         self._matcher = llg.LLMatcher(lltokenizer(tokenizer), grammar, log_level=0, limits=_LIMITS)
         if self._matcher.is_error():
             raise ConstraintError(f"cannot build the output grammar: {self._matcher.get_error()}")

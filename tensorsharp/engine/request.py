@@ -14,6 +14,11 @@ class QueueFullError(TensorSharpError):
     """The scheduler's waiting queue is at capacity; the caller should retry later."""
 
 
+class EngineUnavailableError(TensorSharpError):
+    """No engine can serve the request now (every replica is down, or the one serving it died);
+    the caller should retry later."""
+
+
 @dataclass(eq=False)
 class PromptImage:
     """An image's embeddings standing in for prompt positions [start, start + n_tokens)."""

@@ -150,15 +150,17 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                upload_dir: Path | None = None, tool_format: str | None = None, mmproj: str | None = None,
                allowed_origins: str | None = None, allowed_hosts: str | None = None,
                max_loaded: int | None = None, max_memory: int | None = None,
-               keep_alive: str | float | None = None, speculative: bool | None = None) -> Flask:
+               keep_alive: str | float | None = None, speculative: bool | None = None,
+               ray: str | None = None, replicas: int | None = None) -> Flask:
     """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
     load, or a list of those; default: the configured model), which is loaded at once, stays
     loaded unless a request's keep_alive says otherwise, and is the default of requests that name
     none. Other models load on demand, at most max_loaded at once within max_memory bytes (0: no
     limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for
     images (default: TENSORSHARP_MMPROJ, else one found beside the model); speculative: decoding
-    verifies prompt-lookup guesses. Unset options come from tensorsharp.config (the TENSORSHARP_*
-    environment)."""
+    verifies prompt-lookup guesses; ray: a Ray cluster ("auto", "local" or an address) on which
+    `replicas` actors serve each model, this process routing to them. Unset options come from
+    tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
     given = [m if isinstance(m, ServedModel) else store.resolve(m) for m in models]
@@ -171,7 +173,15 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                    max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels,
                    speculative=opts.speculative if speculative is None else speculative)
 
+    cluster = opts.ray if ray is None else ray
+    if cluster:
+        from tensorsharp.cluster.engine import connect, engine_for
+        connect(cluster)
+
     def load_spec(spec: Spec) -> ServedModel:
+        if cluster:
+            engine = engine_for(spec, load_kw, opts.replicas if replicas is None else replicas, opts.stall_seconds)
+            return ServedModel.load(str(spec.path), spec=spec, engine=engine, **load_kw)
         return ServedModel.load(str(spec.path), spec=spec, **load_kw)
 
     def estimate(spec: Spec) -> int:

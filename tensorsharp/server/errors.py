@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tensorsharp.chat.schema import OutputValidationError, SchemaError
 from tensorsharp.engine.constraint import ConstraintError
-from tensorsharp.engine.request import QueueFullError
+from tensorsharp.engine.request import EngineUnavailableError, QueueFullError
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
 RETRY_AFTER_S = 2   # what a 503 for a full queue tells clients to wait
@@ -41,6 +41,8 @@ def from_engine(error: Exception) -> ApiError:
     if isinstance(error, QueueFullError):
         return ApiError(503, f"server busy: {error}; retry later", code="queue_full",
                         headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(error, EngineUnavailableError):
+        return ApiError(503, str(error), code="engine_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(error, OutputValidationError):
         return ApiError(422, f"the output does not follow the requested format: {error}", code="invalid_output")
     if isinstance(error, SchemaError):

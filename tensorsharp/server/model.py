@@ -80,10 +80,12 @@ class ServedModel:
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
              max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None, mmproj: str | None = None,
              max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000,
-             speculative: bool = True, spec: Spec | None = None) -> "ServedModel":
+             speculative: bool = True, spec: Spec | None = None, engine=None) -> "ServedModel":
         """Resolves (pulling if needed) and loads a model, and starts its engine thread. mmproj: a
         projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none.
-        spec: the catalog entry it is served as (default: the file under its registry name)."""
+        spec: the catalog entry it is served as (default: the file under its registry name). engine:
+        what serves its requests, built with scheduler.build's arguments (default: that, in this
+        process; cluster.engine.RayEngine stands in for it on a Ray cluster)."""
         t0 = time.monotonic_ns()
         path = spec.path if spec is not None else store.resolve(model)
         with reading(path):
@@ -98,8 +100,9 @@ class ServedModel:
         images = _images(path, mmproj, transformer.hparams.n_embd, n_threads, max_image_bytes, max_image_pixels)
         train = transformer.hparams.n_ctx_train
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
-        scheduler = sched.build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
-                                max_queue=max_queue, n_batch=n_batch, n_threads=n_threads, speculative=speculative)
+        build = engine or sched.build
+        scheduler = build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
+                          max_queue=max_queue, n_batch=n_batch, n_threads=n_threads, speculative=speculative)
         with reading(path):   # the chat template and constraint vocabulary come from the file too
             served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images,
                          spec)

@@ -1,0 +1,247 @@
+"""Two SmolLM2 replicas on a local Ray cluster (2 CPUs, 1 thread each) behind one front end served
+over real HTTP: the three dialects stream, follow-up turns land where their KV prefix is, a replica
+killed mid-stream fails only its own requests and comes back, and with every replica down the front
+end answers 503 until they return."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+# The test cluster's services listen on loopback only (Ray reads this at import).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+ray = pytest.importorskip("ray")
+import ollama  # noqa: E402
+import openai  # noqa: E402
+import requests  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from tensorsharp.testing.server import sse_events  # noqa: E402
+
+MODEL = "smollm2-135m"
+
+
+def story(k: int) -> list[dict]:
+    return [{"role": "user", "content": f"Story {k}. Write a very long story about dragon number {k}."}]
+
+
+def _serve(app, listener):
+    """The app on its own gevent hub in this thread, as `tensorsharp serve` runs it."""
+    from tensorsharp.server.run import _Handler
+    server = WSGIServer(listener, app, handler_class=_Handler, log=None)
+    server.connections = server.responses = 0
+    server.max_connections, server.io_timeout = 64, 60
+    server.serve_forever()
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory):
+    from tensorsharp.server.app import create_app
+    from tensorsharp.server.run import listen
+    ray.init(num_cpus=2, include_dashboard=False, namespace="tensorsharp", log_to_driver=False)
+    try:
+        app = create_app(MODEL, n_ctx=1024, n_threads=1, parallel=2, cache_slots=2, max_queue=8,
+                         upload_dir=tmp_path_factory.mktemp("uploads"), ray="local", replicas=2)
+        listener = listen("127.0.0.1", 0)
+        threading.Thread(target=_serve, args=(app, listener), daemon=True).start()
+        engine = app.extensions["tensorsharp"].served.scheduler
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", engine
+        app.extensions["tensorsharp"].close()
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def base(front):
+    return front[0]
+
+
+@pytest.fixture
+def engine(front):
+    return front[1]
+
+
+def processed(engine) -> list[int]:
+    return [r["processed"] for r in ray.get([a.report.remote() for a in engine.actors])]
+
+
+def wait_for(predicate, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def test_a_monkey_patched_process_is_refused_rather_than_left_hanging(tmp_path):
+    code = ("from gevent import monkey; monkey.patch_all()\n"
+            "from tensorsharp.cluster.engine import connect\n"
+            "connect('local')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "monkey-patched" in r.stderr
+
+
+def test_three_dialects_stream_through_the_replicas(base):
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "What is 2+3?"}], max_tokens=12, temperature=0,
+        stream=True) if c.choices]
+    assert "5" in "".join(pieces)
+    parts = list(ollama.Client(host=base).chat(model=MODEL, messages=[{"role": "user", "content": "Say hi."}],
+                                               options={"num_predict": 8}, stream=True))
+    assert parts[-1].done and "".join(p.message.content for p in parts).strip()
+    body = requests.post(base + "/api/chat", json={"messages": [{"role": "user", "content": "Hi"}],
+                                                   "maxTokens": 6, "sessionId": None}).text
+    events = sse_events(body)
+    assert set(events[0]) == {"sessionId"} and events[-1]["done"] and any("token" in e for e in events)
+
+
+def test_a_sessions_second_turn_reuses_its_kv_on_the_same_replica(base, engine):
+    sid = requests.post(base + "/api/sessions").json()["sessionId"]
+
+    def turn(text):
+        before = processed(engine)
+        events = sse_events(requests.post(base + "/api/chat", json={
+            "messages": [{"role": "user", "content": text}], "maxTokens": 12, "sessionId": sid}).text)
+        wait_for(lambda: sum(processed(engine)) > sum(before), 10, "the replica counted the request")
+        served = [i for i, (a, b) in enumerate(zip(before, processed(engine))) if b > a]
+        return events[-1], served
+
+    first, on = turn("Name a colour.")
+    second, again = turn("Name another one.")
+    assert len(on) == 1 and again == on
+    assert second["kvReusedTokens"] >= first["promptTokens"]
+
+
+def test_follow_up_turns_keep_their_prefix(base, engine):
+    """Six conversations of three turns, four clients at once, through the OpenAI API, which
+    carries no session: the prompt's known prefix alone routes each follow-up."""
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+    reused, lock = [], threading.Lock()
+
+    def conversation(k):
+        messages, previous = [], None
+        for t in range(3):
+            text = f"Conversation {k}, question {t}: name a number above {k * 7 + t}."
+            messages.append({"role": "user", "content": text})
+            r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=12, temperature=0)
+            if previous is not None:
+                with lock:
+                    reused.append(r.usage.prompt_tokens_details.cached_tokens >= previous)
+            previous = r.usage.prompt_tokens
+            messages.append({"role": "assistant", "content": r.choices[0].message.content})
+
+    clients = [threading.Thread(target=lambda w=w: [conversation(k) for k in range(w, 6, 4)]) for w in range(4)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(120)
+    assert len(reused) == 12 and sum(reused) / len(reused) >= 0.95, reused
+
+
+def test_a_client_that_leaves_cancels_its_request_on_the_replica(base, engine, monkeypatch):
+    held = []   # tokens the replica's cache holds for each request that ended: prompt and reply
+    ended = engine.router.ended
+    monkeypatch.setattr(engine.router, "ended", lambda i, tokens=None: (held.append(tokens), ended(i, tokens)))
+    r = requests.post(base + "/v1/chat/completions", stream=True, timeout=60, json={
+        "model": MODEL, "messages": story(9), "max_tokens": 900, "stream": True, "ignore_eos": True})
+    next(line for line in r.iter_lines() if line)
+    r.close()
+    wait_for(lambda: held, 60, "the request ended")
+    assert held[0] and len(held[0]) < 300   # cut short, not run to its 900 tokens
+
+
+def test_a_replica_killed_mid_stream_fails_only_its_requests_and_comes_back(base, engine, monkeypatch):
+    router = engine.router
+    picks = []   # (replica 0 up before, choice, replica 0 up after)
+    pick = router.pick
+
+    def spy(*args, **kw):
+        before = router.alive[0]
+        choice = pick(*args, **kw)
+        picks.append((before, choice, router.alive[0]))
+        return choice
+    monkeypatch.setattr(router, "pick", spy)
+
+    results, started = [None] * 4, threading.Semaphore(0)
+
+    def stream(k):
+        r = requests.post(base + "/v1/chat/completions", stream=True, timeout=120,
+                          json={"model": MODEL, "messages": story(k), "max_tokens": 300, "stream": True,
+                                "temperature": 0, "ignore_eos": True})
+        lines = r.iter_lines()
+        first = next(line for line in lines if line)
+        started.release()
+        results[k] = sse_events(b"\n\n".join([first, *[line for line in lines if line]]))
+
+    clients = [threading.Thread(target=stream, args=(k,)) for k in range(4)]
+    for c in clients:
+        c.start()
+    for _ in clients:
+        assert started.acquire(timeout=60)
+    wait_for(lambda: sum(router.inflight) == 4, 10, "the four streams are placed")
+    assert router.inflight == [2, 2]   # least load spreads them
+    # A fifth request waits in replica 0's queue (its two places are taken) when replica 0 dies:
+    # it has not started, so it moves to replica 1 and is answered there.
+    queued = {}
+    fifth = threading.Thread(target=lambda: queued.update(r=requests.post(
+        base + "/v1/chat/completions", timeout=120,
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 4})))
+    fifth.start()
+    wait_for(lambda: router.inflight == [3, 2], 10, "the fifth request is queued on replica 0")
+    pid = engine._reports[0]["pid"]
+    ray.kill(engine.actors[0], no_restart=False)
+
+    # Requests keep coming while replica 0 is away: each is answered, by replica 1.
+    outage = []
+    wait_for(lambda: not router.alive[0], 10, "the front end knows replica 0 is gone")
+    while not router.alive[0]:
+        r = requests.post(base + "/v1/chat/completions", timeout=60, json={
+            "model": MODEL, "messages": [{"role": "user", "content": f"Hi {len(outage)}"}], "max_tokens": 4})
+        outage.append(r.status_code)
+        assert len(outage) < 500, "replica 0 did not come back"
+    assert outage and set(outage) == {200}
+    assert not [p for p in picks if p[1] == 0 and not p[0] and not p[2]], "routed to a replica known dead"
+
+    for c in clients:
+        c.join(60)
+        assert not c.is_alive(), "a stream hung after its replica died"
+    errors = [[e["error"] for e in r if isinstance(e, dict) and "error" in e] for r in results]
+    ends = [[c["finish_reason"] for e in r if isinstance(e, dict) for c in e.get("choices", ()) if c["finish_reason"]]
+            for r in results]
+    assert all(r[-1] == "[DONE]" for r in results)
+    assert sorted(len(e) for e in errors) == [0, 0, 1, 1], errors
+    assert all(("replica 0" in e[0]["message"]) if e else end == ["length"] for e, end in zip(errors, ends))
+    fifth.join(60)
+    assert queued["r"].status_code == 200 and queued["r"].json()["choices"][0]["message"]["content"]
+
+    # Back as a new process, it takes work again.
+    assert engine._reports[0]["pid"] != pid
+    before = router.placed[0]
+    two = [threading.Thread(target=requests.post, args=(base + "/v1/chat/completions",), kwargs={"json": {
+        "model": MODEL, "messages": [{"role": "user", "content": f"Count to {k + 3}."}], "max_tokens": 8}})
+        for k in range(2)]
+    for t in two:
+        t.start()
+    for t in two:
+        t.join(60)
+    assert router.placed[0] > before
+
+
+def test_with_every_replica_down_the_front_end_answers_503_then_recovers(base, engine):
+    wait_for(lambda: all(engine.router.alive), 90, "both replicas are up")
+    for a in engine.actors:
+        ray.kill(a, no_restart=False)
+    wait_for(lambda: not any(engine.router.alive), 30, "the front end saw both replicas go")
+    r = requests.post(base + "/v1/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert r.json()["error"]["code"] == "engine_unavailable"
+    assert requests.get(base + "/health").status_code == 503
+    wait_for(lambda: requests.get(base + "/health").status_code == 200, 120, "the replicas are back")
+    r = requests.post(base + "/api/chat/ollama", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": False,
+        "options": {"num_predict": 4}})
+    assert r.status_code == 200 and json.loads(r.text)["done"]

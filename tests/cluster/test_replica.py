@@ -1,0 +1,63 @@
+"""The replica without Ray: a request crosses processes as Wire (its constraint as a grammar), and the
+replica streams its events in batches, takes cancels that arrive before their request, and reports."""
+import json
+import pickle
+
+import pytest
+
+from tensorsharp import store
+from tensorsharp.cluster.replica import Replica, Wire
+from tensorsharp.engine.constraint import json_schema_constraint
+from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
+from tensorsharp.engine.sampler import SamplingParams
+from tensorsharp.server.catalog import file_spec
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+@pytest.fixture(scope="module")
+def replica():
+    r = Replica(file_spec(store.resolve("smollm2-135m")), dict(n_ctx=512, n_threads=1, parallel=2, cache_slots=1))
+    yield r
+    r.close()
+
+
+def prompt(replica, text):
+    return replica.served.tokenize_prompt(replica.served.render([{"role": "user", "content": text}]))
+
+
+def run(replica, wire):
+    batches = [pickle.loads(pickle.dumps(b)) for b in replica.generate(pickle.loads(pickle.dumps(wire)))]
+    return [e for b in batches for e in b], batches
+
+
+def test_a_constrained_request_crosses_as_its_grammar(replica):
+    tok = replica.served.tokenizer
+    req = GenerationRequest(prompt(replica, "Give me a JSON object with a number n."), 40, SamplingParams(),
+                            constraint=json_schema_constraint(tok, SCHEMA), group=object())
+    wire = Wire.of("a", req, "front:1")
+    assert wire.request.constraint is None and wire.request.group == "front:1" and wire.grammar
+    events, batches = run(replica, wire)
+    assert isinstance(events[0], Started) and isinstance(events[-1], Done) and events[-1].reason == "stop"
+    assert len(batches) <= len(events)
+    text = "".join(e.text for e in events if isinstance(e, Token))
+    assert isinstance(json.loads(text)["n"], int)
+
+
+def test_a_cancel_that_overtakes_its_request_still_ends_it(replica):
+    replica.cancel("b")
+    req = GenerationRequest(prompt(replica, "Write a long story."), 200, SamplingParams())
+    events, _ = run(replica, Wire.of("b", req, None))
+    assert isinstance(events[-1], Done) and events[-1].reason == "cancelled" and events[-1].completion_tokens < 200
+
+
+def test_a_refused_request_is_one_failed_event(replica):
+    req = GenerationRequest([1, 2, 3], 5, SamplingParams(top_k=-1))
+    events, _ = run(replica, Wire.of("c", req, None))
+    assert len(events) == 1 and isinstance(events[0], Failed) and isinstance(events[0].error, ValueError)
+
+
+def test_report(replica):
+    r = replica.report()
+    assert r["parallel"] == 2 and len(r["slots"]) == 3 and r["n_ctx"] == 512 and r["stalled"] is None
+    assert r["processed"] >= 1 and r["kv_bytes"] > 0   # the cancelled one never started
