@@ -329,8 +329,10 @@ class Scheduler(EngineThread):
         """The slot to serve req, already holding only the prefix it keeps, and that prefix's length.
 
         The session's own slot if idle; else the idle slot sharing the longest prefix with the
-        prompt; else the least recently used idle slot. A prefix held by another session's slot
-        is copied into the LRU slot instead of taking that slot, so the session keeps its cache."""
+        prompt; else the least recently used idle slot. A prefix held by another session's slot,
+        or one that is less than half of what its slot holds (another conversation that only
+        opens the same way, e.g. with the same system prompt), is copied into the LRU slot instead
+        of taking that slot, so the conversation there keeps its cache for its next turn."""
         idle = [s for s in self.slots if not s.busy]
 
         def reusable(s: _Slot) -> int:   # the last prompt token is always evaluated again
@@ -346,7 +348,7 @@ class Scheduler(EngineThread):
         n = reusable(best)
         if n == 0:
             return self._keep(lru, 0), 0
-        if best.session is None or best is lru:
+        if best is lru or (best.session is None and len(best.tokens) - n <= n):
             return self._keep(best, n), n
         self.cache.copy_prefix(best.index, lru.index, n)
         lru.tokens = best.tokens[:n]

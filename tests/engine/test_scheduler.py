@@ -185,6 +185,21 @@ def test_session_keeps_its_slot(smol):
     assert mine.done.cached_tokens == len(p1)
 
 
+def test_a_shared_opening_does_not_take_another_conversations_slot(smol):
+    system = smol.tokenize("You are a helpful assistant. Answer briefly.")
+    a = system + smol.tokenize(" Apples are red, and bananas are yellow, and grapes are")
+    b = system + smol.tokenize(" Clouds")
+    with make(smol, parallel=1, cache_slots=2) as s:   # three slots
+        first = run(s, a, 4)
+        run(s, b, 3)   # shares only the opening with a's slot: copied into another slot
+        follow = run(s, a + first.ids + [42], 2)   # a's next turn finds its whole history
+        # A prompt that keeps most of what a slot holds takes that slot itself.
+        run(s, b + [43], 2)
+        assert follow.done.cached_tokens == len(a) + len(first.ids) - 1   # its last token was never evaluated
+        third = run(s, a + first.ids + [42, 44], 2)
+    assert third.done.cached_tokens >= len(a) + len(first.ids)
+
+
 def test_cancel_ends_an_active_request_and_frees_the_engine(smol):
     ids = smol.tokenize("Count to a thousand: 1, 2, 3,")
     with make(smol, parallel=1) as s:
