@@ -3,7 +3,9 @@
 For each number of concurrent streaming clients (OpenAI /v1/chat/completions, distinct prompts,
 greedy, ignore_eos so every reply runs to --max-tokens on both sides) it measures the aggregate
 decode rate (generated tokens / wall time of the round) and time to first token (p50, p95),
-alternating the two servers --rounds times and printing medians and ratios.
+alternating the two servers --rounds times and printing medians and ratios. The clients only
+stamp what arrives while the streams last (testing.server.timed_stream) and parse it afterwards,
+so they take little of the cores both servers need.
 
 llama-server is built from the llama-cpp-python==0.3.36 sdist's vendor/llama.cpp with
 -DLLAMA_BUILD_SERVER=ON (and -DGGML_NATIVE=ON where the CPU has no AMX); pass its path.
@@ -25,7 +27,7 @@ from pathlib import Path
 import requests
 
 from tensorsharp import store
-from tensorsharp.testing.server import running_process
+from tensorsharp.testing.server import running_process, timed_stream
 
 TOPICS = ["the sea", "a clock", "bread", "a dragon", "rain", "the moon", "a library", "trains", "snow",
           "a garden", "bees", "a lighthouse", "copper", "owls", "a market", "glass"]
@@ -49,29 +51,28 @@ def prompt(workload: str, i: int) -> str:
 
 
 def one_stream(base: str, model: str, text: str, max_tokens: int, out: list, lock: threading.Lock) -> None:
-    t0 = time.monotonic()
+    t0 = time.perf_counter()
+    lines = timed_stream(base, "/v1/chat/completions", {
+        "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+        "temperature": 0, "stream": True, "ignore_eos": True})
     first, n = None, 0
-    with requests.post(base + "/v1/chat/completions", stream=True, timeout=600, json={
-            "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True, "ignore_eos": True}) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            delta = json.loads(line[6:])["choices"][0].get("delta", {})
-            if delta.get("content"):
-                n += 1
-                if first is None:
-                    first = time.monotonic()
+    for t, line in lines:
+        if not line.startswith(b"data: {"):
+            continue
+        choices = json.loads(line[6:])["choices"]
+        if choices and choices[0].get("delta", {}).get("content"):
+            n += 1
+            if first is None:
+                first = t
     with lock:
-        out.append((first - t0 if first else float("nan"), n, time.monotonic()))
+        out.append((first - t0 if first else float("nan"), n, lines[-1][0]))
 
 
 def round_of(base: str, model: str, clients: int, max_tokens: int, workload: str, offset: int) -> dict:
     results, lock = [], threading.Lock()
     threads = [threading.Thread(target=one_stream, args=(base, model, prompt(workload, offset + i), max_tokens,
                                                          results, lock)) for i in range(clients)]
-    t0 = time.monotonic()
+    t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
