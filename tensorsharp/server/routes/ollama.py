@@ -159,7 +159,8 @@ def _stream(gen: Generation, req: ol.Request, chat: bool):
     generated = []
     # A line of answer text alone (most of a stream), encoded once: its text and time vary.
     if chat:
-        text_line = FrameTemplate(lambda text, at: ol.chat_chunk(req.model, [ContentDelta(text)], at=at), ndjson_line, 2)
+        text_line = FrameTemplate(lambda text, at: ol.chat_chunk(req.model, [ContentDelta(text)], at=at),
+                                  ndjson_line, 2)
     else:
         text_line = FrameTemplate(lambda text, at: ol.generate_chunk(req.model, [ContentDelta(text)], at=at),
                                   ndjson_line, 2)
