@@ -97,9 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--ctx", type=int, default=1024, help="context per sequence on both servers")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workload", choices=["prose", "code"], default="prose")
-    p.add_argument("--llama-args", default="", help="more llama-server arguments, e.g. '--poll 0': its "
-                   "threads then sleep rather than spin while they wait, as ours do after a moment, which "
-                   "keeps it usable on a machine other processes load")
+    p.add_argument("--llama-args", default="", help="more llama-server arguments, e.g. '--poll 0' (its "
+                   "threads sleep rather than spin while waiting for work)")
     args = p.parse_args(argv)
     path = store.resolve(args.model)
     clients = [int(c) for c in args.clients.split(",")]
