@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     eog = sorted(engine.tokenizer.eog_ids)
     rates = {"engine": [], "openai": [], "ollama": []}
     with tempfile.TemporaryDirectory() as tmp, \
-            running(serve_args(args.model, "--ctx", "1024", "--threads", args.threads, "--parallel", "1"), tmp) as base:
+            running(serve_args(args.model, "--ctx", "1024", "--threads", args.threads, "--parallel", "1"), tmp,
+                    env={"TENSORSHARP_SPECULATIVE": "0"}) as base:   # the engine run has no guesses either
         # The listing holds every model of the store; the one served here is the one asked for.
         served = next(m["name"] for m in requests.get(base + "/api/tags").json()["models"]
                       if m["name"].split(":")[0] == args.model.split(":")[0])
