@@ -3,18 +3,23 @@
 For each number of concurrent streaming clients (OpenAI /v1/chat/completions, distinct prompts,
 greedy, ignore_eos so every reply runs to --max-tokens on both sides) it measures the aggregate
 decode rate (generated tokens / wall time of the round) and time to first token (p50, p95),
-alternating the two servers --rounds times and printing medians and ratios.
+alternating the two servers --rounds times and printing medians and ratios. The clients only
+stamp what arrives while the streams last (testing.server.timed_stream) and parse it afterwards,
+so they take little of the cores both servers need.
 
 llama-server is built from the llama-cpp-python==0.3.36 sdist's vendor/llama.cpp with
--DLLAMA_BUILD_SERVER=ON (and -DGGML_NATIVE=ON where the CPU has no AMX); pass its path.
+-DLLAMA_BUILD_SERVER=ON (and -DGGML_NATIVE=ON where the CPU has no AMX); pass its path. Without
+it only our server runs, and "x one client" still gives its scaling.
 
-    python tools/bench_serve.py --llama-server PATH [--model qwen2.5-coder-0.5b] [--threads 2]
+    python tools/bench_serve.py [--llama-server PATH] [--model qwen2.5-coder-0.5b] [--threads 2]
         [--parallel 8] [--clients 1,2,4,8,16] [--max-tokens 128] [--rounds 2] [--workload prose|code]
+        [--llama-args '--poll 0']
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import tempfile
@@ -25,7 +30,7 @@ from pathlib import Path
 import requests
 
 from tensorsharp import store
-from tensorsharp.testing.server import running_process
+from tensorsharp.testing.server import running_process, timed_stream
 
 TOPICS = ["the sea", "a clock", "bread", "a dragon", "rain", "the moon", "a library", "trains", "snow",
           "a garden", "bees", "a lighthouse", "copper", "owls", "a market", "glass"]
@@ -49,29 +54,28 @@ def prompt(workload: str, i: int) -> str:
 
 
 def one_stream(base: str, model: str, text: str, max_tokens: int, out: list, lock: threading.Lock) -> None:
-    t0 = time.monotonic()
+    t0 = time.perf_counter()
+    lines = timed_stream(base, "/v1/chat/completions", {
+        "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+        "temperature": 0, "stream": True, "ignore_eos": True})
     first, n = None, 0
-    with requests.post(base + "/v1/chat/completions", stream=True, timeout=600, json={
-            "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True, "ignore_eos": True}) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            delta = json.loads(line[6:])["choices"][0].get("delta", {})
-            if delta.get("content"):
-                n += 1
-                if first is None:
-                    first = time.monotonic()
+    for t, line in lines:
+        if not line.startswith(b"data: {"):
+            continue
+        choices = json.loads(line[6:])["choices"]
+        if choices and choices[0].get("delta", {}).get("content"):
+            n += 1
+            if first is None:
+                first = t
     with lock:
-        out.append((first - t0 if first else float("nan"), n, time.monotonic()))
+        out.append((first - t0 if first else float("nan"), n, lines[-1][0]))
 
 
 def round_of(base: str, model: str, clients: int, max_tokens: int, workload: str, offset: int) -> dict:
     results, lock = [], threading.Lock()
     threads = [threading.Thread(target=one_stream, args=(base, model, prompt(workload, offset + i), max_tokens,
                                                          results, lock)) for i in range(clients)]
-    t0 = time.monotonic()
+    t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
@@ -84,7 +88,7 @@ def round_of(base: str, model: str, clients: int, max_tokens: int, workload: str
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--llama-server", required=True)
+    p.add_argument("--llama-server", help="its binary; without it only our server is measured")
     p.add_argument("--model", default="qwen2.5-coder-0.5b")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--parallel", type=int, default=8)
@@ -93,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--ctx", type=int, default=1024, help="context per sequence on both servers")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workload", choices=["prose", "code"], default="prose")
+    p.add_argument("--llama-args", default="", help="more llama-server arguments, e.g. '--poll 0' (its "
+                   "threads sleep rather than spin while waiting for work)")
     args = p.parse_args(argv)
     path = store.resolve(args.model)
     clients = [int(c) for c in args.clients.split(",")]
@@ -100,11 +106,14 @@ def main(argv=None) -> int:
             "--parallel", str(args.parallel), "--ctx", str(args.ctx)]
     llama = ["-m", str(path), "--port", "{port}", "--host", "127.0.0.1", "-t", str(args.threads),
              "-tb", str(args.threads), "-np", str(args.parallel), "-c", str(args.ctx * args.parallel),
-             "--no-webui", "-ngl", "0"]
+             "--no-webui", "-ngl", "0", *shlex.split(args.llama_args)]
     table: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.rounds):
-            for name, cmd, exe in (("ours", ours, sys.executable), ("llama", llama, args.llama_server)):
+            servers = [("ours", ours, sys.executable)]
+            if args.llama_server:
+                servers.append(("llama", llama, args.llama_server))
+            for name, cmd, exe in servers:
                 with running_process(cmd, Path(tmp), env={"TENSORSHARP_MAX_QUEUE": "64"}, timeout=300,
                                      executable=exe) as (base, _):
                     # Ours lists every model of the store: ask for the file it was started with.
@@ -118,14 +127,20 @@ def main(argv=None) -> int:
                               f"ttft p50 {r['ttft_p50']:.2f}s p95 {r['ttft_p95']:.2f}s", file=sys.stderr, flush=True)
     med = {key: {m: statistics.median(r[m] for r in rs) for m in ("tok_s", "ttft_p50", "ttft_p95")}
            for key, rs in table.items()}
+    extra = f", llama-server {args.llama_args}" if args.llama_args else ""
     print(f"\n{args.model}, {args.threads} threads, parallel {args.parallel}, {args.max_tokens} tokens per reply, "
-          f"workload {args.workload}, medians of {args.rounds}\n")
-    print("| clients | ours tok/s | llama-server tok/s | ratio | ours TTFT p50 / p95 s | llama-server TTFT p50 / p95 s |")
-    print("|---|---|---|---|---|---|")
+          f"workload {args.workload}, medians of {args.rounds}{extra}\n")
+    one = med.get(("ours", 1), {}).get("tok_s")
+    print("| clients | ours tok/s | x one client | llama-server tok/s | ratio | ours TTFT p50 / p95 s "
+          "| llama-server TTFT p50 / p95 s |")
+    print("|---|---|---|---|---|---|---|")
     for k in clients:
-        o, l = med[("ours", k)], med[("llama", k)]
-        print(f"| {k} | {o['tok_s']:.1f} | {l['tok_s']:.1f} | {o['tok_s'] / l['tok_s']:.2f}x | "
-              f"{o['ttft_p50']:.2f} / {o['ttft_p95']:.2f} | {l['ttft_p50']:.2f} / {l['ttft_p95']:.2f} |")
+        o, l = med[("ours", k)], med.get(("llama", k))
+        scale = f"{o['tok_s'] / one:.2f}x" if one else "-"
+        theirs = (f"{l['tok_s']:.1f} | {o['tok_s'] / l['tok_s']:.2f}x", f"{l['ttft_p50']:.2f} / {l['ttft_p95']:.2f}") \
+            if l else ("- | -", "-")
+        print(f"| {k} | {o['tok_s']:.1f} | {scale} | {theirs[0]} | {o['ttft_p50']:.2f} / {o['ttft_p95']:.2f} | "
+              f"{theirs[1]} |")
     return 0
 
 

@@ -52,8 +52,11 @@ class EngineEvents:
 
     def _sink(self, index: int):
         def sink(event) -> None:   # runs on the engine thread
-            self._events.append((index, event))
-            if self._open:
+            events = self._events
+            events.append((index, event))
+            # More than this event in the deque: the consumer has not drained the earlier ones,
+            # whose wake-up is on its way, and it will find this one in the same drain.
+            if self._open and len(events) == 1:
                 self._watcher.send()
         return sink
 

@@ -7,6 +7,7 @@ Queued / Started / Done / Failed, with each Token's text already fed through the
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 import gevent
@@ -256,8 +257,9 @@ class Generation:
 
     def events(self):
         """(index, event) until every choice ends; Token events arrive as Output."""
+        held, self._held = self._held, []
         try:
-            for index, event in self._pending():
+            for index, event in itertools.chain(held, self._iter):
                 reply = self.replies[index]
                 if isinstance(event, Token):
                     yield index, Output(event, reply.feed(event.text))
@@ -280,11 +282,6 @@ class Generation:
                 yield index, event
         finally:
             self.close()
-
-    def _pending(self):
-        while self._held:
-            yield self._held.pop(0)
-        yield from self._iter
 
     def cancel(self) -> None:
         """Ends the generation early from another greenlet; events() still sees it finish."""

@@ -2,6 +2,8 @@
 wait until it is healthy, stop it; and parse the SSE and NDJSON bodies it streams."""
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
 import socket
@@ -36,6 +38,51 @@ def sse_events(data: bytes | str) -> list:
 def ndjson_lines(data: bytes | str) -> list:
     text = data.decode() if isinstance(data, bytes) else data
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def timed_stream(base: str, path: str, body: dict, timeout: float = 600) -> list[tuple[float, bytes]]:
+    """POSTs body as JSON and returns the chunked response's lines (SSE or NDJSON), each with the
+    time.perf_counter() at which its last byte arrived. For benchmarks: while the stream lasts
+    only recv and a time stamp run, so the client takes little of the cores the server uses."""
+    host, port = base.split("//")[1].split(":")
+    payload = json.dumps(body).encode()
+    pieces = []
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                break
+            pieces.append((time.perf_counter(), data))
+    raw = b"".join(d for _, d in pieces)
+    arrived = list(itertools.accumulate(len(d) for _, d in pieces))   # raw bytes received by each recv
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head.decode(errors="replace"))
+    at = len(head) + 4
+    content = bytearray()
+    spans = []   # (content bytes so far, raw bytes so far) at the end of each piece of the content
+    if b"transfer-encoding: chunked" not in head.lower():
+        content += rest
+        spans = [(n - at, n) for n in arrived if n > at]
+    else:
+        while True:   # each chunk: its size in hex, CRLF, its data, CRLF
+            eol = raw.index(b"\r\n", at)
+            size = int(raw[at:eol], 16)
+            if size == 0:
+                break
+            content += raw[eol + 2:eol + 2 + size]
+            spans.append((len(content), eol + 2 + size))
+            at = eol + 2 + size + 2
+    body_ends = [b for b, _ in spans]
+    lines, start = [], 0
+    for line in bytes(content).split(b"\n"):
+        start += len(line) + 1   # past the line's newline
+        if line.strip():
+            raw_end = spans[min(bisect.bisect_left(body_ends, start), len(spans) - 1)][1]
+            lines.append((pieces[bisect.bisect_left(arrived, raw_end)][0], line))
+    return lines
 
 
 def _healthy(base: str) -> bool:

@@ -178,8 +178,9 @@ def _with_logprobs(out: dict, logprobs: list | None) -> dict:
     return out
 
 
-def generate_chunk(model: str, deltas: list, logprobs: list | None = None) -> dict:
-    out = {"model": model, "created_at": timestamp(), "response": "", "done": False}
+def generate_chunk(model: str, deltas: list, logprobs: list | None = None, at: str | None = None) -> dict:
+    """A done:false line; at: its created_at (now by default)."""
+    out = {"model": model, "created_at": at or timestamp(), "response": "", "done": False}
     for d in deltas:
         if isinstance(d, ContentDelta):
             out["response"] += d.text
@@ -209,11 +210,13 @@ def chat_message(content: str, thinking: str = "", calls: list[dict] | None = No
     return msg
 
 
-def chat_chunk(model: str, deltas: list, logprobs: list | None = None, calls: list[dict] | None = None) -> dict:
-    """A done:false line; Ollama sends tool calls whole, on a line of their own before the last."""
+def chat_chunk(model: str, deltas: list, logprobs: list | None = None, calls: list[dict] | None = None,
+               at: str | None = None) -> dict:
+    """A done:false line (at: its created_at, now by default); Ollama sends tool calls whole, on
+    a line of their own before the last."""
     content = "".join(d.text for d in deltas if isinstance(d, ContentDelta))
     thinking = "".join(d.text for d in deltas if isinstance(d, ThinkingDelta))
-    return _with_logprobs({"model": model, "created_at": timestamp(),
+    return _with_logprobs({"model": model, "created_at": at or timestamp(),
                            "message": chat_message(content, thinking, calls), "done": False}, logprobs)
 
 

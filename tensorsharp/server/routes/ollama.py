@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from tensorsharp.chat.output import ContentDelta
 from tensorsharp.engine.request import Done, Failed
 from tensorsharp.server.created import ollama_body
 from tensorsharp.server.app import KEEP_ALIVE, body, json_response, state
@@ -15,7 +16,7 @@ from tensorsharp.server.protocol.common import token_logprob
 from tensorsharp.server.protocol.fields import Fields
 from tensorsharp.server.protocol.webui import is_webui_chat
 from tensorsharp.server.routes import webui
-from tensorsharp.server.streaming import ndjson_line, ndjson_response
+from tensorsharp.server.streaming import FrameTemplate, ndjson_line, ndjson_response
 
 bp = Blueprint("ollama", __name__)
 
@@ -142,11 +143,23 @@ def _result(gen: Generation, req: ol.Request, chat: bool) -> dict:
 
 def _stream(gen: Generation, req: ol.Request, chat: bool):
     generated = []
+    # A line of answer text alone (most of a stream), encoded once: its text and time vary.
+    if chat:
+        text_line = FrameTemplate(lambda text, at: ol.chat_chunk(req.model, [ContentDelta(text)], at=at),
+                                  ndjson_line, 2)
+    else:
+        text_line = FrameTemplate(lambda text, at: ol.generate_chunk(req.model, [ContentDelta(text)], at=at),
+                                  ndjson_line, 2)
     for _, ev in gen.events():
         if isinstance(ev, Output):
             lp = _logprob(gen, req, ev)
             if ev.token is not None:
                 generated.append(ev.token.id)
+            if lp is None and ev.deltas and all(type(d) is ContentDelta for d in ev.deltas):
+                text = "".join(d.text for d in ev.deltas)
+                if text:
+                    yield text_line(text, ol.timestamp())
+                continue
             logprobs = [lp] if lp is not None else None
             if chat:
                 line = ol.chat_chunk(req.model, ev.deltas, logprobs)

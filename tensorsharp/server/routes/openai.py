@@ -6,13 +6,14 @@ import dataclasses
 import gevent
 from flask import Blueprint, request
 
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 from tensorsharp.engine.request import Done, Failed
 from tensorsharp.server.created import openai_body, openai_job
 from tensorsharp.server.app import body, json_response, state
 from tensorsharp.server.errors import ApiError, from_engine
 from tensorsharp.server.generation import Generation, Output
 from tensorsharp.server.protocol import openai as oa
-from tensorsharp.server.streaming import SSE_DONE, sse_line, sse_response
+from tensorsharp.server.streaming import SSE_DONE, FrameTemplate, sse_line, sse_response
 
 bp = Blueprint("openai", __name__)
 
@@ -87,6 +88,10 @@ def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
     def chunk(index, delta, **kw):
         return sse_line(oa.chunk(cid, served.name, created, fp, index, delta, with_usage=req.include_usage, **kw))
 
+    # Each choice's text and reasoning chunks without log-probs, encoded once (most of a stream).
+    frames = [{kind: FrameTemplate(lambda text, i=i, kind=kind: oa.chunk(
+        cid, served.name, created, fp, i, oa.delta(kind(text)), with_usage=req.include_usage), sse_line)
+        for kind in (ContentDelta, ThinkingDelta)} for i in range(req.n)]
     usage = _Usage()
     for i in range(req.n):
         yield chunk(i, {"role": "assistant", "content": ""})
@@ -95,8 +100,13 @@ def _chat_stream(gen: Generation, req: oa.ChatRequest, cid: str, created: int, s
             lp = None
             if req.logprobs and ev.token is not None:
                 lp = [oa.token_logprob(served.tokenizer, ev.token, req.top_logprobs)]
+            if lp is None:
+                for d in ev.deltas:
+                    template = frames[index].get(type(d))
+                    yield template(d.text) if template is not None else chunk(index, oa.delta(d))
+                continue
             # A token whose text is still held back has no delta but does have a logprob.
-            deltas = [oa.delta(d) for d in ev.deltas] or ([{"content": ""}] if lp else [])
+            deltas = [oa.delta(d) for d in ev.deltas] or [{"content": ""}]
             for j, d in enumerate(deltas):
                 yield chunk(index, d, logprobs=lp if j == 0 else None)
         elif isinstance(ev, Done):
@@ -175,6 +185,7 @@ def _completion_stream(gens: list[Generation], req: oa.CompletionRequest, cid: s
         return sse_line(oa.text_completion(cid, served.name, created, fp, [oa.text_choice(index, text, reason, lp)],
                                            None))
 
+    texts: dict[int, FrameTemplate] = {}   # a choice's chunks of text alone, encoded once
     total = _Usage()
     for p, gen in enumerate(gens):
         usage = _Usage()
@@ -188,8 +199,12 @@ def _completion_stream(gens: list[Generation], req: oa.CompletionRequest, cid: s
                 lp = None
                 if req.logprobs is not None and ev.token is not None:
                     lp = oa.text_logprobs(served.tokenizer, [ev.token], req.logprobs, 0)
-                if text or lp:
+                if lp:
                     yield chunk(at, text, lp=lp)
+                elif text:
+                    if at not in texts:
+                        texts[at] = FrameTemplate(lambda t, at=at: chunk(at, t), str)
+                    yield texts[at](text)
             elif isinstance(ev, Done):
                 usage.add(ev)
                 yield chunk(at, "", ev.reason)
