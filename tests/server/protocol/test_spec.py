@@ -1,8 +1,9 @@
 """Every response shape the server sends, checked against the official documents' required fields,
 types and enums: OpenAI's published OpenAPI document (chat completions and chunks, completions and
-chunks, models, errors) and Ollama's docs/api.md and docs/openapi.yaml (generate and chat, lines and
-final, tags, show, ps, version, errors). The fragments below restate those field facts; where the
-document and the real API differ, they follow the real API and say so."""
+chunks, models, embeddings, responses, errors) and Ollama's docs/api.md and docs/openapi.yaml
+(generate and chat, lines and final, tags, show, ps, version, embed, pull and push progress, blobs,
+errors). The fragments below restate those field facts; where the document and the real API differ,
+they follow the real API and say so."""
 import jsonschema
 import pytest
 
@@ -81,6 +82,22 @@ EMBEDDINGS = obj(["data", "model", "object", "usage"], model=STR, object={"enum"
 OPENAI_ERROR = obj(["error"], error=obj(["type", "message", "param", "code"], type=STR, message=STR,
                                         param=NULL_STR, code=NULL_STR))
 
+# The Responses API's Response object (its required fields); output items are the client's to parse
+# (tests/server/test_responses.py runs the official client over them).
+RESPONSE = obj(["id", "object", "created_at", "status", "error", "incomplete_details", "instructions", "model",
+                "output", "parallel_tool_calls", "metadata", "tool_choice", "tools", "temperature", "top_p"],
+               id=STR, object={"enum": ["response"]}, created_at=NUM,
+               status={"enum": ["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]},
+               error=nullable(obj(["code", "message"], code=STR, message=STR)),
+               incomplete_details=nullable(obj([], reason={"enum": ["max_output_tokens", "content_filter"]})),
+               instructions=nullable({"type": ["string", "array"]}), model=STR,
+               output=array(obj(["type"], type=STR)), parallel_tool_calls=BOOL, metadata=nullable({"type": "object"}),
+               tools=array({"type": "object"}), temperature=nullable(NUM), top_p=nullable(NUM),
+               usage=obj(["input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details",
+                          "total_tokens"], input_tokens=INT, output_tokens=INT, total_tokens=INT,
+                         input_tokens_details=obj(["cached_tokens"], cached_tokens=INT),
+                         output_tokens_details=obj(["reasoning_tokens"], reasoning_tokens=INT)))
+
 # -- Ollama (docs/api.md, docs/openapi.yaml) ----------------------------------------------------
 OLLAMA_TOP = obj(["token", "logprob"], token=STR, logprob=NUM, bytes=array(INT))
 OLLAMA_LOGPROB = obj(["token", "logprob"], token=STR, logprob=NUM, bytes=array(INT), top_logprobs=array(OLLAMA_TOP))
@@ -118,6 +135,8 @@ EMBED = obj(["model", "embeddings"], model=STR, embeddings=array(array(NUM)), to
             prompt_eval_count=INT)
 LEGACY_EMBEDDING = obj(["embedding"], embedding=array(NUM))
 OLLAMA_ERROR = {**obj(["error"], error=STR), "additionalProperties": False}
+# pull, push and create stream ProgressResponse lines (a status, and a layer's digest and byte counts)
+PROGRESS = {**obj(["status"], status=STR, digest=STR, total=INT, completed=INT), "additionalProperties": False}
 
 
 def check(instance, schema: dict) -> None:
@@ -236,6 +255,29 @@ def test_ollama_model_routes(client):
     ok(client.get("/api/ps"), PS)
     ok(client.post("/api/show", json={"model": MODEL}), SHOW)
     ok(client.get("/api/version"), VERSION)
+
+
+def test_responses(client):
+    body = ok(client.post("/v1/responses", json={"model": MODEL, "input": "Hi", "max_output_tokens": 4}), RESPONSE)
+    check(client.get(f"/v1/responses/{body['id']}").get_json(), RESPONSE)
+
+
+def test_ollama_transfer_routes(client):
+    lines = ndjson_lines(client.post("/api/pull", json={"model": MODEL}).data)   # present: nothing is fetched
+    for line in lines:
+        check(line, PROGRESS)
+    assert lines[-1] == {"status": "success"}
+    ok(client.post("/api/pull", json={"model": MODEL, "stream": False}), PROGRESS)
+    # No registry to push to: Ollama's failed push, a status line, then an error line
+    *statuses, error = ndjson_lines(client.post("/api/push", json={"model": MODEL}).data)
+    for line in statuses:
+        check(line, PROGRESS)
+    check(error, OLLAMA_ERROR)
+    r = client.post("/api/push", json={"model": MODEL, "stream": False})
+    assert r.status_code == 500
+    check(r.get_json(), OLLAMA_ERROR)
+    r = client.head("/api/blobs/sha256:" + "0" * 64)
+    assert r.status_code == 404 and r.data == b""
 
 
 @pytest.mark.parametrize("method, path, body, status", [
