@@ -17,7 +17,7 @@ plus top-k experts per layer); that no other expert is read is what tests/models
 checks. Needs the `hf` extra, and llama-cpp-python (built without AMX, see the README) for the
 comparison and the Q4_K_M file.
 
-    python tools/bench_moe.py [--families qwen3moe-q8_0,qwen3moe-q4_k_m,gpt-oss-mxfp4] [--threads 2]
+    python tools/bench_moe.py [--families qwen3moe-q8_0,qwen3moe-q4_k_m,gpt-oss-mxfp4] [--threads 2,1]
                               [--n-prompt 128] [--n-gen 32] [--repeat 3] [--llama-python PATH]
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def q4_k_m(q8: Path, args) -> Path | None:
     if out.is_file():
         return out
     part = out.with_suffix(".part")
-    run = subprocess.run([args.llama_python or sys.executable, "-c", QUANTIZE, str(q8), str(part), str(args.threads)],
+    run = subprocess.run([args.llama_python or sys.executable, "-c", QUANTIZE, str(q8), str(part), "2"],
                          capture_output=True, text=True)
     if run.returncode != 0:
         print(f"llama.cpp's quantizer failed: {run.stderr.strip()[-400:]}", file=sys.stderr)
@@ -91,7 +91,7 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--embd", type=int, default=1024)
     ap.add_argument("--ff-exp", type=int, default=384, help="Qwen3-MoE's expert width; GPT-OSS's is twice it")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2", help="thread counts, comma-separated (1 is steadiest on a busy machine)")
     ap.add_argument("--n-prompt", type=int, default=128)
     ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
@@ -116,23 +116,25 @@ def main() -> int:
             print(f"{family}: {path} (built or found in {time.perf_counter() - t:.0f} s)", flush=True)
             files.append((family, str(path)))
 
-    probe = bench.measure("probe", "", args.threads, args)["gbs"]
-    print(f"{args.layers} layers, width {args.embd}, {args.threads} threads; medians of {args.repeat} alternating "
-          f"runs; read-bandwidth probe {probe:.1f} GB/s")
-    print(f"| file | MB | experts MB | decode reads MB (share of file) | experts read | pp{args.n_prompt} ours | "
-          f"pp llama.cpp | ratio | tg{args.n_gen} ours | tg llama.cpp | ratio | tg ours GB/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    threads = [int(t) for t in args.threads.split(",")]
+    probe = {t: bench.measure("probe", "", t, args)["gbs"] for t in threads}
+    print(f"{args.layers} layers, width {args.embd}; medians of {args.repeat} alternating runs; read-bandwidth probe "
+          + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in probe.items()))
+    print(f"| file | threads | MB | experts MB | decode reads MB (share of file) | experts read | "
+          f"pp{args.n_prompt} ours | pp llama.cpp | ratio | tg{args.n_gen} ours | tg llama.cpp | ratio | tg ours GB/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for family, path in files:
         per_token, _ = bench.weight_costs(path)
         experts, used, total, size = expert_share(path)
-        res = bench.compare(path, args.threads, args, have_llama)
-        if res["ours"] is None:
-            continue
-        pp, pp_ref, pp_ratio = bench.cells(res, "pp")
-        tg, tg_ref, tg_ratio = bench.cells(res, "tg")
-        print(f"| {family} | {size / 1e6:.0f} | {experts / 1e6:.0f} | {per_token / 1e6:.1f} ({per_token / size:.1%}) | "
-              f"{used}/{total} = {used / total:.1%} | {pp} | {pp_ref} | {pp_ratio} | {tg} | {tg_ref} | {tg_ratio} | "
-              f"{per_token * res['ours']['tg'] / 1e9:.1f} |", flush=True)
+        for t in threads:
+            res = bench.compare(path, t, args, have_llama)
+            if res["ours"] is None:
+                continue
+            pp, pp_ref, pp_ratio = bench.cells(res, "pp")
+            tg, tg_ref, tg_ratio = bench.cells(res, "tg")
+            print(f"| {family} | {t} | {size / 1e6:.0f} | {experts / 1e6:.0f} | {per_token / 1e6:.1f} "
+                  f"({per_token / size:.1%}) | {used}/{total} = {used / total:.1%} | {pp} | {pp_ref} | {pp_ratio} | "
+                  f"{tg} | {tg_ref} | {tg_ratio} | {per_token * res['ours']['tg'] / 1e9:.1f} |", flush=True)
     return 0
 
 
