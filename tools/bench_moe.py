@@ -53,7 +53,7 @@ def gpt_oss(args) -> Path:
     from tensorsharp.testing import llama_convert, tiny_gguf
     heads = args.embd // HEAD_DIM
     config = tiny_gguf.tiny_config(
-        "gpt_oss", hidden_size=args.embd, intermediate_size=args.ff_exp * 2, num_local_experts=32,
+        "gpt_oss", hidden_size=args.embd, intermediate_size=args.ff_exp_gpt_oss, num_local_experts=32,
         num_experts_per_tok=4, num_hidden_layers=args.layers, num_attention_heads=heads,
         num_key_value_heads=max(1, heads // 8), head_dim=HEAD_DIM, sliding_window=128, max_position_embeddings=131072,
         rope_parameters={"rope_type": "yarn", "factor": 32.0, "rope_theta": 150000.0, "beta_fast": 32.0,
@@ -90,7 +90,9 @@ def main() -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--embd", type=int, default=1024)
-    ap.add_argument("--ff-exp", type=int, default=384, help="Qwen3-MoE's expert width; GPT-OSS's is twice it")
+    # Multiples of 256, as the real 768 and 2880 are: narrower ones leave Q4_K_M's ffn_down_exps in Q5_0/Q8_0.
+    ap.add_argument("--ff-exp", type=int, default=512, help="Qwen3-MoE's expert width")
+    ap.add_argument("--ff-exp-gpt-oss", type=int, default=768, help="GPT-OSS's expert width")
     ap.add_argument("--threads", default="2", help="thread counts, comma-separated (1 is steadiest on a busy machine)")
     ap.add_argument("--n-prompt", type=int, default=128)
     ap.add_argument("--n-gen", type=int, default=32)
