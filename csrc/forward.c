@@ -479,20 +479,29 @@ static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, 
     const ts_hparams *hp = &c->m->hp;
     const ts_tensor *W = L->w;
     const int n = j->n_tok, E = hp->n_embd, F = hp->n_ff_exp, kk = hp->n_expert_used, picks = n * kk;
-    unsigned mask = ts_act_mask(&W[TS_W_FFN_GATE_INP], NULL, NULL);
+    /* A token's row is prepared once for the router and its experts; grouping copies it to each
+     * of its picks (the same bytes as preparing each pick's copy). */
+    const unsigned ex_mask = ts_act_mask(&W[TS_W_GATE_EXPS], &W[TS_W_UP_EXPS], NULL);
+    unsigned mask = ts_act_mask(&W[TS_W_FFN_GATE_INP], NULL, NULL) | ex_mask;
     for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, E, mask);
     ts_threadpool_barrier(j->pool, nth);
     mm(c, &W[TS_W_FFN_GATE_INP], c->t, c->max_in, n, c->router, ith, nth);
     ts_threadpool_barrier(j->pool, nth);
-    for (int t = t0; t < t1; t++) route_token(c, t, vec(&W[TS_W_FFN_GATE_INP_BIAS]));
+    /* One thread routes and groups: a phase and its barrier cost more than routing a batch. */
+    if (ith == 0) {
+        for (int t = 0; t < n; t++) route_token(c, t, vec(&W[TS_W_FFN_GATE_INP_BIAS]));
+        group_picks(c, n);
+    }
     ts_threadpool_barrier(j->pool, nth);
-    if (ith == 0) group_picks(c, n);
-    ts_threadpool_barrier(j->pool, nth);
-    mask = ts_act_mask(&W[TS_W_GATE_EXPS], &W[TS_W_UP_EXPS], NULL);
     for (int r = ith; r < picks; r += nth) {
-        float *x = c->gx + (size_t)r * E;
-        memcpy(x, c->t + (size_t)c->row_tok[r] * c->max_in, (size_t)E * sizeof(float));
-        ts_quantize_act_row(c->m->k, c->gact, x, r, E, mask);
+        const int t = c->row_tok[r];
+        if (ex_mask & (1u << TS_ACT_F32))
+            memcpy(c->gx + (size_t)r * E, c->t + (size_t)t * c->max_in, (size_t)E * sizeof(float));
+        for (int a = TS_ACT_Q8X32; a <= TS_ACT_Q8K; a++) {
+            if (!(ex_mask & (1u << a))) continue;
+            const size_t row = ts_act_row_size(a, E);
+            memcpy((char *)c->gact[a] + (size_t)r * row, (const char *)c->act[a] + (size_t)t * row, row);
+        }
     }
     ts_threadpool_barrier(j->pool, nth);
     for (int e = 0; e < hp->n_expert; e++) {

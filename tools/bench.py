@@ -1,5 +1,8 @@
 """End-to-end speed: prompt processing (512 tokens) and decode (128 tokens), ours beside llama.cpp.
 
+The models are the store's (--models) or any GGUF files (--model PATH, repeatable); with --model
+alone only those files run.
+
 Each measurement runs in its own process (clean memory, honest peak RSS); ours and llama.cpp
 alternate, --repeat times, and the table shows medians. llama.cpp is measured through
 llama-cpp-python when it is installed (build it without AMX, see the README).
@@ -9,8 +12,8 @@ count) divided by the weight bytes a token reads; prompt processing cannot beat 
 int8 rate of AVX-512 VNNI (2 x 64 multiply-adds per cycle per core at the clock below) divided
 by 2 x the multiply-adds per token of the matrices a prompt token passes through.
 
-    python tools/bench.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b] [--threads 2,1]
-                          [--repeat 3] [--llama-python PATH]
+    python tools/bench.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b] [--model PATH ...]
+                          [--threads 2,1] [--repeat 3] [--llama-python PATH]
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import time
 import numpy as np
 
 MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
+# The stacked (n_expert, rows, cols) expert matrices of a mixture-of-experts file.
+EXPERT_SUFFIXES = ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")
 NOMINAL_GHZ = 2.0  # a conservative all-core clock for the compute bound
 TEXT = ("The history of computing is a story of people who wanted machines to think faster than they "
         "could, and of the many small ideas that made that possible, one after another. ")
@@ -102,10 +107,13 @@ def weight_costs(path: str) -> tuple[int, int]:
     """(bytes of weights a decoded token reads, multiply-adds per prompt token in the matrices).
 
     Every tensor is read once per token except the token embedding, of which only one row is
-    read, unless it doubles as the (tied) output matrix. A prompt token skips the output matrix."""
+    read, unless it doubles as the (tied) output matrix, and the experts of a mixture, of which a
+    token reads expert_used_count of expert_count. A prompt token skips the output matrix."""
     from tensorsharp.gguf import GGUFFile
     g = GGUFFile(path)
     tied = "output.weight" not in g.tensors
+    arch = g.metadata.get("general.architecture", "")
+    share = (g.metadata.get(f"{arch}.expert_used_count", 1), g.metadata.get(f"{arch}.expert_count", 1))
     nbytes = macs = 0
     for name, t in g.tensors.items():
         n = int(t.data.nbytes)
@@ -114,6 +122,10 @@ def weight_costs(path: str) -> tuple[int, int]:
             elements *= int(d)
         if name == "token_embd.weight":
             nbytes += n if tied else n // int(t.shape[1])
+            continue
+        if name.endswith(EXPERT_SUFFIXES):
+            nbytes += n * share[0] // share[1]
+            macs += elements * share[0] // share[1]
             continue
         nbytes += n
         if len(t.shape) == 2 and name != "output.weight":
@@ -135,9 +147,38 @@ def probe_bandwidth(threads: int) -> float:
     return buf.nbytes / statistics.median(times) / 1e9
 
 
+def has_llama(args) -> bool:
+    probe = [args.llama_python or sys.executable, "-c", "import llama_cpp"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def compare(path: str, threads: int, args, have_llama: bool) -> dict:
+    """Medians of args.repeat alternating runs of ours and llama.cpp on one file: {"ours": {key:
+    median}, "llama": ... or None, "runs": {engine: [results]}}."""
+    runs = {"ours": [], "llama": []}
+    for _ in range(args.repeat):
+        for engine in ("ours", "llama") if have_llama else ("ours",):
+            res = measure(engine, path, threads, args)
+            if res is not None:
+                runs[engine].append(res)
+
+    def med(engine):
+        return {k: statistics.median(r[k] for r in runs[engine]) for k in ("pp", "tg")} if runs[engine] else None
+    return {"ours": med("ours"), "llama": med("llama"), "runs": runs}
+
+
+def cells(res: dict, key: str) -> tuple[str, str, str]:
+    """(ours, llama.cpp, ratio) of one measure, formatted."""
+    ours, ref = res["ours"][key], res["llama"][key] if res["llama"] else None
+    if ref is None:
+        return f"{ours:.1f}", "-", "-"
+    return f"{ours:.1f}", f"{ref:.1f}", f"{ours / ref:.2f}x"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", help=f"store models (default: {','.join(MODELS)} unless --model is given)")
+    ap.add_argument("--model", action="append", default=[], metavar="PATH", help="a GGUF file (repeatable)")
     ap.add_argument("--threads", default="2,1")
     ap.add_argument("--n-prompt", type=int, default=512)
     ap.add_argument("--n-gen", type=int, default=128)
@@ -151,8 +192,13 @@ def main() -> int:
         return worker(args)
 
     from tensorsharp import store
-    probe = [args.llama_python or sys.executable, "-c", "import llama_cpp"]
-    have_llama = subprocess.run(probe, capture_output=True).returncode == 0
+    names = args.models.split(",") if args.models else [] if args.model else MODELS
+    files = [(name, str(store.resolve(name))) for name in names]
+    for path in args.model:
+        if not os.path.isfile(path):
+            ap.error(f"--model {path}: no such file")
+        files.append((os.path.basename(path), path))
+    have_llama = has_llama(args)
     if not have_llama:
         print("llama-cpp-python is not installed: measuring tensorsharp alone", file=sys.stderr)
     load = os.getloadavg()[0]
@@ -167,34 +213,20 @@ def main() -> int:
     print(f"| model | threads | pp{args.n_prompt} ours | pp llama.cpp | ratio | pp bound | tg{args.n_gen} ours | "
           "tg llama.cpp | ratio | tg bound | peak RSS ours MB | RSS budget MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in args.models.split(","):
-        path = str(store.resolve(name))
+    for name, path in files:
         nbytes, macs = weight_costs(path)
         for t in threads:
-            runs = {"ours": [], "llama": []}
-            for _ in range(args.repeat):
-                for engine in ("ours", "llama") if have_llama else ("ours",):
-                    res = measure(engine, path, t, args)
-                    if res is not None:
-                        runs[engine].append(res)
-            if not runs["ours"]:
+            res = compare(path, t, args, have_llama)
+            if res["ours"] is None:
                 continue
-
-            def med(engine, key):
-                return statistics.median(r[key] for r in runs[engine]) if runs[engine] else None
-
-            def cells(key):
-                ours, ref = med("ours", key), med("llama", key)
-                if ref is None:
-                    return f"{ours:.1f}", "-", "-"
-                return f"{ours:.1f}", f"{ref:.1f}", f"{ours / ref:.2f}x"
-            pp, pp_ref, pp_ratio = cells("pp")
-            tg, tg_ref, tg_ratio = cells("tg")
+            pp, pp_ref, pp_ratio = cells(res, "pp")
+            tg, tg_ref, tg_ratio = cells(res, "tg")
             pp_bound = NOMINAL_GHZ * 1e9 * 128 * t / macs
             tg_bound = bandwidth[t] * 1e9 / nbytes
-            rss = max(r["rss_mb"] for r in runs["ours"])
+            ours = res["runs"]["ours"]
+            rss = max(r["rss_mb"] for r in ours)
             # The issue's ceiling: the model file plus the KV cache plus 150 MB.
-            budget = os.path.getsize(path) / 2**20 + runs["ours"][0]["kv_mb"] + 150
+            budget = os.path.getsize(path) / 2**20 + ours[0]["kv_mb"] + 150
             print(f"| {name} | {t} | {pp} | {pp_ref} | {pp_ratio} | {pp_bound:.0f} | {tg} | {tg_ref} | {tg_ratio} | "
                   f"{tg_bound:.1f} | {rss:.0f} | {budget:.0f} |", flush=True)
     return 0

@@ -1,101 +1,144 @@
-"""MoE speed on a scaled random Qwen3-MoE: prefill and decode tok/s, and the weight bytes a decode
-token reads beside the file's expert share.
+"""MoE speed beside llama.cpp on scaled random models: prefill and decode tok/s of ours and of
+llama.cpp on the same file, and the weight bytes a decode token reads beside the file's expert share.
 
-A random HF Qwen3MoeForCausalLM with Qwen3-30B-A3B's routing shape (64 experts instead of 128,
-top-8) and narrower widths is written by llama.cpp's own converter (tensorsharp.testing.llama_convert,
-cached under the store home), then run by the engine. The bytes a decode token reads are counted
-from the file (every matrix that is not an expert, plus top-k experts per layer); that no other
-expert is read is what tests/models/test_moe.py checks. Decode's weight rate is set beside the
-read-bandwidth probe of tools/bench_kernels.py, measured right after it. Needs the `hf` extra.
+Two families with their real routing shapes and narrower widths, random HF models written by
+llama.cpp's own converter (tensorsharp.testing.llama_convert, cached under the store home):
+  - Qwen3-MoE: Qwen3-30B-A3B's top-8 of 64 experts (128 in the real one), as the converter's Q8_0
+    and as Q4_K_M made of it by llama.cpp's own quantizer (llama-cpp-python's llama_model_quantize,
+    allowed to requantize: the layout is what a Q4_K_M download holds, the rounding does not matter
+    to speed);
+  - GPT-OSS: GPT-OSS-20B's top-4 of 32 experts, experts in MXFP4 (gguf.quants, as the tests make
+    them), the other matrices Q8_0.
+Each file runs through tools/bench.py's workers: ours and llama.cpp alternate in fresh processes at
+the same thread count, --repeat times, and the table shows medians and their ratios.
 
-    python tools/bench_moe.py [--layers 6] [--embd 1024] [--ff-exp 384] [--experts 64] [--top-k 8]
-                              [--outtype q8_0] [--threads 2] [--prompt 128] [--decode 32] [--repeat 3]
+The bytes a decode token reads are counted from the file (every matrix that is not an expert,
+plus top-k experts per layer); that no other expert is read is what tests/models/test_moe.py
+checks. Needs the `hf` extra, and llama-cpp-python (built without AMX, see the README) for the
+comparison and the Q4_K_M file.
+
+    python tools/bench_moe.py [--families qwen3moe-q8_0,qwen3moe-q4_k_m,gpt-oss-mxfp4] [--threads 2,1]
+                              [--n-prompt 128] [--n-gen 32] [--repeat 3] [--llama-python PATH]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+import bench
 
-from tensorsharp import _kernels
-from tensorsharp.engine.batch import Stepper
-from tensorsharp.engine.kv_cache import KVCache
-from tensorsharp.gguf import GGUFFile
-from tensorsharp.models import load_model
-from tensorsharp.testing import llama_convert, tiny_gguf
-
-EXPERT_SUFFIXES = ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")
-PROBE_BYTES = 512 << 20  # well past the last-level cache
+FAMILIES = ("qwen3moe-q8_0", "qwen3moe-q4_k_m", "gpt-oss-mxfp4")
+HEAD_DIM = 64  # GPT-OSS's; Qwen3-MoE's is 128
+QUANTIZE = """import sys, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype, p.allow_requantize, p.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, True, int(sys.argv[3])
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))
+"""
 
 
-def build(args) -> str:
-    head_dim = 128
+def qwen3moe(args) -> Path:
+    from tensorsharp.testing import llama_convert, tiny_gguf
     config = tiny_gguf.tiny_config(
-        "qwen3moe", hidden_size=args.embd, moe_intermediate_size=args.ff_exp, num_experts=args.experts,
-        num_experts_per_tok=args.top_k, num_hidden_layers=args.layers, num_attention_heads=args.embd // head_dim,
-        num_key_value_heads=max(1, args.embd // head_dim // 4), head_dim=head_dim)
-    return str(llama_convert.convert(tiny_gguf.random_model(config, seed=0), args.outtype))
+        "qwen3moe", hidden_size=args.embd, moe_intermediate_size=args.ff_exp, num_experts=64,
+        num_experts_per_tok=8, num_hidden_layers=args.layers, num_attention_heads=args.embd // 128,
+        num_key_value_heads=max(1, args.embd // 128 // 4), head_dim=128)
+    return llama_convert.convert(tiny_gguf.random_model(config, seed=0), "q8_0")
 
 
-def bytes_per_token(f: GGUFFile, top_k: int, n_expert: int) -> tuple[int, int]:
-    """(weight bytes one decode token reads, bytes of all experts in the file). Vectors count too;
-    the token embedding only as the output matrix (one row is looked up)."""
-    experts = sum(t.n_bytes for n, t in f.tensors.items() if n.endswith(EXPERT_SUFFIXES))
-    dense = sum(t.n_bytes for n, t in f.tensors.items() if not n.endswith(EXPERT_SUFFIXES))
-    return dense + experts * top_k // n_expert, experts
+def gpt_oss(args) -> Path:
+    from tensorsharp.testing import llama_convert, tiny_gguf
+    heads = args.embd // HEAD_DIM
+    config = tiny_gguf.tiny_config(
+        "gpt_oss", hidden_size=args.embd, intermediate_size=args.ff_exp_gpt_oss, num_local_experts=32,
+        num_experts_per_tok=4, num_hidden_layers=args.layers, num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 8), head_dim=HEAD_DIM, sliding_window=128, max_position_embeddings=131072,
+        rope_parameters={"rope_type": "yarn", "factor": 32.0, "rope_theta": 150000.0, "beta_fast": 32.0,
+                         "beta_slow": 1.0, "original_max_position_embeddings": 4096})
+    q8 = llama_convert.convert(tiny_gguf.random_model(config, seed=0), "q8_0")
+    return llama_convert.requantize(q8, "MXFP4", ("_exps.weight",))
 
 
-def main() -> None:
+def q4_k_m(q8: Path, args) -> Path | None:
+    out = q8.with_name(q8.stem + "-q4_k_m.gguf")
+    if out.is_file():
+        return out
+    part = out.with_suffix(".part")
+    run = subprocess.run([args.llama_python or sys.executable, "-c", QUANTIZE, str(q8), str(part), "2"],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        print(f"llama.cpp's quantizer failed: {run.stderr.strip()[-400:]}", file=sys.stderr)
+        return None
+    part.replace(out)
+    return out
+
+
+def expert_share(path: str) -> tuple[int, int, int, int]:
+    """(experts' bytes in the file, their used and total count, the file's bytes)."""
+    from tensorsharp.gguf import GGUFFile
+    g = GGUFFile(path)
+    arch = g.metadata["general.architecture"]
+    experts = sum(t.n_bytes for n, t in g.tensors.items() if n.endswith(bench.EXPERT_SUFFIXES))
+    return experts, g.metadata[f"{arch}.expert_used_count"], g.metadata[f"{arch}.expert_count"], os.path.getsize(path)
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--embd", type=int, default=1024)
-    ap.add_argument("--ff-exp", type=int, default=384)
-    ap.add_argument("--experts", type=int, default=64)
-    ap.add_argument("--top-k", type=int, default=8)
-    ap.add_argument("--outtype", default="q8_0", help="converter --outtype: f32, f16, bf16, q8_0")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompt", type=int, default=128)
-    ap.add_argument("--decode", type=int, default=32)
+    # Multiples of 256, as the real 768 and 2880 are: narrower ones leave Q4_K_M's ffn_down_exps in Q5_0/Q8_0.
+    ap.add_argument("--ff-exp", type=int, default=512, help="Qwen3-MoE's expert width")
+    ap.add_argument("--ff-exp-gpt-oss", type=int, default=768, help="GPT-OSS's expert width")
+    ap.add_argument("--threads", default="2", help="thread counts, comma-separated (1 is steadiest on a busy machine)")
+    ap.add_argument("--n-prompt", type=int, default=128)
+    ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--llama-python", help="interpreter that has llama-cpp-python (default: this one)")
     args = ap.parse_args()
+    have_llama = bench.has_llama(args)
+    if not have_llama:
+        print("llama-cpp-python is not installed: measuring tensorsharp alone, no Q4_K_M file", file=sys.stderr)
 
-    t = time.perf_counter()
-    path = build(args)
-    print(f"model: {path} ({os.path.getsize(path) / 1e9:.2f} GB; built or found in {time.perf_counter() - t:.0f} s)")
-    f = GGUFFile(path)
-    model = load_model(f)
-    per_token, experts = bytes_per_token(f, args.top_k, args.experts)
-    size = os.path.getsize(path)
-    tokens = np.random.default_rng(0).integers(0, model.hparams.n_vocab, args.prompt + args.decode)
-    n_ctx = args.prompt + args.decode
-    stepper = Stepper(model, KVCache(model, n_ctx=n_ctx), n_batch=args.prompt, n_threads=args.threads)
-    prefill, decode = [], []
-    for _ in range(args.repeat):
-        p = args.prompt
+    files = []
+    for family in args.families.split(","):
         t = time.perf_counter()
-        stepper.step(tokens[:p], np.arange(p), np.zeros(p), [p - 1])
-        prefill.append(p / (time.perf_counter() - t))
-        t = time.perf_counter()
-        for i in range(p, n_ctx):
-            stepper.step(tokens[i:i + 1], [i], [0], [0])
-        decode.append(args.decode / (time.perf_counter() - t))
-    pp, tg = statistics.median(prefill), statistics.median(decode)
-    probe = np.ones(PROBE_BYTES, dtype=np.uint8)
-    _kernels.read_probe(probe, args.threads)
-    t = time.perf_counter()
-    _kernels.read_probe(probe, args.threads)
-    probe_gbs = PROBE_BYTES / (time.perf_counter() - t) / 1e9
-    print(f"experts: {args.experts}, top-{args.top_k}, {args.layers} layers, width {args.embd}, "
-          f"expert width {args.ff_exp}, {args.outtype}, {args.threads} threads")
-    print(f"file: {size / 1e6:.0f} MB, experts {experts / 1e6:.0f} MB ({experts / size:.0%})")
-    print(f"decode token reads {per_token / 1e6:.1f} MB of weights ({per_token / size:.1%} of the file; "
-          f"experts {args.top_k}/{args.experts} = {args.top_k / args.experts:.1%} of theirs)")
-    print(f"prefill ({args.prompt} tokens): {pp:.1f} tok/s   decode: {tg:.1f} tok/s "
-          f"({per_token * tg / 1e9:.1f} GB/s of weights; read probe {probe_gbs:.1f} GB/s)")
+        if family == "gpt-oss-mxfp4":
+            path = gpt_oss(args)
+        elif family.startswith("qwen3moe"):
+            path = qwen3moe(args)
+            if family == "qwen3moe-q4_k_m":
+                path = q4_k_m(path, args) if have_llama else None
+        else:
+            ap.error(f"unknown family {family!r}: one of {', '.join(FAMILIES)}")
+        if path is not None:
+            print(f"{family}: {path} (built or found in {time.perf_counter() - t:.0f} s)", flush=True)
+            files.append((family, str(path)))
+
+    threads = [int(t) for t in args.threads.split(",")]
+    probe = {t: bench.measure("probe", "", t, args)["gbs"] for t in threads}
+    print(f"{args.layers} layers, width {args.embd}; medians of {args.repeat} alternating runs; read-bandwidth probe "
+          + ", ".join(f"{t} thread(s) {gbs:.1f} GB/s" for t, gbs in probe.items()))
+    print(f"| file | threads | MB | experts MB | decode reads MB (share of file) | experts read | "
+          f"pp{args.n_prompt} ours | pp llama.cpp | ratio | tg{args.n_gen} ours | tg llama.cpp | ratio | tg ours GB/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for family, path in files:
+        per_token, _ = bench.weight_costs(path)
+        experts, used, total, size = expert_share(path)
+        for t in threads:
+            res = bench.compare(path, t, args, have_llama)
+            if res["ours"] is None:
+                continue
+            pp, pp_ref, pp_ratio = bench.cells(res, "pp")
+            tg, tg_ref, tg_ratio = bench.cells(res, "tg")
+            print(f"| {family} | {t} | {size / 1e6:.0f} | {experts / 1e6:.0f} | {per_token / 1e6:.1f} "
+                  f"({per_token / size:.1%}) | {used}/{total} = {used / total:.1%} | {pp} | {pp_ref} | {pp_ratio} | "
+                  f"{tg} | {tg_ref} | {tg_ratio} | {per_token * res['ours']['tg'] / 1e9:.1f} |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -263,10 +263,11 @@ def convert(model, outtype: str = "f32", files: dict[str, str] | None = None,
 
 
 def requantize(path: Path, qtype: str, suffixes: tuple[str, ...]) -> Path:
-    """A copy of the converted file whose F32 tensors ending in one of suffixes are quantized to
-    qtype by gguf.quants (as llama-quantize would store them: rows of the innermost dimension),
-    everything else as it is. The converter writes MXFP4 only when the HF weights already are, so
-    this is how a random model's experts become MXFP4."""
+    """A copy of the converted file whose tensors ending in one of suffixes are quantized to qtype
+    by gguf.quants (as llama-quantize would store them: rows of the innermost dimension), from F32 or
+    from any type gguf.quants dequantizes (then rounded twice), everything else as it is. The
+    converter writes MXFP4 only when the HF weights already are, so this is how a random model's
+    experts become MXFP4."""
     import gguf
     import numpy as np
 
@@ -284,7 +285,9 @@ def requantize(path: Path, qtype: str, suffixes: tuple[str, ...]) -> Path:
         writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=sub)
     for t in reader.tensors:
         data = np.asarray(t.data)
-        if t.tensor_type == gguf.GGMLQuantizationType.F32 and t.name.endswith(suffixes):
+        if t.name.endswith(suffixes) and t.tensor_type != q:
+            if t.tensor_type != gguf.GGMLQuantizationType.F32:
+                data = gguf.quants.dequantize(data, t.tensor_type)
             writer.add_tensor(t.name, gguf.quants.quantize(data, q), raw_dtype=q)
         else:
             writer.add_tensor(t.name, data, raw_dtype=t.tensor_type)

@@ -137,3 +137,25 @@ def test_inconsistent_expert_counts_are_refused(tinies, tmp_path, key, value, me
     _, path = tinies("qwen3moe")
     with pytest.raises(GGUFError, match=message):
         load_model(GGUFFile(_with_count(path, tmp_path / "bad.gguf", key, value)))
+
+
+def test_requantize_takes_quantized_experts(tinies):
+    # tools/bench_moe makes its GPT-OSS file so: the converter's Q8_0 experts rounded again to MXFP4,
+    # every other tensor left as it was.
+    import gguf
+
+    hf, _ = tinies("qwen3moe")
+    q8 = llama_convert.convert(hf, "q8_0")
+    mx = llama_convert.requantize(q8, "MXFP4", ("_exps.weight",))
+    src = {t.name: t for t in gguf.GGUFReader(q8).tensors}
+    got = {t.name: t for t in gguf.GGUFReader(mx).tensors}
+    assert src.keys() == got.keys()
+    mxfp4 = gguf.GGMLQuantizationType.MXFP4
+    for name, t in got.items():
+        if name.endswith(EXPERT_TENSORS):
+            assert t.tensor_type == mxfp4
+            want = gguf.quants.quantize(gguf.quants.dequantize(src[name].data, src[name].tensor_type), mxfp4)
+            assert np.array_equal(np.asarray(t.data), want)
+        else:
+            assert t.tensor_type == src[name].tensor_type
+            assert np.array_equal(np.asarray(t.data), np.asarray(src[name].data))
