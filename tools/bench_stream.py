@@ -5,7 +5,9 @@
 Starts `tensorsharp serve`, then alternates, round by round: the engine alone in this process
 (tensorsharp.Model.generate), an OpenAI streaming chat and an Ollama streaming chat. Each rate is
 decode only: (tokens - 1) / (time of the last token - time of the first), so prompt evaluation and
-connection setup are left out. Reports medians and the HTTP / engine ratios (the goal is >= 0.95).
+connection setup are left out. All three decode greedily with no penalties, so that the sampling
+work is the same (the dialects' default sampling over Gemma's 262k vocabulary costs more per token
+than the greedy engine run). Reports medians and the HTTP / engine ratios (the goal is >= 0.95).
 The server is idle while the engine runs alone, and the other way round.
 
 The client shares the machine's cores with the server, so it does as little as it can while the
@@ -37,7 +39,7 @@ def engine_rate(model, ids: list[int], n: int) -> tuple[float, int]:
 
 def openai_rate(base: str, model: str, n: int, eog: list[int]) -> tuple[float, int]:
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": n, "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream_options": {"include_usage": True}, "temperature": 0,   # greedy, as the engine run
             "logit_bias": {str(t): -100 for t in eog}}   # all n tokens, as the engine run makes
     stamps, used = [], None
     for t, line in timed_stream(base, "/v1/chat/completions", body):
@@ -53,7 +55,7 @@ def openai_rate(base: str, model: str, n: int, eog: list[int]) -> tuple[float, i
 
 def ollama_rate(base: str, model: str, n: int) -> tuple[float, int]:
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
-            "options": {"num_predict": n}}
+            "options": {"num_predict": n, "temperature": 0, "repeat_penalty": 1}}   # as the engine run
     stamps, final = [], None
     for t, line in timed_stream(base, "/api/chat", body):
         chunk = json.loads(line)
