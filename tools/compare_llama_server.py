@@ -24,15 +24,26 @@ from tensorsharp.testing.server import running_process
 
 
 def llama_reply(llama_server: str, path: Path, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
-    """llama-server's greedy tokens after prompt and their log-probabilities (one thread, f16 cache,
-    full sliding-window cache as ours)."""
+    """llama-server's greedy tokens after prompt and their log-probabilities, NaN where it gives none
+    (one thread, f16 cache, full sliding-window cache as ours)."""
     args = ["-m", str(path), "--port", "{port}", "--host", "127.0.0.1", "-t", "1", "-np", "1",
             "-c", str(len(prompt) + n + 8), "--no-warmup", "--swa-full", "--no-webui", "-ngl", "0"]
     with tempfile.TemporaryDirectory() as tmp, running_process(args, Path(tmp), executable=llama_server) as (base, _):
         body = {"prompt": prompt, "n_predict": n, "temperature": 0, "top_k": 1, "n_probs": 1, "cache_prompt": False,
-                "post_sampling_probs": False, "ignore_eos": True}
-        probs = requests.post(base + "/completion", json=body, timeout=600).json()["completion_probabilities"]
-    return [p["id"] for p in probs], np.array([p["logprob"] for p in probs])
+                "post_sampling_probs": False, "ignore_eos": True, "return_tokens": True}
+        r = requests.post(base + "/completion", json=body, timeout=600)
+        r.raise_for_status()
+        answer = r.json()
+    # Where a token ends inside a UTF-8 character, llama-server reports no probability for it (it
+    # waits for the character's end), so the probabilities are a subsequence of the tokens.
+    reply, probs, logprob, j = answer["tokens"], answer.get("completion_probabilities", []), [], 0
+    for tok in reply:
+        if j < len(probs) and probs[j]["id"] == tok:
+            logprob.append(probs[j]["logprob"])
+            j += 1
+        else:
+            logprob.append(np.nan)
+    return reply, np.array(logprob)
 
 
 def main() -> None:
@@ -53,9 +64,10 @@ def main() -> None:
     ours = logits[len(prompt) - 1:n - 1].astype(np.float64)
     top = ours.max(axis=1, keepdims=True)
     logprob = ours[np.arange(len(reply)), reply] - (top[:, 0] + np.log(np.exp(ours - top).sum(axis=1)))
-    diff = np.abs(logprob - theirs)
+    diff = np.abs(logprob - theirs)[~np.isnan(theirs)]
     print(f"{args.file.name}: {len(reply)} tokens, argmax agreement {np.mean(ours.argmax(axis=1) == reply):.3f}, "
-          f"|d log-prob| mean {diff.mean():.2e} max {diff.max():.2e}")
+          (f"|d log-prob| over {len(diff)} mean {diff.mean():.2e} max {diff.max():.2e}" if len(diff) else
+           "no log-probabilities given"))
 
 
 if __name__ == "__main__":
