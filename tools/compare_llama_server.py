@@ -65,9 +65,9 @@ def main() -> None:
     top = ours.max(axis=1, keepdims=True)
     logprob = ours[np.arange(len(reply)), reply] - (top[:, 0] + np.log(np.exp(ours - top).sum(axis=1)))
     diff = np.abs(logprob - theirs)[~np.isnan(theirs)]
-    print(f"{args.file.name}: {len(reply)} tokens, argmax agreement {np.mean(ours.argmax(axis=1) == reply):.3f}, "
-          (f"|d log-prob| over {len(diff)} mean {diff.mean():.2e} max {diff.max():.2e}" if len(diff) else
-           "no log-probabilities given"))
+    lp = (f"|d log-prob| over {len(diff)} mean {diff.mean():.2e} max {diff.max():.2e}" if len(diff)
+          else "no log-probabilities given")
+    print(f"{args.file.name}: {len(reply)} tokens, argmax agreement {np.mean(ours.argmax(axis=1) == reply):.3f}, {lp}")
 
 
 if __name__ == "__main__":
