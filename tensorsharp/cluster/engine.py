@@ -11,9 +11,11 @@ import socket
 import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+import tensorsharp
 from tensorsharp.cluster.replica import Replica, Wire
 from tensorsharp.cluster.router import Router
 from tensorsharp.engine.request import (Done, EngineUnavailableError, Failed, GenerationRequest, QueueFullError,
@@ -34,9 +36,10 @@ def ray_module():
     return ray
 
 
-def connect(address: str) -> None:
+def connect(address: str, **local) -> None:
     """Joins the Ray cluster at address ("auto": the one this host belongs to; "local": a private
-    one started for this process, on loopback), unless this process is connected already."""
+    one started for this process, on loopback, with ray.init's local arguments, e.g. num_cpus),
+    unless this process is connected already."""
     if "gevent.monkey" in sys.modules:
         from gevent import monkey
         if monkey.is_module_patched("threading"):
@@ -50,13 +53,21 @@ def connect(address: str) -> None:
     ray = ray_module()
     if ray.is_initialized():
         return
+    # Ray puts the driver's working directory at the front of its workers' import path. Run from a
+    # source checkout, that is the package without its compiled kernels, shadowing the installed
+    # one; connecting from the folder this process's own tensorsharp came from makes the workers
+    # import what it imports.
+    here = os.getcwd()
+    os.chdir(Path(tensorsharp.__file__).resolve().parent.parent)
     try:
         if address == "local":
-            ray.init(namespace=NAMESPACE, include_dashboard=False)
+            ray.init(namespace=NAMESPACE, include_dashboard=False, **local)
         else:
             ray.init(address=address, namespace=NAMESPACE)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise TensorSharpError(f"cannot join the Ray cluster at {address}: {e}") from None
+    finally:
+        os.chdir(here)
 
 
 def engine_for(spec, load_kw: dict, replicas: int, stall_seconds: float = 120):

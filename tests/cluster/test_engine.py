@@ -41,7 +41,8 @@ def _serve(app, listener):
 def front(tmp_path_factory):
     from tensorsharp.server.app import create_app
     from tensorsharp.server.run import listen
-    ray.init(num_cpus=2, include_dashboard=False, namespace="tensorsharp", log_to_driver=False)
+    from tensorsharp.cluster.engine import connect
+    connect("local", num_cpus=2, log_to_driver=False)
     try:
         app = create_app(MODEL, n_ctx=1024, n_threads=1, parallel=2, cache_slots=2, max_queue=8,
                          upload_dir=tmp_path_factory.mktemp("uploads"), ray="local", replicas=2)
