@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import requests
@@ -24,6 +24,7 @@ import transformers
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_encoder
 from tensorsharp.testing import llama_convert, tiny_encoders, tiny_gguf
+from tensorsharp.testing.server import running_process
 
 BGE_SMALL = dict(vocab_size=llama_convert.BERT_VOCAB, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2)
@@ -53,25 +54,10 @@ def ours(path, prompts, threads: int) -> list[tuple[float, float]]:
 
 
 def theirs(server: str, path, prompts, threads: int) -> list[tuple[float, float]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     n_ctx = sum(map(len, prompts))
-    proc = subprocess.Popen([server, "-m", str(path), "--embeddings", "--pooling", "cls", "--port", str(port),
-                             "-c", str(n_ctx), "-b", str(n_ctx), "-ub", str(n_ctx), "-t", str(threads),
-                             "-np", str(len(prompts))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("llama-server did not start")
-            time.sleep(0.3)
+    args = ["-m", str(path), "--embeddings", "--pooling", "cls", "--port", "{port}", "--host", "127.0.0.1",
+            "-c", str(n_ctx), "-b", str(n_ctx), "-ub", str(n_ctx), "-t", str(threads), "-np", str(len(prompts))]
+    with tempfile.TemporaryDirectory() as tmp, running_process(args, Path(tmp), executable=server) as (base, proc):
         requests.post(base + "/v1/embeddings", json={"input": prompts[:1]}, timeout=300).raise_for_status()
         runs = []
         for _ in range(RUNS):
@@ -79,9 +65,6 @@ def theirs(server: str, path, prompts, threads: int) -> list[tuple[float, float]
             requests.post(base + "/v1/embeddings", json={"input": prompts}, timeout=300).raise_for_status()
             runs.append((process_cpu(proc.pid) - c0, time.perf_counter() - w0))
         return runs
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def main() -> None:

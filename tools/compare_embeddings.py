@@ -12,11 +12,9 @@ tensorsharp.testing.tiny_encoders with llama.cpp's converter.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from tensorsharp.engine.scheduler import Scheduler
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import is_encoder, load_encoder, load_model
 from tensorsharp.tokenizer import Tokenizer
+from tensorsharp.testing.server import running_process
 from tensorsharp.tokenizer.wordpiece import WordPiece
 
 POOLING = {1: "mean", 2: "cls", 3: "last"}
@@ -62,37 +61,15 @@ def ours(path: Path, prompts: list[list[int]], pooling: str) -> list[np.ndarray]
     return [out[i] for i in range(len(prompts))]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def theirs(server: str, path: Path, prompts: list[list[int]], pooling: str) -> list[np.ndarray]:
-    port = free_port()
     n_ctx = max(64, max(map(len, prompts)) + 1)
-    proc = subprocess.Popen([server, "-m", str(path), "--embeddings", "--pooling", pooling, "--embd-normalize", "-1",
-                             "--port", str(port), "-c", str(n_ctx), "-ub", str(n_ctx), "-b", str(n_ctx), "-t", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"llama-server did not start on {path.name}")
-            time.sleep(0.3)
+    args = ["-m", str(path), "--embeddings", "--pooling", pooling, "--embd-normalize", "-1", "--port", "{port}",
+            "--host", "127.0.0.1", "-c", str(n_ctx), "-ub", str(n_ctx), "-b", str(n_ctx), "-t", "2"]
+    with tempfile.TemporaryDirectory() as tmp, running_process(args, Path(tmp), executable=server) as (base, _):
         r = requests.post(base + "/v1/embeddings", json={"input": prompts, "model": "x"}, timeout=300)
         r.raise_for_status()
-        data = sorted(r.json()["data"], key=lambda d: d["index"])
-        return [np.asarray(d["embedding"], dtype=np.float64) for d in data]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    data = sorted(r.json()["data"], key=lambda d: d["index"])
+    return [np.asarray(d["embedding"], dtype=np.float64) for d in data]
 
 
 def tiny_files() -> list[Path]:
