@@ -6,42 +6,24 @@ import json
 import pytest
 
 from tensorsharp.server import generation
-from tensorsharp.chat.output import ContentDelta, ThinkingDelta, ToolCallDelta
+from tensorsharp.chat.output import ContentDelta
 from tensorsharp.server.reply import Reply
+from tensorsharp.testing.scripted import CALL, ScriptedParser
 from tensorsharp.testing.server import ndjson_lines, sse_events
 
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-
-
-class Scripted:
-    """First text piece is thinking, the rest content; finish() adds one tool call in two pieces."""
-
-    def __init__(self):
-        self.content, self.thinking, self.tool_calls = "", "", []
-
-    def feed(self, text):
-        if not self.thinking:
-            self.thinking = text or "."
-            return [ThinkingDelta(self.thinking)]
-        self.content += text
-        return [ContentDelta(text)]
-
-    def finish(self, cut_off=False):
-        self.tool_calls = [CALL]
-        return [ToolCallDelta(0, "call_1", "get_weather", '{"city": '), ToolCallDelta(0, None, None, '"Paris"}')]
 
 
 @pytest.fixture
 def scripted(monkeypatch):
-    monkeypatch.setattr(generation, "new_reply", lambda served, job, prompt: Reply(Scripted()))
+    monkeypatch.setattr(generation, "new_reply", lambda served, job, prompt: Reply(ScriptedParser()))
 
 
 def test_plain_reply_and_finish_reason():
     r = Reply()
     assert r.feed("ab") == [ContentDelta("ab")] and r.feed("") == [] and r.content == "ab"
     assert r.finish_reason("stop") == "stop"
-    s = Reply(Scripted())
+    s = Reply(ScriptedParser())
     s.finish()
     assert s.finish_reason("stop") == "tool_calls" and s.finish_reason("length") == "length"
 

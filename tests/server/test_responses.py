@@ -6,9 +6,9 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tensorsharp.chat.output import ContentDelta, ThinkingDelta, ToolCallDelta
 from tensorsharp.server import generation
 from tensorsharp.server.reply import Reply
+from tensorsharp.testing.scripted import ScriptedParser
 from tensorsharp.testing.server import running, serve_args, sse_events
 
 SMOL = "smollm2-135m"
@@ -159,28 +159,10 @@ def test_previous_response_id_remembers(qwen):
 
 # -- reasoning, from a scripted parser (no served model here thinks) ----------------------------------
 
-class Thinks:
-    """The first piece is reasoning, the rest content; finish() adds a tool call in two pieces."""
-
-    def __init__(self):
-        self.content, self.thinking, self.tool_calls = "", "", []
-
-    def feed(self, text):
-        if not self.thinking:
-            self.thinking = text or "."
-            return [ThinkingDelta(self.thinking)]
-        self.content += text
-        return [ContentDelta(text)]
-
-    def finish(self, cut_off=False):
-        self.tool_calls = [{"id": "call_1", "type": "function",
-                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
-        return [ToolCallDelta(0, "call_1", "get_weather", '{"city": '), ToolCallDelta(0, None, None, '"Paris"}')]
-
 
 @pytest.fixture
 def thinks(monkeypatch):
-    monkeypatch.setattr(generation, "new_reply", lambda served, job, prompt: Reply(Thinks()))
+    monkeypatch.setattr(generation, "new_reply", lambda served, job, prompt: Reply(ScriptedParser()))
 
 
 @pytest.mark.parametrize("summary", [None, "auto"])
