@@ -160,6 +160,23 @@ def hf_logits(model, tokens) -> np.ndarray:
     return out.logits[0].float().numpy()
 
 
+def interleaved_logits(model, a: np.ndarray, b: np.ndarray, n_ctx: int, chunk: int = 13):
+    """Logits of two sequences of the same length decoded together by the engine, their tokens
+    alternating in each batch of 2 x chunk rows (13: chunks that do not line up with sliding
+    windows), as (a's, b's)."""
+    from tensorsharp.engine.batch import Stepper
+    from tensorsharp.engine.kv_cache import KVCache
+    stepper = Stepper(model, KVCache(model, n_ctx=n_ctx, n_seq=2), n_batch=2 * chunk)
+    got = {0: [], 1: []}
+    for start in range(0, len(a), chunk):
+        pos = np.arange(start, min(start + chunk, len(a)))
+        toks = np.stack([b[pos], a[pos]], axis=1).reshape(-1)
+        out = stepper.step(toks, np.repeat(pos, 2), np.tile([1, 0], len(pos)), np.arange(2 * len(pos)))
+        got[1].append(out[0::2])
+        got[0].append(out[1::2])
+    return np.concatenate(got[0]), np.concatenate(got[1])
+
+
 def write_gguf(model, path, weight_type: str = "F32", chat_template: str | None = None,
                added_tokens: dict[str, gguf.TokenType] | None = None) -> Path:
     """Write model to path as convert_hf_to_gguf.py would (matrices in weight_type); returns path.

@@ -107,18 +107,9 @@ def test_two_interleaved_sequences_match_hf(cases, name):
     hf_model, tokens, want, path = cases(name)
     other = tokens[::-1].copy()
     want_other = tiny_gguf.hf_logits(hf_model, other)
-    model = _load(path)
-    chunk = 13  # chunks that do not line up with the sliding windows
-    stepper = Stepper(model, KVCache(model, n_ctx=N_CTX, n_seq=2), n_batch=2 * chunk)
-    got = {0: [], 1: []}
-    for a in range(0, N_TOK, chunk):
-        pos = np.arange(a, min(a + chunk, N_TOK))
-        toks = np.stack([other[pos], tokens[pos]], axis=1).reshape(-1)
-        out = stepper.step(toks, np.repeat(pos, 2), np.tile([1, 0], len(pos)), np.arange(2 * len(pos)))
-        got[1].append(out[0::2])
-        got[0].append(out[1::2])
-    assert _rel(np.concatenate(got[0]), want) <= F32_TOL
-    assert _rel(np.concatenate(got[1]), want_other) <= F32_TOL
+    got, got_other = tiny_gguf.interleaved_logits(_load(path), tokens, other, N_CTX)
+    assert _rel(got, want) <= F32_TOL
+    assert _rel(got_other, want_other) <= F32_TOL
 
 
 @pytest.mark.parametrize("name", Q8_CASES)

@@ -121,18 +121,9 @@ def test_two_interleaved_sequences_match_hf(tiny):
     hf, tokens, want, path = tiny
     other = tokens[::-1].copy()
     want_other = {"plain": tiny_gguf.hf_logits(hf, other), "f16_kv": _hf_logits_f16_kv(hf, other)}
-    model = _load(path)
-    chunk = 13  # chunks that do not line up with the sliding windows
-    stepper = Stepper(model, KVCache(model, n_ctx=N_CTX, n_seq=2), n_batch=2 * chunk)
-    got = {0: [], 1: []}
-    for a in range(0, N_TOK, chunk):
-        pos = np.arange(a, min(a + chunk, N_TOK))
-        toks = np.stack([other[pos], tokens[pos]], axis=1).reshape(-1)
-        out = stepper.step(toks, np.repeat(pos, 2), np.tile([1, 0], len(pos)), np.arange(2 * len(pos)))
-        got[1].append(out[0::2])
-        got[0].append(out[1::2])
-    _close(np.concatenate(got[0]), want)
-    _close(np.concatenate(got[1]), want_other)
+    got, got_other = tiny_gguf.interleaved_logits(_load(path), tokens, other, N_CTX)
+    _close(got, want)
+    _close(got_other, want_other)
 
 
 def _mxfp4_rounded(hf):

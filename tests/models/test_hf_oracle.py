@@ -111,20 +111,10 @@ def test_two_sequences_in_shared_chunked_batches_match_hf(oracle, name):
     hf_model, tokens, want = oracle.case(name)
     other = tokens[::-1].copy()
     want_other = tiny_gguf.hf_logits(hf_model, other)
-    model = oracle.transformer(name)
-    chunk = 13  # chunks that do not line up with the sliding window
-    stepper = Stepper(model, KVCache(model, n_ctx=N_TOK, n_seq=2), n_batch=2 * chunk)
-    got = {0: [], 1: []}
-    for a in range(0, N_TOK, chunk):
-        pos = np.arange(a, min(a + chunk, N_TOK))
-        # The sequences' rows interleave, so every row attends to its own sequence only.
-        toks = np.stack([other[pos], tokens[pos]], axis=1).reshape(-1)
-        seq = np.tile([1, 0], len(pos))
-        out = stepper.step(toks, np.repeat(pos, 2), seq, np.arange(2 * len(pos)))
-        got[1].append(out[0::2])
-        got[0].append(out[1::2])
-    assert _rel(np.concatenate(got[0]), want) <= F32_TOL
-    assert _rel(np.concatenate(got[1]), want_other) <= F32_TOL
+    # The sequences' rows interleave, so every row attends to its own sequence only.
+    got, got_other = tiny_gguf.interleaved_logits(oracle.transformer(name), tokens, other, N_TOK)
+    assert _rel(got, want) <= F32_TOL
+    assert _rel(got_other, want_other) <= F32_TOL
 
 
 @pytest.mark.parametrize("weight_type", QUANT)
