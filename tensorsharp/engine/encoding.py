@@ -13,7 +13,7 @@ import numpy as np
 
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, check_pooling)
-from tensorsharp.engine.thread import EngineThread, fair_group
+from tensorsharp.engine.thread import EngineThread, engine_error, fair_group
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class EncoderScheduler(EngineThread):
             vectors = [self.encoder.pool(s, h.request.pooling) for s, (h, _) in zip(states, batch)]
         except Exception as e:   # a bad input or a bug fails this pass's requests, not the engine
             log.exception("encoder pass failed")
-            error = e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}")
+            error = engine_error(e)
             results = [Failed(error)] * len(batch)
         else:
             now = time.monotonic_ns()

@@ -28,7 +28,7 @@ from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationReques
                                         Sink, Started, Token, check_pooling)
 from tensorsharp.engine.sampler import Sampler
 from tensorsharp.engine.stop import StopMatcher
-from tensorsharp.engine.thread import EngineThread, fair_group
+from tensorsharp.engine.thread import EngineThread, engine_error, fair_group
 from tensorsharp.errors import ContextFullError, TensorSharpError
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,7 @@ class Scheduler(EngineThread):
             if slot is not None:
                 self._reset(slot)
                 slot.busy = False
-            return [(w.handle, Failed(e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}")))]
+            return [(w.handle, Failed(engine_error(e)))]
         finally:
             with self._mutex:
                 self._starting -= 1
@@ -443,7 +443,7 @@ class Scheduler(EngineThread):
             log.exception("forward step failed")
             for a, _ in owners:
                 self._reset(a.slot)
-                self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
+                self._fail(a, engine_error(e))
             return
         row = 0
         for a, n in owners:
@@ -454,7 +454,7 @@ class Scheduler(EngineThread):
                     log.exception("sampling failed")
                     if a in self._active:
                         self._reset(a.slot)
-                        self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
+                        self._fail(a, engine_error(e))
                 row += n
                 continue
             a.slot.tokens.extend(a.todo[:n])
@@ -474,7 +474,7 @@ class Scheduler(EngineThread):
             except Exception as e:   # a bug hit by one request's sampling fails that request alone
                 log.exception("sampling failed")
                 if a in self._active:
-                    self._fail(a, e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}"))
+                    self._fail(a, engine_error(e))
             row += 1
 
     def _pool(self, a: _Active, states: np.ndarray | None) -> None:

@@ -7,6 +7,7 @@ import sys
 import time
 
 from tensorsharp.engine.request import GenerationRequest
+from tensorsharp.errors import TensorSharpError
 
 
 def original(module: str, name: str):
@@ -85,3 +86,8 @@ class EngineThread:
 
     def _run(self) -> None:
         raise NotImplementedError
+
+
+def engine_error(e: Exception) -> TensorSharpError:
+    """What a request whose work raised e fails with: e where it is ours, else an engine failure."""
+    return e if isinstance(e, TensorSharpError) else TensorSharpError(f"engine failure: {e}")
