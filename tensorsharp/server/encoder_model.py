@@ -3,13 +3,12 @@ thread; it embeds and generates nothing (no chat template, tools or constraints)
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tensorsharp.engine.encoding import EncoderScheduler
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import load_encoder, reading
-from tensorsharp.server.catalog import Spec, facts_of, file_spec
+from tensorsharp.server.catalog import Spec
 from tensorsharp.server.model import ServedModel
 from tensorsharp.tokenizer.wordpiece import WordPiece
 
@@ -19,22 +18,6 @@ class EncoderModel(ServedModel):
 
     generates = False
 
-    def __init__(self, path: Path, gguf: GGUFFile, encoder, tokenizer: WordPiece, scheduler: EncoderScheduler,
-                 load_ns: int = 0, spec: Spec | None = None):
-        self.path = path
-        self.spec = spec or file_spec(path)
-        self.images = None
-        self.gguf = gguf
-        self.metadata = gguf.metadata
-        self.transformer = encoder
-        self.tokenizer = tokenizer
-        self.template = None
-        self.chat = None
-        self.facts = facts_of(gguf)
-        self.scheduler = scheduler
-        self.load_ns = load_ns
-        self.loaded_at = datetime.now(timezone.utc)
-
     @classmethod
     def load_file(cls, path: Path, gguf: GGUFFile, t0: int, n_ctx: int = 0, n_threads: int = 0, max_queue: int = 16,
                   n_batch: int = 512, spec: Spec | None = None) -> "EncoderModel":
@@ -42,7 +25,7 @@ class EncoderModel(ServedModel):
             encoder = load_encoder(gguf)
             tokenizer = WordPiece.from_metadata(gguf.metadata)
         scheduler = EncoderScheduler(encoder, n_ctx, n_batch=n_batch, max_queue=max_queue, n_threads=n_threads)
-        served = cls(path, gguf, encoder, tokenizer, scheduler, time.monotonic_ns() - t0, spec)
+        served = cls(path, gguf, encoder, tokenizer, scheduler, time.monotonic_ns() - t0, spec=spec)
         scheduler.start()
         return served
 

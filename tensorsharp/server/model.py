@@ -62,19 +62,28 @@ class ServedModel:
         self.metadata = gguf.metadata
         self.transformer = transformer
         self.tokenizer = tokenizer
+        if self.generates:
+            self._read_chat(tool_format, images is not None)
+        else:   # an encoder: no template, tools or constraints
+            self.template = self.chat = None
+            self.facts = facts_of(gguf)
+        self.scheduler = scheduler
+        self.load_ns = load_ns
+        self.loaded_at = datetime.now(timezone.utc)
+
+    def _read_chat(self, tool_format: str | None, has_images: bool) -> None:
+        """The chat template, tool-call syntax and reasoning markers the file's template implies."""
+        gguf, tokenizer = self.gguf, self.tokenizer
         metadata = with_template(gguf.metadata, self.spec.template)
         self.template = ChatTemplate.for_model(metadata, tokenizer)
         # Tool-call syntax, reasoning markers and what the template can take, from the file.
         self.chat = chat_format(metadata, self.template.source, tool_format)
-        self.facts = facts_of(gguf, self.template.source, images is not None)
+        self.facts = facts_of(gguf, self.template.source, has_images)
         # Markers the parsers read that this vocabulary holds as control tokens, which the decoder
         # would otherwise leave out of the text: without tools offered, then with.
         self.shown_tokens = tuple(tokenizer.control_ids(self.chat.parser_markers(tools)) for tools in (False, True))
         for key in VOCAB_ARRAYS:   # read into the tokenizer and the facts: the copies would stay unread
             gguf.metadata.pop(key, None)
-        self.scheduler = scheduler
-        self.load_ns = load_ns
-        self.loaded_at = datetime.now(timezone.utc)
 
     @classmethod
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
