@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated host names, besides localhost and loopback addresses, that "
                         "loopback clients may use ('*': any)")
     p.add_argument("--tool-format", default=srv.tool_format,
-                   help="tool-call family instead of the detected one: hermes, llama3, mistral, gemma, generic")
+                   help="tool-call family instead of the detected one: hermes, llama3, mistral, granite, gemma, phi4, "
+                        "harmony, generic")
     p.add_argument("--mmproj", default=config.load_options().mmproj, metavar="PATH",
                    help="projector GGUF that lets the model see images (default: an mmproj file beside "
                         f"the model; '{config.NO_MMPROJ}': none)")

@@ -14,10 +14,12 @@ from tensorsharp.chat import tool_parsers
 from tensorsharp.chat.output import OutputParser
 from tensorsharp.chat.reasoning import MISTRAL_THINK, THINK, ReasoningSplitter
 from tensorsharp.chat.template import EXTENSIONS, ChatTemplate, TemplateError
-from tensorsharp.chat.tool_parsers import Family, granite, harmony, hermes, llama3, mistral
+from tensorsharp.chat.tool_parsers import Family, granite, harmony, hermes, llama3, mistral, phi4
 from tensorsharp.chat.tool_parsers.base import JsonCallParser, tool_response
 
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
+# A message's own `tools` field, where Phi-4-mini's template looks for the tools (in the system message).
+_MESSAGE_TOOLS = re.compile(r"""\bmessage\s*(\[\s*['"]tools['"]\s*\]|\.tools\b)""")
 # The variables through which a template's caller turns reasoning on or off: Qwen3 and SmolLM3
 # read enable_thinking, Granite 3.3 reads thinking.
 THINKING_VARIABLES = ("enable_thinking", "thinking")
@@ -38,6 +40,7 @@ class ChatFormat:
     answer_markers: tuple[str, str] | None = None  # what wraps the answer after reasoning (Granite 3.3)
     system_role: bool = True  # False: the template refuses system messages (Gemma 2 raises)
     xml_tools: bool = False  # the template reads the tools as `xml_tools` (SmolLM3's own template)
+    message_tools: bool = False  # the template reads them from the system message's `tools` field (Phi-4-mini)
 
     @property
     def tool_family(self) -> str:
@@ -128,6 +131,8 @@ class ChatFormat:
         template's default) under every variable name the template reads for it, and the reasoning
         level ("low" | "medium" | "high") templates such as GPT-OSS's read as reasoning_effort."""
         messages = self.messages_for_template(messages, tools)
+        if self.message_tools and tools:
+            messages = self._with_system_tools(messages, tools)
         if not self.system_role:
             messages = _fold_system(messages)
         tools = (tools if self.template_renders_tools else None) or None
@@ -136,6 +141,18 @@ class ChatFormat:
         if self.xml_tools:
             variables["xml_tools"] = tools
         return template.render(messages, tools=tools, **variables)
+
+    def _with_system_tools(self, messages: list[dict], tools: list) -> list[dict]:
+        """The messages with the tools in the system message's `tools` field (a system message
+        with the family's default text opens them when the client sent none), and earlier calls
+        written into their assistant turn's text, which is all such a template shows of it."""
+        out = [({**m, "content": _join(m.get("content"), self._write_calls(m["tool_calls"]))}
+                if m.get("role") == "assistant" and m.get("tool_calls") else m) for m in messages]
+        if out and out[0].get("role") == "system":
+            first, rest = out[0], out[1:]
+        else:
+            first, rest = {"role": "system", "content": phi4.DEFAULT_SYSTEM}, out
+        return [{**first, "tools": phi4.tools_text(tools)}, *rest]
 
     def messages_for_template(self, messages: list[dict], tools: list | None) -> list[dict]:
         """The messages to render. Unchanged when the template lays out tools itself (or none are
@@ -163,9 +180,7 @@ class ChatFormat:
                 continue
             results_turn = False
             if m.get("role") == "assistant" and m.get("tool_calls"):
-                written = self._write_calls(m["tool_calls"])
-                content = (m.get("content") or "").strip()
-                out.append({"role": "assistant", "content": f"{content}\n{written}" if content else written})
+                out.append({"role": "assistant", "content": _join(m.get("content"), self._write_calls(m["tool_calls"]))})
             else:
                 out.append(m)
         return out
@@ -185,6 +200,12 @@ class ChatFormat:
         if f.calls_as_array:
             return f.call_prefix + json.dumps(objects, ensure_ascii=False) + f.call_suffix
         return "\n".join(f.call_prefix + json.dumps(o, ensure_ascii=False) + f.call_suffix for o in objects)
+
+
+def _join(content, written_calls: str) -> str:
+    """An assistant turn's text followed by its calls as the family writes them."""
+    content = (content or "").strip()
+    return f"{content}\n{written_calls}" if content else written_calls
 
 
 def _text(content) -> str:
@@ -244,6 +265,8 @@ def detect_family(metadata: dict, template_source: str) -> str:
         return "mistral"
     if granite.TOOL_CALL in src:
         return "granite"
+    if phi4.TOOLS_OPEN in src and _MESSAGE_TOOLS.search(src):
+        return "phi4"
     arch = str(metadata.get("general.architecture", ""))
     if arch in _HERMES_ARCHITECTURES:
         return "hermes"
@@ -260,6 +283,8 @@ def chat_format(metadata: dict, template_source: str | None, tool_format: str | 
     markers = tuple(pair for pair in (THINK, MISTRAL_THINK) if pair[0] in src or pair[1] in src)
     variables = _template_variables(src)
     switches = tuple(name for name in THINKING_VARIABLES if name in variables)
+    # Tools read only from a message's field reach the prompt only if the system message carries them.
+    message_tools = bool(_MESSAGE_TOOLS.search(src)) and "tools" not in variables
     return ChatFormat(family=family,
                       template_renders_tools=bool(_TOOLS_VARIABLE.search(src)) or "xml_tools" in variables,
                       supports_thinking=bool(markers or switches or family.channels),
@@ -267,4 +292,5 @@ def chat_format(metadata: dict, template_source: str | None, tool_format: str | 
                       thinking_variables=switches,
                       answer_markers=GRANITE_ANSWER if "".join(GRANITE_ANSWER) in src else None,
                       system_role=_takes_system_role(src),
-                      xml_tools="xml_tools" in variables)
+                      xml_tools="xml_tools" in variables,
+                      message_tools=message_tools)

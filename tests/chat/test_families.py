@@ -11,6 +11,7 @@ from tensorsharp.chat.tool_parsers import UnknownToolFormat
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.testing.models import model_path
+from tensorsharp.testing.templates import PHI4_MINI
 
 REFDATA = Path(__file__).resolve().parents[1] / "data"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
@@ -94,13 +95,14 @@ def test_gemma_whose_template_renders_tools_is_not_taught():
 
 def test_wire_syntax_per_family():
     syntax = {name: (f.call_prefix, f.call_suffix, f.arguments_key, f.calls_as_array)
-              for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "granite", "gemma", "generic"))}
+              for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "granite", "gemma", "phi4", "generic"))}
     assert syntax == {
         "hermes": ("<tool_call>\n", "\n</tool_call>", "arguments", False),
         "llama3": ("", "", "parameters", False),
         "mistral": ("[TOOL_CALLS]", "", "arguments", True),
         "granite": ("<|tool_call|>", "", "arguments", True),
         "gemma": ("<tool_call>\n", "\n</tool_call>", "arguments", False),
+        "phi4": ("<|tool_call|>", "<|/tool_call|>", "arguments", True),
         "generic": ("", "", "arguments", False),
     }
 
@@ -109,13 +111,14 @@ def test_where_calls_open_per_family():
     # What an auto reply's lazy constraint waits for: a marker anywhere, a bare call object opening
     # the answer, a call object in a fence; each is a place the family's parser reads a call from.
     opens = {name: (f.call_trigger, f.bare_call_start, f.bare_call_openings)
-             for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "granite", "gemma", "generic"))}
+             for name, f in ((n, chat_format({}, "", n)) for n in ("hermes", "llama3", "mistral", "granite", "gemma", "phi4", "generic"))}
     assert opens == {
         "hermes": ("<tool_call>", True, ("```json",)),
         "llama3": ("<|python_tag|>", True, ()),
         "mistral": ("[TOOL_CALLS]", False, ()),
         "granite": ("<|tool_call|>", False, ()),
         "gemma": ("<tool_call>", True, ("```json",)),
+        "phi4": ("<|tool_call|>", True, ()),
         "generic": ("", True, ("```json",)),
     }
 
@@ -208,6 +211,26 @@ def test_mistral_writes_parallel_calls_as_one_array():
     written = fmt.messages_for_template(LOOP, TOOLS)[2]["content"]
     assert written == ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
                        '{"name": "get_weather", "arguments": {"city": "Oslo"}}]')
+    assert _calls(fmt, written) == ["get_weather", "get_weather"]
+
+
+def test_phi4_mini_sees_the_tools_through_its_system_message():
+    fmt = chat_format({"general.architecture": "phi3"}, PHI4_MINI)
+    assert (fmt.tool_family, fmt.template_renders_tools, fmt.message_tools) == ("phi4", True, True)
+    tools = '<|tool|>[{"name": "get_weather", "parameters": {"type": "object"}}]<|/tool|><|end|>'
+    prompt = fmt.render(ChatTemplate(PHI4_MINI), LOOP[:1], TOOLS)
+    assert prompt.startswith("<|system|>You are a helpful assistant with some tools." + tools + "<|user|>")
+    prompt = fmt.render(ChatTemplate(PHI4_MINI), [{"role": "system", "content": "Be brief."}, *LOOP[:1]], TOOLS)
+    assert prompt.startswith("<|system|>Be brief." + tools + "<|user|>")
+    assert fmt.render(ChatTemplate(PHI4_MINI), LOOP[:1], None).startswith("<|user|>")
+
+
+def test_phi4_mini_shows_earlier_calls_in_their_turn():
+    fmt = chat_format({"general.architecture": "phi3"}, PHI4_MINI)
+    prompt = fmt.render(ChatTemplate(PHI4_MINI), LOOP, TOOLS)
+    written = ('<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+               '{"name": "get_weather", "arguments": {"city": "Oslo"}}]<|/tool_call|>')
+    assert "<|assistant|>" + written + "<|end|>" in prompt
     assert _calls(fmt, written) == ["get_weather", "get_weather"]
 
 
