@@ -176,16 +176,18 @@ def test_forced_call_through_responses_is_one_valid_call(served, written, choice
             kinds = [i["type"] for i in output]
             assert kinds[-1] == "function_call" and kinds[:-1] in ([], ["reasoning"], ["message"],
                                                                   ["reasoning", "message"], ["message", "reasoning"])
-            by_kind = {i["type"]: i for i in output}
+            by_kind = {"reasoning": {"type": "reasoning", "content": []}, "message": {"type": "message", "content": []},
+                       **{i["type"]: i for i in output}}
             call = by_kind["function_call"]
             assert call["status"] == "completed" and call["call_id"]
             _check_call([(call["name"], call["arguments"])], names, text)
-            assert _item_text(by_kind.get("reasoning", {"type": "reasoning", "content": []})) == _messages(text, "analysis")
-            assert _item_text(by_kind.get("message", {"type": "message", "content": []})) == _messages(text, "commentary")
+            assert _item_text(by_kind["reasoning"]) == _messages(text, "analysis")
+            assert _item_text(by_kind["message"]) == _messages(text, "commentary")
             if deltas is not None:   # the stream's deltas build each item
                 assert deltas == {i: _item_text(item) for i, item in enumerate(output) if _item_text(item)}
             replies.append([{k: v for k, v in i.items() if k not in ("id", "call_id")} for i in output])
         assert replies[0] == replies[1]
+
 
 def test_auto_stays_free_in_every_dialect(served, written):
     # The random model never writes a call of its own: each reply is free text up to the limit.
