@@ -110,6 +110,22 @@ def tiny_config(arch: str, **overrides):
     return cls(**kw)
 
 
+# Widths that make every matrix row a whole number of 256-element super-blocks, so that k-quants
+# and i-quants apply as they do to real models instead of falling back to a 32-block type: hidden,
+# attention (4 heads of 64), FFN and expert widths are multiples of 256.
+_ALIGNED = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, head_dim=64)
+_ALIGNED_ARCH = {
+    "gemma2": dict(query_pre_attn_scalar=64),
+    "qwen3moe": dict(moe_intermediate_size=256),
+    "qwen2moe": dict(moe_intermediate_size=256, shared_expert_intermediate_size=256),
+    "gpt_oss": dict(intermediate_size=256),   # each expert's width
+}
+
+
+def aligned_config(arch: str, **overrides):
+    """tiny_config(arch) widened so that every matrix's rows are whole 256-element super-blocks."""
+    return tiny_config(arch, **{**_ALIGNED, **_ALIGNED_ARCH.get(arch, {}), **overrides})
+
 def random_model(config, seed: int = 0):
     """The float32 HF causal LM of config with every parameter drawn at random.
 

@@ -1,9 +1,9 @@
 """GPT-OSS tool calls through the server, on a tiny random gpt-oss model converted by llama.cpp's
 convert_hf_to_gguf.py with harmony's markers as control tokens and GPT-OSS's own chat template: a
 forced call (tool_choice required or named) is always written in harmony's syntax, with arguments
-valid against the tool, and read back as that one call, streamed or not; with tool_choice auto the
-output stays free but for the calls it opens, which must go to the tools offered; a response
-format is the final message's JSON."""
+valid against the tool, and read back as that one call, streamed or not, through chat completions
+and the Responses API; with tool_choice auto the output stays free but for the calls it opens,
+which must go to the tools offered; a response format is the final message's JSON."""
 import json
 import re
 
@@ -134,6 +134,58 @@ def test_forced_call_is_always_one_valid_call(served, written, choice, parallel)
             # analysis is thinking; commentary preambles are content the user may see
             assert (thinking, content) == (_messages(text, "analysis"), _messages(text, "commentary"))
             replies.append((content, thinking, calls))
+        assert replies[0] == replies[1]
+
+
+
+def _respond(client, model, body, stream):
+    """A /v1/responses reply to ASK with TOOLS as (status, output items, the streamed deltas of
+    arguments, reasoning and text, joined in order of output item, or None unstreamed)."""
+    tools = [{"type": "function", **t["function"]} for t in TOOLS]
+    r = client.post("/v1/responses", json={"model": model, "input": ASK, "tools": tools, "max_output_tokens": 400,
+                                           "stream": stream, **body})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    if not stream:
+        final = r.get_json()
+        return final["status"], final["output"], None
+    events = sse_events(r.data)
+    deltas = {}
+    for e in events:
+        if e["type"].endswith(".delta"):
+            deltas[e["output_index"]] = deltas.get(e["output_index"], "") + e["delta"]
+    assert events[-1]["type"] == "response.completed"
+    return events[-1]["response"]["status"], events[-1]["response"]["output"], deltas
+
+
+def _item_text(item):
+    return item["arguments"] if item["type"] == "function_call" else "".join(p["text"] for p in item["content"])
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "name": "get_weather"}])
+def test_forced_call_through_responses_is_one_valid_call(served, written, choice):
+    served, client = served
+    names = ["get_weather"] if isinstance(choice, dict) else ["get_time", "get_weather"]
+    body = {"tool_choice": choice, "logit_bias": {str(served.tokenizer.token_id("<|end|>")): 8}}
+    for sampling in SAMPLINGS:
+        replies = []
+        for stream in (False, True):
+            status, output, deltas = _respond(client, served.name, {**body, **sampling}, stream)
+            text = written()
+            assert status == "completed", output
+            # analysis messages are one reasoning item, commentary preambles one message, then the call
+            kinds = [i["type"] for i in output]
+            assert kinds[-1] == "function_call" and kinds[:-1] in ([], ["reasoning"], ["message"],
+                                                                  ["reasoning", "message"], ["message", "reasoning"])
+            by_kind = {"reasoning": {"type": "reasoning", "content": []}, "message": {"type": "message", "content": []},
+                       **{i["type"]: i for i in output}}
+            call = by_kind["function_call"]
+            assert call["status"] == "completed" and call["call_id"]
+            _check_call([(call["name"], call["arguments"])], names, text)
+            assert _item_text(by_kind["reasoning"]) == _messages(text, "analysis")
+            assert _item_text(by_kind["message"]) == _messages(text, "commentary")
+            if deltas is not None:   # the stream's deltas build each item
+                assert deltas == {i: _item_text(item) for i, item in enumerate(output) if _item_text(item)}
+            replies.append([{k: v for k, v in i.items() if k not in ("id", "call_id")} for i in output])
         assert replies[0] == replies[1]
 
 
