@@ -126,6 +126,7 @@ def aligned_config(arch: str, **overrides):
     """tiny_config(arch) widened so that every matrix's rows are whole 256-element super-blocks."""
     return tiny_config(arch, **{**_ALIGNED, **_ALIGNED_ARCH.get(arch, {}), **overrides})
 
+
 def random_model(config, seed: int = 0):
     """The float32 HF causal LM of config with every parameter drawn at random.
 
