@@ -2,13 +2,21 @@
 cancel, status, stalled, close), so routes, dialects and the chat layer are the same. submit()
 routes the request to a replica actor and a pump thread feeds the actor's streamed events to the
 request's sink, as the engine thread would; a monitor thread polls the replicas for load and life.
+
+Replicas are named detached actors, "<model>/<settings>/<index>" in the "tensorsharp" namespace, so
+every front end serving a model with the same load settings on one cluster joins the same replicas
+(one per host, or several behind any load balancer) and none of them owns their life: the last
+front end to leave ends them, and a replica no front end has polled for a lease ends itself.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +51,11 @@ def connect(address: str, **local) -> None:
     if "gevent.monkey" in sys.modules:
         from gevent import monkey
         if monkey.is_module_patched("threading"):
-            # ray.init never returns there: its client's threads are greenlets that nothing runs.
-            raise TensorSharpError("Ray's client cannot run in a gevent monkey-patched process (gunicorn's "
-                                   "gevent worker): serve with `tensorsharp serve --ray ADDRESS`")
+            # ray.init never returns there: the driver's threads are greenlets, and the first to
+            # run blocks the one OS thread in Ray's C++ client (see server.worker).
+            raise TensorSharpError("Ray's client cannot run where gevent has monkey-patched threads (gunicorn's "
+                                   "gevent worker): use gunicorn -k tensorsharp.server.worker.GeventWorker, "
+                                   "or `tensorsharp serve --ray ADDRESS`")
     if address == "local":
         # A private cluster serves this host alone: its services listen on loopback rather than
         # on the host's network address (Ray reads this when first imported).
@@ -68,6 +78,19 @@ def connect(address: str, **local) -> None:
         raise TensorSharpError(f"cannot join the Ray cluster at {address}: {e}") from None
     finally:
         os.chdir(here)
+
+
+def replica_name(spec, load_kw: dict, index: int) -> str:
+    """The actor name of a replica: front ends loading the same file with the same settings share
+    it; different settings (context, threads, slots) make a set of their own."""
+    settings = json.dumps({"file": spec.digest or str(spec.path), **load_kw}, sort_keys=True, default=str)
+    return f"{spec.name}/{hashlib.sha256(settings.encode()).hexdigest()[:10]}/{index}"
+
+
+def _end_this_actor() -> None:
+    """A replica's end (see Replica): its actor stops for good, without a restart."""
+    ray = ray_module()
+    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
 def engine_for(spec, load_kw: dict, replicas: int, stall_seconds: float = 120):
@@ -131,6 +154,7 @@ class RayEngine:
         # holds two full batches more than the least loaded one: shorter waits cost less.
         self.router = Router(len(actors), max_imbalance=2 * parallel)
         self._n_ctx = n_ctx
+        self.front: str | None = None   # this front end's name to the replicas (launch() sets it)
         self._reports: list[dict | None] = [None] * len(actors)
         self._dead_pid: list[int | None] = [None] * len(actors)   # the incarnation a stream saw die
         self._closing = False
@@ -140,30 +164,52 @@ class RayEngine:
 
     @classmethod
     def launch(cls, spec, load_kw: dict, replicas: int, n_ctx: int, n_vocab: int, stall_seconds: float = 120,
-              load_timeout: float = 600) -> "RayEngine":
-        """Starts the replica actors of spec on the cluster and waits until each has loaded its
-        model. Ray restarts a replica that dies; its requests then fail or move."""
+               load_timeout: float = 600) -> "RayEngine":
+        """Joins replicas 0..replicas-1 of spec on the cluster, starting those no front end runs
+        yet, and waits until each has loaded its model. Ray restarts a replica that dies; its
+        requests then fail or move."""
         ray = ray_module()
         threads = load_kw.get("n_threads") or 0
         # The engine thread's requests, queued ones and a few status and cancel calls run at once.
         concurrency = load_kw.get("parallel", 1) + load_kw.get("max_queue", 16) + 8
         remote = ray.remote(Replica)
-        # Each front end owns its replicas (they end with it); the name, unique to this front end,
-        # lets an operator find them (ray list actors).
-        owner = f"{socket.gethostname()}:{os.getpid()}"
-        actors = [remote.options(name=f"{spec.name}/{i}@{owner}", namespace=NAMESPACE,
-                                 num_cpus=threads or 1, max_restarts=-1, max_task_retries=0,
-                                 max_concurrency=concurrency).remote(spec, load_kw, stall_seconds)
-                  for i in range(replicas)]
-        try:
-            reports = ray.get([a.report.remote() for a in actors], timeout=load_timeout)
-        except ray.exceptions.RayError as e:
-            raise TensorSharpError(f"the replicas of {spec.name} did not start: {e}") from None
+        front = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+        def join(i: int):
+            # Detached: a replica outlives the front end that started it while others use it.
+            return remote.options(name=replica_name(spec, load_kw, i), namespace=NAMESPACE, get_if_exists=True,
+                                  lifetime="detached", num_cpus=threads or 1, max_restarts=-1, max_task_retries=0,
+                                  max_concurrency=concurrency).remote(spec, load_kw, stall_seconds, end=_end_this_actor)
+
+        actors, reports = [join(i) for i in range(replicas)], [None] * replicas
+        restarts = [0] * replicas
+        deadline = time.monotonic() + load_timeout
+        while None in reports:
+            refs = {i: actors[i].join.remote(front) for i, r in enumerate(reports) if r is None}
+            for i, ref in refs.items():
+                try:
+                    reports[i] = ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
+                except ray.exceptions.RayActorError as e:
+                    # Ended while this front end joined (the last one left it): start it anew,
+                    # but a replica that cannot load its model fails every start.
+                    restarts[i] += 1
+                    if restarts[i] > 2:
+                        raise TensorSharpError(f"replica {i} of {spec.name} did not start: {e}") from None
+                    actors[i] = join(i)
+                except ray.exceptions.RayError as e:
+                    raise TensorSharpError(f"the replicas of {spec.name} did not start: {e}") from None
+            if None in reports:   # some are ending: join again once they are gone
+                if time.monotonic() > deadline:
+                    raise TensorSharpError(f"the replicas of {spec.name} did not start within {load_timeout:g} s")
+                time.sleep(0.2)
         engine = cls(actors, spec.name, n_ctx, n_vocab, load_kw.get("parallel", 1), load_kw.get("max_queue", 16))
+        engine.front = front
         engine._reports = reports
         engine._polling.acquire()
         engine._spawn(engine._monitor, ())
-        log.info("%s: %d replicas on the Ray cluster", spec.name, replicas)
+        others = {f for r in reports for f in r["fronts"]} - {front}
+        log.info("%s: %d replicas on the Ray cluster%s", spec.name, replicas,
+                 f", shared with {len(others)} other front ends" if others else "")
         return engine
 
     # -- the Scheduler's surface ---------------------------------------------------------------------
@@ -221,7 +267,8 @@ class RayEngine:
         return "; ".join(reasons)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stops polling and ends the replicas (Ray does not restart them)."""
+        """Stops polling and leaves the replicas, ending those no other front end uses (Ray does
+        not restart them)."""
         if self._closing:
             return
         self._closing = True
@@ -229,11 +276,17 @@ class RayEngine:
         if self._polling.acquire(timeout=timeout):
             self._polling.release()
         ray = ray_module()
-        for a in self.actors:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:   # the cluster is gone already: nothing left to end
-                pass
+        try:
+            refs = [a.leave.remote(self.front) for a in self.actors]
+            last = ray.get(refs, timeout=timeout)
+        except Exception:   # the cluster or a replica is gone: a replica left alone ends itself
+            return
+        for a, end in zip(self.actors, last):
+            if end:
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:   # it ended itself meanwhile
+                    pass
 
     # -- threads -----------------------------------------------------------------------------------------
     def _up_reports(self):
@@ -327,7 +380,7 @@ class RayEngine:
             refs = []
             for a in self.actors:
                 try:
-                    refs.append(a.report.remote())
+                    refs.append(a.report.remote(self.front))
                 except Exception:   # the cluster is unreachable
                     refs.append(None)
             pending = [r for r in refs if r is not None]
@@ -341,7 +394,7 @@ class RayEngine:
                     report = ray.get(ref) if ref in ready else None
                 except Exception:
                     report = None
-                if report is None:   # dead, restarting or unreachable
+                if report is None or report["ending"]:   # dead, restarting, unreachable or being ended
                     if self.router.alive[i]:
                         log.warning("%s: replica %d does not answer; routing around it", self.name, i)
                     self.router.down(i)
@@ -350,7 +403,7 @@ class RayEngine:
                     continue
                 fresh = self._reports[i] is not None and report["pid"] != self._reports[i]["pid"]
                 self._reports[i] = report
-                self.router.reported(i, report["pending"] + report["active"])
+                self.router.reported(i, report["pending"] + report["active"], report["held"])
                 if not self.router.alive[i]:
                     log.info("%s: replica %d is back%s", self.name, i, " (restarted)" if fresh else "")
                 self.router.up(i, fresh)

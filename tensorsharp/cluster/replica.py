@@ -1,5 +1,7 @@
 """The replica: one model and its scheduler inside a Ray actor, serving requests sent as Wire and
-streaming each one's engine events back in batches (a Ray streaming generator per request).
+streaming each one's engine events back in batches (a Ray streaming generator per request), for
+every front end that joined it; the last front end to leave ends it, and a replica no front end
+has been heard from for a lease ends itself.
 
 This module does not import Ray: the front end wraps Replica with ray.remote, so the class stays
 plain Python that a test or another process can also drive directly.
@@ -10,10 +12,13 @@ import dataclasses
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 from tensorsharp.engine.constraint import Constraint
+from tensorsharp.cluster.router import prefix_hashes
 from tensorsharp.engine.request import Done, Failed, GenerationRequest
 from tensorsharp.errors import TensorSharpError
 
@@ -40,18 +45,55 @@ class Wire:
 
 # Cancels that arrived before their request (both are in flight at once): kept this long.
 EARLY_CANCELS = 1024
+# A front end polls its replicas twice a second; one not heard from for this long is gone.
+LEASE_SECONDS = 30.0
+
+
+class FrontEnds:
+    """The front ends using a replica, by when each was last heard from. Pure bookkeeping; the
+    replica's lock guards it."""
+
+    def __init__(self, lease: float, clock: Callable[[], float] = time.monotonic):
+        self.lease = lease
+        self.clock = clock
+        self._heard: dict[str, float] = {}
+        self._last = clock()   # a replica nobody joins counts from its start
+
+    def heard(self, front: str) -> None:
+        self._heard[front] = self._last = self.clock()
+
+    def leave(self, front: str) -> bool:
+        """front is done with the replica: True if no other front end uses it (within the lease)."""
+        self._heard.pop(front, None)
+        return not self.live()
+
+    def live(self) -> list[str]:
+        now = self.clock()
+        for front in [f for f, t in self._heard.items() if now - t > self.lease]:
+            del self._heard[front]
+        return sorted(self._heard)
+
+    def orphaned(self) -> bool:
+        """No front end has been heard from for a lease: they all stopped without leaving."""
+        return not self.live() and self.clock() - self._last > self.lease
 
 
 class Replica:
-    """Loads the model as the single-process server does (ServedModel.load with the same options)."""
+    """Loads the model as the single-process server does (ServedModel.load with the same options).
+    end: how the replica ends itself once orphaned (Ray's actor kill); None: it never does."""
 
-    def __init__(self, spec, load_kw: dict, stall_seconds: float = 120.0):
+    def __init__(self, spec, load_kw: dict, stall_seconds: float = 120.0, lease_seconds: float = LEASE_SECONDS,
+                 end: Callable[[], None] | None = None):
         from tensorsharp.server.model import ServedModel   # the server's loader, not its routes
         self.served = ServedModel.load(str(spec.path), spec=spec, **load_kw)
         self.stall_seconds = stall_seconds
+        self.fronts = FrontEnds(lease_seconds)
+        self.ending = False   # the last front end left: it is being ended, and takes no one else
         self._handles: dict[str, object] = {}
         self._early: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        if end is not None:
+            threading.Thread(target=self._watch, args=(end,), daemon=True, name="replica-orphan-watch").start()
 
     def generate(self, wire: Wire):
         """Lists of events until the request's Done or Failed (a refusal at submit is a Failed)."""
@@ -95,13 +137,46 @@ class Replica:
         if handle is not None:
             handle.cancel()
 
-    def report(self) -> dict:
+    def join(self, front: str) -> dict | None:
+        """front uses this replica from now on: its report, or None if the replica is ending (the
+        front end then waits for it to go and starts a new one)."""
+        with self._lock:
+            if self.ending:
+                return None
+            self.fronts.heard(front)
+        return self.report()
+
+    def leave(self, front: str) -> bool:
+        """front is done with this replica: True if it was the last, and must now end it."""
+        with self._lock:
+            self.ending = self.ending or self.fronts.leave(front)
+            return self.ending
+
+    def report(self, front: str | None = None) -> dict:
         """Load, KV slots and health, for routing and for the front end's aggregate views; pid
-        tells the front end that the actor was restarted (its caches are then empty)."""
+        tells the front end that the actor was restarted (its caches are then empty). A report
+        asked for by a front end keeps its place (after a restart, gives it back)."""
+        with self._lock:
+            if front is not None and not self.ending:
+                self.fronts.heard(front)
+            fronts, ending = self.fronts.live(), self.ending
         sched = self.served.scheduler
+        slots = [(s.busy, list(s.tokens)) for s in sched.slots]
+        held = {h for _, keys in slots for h in prefix_hashes([-1 if isinstance(k, tuple) else k for k in keys])}
         return {**sched.status(), "pid": os.getpid(), "n_ctx": sched.n_ctx, "kv_bytes": sched.cache.nbytes,
-                "slots": [(s.busy, bool(s.tokens)) for s in sched.slots],
-                "cached_tokens": int(sched.cache.length.sum()), "stalled": sched.stalled(self.stall_seconds)}
+                "slots": [(busy, bool(keys)) for busy, keys in slots], "held": sorted(held),
+                "cached_tokens": int(sched.cache.length.sum()), "stalled": sched.stalled(self.stall_seconds),
+                "fronts": fronts, "ending": ending}
+
+    def _watch(self, end: Callable[[], None]) -> None:
+        while True:
+            time.sleep(self.fronts.lease / 4)
+            with self._lock:
+                if self.fronts.orphaned():
+                    self.ending = True
+            if self.ending:
+                end()
+                return
 
     def close(self) -> None:
         self.served.close()

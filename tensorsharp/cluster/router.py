@@ -3,12 +3,19 @@ its prompt (if that covers more than half of it), else the least loaded; an affi
 work to a replica that is more than max_imbalance requests busier than the least loaded one, and
 nothing goes to a replica known dead.
 
+What a replica holds is known two ways: from the requests this front end placed there (at once),
+and from the replica's own report of its KV slots (every poll), which is how front ends sharing
+replicas learn of each other's conversations.
+
 Pure bookkeeping (no Ray): the front end's pump threads and its hub both call it, hence the lock.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter, OrderedDict
+
+import numpy as np
 
 # Tokens per hashed prompt block. Small enough that a short first turn (a chat template's system
 # prompt is ~20 tokens) still has blocks of its own to match its follow-up on.
@@ -17,11 +24,14 @@ BLOCK = 16
 
 def prefix_hashes(ids: list[int], block: int = BLOCK) -> list[int]:
     """Hashes of the prompt's leading whole blocks, each chained to the ones before it, so equal
-    hashes at position k mean equal prefixes of k blocks."""
-    out, h = [], 0
-    for start in range(0, len(ids) - block + 1, block):
-        h = hash((h, tuple(ids[start:start + block])))
-        out.append(h)
+    hashes at position k mean equal prefixes of k blocks. A digest rather than hash(): replicas
+    hash what their slots hold in other processes, on other hosts, for front ends to compare."""
+    data = np.asarray(ids, dtype="<i8").tobytes()
+    out, h = [], b""
+    step = 8 * block
+    for start in range(0, len(data) - step + 1, step):
+        h = hashlib.blake2b(h + data[start:start + step], digest_size=8).digest()
+        out.append(int.from_bytes(h, "little"))
     return out
 
 
@@ -39,7 +49,8 @@ class Router:
         self.alive = [True] * n
         self.inflight = [0] * n             # this front end's requests submitted and not ended
         self.others = [0] * n               # queue + active there that are not this front end's, as last reported
-        self._blocks = [OrderedDict() for _ in range(n)]
+        self._blocks = [OrderedDict() for _ in range(n)]   # prefix hashes placed or ended there (LRU)
+        self._held = [frozenset()] * n                      # prefix hashes in its slots, as last reported
         self._sessions: OrderedDict[str, int] = OrderedDict()
         self.decisions = Counter()          # "session" | "prefix" | "load": how requests were placed
         self.placed = [0] * n               # requests placed on each replica, ever
@@ -48,10 +59,13 @@ class Router:
     def load(self, i: int) -> int:
         return self.inflight[i] + self.others[i]
 
-    def reported(self, i: int, busy: int) -> None:
-        """Replica i says it holds busy requests (queued and active) from every front end."""
+    def reported(self, i: int, busy: int, held=None) -> None:
+        """Replica i says it holds busy requests (queued and active) from every front end, and
+        (held) the prefix hashes of what its KV slots hold."""
         with self._lock:
             self.others[i] = max(0, busy - self.inflight[i])
+            if held is not None:
+                self._held[i] = frozenset(held)
 
     def pick(self, prompt: list[int], session: str | None = None, exclude: frozenset = frozenset()) -> int | None:
         """The replica for a request (counted in flight there until ended()), or None if none is up."""
@@ -93,9 +107,9 @@ class Router:
 
     def _depth(self, i: int, hashes: list[int]) -> int:
         """Leading blocks of the prompt that replica i is known to hold."""
-        known, d = self._blocks[i], 0
+        known, held, d = self._blocks[i], self._held[i], 0
         for h in hashes:
-            if h not in known:
+            if h not in known and h not in held:
                 break
             d += 1
         return d
@@ -127,5 +141,6 @@ class Router:
             self.alive[i] = True
             if fresh:
                 self._blocks[i].clear()
+                self._held[i] = frozenset()
                 for s in [s for s, r in self._sessions.items() if r == i]:
                     del self._sessions[s]

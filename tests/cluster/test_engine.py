@@ -1,7 +1,9 @@
 """Two SmolLM2 replicas on a local Ray cluster (2 CPUs, 1 thread each) behind one front end served
-over real HTTP: the three dialects stream, follow-up turns land where their KV prefix is, a replica
-killed mid-stream fails only its own requests and comes back, and with every replica down the front
-end answers 503 until they return."""
+over real HTTP: the three dialects stream, follow-up turns land where their KV prefix is, a second
+front end (`tensorsharp serve --ray ADDRESS`, or a gunicorn worker) joins the same replicas and
+leaves them serving when it stops, a replica killed mid-stream fails only its own requests and comes
+back, with every replica down the front end answers 503 until they return, and the last front end
+to leave ends the replicas."""
 import json
 import os
 import subprocess
@@ -19,9 +21,14 @@ import openai  # noqa: E402
 import requests  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
-from tensorsharp.testing.server import sse_events  # noqa: E402
+from tensorsharp.testing.server import running, serve_args, sse_events  # noqa: E402
 
 MODEL = "smollm2-135m"
+# The front end below loads with these; another front end given the same joins its replicas.
+SETTINGS = dict(n_ctx=1024, n_threads=1, parallel=2, cache_slots=2, max_queue=8)
+SAME_SETTINGS_ENV = {"TENSORSHARP_MODEL": MODEL, "TENSORSHARP_CTX": "1024", "TENSORSHARP_THREADS": "1",
+                     "TENSORSHARP_PARALLEL": "2", "TENSORSHARP_CACHE_SLOTS": "2", "TENSORSHARP_MAX_QUEUE": "8",
+                     "TENSORSHARP_REPLICAS": "2"}
 
 
 def story(k: int) -> list[dict]:
@@ -44,13 +51,14 @@ def front(tmp_path_factory):
     from tensorsharp.cluster.engine import connect
     connect("local", num_cpus=2, log_to_driver=False)
     try:
-        app = create_app(MODEL, n_ctx=1024, n_threads=1, parallel=2, cache_slots=2, max_queue=8,
-                         upload_dir=tmp_path_factory.mktemp("uploads"), ray="local", replicas=2)
+        app = create_app(MODEL, **SETTINGS, upload_dir=tmp_path_factory.mktemp("uploads"), ray="local", replicas=2)
         listener = listen("127.0.0.1", 0)
         threading.Thread(target=_serve, args=(app, listener), daemon=True).start()
         engine = app.extensions["tensorsharp"].served.scheduler
         yield f"http://127.0.0.1:{listener.getsockname()[1]}", engine
         app.extensions["tensorsharp"].close()
+        # The last front end to leave ends the replicas (they are detached: nothing else would).
+        wait_for(lambda: not replica_names(), 30, "the replicas ended")
     finally:
         ray.shutdown()
 
@@ -67,6 +75,14 @@ def engine(front):
 
 def processed(engine) -> list[int]:
     return [r["processed"] for r in ray.get([a.report.remote() for a in engine.actors])]
+
+
+def reports(engine) -> list[dict]:
+    return ray.get([a.report.remote() for a in engine.actors])
+
+
+def replica_names() -> list[str]:
+    return [n for n in ray.util.list_named_actors() if n.startswith(MODEL)]
 
 
 def wait_for(predicate, within: float, what: str) -> None:
@@ -140,6 +156,70 @@ def test_follow_up_turns_keep_their_prefix(base, engine):
     for c in clients:
         c.join(120)
     assert len(reused) == 12 and sum(reused) / len(reused) >= 0.95, reused
+
+
+def test_a_second_front_end_joins_the_replicas_and_routes_by_what_they_hold(base, engine, tmp_path):
+    """Each conversation's turns alternate between two front ends that share two replicas: a
+    front end learns what the other's turns left in each replica from the replica's own report."""
+    pids = [r["pid"] for r in reports(engine)]
+    address = ray.get_runtime_context().gcs_address
+    with running(serve_args(MODEL, "--ray", address, "--replicas", "2", "--threads", "1", "--parallel", "2",
+                            "--ctx", "1024"), tmp_path, env=SAME_SETTINGS_ENV, timeout=90) as other:
+        assert [r["pid"] for r in reports(engine)] == pids and len(replica_names()) == 2
+        assert all(len(r["fronts"]) == 2 and engine.front in r["fronts"] for r in reports(engine))
+        fronts, reused, lock = [base, other], [], threading.Lock()
+
+        def conversation(k):
+            messages, previous = [], None
+            for t in range(4):
+                messages.append({"role": "user", "content": f"Conversation {k}, question {t}: name a city."})
+                r = requests.post(fronts[t % 2] + "/v1/chat/completions", timeout=60, json={
+                    "model": MODEL, "messages": messages, "max_tokens": 12, "temperature": 0}).json()
+                if previous is not None:
+                    with lock:
+                        reused.append(r["usage"]["prompt_tokens_details"]["cached_tokens"] >= previous)
+                previous = r["usage"]["prompt_tokens"]
+                messages.append({"role": "assistant", "content": r["choices"][0]["message"]["content"]})
+                time.sleep(1.2)   # the other front end hears of it at its next poll of the replicas
+
+        clients = [threading.Thread(target=conversation, args=(k,)) for k in range(4)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(120)
+        assert len(reused) == 12 and all(reused), reused
+
+        # Load comes from the replicas: a stream on the other front end is busy on this one too.
+        r = requests.post(other + "/v1/chat/completions", stream=True, timeout=60, json={
+            "model": MODEL, "messages": story(3), "max_tokens": 900, "stream": True, "ignore_eos": True})
+        lines = r.iter_lines()   # kept: a dropped line iterator closes the connection, and so the request
+        next(line for line in lines if line)
+        wait_for(lambda: requests.get(base + "/api/queue/status").json()["active"] == 1, 3,
+                 "this front end sees the other's request")
+        r.close()
+    # The other front end stopped and left: the replicas serve on, the same processes.
+    assert [r["pid"] for r in reports(engine)] == pids
+    assert all(r["fronts"] == [engine.front] for r in reports(engine))
+    r = requests.post(base + "/v1/chat/completions", timeout=60, json={
+        "model": MODEL, "messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 4})
+    assert r.status_code == 200
+
+
+def test_a_gunicorn_worker_is_a_front_end_of_the_replicas(base, engine, tmp_path):
+    pids = [r["pid"] for r in reports(engine)]
+    env = {**SAME_SETTINGS_ENV, "TENSORSHARP_RAY": ray.get_runtime_context().gcs_address}
+    args = ["-m", "gunicorn", "-k", "tensorsharp.server.worker.GeventWorker", "-w", "1", "--timeout", "120",
+            "--no-control-socket", "-b", "127.0.0.1:{port}", "tensorsharp.server.wsgi:app"]
+    with running(args, tmp_path, env=env, timeout=90) as other:
+        client = openai.OpenAI(base_url=other + "/v1", api_key="unused")
+        pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "What is 2+3?"}], max_tokens=12, temperature=0,
+            stream=True) if c.choices]
+        assert "5" in "".join(pieces)
+        assert [r["pid"] for r in reports(engine)] == pids
+        assert all(len(r["fronts"]) == 2 for r in reports(engine))
+    assert [r["pid"] for r in reports(engine)] == pids
+    assert all(r["fronts"] == [engine.front] for r in reports(engine)), "the worker did not leave"
 
 
 def test_a_client_that_leaves_cancels_its_request_on_the_replica(base, engine, monkeypatch):

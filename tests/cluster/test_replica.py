@@ -1,12 +1,14 @@
 """The replica without Ray: a request crosses processes as Wire (its constraint as a grammar), and the
-replica streams its events in batches, takes cancels that arrive before their request, and reports."""
+replica streams its events in batches, takes cancels that arrive before their request, reports what
+its slots hold, and counts the front ends that use it."""
 import json
 import pickle
 
 import pytest
 
 from tensorsharp import store
-from tensorsharp.cluster.replica import Replica, Wire
+from tensorsharp.cluster.replica import FrontEnds, Replica, Wire
+from tensorsharp.cluster.router import prefix_hashes
 from tensorsharp.engine.constraint import json_schema_constraint
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Started, Token
 from tensorsharp.engine.sampler import SamplingParams
@@ -61,3 +63,32 @@ def test_report(replica):
     r = replica.report()
     assert r["parallel"] == 2 and len(r["slots"]) == 3 and r["n_ctx"] == 512 and r["stalled"] is None
     assert r["processed"] >= 1 and r["kv_bytes"] > 0   # the cancelled one never started
+
+
+def test_front_ends_hold_a_replica_until_the_last_leaves_or_all_go_quiet():
+    now = [0.0]
+    fronts = FrontEnds(lease=30, clock=lambda: now[0])
+    fronts.heard("a")
+    fronts.heard("b")
+    assert not fronts.leave("a") and fronts.live() == ["b"]
+    now[0] = 20
+    assert not fronts.orphaned()
+    now[0] = 31   # b stopped without leaving: forgotten after a lease, and then the replica is alone
+    assert fronts.live() == [] and fronts.orphaned()
+    fronts.heard("c")
+    assert not fronts.orphaned() and fronts.leave("c")
+
+
+def test_the_last_front_end_to_leave_ends_it_and_no_one_joins_it_then(replica):
+    assert replica.join("x") is not None and replica.join("y") is not None
+    assert replica.report("x")["fronts"] == ["x", "y"]
+    assert replica.leave("x") is False and not replica.report()["ending"]
+    assert replica.leave("y") is True and replica.report()["ending"]
+    assert replica.join("z") is None and replica.report("z")["fronts"] == []
+    replica.ending = False   # the module's replica serves the other tests
+
+
+def test_report_names_the_prefixes_its_slots_hold(replica):
+    ids = prompt(replica, "Name three rivers.")
+    run(replica, Wire.of("d", GenerationRequest(ids, 4, SamplingParams()), None))
+    assert set(prefix_hashes(ids)) <= set(replica.report()["held"])

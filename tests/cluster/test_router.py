@@ -77,3 +77,13 @@ def test_dead_replica_gets_nothing_until_it_is_back_and_then_is_forgotten():
     # 0 restarted empty: the prefix is only known on 1 now, and the session follows it there.
     assert r.pick(first, session="t") == 1
     assert r.pick(conversation(2, 1), exclude=frozenset({1})) == 0
+
+
+def test_a_prefix_another_front_end_left_is_known_from_the_replicas_report():
+    r = Router(2, max_imbalance=2)
+    theirs, dropped = conversation(1, 3), conversation(2, 3)
+    r.reported(1, 0, prefix_hashes(dropped))
+    r.reported(1, 0, prefix_hashes(theirs))   # the replica has since dropped the other one
+    assert r.pick(dropped + [8] * 20) == 0 and r.decisions["load"] == 1
+    r.ended(0)
+    assert r.pick(theirs + [8] * 20) == 1 and r.decisions["prefix"] == 1
