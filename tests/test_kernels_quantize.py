@@ -24,10 +24,10 @@ def _decode(raw: np.ndarray, act: int) -> np.ndarray:
 def _contract(x: np.ndarray, act: int):
     """d per block and v = x * id per element, in float32 exactly as the contract computes them."""
     blocks = x.reshape(-1, BLOCK[act])
-    amax = np.abs(blocks).max(axis=1)
+    d = np.abs(blocks).max(axis=1) / np.float32(127)
     with np.errstate(divide="ignore"):
-        inv = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
-    return amax / np.float32(127), blocks * inv[:, None]
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    return d, blocks * inv[:, None]
 
 
 def _rows(kind: str, n_blocks: int, act: int, rng: np.random.Generator) -> np.ndarray:
@@ -92,39 +92,9 @@ def test_ties_round_to_even(isa, act):
     assert list(got["qs"][0, 1:9]) == [0, 0, 2, -2, 2, -2, 126, -126]
 
 
-def _splits_the_multipliers(rng) -> tuple[np.float32, np.float32]:
-    """A block maximum m and a value x that x * (127 / m) and x * (1 / (m / 127)) round apart,
-    neither product an exact tie (so that the multiplier alone decides, whatever the tie rule)."""
-    for m in rng.uniform(0.5, 4.0, 10000).astype(np.float32):
-        ours, inverse = np.float32(127) / m, np.float32(1) / (m / np.float32(127))
-        if ours == inverse:
-            continue
-        for k in range(1, 127):
-            x = np.float32((k + 0.5) / float(ours))
-            for _ in range(4):
-                a, b = x * ours, x * inverse
-                if np.rint(a) != np.rint(b) and a % 1 != 0.5 and b % 1 != 0.5:
-                    return m, x
-                x = np.nextafter(x, np.float32(np.inf), dtype=np.float32)
-    raise AssertionError("no value splits the two multipliers")
-
-
-@ACTS
-def test_quants_use_127_over_the_max(isa, act, rng):
-    """The quants are x * (127 / max|x|) rounded, as ggml's x86 quantize_row_q8_0 and
-    quantize_row_q8_K take them, not x * (1 / d): the two multipliers differ in the last bit in
-    about a third of blocks and then round a value near a half differently."""
-    m, v = _splits_the_multipliers(rng)
-    x = np.zeros(BLOCK[act], dtype=np.float32)
-    x[0], x[1], x[2] = m, v, -v
-    got = _check(x, act, isa)
-    want = np.rint(v * (np.float32(127) / m))
-    assert list(got["qs"][0, 1:3]) == [want, -want]
-
-
 @ACTS
 def test_scalar_degenerate_blocks_stay_in_range(act):
-    """A max below ~3.7e-37 makes 127/max overflow to inf; the quants must still be sane."""
+    """A max below ~3.7e-37 makes 1/d overflow to inf; the quants must still be sane."""
     x = np.zeros(BLOCK[act], dtype=np.float32)
     x[:3] = [1e-37, -1e-37, 3e-38]
     got = _decode(kernels.quantize_activations(x, act, isa="scalar"), act)

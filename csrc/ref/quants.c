@@ -44,25 +44,23 @@ static void vec_dot_bf16(int64_t n, float *s, const void *vw, const void *vx) {
     *s = (float)sum;
 }
 
-/* Symmetric 8-bit scale of a block: d = max|x| / 127, and the multiplier 127 / max|x| (0 for a
- * zero block) that the quants are rounded from. The multiplier is not 1 / d because ggml's x86
- * quantizers (Q8_0 and Q8_K) take 127 / max: in about a third of blocks the two differ in the
- * last bit, which now and then moves a quant across a rounding boundary. */
+/* Symmetric 8-bit scale of a block: d = max|x| / 127 and its inverse (0 for a zero block). */
 static float q8_scale(const float *x, int len, float *id) {
     float amax = 0.0f;
     for (int i = 0; i < len; i++) {
         const float a = fabsf(x[i]);
         if (a > amax) amax = a;
     }
-    *id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    return amax / 127.0f;
+    const float d = amax / 127.0f;
+    *id = d != 0.0f ? 1.0f / d : 0.0f;
+    return d;
 }
 
 /* v rounded to the nearest integer, ties to even (rintf in the default rounding mode), as the
- * SIMD conversions and ggml's x86 quantizers round, as int8. |x * id| <= 127 whenever
- * 127 / max is finite; the clamp and the NaN test only keep degenerate blocks (a max so small
- * that the multiplier overflows, inf or NaN inputs) from an out-of-range conversion: a NaN from
- * 0 * inf is the zero it came from. */
+ * SIMD conversions and ggml's x86 quantizers round, as int8. |x * id| <= 127 whenever 1/d is
+ * finite; the clamp and the NaN test only keep degenerate blocks (a subnormal max whose inverse
+ * overflows, inf or NaN inputs) from an out-of-range conversion: a NaN from 0 * inf is the zero
+ * it came from. */
 static int8_t q8_round(float v) {
     const float r = rintf(v);
     if (r >= 127.0f) return 127;

@@ -27,7 +27,7 @@ static __m256 abs_max(const float *x, int n) {
     return m;
 }
 
-/* 8 floats -> 8 int32 of round(x * id), ties to even. The clamp only matters when 127/max
+/* 8 floats -> 8 int32 of round(x * id), ties to even. The clamp only matters when 1/d
  * overflows (block maxima near the bottom of the float range): those values saturate at
  * +-127 instead of turning into the conversion's 0x80000000. */
 static inline __m256i quant8(const float *x, __m256 id) {
@@ -51,8 +51,8 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
     ts_block_q8x32 *y = (ts_block_q8x32 *)vy;
     for (int64_t b = 0; b < n / TS_QK; b++) {
         const float *xb = x + b * TS_QK;
-        const float amax = hmax_ps(abs_max(xb, TS_QK)), d = amax / 127.0f;
-        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        const float d = hmax_ps(abs_max(xb, TS_QK)) / 127.0f;
+        const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
         __m256i q[4];
         for (int k = 0; k < 4; k++) q[k] = quant8(xb + 8 * k, id);
         store_i8x32(y[b].qs, q);
@@ -66,8 +66,8 @@ static void quantize_q8k(const float *x, void *vy, int64_t n) {
     ts_block_q8k *y = (ts_block_q8k *)vy;
     for (int64_t b = 0; b < n / TS_QK_K; b++) {
         const float *xb = x + b * TS_QK_K;
-        const float amax = hmax_ps(abs_max(xb, TS_QK_K)), d = amax / 127.0f;
-        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        const float d = hmax_ps(abs_max(xb, TS_QK_K)) / 127.0f;
+        const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
         /* sums[p]: bsums of the four groups of 16 in elements 64p .. 64p+63. */
         __m128i sums[4];
         for (int p = 0; p < 4; p++) {

@@ -16,8 +16,8 @@ static void quantize_q8k(const float *x, void *vy, int64_t n) {
         const float *xb = x + i * TS_QK_K;
         __m512 amax = _mm512_setzero_ps();
         for (int j = 0; j < TS_QK_K; j += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(xb + j)));
-        const float m = _mm512_reduce_max_ps(amax), d = m / 127.0f;
-        const __m512 id = _mm512_set1_ps(m != 0.0f ? 127.0f / m : 0.0f);
+        const float d = _mm512_reduce_max_ps(amax) / 127.0f;
+        const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
         for (int j = 0; j < TS_QK_K; j += 16) {
             /* Rounds to nearest even (the MXCSR default); |x * id| <= 127 needs no clamp. */
             const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + j), id));

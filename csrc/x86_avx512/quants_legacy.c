@@ -19,7 +19,7 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
         const __m512 a = _mm512_loadu_ps(x + i * TS_QK), b = _mm512_loadu_ps(x + i * TS_QK + 16);
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
         const float d = amax / 127.0f;
-        const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
         /* Rounds to nearest even (the MXCSR default); |x * id| <= 127 needs no clamp. */
         const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, id));
         const __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, id));
