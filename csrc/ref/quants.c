@@ -56,11 +56,13 @@ static float q8_scale(const float *x, int len, float *id) {
     return d;
 }
 
-/* roundf(v) as int8. |x * id| <= 127 whenever 1/d is finite; the clamp and the NaN test only
- * keep degenerate blocks (a subnormal max whose inverse overflows, inf or NaN inputs) from
- * an out-of-range conversion: a NaN from 0 * inf is the zero it came from. */
+/* v rounded to the nearest integer, ties to even (rintf in the default rounding mode), as the
+ * SIMD conversions and ggml's x86 quantizers round, as int8. |x * id| <= 127 whenever 1/d is
+ * finite; the clamp and the NaN test only keep degenerate blocks (a subnormal max whose inverse
+ * overflows, inf or NaN inputs) from an out-of-range conversion: a NaN from 0 * inf is the zero
+ * it came from. */
 static int8_t q8_round(float v) {
-    const float r = roundf(v);
+    const float r = rintf(v);
     if (r >= 127.0f) return 127;
     if (r <= -127.0f) return -127;
     return r == r ? (int8_t)r : 0;

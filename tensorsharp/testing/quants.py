@@ -69,8 +69,8 @@ def f16_round(a: np.ndarray) -> np.ndarray:
 def quantize_act_ref(x: np.ndarray, act: int) -> np.ndarray:
     """What the kernels' activation quantizer computes, returned dequantized (float64).
 
-    Symmetric 8-bit with d = max|x| / 127 per block of 32 (q8x32) or 256 (q8k); q8x32 stores d
-    rounded by f16_round (the quants use the unrounded d)."""
+    Symmetric 8-bit with d = max|x| / 127 per block of 32 (q8x32) or 256 (q8k), the quants x / d
+    rounded half to even; q8x32 stores d rounded by f16_round (the quants use the unrounded d)."""
     x = np.asarray(x, dtype=np.float32)
     if act == ACT_F32:
         return x.astype(np.float64)
@@ -80,7 +80,7 @@ def quantize_act_ref(x: np.ndarray, act: int) -> np.ndarray:
     d = (amax / np.float32(127)).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(d > 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
-    q = np.clip(np.round(blocks * inv), -127, 127)
+    q = np.clip(np.rint(blocks * inv), -127, 127)
     if act == ACT_Q8X32:
         d = f16_round(d)
     return (q * d.astype(np.float64)).reshape(x.shape)

@@ -145,8 +145,9 @@ typedef struct {
 /* Activation formats: the right-hand side of every quantized dot product.
  * q8x32 pairs with Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/MXFP4; s = d * sum(qs) serves the
  * formats with a minimum (Q4_1/Q5_1) without a second pass over qs. d is rounded to half
- * precision, as ggml's Q8_0/Q8_1 blocks store it, so that results track llama.cpp's (the product
- * of that d and an integer sum of 32 quants is exact in float). */
+ * precision, as ggml's Q8_0/Q8_1 blocks store it, and qs are x / d rounded half to even, as
+ * ggml's x86 and ARM quantizers round them, so that results track llama.cpp's (the product of
+ * that d and an integer sum of 32 quants is exact in float). */
 typedef struct { float d; float s; int8_t qs[TS_QK]; } ts_block_q8x32;
 /* q8k pairs with the k-quants and the 256-element i-quants; bsums[j] = sum of qs[16j .. 16j+15]. */
 typedef struct { float d; int8_t qs[TS_QK_K]; int16_t bsums[TS_QK_K / 16]; } ts_block_q8k;
