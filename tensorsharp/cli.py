@@ -133,7 +133,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                      api_key=args.api_key, tool_format=args.tool_format, mmproj=args.mmproj,
                      allowed_origins=args.allowed_origins, allowed_hosts=args.allowed_hosts,
                      max_loaded=args.max_loaded, max_memory=args.max_memory, keep_alive=args.keep_alive,
-                     speculative=args.speculative, ray=args.ray, replicas=args.replicas)
+                     speculative=args.speculative, ray=args.ray, replicas=args.replicas,
+                     draft_model=args.draft_model, draft_max=args.draft_max)
     srv = config.server_options()
     serve(app, listener, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
           max_connections=srv.max_connections or None)
@@ -194,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verify guesses copied from the context (prompt lookup) in each decode step: "
                         "several tokens per step where the reply repeats its prompt, same output "
                         "(default: %(default)s)")
+    p.add_argument("--draft-model", default=config.load_options().draft_model, metavar="NAME_OR_PATH",
+                   help="a small model with the same vocabulary as the models named by --model, whose greedy "
+                        "guesses their decode steps verify where prompt lookup has none; same output "
+                        "(default: TENSORSHARP_DRAFT_MODEL, else none)")
+    p.add_argument("--draft-max", type=int, default=config.load_options().draft_max, metavar="N",
+                   help="tokens per draft model guess at most (default: %(default)s)")
     p.add_argument("--api-key", default=srv.api_key,
                    help="require 'Authorization: Bearer KEY' on every route but /health")
     p.add_argument("--allowed-origins", default=srv.allowed_origins, metavar="ORIGINS",

@@ -15,6 +15,7 @@ from tensorsharp.errors import TensorSharpError
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_N_CTX = 4096
+DEFAULT_DRAFT_MAX = 8   # tokens per draft model guess: what the few-token gemm verifies cheaply
 
 
 def home() -> Path:
@@ -81,17 +82,23 @@ class LoadOptions:
     n_threads: int  # worker threads for the kernels; 0 means one per usable core
     mmproj: str | None = None  # projector GGUF for images; None: one found beside the model;
                                # NO_MMPROJ: none at all
+    draft_model: str | None = None  # a small model sharing the vocabulary that guesses tokens
+                                    # for speculative decoding; None: prompt lookup alone
+    draft_max: int = DEFAULT_DRAFT_MAX   # tokens per draft model guess at most
 
 
 NO_MMPROJ = "none"
 
 
 def load_options() -> LoadOptions:
-    """Load-time defaults, each overridable by TENSORSHARP_MODEL / _CTX / _THREADS / _MMPROJ."""
+    """Load-time defaults, each overridable by TENSORSHARP_MODEL / _CTX / _THREADS / _MMPROJ /
+    _DRAFT_MODEL / _DRAFT_MAX."""
     return LoadOptions(model=default_model(),
                        n_ctx=_int_env("TENSORSHARP_CTX", DEFAULT_N_CTX),
                        n_threads=_int_env("TENSORSHARP_THREADS", 0),
-                       mmproj=os.environ.get("TENSORSHARP_MMPROJ") or None)
+                       mmproj=os.environ.get("TENSORSHARP_MMPROJ") or None,
+                       draft_model=os.environ.get("TENSORSHARP_DRAFT_MODEL") or None,
+                       draft_max=max(1, _int_env("TENSORSHARP_DRAFT_MAX", DEFAULT_DRAFT_MAX)))
 
 
 DEFAULT_HOST = "127.0.0.1"

@@ -8,7 +8,7 @@ from importlib import metadata
 
 import pytest
 
-from tensorsharp import kernels
+from tensorsharp import cli, kernels
 from tensorsharp.testing.models import fake_model, write_registry
 
 
@@ -124,3 +124,12 @@ def test_serve_on_a_taken_port_fails_at_once_naming_it(tmp_path, env):
     assert r.returncode == 1
     assert r.stderr == (f"tensorsharp: error: port {port} on 127.0.0.1 is already in use; "
                         "stop what holds it or choose another with --port\n")
+
+
+def test_serve_takes_its_draft_model_from_the_environment_unless_given(monkeypatch):
+    monkeypatch.setenv("TENSORSHARP_DRAFT_MODEL", "small")
+    monkeypatch.setenv("TENSORSHARP_DRAFT_MAX", "5")
+    args = cli.build_parser().parse_args(["serve"])
+    assert (args.draft_model, args.draft_max) == ("small", 5)
+    args = cli.build_parser().parse_args(["serve", "--draft-model", "other.gguf", "--draft-max", "3"])
+    assert (args.draft_model, args.draft_max) == ("other.gguf", 3)

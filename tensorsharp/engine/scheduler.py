@@ -9,7 +9,8 @@ prefix (a session's next turn) evaluates only what is new.
 With speculation on, a decoding request's rows in a step are its last token followed by a guess
 at the next few (engine/draft.py). Each row is sampled in order as if decoded alone; the guess
 holds up to the first row whose sampled token differs from it, so one step may yield several
-tokens and the output is the same as without the guess.
+tokens and the output is the same as without the guess. With a draft model
+(engine/draft_model.py), a request for which prompt lookup has no guess takes the draft's.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tensorsharp import kernels
+from tensorsharp.config import DEFAULT_DRAFT_MAX
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft import PromptLookup
+from tensorsharp.engine.draft_model import DraftModel
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, Token, check_pooling)
@@ -85,8 +88,11 @@ class _PerRequest:
     constraint mask. Built on submit, so a value they refuse fails the caller there and never
     reaches the engine thread holding a slot."""
 
-    def __init__(self, req: GenerationRequest, tokenizer, n_vocab: int, speculative: bool):
+    def __init__(self, req: GenerationRequest, tokenizer, n_vocab: int, speculative: bool,
+                 drafter: DraftModel | None):
         self.lookup = PromptLookup(req.prompt) if speculative else None
+        # The draft model sees tokens only: a prompt with images is left to prompt lookup.
+        self.follower = drafter.follow(req.prompt) if drafter is not None and not req.images else None
         self.sampler = Sampler(req.sampling, history=[t for t in req.prompt if t >= 0])
         self.decoder = tokenizer.stream(at_start=False, shown=req.shown)
         self.matcher = StopMatcher(req.stop) if req.stop else None
@@ -119,7 +125,9 @@ class _Active:
         self.matcher = w.parts.matcher
         self.mask = w.parts.mask
         self.lookup = w.parts.lookup
+        self.follower = w.parts.follower
         self.draft: list[int] = []            # tokens guessed to follow todo[0], in this step's rows
+        self.guesser = None                   # what guessed them (lookup or follower), told how many held
         self.t_submit = w.submitted
         self.t_admit = time.monotonic_ns()
         self.t_first = self.t_admit
@@ -129,12 +137,15 @@ class _Active:
 class Scheduler(EngineThread):
     """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots.
     speculative: decoding requests verify prompt-lookup guesses in their steps; the stepper must
-    give a row the same logits alone and in any batch, or outputs would change with the guesses."""
+    give a row the same logits alone and in any batch, or outputs would change with the guesses.
+    drafter: a draft model whose cache has a slot per slot of the stepper's."""
 
-    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False):
+    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False,
+                 drafter: DraftModel | None = None):
         super().__init__()
         self.stepper = stepper
         self.speculative = speculative
+        self.drafter = drafter if speculative else None   # guesses where prompt lookup has none
         self.drafted = 0     # guessed tokens verified, engine thread's count
         self.accepted = 0    # of which held
         self.cache = stepper.cache
@@ -164,7 +175,7 @@ class Scheduler(EngineThread):
         request.sampling.validate(self.n_vocab)
         check_pooling(request.pooling)
         self._check_images(request)
-        parts = _PerRequest(request, self.tokenizer, self.n_vocab, self.speculative)
+        parts = _PerRequest(request, self.tokenizer, self.n_vocab, self.speculative, self.drafter)
         handle = Handle(request, sink, self._kick)
         with self._mutex:
             if self._closing:
@@ -396,11 +407,9 @@ class Scheduler(EngineThread):
         keys, pos, seq, rows, owners = [], [], [], [], []
         hid_rows, hid_of = [], {}   # embedding requests' rows whose final hidden state they pool
         budget = self.stepper.n_batch
-        spare = self._spare_rows()
+        self._guess_all(self._spare_rows())
         for a in self._active:
             if a.decoding:
-                a.draft = self._guess(a, spare)
-                spare -= len(a.draft)
                 n = 1 + len(a.draft)
                 start = self.cache.reserve(a.slot.index, n)
                 keys += a.todo[:1] + a.draft
@@ -496,14 +505,36 @@ class Scheduler(EngineThread):
             return 0
         return max(0, min(FEW_ROWS, self.stepper.n_batch) - len(self._active))
 
+    def _guess_all(self, spare: int) -> None:
+        """Sets each decoding request's guess within the spare rows: prompt lookup's where it
+        has one (it costs nothing to make, and where a reply copies its context it guesses long
+        and right), else the draft model's, drafted for all those requests together."""
+        asks = []
+        for a in self._active:
+            if not a.decoding:
+                continue
+            a.draft, a.guesser = self._guess(a, spare), a.lookup
+            spare -= len(a.draft)
+            if not a.draft and a.follower is not None:
+                k = min(self._room(a, spare), a.follower.k)
+                if k > 0:
+                    asks.append((a, k))
+                    spare -= k
+        if asks:
+            drafts = self.drafter.propose([(a.follower, a.slot.index, k) for a, k in asks])
+            for (a, _), draft in zip(asks, drafts):
+                a.draft, a.guesser = draft, a.follower
+
+    def _room(self, a: _Active, spare: int) -> int:
+        """Tokens A may guess: within the spare rows, the tokens its max_tokens leaves after the
+        one its last token's row yields, and the context."""
+        return min(spare, a.req.max_tokens - a.generated - 1, self.n_ctx - int(self.cache.length[a.slot.index]) - 1)
+
     def _guess(self, a: _Active, spare: int) -> list[int]:
-        """A's guess, within the spare rows, the tokens its max_tokens leaves after the one its
-        last token's row yields, and the context."""
+        """A's prompt-lookup guess within its room."""
         if a.lookup is None or spare <= 0:
             return []
-        room = min(spare, a.req.max_tokens - a.generated - 1,
-                   self.n_ctx - int(self.cache.length[a.slot.index]) - 1)
-        return a.lookup.propose(room)
+        return a.lookup.propose(self._room(a, spare))
 
     def _verify(self, a: _Active, logits: np.ndarray) -> None:
         """Samples A's rows (its last token's, then one per guessed token) in order, each as if
@@ -528,8 +559,8 @@ class Scheduler(EngineThread):
             break
         self.drafted += len(draft)
         self.accepted += held
-        if a.lookup is not None:
-            a.lookup.feedback(len(draft), held)
+        if a.guesser is not None:
+            a.guesser.feedback(len(draft), held)
 
     def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:
         """Token ids (-1 for image rows), then the image rows' embeddings and attention ends, or
@@ -593,6 +624,8 @@ class Scheduler(EngineThread):
             self._emit(a, s, text)
             if a.lookup is not None:
                 a.lookup.append(tok)
+            if a.follower is not None:
+                a.follower.append(tok)
             return tok
         return None
 
@@ -609,10 +642,13 @@ class Scheduler(EngineThread):
 
 
 def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: int = 2,
-          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True) -> Scheduler:
+          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True,
+          draft=None, draft_max: int = DEFAULT_DRAFT_MAX) -> Scheduler:
     """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet).
     Speculation stays off where a weight type's kernels give a row other bits alone than in a
-    batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs."""
+    batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs.
+    draft: the Transformer of a draft model sharing the vocabulary (draft_model.check_vocab),
+    guessing up to draft_max tokens at a time where prompt lookup has no guess."""
     if cache_slots < 0:
         raise ValueError("cache_slots must not be negative")
     cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots)
@@ -621,5 +657,9 @@ def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: in
         log.info("speculative decoding is off: this CPU's kernels for the model's weight types "
                  "score a row differently alone and in a batch")
         speculative = False
+    drafter = None
+    if speculative and draft is not None:
+        drafter = DraftModel(draft, n_ctx, cache.n_seq, transformer.hparams.n_vocab, n_batch=n_batch,
+                             n_threads=n_threads, draft_max=draft_max)
     return Scheduler(Stepper(transformer, cache, n_batch=n_batch, n_threads=n_threads), tokenizer,
-                     parallel=parallel, max_queue=max_queue, speculative=speculative)
+                     parallel=parallel, max_queue=max_queue, speculative=speculative, drafter=drafter)

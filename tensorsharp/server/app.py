@@ -14,7 +14,7 @@ from tensorsharp import config, store
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.server import access
 from tensorsharp.server.blobs import Blobs
-from tensorsharp.server.catalog import Catalog, Spec
+from tensorsharp.server.catalog import Catalog, Spec, file_spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.metrics import Metrics
 from tensorsharp.server.model import ServedModel
@@ -151,7 +151,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                allowed_origins: str | None = None, allowed_hosts: str | None = None,
                max_loaded: int | None = None, max_memory: int | None = None,
                keep_alive: str | float | None = None, speculative: bool | None = None,
-               ray: str | None = None, replicas: int | None = None) -> Flask:
+               ray: str | None = None, replicas: int | None = None, draft_model: str | None = None,
+               draft_max: int | None = None) -> Flask:
     """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
     load, or a list of those; default: the configured model), which is loaded at once, stays
     loaded unless a request's keep_alive says otherwise, and is the default of requests that name
@@ -159,8 +160,10 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     limit); each stays keep_alive (a duration) after its last request. mmproj: the projector for
     images (default: TENSORSHARP_MMPROJ, else one found beside the model); speculative: decoding
     verifies prompt-lookup guesses; ray: a Ray cluster ("auto", "local" or an address) on which
-    `replicas` actors serve each model, this process routing to them. Unset options come from
-    tensorsharp.config (the TENSORSHARP_* environment)."""
+    `replicas` actors serve each model, this process routing to them; draft_model: a small model
+    sharing the vocabulary of the models named here (not of those loaded on demand) that guesses
+    up to draft_max tokens at a time for them. Unset options come from tensorsharp.config (the
+    TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
     given = [m if isinstance(m, ServedModel) else store.resolve(m) for m in models]
@@ -173,6 +176,14 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                    max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels,
                    speculative=opts.speculative if speculative is None else speculative)
 
+    # The draft goes with the models named here: its vocabulary is checked against theirs when
+    # they load (and load again after an unload), and the store's other models go without.
+    drafted = {m.path if isinstance(m, ServedModel) else m for m in given}
+    draft_kw = dict(draft_model=draft_model or load.draft_model, draft_max=draft_max or load.draft_max)
+
+    def kw_of(spec: Spec) -> dict:
+        return {**load_kw, **draft_kw} if spec.path in drafted else load_kw
+
     cluster = opts.ray if ray is None else ray
     if cluster:
         from tensorsharp.cluster.engine import connect, engine_for
@@ -180,13 +191,21 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
 
     def load_spec(spec: Spec) -> ServedModel:
         if cluster:
-            engine = engine_for(spec, load_kw, opts.replicas if replicas is None else replicas, opts.stall_seconds)
-            return ServedModel.load(str(spec.path), spec=spec, engine=engine, **load_kw)
-        return ServedModel.load(str(spec.path), spec=spec, **load_kw)
+            engine = engine_for(spec, kw_of(spec), opts.replicas if replicas is None else replicas,
+                                opts.stall_seconds)
+            return ServedModel.load(str(spec.path), spec=spec, engine=engine, **kw_of(spec))
+        return ServedModel.load(str(spec.path), spec=spec, **kw_of(spec))
+
+    draft_spec = file_spec(store.resolve(draft_kw["draft_model"])) if draft_kw["draft_model"] else None
 
     def estimate(spec: Spec) -> int:
-        return catalog.facts(spec).memory_bytes(spec.file_size, load_kw["n_ctx"],
-                                                load_kw["parallel"] + load_kw["cache_slots"])
+        facts, n_seq = catalog.facts(spec), load_kw["parallel"] + load_kw["cache_slots"]
+        need = facts.memory_bytes(spec.file_size, load_kw["n_ctx"], n_seq)
+        if draft_spec is not None and spec.path in drafted and load_kw["speculative"]:
+            # Its file and a cache of the target's context for every slot (draft_model.DraftModel).
+            n_ctx = min(load_kw["n_ctx"], facts.context_length) if load_kw["n_ctx"] > 0 else facts.context_length
+            need += draft_spec.file_size + catalog.facts(draft_spec).kv_bytes_per_token * n_ctx * n_seq
+        return need
 
     try:
         alive = duration.seconds(opts.keep_alive if keep_alive is None else keep_alive)

@@ -13,6 +13,7 @@ from tensorsharp.chat.output import chat_format
 from tensorsharp.chat.template import ChatTemplate, image_format
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import has_lltokenizer
+from tensorsharp.engine.draft_model import check_vocab
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import is_encoder, load_model, reading
@@ -89,12 +90,15 @@ class ServedModel:
     def load(cls, model: str, n_ctx: int = 0, n_threads: int = 0, parallel: int = 1, cache_slots: int = 2,
              max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None, mmproj: str | None = None,
              max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000,
-             speculative: bool = True, spec: Spec | None = None, engine=None) -> "ServedModel":
+             speculative: bool = True, spec: Spec | None = None, engine=None, draft_model: str | None = None,
+             draft_max: int = config.DEFAULT_DRAFT_MAX) -> "ServedModel":
         """Resolves (pulling if needed) and loads a model, and starts its engine thread. mmproj: a
         projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none.
         spec: the catalog entry it is served as (default: the file under its registry name). engine:
         what serves its requests, built with scheduler.build's arguments (default: that, in this
-        process; cluster.engine.RayEngine stands in for it on a Ray cluster)."""
+        process; cluster.engine.RayEngine stands in for it on a Ray cluster). draft_model: name or
+        path of a small model with the same vocabulary that guesses up to draft_max tokens at a
+        time for speculative decoding (refused if its vocabulary differs)."""
         t0 = time.monotonic_ns()
         path = spec.path if spec is not None else store.resolve(model)
         with reading(path):
@@ -103,6 +107,7 @@ class ServedModel:
             from tensorsharp.server.encoder_model import EncoderModel
             return EncoderModel.load_file(path, gguf, t0, n_ctx=n_ctx, n_threads=n_threads, max_queue=max_queue,
                                           n_batch=n_batch, spec=spec)
+        draft = _draft(path, gguf, draft_model) if draft_model and speculative else None
         with reading(path):
             transformer = load_model(gguf)
             tokenizer = shared_tokenizer(path, gguf.metadata)
@@ -111,7 +116,8 @@ class ServedModel:
         n_ctx = min(n_ctx, train) if n_ctx > 0 else train
         build = engine or sched.build
         scheduler = build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
-                          max_queue=max_queue, n_batch=n_batch, n_threads=n_threads, speculative=speculative)
+                          max_queue=max_queue, n_batch=n_batch, n_threads=n_threads, speculative=speculative,
+                          draft=draft, draft_max=draft_max)
         with reading(path):   # the chat template and constraint vocabulary come from the file too
             served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images,
                          spec)
@@ -135,8 +141,11 @@ class ServedModel:
     @property
     def memory_bytes(self) -> int:
         """What it holds: the weights (the file), the KV cache of every slot, the vocabulary's
-        tables and working buffers, and the constraint vocabulary once a request built it."""
-        return self.facts.held_bytes(self.file_size, self.scheduler.cache.nbytes, has_lltokenizer(self.tokenizer))
+        tables and working buffers, the constraint vocabulary once a request built it, and its
+        draft model's file and KV cache."""
+        drafter = getattr(self.scheduler, "drafter", None)   # a Ray engine keeps its drafts on its replicas
+        return (self.facts.held_bytes(self.file_size, self.scheduler.cache.nbytes, has_lltokenizer(self.tokenizer))
+                + (drafter.nbytes if drafter is not None else 0))
 
     @property
     def architecture(self) -> str:
@@ -214,6 +223,16 @@ class ServedModel:
         bad = next((t for t in ids if not 0 <= t < self.tokenizer.vocab_size), None)
         if bad is not None:
             raise ValueError(f"token id {bad} is outside the vocabulary (size {self.tokenizer.vocab_size})")
+
+
+def _draft(target_path: Path, target: GGUFFile, name: str):
+    """The Transformer of the draft model `name` (pulled if needed), refused unless its
+    vocabulary is the target's."""
+    path = store.resolve(name)
+    with reading(path):
+        gguf = GGUFFile(path)
+        check_vocab(target.metadata, gguf.metadata, target_path.name, path.name)
+        return load_model(gguf)
 
 
 def _images(model_path: Path, mmproj: str | None, n_embd: int, n_threads: int, max_bytes: int,
