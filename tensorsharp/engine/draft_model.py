@@ -17,7 +17,7 @@ import numpy as np
 
 from tensorsharp.config import DEFAULT_DRAFT_MAX
 from tensorsharp.engine.batch import Stepper
-from tensorsharp.engine.kv_cache import KVCache
+from tensorsharp.engine.kv_cache import KVCache, common_prefix
 from tensorsharp.errors import TensorSharpError
 
 P_MIN = 0.75           # llama.cpp's default speculative p_min
@@ -42,14 +42,6 @@ def check_vocab(target: dict, draft: dict, target_name: str, draft_name: str) ->
     for i in range(FIRST_CHECKED, min(len(tokens_t), len(tokens_d))):
         if tokens_t[i] != tokens_d[i]:
             refuse(f"token {i} is {tokens_d[i]!r} in the draft and {tokens_t[i]!r} in the target")
-
-
-def _common_prefix(a: list, b: list) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class DraftModel:
@@ -108,7 +100,7 @@ class DraftModel:
         rows, ends = [], []   # (token, pos, slot) of every catch-up row; each ask's last row
         for f, slot, _ in asks:
             held, ctx = self.held[slot], f.ctx
-            keep = min(f.synced + _common_prefix(held[f.synced:], ctx[f.synced:]), len(ctx) - 1)
+            keep = min(f.synced + common_prefix(held[f.synced:], ctx[f.synced:]), len(ctx) - 1)
             del held[keep:]
             self.cache.truncate(slot, keep)
             start = self.cache.reserve(slot, len(ctx) - keep)

@@ -7,6 +7,15 @@ from tensorsharp.errors import ContextFullError
 from tensorsharp.models.base import Transformer
 
 
+def common_prefix(a: list, b: list) -> int:
+    """How many leading tokens two sequences share: what a slot's cache holds of a new sequence."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 class KVCache:
     """Per slot, positions [0, length) hold valid K/V; writes past n_ctx are refused."""
 

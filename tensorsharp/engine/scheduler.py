@@ -26,7 +26,7 @@ from tensorsharp.config import DEFAULT_DRAFT_MAX
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft import PromptLookup
 from tensorsharp.engine.draft_model import DraftModel
-from tensorsharp.engine.kv_cache import KVCache
+from tensorsharp.engine.kv_cache import KVCache, common_prefix
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, Token, check_pooling)
 from tensorsharp.engine.sampler import Sampler
@@ -39,14 +39,6 @@ log = logging.getLogger(__name__)
 # Rows of a decode step the few-token gemm takes at about the cost of one (its register path's
 # width); drafted rows only fill what the decoding requests leave of them.
 FEW_ROWS = 16
-
-
-def _common_prefix(a: list, b: list) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _keys(req: GenerationRequest) -> list:
@@ -349,7 +341,7 @@ class Scheduler(EngineThread):
         def reusable(s: _Slot) -> int:   # the last prompt token is always evaluated again
             if not req.reuse_prefix or req.pooling is not None:   # pooling reads every row's state
                 return 0
-            return _image_start(keys, min(_common_prefix(s.tokens, keys), len(keys) - 1))
+            return _image_start(keys, min(common_prefix(s.tokens, keys), len(keys) - 1))
 
         own = next((s for s in idle if req.session is not None and s.session == req.session), None)
         if own is not None:

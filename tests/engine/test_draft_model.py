@@ -3,7 +3,6 @@ draft (the target itself, whose guesses nearly all hold, or another model of the
 guesses mostly fail), several sequences draft in one batch, sampled tokens follow the target's
 distribution, a cancelled sequence's draft slot serves the next request, and a draft of another
 vocabulary is refused."""
-import threading
 
 import numpy as np
 import pytest
@@ -13,10 +12,11 @@ from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft_model import DraftModel
 from tensorsharp.engine.kv_cache import KVCache
-from tensorsharp.engine.request import Done, Failed, GenerationRequest, Token
+from tensorsharp.engine.request import GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.llm import Model
+from tensorsharp.testing.sinks import Collector
 
 N_CTX = 256
 
@@ -32,24 +32,6 @@ def tiny(tmp_path_factory):
     if not kernels.rows_exact(t.type.id for t in models["target"].gguf.tensors.values()):
         pytest.skip("the kernels here score a row differently alone and in a batch: no speculation")
     return models, paths
-
-
-class Collector:
-    def __init__(self, on_token=None):
-        self.events, self.finished, self.on_token = [], threading.Event(), on_token
-
-    def __call__(self, event):
-        self.events.append(event)
-        if isinstance(event, Token) and self.on_token:
-            self.on_token(self)
-        if isinstance(event, (Done, Failed)):
-            self.finished.set()
-
-    def outcome(self):
-        assert self.finished.wait(120)
-        (d,) = [e for e in self.events if isinstance(e, (Done, Failed))]
-        assert isinstance(d, Done), d.error
-        return [(e.id, e.text, e.logprob, e.top) for e in self.events if isinstance(e, Token)], d.reason
 
 
 def scheduler(target, draft=None, parallel=3, p_min=0.0, idle_slots=1, **kw):
@@ -155,7 +137,7 @@ def test_sampled_tokens_follow_the_target_distribution(tiny):
         return zip(best.tolist(), p / p.sum())
     want = {(t0, t1, t2): p0 * p1 * p2 for t0, p0 in top([]) for t1, p1 in top([t0]) for t2, p2 in top([t0, t1])}
     s = scheduler(target, target, parallel=8, max_queue=n)
-    got = [tuple(t[0] for t in out[:3]) for out, _ in serve(s, [
+    got = [tuple(t[0] for t in out[:3]) for out, *_ in serve(s, [
         GenerationRequest(ids, 4, stop_at_eog=False, sampling=SamplingParams(temperature=1.0, top_k=k, seed=seed))
         for seed in range(n)])]
     assert set(got) <= set(want), "a sequence the target cannot sample"

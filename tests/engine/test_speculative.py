@@ -1,7 +1,6 @@
 """Speculative decoding on the real models: a row scores the same alone and among drafted rows,
 outputs (greedy, and sampled with a seed) are the same with and without guesses, sampled tokens
 follow the target distribution, and constraints, stop strings, max_tokens and cancel hold."""
-import threading
 
 import numpy as np
 import pytest
@@ -10,9 +9,10 @@ from tensorsharp import kernels
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import json_schema_constraint
-from tensorsharp.engine.request import Done, Failed, GenerationRequest, Token
+from tensorsharp.engine.request import GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.llm import Model
+from tensorsharp.testing.sinks import Collector
 
 N_CTX = 512
 MODELS = ["smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m"]
@@ -50,28 +50,6 @@ def smol():
 def chat(m, text):
     template = ChatTemplate.for_model(m.gguf.metadata, m.tokenizer)
     return m.tokenize_prompt(template.render([{"role": "user", "content": text}], add_generation_prompt=True))
-
-
-class Collector:
-    def __init__(self, on_token=None):
-        self.events, self.finished, self.on_token = [], threading.Event(), on_token
-
-    def __call__(self, event):
-        self.events.append(event)
-        if isinstance(event, Token) and self.on_token:
-            self.on_token(self)
-        if isinstance(event, (Done, Failed)):
-            self.finished.set()
-
-    def tokens(self):
-        return [e for e in self.events if isinstance(e, Token)]
-
-    def outcome(self):
-        """Everything a client sees: each token event, then the end's reason and count."""
-        assert self.finished.wait(120)
-        (d,) = [e for e in self.events if isinstance(e, (Done, Failed))]
-        assert isinstance(d, Done), d.error
-        return [(t.id, t.text, t.logprob, t.top) for t in self.tokens()], d.reason, d.completion_tokens
 
 
 def serve(m, requests, speculative, parallel=None):
