@@ -16,6 +16,7 @@ from tensorsharp.engine.request import GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.llm import Model
+from tensorsharp.testing.distribution import assert_follows, first_three
 from tensorsharp.testing.sinks import Collector
 
 N_CTX = 256
@@ -115,12 +116,6 @@ def test_seeded_sampled_outputs_are_the_same_with_a_draft(tiny):
     assert serve(s, reqs()) == plain and s.drafter.accepted > 0
 
 
-def chi2_critical(dof: int, z: float = 3.09) -> float:
-    """The chi-square value exceeded with probability ~0.001 (Wilson-Hilferty)."""
-    h = 2 / (9 * dof)
-    return dof * (1 - h + z * (2 * h) ** 0.5) ** 3
-
-
 def test_sampled_tokens_follow_the_target_distribution(tiny):
     # The draft (the target itself) guesses its greedy token; at temperature 1 over the top 3 the
     # target samples it about as often as its probability, so guesses hold and fail alike, and
@@ -130,23 +125,12 @@ def test_sampled_tokens_follow_the_target_distribution(tiny):
     (ids,) = prompts(target.n_vocab, n=1)
     k, n = 3, 500
 
-    def top(prefix):
-        logits = target.eval(ids + list(prefix)).astype(np.float64)
-        best = np.argsort(-logits)[:k]
-        p = np.exp(logits[best] - logits[best].max())
-        return zip(best.tolist(), p / p.sum())
-    want = {(t0, t1, t2): p0 * p1 * p2 for t0, p0 in top([]) for t1, p1 in top([t0]) for t2, p2 in top([t0, t1])}
+    want = first_three(target.eval, ids, k)
     s = scheduler(target, target, parallel=8, max_queue=n)
     got = [tuple(t[0] for t in out[:3]) for out, *_ in serve(s, [
         GenerationRequest(ids, 4, stop_at_eog=False, sampling=SamplingParams(temperature=1.0, top_k=k, seed=seed))
         for seed in range(n)])]
-    assert set(got) <= set(want), "a sequence the target cannot sample"
-    cells = sorted(want, key=want.get, reverse=True)
-    big = [c for c in cells if want[c] * n >= 5]
-    observed = [got.count(c) for c in big] + [sum(got.count(c) for c in cells if c not in big)]
-    expected = [want[c] * n for c in big] + [n * sum(want[c] for c in cells if c not in big)]
-    stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected) if e > 0)
-    assert stat < chi2_critical(len(big)), f"chi-square {stat:.1f} over {len(big)} degrees of freedom"
+    assert_follows(got, want)
     d = s.drafter
     assert d.proposed >= n / 2 and 0.2 < d.accepted / d.proposed < 0.9, f"{d.accepted} of {d.proposed} held"
 

@@ -12,6 +12,7 @@ from tensorsharp.engine.constraint import json_schema_constraint
 from tensorsharp.engine.request import GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.llm import Model
+from tensorsharp.testing.distribution import assert_follows, first_three
 from tensorsharp.testing.sinks import Collector
 
 N_CTX = 512
@@ -142,13 +143,6 @@ def test_no_guesses_when_decoding_requests_fill_the_few_token_rows(smol, monkeyp
     assert drafted == 0
 
 
-def chi2_critical(dof: int, z: float = 3.09) -> float:
-    """The chi-square value a statistic exceeds with probability ~0.001 (z: that normal quantile),
-    by the Wilson-Hilferty approximation."""
-    h = 2 / (9 * dof)
-    return dof * (1 - h + z * (2 * h) ** 0.5) ** 3
-
-
 def test_sampled_tokens_follow_the_target_distribution(smol):
     # The first sampled token is mostly " jam", after which the guess ". I" is verified: "." holds
     # about 3 times in 4 at temperature 1 and top-k 4, and then the third token comes from the
@@ -157,12 +151,7 @@ def test_sampled_tokens_follow_the_target_distribution(smol):
     ids = smol.tokenize("I like tea. I like jam. I like tea. I like")
     k, n = 4, 400
 
-    def top(prefix):
-        logits = smol.eval(ids + list(prefix)).astype(np.float64)
-        best = np.argsort(-logits)[:k]
-        p = np.exp(logits[best] - logits[best].max())
-        return zip(best.tolist(), p / p.sum())
-    want = {(t0, t1, t2): p0 * p1 * p2 for t0, p0 in top([]) for t1, p1 in top([t0]) for t2, p2 in top([t0, t1])}
+    want = first_three(smol.eval, ids, k)
     s = sched.build(smol.transformer, smol.tokenizer, N_CTX, parallel=8, n_threads=1, max_queue=n)
     with s:
         sinks = [Collector() for _ in range(n)]
@@ -171,14 +160,7 @@ def test_sampled_tokens_follow_the_target_distribution(smol):
             s.submit(GenerationRequest(ids, 4, stop_at_eog=False,
                                        sampling=SamplingParams(temperature=1.0, top_k=k, seed=seed)), c)
         got = [tuple(t[0] for t in c.outcome()[0][:3]) for c in sinks]
-    assert set(got) <= set(want), "a sequence the target cannot sample"
-    # Cells expected fewer than 5 times are pooled into one.
-    cells = sorted(want, key=want.get, reverse=True)
-    big = [c for c in cells if want[c] * n >= 5]
-    observed = [got.count(c) for c in big] + [sum(got.count(c) for c in cells if c not in big)]
-    expected = [want[c] * n for c in big] + [n * sum(want[c] for c in cells if c not in big)]
-    stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected) if e > 0)
-    assert stat < chi2_critical(len(big)), f"chi-square {stat:.1f} over {len(big)} degrees of freedom"
+    assert_follows(got, want)
     assert s.drafted >= n / 4 and 0.5 < s.accepted / s.drafted < 0.95, "too few guesses verified to tell"
 
 
