@@ -94,6 +94,12 @@ def load_options() -> LoadOptions:
                        mmproj=os.environ.get("TENSORSHARP_MMPROJ") or None)
 
 
+def repack_weights() -> bool:
+    """Whether models repack their matrices at load for the packed gemm (TENSORSHARP_REPACK=0: they
+    run from the file's pages as they are, which benchmarks compare against)."""
+    return _bool_env("TENSORSHARP_REPACK", True)
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tensorsharp import _kernels
+from tensorsharp import _kernels, config, kernels
 from tensorsharp.errors import GGUFError
 from tensorsharp.gguf.types import tensor_type
 from tensorsharp.models import rope
@@ -27,6 +27,7 @@ LAYER_SLOTS = {
 SLOT_OF = {suffix: slot for slot, suffix in LAYER_SLOTS.items()}
 ROPE_FREQS_SLOT = 16
 GLOBAL_SLOTS = {0: "token_embd.weight", 1: "output_norm.weight", 2: "output.weight"}
+OUTPUT_SLOT = 2
 FFN_SILU, FFN_GELU, FFN_SWIGLU_CLAMP = 0, 1, 2
 # Model-wide RoPE frequency factors as llama.cpp's converter writes them: Llama 3's, and
 # LongRoPE's pair of which one is picked by the context length.
@@ -168,6 +169,7 @@ class Transformer:
     def __init__(self, gguf, arch_cls: type[Architecture]):
         self.gguf = gguf  # keeps the mmap alive as long as the model
         self.arch = arch_cls(gguf.metadata)
+        self._repack = config.repack_weights()
         self._used: set[str] = set()
         emb = self._tensor("token_embd.weight")
         self.hparams = hp = self.arch.hparams(n_vocab=int(emb.shape[1]))
@@ -194,6 +196,11 @@ class Transformer:
         for slot, name in GLOBAL_SLOTS.items():
             if name in gguf.tensors:
                 self._set(-1, slot, name)
+        if "output.weight" not in gguf.tensors:
+            # Tied: the logits read a packed copy while the embedding looks rows up in the file.
+            t, data, cols = self._rows("token_embd.weight")
+            if self._packs(-1, OUTPUT_SLOT, t, data):
+                self._put(-1, OUTPUT_SLOT, "token_embd.weight", t, data, cols)
         self._used |= {n for n in (ROPE_FREQS, ROPE_LONG, ROPE_SHORT) if n in gguf.tensors}
         # Until the application names its context: that of the original training (LongRoPE's short factors).
         self.use_context(hp.n_ctx_orig)
@@ -266,11 +273,21 @@ class Transformer:
         rows = int(np.prod(t.shape[1:], dtype=np.int64)) if len(t.shape) > 1 else 1
         return t, np.asarray(t.data).reshape(rows, -1), cols
 
-    def _put(self, layer: int, slot: int, name: str, t, data, cols: int) -> None:
+    def _packs(self, layer: int, slot: int, t, data) -> bool:
+        return (self._repack and _kernels.slot_packable(layer, slot)
+                and kernels.packs(t.type_name, data.shape[0]))
+
+    def _put(self, layer: int, slot: int, name: str, t, data, cols: int, first_row: int = 0) -> None:
+        """data (rows of t from first_row) into a slot: where the kernels have a packed gemm for
+        it, as a repacked copy that takes the place of the file's pages in memory."""
+        packed = self._packs(layer, slot, t, data)
         try:
-            self.native.set_tensor(layer, slot, data, t.type.id, cols)
+            self.native.set_tensor(layer, slot, kernels.repack(data, t.type_name, cols) if packed else data,
+                                   t.type.id, cols, packed)
         except ValueError as e:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}): {e}") from None
+        if packed:
+            t.release(first_row * data.shape[1], data.nbytes)
 
     def _set(self, layer: int, slot: int, name: str) -> None:
         t, data, cols = self._rows(name)
@@ -283,5 +300,5 @@ class Transformer:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}) does not hold "
                             f"{' + '.join(str(r1 - r0) for _, r0, r1 in parts)} rows")
         for slot, r0, r1 in parts:
-            self._put(layer, slot, name, t, data[r0:r1], cols)
+            self._put(layer, slot, name, t, data[r0:r1], cols, r0)
         return {slot for slot, _, _ in parts}

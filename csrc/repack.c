@@ -1,0 +1,44 @@
+/* Load-time weight repacking into the 16-row groups the packed gemm reads (layout: ts/repack.h). */
+#include <string.h>
+
+#include "ts/repack.h"
+
+int ts_repack_supported(int type) {
+    return type == TS_TYPE_Q4_0 || type == TS_TYPE_Q4_1 || type == TS_TYPE_Q5_0 || type == TS_TYPE_Q8_0;
+}
+
+/* Block b of the 16 rows at `rows` (row_bytes apart) into its packed slot `out`. */
+static void pack_block(int type, const uint8_t *rows, int64_t row_bytes, int64_t b, int bs, uint8_t *out) {
+    const int head = type == TS_TYPE_Q4_1 ? 4 : type == TS_TYPE_Q5_0 ? 6 : 2; /* bytes before qs */
+    const int qs_bytes = bs - head;
+    uint8_t *q = out + 16 * head;
+    for (int r = 0; r < TS_PACK_ROWS; r++) {
+        const uint8_t *blk = rows + (size_t)r * (size_t)row_bytes + (size_t)b * bs;
+        memcpy(out + 2 * r, blk, 2); /* d */
+        if (type == TS_TYPE_Q4_1) memcpy(out + 32 + 2 * r, blk + 2, 2); /* m */
+        for (int j = 0; j < qs_bytes / 4; j++) memcpy(q + 64 * j + 4 * r, blk + head + 4 * j, 4);
+    }
+    if (type != TS_TYPE_Q5_0) return;
+    uint64_t qh5[8] = {0};
+    for (int r = 0; r < TS_PACK_ROWS; r++) {
+        const uint8_t *blk = rows + (size_t)r * (size_t)row_bytes + (size_t)b * bs;
+        uint32_t qh;
+        memcpy(&qh, blk + 2, 4);
+        for (int e = 0; e < TS_QK; e++)
+            if (qh >> e & 1) qh5[e / 4] |= 1ull << (4 * r + e % 4);
+    }
+    memcpy(out + 32, qh5, sizeof qh5);
+}
+
+int ts_repack_rows(int type, const void *src, void *dst, int64_t rows, int64_t cols, int64_t row_bytes) {
+    if (!ts_repack_supported(type) || rows <= 0 || rows % TS_PACK_ROWS || cols <= 0 || cols % TS_QK) return -1;
+    const int bs = ts_q8x32_block_bytes(type);
+    const int64_t nb = cols / TS_QK;
+    if (row_bytes != nb * bs || src == dst) return -1;
+    for (int64_t g = 0; g < rows / TS_PACK_ROWS; g++) {
+        const uint8_t *in = (const uint8_t *)src + (size_t)g * TS_PACK_ROWS * (size_t)row_bytes;
+        uint8_t *out = (uint8_t *)dst + (size_t)g * TS_PACK_ROWS * (size_t)row_bytes;
+        for (int64_t b = 0; b < nb; b++) pack_block(type, in, row_bytes, b, bs, out + (size_t)b * TS_PACK_ROWS * bs);
+    }
+    return 0;
+}

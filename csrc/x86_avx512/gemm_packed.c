@@ -1,0 +1,148 @@
+/* AVX-512 VNNI: the gemm over repacked weights (ts/repack.h), for one activation row and for many.
+ *
+ * A packed block of 16 rows loads as registers whose lane r already holds four quants of row r:
+ * 4-bit formats need one AND (and a shift for the high nibbles), Q5_0 a masked add of its fifth
+ * bits, Q8_0 an XOR, and the 16 rows' d (and m) are one f16 load. Each token then meets the block
+ * with one vpdpbusd per four quants and sums land in their row's lane: no transpose, gather or
+ * horizontal sum is paid per call, so the cost per weight byte stays near the matvec's while
+ * every extra token adds only its vpdpbusd. A (row, token) takes the same integer block sums and
+ * float operations whatever else is in the call (the tokens' accumulators are separate), so a
+ * row's result has the same bits alone as in any batch. Sums are exact integers as in the per-row
+ * dots: a quant's offset (Q4_0 8, Q5_0 16, Q8_0 128) enters as -offset * sum(xq); per block
+ * acc += id * (d_w * d_x), and Q4_1 adds m_w * (d_x * sum(xq));
+ * acc restarts every CHUNK blocks and the chunks' sums add up in order, as in gemm.c. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quants.h"
+#include "ts/repack.h"
+
+#define TILE 8 /* tokens per pass over a row group's weights: 8 accumulators beside 8 quant registers */
+/* Blocks summed before their sum joins the row's total: the unpacked gemm's chunks of 512
+ * elements (gemm.c), so that a packed model computes the bits the unpacked one did. */
+#define CHUNK 16
+
+TS_ALWAYS_INLINE int head_bytes(int type) { return type == TS_TYPE_Q4_1 ? 64 : type == TS_TYPE_Q5_0 ? 96 : 32; }
+
+TS_ALWAYS_INLINE int offset_of(int type) {
+    return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 ? 128 : 0;
+}
+
+/* -offset * sum(xq) of activation block b: q8x32 keeps d * sum(xq), exact in float (d has half
+ * precision), so s / d rounds back to the sum. */
+TS_ALWAYS_INLINE int32_t block_off(const uint8_t *x, int64_t b, int o) {
+    const ts_block_q8x32 *xb = (const ts_block_q8x32 *)x + b;
+    return xb->d == 0.0f ? 0 : -o * (int32_t)lrintf(xb->s / xb->d);
+}
+
+/* q[j] lane r: unsigned quants 4j .. 4j + 3 of row r in the packed block at blk. */
+TS_ALWAYS_INLINE void load_quants(int type, const uint8_t *blk, __m512i q[8]) {
+    const uint8_t *qs = blk + head_bytes(type);
+    if (type == TS_TYPE_Q8_0) {
+        for (int j = 0; j < 8; j++) q[j] = _mm512_xor_si512(_mm512_loadu_si512(qs + 64 * j), _mm512_set1_epi8((char)0x80));
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int j = 0; j < 4; j++) {
+        const __m512i v = _mm512_loadu_si512(qs + 64 * j);
+        q[j] = _mm512_and_si512(v, m4);
+        q[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    if (type == TS_TYPE_Q5_0) {
+        uint64_t qh5[8];
+        memcpy(qh5, blk + 32, sizeof qh5);
+        for (int j = 0; j < 8; j++) q[j] = _mm512_mask_add_epi8(q[j], _cvtu64_mask64(qh5[j]), q[j], _mm512_set1_epi8(16));
+    }
+}
+
+/* Rows of one group (16, packed at wg) x NT tokens (xt[t], blocks' -offset * sum(xq) in off[t]
+ * or, without them, computed here) over all nb blocks; y + t * ys receives token t's 16 sums. */
+TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb, const uint8_t *const *xt,
+                                 const int32_t *const *off, float *y, size_t ys) {
+    const int bs = ts_q8x32_block_bytes(type), o = offset_of(type);
+    __m512 acc[TILE], ysum[TILE];
+    for (int t = 0; t < NT; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = wg + (size_t)b * TS_PACK_ROWS * bs;
+        __m512i q[8];
+        load_quants(type, blk, q);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        const __m512 mw = type == TS_TYPE_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)))
+                                               : _mm512_setzero_ps();
+        for (int t = 0; t < NT; t++) {
+            const ts_block_q8x32 *xb = (const ts_block_q8x32 *)xt[t] + b;
+            /* Two chains of vpdpbusd halve the latency one token's block waits on; integer sums
+             * are exact, so their order does not show. */
+            __m512i id0 = o ? _mm512_set1_epi32(off[t] ? off[t][b] : block_off(xt[t], b, o)) : ts_avx512_fresh_zero();
+            __m512i id1 = ts_avx512_fresh_zero();
+            for (int j = 0; j < 8; j += 2) {
+                int32_t a0, a1;
+                memcpy(&a0, xb->qs + 4 * j, 4);
+                memcpy(&a1, xb->qs + 4 * j + 4, 4);
+                id0 = _mm512_dpbusd_epi32(id0, q[j], _mm512_set1_epi32(a0));
+                id1 = _mm512_dpbusd_epi32(id1, q[j + 1], _mm512_set1_epi32(a1));
+            }
+            const __m512i id = _mm512_add_epi32(id0, id1);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[t]);
+            if (type == TS_TYPE_Q4_1) acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xb->s), acc[t]);
+        }
+        if ((b + 1) % CHUNK == 0 || b + 1 == nb)
+            for (int t = 0; t < NT; t++) {
+                ysum[t] = b < CHUNK ? acc[t] : _mm512_add_ps(acc[t], ysum[t]);
+                acc[t] = _mm512_setzero_ps();
+            }
+    }
+    for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + (size_t)t * ys, ysum[t]);
+}
+
+/* y[c * y_stride + r] = dot(w row r, x row c) for r < nr (a multiple of 16), c < nc; w packed
+ * with rows w_stride bytes apart as the original was. */
+TS_ALWAYS_INLINE void gemm_packed(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
+                                  size_t x_stride, float *y, size_t y_stride) {
+    const int o = offset_of(type);
+    const int64_t nb = n / TS_QK;
+    /* Each token's block offsets once per call rather than once per row group; without memory
+     * for them the tile computes each where it needs it. */
+    int32_t *offs = o ? malloc((size_t)nc * (size_t)nb * sizeof(int32_t)) : NULL;
+    for (int t = 0; offs && t < nc; t++)
+        for (int64_t b = 0; b < nb; b++) offs[(size_t)t * nb + b] = block_off((const uint8_t *)x + (size_t)t * x_stride, b, o);
+    for (int r0 = 0; r0 + TS_PACK_ROWS <= nr; r0 += TS_PACK_ROWS) {
+        const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
+        for (int t0 = 0; t0 < nc; t0 += TILE) {
+            const int nt = nc - t0 < TILE ? nc - t0 : TILE;
+            const uint8_t *xt[TILE];
+            const int32_t *off[TILE];
+            for (int t = 0; t < nt; t++) {
+                xt[t] = (const uint8_t *)x + (size_t)(t0 + t) * x_stride;
+                off[t] = offs ? offs + (size_t)(t0 + t) * nb : NULL;
+            }
+            float *yt = y + (size_t)t0 * y_stride + r0;
+            switch (nt) {
+#define TS_CASE(k) case k: group_tile(type, k, wg, nb, xt, off, yt, y_stride); break;
+                TS_CASE(1) TS_CASE(2) TS_CASE(3) TS_CASE(4) TS_CASE(5) TS_CASE(6) TS_CASE(7) TS_CASE(8)
+#undef TS_CASE
+            }
+        }
+    }
+    free(offs);
+}
+
+#define TS_GEMM_PACKED(name, type)                                                                   \
+    static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,       \
+                     size_t x_stride, float *y, size_t y_stride) {                                   \
+        gemm_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);                         \
+    }
+
+TS_GEMM_PACKED(gemm_packed_q4_0, TS_TYPE_Q4_0)
+TS_GEMM_PACKED(gemm_packed_q4_1, TS_TYPE_Q4_1)
+TS_GEMM_PACKED(gemm_packed_q5_0, TS_TYPE_Q5_0)
+TS_GEMM_PACKED(gemm_packed_q8_0, TS_TYPE_Q8_0)
+
+void ts_register_avx512vnni_packed(ts_kernels *k) {
+    k->gemm_packed[TS_TYPE_Q4_0] = gemm_packed_q4_0;
+    k->gemm_packed[TS_TYPE_Q4_1] = gemm_packed_q4_1;
+    k->gemm_packed[TS_TYPE_Q5_0] = gemm_packed_q5_0;
+    k->gemm_packed[TS_TYPE_Q8_0] = gemm_packed_q8_0;
+}
