@@ -24,8 +24,7 @@ static void pack_block(int type, const uint8_t *rows, int64_t row_bytes, int64_t
         const uint8_t *blk = rows + (size_t)r * (size_t)row_bytes + (size_t)b * bs;
         uint32_t qh;
         memcpy(&qh, blk + 2, 4);
-        for (int e = 0; e < TS_QK; e++)
-            if (qh >> e & 1) qh5[e / 4] |= 1ull << (4 * r + e % 4);
+        for (int j = 0; j < 8; j++) qh5[j] |= (uint64_t)(qh >> 4 * j & 0xF) << 4 * r;
     }
     memcpy(out + 32, qh5, sizeof qh5);
 }
