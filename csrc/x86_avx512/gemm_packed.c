@@ -23,6 +23,7 @@
 /* Blocks summed before their sum joins the row's total: the unpacked gemm's chunks of 512
  * elements (gemm.c), so that a packed model computes the bits the unpacked one did. */
 #define CHUNK 16
+#define PF_AHEAD 4 /* blocks prefetched ahead */
 
 TS_ALWAYS_INLINE int head_bytes(int type) { return type == TS_TYPE_Q4_1 ? 64 : type == TS_TYPE_Q5_0 ? 96 : 32; }
 
@@ -66,6 +67,9 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
     for (int t = 0; t < NT; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wg + (size_t)b * TS_PACK_ROWS * bs;
+        /* With many tokens the weights arrive slower than the hardware prefetcher runs ahead of
+         * them (a page's end stops it): ask for blocks a few ahead (past the end: harmless). */
+        for (int l = 0; l < TS_PACK_ROWS * bs; l += 64) _mm_prefetch((const char *)blk + PF_AHEAD * TS_PACK_ROWS * bs + l, _MM_HINT_T0);
         __m512i q[8];
         load_quants(type, blk, q);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
@@ -73,18 +77,17 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
                                                : _mm512_setzero_ps();
         for (int t = 0; t < NT; t++) {
             const ts_block_q8x32 *xb = (const ts_block_q8x32 *)xt[t] + b;
-            /* Two chains of vpdpbusd halve the latency one token's block waits on; integer sums
-             * are exact, so their order does not show. */
-            __m512i id0 = o ? _mm512_set1_epi32(off[t] ? off[t][b] : block_off(xt[t], b, o)) : ts_avx512_fresh_zero();
+            /* A lone token runs two chains of vpdpbusd, halving the latency its block waits on;
+             * several tokens' chains already overlap. Integer sums are exact: order does not show. */
+            __m512i id = o ? _mm512_set1_epi32(off[t] ? off[t][b] : block_off(xt[t], b, o)) : ts_avx512_fresh_zero();
             __m512i id1 = ts_avx512_fresh_zero();
-            for (int j = 0; j < 8; j += 2) {
-                int32_t a0, a1;
-                memcpy(&a0, xb->qs + 4 * j, 4);
-                memcpy(&a1, xb->qs + 4 * j + 4, 4);
-                id0 = _mm512_dpbusd_epi32(id0, q[j], _mm512_set1_epi32(a0));
-                id1 = _mm512_dpbusd_epi32(id1, q[j + 1], _mm512_set1_epi32(a1));
+            for (int j = 0; j < 8; j++) {
+                int32_t a;
+                memcpy(&a, xb->qs + 4 * j, 4);
+                if (NT == 1 && j % 2) id1 = _mm512_dpbusd_epi32(id1, q[j], _mm512_set1_epi32(a));
+                else id = _mm512_dpbusd_epi32(id, q[j], _mm512_set1_epi32(a));
             }
-            const __m512i id = _mm512_add_epi32(id0, id1);
+            if (NT == 1) id = _mm512_add_epi32(id, id1);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[t]);
             if (type == TS_TYPE_Q4_1) acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xb->s), acc[t]);
         }
