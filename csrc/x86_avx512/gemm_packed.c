@@ -16,16 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quants.h"
-#include "ts/repack.h"
+#include "packed.h"
 
 #define TILE 8 /* tokens per pass over a row group's weights: 8 accumulators beside 8 quant registers */
 /* Blocks summed before their sum joins the row's total: the unpacked gemm's chunks of 512
  * elements (gemm.c), so that a packed model computes the bits the unpacked one did. */
 #define CHUNK 16
 #define PF_AHEAD 4 /* blocks prefetched ahead */
-
-TS_ALWAYS_INLINE int head_bytes(int type) { return type == TS_TYPE_Q4_1 ? 64 : type == TS_TYPE_Q5_0 ? 96 : 32; }
+#ifndef PANEL_FROM
+#define PANEL_FROM 9 /* tokens from which gemm.c's panels over the packed rows take the call */
+#endif
 
 TS_ALWAYS_INLINE int offset_of(int type) {
     return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 ? 128 : 0;
@@ -36,26 +36,6 @@ TS_ALWAYS_INLINE int offset_of(int type) {
 TS_ALWAYS_INLINE int32_t block_off(const uint8_t *x, int64_t b, int o) {
     const ts_block_q8x32 *xb = (const ts_block_q8x32 *)x + b;
     return xb->d == 0.0f ? 0 : -o * (int32_t)lrintf(xb->s / xb->d);
-}
-
-/* q[j] lane r: unsigned quants 4j .. 4j + 3 of row r in the packed block at blk. */
-TS_ALWAYS_INLINE void load_quants(int type, const uint8_t *blk, __m512i q[8]) {
-    const uint8_t *qs = blk + head_bytes(type);
-    if (type == TS_TYPE_Q8_0) {
-        for (int j = 0; j < 8; j++) q[j] = _mm512_xor_si512(_mm512_loadu_si512(qs + 64 * j), _mm512_set1_epi8((char)0x80));
-        return;
-    }
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int j = 0; j < 4; j++) {
-        const __m512i v = _mm512_loadu_si512(qs + 64 * j);
-        q[j] = _mm512_and_si512(v, m4);
-        q[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-    }
-    if (type == TS_TYPE_Q5_0) {
-        uint64_t qh5[8];
-        memcpy(qh5, blk + 32, sizeof qh5);
-        for (int j = 0; j < 8; j++) q[j] = _mm512_mask_add_epi8(q[j], _cvtu64_mask64(qh5[j]), q[j], _mm512_set1_epi8(16));
-    }
 }
 
 /* Rows of one group (16, packed at wg) x NT tokens (xt[t], blocks' -offset * sum(xq) in off[t]
@@ -71,10 +51,8 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
          * them (a page's end stops it): ask for blocks a few ahead (past the end: harmless). */
         for (int l = 0; l < TS_PACK_ROWS * bs; l += 64) _mm_prefetch((const char *)blk + PF_AHEAD * TS_PACK_ROWS * bs + l, _MM_HINT_T0);
         __m512i q[8];
-        load_quants(type, blk, q);
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-        const __m512 mw = type == TS_TYPE_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)))
-                                               : _mm512_setzero_ps();
+        ts_packed_quants(type, blk, q);
+        const __m512 dw = ts_packed_d(blk), mw = ts_packed_m(type, blk);
         for (int t = 0; t < NT; t++) {
             const ts_block_q8x32 *xb = (const ts_block_q8x32 *)xt[t] + b;
             /* A lone token runs two chains of vpdpbusd, halving the latency its block waits on;
@@ -104,6 +82,10 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
  * with rows w_stride bytes apart as the original was. */
 TS_ALWAYS_INLINE void gemm_packed(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                                   size_t x_stride, float *y, size_t y_stride) {
+    if (nc >= PANEL_FROM) {
+        ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
+        return;
+    }
     const int o = offset_of(type);
     const int64_t nb = n / TS_QK;
     /* Each token's block offsets once per call rather than once per row group; without memory
