@@ -23,9 +23,11 @@
  * elements (gemm.c), so that a packed model computes the bits the unpacked one did. */
 #define CHUNK 16
 #define PF_AHEAD 4 /* blocks prefetched ahead */
-#ifndef PANEL_FROM
-#define PANEL_FROM 9 /* tokens from which gemm.c's panels over the packed rows take the call */
-#endif
+/* Tokens from which gemm.c's panels over the packed rows take the call: their 32-row x 4-token
+ * tiles load a weight register once for four tokens where group_tile broadcasts per token, which
+ * outweighs filling the panel from 13 tokens on (1 thread, 16 tokens: 0.76-0.98x the unpacked
+ * gemm's time against 0.96-1.03x in passes of 8; 9 tokens: 0.84-0.99x against 0.94-1.17x). */
+#define PANEL_FROM 13
 
 TS_ALWAYS_INLINE int offset_of(int type) {
     return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 ? 128 : 0;
