@@ -125,7 +125,7 @@ void ts_model_free(ts_model *m) {
 }
 
 int ts_model_slot_packable(int layer, int slot) {
-    if (layer < 0) return slot == TS_W_OUTPUT;
+    if (layer < 0) return slot == TS_W_OUTPUT || slot == TS_W_TOKEN_EMBD;
     return slot == TS_W_Q || slot == TS_W_K || slot == TS_W_V || slot == TS_W_O || slot == TS_W_GATE ||
            slot == TS_W_UP || slot == TS_W_DOWN;
 }
@@ -588,7 +588,9 @@ static void step_task(void *arg, int ith, int nth) {
             memcpy(x, j->embd + (size_t)t * E, (size_t)E * sizeof(float));
             continue;
         }
-        k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
+        if (emb->packed)
+            ts_repack_dequantize_row(k->dequantize[emb->type], emb->type, emb->data, j->tokens[t], E, emb->row_bytes, x);
+        else k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
     }

@@ -63,6 +63,8 @@ cdef extern from "ts/repack.h" nogil:
     int TS_PACK_ROWS
     int ts_repack_supported(int type)
     int ts_repack_rows(int type, const void *src, void *dst, int64_t rows, int64_t cols, int64_t row_bytes)
+    int ts_repack_dequantize_row(ts_dequantize_row_fn dequantize, int type, const void *data, int64_t row, int64_t cols,
+                                 int64_t row_bytes, float *out)
 
 cdef extern from "ts/threadpool.h" nogil:
     int ts_cpu_count()

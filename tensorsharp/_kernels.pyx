@@ -68,6 +68,18 @@ def repack(const uint8_t[:, ::1] src, int type_id, int64_t cols, uint8_t[:, ::1]
         raise ValueError("repack: unsupported type or sizes")
 
 
+def dequantize_packed_row(const uint8_t[:, ::1] packed, int type_id, int64_t cols, int64_t row, float[::1] out,
+                          str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef int rc
+    if row < 0 or row >= packed.shape[0] or out.shape[0] != cols:
+        raise ValueError("dequantize_packed_row: row or output size out of range")
+    with nogil:
+        rc = ts_repack_dequantize_row(k.dequantize[type_id], type_id, &packed[0, 0], row, cols, packed.shape[1], &out[0])
+    if rc != 0:
+        raise ValueError("dequantize_packed_row: unsupported type or sizes")
+
+
 def dequantize(const uint8_t[::1] raw, int type_id, int64_t n, float[::1] out, str isa=None):
     cdef const ts_kernels *k = _table(isa)
     if k.dequantize[type_id] == NULL:

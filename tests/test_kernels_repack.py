@@ -90,3 +90,15 @@ def test_packed_matmul_refuses_what_it_cannot_run(rng):
     x = rng.standard_normal((1, 64), dtype=np.float32)
     with pytest.raises(ValueError):
         kernels.matmul(w, "Q4_0", x, isa="scalar", packed=True)  # scalar has no packed gemm
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_packed_row_dequantizes_as_gguf(isa, type_name, rng):
+    # A packed tied embedding looks its tokens up here: the values must be the file row's.
+    w = random_weights(type_name, 48, 96, rng)
+    packed = kernels.repack(w, type_name, 96)
+    want = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(48, 96)
+    for row in (0, 5, 15, 16, 31, 47):
+        assert np.array_equal(kernels.dequantize_packed_row(packed, type_name, 96, row, isa=isa), want[row]), row
+    with pytest.raises(ValueError):
+        kernels.dequantize_packed_row(packed, type_name, 96, 48, isa=isa)

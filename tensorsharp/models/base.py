@@ -27,7 +27,8 @@ LAYER_SLOTS = {
 SLOT_OF = {suffix: slot for slot, suffix in LAYER_SLOTS.items()}
 ROPE_FREQS_SLOT = 16
 GLOBAL_SLOTS = {0: "token_embd.weight", 1: "output_norm.weight", 2: "output.weight"}
-OUTPUT_SLOT = 2
+EMBD_SLOT = 0
+REPACK_SLICE_BYTES = 4 << 20  # file bytes a load repacks before dropping their pages
 FFN_SILU, FFN_GELU, FFN_SWIGLU_CLAMP = 0, 1, 2
 # Model-wide RoPE frequency factors as llama.cpp's converter writes them: Llama 3's, and
 # LongRoPE's pair of which one is picked by the context length.
@@ -196,11 +197,6 @@ class Transformer:
         for slot, name in GLOBAL_SLOTS.items():
             if name in gguf.tensors:
                 self._set(-1, slot, name)
-        if "output.weight" not in gguf.tensors:
-            # Tied: the logits read a packed copy while the embedding looks rows up in the file.
-            t, data, cols = self._rows("token_embd.weight")
-            if self._packs(-1, OUTPUT_SLOT, t, data):
-                self._put(-1, OUTPUT_SLOT, "token_embd.weight", t, data, cols)
         self._used |= {n for n in (ROPE_FREQS, ROPE_LONG, ROPE_SHORT) if n in gguf.tensors}
         # Until the application names its context: that of the original training (LongRoPE's short factors).
         self.use_context(hp.n_ctx_orig)
@@ -274,6 +270,11 @@ class Transformer:
         return t, np.asarray(t.data).reshape(rows, -1), cols
 
     def _packs(self, layer: int, slot: int, t, data) -> bool:
+        # The embedding only where the output is tied to it: then the one packed copy serves the
+        # logits' gemm and the lookups (C ties them); else it would make the whole vocabulary
+        # resident for the rows a prompt touches.
+        if layer < 0 and slot == EMBD_SLOT and "output.weight" in self.gguf.tensors:
+            return False
         return (self._repack and _kernels.slot_packable(layer, slot)
                 and kernels.packs(t.type_name, data.shape[0]))
 
@@ -281,13 +282,25 @@ class Transformer:
         """data (rows of t from first_row) into a slot: where the kernels have a packed gemm for
         it, as a repacked copy that takes the place of the file's pages in memory."""
         packed = self._packs(layer, slot, t, data)
+        weights = self._repacked(t, data, cols, first_row) if packed else data
         try:
-            self.native.set_tensor(layer, slot, kernels.repack(data, t.type_name, cols) if packed else data,
-                                   t.type.id, cols, packed)
+            self.native.set_tensor(layer, slot, weights, t.type.id, cols, packed)
         except ValueError as e:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}): {e}") from None
-        if packed:
-            t.release(first_row * data.shape[1], data.nbytes)
+
+    @staticmethod
+    def _repacked(t, data, cols: int, first_row: int) -> np.ndarray:
+        """data's packed copy, made a slice at a time with each slice's file pages dropped once
+        copied, so that no matrix is ever held twice (a tied Gemma 3 embedding is 178 MB)."""
+        out = np.empty_like(data)
+        group = _kernels.pack_rows()
+        step = max(1, REPACK_SLICE_BYTES // (data.shape[1] * group)) * group
+        for r0 in range(0, data.shape[0], step):
+            r1 = min(r0 + step, data.shape[0])
+            kernels.repack(data[r0:r1], t.type_name, cols, out=out[r0:r1])
+            # From the part's first row: pages straddling a slice boundary go with the next slice.
+            t.release(first_row * data.shape[1], r1 * data.shape[1])
+        return out
 
     def _set(self, layer: int, slot: int, name: str) -> None:
         t, data, cols = self._rows(name)

@@ -90,8 +90,9 @@ void ts_model_free(ts_model *m);
  * slot (checked against the hyper-parameters), or is packed where the slot, the kernel table or
  * the row count cannot take that. */
 int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t);
-/* 1 for the slots that may take a packed tensor: the matrices only the matmul reads (not the
- * token embedding, whose rows are looked up one by one, nor the stacked experts). */
+/* 1 for the slots that may take a packed tensor: the matrices the matmul reads, and the token
+ * embedding (its rows looked up through ts_repack_dequantize_row), which is worth packing only
+ * where the output is tied to it; not the stacked experts. */
 int ts_model_slot_packable(int layer, int slot);
 int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp);
 /* Checks that every required weight is present; 0 or -1 (msg names the first missing one). */

@@ -3,6 +3,7 @@
 #ifndef TS_REPACK_H
 #define TS_REPACK_H
 
+#include "ts/kernels.h"
 #include "ts/types.h"
 
 #ifdef __cplusplus
@@ -28,6 +29,13 @@ int ts_repack_supported(int type);
  * `type`, row_bytes apart) in the packed layout. Returns 0, or -1 on an unsupported type or bad
  * sizes. */
 int ts_repack_rows(int type, const void *src, void *dst, int64_t rows, int64_t cols, int64_t row_bytes);
+
+/* out (cols,) = row `row` of a packed matrix (rows row_bytes apart as in the file) as floats: each
+ * block is put back in the file's layout and passed to `dequantize`, so the values are the ones
+ * the unpacked row gives. What a packed tied embedding looks its tokens up with. Returns 0, or -1
+ * on an unsupported type or bad sizes (the caller checks row against the matrix's rows). */
+int ts_repack_dequantize_row(ts_dequantize_row_fn dequantize, int type, const void *data, int64_t row, int64_t cols,
+                             int64_t row_bytes, float *out);
 
 #ifdef __cplusplus
 }
