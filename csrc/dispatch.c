@@ -48,6 +48,7 @@ static void fill_tables(void) {
     g_tables[LVL_AVX512VNNI] = g_tables[LVL_AVX512];
     ts_register_avx512vnni(&g_tables[LVL_AVX512VNNI]);
     ts_register_avx512vnni_gemm(&g_tables[LVL_AVX512VNNI]);
+    ts_register_avx512vnni_packed(&g_tables[LVL_AVX512VNNI]);
 #endif
     for (int i = 0; i < LVL_COUNT; i++) g_tables[i].isa = LEVEL_NAMES[i];
 }

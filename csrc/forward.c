@@ -6,6 +6,7 @@
 
 #include "ts/fp16.h"
 #include "ts/model.h"
+#include "ts/repack.h"
 #include "ts/threadpool.h"
 
 typedef struct {
@@ -123,6 +124,12 @@ void ts_model_free(ts_model *m) {
     free(m);
 }
 
+int ts_model_slot_packable(int layer, int slot) {
+    if (layer < 0) return slot == TS_W_OUTPUT || slot == TS_W_TOKEN_EMBD;
+    return slot == TS_W_Q || slot == TS_W_K || slot == TS_W_V || slot == TS_W_O || slot == TS_W_GATE ||
+           slot == TS_W_UP || slot == TS_W_DOWN;
+}
+
 int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t) {
     if (layer < -1 || layer >= m->hp.n_layer) return -1;
     if (layer < 0 ? (slot < 0 || slot >= TS_W_GLOBAL_COUNT) : (slot < 0 || slot >= TS_W_LAYER_COUNT)) return -1;
@@ -132,6 +139,9 @@ int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t) {
     if (is_vector_slot(layer, slot) ? t->type != TS_TYPE_F32 : m->k->vec_dot[t->type] == NULL) return -1;
     const size_t need = ts_row_size(t->type, cols);
     if (need == 0 || t->row_bytes < (int64_t)need) return -1;
+    if (t->packed && !(ts_model_slot_packable(layer, slot) && m->k->gemm_packed[t->type] && t->rows % TS_PACK_ROWS == 0 &&
+                       t->row_bytes == (int64_t)need))
+        return -1;
     if (layer < 0) m->g[slot] = *t;
     else m->layers[layer].w[slot] = *t;
     return 0;
@@ -281,8 +291,9 @@ static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stri
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
     const ts_kernels *k = c->m->k;
-    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], k->gemm[w->type], k->gemm_one[w->type], w->data,
-                   w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, ith, nth);
+    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], w->packed ? k->gemm_packed[w->type] : k->gemm[w->type],
+                   w->packed || k->gemm_one[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
+                   w->rows, ith, nth);
 }
 
 /* This thread's share of one expert's matmul: rows [e*rows, (e+1)*rows) of the stacked w
@@ -577,7 +588,9 @@ static void step_task(void *arg, int ith, int nth) {
             memcpy(x, j->embd + (size_t)t * E, (size_t)E * sizeof(float));
             continue;
         }
-        k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
+        if (emb->packed)
+            ts_repack_dequantize_row(k->dequantize[emb->type], emb->type, emb->data, j->tokens[t], E, emb->row_bytes, x);
+        else k->dequantize[emb->type]((const char *)emb->data + (size_t)j->tokens[t] * emb->row_bytes, x, E);
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
     }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ts/kernels.h"
+#include "ts/repack.h"
 #include "ts/threadpool.h"
 
 typedef struct {
@@ -24,6 +25,7 @@ typedef struct {
 /* Rows are handed out to threads in groups; without a gemm, a group's weights stay in cache
  * while every activation row passes over them. */
 #define TS_ROW_GROUP 16
+_Static_assert(TS_ROW_GROUP % TS_PACK_ROWS == 0, "a thread's rows must be whole packed groups");
 
 void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
                     int64_t rows,
@@ -69,18 +71,20 @@ static void matmul_task(void *arg, int ith, int nth) {
 }
 
 int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
-              int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads) {
+              int64_t row_bytes, int packed, const float *x, int64_t n, float *y, int n_threads) {
     const ts_kernels *k = kern ? kern : ts_kernels_get();
     const ts_type_traits *tr = ts_type_traits_get(type);
     if (!tr || !k->vec_dot[type] || rows <= 0 || cols <= 0 || n <= 0) return -1;
+    if (packed && (!k->gemm_packed[type] || rows % TS_PACK_ROWS || row_bytes != (int64_t)ts_row_size(type, cols)))
+        return -1;
     const size_t need = ts_row_size(type, cols);
     if (need == 0 || row_bytes < (int64_t)need) return -1;
 
     matmul_job j = {0};
     j.dot = k->vec_dot[type];
     j.dot_rows = k->vec_dot_rows[type];
-    j.gemm = k->gemm[type];
-    j.gemm_one = k->gemm_one[type];
+    j.gemm = packed ? k->gemm_packed[type] : k->gemm[type];
+    j.gemm_one = packed || k->gemm_one[type];
     j.w = (const char *)w;
     j.rows = rows;
     j.cols = cols;

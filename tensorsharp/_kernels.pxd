@@ -20,6 +20,7 @@ cdef extern from "ts/kernels.h" nogil:
         void *vec_dot[40]
         void *gemm[40]
         unsigned char gemm_one[40]
+        void *gemm_packed[40]
         ts_quantize_row_fn quantize_q8x32
         ts_quantize_row_fn quantize_q8k
         void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps) noexcept nogil
@@ -49,7 +50,7 @@ cdef extern from "ts/kernels.h" nogil:
     const ts_kernels *ts_kernels_for(const char *isa)
     const char *ts_isa_available()
     int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
-                  int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads)
+                  int64_t row_bytes, int packed, const float *x, int64_t n, float *y, int n_threads)
     int ts_attention(const ts_kernels *kern, const float *q, const uint16_t *k, const uint16_t *v,
                      const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                      int n_ctx, int window, float scale, float softcap, const float *sinks, float *out,
@@ -57,6 +58,13 @@ cdef extern from "ts/kernels.h" nogil:
     uint64_t ts_read_probe(const void *buf, size_t n_bytes, int n_threads)
     int ts_matvec_stream(const ts_kernels *kern, int type, const void *const *ws, int n_w, int64_t rows,
                          int64_t cols, int64_t row_bytes, const float *x, float *y, int n_threads)
+
+cdef extern from "ts/repack.h" nogil:
+    int TS_PACK_ROWS
+    int ts_repack_supported(int type)
+    int ts_repack_rows(int type, const void *src, void *dst, int64_t rows, int64_t cols, int64_t row_bytes)
+    int ts_repack_dequantize_row(ts_dequantize_row_fn dequantize, int type, const void *data, int64_t row, int64_t cols,
+                                 int64_t row_bytes, float *out)
 
 cdef extern from "ts/threadpool.h" nogil:
     int ts_cpu_count()
@@ -66,6 +74,7 @@ cdef extern from "ts/model.h" nogil:
         const void *data
         int type
         int64_t rows, cols, row_bytes
+        int packed
     ctypedef struct ts_hparams:
         int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_rot, rope_neox
         float norm_eps
@@ -88,6 +97,7 @@ cdef extern from "ts/model.h" nogil:
     ts_model *ts_model_create(const ts_hparams *hp)
     void ts_model_free(ts_model *m)
     int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t)
+    int ts_model_slot_packable(int layer, int slot)
     int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp)
     int ts_model_finalize(ts_model *m, char *msg, int msg_len)
     ts_context *ts_context_create(const ts_model *m, int n_batch)

@@ -46,6 +46,40 @@ def row_exact(int type_id, str isa=None):
     return k.gemm[type_id] == NULL or k.gemm_one[type_id] != 0
 
 
+def packs(int type_id, str isa=None):
+    """Whether weights of this type are repacked for this table's gemm_packed."""
+    cdef const ts_kernels *k = _table(isa)
+    return ts_repack_supported(type_id) != 0 and k.gemm_packed[type_id] != NULL
+
+
+def pack_rows():
+    return TS_PACK_ROWS
+
+
+def slot_packable(int layer, int slot):
+    return ts_model_slot_packable(layer, slot) != 0
+
+
+def repack(const uint8_t[:, ::1] src, int type_id, int64_t cols, uint8_t[:, ::1] dst):
+    cdef int rc
+    with nogil:
+        rc = ts_repack_rows(type_id, &src[0, 0], &dst[0, 0], src.shape[0], cols, src.shape[1])
+    if rc != 0:
+        raise ValueError("repack: unsupported type or sizes")
+
+
+def dequantize_packed_row(const uint8_t[:, ::1] packed, int type_id, int64_t cols, int64_t row, float[::1] out,
+                          str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    cdef int rc
+    if row < 0 or row >= packed.shape[0] or out.shape[0] != cols:
+        raise ValueError("dequantize_packed_row: row or output size out of range")
+    with nogil:
+        rc = ts_repack_dequantize_row(k.dequantize[type_id], type_id, &packed[0, 0], row, cols, packed.shape[1], &out[0])
+    if rc != 0:
+        raise ValueError("dequantize_packed_row: unsupported type or sizes")
+
+
 def dequantize(const uint8_t[::1] raw, int type_id, int64_t n, float[::1] out, str isa=None):
     cdef const ts_kernels *k = _table(isa)
     if k.dequantize[type_id] == NULL:
@@ -64,11 +98,11 @@ def quantize_act(const float[::1] x, int act, uint8_t[::1] out, str isa=None):
 
 
 def matmul(const uint8_t[:, ::1] w, int type_id, int64_t cols, const float[:, ::1] x,
-           float[:, ::1] y, int n_threads=0, str isa=None):
+           float[:, ::1] y, int n_threads=0, str isa=None, bint packed=False):
     cdef const ts_kernels *k = _table(isa)
     cdef int rc
     with nogil:
-        rc = ts_matmul(k, type_id, &w[0, 0], w.shape[0], cols, w.shape[1], &x[0, 0], x.shape[0],
+        rc = ts_matmul(k, type_id, &w[0, 0], w.shape[0], cols, w.shape[1], packed, &x[0, 0], x.shape[0],
                        &y[0, 0], n_threads)
     if rc != 0:
         raise ValueError("matmul: unsupported type or inconsistent sizes")
@@ -309,7 +343,7 @@ def logprobs(const float[::1] logits, int32_t token, int32_t[::1] top_id, double
     return lp, m
 
 
-cdef ts_tensor _tensor(const uint8_t[:, ::1] data, int type_id, int64_t cols):
+cdef ts_tensor _tensor(const uint8_t[:, ::1] data, int type_id, int64_t cols, bint packed=False):
     """A weight's rows as the C kernels see them; the caller keeps data alive."""
     cdef ts_tensor t
     t.data = &data[0, 0]
@@ -317,6 +351,7 @@ cdef ts_tensor _tensor(const uint8_t[:, ::1] data, int type_id, int64_t cols):
     t.rows = data.shape[0]
     t.cols = cols
     t.row_bytes = data.shape[1]
+    t.packed = packed
     return t
 
 
@@ -348,8 +383,9 @@ cdef class NativeModel:
         if self.m != NULL:
             ts_model_free(self.m)
 
-    def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols):
-        cdef ts_tensor t = _tensor(data, type_id, cols)
+    def set_tensor(self, int layer, int slot, const uint8_t[:, ::1] data, int type_id, int64_t cols,
+                   bint packed=False):
+        cdef ts_tensor t = _tensor(data, type_id, cols, packed)
         if ts_model_set_tensor(self.m, layer, slot, &t) != 0:
             raise ValueError(f"weight (layer {layer}, slot {slot}) of shape ({data.shape[0]}, {cols}) "
                              f"and type {type_id} does not fit the model")

@@ -101,6 +101,12 @@ def load_options() -> LoadOptions:
                        draft_max=max(1, _int_env("TENSORSHARP_DRAFT_MAX", DEFAULT_DRAFT_MAX)))
 
 
+def repack_weights() -> bool:
+    """Whether models repack their matrices at load for the packed gemm (TENSORSHARP_REPACK=0: they
+    run from the file's pages as they are, which benchmarks compare against)."""
+    return _bool_env("TENSORSHARP_REPACK", True)
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 

@@ -64,9 +64,40 @@ def quantize_activations(x: np.ndarray, act: int, isa: str | None = None) -> np.
     return out
 
 
+def packs(type_name: str, rows: int, isa: str | None = None) -> bool:
+    """Whether a (rows, ...) weight of this type is worth repacking for the table in use: its
+    gemm_packed exists and the rows fill whole groups."""
+    t = tensor_type(type_name)
+    return _kernels.type_traits(t.id) is not None and _kernels.packs(t.id, isa) and rows % _kernels.pack_rows() == 0
+
+
+def repack(w_raw: np.ndarray, type_name: str, cols: int, out: np.ndarray | None = None) -> np.ndarray:
+    """A copy of W (rows, row_bytes) uint8 in the packed layout of csrc/include/ts/repack.h:
+    rows in groups of 16, each block's 16 copies side by side. Same shape and size; written into
+    out (C-contiguous, W's shape) when given."""
+    w_raw = np.ascontiguousarray(w_raw, dtype=np.uint8)
+    if out is None:
+        out = np.empty_like(w_raw)
+    elif out.shape != w_raw.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"repack: out must be C-contiguous uint8 {w_raw.shape}")
+    _kernels.repack(w_raw, _type_id(type_name), cols, out)
+    return out
+
+
+def dequantize_packed_row(packed: np.ndarray, type_name: str, cols: int, row: int,
+                          isa: str | None = None) -> np.ndarray:
+    """Row `row` of a repack()ed matrix (rows, row_bytes) uint8 as float32 (cols,): the values the
+    unpacked row dequantizes to."""
+    out = np.empty(cols, dtype=np.float32)
+    _kernels.dequantize_packed_row(np.ascontiguousarray(packed, dtype=np.uint8), _type_id(type_name), cols, row,
+                                   out, isa)
+    return out
+
+
 def matmul(w_raw: np.ndarray, type_name: str, x: np.ndarray, n_threads: int = 0,
-           isa: str | None = None) -> np.ndarray:
-    """y (n, rows) = x (n, cols) @ W.T with W (rows, row_bytes) uint8 kept in its GGUF blocks."""
+           isa: str | None = None, packed: bool = False) -> np.ndarray:
+    """y (n, rows) = x (n, cols) @ W.T with W (rows, row_bytes) uint8 kept in its GGUF blocks
+    (packed: in repack()'s layout)."""
     tid = _type_id(type_name)
     w_raw = np.ascontiguousarray(w_raw, dtype=np.uint8)
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -80,7 +111,7 @@ def matmul(w_raw: np.ndarray, type_name: str, x: np.ndarray, n_threads: int = 0,
         raise ValueError(f"{type_name} rows of {cols} elements are {need} bytes, w_raw rows are {w_raw.shape[1]}")
     y = np.empty((x.shape[0], w_raw.shape[0]), dtype=np.float32)
     if y.size:
-        _kernels.matmul(w_raw, tid, cols, x, y, n_threads, isa)
+        _kernels.matmul(w_raw, tid, cols, x, y, n_threads, isa, packed)
     return y
 
 

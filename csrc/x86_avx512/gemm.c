@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "packed.h"
 #include "quants.h"
 #include "ts/kernels.h"
 #include "ts/prefetch.h"
@@ -320,6 +321,23 @@ TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride,
             for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512((const void *)&mw[16 * h + i][16 * g]);
             transpose16(v);
             for (int j = 0; j < 16; j++) _mm512_store_si512((void *)&P->mw[16 * g + j][16 * h], v[j]);
+        }
+    }
+}
+
+/* panel_fill from weights in ts/repack.h's layout (rows 16 or 32): their registers already hold
+ * each row's quants in its lanes, so the panel is a copy with the nibbles split, no transpose. */
+TS_INLINE void panel_fill_packed(int type, int rows, const uint8_t *w, size_t w_stride, int64_t e0, int ke, panel *P) {
+    const int bs = ts_q8x32_block_bytes(type), nblk = ke / TS_QK;
+    for (int h = 0; h < rows / 16; h++) {
+        const uint8_t *g = w + (size_t)16 * h * w_stride + (size_t)(e0 / TS_QK) * TS_PACK_ROWS * bs;
+        for (int b = 0; b < nblk; b++) {
+            const uint8_t *blk = g + (size_t)b * TS_PACK_ROWS * bs;
+            __m512i q[8];
+            ts_packed_quants(type, blk, q);
+            for (int j = 0; j < 8; j++) _mm512_store_si512(&P->q[2 * (8 * b + j) + h], q[j]);
+            _mm512_store_ps(&P->dw[b][16 * h], ts_packed_d(blk));
+            if (has_min(type)) _mm512_store_ps(&P->mw[b][16 * h], ts_packed_m(type, blk));
         }
     }
 }
@@ -772,20 +790,20 @@ TS_INLINE int gemm_few_kquant(int type, int64_t n, int nr, int nc, const void *w
 /* y[c * y_stride + r] = dot(w row r, x row c) for r < nr, c < nc. The activations' block sums are
  * taken once per call for all tokens (or, without memory for them, per tile). Each (row, token)
  * takes the same operations whatever the other rows and tokens of the call, so a token's result
- * does not depend on the batch it came in. */
-TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
-                           size_t x_stride, float *y, size_t y_stride) {
+ * does not depend on the batch it came in. packed: w in ts/repack.h's layout, panels only. */
+TS_INLINE void gemm_panels(int type, int packed, int64_t n, int nr, int nc, const void *w, size_t w_stride,
+                           const void *x, size_t x_stride, float *y, size_t y_stride) {
     _Alignas(64) panel P;
     _Alignas(64) uint8_t rows_u[PANEL][KC];
     _Alignas(64) int32_t off_tile[TT][MAX_BLK];
     _Alignas(64) float sx_tile[TT][MAX_BLK];
-    if (nc <= FEW_MAX && !act_is_q8k(type) && gemm_few_legacy(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride))
+    if (!packed && nc <= FEW_MAX && !act_is_q8k(type) && gemm_few_legacy(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride))
         return;
-    if (nc <= FEW_MAX && (is_k45(type) || type == TS_TYPE_Q6_K) &&
+    if (!packed && nc <= FEW_MAX && (is_k45(type) || type == TS_TYPE_Q6_K) &&
         gemm_few_kquant(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride))
         return;
     const int kb = block_elems(type);
-    const int few = nc < PANEL_MIN;
+    const int few = !packed && nc < PANEL_MIN;
     const uint8_t (*rq)[KC] = few ? (const uint8_t (*)[KC])rows_u : NULL;
     const int need_sums = quant_offset(type) || (act_is_q8k(type) && has_min(type));
     /* Per token: its block sums, padded to whole runs of 16. */
@@ -801,7 +819,8 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
         const uint8_t *wp = (const uint8_t *)w + (size_t)r0 * w_stride;
         for (int64_t e0 = 0; e0 < n; e0 += KC) {
             const int ke = n - e0 < KC ? (int)(n - e0) : KC;
-            panel_fill(type, rows, wp, w_stride, e0, ke, &P, rows_u, !few);
+            if (packed) panel_fill_packed(type, rows, wp, w_stride, e0, ke, &P);
+            else panel_fill(type, rows, wp, w_stride, e0, ke, &P, rows_u, !few);
             for (int t0 = 0; t0 < nc;) {
                 const int left = nc - t0;
                 /* Few tokens go in tiles of 4, 2, 1; else a last partial tile repeats its last
@@ -847,7 +866,7 @@ TS_INLINE void gemm_panels(int type, int64_t n, int nr, int nc, const void *w, s
 #define TS_GEMM(name, type)                                                                              \
     static void name(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,           \
                      size_t x_stride, float *y, size_t y_stride) {                                       \
-        gemm_panels(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);                             \
+        gemm_panels(type, 0, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);                          \
     }
 
 TS_GEMM(gemm_q4_0, TS_TYPE_Q4_0)
@@ -864,6 +883,17 @@ TS_GEMM(gemm_mxfp4, TS_TYPE_MXFP4)
 /* Q8_0's and IQ4_NL's unsigned quants reach 255: beyond maddubs' int16 range, so VNNI only. */
 TS_GEMM(gemm_q8_0, TS_TYPE_Q8_0)
 TS_GEMM(gemm_iq4_nl, TS_TYPE_IQ4_NL)
+#endif
+
+#ifdef TS_VNNI
+void ts_avx512vnni_gemm_panels_packed(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride,
+                                      const void *x, size_t x_stride, float *y, size_t y_stride) {
+    switch (type) {
+#define TS_PACKED_CASE(t) case t: gemm_panels(t, 1, n, nr, nc, w, w_stride, x, x_stride, y, y_stride); break;
+        TS_PACKED_CASE(TS_TYPE_Q4_0) TS_PACKED_CASE(TS_TYPE_Q4_1) TS_PACKED_CASE(TS_TYPE_Q5_0) TS_PACKED_CASE(TS_TYPE_Q8_0)
+#undef TS_PACKED_CASE
+    }
+}
 #endif
 
 /* The types with a register path for few tokens (gemm_few_legacy, gemm_few_kquant) take one

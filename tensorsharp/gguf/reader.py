@@ -43,6 +43,14 @@ class _Mapping:
             raise ValueError(f"{self.path}: GGUF file is closed")
         return np.frombuffer(self.mm, dtype=np.uint8, count=n_bytes, offset=offset)
 
+    def release(self, offset: int, n_bytes: int) -> None:
+        """Drops the whole pages inside [offset, offset + n_bytes) from this process's memory; a
+        later read faults them in from the file again."""
+        page = mmap.PAGESIZE
+        start, end = -(-offset // page) * page, (offset + n_bytes) // page * page
+        if self.mm is not None and end > start and hasattr(mmap, "MADV_DONTNEED"):
+            self.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
     def close(self) -> None:
         mm, self.mm = self.mm, None
         if mm is not None:
@@ -79,6 +87,11 @@ class TensorInfo:
     def data(self) -> np.ndarray:
         """The tensor's bytes: a read-only uint8 (n_bytes,) view over the mmap, no copy."""
         return self._map.view(self.offset, self.n_bytes)
+
+    def release(self, first: int = 0, n_bytes: int | None = None) -> None:
+        """Drops the pages of bytes [first, first + n_bytes) of the tensor from memory once a copy
+        serves instead (data still reads them, from the file)."""
+        self._map.release(self.offset + first, self.n_bytes - first if n_bytes is None else n_bytes)
 
 
 class _Cursor:

@@ -62,6 +62,10 @@ typedef struct {
      * as in any batch, which speculative decoding needs: a position verified among drafted rows
      * must score as it would decoded alone. */
     unsigned char gemm_one[TS_TYPE_COUNT];
+    /* optional: the gemm over weights in ts_repack_rows' layout, for any number of activation rows
+     * (one included, so a row gets the same bits alone as in any batch); nr a multiple of 16. A
+     * model repacks a weight at load only where its table has this slot. */
+    ts_gemm_fn gemm_packed[TS_TYPE_COUNT];
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
 
@@ -122,6 +126,7 @@ void ts_register_avx512vnni(ts_kernels *k);
 void ts_register_avx2_gemm(ts_kernels *k);
 void ts_register_avx512_gemm(ts_kernels *k);
 void ts_register_avx512vnni_gemm(ts_kernels *k);
+void ts_register_avx512vnni_packed(ts_kernels *k);
 
 /* The table in use: detected once (TENSORSHARP_ISA forces a level), never changes after. */
 const ts_kernels *ts_kernels_get(void);
@@ -131,11 +136,12 @@ const ts_kernels *ts_kernels_for(const char *isa);
 const char *ts_isa_available(void);
 
 /* y (n, rows) = x (n, cols) @ W^T, W (rows, cols) stored in GGUF blocks of `type`, rows
- * row_bytes apart. Activations are quantized once per call. Returns 0, or -1 on bad sizes.
- * kernels NULL means the table in use. Work is split over the pool's threads (n_threads
- * <= 0: all). */
+ * row_bytes apart (packed: in ts_repack_rows' layout, read by the table's gemm_packed).
+ * Activations are quantized once per call. Returns 0, or -1 on bad sizes or a packed weight the
+ * table has no kernel for. kernels NULL means the table in use. Work is split over the pool's
+ * threads (n_threads <= 0: all). */
 int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
-              int64_t row_bytes, const float *x, int64_t n, float *y, int n_threads);
+              int64_t row_bytes, int packed, const float *x, int64_t n, float *y, int n_threads);
 
 /* The share of thread ith (of nth) of y (n, rows; rows y_stride apart) = xq @ W^T, with the
  * activations already in the dot's format (act_row bytes apart). For use inside pool tasks.

@@ -10,11 +10,13 @@ extern "C" {
 #endif
 
 /* A weight: rows x cols elements of `type`, rows row_bytes apart (vectors: rows = 1).
- * The memory belongs to the caller (an mmap of the GGUF file) and must outlive the model. */
+ * The memory belongs to the caller (an mmap of the GGUF file, or a repacked copy) and must
+ * outlive the model. packed (ts_model's matrices only): the rows are in ts_repack_rows' layout. */
 typedef struct {
     const void *data;
     int type;
     int64_t rows, cols, row_bytes;
+    int packed;
 } ts_tensor;
 
 /* Activation formats the given weights consume, as a bit mask over ts_act (absent weights, NULL or
@@ -85,8 +87,13 @@ typedef struct ts_model ts_model;
 ts_model *ts_model_create(const ts_hparams *hp);
 void ts_model_free(ts_model *m);
 /* layer -1 sets a ts_global_slot. Returns 0, or -1 when the tensor's shape does not fit the
- * slot (checked against the hyper-parameters). */
+ * slot (checked against the hyper-parameters), or is packed where the slot, the kernel table or
+ * the row count cannot take that. */
 int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t);
+/* 1 for the slots that may take a packed tensor: the matrices the matmul reads, and the token
+ * embedding (its rows looked up through ts_repack_dequantize_row), which is worth packing only
+ * where the output is tied to it; not the stacked experts. */
+int ts_model_slot_packable(int layer, int slot);
 int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp);
 /* Checks that every required weight is present; 0 or -1 (msg names the first missing one). */
 int ts_model_finalize(ts_model *m, char *msg, int msg_len);

@@ -1,0 +1,43 @@
+/* Load-time weight repacking: rows of the 32-element formats regrouped so that the gemm reads
+ * sixteen rows' quants straight into register lanes (no unpack, transpose or gather per call). */
+#ifndef TS_REPACK_H
+#define TS_REPACK_H
+
+#include "ts/kernels.h"
+#include "ts/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Rows go in groups of TS_PACK_ROWS; group g keeps the bytes of rows 16g .. 16g + 15 (so it
+ * starts where row 16g did), and in it block b's 16 copies sit together, 16 * block bytes from
+ * b * 16 * block bytes:
+ *   d[16] (f16, one per row), then Q4_1: m[16] (f16); Q5_0: fifth bits qh5[8] (uint64);
+ *   then the quants as registers of 64 bytes, byte 4r + k of register j for row r:
+ *     Q4_0 / Q4_1 / Q5_0 (registers 0..3): the row's qs[4j + k], i.e. element 4j + k in the low
+ *       nibble and 16 + 4j + k in the high one;
+ *     Q8_0 (registers 0..7): the row's qs[4j + k], element 4j + k.
+ *   Q5_0's qh5[j] bit 4r + k is the fifth bit of element 4j + k of row r (j < 4: the low nibbles
+ *   of register j, else the high nibbles of register j - 4).
+ * The size is the original's: a group is 16 rows of row_bytes. */
+#define TS_PACK_ROWS 16
+
+/* 1 for the types with a packed layout. */
+int ts_repack_supported(int type);
+/* dst (rows, row_bytes) = src's rows (rows a multiple of TS_PACK_ROWS, each cols elements of
+ * `type`, row_bytes apart) in the packed layout. Returns 0, or -1 on an unsupported type or bad
+ * sizes. */
+int ts_repack_rows(int type, const void *src, void *dst, int64_t rows, int64_t cols, int64_t row_bytes);
+
+/* out (cols,) = row `row` of a packed matrix (rows row_bytes apart as in the file) as floats: each
+ * block is put back in the file's layout and passed to `dequantize`, so the values are the ones
+ * the unpacked row gives. What a packed tied embedding looks its tokens up with. Returns 0, or -1
+ * on an unsupported type or bad sizes (the caller checks row against the matrix's rows). */
+int ts_repack_dequantize_row(ts_dequantize_row_fn dequantize, int type, const void *data, int64_t row, int64_t cols,
+                             int64_t row_bytes, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

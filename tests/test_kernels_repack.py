@@ -1,0 +1,104 @@
+"""Load-time repacking (csrc/repack.c) against a numpy statement of the layout, and the packed gemm
+against the unpacked kernels and gguf.quants dequantization on every ISA level that has it."""
+import numpy as np
+import pytest
+from gguf.constants import GGMLQuantizationType
+from gguf.quants import dequantize as gguf_dequantize
+
+from tensorsharp import kernels
+from tensorsharp.gguf.types import tensor_type
+from tensorsharp.testing.quants import ACT_OF, matmul_ref, random_weights
+
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0"]
+HEAD = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 6, "Q8_0": 2}  # bytes of a block before its quants
+
+
+def _packed_ref(w: np.ndarray, type_name: str) -> np.ndarray:
+    """csrc/include/ts/repack.h's layout written out with numpy."""
+    rows, row_bytes = w.shape
+    bs = tensor_type(type_name).type_size
+    nb, head = row_bytes // bs, HEAD[type_name]
+    blk = w.reshape(rows // 16, 16, nb, bs).transpose(0, 2, 1, 3)  # (group, block, row, bytes)
+    parts = [blk[..., 0:2].reshape(rows // 16, nb, 32)]  # d of the 16 rows
+    if type_name == "Q4_1":
+        parts.append(blk[..., 2:4].reshape(rows // 16, nb, 32))  # m
+    if type_name == "Q5_0":
+        qh = np.unpackbits(blk[..., 2:6], axis=-1, bitorder="little")  # (g, b, row, element)
+        bits = qh.reshape(rows // 16, nb, 16, 8, 4).transpose(0, 1, 3, 2, 4)  # (g, b, j, row, k)
+        parts.append(np.packbits(bits.reshape(rows // 16, nb, 8, 64), axis=-1, bitorder="little").reshape(rows // 16, nb, 64))
+    qs = blk[..., head:].reshape(rows // 16, nb, 16, -1, 4).transpose(0, 1, 3, 2, 4)  # (g, b, j, row, 4 bytes)
+    parts.append(qs.reshape(rows // 16, nb, -1))
+    return np.concatenate(parts, axis=-1).reshape(rows, row_bytes)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_repack_layout(type_name, rng):
+    w = random_weights(type_name, 48, 96, rng)
+    packed = kernels.repack(w, type_name, 96)
+    assert packed.shape == w.shape
+    assert np.array_equal(packed, _packed_ref(w, type_name))
+
+
+def test_repack_refuses_partial_groups_and_other_types(rng):
+    with pytest.raises(ValueError):
+        kernels.repack(random_weights("Q4_0", 17, 64, rng), "Q4_0", 64)
+    with pytest.raises(ValueError):
+        kernels.repack(random_weights("Q4_K", 16, 256, rng), "Q4_K", 256)
+    assert not kernels.packs("Q4_0", 17)
+    assert not kernels.packs("Q4_K", 16)
+
+
+def _need_packed(isa, type_name):
+    if not kernels.packs(type_name, 16, isa):
+        pytest.skip(f"{type_name} has no packed gemm on {isa}")
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+@pytest.mark.parametrize("cols", [32, 96, 65 * 32])
+def test_packed_gemm_matches_unpacked(isa, type_name, cols, rng):
+    _need_packed(isa, type_name)
+    rows, n = 48, 20
+    w = random_weights(type_name, rows, cols, rng)
+    x = rng.standard_normal((n, cols), dtype=np.float32)
+    x[3, :32] = 0.0  # an all-zero activation block has d = 0 and adds nothing
+    packed = kernels.repack(w, type_name, cols)
+    w_deq = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(rows, cols)
+    ref, mag = matmul_ref(w_deq, x, ACT_OF[type_name])
+    for nc in (1, 3, 8, 9, 20):
+        y = kernels.matmul(packed, type_name, x[:nc], isa=isa, packed=True, n_threads=2)
+        unpacked = kernels.matmul(w, type_name, x[:nc], isa="scalar")
+        assert np.all(np.abs(y - unpacked) <= 1e-5 * mag[:nc] + 1e-6), (nc, np.max(np.abs(y - unpacked)))
+        assert np.all(np.abs(y - ref[:nc]) <= 1e-5 * mag[:nc] + 1e-6), (nc, np.max(np.abs(y - ref[:nc])))
+        # The same operations in the same order as the unpacked gemm: a model computes the same bits.
+        assert np.array_equal(y, kernels.matmul(w, type_name, x[:nc], isa=isa)), nc
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_packed_row_has_the_same_bits_in_any_batch(isa, type_name, rng):
+    _need_packed(isa, type_name)
+    w = random_weights(type_name, 64, 320, rng)
+    x = rng.standard_normal((13, 320), dtype=np.float32)
+    packed = kernels.repack(w, type_name, 320)
+    y = kernels.matmul(packed, type_name, x, isa=isa, packed=True)
+    for t in range(13):
+        assert np.array_equal(y[t], kernels.matmul(packed, type_name, x[t:t + 1], isa=isa, packed=True)[0])
+    assert np.array_equal(y[5:9], kernels.matmul(packed, type_name, x[5:9], isa=isa, packed=True))
+
+
+def test_packed_matmul_refuses_what_it_cannot_run(rng):
+    w = random_weights("Q4_0", 16, 64, rng)
+    x = rng.standard_normal((1, 64), dtype=np.float32)
+    with pytest.raises(ValueError):
+        kernels.matmul(w, "Q4_0", x, isa="scalar", packed=True)  # scalar has no packed gemm
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_packed_row_dequantizes_as_gguf(isa, type_name, rng):
+    # A packed tied embedding looks its tokens up here: the values must be the file row's.
+    w = random_weights(type_name, 48, 96, rng)
+    packed = kernels.repack(w, type_name, 96)
+    want = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(48, 96)
+    for row in (0, 5, 15, 16, 31, 47):
+        assert np.array_equal(kernels.dequantize_packed_row(packed, type_name, 96, row, isa=isa), want[row]), row
+    with pytest.raises(ValueError):
+        kernels.dequantize_packed_row(packed, type_name, 96, 48, isa=isa)
