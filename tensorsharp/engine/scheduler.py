@@ -7,9 +7,10 @@ slots than `parallel`; idle slots keep the tokens they hold so a later request w
 prefix (a session's next turn) evaluates only what is new.
 
 With speculation on, a decoding request's rows in a step are its last token followed by a guess
-at the next few (engine/draft.py). Each row is sampled in order as if decoded alone; the guess
-holds up to the first row whose sampled token differs from it, so one step may yield several
-tokens and the output is the same as without the guess.
+at the next few (engine/draft.py), as many as are expected to pay for their rows in the step
+(engine/guess_budget.py). Each row is sampled in order as if decoded alone; the guess holds up to
+the first row whose sampled token differs from it, so one step may yield several tokens and the
+output is the same as without the guess.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from tensorsharp import kernels
 from tensorsharp.engine.batch import Stepper
+from tensorsharp.engine import guess_budget
 from tensorsharp.engine.draft import PromptLookup
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
@@ -120,6 +122,7 @@ class _Active:
         self.mask = w.parts.mask
         self.lookup = w.parts.lookup
         self.draft: list[int] = []            # tokens guessed to follow todo[0], in this step's rows
+        self.unrowed: int | None = None       # the first token of a guess given no rows this step
         self.t_submit = w.submitted
         self.t_admit = time.monotonic_ns()
         self.t_first = self.t_admit
@@ -129,12 +132,19 @@ class _Active:
 class Scheduler(EngineThread):
     """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots.
     speculative: decoding requests verify prompt-lookup guesses in their steps; the stepper must
-    give a row the same logits alone and in any batch, or outputs would change with the guesses."""
+    give a row the same logits alone and in any batch, or outputs would change with the guesses.
+    costs: the stepper's step-cost curve that guesses are weighed against (default: measured,
+    on the cache's slot 0, which must be empty)."""
 
-    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False):
+    def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False,
+                 costs: guess_budget.StepCosts | None = None):
         super().__init__()
         self.stepper = stepper
         self.speculative = speculative
+        self.max_rows = min(FEW_ROWS, stepper.n_batch)
+        if speculative and costs is None:
+            costs = guess_budget.step_costs(stepper, min(self.max_rows, stepper.cache.n_ctx))
+        self.costs = costs
         self.drafted = 0     # guessed tokens verified, engine thread's count
         self.accepted = 0    # of which held
         self.cache = stepper.cache
@@ -396,11 +406,9 @@ class Scheduler(EngineThread):
         keys, pos, seq, rows, owners = [], [], [], [], []
         hid_rows, hid_of = [], {}   # embedding requests' rows whose final hidden state they pool
         budget = self.stepper.n_batch
-        spare = self._spare_rows()
+        self._guess()
         for a in self._active:
             if a.decoding:
-                a.draft = self._guess(a, spare)
-                spare -= len(a.draft)
                 n = 1 + len(a.draft)
                 start = self.cache.reserve(a.slot.index, n)
                 keys += a.todo[:1] + a.draft
@@ -489,21 +497,26 @@ class Scheduler(EngineThread):
         self._send(a.handle, Embedded(vector.astype(np.float32)))
         self._finish(a, "stop")
 
-    def _spare_rows(self) -> int:
-        """Rows this step may spend on guesses: none while a prompt is being evaluated (its rows
-        already take the step past the few-token width) or when decoding requests fill it."""
-        if not self.speculative or any(not a.decoding for a in self._active):
-            return 0
-        return max(0, min(FEW_ROWS, self.stepper.n_batch) - len(self._active))
-
-    def _guess(self, a: _Active, spare: int) -> list[int]:
-        """A's guess, within the spare rows, the tokens its max_tokens leaves after the one its
-        last token's row yields, and the context."""
-        if a.lookup is None or spare <= 0:
-            return []
-        room = min(spare, a.req.max_tokens - a.generated - 1,
-                   self.n_ctx - int(self.cache.length[a.slot.index]) - 1)
-        return a.lookup.propose(room)
+    def _guess(self) -> None:
+        """Sets each decoding request's guess for this step. None while a prompt is being evaluated
+        (its rows already take the step past the few-token width); else each request proposes what
+        its max_tokens and the context leave room for after the token its last row yields, and
+        the budget decides how much of each proposal gets rows."""
+        decoding = [a for a in self._active if a.decoding]
+        for a in decoding:
+            a.draft, a.unrowed = [], None
+        if not self.speculative or len(decoding) != len(self._active) or len(decoding) >= self.max_rows:
+            return
+        proposed = [a.lookup.propose(min(a.req.max_tokens - a.generated - 1,
+                                         self.n_ctx - int(self.cache.length[a.slot.index]) - 1)) for a in decoding]
+        if not any(proposed):
+            return
+        counts = guess_budget.allot(len(decoding), [a.lookup.rate for a in decoding], [len(p) for p in proposed],
+                                    self.costs, self.max_rows)
+        for a, guess, n in zip(decoding, proposed, counts):
+            a.draft = guess[:n]
+            if guess and not n:
+                a.unrowed = guess[0]
 
     def _verify(self, a: _Active, logits: np.ndarray) -> None:
         """Samples A's rows (its last token's, then one per guessed token) in order, each as if
@@ -514,7 +527,7 @@ class Scheduler(EngineThread):
         idx, draft = a.slot.index, a.draft
         self.cache.truncate(idx, int(self.cache.length[idx]) - len(draft))
         a.slot.tokens.append(a.todo.pop())
-        held = 0
+        held, missed = 0, False
         for i in range(len(draft) + 1):
             tok = self._sample(a, logits[i])
             if tok is None:
@@ -525,11 +538,14 @@ class Scheduler(EngineThread):
                 held += 1
                 continue
             a.todo = [tok]
+            missed = i < len(draft)
             break
         self.drafted += len(draft)
         self.accepted += held
-        if a.lookup is not None:
-            a.lookup.feedback(len(draft), held)
+        if draft:
+            a.lookup.record(held, missed)
+        elif a.unrowed is not None and tok is not None:
+            a.lookup.record(int(tok == a.unrowed), tok != a.unrowed)
 
     def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:
         """Token ids (-1 for image rows), then the image rows' embeddings and attention ends, or
@@ -609,8 +625,10 @@ class Scheduler(EngineThread):
 
 
 def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: int = 2,
-          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True) -> Scheduler:
+          max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True,
+          costs: guess_budget.StepCosts | None = None) -> Scheduler:
     """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet).
+    costs: see Scheduler.
     Speculation stays off where a weight type's kernels give a row other bits alone than in a
     batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs."""
     if cache_slots < 0:
@@ -622,4 +640,4 @@ def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: in
                  "score a row differently alone and in a batch")
         speculative = False
     return Scheduler(Stepper(transformer, cache, n_batch=n_batch, n_threads=n_threads), tokenizer,
-                     parallel=parallel, max_queue=max_queue, speculative=speculative)
+                     parallel=parallel, max_queue=max_queue, speculative=speculative, costs=costs)

@@ -10,6 +10,7 @@ from tensorsharp import kernels
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import json_schema_constraint
+from tensorsharp.engine.guess_budget import StepCosts
 from tensorsharp.engine.request import Done, Failed, GenerationRequest, Token
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.llm import Model
@@ -74,10 +75,11 @@ class Collector:
         return [(t.id, t.text, t.logprob, t.top) for t in self.tokens()], d.reason, d.completion_tokens
 
 
-def serve(m, requests, speculative, parallel=None):
-    """Outcomes of the requests, submitted together, and the scheduler's (drafted, accepted)."""
+def serve(m, requests, speculative, parallel=None, costs=StepCosts.flat()):
+    """Outcomes of the requests, submitted together, and the scheduler's (drafted, accepted).
+    Guessed rows cost nothing by default, so every guess is verified."""
     s = sched.build(m.transformer, m.tokenizer, N_CTX, parallel=parallel or len(requests), n_threads=1,
-                    speculative=speculative)
+                    speculative=speculative, costs=costs)
     with s:
         sinks = []
         for r in requests:
@@ -164,6 +166,16 @@ def test_no_guesses_when_decoding_requests_fill_the_few_token_rows(smol, monkeyp
     assert drafted == 0
 
 
+def test_no_guesses_where_rows_cost_what_they_could_yield(smol):
+    # Each row costs as much as a step of one: a guessed token, worth at most one token, never
+    # pays, so none is verified and the output is as without guesses.
+    reqs = lambda: [GenerationRequest(chat(smol, EDIT), 30, stop_at_eog=False)]  # noqa: E731
+    linear = StepCosts(tuple(range(1, 17)), tuple(float(n) for n in range(1, 17)))
+    plain, _ = serve(smol, reqs(), speculative=False)
+    guessed, (drafted, _) = serve(smol, reqs(), speculative=True, costs=linear)
+    assert drafted == 0 and guessed == plain
+
+
 def chi2_critical(dof: int, z: float = 3.09) -> float:
     """The chi-square value a statistic exceeds with probability ~0.001 (z: that normal quantile),
     by the Wilson-Hilferty approximation."""
@@ -185,7 +197,8 @@ def test_sampled_tokens_follow_the_target_distribution(smol):
         p = np.exp(logits[best] - logits[best].max())
         return zip(best.tolist(), p / p.sum())
     want = {(t0, t1, t2): p0 * p1 * p2 for t0, p0 in top([]) for t1, p1 in top([t0]) for t2, p2 in top([t0, t1])}
-    s = sched.build(smol.transformer, smol.tokenizer, N_CTX, parallel=8, n_threads=1, max_queue=n)
+    s = sched.build(smol.transformer, smol.tokenizer, N_CTX, parallel=8, n_threads=1, max_queue=n,
+                    costs=StepCosts.flat())
     with s:
         sinks = [Collector() for _ in range(n)]
         for seed, c in enumerate(sinks):
