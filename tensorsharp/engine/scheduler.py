@@ -144,6 +144,7 @@ class Scheduler(EngineThread):
         self.max_rows = min(FEW_ROWS, stepper.n_batch)
         if speculative and costs is None:
             costs = guess_budget.step_costs(stepper, min(self.max_rows, stepper.cache.n_ctx))
+            log.info("guessed rows are weighed against these step costs (rows: x one row): %s", costs)
         self.costs = costs
         self.drafted = 0     # guessed tokens verified, engine thread's count
         self.accepted = 0    # of which held
