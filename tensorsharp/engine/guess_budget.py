@@ -27,6 +27,12 @@ class StepCosts:
             raise ValueError("rows must rise from 1, one ratio each")
         self.rows, self.ratios = rows, ratios
         self.max_rows = rows[-1]
+        # Every count's cost, interpolated between the measured ones once: allot reads it each step.
+        self._table = [0.0, ratios[0]]
+        for i in range(1, len(rows)):
+            lo, hi = rows[i - 1], rows[i]
+            self._table += [ratios[i - 1] + (ratios[i] - ratios[i - 1]) * (n - lo) / (hi - lo)
+                            for n in range(lo + 1, hi + 1)]
 
     @classmethod
     def flat(cls, max_rows: int = 16) -> "StepCosts":
@@ -36,11 +42,7 @@ class StepCosts:
     def __call__(self, n: int) -> float:
         if not 1 <= n <= self.max_rows:
             raise ValueError(f"no cost known for a step of {n} rows")
-        for i in range(1, len(self.rows)):
-            lo, hi = self.rows[i - 1], self.rows[i]
-            if n <= hi:
-                return self.ratios[i - 1] + (self.ratios[i] - self.ratios[i - 1]) * (n - lo) / (hi - lo)
-        return self.ratios[0]
+        return self._table[n]
 
     def __repr__(self) -> str:
         return "StepCosts(" + ", ".join(f"{n}: {r:.2f}" for n, r in zip(self.rows, self.ratios)) + ")"
@@ -96,11 +98,12 @@ def allot(base: int, rates: list[float], proposed: list[int], costs: StepCosts, 
         return counts
     worth = sorted(((rate ** j, i) for i, (rate, n) in enumerate(zip(rates, proposed)) for j in range(1, n + 1)),
                    key=lambda w: -w[0])   # stable: a request's tokens stay in order
-    best, best_x, tokens = base / costs(base), 0, float(base)
+    cost = costs._table
+    best, best_x, tokens = base / cost[base], 0, float(base)
     for x, (w, _) in enumerate(worth[:min(max_rows, costs.max_rows) - base], start=1):
         tokens += w
-        if tokens / costs(base + x) > best:
-            best, best_x = tokens / costs(base + x), x
+        if tokens / cost[base + x] > best:
+            best, best_x = tokens / cost[base + x], x
     for _, i in worth[:best_x]:
         counts[i] += 1
     return counts
