@@ -14,7 +14,7 @@ import time
 import weakref
 
 PROBE_ROWS = (1, 2, 4, 8, 12, 16)   # row counts timed; others are interpolated between them
-ROUNDS = 3                          # interleaved timing rounds; each count's median ratio is kept
+ROUNDS = 5                          # interleaved timing rounds; each count's median ratio is kept
 
 _measured: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # transformer -> {threads: StepCosts}
 
@@ -84,9 +84,9 @@ def step_costs(stepper, max_rows: int) -> StepCosts:
 
 
 def allot(base: int, rates: list[float], proposed: list[int], costs: StepCosts, max_rows: int) -> list[int]:
-    """Guessed rows for each of `base` decoding requests, in a step of at most max_rows, given the guess length each proposes
-    and each one's rate of guessed tokens that held (taken as the chance a token holds once the
-    ones before it did).
+    """Guessed rows for each of `base` decoding requests, in a step of at most max_rows rows, given
+    the guess length each proposes and each one's rate of guessed tokens that held (taken as the
+    chance a token holds once the ones before it did).
 
     The j-th guessed token of a request yields a token only if it and all before it hold: it is
     worth rate**j tokens. A step of base + x rows is expected to yield base + (the worth of its x
