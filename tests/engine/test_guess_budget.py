@@ -45,6 +45,5 @@ def test_a_measured_curve_rises_from_one_and_leaves_the_slot_empty():
     costs = guess_budget.step_costs(m.stepper, 16)
     assert costs.rows == guess_budget.PROBE_ROWS and costs.ratios[0] == 1.0
     assert all(a <= b for a, b in zip(costs.ratios, costs.ratios[1:]))
-    assert costs.ratios[-1] > 1.0                         # 16 rows are never as cheap as one
     assert m.cache.length[0] == 0
     assert guess_budget.step_costs(m.stepper, 8) is costs  # timed once per model and thread count
