@@ -9,11 +9,13 @@ so they take little of the cores both servers need.
 
 llama-server is built from the llama-cpp-python==0.3.36 sdist's vendor/llama.cpp with
 -DLLAMA_BUILD_SERVER=ON (and -DGGML_NATIVE=ON where the CPU has no AMX); pass its path. Without
-it only our server runs, and "x one client" still gives its scaling.
+it only our server runs, and "x one client" still gives its scaling. With --spec-off our server
+also runs with speculative decoding off (TENSORSHARP_SPECULATIVE=0) in each round, and the table
+gives speculation's ratio to it, measured in the same run.
 
     python tools/bench_serve.py [--llama-server PATH] [--model qwen2.5-coder-0.5b] [--threads 2]
         [--parallel 8] [--clients 1,2,4,8,16] [--max-tokens 128] [--rounds 2] [--workload prose|code]
-        [--llama-args '--poll 0']
+        [--llama-args '--poll 0'] [--spec-off]
 """
 from __future__ import annotations
 
@@ -99,6 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--workload", choices=["prose", "code"], default="prose")
     p.add_argument("--llama-args", default="", help="more llama-server arguments, e.g. '--poll 0' (its "
                    "threads sleep rather than spin while waiting for work)")
+    p.add_argument("--spec-off", action="store_true", help="also run ours with speculative decoding off")
     args = p.parse_args(argv)
     path = store.resolve(args.model)
     clients = [int(c) for c in args.clients.split(",")]
@@ -110,14 +113,16 @@ def main(argv=None) -> int:
     table: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.rounds):
-            servers = [("ours", ours, sys.executable)]
+            servers = [("ours", ours, sys.executable, {})]
+            if args.spec_off:
+                servers.append(("ours-nospec", ours, sys.executable, {"TENSORSHARP_SPECULATIVE": "0"}))
             if args.llama_server:
-                servers.append(("llama", llama, args.llama_server))
-            for name, cmd, exe in servers:
-                with running_process(cmd, Path(tmp), env={"TENSORSHARP_MAX_QUEUE": "64"}, timeout=300,
+                servers.append(("llama", llama, args.llama_server, {}))
+            for name, cmd, exe, env in servers:
+                with running_process(cmd, Path(tmp), env={"TENSORSHARP_MAX_QUEUE": "64", **env}, timeout=300,
                                      executable=exe) as (base, _):
                     # Ours lists every model of the store: ask for the file it was started with.
-                    model = path.name if name == "ours" else \
+                    model = path.name if name.startswith("ours") else \
                         requests.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
                     round_of(base, model, 1, 8, args.workload, 999)   # warm-up
                     for k in clients:
@@ -131,15 +136,18 @@ def main(argv=None) -> int:
     print(f"\n{args.model}, {args.threads} threads, parallel {args.parallel}, {args.max_tokens} tokens per reply, "
           f"workload {args.workload}, medians of {args.rounds}{extra}\n")
     one = med.get(("ours", 1), {}).get("tok_s")
-    print("| clients | ours tok/s | x one client | llama-server tok/s | ratio | ours TTFT p50 / p95 s "
-          "| llama-server TTFT p50 / p95 s |")
-    print("|---|---|---|---|---|---|---|")
+    off_one = med.get(("ours-nospec", 1), {}).get("tok_s")
+    print("| clients | ours tok/s | x one client | spec off tok/s | x one client | spec on / off "
+          "| llama-server tok/s | ratio | ours TTFT p50 / p95 s | llama-server TTFT p50 / p95 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for k in clients:
-        o, l = med[("ours", k)], med.get(("llama", k))
+        o, l, f = med[("ours", k)], med.get(("llama", k)), med.get(("ours-nospec", k))
         scale = f"{o['tok_s'] / one:.2f}x" if one else "-"
+        off = f"{f['tok_s']:.1f} | {f['tok_s'] / off_one:.2f}x | {o['tok_s'] / f['tok_s']:.2f}" if f and off_one \
+            else "- | - | -"
         theirs = (f"{l['tok_s']:.1f} | {o['tok_s'] / l['tok_s']:.2f}x", f"{l['ttft_p50']:.2f} / {l['ttft_p95']:.2f}") \
             if l else ("- | -", "-")
-        print(f"| {k} | {o['tok_s']:.1f} | {scale} | {theirs[0]} | {o['ttft_p50']:.2f} / {o['ttft_p95']:.2f} | "
+        print(f"| {k} | {o['tok_s']:.1f} | {scale} | {off} | {theirs[0]} | {o['ttft_p50']:.2f} / {o['ttft_p95']:.2f} | "
               f"{theirs[1]} |")
     return 0
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from tensorsharp.config import DEFAULT_DRAFT_MAX
 from tensorsharp.engine.batch import Stepper
+from tensorsharp.engine.draft import GuessRate
 from tensorsharp.engine.kv_cache import KVCache, common_prefix
 from tensorsharp.errors import TensorSharpError
 
@@ -137,24 +138,15 @@ class DraftModel:
         return going
 
 
-class Follower:
+class Follower(GuessRate):
     """The draft's view of one sequence: its context (the prompt, then each token as it is
-    sampled) and the size of its next guess."""
+    sampled) and the rate at which its guesses held, which the scheduler's budget weighs."""
 
     def __init__(self, model: DraftModel, prompt: list[int]):
+        super().__init__()
         self.model = model
         self.ctx = list(prompt)
-        self.k = model.draft_max
         self.synced = 0   # leading tokens of ctx its slot held at its last guess
 
     def append(self, token: int) -> None:
         self.ctx.append(token)
-
-    def feedback(self, proposed: int, accepted: int) -> None:
-        """A guess that held whole keeps the next one as long as allowed, else the next is one
-        past what held: each drafted token costs a draft step whether it holds or not."""
-        if proposed == 0:
-            return
-        self.model.proposed += proposed
-        self.model.accepted += accepted
-        self.k = self.model.draft_max if accepted == proposed else accepted + 1

@@ -7,10 +7,11 @@ slots than `parallel`; idle slots keep the tokens they hold so a later request w
 prefix (a session's next turn) evaluates only what is new.
 
 With speculation on, a decoding request's rows in a step are its last token followed by a guess
-at the next few (engine/draft.py). Each row is sampled in order as if decoded alone; the guess
-holds up to the first row whose sampled token differs from it, so one step may yield several
-tokens and the output is the same as without the guess. With a draft model
-(engine/draft_model.py), a request for which prompt lookup has no guess takes the draft's.
+at the next few (engine/draft.py, or with a draft model engine/draft_model.py where prompt lookup
+has none), as many as are expected to pay for their rows in the step (engine/guess_budget.py).
+Each row is sampled in order as if decoded alone; the guess holds up to the first row whose
+sampled token differs from it, so one step may yield several tokens and the output is the same
+as without the guess.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from tensorsharp import kernels
 from tensorsharp.config import DEFAULT_DRAFT_MAX
+from tensorsharp.engine import guess_budget
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft import PromptLookup
 from tensorsharp.engine.draft_model import DraftModel
@@ -119,7 +121,8 @@ class _Active:
         self.lookup = w.parts.lookup
         self.follower = w.parts.follower
         self.draft: list[int] = []            # tokens guessed to follow todo[0], in this step's rows
-        self.guesser = None                   # what guessed them (lookup or follower), told how many held
+        self.guesser = None                   # what made this step's guess (lookup or follower)
+        self.unrowed: int | None = None       # the first token of a lookup guess given no rows this step
         self.t_submit = w.submitted
         self.t_admit = time.monotonic_ns()
         self.t_first = self.t_admit
@@ -130,13 +133,20 @@ class Scheduler(EngineThread):
     """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots.
     speculative: decoding requests verify prompt-lookup guesses in their steps; the stepper must
     give a row the same logits alone and in any batch, or outputs would change with the guesses.
-    drafter: a draft model whose cache has a slot per slot of the stepper's."""
+    costs: the stepper's step-cost curve that guesses are weighed against (default: measured,
+    on the cache's slot 0, which must be empty). drafter: a draft model whose cache has a slot per
+    slot of the stepper's."""
 
     def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False,
-                 drafter: DraftModel | None = None):
+                 costs: guess_budget.StepCosts | None = None, drafter: DraftModel | None = None):
         super().__init__()
         self.stepper = stepper
         self.speculative = speculative
+        self.max_rows = min(FEW_ROWS, stepper.n_batch)
+        if speculative and costs is None:
+            costs = guess_budget.step_costs(stepper, min(self.max_rows, stepper.cache.n_ctx))
+            log.info("guessed rows are weighed against these step costs (rows: x one row): %s", costs)
+        self.costs = costs
         self.drafter = drafter if speculative else None   # guesses where prompt lookup has none
         self.drafted = 0     # guessed tokens verified, engine thread's count
         self.accepted = 0    # of which held
@@ -399,7 +409,7 @@ class Scheduler(EngineThread):
         keys, pos, seq, rows, owners = [], [], [], [], []
         hid_rows, hid_of = [], {}   # embedding requests' rows whose final hidden state they pool
         budget = self.stepper.n_batch
-        self._guess_all(self._spare_rows())
+        self._guess()
         for a in self._active:
             if a.decoding:
                 n = 1 + len(a.draft)
@@ -490,43 +500,42 @@ class Scheduler(EngineThread):
         self._send(a.handle, Embedded(vector.astype(np.float32)))
         self._finish(a, "stop")
 
-    def _spare_rows(self) -> int:
-        """Rows this step may spend on guesses: none while a prompt is being evaluated (its rows
-        already take the step past the few-token width) or when decoding requests fill it."""
-        if not self.speculative or any(not a.decoding for a in self._active):
-            return 0
-        return max(0, min(FEW_ROWS, self.stepper.n_batch) - len(self._active))
-
-    def _guess_all(self, spare: int) -> None:
-        """Sets each decoding request's guess within the spare rows: prompt lookup's where it
-        has one (it costs nothing to make, and where a reply copies its context it guesses long
-        and right), else the draft model's, drafted for all those requests together."""
+    def _guess(self) -> None:
+        """Sets each decoding request's guess for this step. None while a prompt is being evaluated
+        (its rows already take the step past the few-token width); else each request proposes what
+        its max_tokens and the context leave room for after the token its last row yields (prompt
+        lookup's guess, or where it has none and a draft model is loaded, as many tokens as the
+        draft would make), and the budget decides how much of each proposal gets rows. The draft
+        model then drafts only what got rows, for all those requests together."""
+        decoding = [a for a in self._active if a.decoding]
+        for a in decoding:
+            a.draft, a.unrowed, a.guesser = [], None, None
+        if not self.speculative or len(decoding) != len(self._active) or len(decoding) >= self.max_rows:
+            return
+        rooms = [min(a.req.max_tokens - a.generated - 1, self.n_ctx - int(self.cache.length[a.slot.index]) - 1)
+                 for a in decoding]
+        proposed = [a.lookup.propose(room) for a, room in zip(decoding, rooms)]
+        lengths, rates = [], []
+        for a, room, guess in zip(decoding, rooms, proposed):
+            a.guesser = a.lookup if guess or a.follower is None else a.follower
+            lengths.append(len(guess) if a.guesser is a.lookup else max(0, min(room, self.drafter.draft_max)))
+            rates.append(a.guesser.rate)
+        if not any(lengths):
+            return
+        counts = guess_budget.allot(len(decoding), rates, lengths, self.costs, self.max_rows)
         asks = []
-        for a in self._active:
-            if not a.decoding:
+        for a, guess, n in zip(decoding, proposed, counts):
+            if a.guesser is a.follower:
+                if n:
+                    asks.append((a, n))
                 continue
-            a.draft, a.guesser = self._guess(a, spare), a.lookup
-            spare -= len(a.draft)
-            if not a.draft and a.follower is not None:
-                k = min(self._room(a, spare), a.follower.k)
-                if k > 0:
-                    asks.append((a, k))
-                    spare -= k
+            a.draft = guess[:n]
+            if guess and not n:
+                a.unrowed = guess[0]
         if asks:
-            drafts = self.drafter.propose([(a.follower, a.slot.index, k) for a, k in asks])
+            drafts = self.drafter.propose([(a.follower, a.slot.index, n) for a, n in asks])
             for (a, _), draft in zip(asks, drafts):
-                a.draft, a.guesser = draft, a.follower
-
-    def _room(self, a: _Active, spare: int) -> int:
-        """Tokens A may guess: within the spare rows, the tokens its max_tokens leaves after the
-        one its last token's row yields, and the context."""
-        return min(spare, a.req.max_tokens - a.generated - 1, self.n_ctx - int(self.cache.length[a.slot.index]) - 1)
-
-    def _guess(self, a: _Active, spare: int) -> list[int]:
-        """A's prompt-lookup guess within its room."""
-        if a.lookup is None or spare <= 0:
-            return []
-        return a.lookup.propose(self._room(a, spare))
+                a.draft = draft
 
     def _verify(self, a: _Active, logits: np.ndarray) -> None:
         """Samples A's rows (its last token's, then one per guessed token) in order, each as if
@@ -537,7 +546,7 @@ class Scheduler(EngineThread):
         idx, draft = a.slot.index, a.draft
         self.cache.truncate(idx, int(self.cache.length[idx]) - len(draft))
         a.slot.tokens.append(a.todo.pop())
-        held = 0
+        held, missed = 0, False
         for i in range(len(draft) + 1):
             tok = self._sample(a, logits[i])
             if tok is None:
@@ -548,11 +557,17 @@ class Scheduler(EngineThread):
                 held += 1
                 continue
             a.todo = [tok]
+            missed = i < len(draft)
             break
         self.drafted += len(draft)
         self.accepted += held
-        if a.guesser is not None:
-            a.guesser.feedback(len(draft), held)
+        if draft:
+            a.guesser.record(held, missed)
+            if a.guesser is a.follower:
+                self.drafter.proposed += len(draft)
+                self.drafter.accepted += held
+        elif a.unrowed is not None and tok is not None:
+            a.lookup.record(int(tok == a.unrowed), tok != a.unrowed)
 
     def _batch_inputs(self, keys: list, pos: list[int], owners: list) -> tuple:
         """Token ids (-1 for image rows), then the image rows' embeddings and attention ends, or
@@ -635,8 +650,10 @@ class Scheduler(EngineThread):
 
 def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: int = 2,
           max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True,
-          draft=None, draft_max: int = DEFAULT_DRAFT_MAX) -> Scheduler:
+          costs: guess_budget.StepCosts | None = None, draft=None,
+          draft_max: int = DEFAULT_DRAFT_MAX) -> Scheduler:
     """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet).
+    costs: see Scheduler.
     Speculation stays off where a weight type's kernels give a row other bits alone than in a
     batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs.
     draft: the Transformer of a draft model sharing the vocabulary (draft_model.check_vocab),
@@ -654,4 +671,5 @@ def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: in
         drafter = DraftModel(draft, n_ctx, cache.n_seq, transformer.hparams.n_vocab, n_batch=n_batch,
                              n_threads=n_threads, draft_max=draft_max)
     return Scheduler(Stepper(transformer, cache, n_batch=n_batch, n_threads=n_threads), tokenizer,
-                     parallel=parallel, max_queue=max_queue, speculative=speculative, drafter=drafter)
+                     parallel=parallel, max_queue=max_queue, speculative=speculative, costs=costs,
+                     drafter=drafter)

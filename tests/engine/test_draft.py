@@ -27,29 +27,24 @@ def test_no_guess_from_a_single_token_or_across_an_image():
     assert d.propose(6) == [1]
 
 
-def test_limit_and_feedback_size_the_guess():
+def test_limit_bounds_the_guess():
     d = PromptLookup(list(range(20)) + [0, 1])
-    assert d.propose(100) == list(range(2, 2 + draft.FIRST_DRAFT))
+    assert d.propose(100) == list(range(2, 2 + draft.MAX_DRAFT))
     assert d.propose(2) == [2, 3]
-    d.feedback(draft.FIRST_DRAFT, draft.FIRST_DRAFT)      # all held: guess more
-    assert len(d.propose(100)) == draft.FIRST_DRAFT + 2
-    d.feedback(6, 1)                                      # one held: guess one past that
-    assert len(d.propose(100)) == 2
+    assert d.propose(0) == []
 
 
-def test_failing_guesses_pause_drafting_for_longer_each_time():
-    d = PromptLookup([1, 2, 3, 1, 2])
-    paused = []
-    for _ in range(3):
-        for _ in range(draft.MISSES):
-            assert d.propose(4)
-            d.feedback(1, 0)
-        n = 0
-        while not d.propose(4):
-            n += 1
-        paused.append(n)
-    assert paused == [2, 4, 8]
-    d.feedback(1, 1)                                      # a guess that held resets the pause
-    for _ in range(draft.MISSES):
-        d.feedback(1, 0)
-    assert sum(1 for _ in range(3) if not d.propose(4)) == 2
+def test_rate_follows_the_latest_checked_tokens():
+    d = PromptLookup([1, 2, 3])
+    assert d.rate == draft.FIRST_RATE
+    for _ in range(12):
+        d.record(0, True)
+    low = d.rate
+    assert low < 0.05
+    d.record(10, False)                                   # a copied run: the rate recovers at once
+    assert d.rate > 0.9
+    d.record(2, True)
+    assert low < d.rate < 0.9
+    rate = d.rate
+    d.record(0, False)                                    # nothing checked: no change
+    assert d.rate == rate

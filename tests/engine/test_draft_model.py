@@ -11,6 +11,7 @@ from tensorsharp import kernels
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft_model import DraftModel
+from tensorsharp.engine.guess_budget import StepCosts
 from tensorsharp.engine.kv_cache import KVCache
 from tensorsharp.engine.request import GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
@@ -42,7 +43,7 @@ def scheduler(target, draft=None, parallel=3, p_min=0.0, idle_slots=1, **kw):
     drafter = None if draft is None else DraftModel(draft.transformer, N_CTX, cache.n_seq, target.n_vocab,
                                                     n_threads=1, p_min=p_min)
     return sched.Scheduler(Stepper(target.transformer, cache, n_threads=1), target.tokenizer, parallel=parallel,
-                           speculative=True, drafter=drafter, **kw)
+                           speculative=True, costs=StepCosts.flat(), drafter=drafter, **kw)
 
 
 def serve(s, requests):
@@ -99,8 +100,6 @@ def test_a_guess_after_rejected_ones_is_what_a_fresh_draft_guesses(tiny):
             held = int(rng.integers(0, 6))
             for t in guess[:held] + [int(rng.integers(1, draft.n_vocab))]:
                 f.append(t)
-            f.feedback(len(guess), held)
-            f.k = 5
     again = d.propose([(f, slot, 5) for slot, f in enumerate(followers)])
     assert again == [fresh().propose([(fresh().follow(f.ctx), 0, 5)])[0] for f in followers]
 

@@ -9,6 +9,7 @@ from tensorsharp import kernels
 from tensorsharp.chat.template import ChatTemplate
 from tensorsharp.engine import scheduler as sched
 from tensorsharp.engine.constraint import json_schema_constraint
+from tensorsharp.engine.guess_budget import StepCosts
 from tensorsharp.engine.request import GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.llm import Model
@@ -53,10 +54,11 @@ def chat(m, text):
     return m.tokenize_prompt(template.render([{"role": "user", "content": text}], add_generation_prompt=True))
 
 
-def serve(m, requests, speculative, parallel=None):
-    """Outcomes of the requests, submitted together, and the scheduler's (drafted, accepted)."""
+def serve(m, requests, speculative, parallel=None, costs=StepCosts.flat()):
+    """Outcomes of the requests, submitted together, and the scheduler's (drafted, accepted).
+    Guessed rows cost nothing by default, so every guess is verified."""
     s = sched.build(m.transformer, m.tokenizer, N_CTX, parallel=parallel or len(requests), n_threads=1,
-                    speculative=speculative)
+                    speculative=speculative, costs=costs)
     with s:
         sinks = []
         for r in requests:
@@ -143,6 +145,16 @@ def test_no_guesses_when_decoding_requests_fill_the_few_token_rows(smol, monkeyp
     assert drafted == 0
 
 
+def test_no_guesses_where_rows_cost_what_they_could_yield(smol):
+    # Each row costs as much as a step of one: a guessed token, worth at most one token, never
+    # pays, so none is verified and the output is as without guesses.
+    reqs = lambda: [GenerationRequest(chat(smol, EDIT), 30, stop_at_eog=False)]  # noqa: E731
+    linear = StepCosts(tuple(range(1, 17)), tuple(float(n) for n in range(1, 17)))
+    plain, _ = serve(smol, reqs(), speculative=False)
+    guessed, (drafted, _) = serve(smol, reqs(), speculative=True, costs=linear)
+    assert drafted == 0 and guessed == plain
+
+
 def test_sampled_tokens_follow_the_target_distribution(smol):
     # The first sampled token is mostly " jam", after which the guess ". I" is verified: "." holds
     # about 3 times in 4 at temperature 1 and top-k 4, and then the third token comes from the
@@ -152,7 +164,8 @@ def test_sampled_tokens_follow_the_target_distribution(smol):
     k, n = 4, 400
 
     want = first_three(smol.eval, ids, k)
-    s = sched.build(smol.transformer, smol.tokenizer, N_CTX, parallel=8, n_threads=1, max_queue=n)
+    s = sched.build(smol.transformer, smol.tokenizer, N_CTX, parallel=8, n_threads=1, max_queue=n,
+                    costs=StepCosts.flat())
     with s:
         sinks = [Collector() for _ in range(n)]
         for seed, c in enumerate(sinks):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -153,8 +154,19 @@ def parse_chat(body: dict) -> Request:
 
 # -- responses -----------------------------------------------------------------------------------
 
+_second: tuple = (None, "")   # the last second a timestamp fell in, and its formatted date and time
+
+
 def timestamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Now, as Ollama's created_at (2024-05-01T12:00:00.123456Z). Every streamed line carries one,
+    so the date and time are formatted once a second and only the microseconds per call."""
+    global _second
+    ns = time.time_ns()
+    sec, us = ns // 1_000_000_000, ns // 1000 % 1_000_000
+    second = _second   # one tuple read: hub and worker threads may both stamp
+    if sec != second[0]:
+        second = _second = sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{second[1]}.{us:06d}Z"
 
 
 def metrics(done, reason: str) -> dict:

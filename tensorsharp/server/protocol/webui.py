@@ -8,7 +8,7 @@ from tensorsharp.server.errors import ApiError
 from tensorsharp.server.protocol.common import DEFAULT_MAX_TOKENS, Image, with_images
 from tensorsharp.server.protocol.fields import Fields
 from tensorsharp.chat.output import ContentDelta, ThinkingDelta
-from tensorsharp.server.streaming import sse_line
+from tensorsharp.server.streaming import FrameTemplate, sse_line
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -66,14 +66,13 @@ def job_messages(turns: list[dict]) -> tuple[list[dict], list[Image]]:
     return messages, images
 
 
+# A streamed token's frame, encoded once: a token costs a string escape.
+_FRAMES = {ContentDelta: FrameTemplate(lambda text: {"token": text}, sse_line),
+           ThinkingDelta: FrameTemplate(lambda text: {"thinking": text}, sse_line)}
+
+
 def delta_frames(deltas: list) -> list[str]:
-    out = []
-    for d in deltas:
-        if isinstance(d, ContentDelta):
-            out.append(sse_line({"token": d.text}))
-        elif isinstance(d, ThinkingDelta):
-            out.append(sse_line({"thinking": d.text}))
-    return out
+    return [_FRAMES[type(d)](d.text) for d in deltas if type(d) in _FRAMES]
 
 
 def done_frame(done, reason: str) -> str:
