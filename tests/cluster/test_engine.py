@@ -248,9 +248,11 @@ def test_a_replica_killed_mid_stream_fails_only_its_requests_and_comes_back(base
 
     results, started = [None] * 4, threading.Semaphore(0)
 
+    # Streams that still run through the placement checks and the kill below on a loaded machine:
+    # a replica at 1 thread, guessing, wrote 300 tokens of a greedy story in about 3 s.
     def stream(k):
         r = requests.post(base + "/v1/chat/completions", stream=True, timeout=120,
-                          json={"model": MODEL, "messages": story(k), "max_tokens": 300, "stream": True,
+                          json={"model": MODEL, "messages": story(k), "max_tokens": 800, "stream": True,
                                 "temperature": 0, "ignore_eos": True})
         lines = r.iter_lines()
         first = next(line for line in lines if line)
