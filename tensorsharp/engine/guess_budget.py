@@ -15,6 +15,11 @@ import weakref
 
 PROBE_ROWS = (1, 2, 4, 8, 12, 16)   # row counts timed; others are interpolated between them
 ROUNDS = 5                          # interleaved timing rounds; each count's median ratio is kept
+# Positions the timed rows follow. Each row attends to its whole context, and on a small model that
+# attention is a large share of a row's cost: 8 rows timed at the start of one empty slot looked
+# like 1.4 steps of one on SmolLM2, where 8 decoding sequences 128 tokens in take 2.2. So the rows
+# are timed CONTEXT positions in, each in a slot of its own while empty slots last.
+CONTEXT = 256
 
 _measured: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # transformer -> {threads: StepCosts}
 
@@ -50,9 +55,9 @@ class StepCosts:
 
 def step_costs(stepper, max_rows: int) -> StepCosts:
     """The stepper's curve up to max_rows, timed once per model and thread count on the stepper's
-    slot 0 (which must be empty: it is written and left empty). Rows are rows of one sequence
-    with their logits, as a guess's are. Counts are timed interleaved, in rounds, so that drift of
-    a shared machine's speed falls on all of them alike."""
+    empty slots (slot 0 at least must be empty; they are written and left empty). Rows have their
+    logits, as a guess's have, and sit CONTEXT positions into their sequences. Counts are timed
+    interleaved, in rounds, so that drift of a shared machine's speed falls on all of them alike."""
     known = _measured.setdefault(stepper.model, {})
     costs = known.get(stepper.n_threads)
     if costs is not None and costs.max_rows >= max_rows:
@@ -61,13 +66,19 @@ def step_costs(stepper, max_rows: int) -> StepCosts:
         return StepCosts((1,), (1.0,))
     rows = tuple(n for n in PROBE_ROWS if n < max_rows) + (max_rows,)
     cache = stepper.cache
+    at = max(0, min(CONTEXT, cache.n_ctx - max_rows))
+    free = [i for i in range(cache.n_seq) if cache.length[i] == 0] or [0]
 
     def timed(n: int) -> float:
-        cache.reserve(0, n)
+        seq = [free[i % len(free)] for i in range(n)]
+        pos = [at + i // len(free) for i in range(n)]
+        for slot in set(seq):
+            cache.reserve(slot, at + seq.count(slot))
         t = time.perf_counter()
-        stepper.step([0] * n, list(range(n)), [0] * n, list(range(n)))
+        stepper.step([0] * n, pos, seq, list(range(n)))
         t = time.perf_counter() - t
-        cache.truncate(0, 0)
+        for slot in set(seq):
+            cache.truncate(slot, 0)
         return t
 
     timed(1)   # the first step pages the weights in

@@ -1,4 +1,5 @@
 """The guess budget: rows go to guesses only while their expected yield beats their cost."""
+import numpy as np
 import pytest
 
 from tensorsharp.engine import guess_budget
@@ -47,3 +48,33 @@ def test_a_measured_curve_rises_from_one_and_leaves_the_slot_empty():
     assert all(a <= b for a, b in zip(costs.ratios, costs.ratios[1:]))
     assert m.cache.length[0] == 0
     assert guess_budget.step_costs(m.stepper, 8) is costs  # timed once per model and thread count
+
+
+def test_rows_are_timed_deep_in_a_context_each_in_a_slot_of_its_own():
+    # Rows of one sequence at its start would leave out the attention over a real context, and
+    # rows sharing one slot read one KV region: either way the curve came out too flat.
+    class Cache:
+        n_seq, n_ctx = 3, 1024
+        length = np.zeros(3, dtype=np.int64)
+
+        def reserve(self, seq, n):
+            self.length[seq] += n
+
+        def truncate(self, seq, n):
+            self.length[seq] = n
+
+    class Stepper:
+        n_threads, cache, seen = 1, Cache(), []
+
+        def __init__(self):
+            self.model = self   # what the measured curves are kept by
+
+        def step(self, tokens, pos, seq, rows):
+            assert all(self.cache.length[s] > p for s, p in zip(seq, pos))   # each row's position reserved
+            self.seen.append((tuple(seq), tuple(pos)))
+
+    stepper = Stepper()
+    guess_budget.step_costs(stepper, 4)
+    at = guess_budget.CONTEXT
+    assert ((0, 1, 2, 0), (at, at, at, at + 1)) in stepper.seen and ((0,), (at,)) in stepper.seen
+    assert not stepper.cache.length.any()
