@@ -133,9 +133,9 @@ class Scheduler(EngineThread):
     """Serves GenerationRequests on one engine thread. The stepper's cache needs >= parallel slots.
     speculative: decoding requests verify prompt-lookup guesses in their steps; the stepper must
     give a row the same logits alone and in any batch, or outputs would change with the guesses.
-    costs: the stepper's step-cost curve that guesses are weighed against (default: measured,
-    on the cache's slot 0, which must be empty). drafter: a draft model whose cache has a slot per
-    slot of the stepper's."""
+    costs: the stepper's step-cost curve that guesses are weighed against (default: measured on
+    the cache's empty slots; slot 0 at least must be empty). drafter: a draft model whose cache
+    has a slot per slot of the stepper's."""
 
     def __init__(self, stepper, tokenizer, parallel: int = 1, max_queue: int = 16, speculative: bool = False,
                  costs: guess_budget.StepCosts | None = None, drafter: DraftModel | None = None):
