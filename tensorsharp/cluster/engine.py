@@ -231,7 +231,8 @@ class RayEngine:
         i = self.router.pick(request.prompt, request.session)
         if i is None:
             raise EngineUnavailableError(f"no replica of {self.name} is up; retry shortly")
-        handle = RemoteHandle(request, self, uuid.uuid4().hex)
+        # Named after this front end, so that a replica it leaves can end what it left running there.
+        handle = RemoteHandle(request, self, f"{self.front}/{uuid.uuid4().hex}")
         group = f"{handle.rid}:{id(request.group)}" if request.group is not None else None
         self._spawn(self._pump, (handle, Wire.of(handle.rid, request, group), i, sink))
         return handle

@@ -147,10 +147,14 @@ class Replica:
         return self.report()
 
     def leave(self, front: str) -> bool:
-        """front is done with this replica: True if it was the last, and must now end it."""
+        """front is done with this replica: True if it was the last, and must now end it. What
+        front still had running here is cancelled: nobody is left to read it."""
         with self._lock:
             self.ending = self.ending or self.fronts.leave(front)
-            return self.ending
+            orphans = [h for rid, h in self._handles.items() if rid.startswith(front + "/")]
+        for handle in orphans:
+            handle.cancel()
+        return self.ending
 
     def report(self, front: str | None = None) -> dict:
         """Load, KV slots and health, for routing and for the front end's aggregate views; pid

@@ -92,3 +92,19 @@ def test_report_names_the_prefixes_its_slots_hold(replica):
     ids = prompt(replica, "Name three rivers.")
     run(replica, Wire.of("d", GenerationRequest(ids, 4, SamplingParams()), None))
     assert set(prefix_hashes(ids)) <= set(replica.report()["held"])
+
+
+def test_a_front_end_that_leaves_ends_what_it_left_running(replica):
+    # A front end stopped mid-stream: nobody reads its request any more, so it must not keep
+    # its slot until max_tokens. Another front end's request runs on.
+    assert replica.join("gone") is not None and replica.join("stays") is not None
+    req = lambda: GenerationRequest(prompt(replica, "Write a long story."), 300, SamplingParams())  # noqa: E731
+    left, kept = replica.generate(Wire.of("gone/1", req(), None)), replica.generate(Wire.of("stays/1", req(), None))
+    assert isinstance(next(left)[0], Started) and isinstance(next(kept)[0], Started)
+    assert replica.leave("gone") is False
+    (end,) = [b[-1] for b in left if isinstance(b[-1], Done)]
+    assert end.reason == "cancelled" and end.completion_tokens < 300
+    (end,) = [b[-1] for b in kept if isinstance(b[-1], Done)]
+    assert end.reason == "length"
+    replica.leave("stays")
+    replica.ending = False   # the module's replica serves the other tests
