@@ -6,8 +6,27 @@
 
 #include "ts/kernels.h"
 
-enum { LVL_SCALAR, LVL_AVX2, LVL_AVX512, LVL_AVX512VNNI, LVL_COUNT };
-static const char *LEVEL_NAMES[LVL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
+#if defined(TS_HAVE_X86)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* AMX tiles: the CPU has them (CPUID 7.0 EDX bits 24 and 25: tiles and int8) and Linux lets this
+ * process use their 8 KB of state, which it grants only on request (arch_prctl
+ * ARCH_REQ_XCOMP_PERM for XTILEDATA, feature 18); a kernel without that request has none. */
+static int amx_usable(void) {
+#if defined(TS_HAVE_AMX) && defined(__linux__) && defined(SYS_arch_prctl)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 25 & 1)) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18) == 0;
+#else
+    return 0;
+#endif
+}
+#endif
+
+enum { LVL_SCALAR, LVL_AVX2, LVL_AVX512, LVL_AVX512VNNI, LVL_AMX, LVL_COUNT };
+static const char *LEVEL_NAMES[LVL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni", "amx"};
 
 static ts_kernels g_tables[LVL_COUNT];
 static int g_supported[LVL_COUNT];
@@ -25,6 +44,7 @@ static void cpu_detect(void) {
     g_supported[LVL_AVX2] = avx2;
     g_supported[LVL_AVX512] = avx512;
     g_supported[LVL_AVX512VNNI] = avx512 && __builtin_cpu_supports("avx512vnni");
+    g_supported[LVL_AMX] = g_supported[LVL_AVX512VNNI] && amx_usable();
 #endif
 }
 
@@ -49,6 +69,10 @@ static void fill_tables(void) {
     ts_register_avx512vnni(&g_tables[LVL_AVX512VNNI]);
     ts_register_avx512vnni_gemm(&g_tables[LVL_AVX512VNNI]);
     ts_register_avx512vnni_packed(&g_tables[LVL_AVX512VNNI]);
+    g_tables[LVL_AMX] = g_tables[LVL_AVX512VNNI];
+#if defined(TS_HAVE_AMX)
+    ts_register_amx_packed(&g_tables[LVL_AMX]);
+#endif
 #endif
     for (int i = 0; i < LVL_COUNT; i++) g_tables[i].isa = LEVEL_NAMES[i];
 }

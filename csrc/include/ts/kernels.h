@@ -127,6 +127,7 @@ void ts_register_avx2_gemm(ts_kernels *k);
 void ts_register_avx512_gemm(ts_kernels *k);
 void ts_register_avx512vnni_gemm(ts_kernels *k);
 void ts_register_avx512vnni_packed(ts_kernels *k);
+void ts_register_amx_packed(ts_kernels *k);
 
 /* The table in use: detected once (TENSORSHARP_ISA forces a level), never changes after. */
 const ts_kernels *ts_kernels_get(void);
