@@ -78,41 +78,41 @@ def _split_run_args(words: list[str]) -> tuple[str, str | None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from tensorsharp.chat.output import chat_format
-    from tensorsharp.chat.template import ChatTemplate
-    from tensorsharp.llm import Model
+    from tensorsharp.server.model import ServedModel   # the server's loader (and draft check), not its routes
 
     name, prompt = _split_run_args(args.words)
-    model = Model(args.model or name, n_ctx=args.ctx, n_threads=args.threads)
-    template = ChatTemplate.for_model(model.gguf.metadata, model.tokenizer)
-    chat = chat_format(model.gguf.metadata, template.source)   # renders as the server does
+    # One slot, which keeps the conversation between turns: each turn evaluates only what is new.
+    served = ServedModel.load(args.model or name, n_ctx=args.ctx, n_threads=args.threads, parallel=1, cache_slots=0,
+                              max_queue=0, mmproj=config.NO_MMPROJ, speculative=args.speculative,
+                              draft_model=args.draft_model, draft_max=args.draft_max)
+    try:
+        if not served.generates:
+            raise TensorSharpError(f"{served.path.name} is an embedding model: it cannot chat")
+        return _chat(served, prompt, args)
+    finally:
+        served.close()
+
+
+def _chat(served, prompt: str | None, args: argparse.Namespace) -> int:
+    """One answer to prompt, or turns read from stdin until an empty line or its end."""
     messages = [{"role": "system", "content": args.system}] if args.system else []
-    sampling = {"top_k": 40, "top_p": 0.9, "repeat_penalty": 1.1, "seed": args.seed}
 
     def answer(text: str) -> None:
         messages.append({"role": "user", "content": text})
-        ids = model.tokenize_prompt(chat.render(template, messages))
-        if len(ids) >= model.n_ctx:
-            raise TensorSharpError(f"the conversation is {len(ids)} tokens but the context holds {model.n_ctx}; "
+        ids = served.tokenize_prompt(served.chat.render(served.template, messages))
+        if len(ids) >= served.n_ctx:
+            raise TensorSharpError(f"the conversation is {len(ids)} tokens but the context holds {served.n_ctx}; "
                                    "start again, or give a larger --ctx")
         # Like Ollama's CLI: unless limited, until the model stops or the context is full.
-        limit = model.n_ctx - len(ids)
+        limit = served.n_ctx - len(ids)
         max_tokens = limit if args.max_tokens is None else min(args.max_tokens, limit)
-        decoder = model.tokenizer.stream(at_start=False)
-        reply = []
-        for tok in model.generate(ids, max_tokens, temperature=args.temperature, **sampling):
-            if model.tokenizer.is_eog(tok):
-                break
-            reply.append(decoder.feed(tok))
-            print(reply[-1], end="", flush=True)
-        reply.append(decoder.flush())
-        print(reply[-1])
-        messages.append({"role": "assistant", "content": "".join(reply)})
+        reply = _stream(served.scheduler, ids, max_tokens, args)
+        messages.append({"role": "assistant", "content": reply})
 
     if prompt is not None:
         answer(prompt)
         return 0
-    print(f"chatting with {model.path.name}; an empty line or Ctrl-D ends", file=sys.stderr)
+    print(f"chatting with {served.path.name}; an empty line or Ctrl-D ends", file=sys.stderr)
     while True:
         try:
             text = input(">>> ")
@@ -122,6 +122,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not text.strip():
             return 0
         answer(text)
+
+
+def _stream(scheduler, ids: list[int], max_tokens: int, args: argparse.Namespace) -> str:
+    """Submits one answer to the engine thread and prints its text as it comes; returns the text."""
+    import queue
+
+    from tensorsharp.engine.request import Done, Failed, GenerationRequest, Token
+    from tensorsharp.engine.sampler import SamplingParams
+
+    sampling = SamplingParams(temperature=args.temperature, top_k=40, top_p=0.9, repeat_penalty=1.1, seed=args.seed)
+    counts = _guess_counts(scheduler)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    handle = scheduler.submit(GenerationRequest(ids, max_tokens, sampling=sampling), events.put)
+    reply = []
+    try:
+        while True:
+            event = events.get()
+            if isinstance(event, Token):
+                reply.append(event.text)
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Failed):
+                raise event.error
+            elif isinstance(event, Done):
+                break
+    finally:
+        handle.cancel()   # a no-op after Done; ends the answer on Ctrl-C
+    print()
+    if args.verbose:
+        guessed = [now - before for now, before in zip(_guess_counts(scheduler), counts)]
+        print(_stats(event, guessed if scheduler.speculative else None), file=sys.stderr)
+    return "".join(reply)
+
+
+def _guess_counts(scheduler) -> tuple[int, ...]:
+    """Tokens guessed so far and those that held, then the same of the draft model's guesses (the
+    engine thread's counts, whole once a request's Done has been sent)."""
+    d = scheduler.drafter
+    return scheduler.drafted, scheduler.accepted, d.proposed if d else 0, d.accepted if d else 0
+
+
+def _stats(done, guessed: list[int] | None) -> str:
+    """What --verbose prints after an answer, in the words of Ollama's `run --verbose`; guessed:
+    the answer's _guess_counts, None with speculation off."""
+    evaluated = done.prompt_tokens - done.cached_tokens
+    lines = [f"prompt eval count:    {evaluated} token(s) ({done.cached_tokens} more from the cache)",
+             f"prompt eval rate:     {evaluated / max(done.prompt_ns, 1) * 1e9:.2f} tokens/s",
+             f"eval count:           {done.completion_tokens} token(s)"]
+    if done.completion_tokens > 1:   # the first token comes with the prompt's logits
+        lines.append(f"eval rate:            {(done.completion_tokens - 1) / max(done.eval_ns, 1) * 1e9:.2f} tokens/s")
+    if guessed is None:
+        lines.append("guesses held:         (speculation off)")
+    else:
+        drafted, held, draft_drafted, draft_held = guessed
+        lines.append(f"guesses held:         {held} of {drafted} guessed token(s), "
+                     f"{draft_held} of {draft_drafted} by the draft model")
+    return "\n".join(lines)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -139,6 +195,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     serve(app, listener, drain_seconds=srv.drain_seconds, io_timeout=srv.io_timeout,
           max_connections=srv.max_connections or None)
     return 0
+
+
+def _add_speculation_options(p: argparse.ArgumentParser, targets: str) -> None:
+    """run's and serve's options for speculative decoding, with the same defaults."""
+    speculative = config.server_options().speculative
+    p.add_argument("--speculative", action=argparse.BooleanOptionalAction, default=speculative,
+                   help="verify guesses copied from the context (prompt lookup) in each decode step: "
+                        "several tokens per step where the reply repeats its prompt, same output "
+                        "(default: %(default)s)")
+    p.add_argument("--draft-model", default=config.load_options().draft_model, metavar="NAME_OR_PATH",
+                   help=f"a small model with the same vocabulary as {targets}, whose greedy guesses the decode "
+                        "steps verify where prompt lookup has none; same output "
+                        "(default: TENSORSHARP_DRAFT_MODEL, else none)")
+    p.add_argument("--draft-max", type=int, default=config.load_options().draft_max, metavar="N",
+                   help="tokens per draft model guess at most (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--ctx", type=int, default=config.load_options().n_ctx, help="context size in tokens")
     p.add_argument("--threads", type=int, default=config.load_options().n_threads)
+    _add_speculation_options(p, "the model")
+    p.add_argument("--verbose", action="store_true",
+                   help="after each answer, print its token counts, rates and guesses held to stderr")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("serve", help="serve a model over the Ollama, OpenAI and web UI APIs")
@@ -191,16 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=config.load_options().n_threads)
     p.add_argument("--parallel", type=int, default=srv.parallel,
                    help="requests decoded together (default: %(default)s)")
-    p.add_argument("--speculative", action=argparse.BooleanOptionalAction, default=srv.speculative,
-                   help="verify guesses copied from the context (prompt lookup) in each decode step: "
-                        "several tokens per step where the reply repeats its prompt, same output "
-                        "(default: %(default)s)")
-    p.add_argument("--draft-model", default=config.load_options().draft_model, metavar="NAME_OR_PATH",
-                   help="a small model with the same vocabulary as the models named by --model, whose greedy "
-                        "guesses their decode steps verify where prompt lookup has none; same output "
-                        "(default: TENSORSHARP_DRAFT_MODEL, else none)")
-    p.add_argument("--draft-max", type=int, default=config.load_options().draft_max, metavar="N",
-                   help="tokens per draft model guess at most (default: %(default)s)")
+    _add_speculation_options(p, "the models named by --model")
     p.add_argument("--api-key", default=srv.api_key,
                    help="require 'Authorization: Bearer KEY' on every route but /health")
     p.add_argument("--allowed-origins", default=srv.allowed_origins, metavar="ORIGINS",

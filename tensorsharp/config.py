@@ -131,7 +131,8 @@ class ServerOptions:
     max_connections: int = 0             # connections served at once; 0: from the descriptor limit
     stall_seconds: int = 120             # /health fails once the engine has work and no step
                                          # ended for this long
-    speculative: bool = True             # decoding verifies prompt-lookup guesses (engine/draft.py)
+    speculative: bool = True             # decoding verifies prompt-lookup guesses (engine/draft.py);
+                                         # `tensorsharp run` takes its default too
     max_loaded: int = 3                  # models loaded at once; the least recently used idle one
                                          # makes room for another
     max_memory: int = 0                  # bytes the loaded models may take (file + KV cache); 0: no limit

@@ -1,5 +1,6 @@
 """The `python -m tensorsharp` command line, run as a user would: in a subprocess."""
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -8,7 +9,8 @@ from importlib import metadata
 
 import pytest
 
-from tensorsharp import cli, kernels
+from tensorsharp import cli, kernels, store
+from tensorsharp.gguf import GGUFFile
 from tensorsharp.testing.models import fake_model, write_registry
 
 
@@ -114,6 +116,61 @@ def test_run_gives_a_template_that_refuses_the_system_role_the_system_prompt_in_
     assert r.returncode == 0 and "System role not supported" not in r.stderr, r.stderr
 
 
+def _said(stats: str, label: str) -> str:
+    """The value of one line of run --verbose's stats."""
+    (line,) = [ln for ln in stats.splitlines() if ln.startswith(label + ":")]
+    return line.split(":", 1)[1].strip()
+
+
+def test_run_gives_the_same_greedy_answer_with_speculation_on_off_and_with_a_draft_model(tmp_path, env):
+    """Guesses copied from the prompt and a draft model's (the model itself) only speed decoding up."""
+    ask = ["run", "smollm2-135m", "Repeat after me: the cat sat on the mat. Then tell me a fact about cats.",
+           "--temperature", "0", "--max-tokens", "40", "--threads", "1", "--verbose"]
+    env.pop("TENSORSHARP_HOME")   # the store's real models
+    runs = {opt: _run(tmp_path, env, *ask, *opt.split()) for opt in
+            ("--no-speculative", "--speculative", "--draft-model smollm2-135m")}
+    for opt, r in runs.items():
+        assert r.returncode == 0, f"{opt}: {r.stderr}"
+    answers = {r.stdout for r in runs.values()}
+    assert len(answers) == 1 and "cat" in answers.pop()
+    assert _said(runs["--no-speculative"].stderr, "guesses held") == "(speculation off)"
+    model = store.resolve("smollm2-135m")
+    if not kernels.rows_exact(t.type.id for t in GGUFFile(model).tensors.values()):
+        return   # speculation stays off where a row's logits differ alone and in a batch
+    held = re.fullmatch(r"(\d+) of (\d+) guessed token\(s\), (\d+) of (\d+) by the draft model",
+                        _said(runs["--speculative"].stderr, "guesses held"))
+    assert held and int(held[1]) > 0 and held[4] == "0", runs["--speculative"].stderr
+    drafted = re.fullmatch(r"\d+ of \d+ guessed token\(s\), (\d+) of (\d+) by the draft model",
+                           _said(runs["--draft-model smollm2-135m"].stderr, "guesses held"))
+    assert drafted and int(drafted[2]) > 0, runs["--draft-model smollm2-135m"].stderr
+
+
+def test_run_refuses_a_draft_model_of_another_vocabulary_naming_both(tmp_path, env):
+    env.pop("TENSORSHARP_HOME")
+    r = _run(tmp_path, env, "run", "smollm2-135m", "hi", "--draft-model", "qwen2.5-coder-0.5b")
+    assert r.returncode == 1 and r.stdout == ""
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("tensorsharp: error: ") and line.endswith(
+        "draft model qwen2.5-coder-0.5b-instruct.gguf cannot draft for SmolLM2-135M-Instruct.Q4_1.gguf: "
+        "their vocabularies hold 151936 and 49152 tokens"), line
+
+
+def test_run_interactively_answers_each_turn_reusing_the_conversation_until_an_empty_line(tmp_path, env):
+    env.pop("TENSORSHARP_HOME")
+    r = subprocess.run([sys.executable, "-m", "tensorsharp", "run", "smollm2-135m", "--temperature", "0",
+                        "--max-tokens", "12", "--threads", "1", "--verbose"],
+                       input="What is the capital of France?\nAnd of Italy?\n\nAnd of Spain?\n",
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    turns = r.stdout.split(">>> ")
+    assert turns[0] == "" and len(turns) == 4 and turns[3] == "", r.stdout   # the empty line ended it
+    assert "Paris" in turns[1] and "Rome" in turns[2]
+    prompts = [int(m) for m in re.findall(r"prompt eval count: +(\d+) token\(s\)", r.stderr)]
+    cached = [int(m) for m in re.findall(r"\((\d+) more from the cache\)", r.stderr)]
+    # The second turn evaluates only what follows the first turn's prompt and answer.
+    assert len(prompts) == 2 and cached[0] == 0 and cached[1] >= prompts[0] + 5, r.stderr
+
+
 def test_serve_on_a_taken_port_fails_at_once_naming_it(tmp_path, env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -126,10 +183,14 @@ def test_serve_on_a_taken_port_fails_at_once_naming_it(tmp_path, env):
                         "stop what holds it or choose another with --port\n")
 
 
-def test_serve_takes_its_draft_model_from_the_environment_unless_given(monkeypatch):
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_speculation_options_come_from_the_environment_unless_given(monkeypatch, command):
     monkeypatch.setenv("TENSORSHARP_DRAFT_MODEL", "small")
     monkeypatch.setenv("TENSORSHARP_DRAFT_MAX", "5")
-    args = cli.build_parser().parse_args(["serve"])
-    assert (args.draft_model, args.draft_max) == ("small", 5)
-    args = cli.build_parser().parse_args(["serve", "--draft-model", "other.gguf", "--draft-max", "3"])
-    assert (args.draft_model, args.draft_max) == ("other.gguf", 3)
+    monkeypatch.setenv("TENSORSHARP_SPECULATIVE", "0")
+    args = cli.build_parser().parse_args([command])
+    assert (args.speculative, args.draft_model, args.draft_max) == (False, "small", 5)
+    args = cli.build_parser().parse_args([command, "--speculative", "--draft-model", "other.gguf", "--draft-max", "3"])
+    assert (args.speculative, args.draft_model, args.draft_max) == (True, "other.gguf", 3)
+    monkeypatch.delenv("TENSORSHARP_SPECULATIVE")
+    assert cli.build_parser().parse_args([command]).speculative is True

@@ -546,6 +546,12 @@ class Scheduler(EngineThread):
         idx, draft = a.slot.index, a.draft
         self.cache.truncate(idx, int(self.cache.length[idx]) - len(draft))
         a.slot.tokens.append(a.todo.pop())
+        # Counted as they are decided: a caller reading the counts once its Done arrives (sent from
+        # _sample, mid-step) finds all of its request's guesses in them.
+        drafter = self.drafter if draft and a.guesser is a.follower else None
+        self.drafted += len(draft)
+        if drafter is not None:
+            drafter.proposed += len(draft)
         held, missed = 0, False
         for i in range(len(draft) + 1):
             tok = self._sample(a, logits[i])
@@ -555,17 +561,15 @@ class Scheduler(EngineThread):
                 self.cache.reserve(idx, 1)
                 a.slot.tokens.append(tok)
                 held += 1
+                self.accepted += 1
+                if drafter is not None:
+                    drafter.accepted += 1
                 continue
             a.todo = [tok]
             missed = i < len(draft)
             break
-        self.drafted += len(draft)
-        self.accepted += held
         if draft:
             a.guesser.record(held, missed)
-            if a.guesser is a.follower:
-                self.drafter.proposed += len(draft)
-                self.drafter.accepted += held
         elif a.unrowed is not None and tok is not None:
             a.lookup.record(int(tok == a.unrowed), tok != a.unrowed)
 

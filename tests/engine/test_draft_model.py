@@ -13,7 +13,7 @@ from tensorsharp.engine.batch import Stepper
 from tensorsharp.engine.draft_model import DraftModel
 from tensorsharp.engine.guess_budget import StepCosts
 from tensorsharp.engine.kv_cache import KVCache
-from tensorsharp.engine.request import GenerationRequest
+from tensorsharp.engine.request import Done, GenerationRequest
 from tensorsharp.engine.sampler import SamplingParams
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.llm import Model
@@ -83,6 +83,26 @@ def test_another_draft_of_the_vocabulary_changes_nothing_but_its_guesses_fail(ti
     assert serve(s, reqs()) == plain
     d = s.drafter
     assert d.proposed >= 40 and d.accepted < 0.3 * d.proposed, f"{d.accepted} of {d.proposed} held"
+
+
+def test_the_guess_counts_are_whole_when_a_request_is_done(tiny):
+    # A caller that reads them on Done (tensorsharp run --verbose) sees its last step's guesses too.
+    models, _ = tiny
+    target = models["target"]
+    s = scheduler(target, target, parallel=1)
+    seen = []
+    c = Collector()
+
+    def sink(event):
+        if isinstance(event, Done):
+            seen.append((s.drafted, s.accepted, s.drafter.proposed, s.drafter.accepted))
+        c(event)
+
+    with s:
+        s.submit(GenerationRequest(prompts(target.n_vocab, n=1)[0], 29, stop_at_eog=False), sink)
+        c.outcome()
+    assert s.drafter.proposed > 0
+    assert seen == [(s.drafted, s.accepted, s.drafter.proposed, s.drafter.accepted)]
 
 
 def test_a_guess_after_rejected_ones_is_what_a_fresh_draft_guesses(tiny):
