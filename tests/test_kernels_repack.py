@@ -9,16 +9,27 @@ from tensorsharp import kernels
 from tensorsharp.gguf.types import tensor_type
 from tensorsharp.testing.quants import ACT_OF, matmul_ref, random_weights
 
-TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0"]
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"]
 HEAD = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 6, "Q8_0": 2}  # bytes of a block before its quants
+PIECES = {"Q4_K": 144, "Q6_K": 208}  # bytes of a k-quant block laid out in 4-byte pieces
+
+
+def _cols(type_name: str, blocks: int) -> int:
+    return blocks * tensor_type(type_name).block_size
 
 
 def _packed_ref(w: np.ndarray, type_name: str) -> np.ndarray:
     """csrc/include/ts/repack.h's layout written out with numpy."""
     rows, row_bytes = w.shape
     bs = tensor_type(type_name).type_size
-    nb, head = row_bytes // bs, HEAD[type_name]
+    nb = row_bytes // bs
     blk = w.reshape(rows // 16, 16, nb, bs).transpose(0, 2, 1, 3)  # (group, block, row, bytes)
+    if type_name in PIECES:
+        pb = PIECES[type_name]
+        pieces = blk[..., :pb].reshape(rows // 16, nb, 16, pb // 4, 4).transpose(0, 1, 3, 2, 4)  # (g, b, piece, row, 4)
+        parts = [pieces.reshape(rows // 16, nb, -1), blk[..., pb:].reshape(rows // 16, nb, -1)]  # then Q6_K's d[16]
+        return np.concatenate(parts, axis=-1).reshape(rows, row_bytes)
+    head = HEAD[type_name]
     parts = [blk[..., 0:2].reshape(rows // 16, nb, 32)]  # d of the 16 rows
     if type_name == "Q4_1":
         parts.append(blk[..., 2:4].reshape(rows // 16, nb, 32))  # m
@@ -33,8 +44,9 @@ def _packed_ref(w: np.ndarray, type_name: str) -> np.ndarray:
 
 @pytest.mark.parametrize("type_name", TYPES)
 def test_repack_layout(type_name, rng):
-    w = random_weights(type_name, 48, 96, rng)
-    packed = kernels.repack(w, type_name, 96)
+    cols = _cols(type_name, 3)
+    w = random_weights(type_name, 48, cols, rng)
+    packed = kernels.repack(w, type_name, cols)
     assert packed.shape == w.shape
     assert np.array_equal(packed, _packed_ref(w, type_name))
 
@@ -43,9 +55,11 @@ def test_repack_refuses_partial_groups_and_other_types(rng):
     with pytest.raises(ValueError):
         kernels.repack(random_weights("Q4_0", 17, 64, rng), "Q4_0", 64)
     with pytest.raises(ValueError):
-        kernels.repack(random_weights("Q4_K", 16, 256, rng), "Q4_K", 256)
+        kernels.repack(random_weights("Q5_K", 16, 256, rng), "Q5_K", 256)
+    with pytest.raises(ValueError):
+        kernels.repack(random_weights("Q4_K", 16, 256, rng)[:, :-1], "Q4_K", 256)  # rows shorter than 256 elements
     assert not kernels.packs("Q4_0", 17)
-    assert not kernels.packs("Q4_K", 16)
+    assert not kernels.packs("Q5_K", 16)
 
 
 def _need_packed(isa, type_name):
@@ -53,14 +67,14 @@ def _need_packed(isa, type_name):
         pytest.skip(f"{type_name} has no packed gemm on {isa}")
 
 
-@pytest.mark.parametrize("type_name", TYPES)
-@pytest.mark.parametrize("cols", [32, 96, 65 * 32])
-def test_packed_gemm_matches_unpacked(isa, type_name, cols, rng):
+# Blocks per row: one, a few, and past several of the gemm's chunks of 512 elements with a tail.
+@pytest.mark.parametrize("type_name,blocks", [(t, b) for t in TYPES for b in ((1, 3, 9) if t in PIECES else (1, 3, 65))])
+def test_packed_gemm_matches_unpacked(isa, type_name, blocks, rng):
     _need_packed(isa, type_name)
-    rows, n = 48, 20
+    rows, n, cols = 48, 20, _cols(type_name, blocks)
     w = random_weights(type_name, rows, cols, rng)
     x = rng.standard_normal((n, cols), dtype=np.float32)
-    x[3, :32] = 0.0  # an all-zero activation block has d = 0 and adds nothing
+    x[3, :tensor_type(type_name).block_size] = 0.0  # an all-zero activation block has d = 0 and adds nothing
     packed = kernels.repack(w, type_name, cols)
     w_deq = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(rows, cols)
     ref, mag = matmul_ref(w_deq, x, ACT_OF[type_name])
@@ -76,9 +90,10 @@ def test_packed_gemm_matches_unpacked(isa, type_name, cols, rng):
 @pytest.mark.parametrize("type_name", TYPES)
 def test_packed_row_has_the_same_bits_in_any_batch(isa, type_name, rng):
     _need_packed(isa, type_name)
-    w = random_weights(type_name, 64, 320, rng)
-    x = rng.standard_normal((13, 320), dtype=np.float32)
-    packed = kernels.repack(w, type_name, 320)
+    cols = 320 if type_name not in PIECES else 768
+    w = random_weights(type_name, 64, cols, rng)
+    x = rng.standard_normal((13, cols), dtype=np.float32)
+    packed = kernels.repack(w, type_name, cols)
     y = kernels.matmul(packed, type_name, x, isa=isa, packed=True)
     for t in range(13):
         assert np.array_equal(y[t], kernels.matmul(packed, type_name, x[t:t + 1], isa=isa, packed=True)[0])
@@ -95,10 +110,11 @@ def test_packed_matmul_refuses_what_it_cannot_run(rng):
 @pytest.mark.parametrize("type_name", TYPES)
 def test_packed_row_dequantizes_as_gguf(isa, type_name, rng):
     # A packed tied embedding looks its tokens up here: the values must be the file row's.
-    w = random_weights(type_name, 48, 96, rng)
-    packed = kernels.repack(w, type_name, 96)
-    want = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(48, 96)
+    cols = _cols(type_name, 3)
+    w = random_weights(type_name, 48, cols, rng)
+    packed = kernels.repack(w, type_name, cols)
+    want = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(48, cols)
     for row in (0, 5, 15, 16, 31, 47):
-        assert np.array_equal(kernels.dequantize_packed_row(packed, type_name, 96, row, isa=isa), want[row]), row
+        assert np.array_equal(kernels.dequantize_packed_row(packed, type_name, cols, row, isa=isa), want[row]), row
     with pytest.raises(ValueError):
-        kernels.dequantize_packed_row(packed, type_name, 96, 48, isa=isa)
+        kernels.dequantize_packed_row(packed, type_name, cols, 48, isa=isa)

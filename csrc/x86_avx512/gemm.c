@@ -328,6 +328,26 @@ TS_INLINE void panel_fill(int type, int rows, const uint8_t *w, size_t w_stride,
 /* panel_fill from weights in ts/repack.h's layout (rows 16 or 32): their registers already hold
  * each row's quants in its lanes, so the panel is a copy with the nibbles split, no transpose. */
 TS_INLINE void panel_fill_packed(int type, int rows, const uint8_t *w, size_t w_stride, int64_t e0, int ke, panel *P) {
+    if (type == TS_TYPE_Q4_K || type == TS_TYPE_Q6_K) {
+        const size_t sb_bytes = TS_PACK_ROWS * (type == TS_TYPE_Q6_K ? sizeof(ts_block_q6_K) : sizeof(ts_block_q4_K));
+        const int per_sb = TS_QK_K / block_elems(type);
+        for (int h = 0; h < rows / 16; h++)
+            for (int s = 0; s < ke / TS_QK_K; s++) {
+                const uint8_t *blk = w + (size_t)16 * h * w_stride + (size_t)(e0 / TS_QK_K + s) * sb_bytes;
+                __m512 sc[16], d, dm;
+                ts_packed_k_scales(type, blk, sc, &d, &dm);
+                for (int b = 0; b < per_sb; b++) _mm512_store_ps(&P->dw[per_sb * s + b][16 * h], sc[b]);
+                for (int b = 0; has_min(type) && b < per_sb; b++) _mm512_store_ps(&P->mw[per_sb * s + b][16 * h], sc[8 + b]);
+                _mm512_store_ps(&P->ds[s][16 * h], d);
+                _mm512_store_ps(&P->dm[s][16 * h], dm);
+                for (int run = 0; run < 8; run++) {
+                    __m512i q[8];
+                    ts_packed_k_quants(type, blk, run, q);
+                    for (int j = 0; j < 8; j++) _mm512_store_si512(&P->q[2 * (64 * s + 8 * run + j) + h], q[j]);
+                }
+            }
+        return;
+    }
     const int bs = ts_q8x32_block_bytes(type), nblk = ke / TS_QK;
     for (int h = 0; h < rows / 16; h++) {
         const uint8_t *g = w + (size_t)16 * h * w_stride + (size_t)(e0 / TS_QK) * TS_PACK_ROWS * bs;
@@ -891,6 +911,7 @@ void ts_avx512vnni_gemm_panels_packed(int type, int64_t n, int nr, int nc, const
     switch (type) {
 #define TS_PACKED_CASE(t) case t: gemm_panels(t, 1, n, nr, nc, w, w_stride, x, x_stride, y, y_stride); break;
         TS_PACKED_CASE(TS_TYPE_Q4_0) TS_PACKED_CASE(TS_TYPE_Q4_1) TS_PACKED_CASE(TS_TYPE_Q5_0) TS_PACKED_CASE(TS_TYPE_Q8_0)
+        TS_PACKED_CASE(TS_TYPE_Q4_K) TS_PACKED_CASE(TS_TYPE_Q6_K)
 #undef TS_PACKED_CASE
     }
 }

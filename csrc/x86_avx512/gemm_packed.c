@@ -132,4 +132,5 @@ void ts_register_avx512vnni_packed(ts_kernels *k) {
     k->gemm_packed[TS_TYPE_Q4_1] = gemm_packed_q4_1;
     k->gemm_packed[TS_TYPE_Q5_0] = gemm_packed_q5_0;
     k->gemm_packed[TS_TYPE_Q8_0] = gemm_packed_q8_0;
+    ts_register_avx512vnni_packed_k(k);
 }

@@ -1,9 +1,11 @@
 /* AVX-512: reading one block of 16 repacked rows (ts/repack.h) into registers, shared by the
- * packed gemm's register path (gemm_packed.c) and its panel path (gemm.c). */
+ * packed gemm's register paths (gemm_packed.c, gemm_packed_k.c) and its panel path (gemm.c). */
 #ifndef TS_X86_AVX512_PACKED_H
 #define TS_X86_AVX512_PACKED_H
 
 #include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "quants.h"
@@ -40,8 +42,73 @@ TS_ALWAYS_INLINE __m512 ts_packed_m(int type, const uint8_t *blk) {
     return type == TS_TYPE_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32))) : _mm512_setzero_ps();
 }
 
+/* ---- Q4_K and Q6_K: a packed super-block is its 4-byte pieces, piece p of row r in lane r of
+ * the register at 64p ---------------------------------------------------------------------- */
+
+TS_ALWAYS_INLINE __m512i ts_packed_piece(const uint8_t *blk, int p) { return _mm512_loadu_si512(blk + 64 * p); }
+
+/* q[j] lane r: unsigned quants 32 * run + 4j .. 32 * run + 4j + 3 (run < 8) of row r (Q6_K: q + 32). */
+TS_ALWAYS_INLINE void ts_packed_k_quants(int type, const uint8_t *blk, int run, __m512i q[8]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (type == TS_TYPE_Q4_K) {
+        /* Run 2i in the low nibbles of pieces 4 + 8i .. 4 + 8i + 7, run 2i + 1 in their high ones. */
+        for (int j = 0; j < 8; j++) {
+            const __m512i v = ts_packed_piece(blk, 4 + 8 * (run / 2) + j);
+            q[j] = _mm512_and_si512(run % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+        }
+        return;
+    }
+    /* Q6_K run 4h + k: the low bits in ql piece 16h + 8(k & 1) + j (high nibbles when k >= 2), the
+     * top two at bits 2k of qh piece 32 + 8h + j. */
+    const int h = run / 4, k = run % 4;
+    for (int j = 0; j < 8; j++) {
+        const __m512i l = ts_packed_piece(blk, 16 * h + 8 * (k & 1) + j), qh = ts_packed_piece(blk, 32 + 8 * h + j);
+        const __m512i lo = _mm512_and_si512(k >= 2 ? _mm512_srli_epi16(l, 4) : l, m4);
+        const __m512i top = k == 0 ? _mm512_slli_epi16(qh, 4) : k == 1 ? _mm512_slli_epi16(qh, 2)
+                          : k == 2 ? qh : _mm512_srli_epi16(qh, 2);
+        q[j] = ts_avx512_and_or(top, _mm512_set1_epi8(0x30), lo);
+    }
+}
+
+/* Byte k of each lane of v as a float: unsigned, or (sign) int8. */
+TS_ALWAYS_INLINE __m512 ts_packed_byte(__m512i v, int k, int sign) {
+    if (sign) return _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * k), 24));
+    return _mm512_cvtepi32_ps(k == 3 ? _mm512_srli_epi32(v, 24) : _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xFF)));
+}
+
+/* sc[b] lane r: sub-block b's scale of row r as a float (Q4_K: b < 8, and its min at sc[8 + b];
+ * Q6_K: b < 16); the 16 rows' d and (Q4_K) -dmin. */
+TS_ALWAYS_INLINE void ts_packed_k_scales(int type, const uint8_t *blk, __m512 sc[16], __m512 *d, __m512 *dm) {
+    if (type == TS_TYPE_Q6_K) {
+        for (int i = 0; i < 4; i++) {
+            const __m512i v = ts_packed_piece(blk, 48 + i);
+            for (int k = 0; k < 4; k++) sc[4 * i + k] = ts_packed_byte(v, k, 1);
+        }
+        *d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + TS_PACK_ROWS * offsetof(ts_block_q6_K, d))));
+        *dm = _mm512_setzero_ps();
+        return;
+    }
+    /* Bytes 0..3 of each row's scales hold sc0..3, 4..7 m0..3 (low 6 bits); sc4..7 and m4..7
+     * take their low 4 bits from the nibbles of bytes 8..11 and their top 2 from the top of 0..7. */
+    const __m512i a = ts_packed_piece(blk, 1), b = ts_packed_piece(blk, 2), c = ts_packed_piece(blk, 3);
+    const __m512i m6 = _mm512_set1_epi8(0x3F), n4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+    const __m512i v[4] = {_mm512_and_si512(a, m6),
+                          ts_avx512_and_or(c, n4, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a, 6), m2), 4)),
+                          _mm512_and_si512(b, m6),
+                          ts_avx512_and_or(_mm512_srli_epi32(c, 4), n4, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 6), m2), 4))};
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) sc[4 * i + k] = ts_packed_byte(v[i], k, 0);
+    const __m512i g = ts_packed_piece(blk, 0); /* d, dmin */
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+    *dm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dmin), _mm512_set1_epi32(INT32_MIN)));
+}
+
 /* gemm.c's panel path over packed weights (nr a multiple of 16), for calls with many tokens. */
 void ts_avx512vnni_gemm_panels_packed(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride,
                                       const void *x, size_t x_stride, float *y, size_t y_stride);
+
+/* gemm_packed_k.c's entries of the table's gemm_packed (Q4_K, Q6_K). */
+void ts_register_avx512vnni_packed_k(ts_kernels *k);
 
 #endif
