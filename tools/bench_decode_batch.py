@@ -8,13 +8,17 @@ shared with other work, `--threads 1 --clock cpu` counts this process's CPU time
 time: one thread runs the whole step on the caller, so time lost to other tenants drops out (with
 more threads a barrier's spinning would count).
 
+--repack 0,1 loads each model once per value of TENSORSHARP_REPACK (the file's layout, the
+repacked one) and times both in the same rounds, one line each.
+
     python tools/bench_decode_batch.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b]
                                        [--threads 2] [--batch 1,2,4,8,16] [--repeat 9] [--steps 5]
-                                       [--clock wall|cpu]
+                                       [--clock wall|cpu] [--repack 0,1]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -29,10 +33,19 @@ from tensorsharp.models import load_model
 MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
 
 
-def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: int, steps: int,
-                clock) -> dict[int, list[float]]:
-    """Per batch size, the step time (s) of each round."""
-    transformer = load_model(GGUFFile(store.resolve(name)))
+def stepper_of(name: str, threads: int, batches: list[int], ctx: int, repack: str | None):
+    """step(b): one decode step of b sequences of model `name` (loaded with TENSORSHARP_REPACK set
+    to repack where given)."""
+    saved = os.environ.get("TENSORSHARP_REPACK")
+    if repack is not None:
+        os.environ["TENSORSHARP_REPACK"] = repack
+    try:
+        transformer = load_model(GGUFFile(store.resolve(name)))
+    finally:
+        if saved is None:
+            os.environ.pop("TENSORSHARP_REPACK", None)
+        else:
+            os.environ["TENSORSHARP_REPACK"] = saved
     n_seq = max(batches)
     cache = KVCache(transformer, n_ctx=ctx + 8, n_seq=n_seq)
     stepper = Stepper(transformer, cache, n_batch=max(n_seq, ctx), n_threads=threads)
@@ -46,15 +59,24 @@ def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: i
         # The same position every step: each overwrites the K/V the last one wrote.
         stepper.step(np.full(b, 42), np.full(b, ctx), np.arange(b), np.arange(b))
 
-    for b in batches:  # warm-up: pages in the weights, sizes the pool
-        step(b)
-    times: dict[int, list[float]] = {b: [] for b in batches}
+    return step
+
+
+def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: int, steps: int, clock,
+                repacks: list[str | None]) -> list[dict[int, list[float]]]:
+    """Per value of repacks, per batch size, the step time (s) of each round."""
+    step_fns = [stepper_of(name, threads, batches, ctx, r) for r in repacks]
+    for step in step_fns:  # warm-up: pages in the weights, sizes the pool
+        for b in batches:
+            step(b)
+    times: list[dict[int, list[float]]] = [{b: [] for b in batches} for _ in step_fns]
     for _ in range(repeat):
         for b in batches:
-            t0 = clock()
-            for _ in range(steps):
-                step(b)
-            times[b].append((clock() - t0) / steps)
+            for step, tv in zip(step_fns, times):
+                t0 = clock()
+                for _ in range(steps):
+                    step(b)
+                tv[b].append((clock() - t0) / steps)
     return times
 
 
@@ -67,7 +89,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=9, help="rounds over all batch sizes; medians")
     ap.add_argument("--steps", type=int, default=5, help="steps timed together per batch size and round")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time, or this process's CPU time")
+    ap.add_argument("--repack", default=None, help="comma-separated TENSORSHARP_REPACK values timed side by side")
     args = ap.parse_args()
+    repacks = args.repack.split(",") if args.repack else [None]
     batches = [int(b) for b in args.batch.split(",")]
     if 1 not in batches:
         batches = [1] + batches
@@ -78,11 +102,13 @@ def main() -> int:
     for name in args.models.split(","):
         for nt in (int(t) for t in args.threads.split(",")):
             clock = time.perf_counter if args.clock == "wall" else time.process_time
-            times = bench_model(name, nt, batches, args.ctx, args.repeat, args.steps, clock)
-            med = {b: statistics.median(t) for b, t in times.items()}
-            ratio = {b: statistics.median(x / y for x, y in zip(times[b], times[1])) for b in batches}
-            print(f"| {name} | {nt} | " + " | ".join(f"{1e3 * med[b]:.1f}" for b in batches) + " | "
-                  + " | ".join(f"{ratio[b]:.2f}" for b in batches if b != 1) + " |", flush=True)
+            for repack, times in zip(repacks, bench_model(name, nt, batches, args.ctx, args.repeat, args.steps,
+                                                          clock, repacks)):
+                med = {b: statistics.median(t) for b, t in times.items()}
+                ratio = {b: statistics.median(x / y for x, y in zip(times[b], times[1])) for b in batches}
+                label = name if repack is None else f"{name} REPACK={repack}"
+                print(f"| {label} | {nt} | " + " | ".join(f"{1e3 * med[b]:.1f}" for b in batches) + " | "
+                      + " | ".join(f"{ratio[b]:.2f}" for b in batches if b != 1) + " |", flush=True)
     return 0
 
 
