@@ -26,13 +26,16 @@ _Static_assert(sizeof(ts_block_q4_K) % 4 == 0 && offsetof(ts_block_q6_K, d) % 4 
 /* Bytes of a k-quant block that go in 4-byte pieces; Q6_K's d after them goes as d[16]. */
 static int piece_bytes(int type) { return type == TS_TYPE_Q6_K ? (int)offsetof(ts_block_q6_K, d) : block_bytes(type); }
 
+/* The register of a packed k-quant block that holds piece p. */
+static int slot(int type, int p) { return type == TS_TYPE_Q6_K ? ts_repack_q6_K_slot(p) : p; }
+
 /* Block b of the 16 rows at `rows` (row_bytes apart) into its packed slot `out`. */
 static void pack_block(int type, const uint8_t *rows, int64_t row_bytes, int64_t b, int bs, uint8_t *out) {
     if (ts_repack_block_elems(type) == TS_QK_K) {
         const int pb = piece_bytes(type);
         for (int r = 0; r < TS_PACK_ROWS; r++) {
             const uint8_t *blk = rows + (size_t)r * (size_t)row_bytes + (size_t)b * bs;
-            for (int p = 0; p < pb / 4; p++) memcpy(out + 64 * p + 4 * r, blk + 4 * p, 4);
+            for (int p = 0; p < pb / 4; p++) memcpy(out + 64 * slot(type, p) + 4 * r, blk + 4 * p, 4);
             if (pb < bs) memcpy(out + TS_PACK_ROWS * pb + 2 * r, blk + pb, 2);
         }
         return;
@@ -63,7 +66,7 @@ static void unpack_block(int type, const uint8_t *g, int r, int64_t b, int bs, u
     const uint8_t *in = g + (size_t)b * TS_PACK_ROWS * bs;
     if (ts_repack_block_elems(type) == TS_QK_K) {
         const int pb = piece_bytes(type);
-        for (int p = 0; p < pb / 4; p++) memcpy(out + 4 * p, in + 64 * p + 4 * r, 4);
+        for (int p = 0; p < pb / 4; p++) memcpy(out + 4 * p, in + 64 * slot(type, p) + 4 * r, 4);
         if (pb < bs) memcpy(out + pb, in + TS_PACK_ROWS * pb + 2 * r, 2);
         return;
     }

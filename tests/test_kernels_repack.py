@@ -12,6 +12,10 @@ from tensorsharp.testing.quants import ACT_OF, matmul_ref, random_weights
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"]
 HEAD = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 6, "Q8_0": 2}  # bytes of a block before its quants
 PIECES = {"Q4_K": 144, "Q6_K": 208}  # bytes of a k-quant block laid out in 4-byte pieces
+# The order of a packed block's pieces: the file's, but Q6_K's in the order its gemm reads them.
+PIECE_ORDER = {"Q4_K": list(range(36)),
+               "Q6_K": [*range(48, 52), *[p for h in (0, 1) for p in (*range(16 * h, 16 * h + 8), *range(32 + 8 * h, 40 + 8 * h),
+                                                                      *range(16 * h + 8, 16 * h + 16))]]}
 
 
 def _cols(type_name: str, blocks: int) -> int:
@@ -27,6 +31,7 @@ def _packed_ref(w: np.ndarray, type_name: str) -> np.ndarray:
     if type_name in PIECES:
         pb = PIECES[type_name]
         pieces = blk[..., :pb].reshape(rows // 16, nb, 16, pb // 4, 4).transpose(0, 1, 3, 2, 4)  # (g, b, piece, row, 4)
+        pieces = pieces[:, :, PIECE_ORDER[type_name]]
         parts = [pieces.reshape(rows // 16, nb, -1), blk[..., pb:].reshape(rows // 16, nb, -1)]  # then Q6_K's d[16]
         return np.concatenate(parts, axis=-1).reshape(rows, row_bytes)
     head = HEAD[type_name]

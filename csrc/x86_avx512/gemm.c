@@ -335,16 +335,17 @@ TS_INLINE void panel_fill_packed(int type, int rows, const uint8_t *w, size_t w_
             for (int s = 0; s < ke / TS_QK_K; s++) {
                 const uint8_t *blk = w + (size_t)16 * h * w_stride + (size_t)(e0 / TS_QK_K + s) * sb_bytes;
                 __m512 sc[16], d, dm;
-                ts_packed_k_scales(type, blk, sc, &d, &dm);
+                ts_packed_k_scales(type, blk, sc);
                 for (int b = 0; b < per_sb; b++) _mm512_store_ps(&P->dw[per_sb * s + b][16 * h], sc[b]);
                 for (int b = 0; has_min(type) && b < per_sb; b++) _mm512_store_ps(&P->mw[per_sb * s + b][16 * h], sc[8 + b]);
-                _mm512_store_ps(&P->ds[s][16 * h], d);
-                _mm512_store_ps(&P->dm[s][16 * h], dm);
                 for (int run = 0; run < 8; run++) {
                     __m512i q[8];
                     ts_packed_k_quants(type, blk, run, q);
                     for (int j = 0; j < 8; j++) _mm512_store_si512(&P->q[2 * (64 * s + 8 * run + j) + h], q[j]);
                 }
+                ts_packed_k_d(type, blk, &d, &dm);
+                _mm512_store_ps(&P->ds[s][16 * h], d);
+                _mm512_store_ps(&P->dm[s][16 * h], dm);
             }
         return;
     }

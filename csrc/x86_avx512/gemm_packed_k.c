@@ -52,7 +52,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
     for (int64_t s = 0; s < ns; s++) {
         const uint8_t *blk = wg + (size_t)s * sb_bytes;
         __m512 sc[16], d, dm;
-        ts_packed_k_scales(type, blk, sc, &d, &dm);
+        ts_packed_k_scales(type, blk, sc);
         __m512 part[TILE];
         for (int t = 0; t < NT; t++) part[t] = _mm512_setzero_ps();
         for (int run = 0; run < 8; run++) {
@@ -92,6 +92,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
                 }
             }
         }
+        ts_packed_k_d(type, blk, &d, &dm);
         for (int t = 0; t < NT; t++) {
             const __m512 dx = _mm512_set1_ps(((const ts_block_q8k *)xt[t] + s)->d);
             acc[t] = _mm512_fmadd_ps(part[t], _mm512_mul_ps(d, dx), acc[t]);

@@ -43,9 +43,11 @@ TS_ALWAYS_INLINE __m512 ts_packed_m(int type, const uint8_t *blk) {
 }
 
 /* ---- Q4_K and Q6_K: a packed super-block is its 4-byte pieces, piece p of row r in lane r of
- * the register at 64p ---------------------------------------------------------------------- */
+ * one register (Q4_K: the p-th; Q6_K: ts_repack_q6_K_slot's) ------------------------------- */
 
-TS_ALWAYS_INLINE __m512i ts_packed_piece(const uint8_t *blk, int p) { return _mm512_loadu_si512(blk + 64 * p); }
+TS_ALWAYS_INLINE __m512i ts_packed_piece(int type, const uint8_t *blk, int p) {
+    return _mm512_loadu_si512(blk + 64 * (type == TS_TYPE_Q6_K ? ts_repack_q6_K_slot(p) : p));
+}
 
 /* q[j] lane r: unsigned quants 32 * run + 4j .. 32 * run + 4j + 3 (run < 8) of row r (Q6_K: q + 32). */
 TS_ALWAYS_INLINE void ts_packed_k_quants(int type, const uint8_t *blk, int run, __m512i q[8]) {
@@ -53,7 +55,7 @@ TS_ALWAYS_INLINE void ts_packed_k_quants(int type, const uint8_t *blk, int run, 
     if (type == TS_TYPE_Q4_K) {
         /* Run 2i in the low nibbles of pieces 4 + 8i .. 4 + 8i + 7, run 2i + 1 in their high ones. */
         for (int j = 0; j < 8; j++) {
-            const __m512i v = ts_packed_piece(blk, 4 + 8 * (run / 2) + j);
+            const __m512i v = ts_packed_piece(type, blk, 4 + 8 * (run / 2) + j);
             q[j] = _mm512_and_si512(run % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
         }
         return;
@@ -62,7 +64,7 @@ TS_ALWAYS_INLINE void ts_packed_k_quants(int type, const uint8_t *blk, int run, 
      * top two at bits 2k of qh piece 32 + 8h + j. */
     const int h = run / 4, k = run % 4;
     for (int j = 0; j < 8; j++) {
-        const __m512i l = ts_packed_piece(blk, 16 * h + 8 * (k & 1) + j), qh = ts_packed_piece(blk, 32 + 8 * h + j);
+        const __m512i l = ts_packed_piece(type, blk, 16 * h + 8 * (k & 1) + j), qh = ts_packed_piece(type, blk, 32 + 8 * h + j);
         const __m512i lo = _mm512_and_si512(k >= 2 ? _mm512_srli_epi16(l, 4) : l, m4);
         const __m512i top = k == 0 ? _mm512_slli_epi16(qh, 4) : k == 1 ? _mm512_slli_epi16(qh, 2)
                           : k == 2 ? qh : _mm512_srli_epi16(qh, 2);
@@ -76,21 +78,32 @@ TS_ALWAYS_INLINE __m512 ts_packed_byte(__m512i v, int k, int sign) {
     return _mm512_cvtepi32_ps(k == 3 ? _mm512_srli_epi32(v, 24) : _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xFF)));
 }
 
-/* sc[b] lane r: sub-block b's scale of row r as a float (Q4_K: b < 8, and its min at sc[8 + b];
- * Q6_K: b < 16); the 16 rows' d and (Q4_K) -dmin. */
-TS_ALWAYS_INLINE void ts_packed_k_scales(int type, const uint8_t *blk, __m512 sc[16], __m512 *d, __m512 *dm) {
+/* The 16 rows' d and (Q4_K) -dmin. Q6_K's d ends the block: read it after the quants, in stream order. */
+TS_ALWAYS_INLINE void ts_packed_k_d(int type, const uint8_t *blk, __m512 *d, __m512 *dm) {
     if (type == TS_TYPE_Q6_K) {
-        for (int i = 0; i < 4; i++) {
-            const __m512i v = ts_packed_piece(blk, 48 + i);
-            for (int k = 0; k < 4; k++) sc[4 * i + k] = ts_packed_byte(v, k, 1);
-        }
         *d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + TS_PACK_ROWS * offsetof(ts_block_q6_K, d))));
         *dm = _mm512_setzero_ps();
         return;
     }
+    const __m512i g = ts_packed_piece(type, blk, 0); /* d, dmin */
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+    *dm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dmin), _mm512_set1_epi32(INT32_MIN)));
+}
+
+/* sc[b] lane r: sub-block b's scale of row r as a float (Q4_K: b < 8, and its min at sc[8 + b];
+ * Q6_K: b < 16). */
+TS_ALWAYS_INLINE void ts_packed_k_scales(int type, const uint8_t *blk, __m512 sc[16]) {
+    if (type == TS_TYPE_Q6_K) {
+        for (int i = 0; i < 4; i++) {
+            const __m512i v = ts_packed_piece(type, blk, 48 + i);
+            for (int k = 0; k < 4; k++) sc[4 * i + k] = ts_packed_byte(v, k, 1);
+        }
+        return;
+    }
     /* Bytes 0..3 of each row's scales hold sc0..3, 4..7 m0..3 (low 6 bits); sc4..7 and m4..7
      * take their low 4 bits from the nibbles of bytes 8..11 and their top 2 from the top of 0..7. */
-    const __m512i a = ts_packed_piece(blk, 1), b = ts_packed_piece(blk, 2), c = ts_packed_piece(blk, 3);
+    const __m512i a = ts_packed_piece(type, blk, 1), b = ts_packed_piece(type, blk, 2), c = ts_packed_piece(type, blk, 3);
     const __m512i m6 = _mm512_set1_epi8(0x3F), n4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
     const __m512i v[4] = {_mm512_and_si512(a, m6),
                           ts_avx512_and_or(c, n4, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a, 6), m2), 4)),
@@ -98,10 +111,6 @@ TS_ALWAYS_INLINE void ts_packed_k_scales(int type, const uint8_t *blk, __m512 sc
                           ts_avx512_and_or(_mm512_srli_epi32(c, 4), n4, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 6), m2), 4))};
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 4; k++) sc[4 * i + k] = ts_packed_byte(v[i], k, 0);
-    const __m512i g = ts_packed_piece(blk, 0); /* d, dmin */
-    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
-    const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
-    *dm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dmin), _mm512_set1_epi32(INT32_MIN)));
 }
 
 /* gemm.c's panel path over packed weights (nr a multiple of 16), for calls with many tokens. */
