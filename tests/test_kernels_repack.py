@@ -54,6 +54,13 @@ def test_repack_layout(type_name, rng):
     packed = kernels.repack(w, type_name, cols)
     assert packed.shape == w.shape
     assert np.array_equal(packed, _packed_ref(w, type_name))
+    assert packed.ctypes.data % kernels.PACK_ALIGN == 0  # whole cache lines per register
+
+
+def test_packed_copies_start_on_a_cache_line(rng):
+    # Large arrays are where numpy's allocator starts 16 bytes past a line; a model's matrices are.
+    for rows in (16, 4096):
+        assert kernels.empty_packed((rows, 2736)).ctypes.data % kernels.PACK_ALIGN == 0
 
 
 def test_repack_refuses_partial_groups_and_other_types(rng):

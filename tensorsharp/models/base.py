@@ -292,7 +292,7 @@ class Transformer:
     def _repacked(t, data, cols: int, first_row: int) -> np.ndarray:
         """data's packed copy, made a slice at a time with each slice's file pages dropped once
         copied, so that no matrix is ever held twice (a tied Gemma 3 embedding is 178 MB)."""
-        out = np.empty_like(data)
+        out = kernels.empty_packed(data.shape)
         group = _kernels.pack_rows()
         step = max(1, REPACK_SLICE_BYTES // (data.shape[1] * group)) * group
         for r0 in range(0, data.shape[0], step):
