@@ -33,9 +33,9 @@ extern "C" {
 #define TS_PACK_ROWS 16
 
 /* The register (0 .. 51) of a packed Q6_K block that holds file piece p: the order in which the
- * gemm first reads them, so that a block is read as one forward stream (the file's order jumps
- * back and forth; from memory a packed Q6_K matrix still reads ~10% slower than its rows at one
- * token, which the difference between the two orders did not exceed the noise of): the scales
+ * gemm first reads them, so that a block is read as one forward stream where the file's order
+ * jumps back and forth (measured, the two orders were within noise of each other; from memory a
+ * packed Q6_K matrix still takes ~10% longer than its rows at one token): the scales
  * (48 .. 51), then per half h of 128 elements ql 16h .. 16h + 7, qh 32 + 8h .. 32 + 8h + 7,
  * ql 16h + 8 .. 16h + 15. */
 static inline int ts_repack_q6_K_slot(int p) {
