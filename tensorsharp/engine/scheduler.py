@@ -165,6 +165,7 @@ class Scheduler(EngineThread):
         self._clock = 0
         self._starting = 0   # taken from the queue, not yet active
         self._processed = 0  # requests that were started and have left the engine, however they ended
+        self._unflushed: dict[int, Handle] = {}   # handles whose sinks were put events since the last flush
 
     @property
     def n_ctx(self) -> int:
@@ -241,6 +242,7 @@ class Scheduler(EngineThread):
                 self._send(w.handle, Failed(stopped))
             for a in list(self._active):
                 self._fail(a, stopped)
+            self._flush()
             self._exited.release()
 
     def _serve_once(self) -> bool:
@@ -256,6 +258,7 @@ class Scheduler(EngineThread):
             for handle, event in self._start(w):
                 self._send(handle, event)
         self._drop_cancelled()
+        self._flush()
         if self._active:
             self._step()
         else:
@@ -264,10 +267,28 @@ class Scheduler(EngineThread):
 
     def _send(self, handle: Handle, event) -> None:
         try:
-            handle.sink(event)
+            put = getattr(handle.sink, "put", None)
+            if put is None:
+                handle.sink(event)
+            else:
+                put(event)
+                self._unflushed[id(handle)] = handle
         except Exception:  # a broken consumer must not take the engine down with it
             log.exception("request sink failed; cancelling the request")
             handle.cancelled = True
+
+    def _flush(self) -> None:
+        """Wakes the consumers of the events put since the last flush, once each. Done right before
+        the step releases the GIL (or the thread waits for work): a consumer thread woken earlier, in
+        the middle of the step's Python, would find the GIL held, sleep again and take it only when
+        the step releases it, two wake-ups per token instead of one."""
+        pending, self._unflushed = self._unflushed, {}
+        for handle in pending.values():
+            try:
+                handle.sink.flush()
+            except Exception:
+                log.exception("request sink failed; cancelling the request")
+                handle.cancelled = True
 
     def _admit(self) -> tuple[list, list[_Waiting]]:
         """Under the mutex: drops cancelled waiters, takes those there is room for and updates
