@@ -258,10 +258,10 @@ class Scheduler(EngineThread):
             for handle, event in self._start(w):
                 self._send(handle, event)
         self._drop_cancelled()
-        self._flush()
         if self._active:
             self._step()
         else:
+            self._flush()
             self._wake.acquire(timeout=1.0)
         return True
 
@@ -278,10 +278,10 @@ class Scheduler(EngineThread):
             handle.cancelled = True
 
     def _flush(self) -> None:
-        """Wakes the consumers of the events put since the last flush, once each. Done right before
-        the step releases the GIL (or the thread waits for work): a consumer thread woken earlier, in
-        the middle of the step's Python, would find the GIL held, sleep again and take it only when
-        the step releases it, two wake-ups per token instead of one."""
+        """Wakes the consumers of the events put since the last flush, once each. Done as late as
+        can be before the forward step releases the GIL (or the thread waits for work): a consumer
+        thread woken earlier, in the middle of the step's Python, would find the GIL held, sleep
+        again and take it only when the step releases it, two wake-ups per token instead of one."""
         pending, self._unflushed = self._unflushed, {}
         for handle in pending.values():
             try:
@@ -466,6 +466,7 @@ class Scheduler(EngineThread):
         hidden = None
         try:
             tokens, embd, attn_end = self._batch_inputs(keys, pos, owners)
+            self._flush()
             if hid_rows:
                 logits, hidden = self.stepper.step(tokens, pos, seq, rows, embd=embd, attn_end=attn_end,
                                                    hidden_rows=hid_rows)
