@@ -453,7 +453,7 @@ def test_each_steps_events_are_flushed_once_before_the_next_forward(smol, monkey
     ids = smol.tokenize("The capital of France is")
     c = PutFlush()
     undelivered_at_forward = []
-    with make(smol) as s:
+    with make(smol, speculative=False) as s:   # one token per step
         real_step = s.stepper.step
 
         def step(*args, **kw):
