@@ -17,8 +17,9 @@ requests + json client per line costs ~0.2 ms a token, which the engine run does
 Where /proc has per-thread scheduler statistics (Linux), each HTTP round also reports what the
 stream cost per token beside the engine's own threads: the server's main thread (the gevent hub,
 which renders and writes every frame) in CPU time and in wake-ups, and the client's CPU time. With
-as many kernel threads as cores, that work takes its CPU from the decode step, so these figures
-explain most of the gap to the engine; unlike the rates they hold on a loaded machine.
+as many kernel threads as cores, that work takes its CPU from the decode step, so these figures say
+where the gap to the engine goes. Other load on the machine inflates them too: compare builds
+within one quiet run.
 """
 from __future__ import annotations
 
