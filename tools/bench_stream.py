@@ -13,6 +13,13 @@ The server is idle while the engine runs alone, and the other way round.
 The client shares the machine's cores with the server, so it does as little as it can while the
 stream runs: it stamps each piece the socket gives it and parses the body only at the end (a
 requests + json client per line costs ~0.2 ms a token, which the engine run does not pay).
+
+Where /proc has per-thread scheduler statistics (Linux), each HTTP round also reports what the
+stream cost per token beside the engine's own threads: the server's main thread (the gevent hub,
+which renders and writes every frame) in CPU time and in wake-ups, and the client's CPU time. With
+as many kernel threads as cores, that work takes its CPU from the decode step, so these figures say
+where the gap to the engine goes. Other load on the machine inflates them too: compare builds
+within one quiet run.
 """
 from __future__ import annotations
 
@@ -30,6 +37,33 @@ from tensorsharp.testing.server import timed_stream
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 
 
+def main_thread_use(pid: int) -> tuple[int, int] | None:
+    """(CPU ns, voluntary context switches) of a process's main thread so far; None without /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            cpu = int(f.read().split()[0])
+        with open(f"/proc/{pid}/task/{pid}/status") as f:
+            wakes = next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+    except OSError:
+        return None
+    return cpu, wakes
+
+
+class StreamCosts:
+    """timed_stream, noting per stream the server hub's CPU ns and wake-ups and the client's CPU ns
+    while the body streams (the client parses it afterwards)."""
+
+    def __init__(self, server_pid: int):
+        self.pid, self.last = server_pid, None
+
+    def __call__(self, *args, **kw):
+        before, client = main_thread_use(self.pid), time.thread_time_ns()
+        lines = timed_stream(*args, **kw)
+        after, client = main_thread_use(self.pid), time.thread_time_ns() - client
+        self.last = None if before is None or after is None else (after[0] - before[0], after[1] - before[1], client)
+        return lines
+
+
 def engine_rate(model, ids: list[int], n: int) -> tuple[float, int]:
     stamps = []
     for _ in model.generate(ids, n, stop_at_eog=False):
@@ -37,12 +71,12 @@ def engine_rate(model, ids: list[int], n: int) -> tuple[float, int]:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
 
 
-def openai_rate(base: str, model: str, n: int, eog: list[int]) -> tuple[float, int]:
+def openai_rate(base: str, model: str, n: int, eog: list[int], stream=timed_stream) -> tuple[float, int]:
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": n, "stream": True,
             "stream_options": {"include_usage": True}, "temperature": 0,   # greedy, as the engine run
             "logit_bias": {str(t): -100 for t in eog}}   # all n tokens, as the engine run makes
     stamps, used = [], None
-    for t, line in timed_stream(base, "/v1/chat/completions", body):
+    for t, line in stream(base, "/v1/chat/completions", body):
         if not line.startswith(b"data: {"):
             continue
         chunk = json.loads(line[6:])
@@ -53,11 +87,11 @@ def openai_rate(base: str, model: str, n: int, eog: list[int]) -> tuple[float, i
     return (used["completion_tokens"] - 1) / (stamps[-1] - stamps[0]), used["completion_tokens"]
 
 
-def ollama_rate(base: str, model: str, n: int) -> tuple[float, int]:
+def ollama_rate(base: str, model: str, n: int, stream=timed_stream) -> tuple[float, int]:
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
             "options": {"num_predict": n, "temperature": 0, "repeat_penalty": 1}}   # as the engine run
     stamps, final = [], None
-    for t, line in timed_stream(base, "/api/chat", body):
+    for t, line in stream(base, "/api/chat", body):
         chunk = json.loads(line)
         if chunk["done"]:
             final = chunk
@@ -76,27 +110,33 @@ def main(argv=None) -> int:
 
     import tensorsharp
     from tensorsharp.chat.template import ChatTemplate
-    from tensorsharp.testing.server import running, serve_args
+    from tensorsharp.testing.server import running_process, serve_args
 
     engine = tensorsharp.Model(args.model, n_ctx=1024, n_threads=int(args.threads))
     template = ChatTemplate.for_model(engine.gguf.metadata, engine.tokenizer)
     ids = engine.tokenize_prompt(template.render([{"role": "user", "content": PROMPT}]))
     eog = sorted(engine.tokenizer.eog_ids)
     rates = {"engine": [], "openai": [], "ollama": []}
+    costs: dict = {}   # dialect: per round (hub CPU us, hub wake-ups, client CPU us) per token
     with tempfile.TemporaryDirectory() as tmp, \
-            running(serve_args(args.model, "--ctx", "1024", "--threads", args.threads, "--parallel", "1"), tmp,
-                    env={"TENSORSHARP_SPECULATIVE": "0"}) as base:   # the engine run has no guesses either
+            running_process(serve_args(args.model, "--ctx", "1024", "--threads", args.threads, "--parallel", "1"),
+                            tmp, env={"TENSORSHARP_SPECULATIVE": "0"}) as (base, server):   # no guesses either
         # The listing holds every model of the store; the one served here is the one asked for.
+        stream = StreamCosts(server.pid)
         served = next(m["name"] for m in requests.get(base + "/api/tags").json()["models"]
                       if m["name"].split(":")[0] == args.model.split(":")[0])
         openai_rate(base, served, 8, eog)   # warm up both sides
         engine_rate(engine, ids, 8)
         for r in range(args.rounds):
             for name, fn in (("engine", lambda: engine_rate(engine, ids, args.tokens)),
-                             ("openai", lambda: openai_rate(base, served, args.tokens, eog)),
-                             ("ollama", lambda: ollama_rate(base, served, args.tokens))):
+                             ("openai", lambda: openai_rate(base, served, args.tokens, eog, stream)),
+                             ("ollama", lambda: ollama_rate(base, served, args.tokens, stream))):
+                stream.last = None
                 rate, n = fn()
                 rates[name].append(rate)
+                if stream.last is not None:
+                    hub, wakes, client = stream.last
+                    costs.setdefault(name, []).append((hub / 1e3 / n, wakes / n, client / 1e3 / n))
                 print(f"round {r + 1}  {name:<7} {n:4d} tokens  {rate:7.1f} tok/s", flush=True)
     # On a shared machine the best round is the least disturbed one; the median shows the spread.
     print(f"\ndecode tok/s over {args.rounds} rounds ({args.tokens} tokens, threads={args.threads}, model {args.model}):")
@@ -106,6 +146,11 @@ def main(argv=None) -> int:
     for k in ("engine", "openai", "ollama"):
         ratio = "" if k == "engine" else f"   {med[k] / med['engine']:.3f} / {best[k] / best['engine']:.3f}"
         print(f"  {k:<7} {med[k]:7.1f} {best[k]:7.1f}{ratio}")
+    if costs:
+        print("\nper token (medians): the server hub's CPU and wake-ups, the client's CPU")
+        for k, rows in costs.items():
+            hub, wakes, client = (statistics.median(col) for col in zip(*rows))
+            print(f"  {k:<7} hub {hub:6.1f} us  {wakes:4.2f} wake-ups   client {client:6.1f} us")
     return 0
 
 

@@ -100,6 +100,9 @@ class Failed:
 
 
 Event = Union[Queued, Started, Token, Done, Failed]
+# Called on the engine thread with each event. A sink may also offer put(event) and flush(): the
+# Scheduler then puts each event and flushes once per step, just before the step releases the GIL,
+# so a consumer on another thread is woken once, when it can take the GIL at once.
 Sink = Callable[[Event], None]
 
 

@@ -165,6 +165,7 @@ class Scheduler(EngineThread):
         self._clock = 0
         self._starting = 0   # taken from the queue, not yet active
         self._processed = 0  # requests that were started and have left the engine, however they ended
+        self._unflushed: dict[int, Handle] = {}   # handles whose sinks were put events since the last flush
 
     @property
     def n_ctx(self) -> int:
@@ -241,6 +242,7 @@ class Scheduler(EngineThread):
                 self._send(w.handle, Failed(stopped))
             for a in list(self._active):
                 self._fail(a, stopped)
+            self._flush()
             self._exited.release()
 
     def _serve_once(self) -> bool:
@@ -259,15 +261,34 @@ class Scheduler(EngineThread):
         if self._active:
             self._step()
         else:
+            self._flush()
             self._wake.acquire(timeout=1.0)
         return True
 
     def _send(self, handle: Handle, event) -> None:
         try:
-            handle.sink(event)
+            put = getattr(handle.sink, "put", None)
+            if put is None:
+                handle.sink(event)
+            else:
+                put(event)
+                self._unflushed[id(handle)] = handle
         except Exception:  # a broken consumer must not take the engine down with it
             log.exception("request sink failed; cancelling the request")
             handle.cancelled = True
+
+    def _flush(self) -> None:
+        """Wakes the consumers of the events put since the last flush, once each. Done as late as
+        can be before the forward step releases the GIL (or the thread waits for work): a consumer
+        thread woken earlier, in the middle of the step's Python, would find the GIL held, sleep
+        again and take it only when the step releases it, two wake-ups per token instead of one."""
+        pending, self._unflushed = self._unflushed, {}
+        for handle in pending.values():
+            try:
+                handle.sink.flush()
+            except Exception:
+                log.exception("request sink failed; cancelling the request")
+                handle.cancelled = True
 
     def _admit(self) -> tuple[list, list[_Waiting]]:
         """Under the mutex: drops cancelled waiters, takes those there is room for and updates
@@ -445,6 +466,7 @@ class Scheduler(EngineThread):
         hidden = None
         try:
             tokens, embd, attn_end = self._batch_inputs(keys, pos, owners)
+            self._flush()
             if hid_rows:
                 logits, hidden = self.stepper.step(tokens, pos, seq, rows, embd=embd, attn_end=attn_end,
                                                    hidden_rows=hid_rows)

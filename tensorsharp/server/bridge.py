@@ -3,6 +3,8 @@
 The engine thread is a real OS thread, so gevent primitives cannot cross to it. Its sink appends
 to a deque (thread-safe) and sends the hub's async watcher, the one gevent object that may be
 poked from another thread; the watcher's callback, run on the hub, wakes the waiting greenlet.
+The Scheduler puts a step's events first and sends the watcher once, as the step releases the GIL
+(see engine.request.Sink).
 """
 from __future__ import annotations
 
@@ -50,15 +52,12 @@ class EngineEvents:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._guard = gevent.spawn(self._watch_client, sock)
 
-    def _sink(self, index: int):
-        def sink(event) -> None:   # runs on the engine thread
-            events = self._events
-            events.append((index, event))
-            # More than this event in the deque: the consumer has not drained the earlier ones,
-            # whose wake-up is on its way, and it will find this one in the same drain.
-            if self._open and len(events) == 1:
-                self._watcher.send()
-        return sink
+    def _sink(self, index: int) -> "_Sink":
+        return _Sink(self, index)
+
+    def _notify(self) -> None:   # on the engine thread
+        if self._open and self._events:
+            self._watcher.send()
 
     def _wake(self) -> None:   # the watcher's callback, on the hub
         waiter, self._waiter = self._waiter, None
@@ -109,3 +108,26 @@ class EngineEvents:
             break
         if gone:
             self.cancel()
+
+
+class _Sink:
+    """One request's events into its EngineEvents; called on the engine thread."""
+
+    __slots__ = ("_owner", "_index")
+
+    def __init__(self, owner: EngineEvents, index: int):
+        self._owner, self._index = owner, index
+
+    def __call__(self, event) -> None:
+        events = self._owner._events
+        events.append((self._index, event))
+        # More than this event in the deque: the consumer has not drained the earlier ones,
+        # whose wake-up is on its way, and it will find this one in the same drain.
+        if len(events) == 1:
+            self._owner._notify()
+
+    def put(self, event) -> None:
+        self._owner._events.append((self._index, event))
+
+    def flush(self) -> None:
+        self._owner._notify()

@@ -431,6 +431,44 @@ def test_poisoned_requests_past_the_slot_count_leave_other_streams_and_slots_int
         assert s.stalled(after=30) is None
 
 
+class PutFlush(Collector):
+    """A sink with put/flush that notes, for each event, which flush delivered it."""
+
+    def __init__(self, name=""):
+        super().__init__(name)
+        self.flushes = 0
+        self.delivered = []   # per event: the number of the flush that delivered it
+
+    def put(self, event):
+        self(event)
+
+    def flush(self):
+        self.flushes += 1
+        self.delivered += [self.flushes] * (len(self.events) - len(self.delivered))
+
+
+def test_each_steps_events_are_flushed_once_before_the_next_forward(smol, monkeypatch):
+    """A sink with put/flush (the server's) is woken once per step, before the step's forward
+    releases the GIL: every event put in a step's Python is delivered by then, in one flush."""
+    ids = smol.tokenize("The capital of France is")
+    c = PutFlush()
+    undelivered_at_forward = []
+    with make(smol, speculative=False) as s:   # one token per step
+        real_step = s.stepper.step
+
+        def step(*args, **kw):
+            undelivered_at_forward.append(len(c.events) - len(c.delivered))
+            return real_step(*args, **kw)
+
+        monkeypatch.setattr(s.stepper, "step", step)
+        s.submit(GenerationRequest(ids, 6, stop_at_eog=False), c)
+        c.wait()
+    assert [type(e) for e in c.events] == [Started] + [Token] * 6 + [Done]
+    assert undelivered_at_forward == [0] * 6   # the prompt's step and five decode steps
+    # Started before the prompt's step; each token (the last with Done) at the step after it.
+    assert c.delivered == [1, 2, 3, 4, 5, 6, 7, 7]
+
+
 def test_stalled_reports_a_wedged_or_dead_engine(smol):
     s = make(smol)
     assert s.stalled(after=1) is None            # not started
