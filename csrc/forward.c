@@ -1,5 +1,6 @@
 /* The batched decoder forward pass: one pool job per step, phases separated by barriers. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,23 @@ struct ts_context {
     float *gx;        /* (n_batch * n_expert_used, n_embd) grouped FFN inputs, later expert outputs */
     float *gg, *gu;   /* (n_batch * n_expert_used, n_ff_exp) grouped gate and up */
     void *gact[3];    /* per ts_act: (n_batch * n_expert_used, activation row) grouped rows */
+    /* Work handed out as threads claim it (ts_matmul_claim): one counter, a cache line apart,
+     * per claimed phase of a step, zeroed before each step. */
+    atomic_int *claims;
+    int n_claims;
 };
+
+/* Claimed phases are numbered in the order a step reaches them, which is the same on every
+ * thread (all take the same branches), so the k-th phase of each thread shares counter k. */
+#define TS_CLAIM_STRIDE 16 /* ints: a cache line */
+static _Thread_local int tl_phase;
+
+/* The counter of this thread's next claimed phase, or NULL past the context's count (a static
+ * split then serves). */
+static atomic_int *next_claim(ts_context *c) {
+    const int ph = tl_phase++;
+    return ph < c->n_claims ? c->claims + (size_t)ph * TS_CLAIM_STRIDE : NULL;
+}
 
 static int is_vector_slot(int layer, int slot) {
     if (layer < 0) return slot == TS_W_OUTPUT_NORM;
@@ -212,8 +229,11 @@ ts_context *ts_context_create(const ts_model *m, int n_batch) {
     const int64_t padded = ((int64_t)c->max_in + TS_QK_K - 1) / TS_QK_K * TS_QK_K;
     c->act[TS_ACT_Q8X32] = malloc(nb * ts_act_row_size(TS_ACT_Q8X32, padded));
     c->act[TS_ACT_Q8K] = malloc(nb * ts_act_row_size(TS_ACT_Q8K, padded));
+    /* Per layer: q, k, v, attention, o, gate, up, down and a shared expert's three; then the output. */
+    c->n_claims = hp->n_layer * 12 + 2;
+    c->claims = calloc((size_t)c->n_claims * TS_CLAIM_STRIDE, sizeof(atomic_int));
     if (!c->x || !c->t || !c->q || !c->kb || !c->vb || !c->o || !c->gate || !c->up ||
-        !c->act[TS_ACT_Q8X32] || !c->act[TS_ACT_Q8K]) {
+        !c->act[TS_ACT_Q8X32] || !c->act[TS_ACT_Q8K] || !c->claims) {
         ts_context_free(c);
         return NULL;
     }
@@ -246,6 +266,7 @@ void ts_context_free(ts_context *c) {
     free(c->gate); free(c->up); free(c->act[TS_ACT_Q8X32]); free(c->act[TS_ACT_Q8K]);
     free(c->router); free(c->pick_e); free(c->pick_w); free(c->slot); free(c->row_tok); free(c->row_ex); free(c->ex_start);
     free(c->gx); free(c->gg); free(c->gu); free(c->gact[TS_ACT_Q8X32]); free(c->gact[TS_ACT_Q8K]);
+    free(c->claims);
     free(c);
 }
 
@@ -291,9 +312,14 @@ static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stri
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
     const ts_kernels *k = c->m->k;
-    ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], w->packed ? k->gemm_packed[w->type] : k->gemm[w->type],
-                   w->packed || k->gemm_one[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
-                   w->rows, ith, nth);
+    const ts_gemm_fn gemm = w->packed ? k->gemm_packed[w->type] : k->gemm[w->type];
+    atomic_int *next = nth > 1 ? next_claim(c) : NULL;
+    if (next)
+        ts_matmul_claim(k->vec_dot[w->type], k->vec_dot_rows[w->type], gemm, w->packed || k->gemm_one[w->type], w->data,
+                        w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, nth, next);
+    else
+        ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], gemm, w->packed || k->gemm_one[w->type], w->data,
+                       w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, ith, nth);
 }
 
 /* This thread's share of one expert's matmul: rows [e*rows, (e+1)*rows) of the stacked w
@@ -389,7 +415,14 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
                              j->n_tok, hp->n_head, hp->n_head_kv, hp->head_dim, L->p.window, hp->attn_scale,
                              hp->attn_softcap, vec(&L->w[TS_W_ATTN_SINKS])};
     const int items = ts_attn_batch_items(&b, nth);
-    for (int item = ith; item < items; item += nth) ts_attn_batch_run(&b, item, nth);
+    /* Claimed: items differ in length (each sequence attends over its own context). */
+    atomic_int *next = nth > 1 ? next_claim(c) : NULL;
+    if (!next) {
+        for (int item = ith; item < items; item += nth) ts_attn_batch_run(&b, item, nth);
+        return;
+    }
+    for (int item; (item = atomic_fetch_add_explicit(next, 1, memory_order_relaxed)) < items;)
+        ts_attn_batch_run(&b, item, nth);
 }
 
 static void glu(const ts_context *c, float *g, const float *u, int n) {
@@ -576,6 +609,7 @@ static void step_task(void *arg, int ith, int nth) {
     const int n = j->n_tok, E = hp->n_embd;
     const float rs = hp->residual_scale;
     ts_threadpool *pool = j->pool;
+    tl_phase = 0;
 
     /* Token-partitioned phases use this same split, so consecutive ones need no barrier. */
     const int t0 = n * ith / nth, t1 = n * (ith + 1) / nth;
@@ -702,6 +736,7 @@ int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, con
         if (hid_rows[r] < 0 || hid_rows[r] >= n_tok) return -1;
     step_job j = {c, kv, tokens, pos, seq, out_rows, embd, attn_end, n_tok, n_out, logits, hid_rows, n_hid, hidden,
                   ts_threadpool_global()};
+    for (int i = 0; i < c->n_claims; i++) atomic_store_explicit(&c->claims[(size_t)i * TS_CLAIM_STRIDE], 0, memory_order_relaxed);
     ts_threadpool_run(j.pool, step_task, &j, n_threads);
     return 0;
 }

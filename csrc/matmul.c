@@ -27,6 +27,33 @@ typedef struct {
 #define TS_ROW_GROUP 16
 _Static_assert(TS_ROW_GROUP % TS_PACK_ROWS == 0, "a thread's rows must be whole packed groups");
 
+/* Rows [r0, r1) of y for all n activation rows. */
+static void matmul_rows(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
+                        int64_t r0, int64_t r1, int64_t cols, int64_t row_bytes, const void *xq, size_t act_row,
+                        int64_t n, float *y, int64_t y_stride) {
+    if (r1 <= r0) return;
+    if (gemm && (n > 1 || gemm_one)) {
+        /* The gemm orders its own work over these rows and all activation rows. A lone token
+         * takes it too where it is as fast (gemm_one): then its sums do not depend on how many
+         * others share the batch, so a seeded reply does not change with what the KV cache
+         * already held. */
+        gemm(cols, (int)(r1 - r0), (int)n, (const char *)w + r0 * row_bytes, (size_t)row_bytes, xq, act_row, y + r0,
+             (size_t)y_stride);
+        return;
+    }
+    for (int64_t g0 = r0; g0 < r1; g0 += TS_ROW_GROUP) {
+        const int64_t g1 = g0 + TS_ROW_GROUP < r1 ? g0 + TS_ROW_GROUP : r1;
+        for (int64_t t = 0; t < n; t++) {
+            const char *xr = (const char *)xq + (size_t)t * act_row;
+            float *yr = y + t * y_stride;
+            if (dot_rows)
+                dot_rows(cols, &yr[g0], (const char *)w + g0 * row_bytes, (size_t)row_bytes, xr, (int)(g1 - g0));
+            else
+                for (int64_t r = g0; r < g1; r++) dot(cols, &yr[r], (const char *)w + r * row_bytes, xr);
+        }
+    }
+}
+
 void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
                     int64_t rows,
                     int64_t cols, int64_t row_bytes,
@@ -34,28 +61,28 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn g
                     int ith, int nth) {
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
     const int64_t g0 = groups * ith / nth, g1 = groups * (ith + 1) / nth;
-    if (gemm && (n > 1 || gemm_one)) {
-        /* The gemm orders its own work over this thread's rows and all activation rows. A lone
-         * token takes it too where it is as fast (gemm_one): then its sums do not depend on how
-         * many others share the batch, so a seeded reply does not change with what the KV cache
-         * already held. */
-        const int64_t r0 = g0 * TS_ROW_GROUP, r1 = g1 * TS_ROW_GROUP < rows ? g1 * TS_ROW_GROUP : rows;
-        if (r1 > r0)
-            gemm(cols, (int)(r1 - r0), (int)n, (const char *)w + r0 * row_bytes, (size_t)row_bytes, xq, act_row,
-                 y + r0, (size_t)y_stride);
-        return;
-    }
-    for (int64_t g = g0; g < g1; g++) {
-        const int64_t r0 = g * TS_ROW_GROUP;
-        const int64_t r1 = r0 + TS_ROW_GROUP < rows ? r0 + TS_ROW_GROUP : rows;
-        for (int64_t t = 0; t < n; t++) {
-            const char *xr = (const char *)xq + (size_t)t * act_row;
-            float *yr = y + t * y_stride;
-            if (dot_rows)
-                dot_rows(cols, &yr[r0], (const char *)w + r0 * row_bytes, (size_t)row_bytes, xr, (int)(r1 - r0));
-            else
-                for (int64_t r = r0; r < r1; r++) dot(cols, &yr[r], (const char *)w + r * row_bytes, xr);
-        }
+    const int64_t r1 = g1 * TS_ROW_GROUP < rows ? g1 * TS_ROW_GROUP : rows;
+    matmul_rows(dot, dot_rows, gemm, gemm_one, w, g0 * TS_ROW_GROUP, r1, cols, row_bytes, xq, act_row, n, y, y_stride);
+}
+
+/* Pieces per thread a claimed matmul is cut into: enough that a thread delayed by another
+ * process (a server's network thread, on a machine with as many cores as compute threads) leaves
+ * most of its share to the others, few enough that claiming costs nothing next to a piece. */
+#define TS_CLAIMS_PER_THREAD 4
+
+void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
+                     int64_t rows, int64_t cols, int64_t row_bytes, const void *xq, size_t act_row, int64_t n, float *y,
+                     int64_t y_stride, int nth, atomic_int *next) {
+    const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
+    /* Pieces of whole 32-row panels (gemm.c's), so that none computes half an empty panel. */
+    int64_t per = (groups / ((int64_t)nth * TS_CLAIMS_PER_THREAD) + 1) / 2 * 2;
+    if (per < 2) per = 2;
+    for (;;) {
+        const int64_t g = (int64_t)atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * per;
+        if (g >= groups) return;
+        const int64_t r1 = (g + per) * TS_ROW_GROUP < rows ? (g + per) * TS_ROW_GROUP : rows;
+        matmul_rows(dot, dot_rows, gemm, gemm_one, w, g * TS_ROW_GROUP, r1, cols, row_bytes, xq, act_row, n, y,
+                    y_stride);
     }
 }
 
