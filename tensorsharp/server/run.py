@@ -51,6 +51,21 @@ class _Handler(WSGIHandler):
         finally:
             self.server.responses -= 1
 
+    def _sendall(self, data):
+        # gevent's sendall asks the kernel for the send buffer's size (a getsockopt) before every
+        # write, and a stream writes one small frame per token: one send takes almost every frame
+        # whole, and sendall (same timeout) finishes what it leaves.
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except OSError as ex:
+            self.status = f"socket error: {ex}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
+
     def get_environ(self):
         env = super().get_environ()
         # Lets a request notice its client hanging up while it waits (server.bridge).

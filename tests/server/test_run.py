@@ -2,6 +2,7 @@
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,3 +52,50 @@ def test_ctrl_c_stops_quietly_and_the_log_says_why_a_request_failed(tmp_path):
     (failed,) = [m for m in lines if m["status"] != "200"]
     assert failed["request"] == "POST /api/show HTTP/1.1" and failed["status"] == "404"
     assert failed["reason"].startswith(" model 'nope' not found; models here: ") and "smollm2-135m:latest" in failed["reason"]
+
+
+SERVE_BIG = """
+from gevent.pywsgi import WSGIServer
+from tensorsharp.server.run import _Handler
+
+BODY = bytes(range(256)) * (64 * 1024)   # 16 MB, far more than a socket's send buffer
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [BODY]
+
+server = WSGIServer(("127.0.0.1", 0), app, handler_class=_Handler, log=None)
+server.connections, server.max_connections, server.responses, server.io_timeout = 0, 8, 0, 30.0
+server.start()
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_write_larger_than_one_send_arrives_whole():
+    # The handler sends each write once and leaves what the kernel did not take to sendall: a
+    # client that reads late makes the first send partial.
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_BIG], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            time.sleep(0.5)
+            data = bytearray()
+            while chunk := s.recv(1 << 20):
+                data += chunk
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        if b"chunked" in head.lower():
+            out, rest = bytearray(), body
+            while True:
+                size, _, rest = rest.partition(b"\r\n")
+                n = int(size, 16)
+                if n == 0:
+                    break
+                out += rest[:n]
+                rest = rest[n + 2:]
+            body = bytes(out)
+        assert body == bytes(range(256)) * (64 * 1024)
+    finally:
+        proc.kill()
+        proc.wait()
