@@ -312,14 +312,9 @@ static void mm(ts_context *c, const ts_tensor *w, const float *src, int src_stri
     const size_t act_row = tr->act == TS_ACT_F32 ? (size_t)src_stride * sizeof(float)
                                                  : ts_act_row_size(tr->act, w->cols);
     const ts_kernels *k = c->m->k;
-    const ts_gemm_fn gemm = w->packed ? k->gemm_packed[w->type] : k->gemm[w->type];
-    atomic_int *next = nth > 1 ? next_claim(c) : NULL;
-    if (next)
-        ts_matmul_claim(k->vec_dot[w->type], k->vec_dot_rows[w->type], gemm, w->packed || k->gemm_one[w->type], w->data,
-                        w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, nth, next);
-    else
-        ts_matmul_part(k->vec_dot[w->type], k->vec_dot_rows[w->type], gemm, w->packed || k->gemm_one[w->type], w->data,
-                       w->rows, w->cols, w->row_bytes, xq, act_row, n, y, w->rows, ith, nth);
+    ts_matmul_claim(k->vec_dot[w->type], k->vec_dot_rows[w->type], w->packed ? k->gemm_packed[w->type] : k->gemm[w->type],
+                    w->packed || k->gemm_one[w->type], w->data, w->rows, w->cols, w->row_bytes, xq, act_row, n, y,
+                    w->rows, ith, nth, nth > 1 ? next_claim(c) : NULL);
 }
 
 /* This thread's share of one expert's matmul: rows [e*rows, (e+1)*rows) of the stacked w

@@ -72,7 +72,11 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn g
 
 void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
                      int64_t rows, int64_t cols, int64_t row_bytes, const void *xq, size_t act_row, int64_t n, float *y,
-                     int64_t y_stride, int nth, atomic_int *next) {
+                     int64_t y_stride, int ith, int nth, atomic_int *next) {
+    if (!next) {
+        ts_matmul_part(dot, dot_rows, gemm, gemm_one, w, rows, cols, row_bytes, xq, act_row, n, y, y_stride, ith, nth);
+        return;
+    }
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
     /* Pieces of whole 32-row panels (gemm.c's), so that none computes half an empty panel. */
     int64_t per = (groups / ((int64_t)nth * TS_CLAIMS_PER_THREAD) + 1) / 2 * 2;

@@ -157,10 +157,11 @@ void ts_matmul_part(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn g
 /* The same product with rows handed out in pieces as threads claim them (each claim takes the
  * next piece from *next, which starts at 0 and serves one product): a thread another process
  * holds up leaves its pieces to the others instead of keeping them all waiting at the next
- * barrier. A row's result is the same whichever thread computes it. */
+ * barrier. A row's result is the same whichever thread computes it. next NULL: ts_matmul_part's
+ * fixed share of thread ith. */
 void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn gemm, int gemm_one, const void *w,
                      int64_t rows, int64_t cols, int64_t row_bytes, const void *xq, size_t act_row, int64_t n, float *y,
-                     int64_t y_stride, int nth, atomic_int *next);
+                     int64_t y_stride, int ith, int nth, atomic_int *next);
 
 /* Causal attention for one sequence with grouped-query heads.
  * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) f16;
