@@ -112,6 +112,7 @@ class Handle:
     def __init__(self, request: GenerationRequest, sink: Sink, wake: Callable[[], None]):
         self.request = request
         self.sink = sink
+        self.put = getattr(sink, "put", None)   # the sink's deferred form, looked up once (see Sink)
         self._wake = wake
         # A plain flag, not threading.Event: under gevent's monkey patching that would be a
         # greenlet primitive, and the engine thread reading it is a real OS thread.

@@ -267,11 +267,10 @@ class Scheduler(EngineThread):
 
     def _send(self, handle: Handle, event) -> None:
         try:
-            put = getattr(handle.sink, "put", None)
-            if put is None:
+            if handle.put is None:
                 handle.sink(event)
             else:
-                put(event)
+                handle.put(event)
                 self._unflushed[id(handle)] = handle
         except Exception:  # a broken consumer must not take the engine down with it
             log.exception("request sink failed; cancelling the request")

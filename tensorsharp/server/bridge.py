@@ -119,11 +119,10 @@ class _Sink:
         self._owner, self._index = owner, index
 
     def __call__(self, event) -> None:
-        events = self._owner._events
-        events.append((self._index, event))
+        self.put(event)
         # More than this event in the deque: the consumer has not drained the earlier ones,
         # whose wake-up is on its way, and it will find this one in the same drain.
-        if len(events) == 1:
+        if len(self._owner._events) == 1:
             self._owner._notify()
 
     def put(self, event) -> None:
