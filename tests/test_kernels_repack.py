@@ -1,5 +1,8 @@
 """Load-time repacking (csrc/repack.c) against a numpy statement of the layout, and the packed gemm
 against the unpacked kernels and gguf.quants dequantization on every ISA level that has it."""
+import mmap
+import sys
+
 import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
@@ -61,6 +64,55 @@ def test_packed_copies_start_on_a_cache_line(rng):
     # Large arrays are where numpy's allocator starts 16 bytes past a line; a model's matrices are.
     for rows in (16, 4096):
         assert kernels.empty_packed((rows, 2736)).ctypes.data % kernels.PACK_ALIGN == 0
+
+
+def test_arena_matrices_start_on_cache_lines_and_do_not_overlap():
+    arena = kernels.PackedArena()
+    shapes = [(16, 100), (4096, 2736), (32, 37), (16, 1)]
+    mats = [arena.empty(shape) for shape in shapes]
+    spans = []
+    for m, shape in zip(mats, shapes):
+        assert m.shape == shape and m.dtype == np.uint8 and m.flags.c_contiguous
+        assert m.ctypes.data % kernels.PACK_ALIGN == 0
+        m[...] = len(spans) + 1
+        spans.append((m.ctypes.data, m.ctypes.data + m.nbytes))
+    spans.sort()
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    del arena  # the matrices hold their mappings
+    for i, m in enumerate(mats):
+        assert np.all(m == i + 1)
+
+
+def test_arena_takes_a_matrix_larger_than_its_chunk(monkeypatch):
+    monkeypatch.setattr(kernels.PackedArena, "CHUNK", 1 << 20)
+    arena = kernels.PackedArena()
+    small, big, after = arena.empty((16, 1000)), arena.empty((16, 200_000)), arena.empty((16, 1000))
+    big[...] = 7
+    small[...] = 1
+    after[...] = 2
+    assert np.all(big == 7) and np.all(small == 1)
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping holding address, from /proc/self/smaps."""
+    flags, inside = [], False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                flags = line.split()[1:]
+    return flags
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"),
+                    reason="transparent huge pages are Linux's")
+def test_arena_memory_is_advised_for_huge_pages():
+    m = kernels.PackedArena().empty((4096, 2736))
+    assert m.ctypes.data % kernels.HUGE_PAGE == 0
+    assert "hg" in _vm_flags(m.ctypes.data)
 
 
 def test_repack_refuses_partial_groups_and_other_types(rng):

@@ -171,6 +171,7 @@ class Transformer:
         self.gguf = gguf  # keeps the mmap alive as long as the model
         self.arch = arch_cls(gguf.metadata)
         self._repack = config.repack_weights()
+        self._arena = kernels.PackedArena()
         self._used: set[str] = set()
         emb = self._tensor("token_embd.weight")
         self.hparams = hp = self.arch.hparams(n_vocab=int(emb.shape[1]))
@@ -206,6 +207,7 @@ class Transformer:
             raise GGUFError(f"{self.arch.name} model has tensors this engine does not support: "
                             f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}")
         self.native.finalize()
+        self._arena = None  # its mappings now live as long as the matrices in them
 
     def use_context(self, n_ctx_seq: int) -> None:
         """Sets each layer's RoPE (frequency factors included) for sequences of up to n_ctx_seq
@@ -288,11 +290,10 @@ class Transformer:
         except ValueError as e:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}): {e}") from None
 
-    @staticmethod
-    def _repacked(t, data, cols: int, first_row: int) -> np.ndarray:
+    def _repacked(self, t, data, cols: int, first_row: int) -> np.ndarray:
         """data's packed copy, made a slice at a time with each slice's file pages dropped once
         copied, so that no matrix is ever held twice (a tied Gemma 3 embedding is 178 MB)."""
-        out = kernels.empty_packed(data.shape)
+        out = self._arena.empty(data.shape)
         group = _kernels.pack_rows()
         step = max(1, REPACK_SLICE_BYTES // (data.shape[1] * group)) * group
         for r0 in range(0, data.shape[0], step):
