@@ -103,11 +103,12 @@ def _huge_page_buffer(n: int) -> np.ndarray:
 
 
 class PackedArena:
-    """A model's packed matrices, carved one after another from large huge-page mappings.
+    """A model's weight matrices, carved one after another from large huge-page mappings.
 
-    Decode streams every weight once per step. With 4 KB pages each 4 KB of a weight costs a
-    TLB miss, and under a hypervisor a miss walks two page tables. 2 MB pages took 5-10% off a
-    one-sequence decode step (SmolLM2, Gemma 3, Qwen2.5; 2 threads). One arena per model load,
+    Decode streams every weight once per step. With 4 KB pages (the file's mmap, or numpy's
+    memory) each 4 KB of a weight costs a TLB miss, and under a hypervisor a miss walks two page
+    tables. 2 MB pages took 20-35% off a one-sequence decode step (SmolLM2, Gemma 3, Qwen2.5, one
+    thread's CPU time, packed or not) and 10-20% off a step of 8. One arena per model load,
     not one mapping per matrix: a matrix much smaller than 2 MB would otherwise hold a whole
     huge page. Memory goes back when the last matrix of a mapping is freed."""
 

@@ -281,24 +281,28 @@ class Transformer:
                 and kernels.packs(t.type_name, data.shape[0]))
 
     def _put(self, layer: int, slot: int, name: str, t, data, cols: int, first_row: int = 0) -> None:
-        """data (rows of t from first_row) into a slot: where the kernels have a packed gemm for
-        it, as a repacked copy that takes the place of the file's pages in memory."""
+        """data (rows of t from first_row) into a slot, as a copy in the arena that takes the place
+        of the file's pages in memory: repacked where the kernels have a packed gemm for it."""
         packed = self._packs(layer, slot, t, data)
-        weights = self._repacked(t, data, cols, first_row) if packed else data
+        weights = self._in_arena(t, data, cols, first_row, packed)
         try:
             self.native.set_tensor(layer, slot, weights, t.type.id, cols, packed)
         except ValueError as e:
             raise GGUFError(f"tensor {name} ({t.type_name} {list(t.shape)}): {e}") from None
 
-    def _repacked(self, t, data, cols: int, first_row: int) -> np.ndarray:
-        """data's packed copy, made a slice at a time with each slice's file pages dropped once
-        copied, so that no matrix is ever held twice (a tied Gemma 3 embedding is 178 MB)."""
+    def _in_arena(self, t, data, cols: int, first_row: int, packed: bool) -> np.ndarray:
+        """data's copy in the arena's huge pages, repacked where `packed`, made a slice at a time
+        with each slice's file pages dropped once copied, so that no matrix is ever held twice (a
+        tied Gemma 3 embedding is 178 MB)."""
         out = self._arena.empty(data.shape)
         group = _kernels.pack_rows()
         step = max(1, REPACK_SLICE_BYTES // (data.shape[1] * group)) * group
         for r0 in range(0, data.shape[0], step):
             r1 = min(r0 + step, data.shape[0])
-            kernels.repack(data[r0:r1], t.type_name, cols, out=out[r0:r1])
+            if packed:
+                kernels.repack(data[r0:r1], t.type_name, cols, out=out[r0:r1])
+            else:
+                out[r0:r1] = data[r0:r1]
             # From the part's first row: pages straddling a slice boundary go with the next slice.
             t.release(first_row * data.shape[1], r1 * data.shape[1])
         return out
