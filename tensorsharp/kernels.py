@@ -102,7 +102,7 @@ def _huge_page_buffer(n: int) -> np.ndarray:
     return buf[start:start + n]
 
 
-class PackedArena:
+class WeightArena:
     """A model's weight matrices, carved one after another from large huge-page mappings.
 
     Decode streams every weight once per step. With 4 KB pages (the file's mmap, or numpy's
@@ -119,7 +119,7 @@ class PackedArena:
         self._used = 0
 
     def empty(self, shape: tuple[int, int]) -> np.ndarray:
-        """As empty_packed, from the arena."""
+        """As empty_packed (a PACK_ALIGN start), from the arena."""
         n = shape[0] * shape[1]
         if self._buf is None or self._used + n > self._buf.size:
             self._buf, self._used = _huge_page_buffer(max(self.CHUNK, n)), 0

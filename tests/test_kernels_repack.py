@@ -67,7 +67,7 @@ def test_packed_copies_start_on_a_cache_line(rng):
 
 
 def test_arena_matrices_start_on_cache_lines_and_do_not_overlap():
-    arena = kernels.PackedArena()
+    arena = kernels.WeightArena()
     shapes = [(16, 100), (4096, 2736), (32, 37), (16, 1)]
     mats = [arena.empty(shape) for shape in shapes]
     spans = []
@@ -84,8 +84,8 @@ def test_arena_matrices_start_on_cache_lines_and_do_not_overlap():
 
 
 def test_arena_takes_a_matrix_larger_than_its_chunk(monkeypatch):
-    monkeypatch.setattr(kernels.PackedArena, "CHUNK", 1 << 20)
-    arena = kernels.PackedArena()
+    monkeypatch.setattr(kernels.WeightArena, "CHUNK", 1 << 20)
+    arena = kernels.WeightArena()
     small, big, after = arena.empty((16, 1000)), arena.empty((16, 200_000)), arena.empty((16, 1000))
     big[...] = 7
     small[...] = 1
@@ -110,7 +110,7 @@ def _vm_flags(address: int) -> list[str]:
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"),
                     reason="transparent huge pages are Linux's")
 def test_arena_memory_is_advised_for_huge_pages():
-    m = kernels.PackedArena().empty((4096, 2736))
+    m = kernels.WeightArena().empty((4096, 2736))
     assert m.ctypes.data % kernels.HUGE_PAGE == 0
     assert "hg" in _vm_flags(m.ctypes.data)
 

@@ -171,7 +171,7 @@ class Transformer:
         self.gguf = gguf  # keeps the mmap alive as long as the model
         self.arch = arch_cls(gguf.metadata)
         self._repack = config.repack_weights()
-        self._arena = kernels.PackedArena()
+        self._arena = kernels.WeightArena()
         self._used: set[str] = set()
         emb = self._tensor("token_embd.weight")
         self.hparams = hp = self.arch.hparams(n_vocab=int(emb.shape[1]))
