@@ -3,8 +3,9 @@ cost (unpacking its weights, paid once per call) against its cost per activation
 
 A product of B rows costs about fixed + B * per_row while it is compute-bound. "hot" repeats a
 slice of the matrix small enough to stay in cache, so it measures compute alone; "cold" cycles
-through copies that exceed the last-level cache, as a forward pass streams its weights. The step
-ratio B = 8 over B = 1 that a decode batch sees is close to cold(8) / cold(1): it stays low only
+through copies that exceed the last-level cache (in huge pages, as a model holds them), as a
+forward pass streams its weights. The step ratio B = 8 over B = 1 that a decode batch sees is
+close to cold(8) / cold(1): it stays low only
 where cold(1) (memory) is well above hot(1) (the fixed compute) and the rows' compute hides
 under the stream. Times are this process's CPU time on one thread (a shared machine's other
 tenants then drop out), scaled to the whole matrix; fixed and per_row are a least-squares line
@@ -83,7 +84,11 @@ def row(label: str, type_name: str, cols: int, rows: int, hot_w: np.ndarray, w: 
         packed: bool, repeat: int, rng) -> None:
     """One line of the table: hot and cold times of (rows, cols) weights in one layout."""
     scale = rows / hot_w.shape[0]
-    copies = [w] + [w.copy() for _ in range(max(0, COLD_BYTES // w.nbytes - 1))]
+    # One after another in huge pages, as a loaded model's weights are (kernels.WeightArena).
+    arena = kernels.WeightArena()
+    copies = [arena.empty(w.shape) for _ in range(max(1, COLD_BYTES // w.nbytes))]
+    for c in copies:
+        c[...] = w
     hot, cold = [], []
     for n in tokens:
         x = rng.standard_normal((n, cols), dtype=np.float32)
