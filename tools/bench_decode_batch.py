@@ -11,16 +11,24 @@ more threads a barrier's spinning would count).
 --repack 0,1 loads each model once per value of TENSORSHARP_REPACK (the file's layout, the
 repacked one) and times both in the same rounds, one line each.
 
+--llama-bin DIR adds a line per model and thread count for llama.cpp: its llama-batched-bench
+(build the target beside llama-server) decodes --llama-tokens tokens in each of B sequences
+after a prompt of --ctx tokens, and a step is its generation time over the tokens. Its
+sequences attend over ctx to ctx + tokens positions, ours over ctx. It runs three times after
+ours; medians. Always wall time.
+
     python tools/bench_decode_batch.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b]
                                        [--threads 2] [--batch 1,2,4,8,16] [--repeat 9] [--steps 5]
-                                       [--clock wall|cpu] [--repack 0,1]
+                                       [--clock wall|cpu] [--repack 0,1] [--llama-bin DIR]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -80,6 +88,23 @@ def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: i
     return times
 
 
+def llama_steps(llama_bin: str, name: str, threads: int, batches: list[int], ctx: int, tokens: int,
+                rounds: int = 3) -> dict[int, float]:
+    """Per batch size, llama.cpp's median decode step time (s) from llama-batched-bench."""
+    cmd = [str(Path(llama_bin) / "llama-batched-bench"), "-m", str(store.resolve(name)),
+           "-c", str(max(batches) * (ctx + tokens) + 64), "-b", "2048", "-ub", "512", "-npp", str(ctx),
+           "-ntg", str(tokens), "-npl", ",".join(map(str, batches)), "-t", str(threads)]
+    steps: dict[int, list[float]] = {b: [] for b in batches}
+    for _ in range(rounds):
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            # | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 8 and cells[0].isdigit():
+                steps[int(cells[2])].append(float(cells[6]) / int(cells[1]))
+    return {b: statistics.median(t) for b, t in steps.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
@@ -90,6 +115,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5, help="steps timed together per batch size and round")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time, or this process's CPU time")
     ap.add_argument("--repack", default=None, help="comma-separated TENSORSHARP_REPACK values timed side by side")
+    ap.add_argument("--llama-bin", default=None, help="llama.cpp's bin directory (llama-batched-bench)")
+    ap.add_argument("--llama-tokens", type=int, default=32, help="tokens llama-batched-bench decodes per sequence")
     args = ap.parse_args()
     repacks = args.repack.split(",") if args.repack else [None]
     batches = [int(b) for b in args.batch.split(",")]
@@ -109,6 +136,10 @@ def main() -> int:
                 label = name if repack is None else f"{name} REPACK={repack}"
                 print(f"| {label} | {nt} | " + " | ".join(f"{1e3 * med[b]:.1f}" for b in batches) + " | "
                       + " | ".join(f"{ratio[b]:.2f}" for b in batches if b != 1) + " |", flush=True)
+            if args.llama_bin:
+                peer = llama_steps(args.llama_bin, name, nt, batches, args.ctx, args.llama_tokens)
+                print(f"| {name} llama.cpp | {nt} | " + " | ".join(f"{1e3 * peer[b]:.1f}" for b in batches) + " | "
+                      + " | ".join(f"{peer[b] / peer[1]:.2f}" for b in batches if b != 1) + " |", flush=True)
     return 0
 
 
