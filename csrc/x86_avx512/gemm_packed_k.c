@@ -4,10 +4,10 @@
  * an AND (and a shift for high nibbles; Q6_K an OR of its top two bits) leaves four quants of
  * each row per lane, and the rows' scales decode with lane-wise shifts, once per super-block for
  * all tokens. Each token then meets a run of 32 quants with eight vpdpbusd whose sums land in
- * their row's lane: no transpose, gather or horizontal sum per call (gemm.c's unpacked few-token
+ * their row's lane: no transpose, gather or horizontal sum per call (gemm_few.c's unpacked few-token
  * path transposes the 16 rows' scales and every 64 of their quants per super-block).
  *
- * The float operations are gemm.c's for k-quants, so a packed model computes the bits the
+ * The float operations are gemm_panel.c's for k-quants, so a packed model computes the bits the
  * unpacked one did and a (row, token) the same bits in any batch: per super-block part +=
  * id * sc over the sub-blocks in order (id the exact integer sum; Q6_K's starts at -32 *
  * sum(xq)), acc += part * (d * d_x); Q4_K then part' += m * sum(xq) likewise, acc += part' *
@@ -18,9 +18,9 @@
 #include "packed.h"
 
 #define TILE 8   /* tokens per pass over a row group's weights */
-#define CHUNK 2  /* super-blocks per chunk: gemm.c's KC of 512 elements */
+#define CHUNK 2  /* super-blocks per chunk: gemm_panel.c's KC of 512 elements */
 #define PF_AHEAD 1 /* super-blocks prefetched ahead */
-/* Tokens from which gemm.c's panels over the packed rows take the call: they decode a chunk of 32
+/* Tokens from which gemm_panel.c's panels over the packed rows take the call: they decode a chunk of 32
  * rows once for all tokens where passes of TILE decode it per pass. In cache that wins at 16
  * tokens (1 thread, 4864 x 128: Q4_K 94 against 100 us, Q6_K 117 against 130); from memory the
  * two were even for Q4_K and the passes ahead for Q6_K (4864 x 896, 12 tokens: 0.83 against
