@@ -107,20 +107,17 @@ TS_ALWAYS_INLINE const float *act_d(int type, const uint8_t *x, int64_t b) {
     return (const float *)(x + (size_t)(b * block_elems(type) / TS_QK_K) * sizeof(ts_block_q8k));
 }
 
-/* What the k-quant gemms read of super-blocks [0, ns) of one q8k row besides its quants, from
- * the row's bsums: per super-block Q4_K / Q5_K's eight sub-block sum(xq) as floats, Q2_K's
- * sixteen as floats, or Q3_K / Q6_K's sixteen -offset * sum(xq) as int32. */
-TS_ALWAYS_INLINE void q8k_sums(int type, const ts_block_q8k *xb, int64_t ns, void *out) {
-    for (int64_t s = 0; s < ns; s++) {
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)xb[s].bsums);
-        if (is_k45(type))
-            _mm256_storeu_ps((float *)out + 8 * s, _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
-        else if (has_min(type))
-            _mm512_storeu_ps((float *)out + 16 * s, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs)));
-        else
-            _mm512_storeu_si512((int32_t *)out + 16 * s,
-                                _mm512_mullo_epi32(_mm512_cvtepi16_epi32(bs), _mm512_set1_epi32(-quant_offset(type))));
-    }
+/* What the k-quant gemms read of one q8k super-block besides its quants, from its bsums: Q4_K /
+ * Q5_K's eight sub-block sum(xq) as floats, Q2_K's sixteen as floats, or Q3_K / Q6_K's sixteen
+ * -offset * sum(xq) as int32. */
+TS_ALWAYS_INLINE void q8k_sums(int type, const ts_block_q8k *xb, void *out) {
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
+    if (is_k45(type))
+        _mm256_storeu_ps((float *)out, _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
+    else if (has_min(type))
+        _mm512_storeu_ps((float *)out, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs)));
+    else
+        _mm512_storeu_si512(out, _mm512_mullo_epi32(_mm512_cvtepi16_epi32(bs), _mm512_set1_epi32(-quant_offset(type))));
 }
 
 /* For one token row and blocks [b0, b0 + nblk): off, the integer -offset * sum(xq) that starts
@@ -131,7 +128,8 @@ TS_ALWAYS_INLINE void token_sums(int type, const uint8_t *x, int64_t b0, int nbl
     const int o = quant_offset(type);
     if (act_is_q8k(type)) {
         const int per_sb = TS_QK_K / block_elems(type);
-        q8k_sums(type, (const ts_block_q8k *)x + b0 / per_sb, nblk / per_sb, has_min(type) ? (void *)sx : (void *)off);
+        for (int b = 0; b < nblk; b += per_sb)
+            q8k_sums(type, (const ts_block_q8k *)x + (b0 + b) / per_sb, has_min(type) ? (void *)(sx + b) : (void *)(off + b));
     } else if (o) {
         const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                _mm512_set1_epi32((int)sizeof(ts_block_q8x32)));

@@ -106,15 +106,17 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
  * with rows w_stride bytes apart as the original was. */
 TS_ALWAYS_INLINE void gemm_packed_k(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride,
                                     const void *x, size_t x_stride, float *y, size_t y_stride) {
-    const int64_t ns = n / TS_QK_K, stride = ns * (TS_QK_K / block_elems(type)); /* sums per token */
+    const int per_sb = TS_QK_K / block_elems(type); /* sums per super-block */
+    const int64_t ns = n / TS_QK_K, stride = ns * per_sb; /* per token */
     void *sums = nc < PANEL_FROM ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
     if (!sums) {
         ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
         return;
     }
-    for (int t = 0; t < nc; t++)
-        q8k_sums(type, (const ts_block_q8k *)((const uint8_t *)x + (size_t)t * x_stride), ns,
-                 (int32_t *)sums + (size_t)t * stride);
+    for (int t = 0; t < nc; t++) {
+        const ts_block_q8k *xb = (const ts_block_q8k *)((const uint8_t *)x + (size_t)t * x_stride);
+        for (int64_t s = 0; s < ns; s++) q8k_sums(type, xb + s, (int32_t *)sums + (size_t)t * stride + per_sb * s);
+    }
     for (int r0 = 0; r0 + TS_PACK_ROWS <= nr; r0 += TS_PACK_ROWS) {
         const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
         for (int t0 = 0; t0 < nc; t0 += TILE) {
