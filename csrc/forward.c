@@ -48,7 +48,7 @@ struct ts_context {
     float *gg, *gu;   /* (n_batch * n_expert_used, n_ff_exp) grouped gate and up */
     void *gact[3];    /* per ts_act: (n_batch * n_expert_used, activation row) grouped rows */
     /* Work handed out as threads claim it (ts_matmul_claim): one counter, a cache line apart,
-     * per claimed phase of a step, zeroed before each step. */
+     * per claimed phase of a step; all zero between steps (a step zeroes those it used). */
     atomic_int *claims;
     int n_claims;
 };
@@ -282,6 +282,7 @@ typedef struct {
     int n_hid;
     float *hidden;
     ts_threadpool *pool;
+    int claimed;              /* claim counters the step used: set by thread 0 when it is done */
 } step_job;
 
 unsigned ts_act_mask(const ts_tensor *a, const ts_tensor *b, const ts_tensor *c) {
@@ -595,8 +596,7 @@ static void ffn_routed(step_job *j, const ts_layer *L, int t0, int t1, int ith, 
     }
 }
 
-static void step_task(void *arg, int ith, int nth) {
-    step_job *j = (step_job *)arg;
+static void step_run(step_job *j, int ith, int nth) {
     ts_context *c = j->c;
     const ts_model *m = c->m;
     const ts_hparams *hp = &m->hp;
@@ -604,7 +604,6 @@ static void step_task(void *arg, int ith, int nth) {
     const int n = j->n_tok, E = hp->n_embd;
     const float rs = hp->residual_scale;
     ts_threadpool *pool = j->pool;
-    tl_phase = 0;
 
     /* Token-partitioned phases use this same split, so consecutive ones need no barrier. */
     const int t0 = n * ith / nth, t1 = n * (ith + 1) / nth;
@@ -704,6 +703,14 @@ static void step_task(void *arg, int ith, int nth) {
     }
 }
 
+/* Every thread takes the same phases, so thread 0's count of them is the step's. */
+static void step_task(void *arg, int ith, int nth) {
+    step_job *j = (step_job *)arg;
+    tl_phase = 0;
+    step_run(j, ith, nth);
+    if (ith == 0) j->claimed = tl_phase < j->c->n_claims ? tl_phase : j->c->n_claims;
+}
+
 int ts_forward(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, const int32_t *pos,
                const int32_t *seq, const float *embd, const int32_t *attn_end, int n_tok,
                const int32_t *out_rows, int n_out, float *logits, int n_threads) {
@@ -731,7 +738,10 @@ int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, con
         if (hid_rows[r] < 0 || hid_rows[r] >= n_tok) return -1;
     step_job j = {c, kv, tokens, pos, seq, out_rows, embd, attn_end, n_tok, n_out, logits, hid_rows, n_hid, hidden,
                   ts_threadpool_global()};
-    for (int i = 0; i < c->n_claims; i++) atomic_store_explicit(&c->claims[(size_t)i * TS_CLAIM_STRIDE], 0, memory_order_relaxed);
     ts_threadpool_run(j.pool, step_task, &j, n_threads);
+    /* Back to all zero for the next step, storing only to the counters this one used: of the 12
+     * a layer has room for, each on its own cache line, a dense layer takes 8, a step without
+     * logits skips the output's, and one thread takes none. */
+    for (int i = 0; i < j.claimed; i++) atomic_store_explicit(&c->claims[(size_t)i * TS_CLAIM_STRIDE], 0, memory_order_relaxed);
     return 0;
 }

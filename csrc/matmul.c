@@ -78,7 +78,7 @@ void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn 
         return;
     }
     const int64_t groups = (rows + TS_ROW_GROUP - 1) / TS_ROW_GROUP;
-    /* Pieces of whole 32-row panels (gemm.c's), so that none computes half an empty panel. */
+    /* Pieces of whole 32-row panels (csrc/x86_avx512/gemm_panel.c's), so that none computes half an empty panel. */
     int64_t per = (groups / ((int64_t)nth * TS_CLAIMS_PER_THREAD) + 1) / 2 * 2;
     if (per < 2) per = 2;
     for (;;) {

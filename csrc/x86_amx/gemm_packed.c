@@ -25,7 +25,7 @@
 
 #define MAX_TOK 16 /* tokens per tile: A and C tiles have 16 rows */
 #define AMX_FROM 4 /* tokens from which tiles beat vpdpbusd (4864 x 896: 0.98x at 4, 0.77x at 8, 0.57x at 16) */
-#define CHUNK 16   /* as in gemm_packed.c and gemm.c */
+#define CHUNK 16   /* as in gemm_packed.c and gemm_panel.c */
 #define PF_AHEAD 4
 
 typedef struct {

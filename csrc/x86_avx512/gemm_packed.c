@@ -10,7 +10,7 @@
  * row's result has the same bits alone as in any batch. Sums are exact integers as in the per-row
  * dots: a quant's offset (Q4_0 8, Q5_0 16, Q8_0 128) enters as -offset * sum(xq); per block
  * acc += id * (d_w * d_x), and Q4_1 adds m_w * (d_x * sum(xq));
- * acc restarts every CHUNK blocks and the chunks' sums add up in order, as in gemm.c. */
+ * acc restarts every CHUNK blocks and the chunks' sums add up in order, as in gemm_panel.c. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -20,10 +20,10 @@
 
 #define TILE 8 /* tokens per pass over a row group's weights: 8 accumulators beside 8 quant registers */
 /* Blocks summed before their sum joins the row's total: the unpacked gemm's chunks of 512
- * elements (gemm.c), so that a packed model computes the bits the unpacked one did. */
+ * elements (gemm_panel.c), so that a packed model computes the bits the unpacked one did. */
 #define CHUNK 16
 #define PF_AHEAD 4 /* blocks prefetched ahead */
-/* Tokens from which gemm.c's panels over the packed rows take the call: their 32-row x 4-token
+/* Tokens from which gemm_panel.c's panels over the packed rows take the call: their 32-row x 4-token
  * tiles load a weight register once for four tokens where group_tile broadcasts per token, which
  * outweighs filling the panel from 13 tokens on (1 thread, 16 tokens: 0.76-0.98x the unpacked
  * gemm's time against 0.96-1.03x in passes of 8; 9 tokens: 0.84-0.99x against 0.94-1.17x). */

@@ -4,10 +4,10 @@
  * an AND (and a shift for high nibbles; Q6_K an OR of its top two bits) leaves four quants of
  * each row per lane, and the rows' scales decode with lane-wise shifts, once per super-block for
  * all tokens. Each token then meets a run of 32 quants with eight vpdpbusd whose sums land in
- * their row's lane: no transpose, gather or horizontal sum per call (gemm.c's unpacked few-token
+ * their row's lane: no transpose, gather or horizontal sum per call (gemm_few.c's unpacked few-token
  * path transposes the 16 rows' scales and every 64 of their quants per super-block).
  *
- * The float operations are gemm.c's for k-quants, so a packed model computes the bits the
+ * The float operations are gemm_panel.c's for k-quants, so a packed model computes the bits the
  * unpacked one did and a (row, token) the same bits in any batch: per super-block part +=
  * id * sc over the sub-blocks in order (id the exact integer sum; Q6_K's starts at -32 *
  * sum(xq)), acc += part * (d * d_x); Q4_K then part' += m * sum(xq) likewise, acc += part' *
@@ -15,12 +15,13 @@
 #include <immintrin.h>
 #include <stdlib.h>
 
+#include "gemm.h"
 #include "packed.h"
 
 #define TILE 8   /* tokens per pass over a row group's weights */
-#define CHUNK 2  /* super-blocks per chunk: gemm.c's KC of 512 elements */
+#define CHUNK (KC / TS_QK_K) /* super-blocks per chunk: gemm_panel.c's */
 #define PF_AHEAD 1 /* super-blocks prefetched ahead */
-/* Tokens from which gemm.c's panels over the packed rows take the call: they decode a chunk of 32
+/* Tokens from which gemm_panel.c's panels over the packed rows take the call: they decode a chunk of 32
  * rows once for all tokens where passes of TILE decode it per pass. In cache that wins at 16
  * tokens (1 thread, 4864 x 128: Q4_K 94 against 100 us, Q6_K 117 against 130); from memory the
  * two were even for Q4_K and the passes ahead for Q6_K (4864 x 896, 12 tokens: 0.83 against
@@ -31,25 +32,12 @@ TS_ALWAYS_INLINE int block_bytes(int type) {
     return type == TS_TYPE_Q6_K ? (int)sizeof(ts_block_q6_K) : (int)sizeof(ts_block_q4_K);
 }
 
-/* Per token and super-block, what the tile reads besides the quants: Q4_K the eight sub-blocks'
- * sum(xq) as floats, Q6_K the sixteen -32 * sum(xq). */
-#define SUMS 16
-
-TS_ALWAYS_INLINE void token_sums(int type, const ts_block_q8k *xb, int64_t ns, void *out) {
-    for (int64_t s = 0; s < ns; s++) {
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)xb[s].bsums);
-        if (type == TS_TYPE_Q4_K)
-            _mm256_storeu_ps((float *)out + SUMS * s, _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1))));
-        else
-            _mm512_storeu_si512((int32_t *)out + SUMS * s, _mm512_mullo_epi32(_mm512_cvtepi16_epi32(bs), _mm512_set1_epi32(-32)));
-    }
-}
-
-/* Rows of one group (16, packed at wg) x NT tokens (xt[t], their sums in sums[t]) over ns
+/* Rows of one group (16, packed at wg) x NT tokens (xt[t], their q8k_sums in sums[t]) over ns
  * super-blocks; y + t * ys receives token t's 16 sums. */
 TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns, const uint8_t *const *xt,
                                  const void *const *sums, float *y, size_t ys) {
     const int sb_bytes = TS_PACK_ROWS * block_bytes(type), lines = (sb_bytes + 63) / 64;
+    const int per_sb = TS_QK_K / block_elems(type); /* sums per super-block */
     __m512 acc[TILE], ysum[TILE];
     for (int t = 0; t < NT; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < ns; s++) {
@@ -81,7 +69,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
                     part[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(id), sc[run], part[t]);
                 } else {
                     /* Two sub-blocks of 16: quants 0..3 and 4..7 of the run. */
-                    const int32_t *off = (const int32_t *)sums[t] + SUMS * s + 2 * run;
+                    const int32_t *off = (const int32_t *)sums[t] + per_sb * s + 2 * run;
                     __m512i id0 = _mm512_set1_epi32(off[0]), id1 = _mm512_set1_epi32(off[1]);
                     for (int j = 0; j < 4; j++) {
                         int32_t a0, a1;
@@ -100,7 +88,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
             const __m512 dx = _mm512_set1_ps(((const ts_block_q8k *)xt[t] + s)->d);
             acc[t] = _mm512_fmadd_ps(part[t], _mm512_mul_ps(d, dx), acc[t]);
             if (type != TS_TYPE_Q4_K) continue;
-            const float *sx = (const float *)sums[t] + SUMS * s;
+            const float *sx = (const float *)sums[t] + per_sb * s;
             __m512 pm = _mm512_setzero_ps();
             for (int b = 0; b < 8; b++) pm = _mm512_fmadd_ps(sc[8 + b], _mm512_set1_ps(sx[b]), pm);
             acc[t] = _mm512_fmadd_ps(pm, _mm512_mul_ps(dm, dx), acc[t]);
@@ -118,15 +106,17 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
  * with rows w_stride bytes apart as the original was. */
 TS_ALWAYS_INLINE void gemm_packed_k(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride,
                                     const void *x, size_t x_stride, float *y, size_t y_stride) {
-    const int64_t ns = n / TS_QK_K;
-    void *sums = nc < PANEL_FROM ? malloc((size_t)nc * (size_t)ns * SUMS * 4) : NULL;
+    const int per_sb = TS_QK_K / block_elems(type); /* sums per super-block */
+    const int64_t ns = n / TS_QK_K, stride = ns * per_sb; /* per token */
+    void *sums = nc < PANEL_FROM ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
     if (!sums) {
         ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
         return;
     }
-    for (int t = 0; t < nc; t++)
-        token_sums(type, (const ts_block_q8k *)((const uint8_t *)x + (size_t)t * x_stride), ns,
-                   (int32_t *)sums + (size_t)t * ns * SUMS);
+    for (int t = 0; t < nc; t++) {
+        const ts_block_q8k *xb = (const ts_block_q8k *)((const uint8_t *)x + (size_t)t * x_stride);
+        for (int64_t s = 0; s < ns; s++) q8k_sums(type, xb + s, (int32_t *)sums + (size_t)t * stride + per_sb * s);
+    }
     for (int r0 = 0; r0 + TS_PACK_ROWS <= nr; r0 += TS_PACK_ROWS) {
         const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
         for (int t0 = 0; t0 < nc; t0 += TILE) {
@@ -135,7 +125,7 @@ TS_ALWAYS_INLINE void gemm_packed_k(int type, int64_t n, int nr, int nc, const v
             const void *st[TILE];
             for (int t = 0; t < nt; t++) {
                 xt[t] = (const uint8_t *)x + (size_t)(t0 + t) * x_stride;
-                st[t] = (const int32_t *)sums + (size_t)(t0 + t) * ns * SUMS;
+                st[t] = (const int32_t *)sums + (size_t)(t0 + t) * stride;
             }
             float *yt = y + (size_t)t0 * y_stride + r0;
             switch (nt) {

@@ -1,5 +1,5 @@
 /* AVX-512: reading one block of 16 repacked rows (ts/repack.h) into registers, shared by the
- * packed gemm's register paths (gemm_packed.c, gemm_packed_k.c) and its panel path (gemm.c). */
+ * packed gemm's register paths (gemm_packed.c, gemm_packed_k.c) and its panel path (gemm_panel.c). */
 #ifndef TS_X86_AVX512_PACKED_H
 #define TS_X86_AVX512_PACKED_H
 
@@ -113,7 +113,7 @@ TS_ALWAYS_INLINE void ts_packed_k_scales(int type, const uint8_t *blk, __m512 sc
         for (int k = 0; k < 4; k++) sc[4 * i + k] = ts_packed_byte(v[i], k, 0);
 }
 
-/* gemm.c's panel path over packed weights (nr a multiple of 16), for calls with many tokens. */
+/* gemm_panel.c's panel path over packed weights (nr a multiple of 16), for calls with many tokens. */
 void ts_avx512vnni_gemm_panels_packed(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride,
                                       const void *x, size_t x_stride, float *y, size_t y_stride);
 
