@@ -24,7 +24,9 @@ class FrameTemplate:
 
     A token's chunk is mostly the same JSON every time (ids, model, nulls); this encodes it once
     with a marker in each string's place and then fills the markers with the strings' JSON, so a
-    token costs a string escape instead of building and encoding a dict, with the same bytes."""
+    token costs a string escape instead of building and encoding a dict, with the same bytes.
+    In a template of two or more values a value may also be an int (a sequence number): make
+    gets a marker string in its place and the frame the int's JSON."""
 
     def __init__(self, make, frame, n: int = 1):
         self._make, self._frame = make, frame
@@ -52,7 +54,7 @@ class FrameTemplate:
             return encode_basestring(texts[0]).join(self._pieces)
         if self._parts is None:
             return self._frame(self._make(*texts))
-        quoted = [encode_basestring(t) for t in texts]
+        quoted = [encode_basestring(t) if type(t) is str else str(t) for t in texts]
         return "".join([piece + quoted[i] for piece, i in self._parts]) + self._tail
 
 

@@ -89,3 +89,14 @@ def test_a_stream_closed_before_its_first_frame_still_runs_its_close_callbacks()
     body, _ = _start(_stream_app(["data: x\n\n"], closed))
     body.close()   # the client left before the first byte: the generator never ran
     assert closed == ["on_close", "release"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_an_int_value_is_filled_in_as_a_json_number(text):
+    from tensorsharp.server.streaming import sse_event
+
+    def make(delta, seq):
+        return {"type": "response.output_text.delta", "item_id": "msg_1", "delta": delta, "sequence_number": seq}
+    template = FrameTemplate(make, sse_event, 2)
+    for seq in (0, 7, 12345):
+        assert template(text, seq) == sse_event(make(text, seq))
