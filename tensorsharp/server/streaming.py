@@ -65,13 +65,16 @@ class _StreamResponse(Response):
     ClosingIterator: two Python calls per frame on the hub, which writes every streamed token.
     Here the server iterates a C map over the route's generator, and close() is the response's
     (the generator's close, then the on-close callbacks), which the server calls however the
-    stream ends, also before its first step (a client can leave before the first byte)."""
+    stream ends, also before its first step (a client can leave before the first byte). Streams
+    answer POST routes only, so none needs werkzeug's empty body for HEAD, 204 or 304."""
 
     def get_app_iter(self, environ):
-        return _Frames(map(str.encode, self.response), self.close)
+        return _Body(map(str.encode, self.response), self.close)
 
 
-class _Frames:
+class _Body:
+    """The WSGI body: iterating it is iterating the frames; close() is the response's."""
+
     __slots__ = ("_frames", "close")
 
     def __init__(self, frames, close):
