@@ -8,6 +8,11 @@ app runs in this process on the real model's tokenizer and chat template, but it
 replaced by an OS thread that emits a token every --every-ms, so the figure does not depend on
 the model's speed or on other load (a client in another process reads the stream). Prints the
 median hub thread CPU per token over --rounds streams of each dialect.
+
+--every-ms 0 queues a request's events as it is submitted: the hub writes the whole stream without
+waiting, so the figure is the frame path alone (route, WSGI server, send) without the wake-up a
+real engine's every token costs. The per-request part (routing, prompt, headers) is in it too:
+compare two --tokens to take it out.
 """
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ for line in sys.stdin:
 
 
 class StandInScheduler:
-    """Answers every request with max_tokens tokens " word", one every `every` seconds."""
+    """Answers every request with max_tokens tokens " word", one every `every` seconds (0: all
+    queued as it is submitted)."""
 
     def __init__(self, real, every: float):
         self._real, self._every = real, every
@@ -55,10 +61,14 @@ class StandInScheduler:
         def run():
             sink(Started(len(request.prompt), 0))
             for i in range(request.max_tokens):
-                time.sleep(self._every)
+                if self._every:
+                    time.sleep(self._every)
                 sink(Token(100 + i, " word"))
             sink(Done("length", len(request.prompt), 0, request.max_tokens, 0, 0, 0, 0))
-        original("_thread", "start_new_thread")(run, ())
+        if self._every:
+            original("_thread", "start_new_thread")(run, ())
+        else:
+            run()
         return Handle(request, sink, lambda: None)
 
     def __getattr__(self, name):   # n_ctx, status() and the rest from the real one
@@ -86,6 +96,8 @@ def main(argv=None) -> int:
                                             "max_tokens": args.tokens}),
         "ollama": ("/api/chat", {"model": served.name, "messages": messages, "stream": True,
                                  "options": {"num_predict": args.tokens}}),
+        "responses": ("/v1/responses", {"model": served.name, "input": "Write a story.", "stream": True,
+                                        "max_output_tokens": args.tokens}),
     }
     cpu = {}
     for name, (path, body) in dialects.items():
@@ -105,10 +117,11 @@ def main(argv=None) -> int:
         client.wait()
     server.stop()
     app.extensions["tensorsharp"].close()
-    print(f"hub thread CPU per streamed token ({args.tokens} tokens, one every {args.every_ms:g} ms, "
+    pace = f"one every {args.every_ms:g} ms" if args.every_ms else "all queued at once"
+    print(f"hub thread CPU per streamed token ({args.tokens} tokens, {pace}, "
           f"median of {args.rounds}):")
     for name, values in cpu.items():
-        print(f"  {name:<7} {statistics.median(values):6.1f} us   (rounds: {', '.join(f'{v:.0f}' for v in values)})")
+        print(f"  {name:<9} {statistics.median(values):6.1f} us   (rounds: {', '.join(f'{v:.0f}' for v in values)})")
     return 0
 
 

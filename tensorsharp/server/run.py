@@ -51,6 +51,12 @@ class _Handler(WSGIHandler):
         finally:
             self.server.responses -= 1
 
+    def _write(self, data):
+        # A streamed token's frame as one chunk made by one format: gevent builds a bytearray of
+        # three pieces. An empty write sends nothing (in chunked encoding it would end the body).
+        if data:
+            self._sendall(b"%x\r\n%s\r\n" % (len(data), data) if self.response_use_chunked else data)
+
     def _sendall(self, data):
         # gevent's sendall asks the kernel for the send buffer's size (a getsockopt) before every
         # write, and a stream writes one small frame per token: one send takes almost every frame

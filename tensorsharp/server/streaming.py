@@ -6,7 +6,6 @@ import secrets
 from json.encoder import encode_basestring   # what json.dumps(ensure_ascii=False) makes of a str
 
 from flask import Response
-from werkzeug.wsgi import ClosingIterator
 
 
 def sse_line(obj) -> str:
@@ -25,7 +24,9 @@ class FrameTemplate:
 
     A token's chunk is mostly the same JSON every time (ids, model, nulls); this encodes it once
     with a marker in each string's place and then fills the markers with the strings' JSON, so a
-    token costs a string escape instead of building and encoding a dict, with the same bytes."""
+    token costs a string escape instead of building and encoding a dict, with the same bytes.
+    In a template of two or more values a value may also be an int (a sequence number): make
+    gets a marker string in its place and the frame the int's JSON."""
 
     def __init__(self, make, frame, n: int = 1):
         self._make, self._frame = make, frame
@@ -53,24 +54,52 @@ class FrameTemplate:
             return encode_basestring(texts[0]).join(self._pieces)
         if self._parts is None:
             return self._frame(self._make(*texts))
-        quoted = [encode_basestring(t) for t in texts]
+        quoted = [encode_basestring(t) if type(t) is str else str(t) for t in texts]
         return "".join([piece + quoted[i] for piece, i in self._parts]) + self._tail
 
 
-def _body(chunks, on_close):
-    # A generator closed before its first step never runs its finally block; the WSGI server's
-    # close() reaches on_close in any case (a client can leave before the first byte).
-    return ClosingIterator(chunks, on_close) if on_close is not None else chunks
+class _StreamResponse(Response):
+    """A response whose str frames reach the WSGI server as the route yields them.
+
+    Werkzeug would hand the server its own generator (encoding each item) inside a
+    ClosingIterator: two Python calls per frame on the hub, which writes every streamed token.
+    Here the server iterates a C map over the route's generator, and close() is the response's
+    (the generator's close, then the on-close callbacks), which the server calls however the
+    stream ends, also before its first step (a client can leave before the first byte). Streams
+    answer POST routes only, so none needs werkzeug's empty body for HEAD, 204 or 304."""
+
+    def get_app_iter(self, environ):
+        return _Body(map(str.encode, self.response), self.close)
+
+
+class _Body:
+    """The WSGI body: iterating it is iterating the frames; close() is the response's."""
+
+    __slots__ = ("_frames", "close")
+
+    def __init__(self, frames, close):
+        self._frames, self.close = frames, close
+
+    def __iter__(self):
+        return self._frames
+
+
+def _stream(chunks, on_close, **kw) -> Response:
+    response = _StreamResponse(chunks, **kw)
+    if on_close is not None:
+        response.call_on_close(on_close)
+    return response
 
 
 def sse_response(chunks, on_close=None) -> Response:
+    """chunks: the route's str frames; on_close: runs once the response ends, however it ends."""
     # No buffering on the way: each frame is written as soon as it is yielded.
-    return Response(_body(chunks, on_close), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _stream(chunks, on_close, mimetype="text/event-stream",
+                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def ndjson_response(chunks, on_close=None) -> Response:
-    return Response(_body(chunks, on_close), mimetype="application/x-ndjson", headers={"Cache-Control": "no-cache"})
+    return _stream(chunks, on_close, mimetype="application/x-ndjson", headers={"Cache-Control": "no-cache"})
 
 
 def sse_event(obj: dict) -> str:

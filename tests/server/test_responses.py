@@ -6,8 +6,12 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tensorsharp.chat.output import ContentDelta, ThinkingDelta
 from tensorsharp.server import generation
+from tensorsharp.server.protocol.responses_events import OutputBuilder
 from tensorsharp.server.reply import Reply
+from tensorsharp.server.routes.responses import _Frames
+from tensorsharp.server.streaming import sse_event
 from tensorsharp.testing.scripted import ScriptedParser
 from tensorsharp.testing.server import running, serve_args, sse_events
 
@@ -244,3 +248,33 @@ def test_json_cut_off_by_the_limit_is_incomplete(client):
     events = sse_events(client.post("/v1/responses", json={**body, "stream": True}).data)
     assert events[-1]["type"] == "response.incomplete"
     assert client.get(f"/v1/responses/{got['id']}").get_json()["status"] == "incomplete"
+
+
+# -- frames -------------------------------------------------------------------------------------------
+
+TEXTS = [" the", 'say "hi"', "back\\slash", "tab\tnew\nline\r", "\x00\x1f\x7f", "é 漢字 🙂", "\ud800",
+         "\u2028\u2029", "</script>", "\ue000 private \ue001"]
+
+
+@pytest.mark.parametrize("summary", [False, True])
+def test_text_delta_frames_are_the_events_fully_encoded(summary):
+    # Text deltas fill a frame encoded once per item; every frame must be what encoding its event gives.
+    builder, frames, events = OutputBuilder(summary), _Frames(), []
+    for kind in (ThinkingDelta, ContentDelta, ThinkingDelta):   # a new item of a kind seen before
+        for text in TEXTS:
+            events += builder.feed([kind(text)])
+    events += builder.feed([ContentDelta("x")], {"token": "x", "logprob": -0.5, "bytes": [120], "top_logprobs": []})
+    events += builder.finish("completed")
+    for seq, e in enumerate(events):
+        e["sequence_number"] = seq
+        assert frames(e) == sse_event(e)
+    assert sum(e["type"].endswith("text.delta") for e in events) == 3 * len(TEXTS) + 1
+
+
+def test_streamed_frames_on_the_wire_are_their_events_encoded(client, thinks):
+    body = {"model": SMOL, "input": "Weather?", "max_output_tokens": 4, "stream": True}
+    data = client.post("/v1/responses", json=body).data.decode()
+    frames = [f + "\n\n" for f in data.split("\n\n") if f]
+    assert len(frames) > 10
+    for f in frames:
+        assert f == sse_event(json.loads(f.split("data: ", 1)[1]))

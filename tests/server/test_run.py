@@ -90,3 +90,45 @@ def test_a_write_larger_than_one_send_arrives_whole(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+SERVE_STREAM = """
+import sys
+from flask import Flask
+from gevent.pywsgi import WSGIServer
+from tensorsharp.server.run import _Handler
+from tensorsharp.server.streaming import ndjson_response
+
+app = Flask(__name__)
+
+@app.post("/s")
+def s():
+    return ndjson_response(iter(["a", "", "\\u00e9" * 10, "x" * 300]), on_close=lambda: print("closed", flush=True))
+
+server = WSGIServer(("127.0.0.1", 0), app, handler_class=_Handler, log=None)
+server.connections, server.max_connections, server.responses, server.io_timeout = 0, 8, 0, 30.0
+server.start()
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_stream_goes_out_in_chunked_encoding_one_chunk_per_frame(tmp_path):
+    # Each frame is its own chunk, sized in hex bytes (not characters); an empty frame sends
+    # nothing (an empty chunk would end the body early); a zero chunk ends the body.
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_STREAM], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            data = bytearray()
+            while chunk := s.recv(1 << 16):
+                data += chunk
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in head
+        assert body == (b"1\r\na\r\n" + b"14\r\n" + "\u00e9".encode() * 10 + b"\r\n"
+                        + b"12c\r\n" + b"x" * 300 + b"\r\n" + b"0\r\n\r\n")
+        assert proc.stdout.readline() == "closed\n"
+    finally:
+        proc.kill()
+        proc.wait()

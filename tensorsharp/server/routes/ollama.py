@@ -155,8 +155,9 @@ def _stream(gen: Generation, req: ol.Request, chat: bool):
             lp = _logprob(gen, req, ev)
             if ev.token is not None:
                 generated.append(ev.token.id)
-            if lp is None and ev.deltas and all(type(d) is ContentDelta for d in ev.deltas):
-                text = "".join(d.text for d in ev.deltas)
+            texts = [d.text for d in ev.deltas if type(d) is ContentDelta] if lp is None else ()
+            if texts and len(texts) == len(ev.deltas):
+                text = "".join(texts)
                 if text:
                     yield text_line(text, ol.timestamp())
                 continue

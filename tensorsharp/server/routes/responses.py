@@ -17,11 +17,13 @@ from tensorsharp.server.protocol import responses as rp
 from tensorsharp.server.protocol.openai import now, token_logprob
 from tensorsharp.server.protocol.responses_events import OutputBuilder
 from tensorsharp.server.response_store import ResponseStore, Stored
-from tensorsharp.server.streaming import sse_event, sse_response
+from tensorsharp.server.streaming import FrameTemplate, sse_event, sse_response
 
 bp = Blueprint("responses", __name__)
 _KEY = "tensorsharp.responses"
 _FIELDS = {"messages": "input", "response_format": "text.format"}   # chat's field names, as named here
+_TEXT_DELTAS = frozenset({"response.output_text.delta", "response.reasoning_text.delta",
+                          "response.reasoning_summary_text.delta"})
 
 
 @bp.record_once
@@ -72,12 +74,32 @@ def create():
         raise
     run = _Run(gen, req, rid, served, previous, store() if req.store else None)
     if req.stream:
-        return sse_response((sse_event(e) for e in run.events()), on_close=gen.close)
+        frames = _Frames()
+        return sse_response((frames(e) for e in run.events()), on_close=gen.close)
     for _ in run.events():
         pass
     if run.error is not None:   # before the first byte: a real status
         raise run.error
     return json_response(run.final)
+
+
+class _Frames:
+    """A stream's events as SSE frames. Text deltas are most of a stream and differ within an item
+    only in their text and sequence number: each item's are filled into its frame, encoded once."""
+
+    def __init__(self):
+        self._templates: dict[tuple, FrameTemplate] = {}
+
+    def __call__(self, event: dict) -> str:
+        if event["type"] not in _TEXT_DELTAS or event.get("logprobs"):
+            return sse_event(event)
+        key = event["type"], event["item_id"]
+        template = self._templates.get(key)
+        if template is None:
+            fixed = dict(event)
+            template = self._templates[key] = FrameTemplate(
+                lambda delta, seq: {**fixed, "delta": delta, "sequence_number": seq}, sse_event, 2)
+        return template(event["delta"], event["sequence_number"])
 
 
 class _Run:
