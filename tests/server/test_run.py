@@ -1,4 +1,5 @@
 """`tensorsharp serve` as a process: Ctrl-C stops it quietly, and its log says why a request failed."""
+import contextlib
 import json
 import re
 import signal
@@ -72,24 +73,36 @@ server.serve_forever()
 """
 
 
-def test_a_write_larger_than_one_send_arrives_whole(tmp_path):
-    # The handler sends each write once and leaves what the kernel did not take to sendall: a
-    # client that reads late makes the first send partial.
-    proc = subprocess.Popen([sys.executable, "-c", SERVE_BIG], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def _server(tmp_path, script: str):
+    """A server from script, run outside the checkout: (its process, its port)."""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
-        port = int(proc.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            time.sleep(0.5)
-            data = bytearray()
-            while chunk := s.recv(1 << 20):
-                data += chunk
-        head, _, body = bytes(data).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 16777216" in head
-        assert body == bytes(range(256)) * (64 * 1024)
+        yield proc, int(proc.stdout.readline())
     finally:
         proc.kill()
         proc.wait()
+
+
+def _exchange(port: int, request: bytes, pause: float = 0.0) -> tuple[bytes, bytes]:
+    """Sends request, waits pause seconds, reads until the server closes: (head, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(request)
+        time.sleep(pause)
+        data = bytearray()
+        while chunk := s.recv(1 << 20):
+            data += chunk
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_a_write_larger_than_one_send_arrives_whole(tmp_path):
+    # The handler sends each write once and leaves what the kernel did not take to sendall: a
+    # client that reads late makes the first send partial.
+    with _server(tmp_path, SERVE_BIG) as (_, port):
+        head, body = _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", pause=0.5)
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 16777216" in head
+    assert body == bytes(range(256)) * (64 * 1024)
 
 
 SERVE_STREAM = """
@@ -116,19 +129,9 @@ server.serve_forever()
 def test_a_stream_goes_out_in_chunked_encoding_one_chunk_per_frame(tmp_path):
     # Each frame is its own chunk, sized in hex bytes (not characters); an empty frame sends
     # nothing (an empty chunk would end the body early); a zero chunk ends the body.
-    proc = subprocess.Popen([sys.executable, "-c", SERVE_STREAM], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(proc.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            data = bytearray()
-            while chunk := s.recv(1 << 16):
-                data += chunk
-        head, _, body = bytes(data).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in head
-        assert body == (b"1\r\na\r\n" + b"14\r\n" + "\u00e9".encode() * 10 + b"\r\n"
-                        + b"12c\r\n" + b"x" * 300 + b"\r\n" + b"0\r\n\r\n")
+    with _server(tmp_path, SERVE_STREAM) as (proc, port):
+        head, body = _exchange(port, b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         assert proc.stdout.readline() == "closed\n"
-    finally:
-        proc.kill()
-        proc.wait()
+    assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in head
+    assert body == (b"1\r\na\r\n" + b"14\r\n" + "\u00e9".encode() * 10 + b"\r\n"
+                    + b"12c\r\n" + b"x" * 300 + b"\r\n" + b"0\r\n\r\n")
