@@ -14,17 +14,12 @@ int ts_repack_block_elems(int type) {
 
 int ts_repack_supported(int type) { return ts_repack_block_elems(type) != 0; }
 
-static int block_bytes(int type) {
-    return type == TS_TYPE_Q4_K ? (int)sizeof(ts_block_q4_K) : type == TS_TYPE_Q6_K ? (int)sizeof(ts_block_q6_K)
-                                                                                   : ts_q8x32_block_bytes(type);
-}
-
 _Static_assert(sizeof(ts_block_q4_K) % 4 == 0 && offsetof(ts_block_q6_K, d) % 4 == 0 &&
                    offsetof(ts_block_q6_K, d) + 2 == sizeof(ts_block_q6_K),
                "k-quant blocks split into 4-byte pieces and (Q6_K) a trailing d");
 
-/* Bytes of a k-quant block that go in 4-byte pieces; Q6_K's d after them goes as d[16]. */
-static int piece_bytes(int type) { return type == TS_TYPE_Q6_K ? (int)offsetof(ts_block_q6_K, d) : block_bytes(type); }
+/* Bytes of a k-quant block (bs bytes) that go in 4-byte pieces; Q6_K's d after them goes as d[16]. */
+static int piece_bytes(int type, int bs) { return type == TS_TYPE_Q6_K ? (int)offsetof(ts_block_q6_K, d) : bs; }
 
 /* The register of a packed k-quant block that holds piece p. */
 static int slot(int type, int p) { return type == TS_TYPE_Q6_K ? ts_repack_q6_K_slot(p) : p; }
@@ -32,7 +27,7 @@ static int slot(int type, int p) { return type == TS_TYPE_Q6_K ? ts_repack_q6_K_
 /* Block b of the 16 rows at `rows` (row_bytes apart) into its packed slot `out`. */
 static void pack_block(int type, const uint8_t *rows, int64_t row_bytes, int64_t b, int bs, uint8_t *out) {
     if (ts_repack_block_elems(type) == TS_QK_K) {
-        const int pb = piece_bytes(type);
+        const int pb = piece_bytes(type, bs);
         for (int r = 0; r < TS_PACK_ROWS; r++) {
             const uint8_t *blk = rows + (size_t)r * (size_t)row_bytes + (size_t)b * bs;
             for (int p = 0; p < pb / 4; p++) memcpy(out + 64 * slot(type, p) + 4 * r, blk + 4 * p, 4);
@@ -65,7 +60,7 @@ static void pack_block(int type, const uint8_t *rows, int64_t row_bytes, int64_t
 static void unpack_block(int type, const uint8_t *g, int r, int64_t b, int bs, uint8_t *out) {
     const uint8_t *in = g + (size_t)b * TS_PACK_ROWS * bs;
     if (ts_repack_block_elems(type) == TS_QK_K) {
-        const int pb = piece_bytes(type);
+        const int pb = piece_bytes(type, bs);
         for (int p = 0; p < pb / 4; p++) memcpy(out + 4 * p, in + 64 * slot(type, p) + 4 * r, 4);
         if (pb < bs) memcpy(out + pb, in + TS_PACK_ROWS * pb + 2 * r, 2);
         return;
@@ -87,7 +82,7 @@ int ts_repack_dequantize_row(ts_dequantize_row_fn dequantize, int type, const vo
                              int64_t row_bytes, float *out) {
     const int qk = ts_repack_block_elems(type);
     if (!dequantize || !qk || row < 0 || cols <= 0 || cols % qk) return -1;
-    const int bs = block_bytes(type);
+    const int bs = (int)ts_type_traits_get(type)->type_size;
     if (row_bytes != cols / qk * bs) return -1;
     const uint8_t *g = (const uint8_t *)data + (size_t)(row / TS_PACK_ROWS) * TS_PACK_ROWS * (size_t)row_bytes;
     _Alignas(8) uint8_t blk[sizeof(ts_block_q6_K)]; /* the largest packed block */
@@ -101,7 +96,7 @@ int ts_repack_dequantize_row(ts_dequantize_row_fn dequantize, int type, const vo
 int ts_repack_rows(int type, const void *src, void *dst, int64_t rows, int64_t cols, int64_t row_bytes) {
     const int qk = ts_repack_block_elems(type);
     if (!qk || rows <= 0 || rows % TS_PACK_ROWS || cols <= 0 || cols % qk) return -1;
-    const int bs = block_bytes(type);
+    const int bs = (int)ts_type_traits_get(type)->type_size;
     const int64_t nb = cols / qk;
     if (row_bytes != nb * bs || src == dst) return -1;
     for (int64_t g = 0; g < rows / TS_PACK_ROWS; g++) {
