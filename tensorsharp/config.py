@@ -141,13 +141,15 @@ class ServerOptions:
     ray: str | None = None               # Ray cluster whose replicas serve the models ("auto", "local"
                                          # or an address); None: this process serves them
     replicas: int = 1                    # replicas of each model on that cluster
+    stream_interval_ms: int = 20         # a stream's tokens that come within this long of the last
+                                         # ones written go out together; 0: each token at once
 
 
 def server_options() -> ServerOptions:
     """Server defaults, each overridable by TENSORSHARP_HOST / _PORT / _PARALLEL / _CACHE_SLOTS /
     _MAX_QUEUE / _API_KEY / _MAX_BODY / _TOOL_FORMAT / _MAX_IMAGE_BYTES / _MAX_IMAGE_PIXELS /
     _STALL_SECONDS / _ALLOWED_ORIGINS / _ALLOWED_HOSTS / _DRAIN_SECONDS / _IO_TIMEOUT / _MAX_CONNECTIONS /
-    _SPECULATIVE / _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE / _RAY / _REPLICAS."""
+    _SPECULATIVE / _MAX_LOADED / _MAX_MEMORY / _KEEP_ALIVE / _RAY / _REPLICAS / _STREAM_INTERVAL_MS."""
     return ServerOptions(host=os.environ.get("TENSORSHARP_HOST") or DEFAULT_HOST,
                          port=_int_env("TENSORSHARP_PORT", DEFAULT_PORT),
                          parallel=max(1, _int_env("TENSORSHARP_PARALLEL", 2)),
@@ -169,7 +171,8 @@ def server_options() -> ServerOptions:
                          keep_alive=os.environ.get("TENSORSHARP_KEEP_ALIVE") or "5m",
                          ray=os.environ.get("TENSORSHARP_RAY") or None,
                          replicas=max(1, _int_env("TENSORSHARP_REPLICAS", 1)),
-                         speculative=_bool_env("TENSORSHARP_SPECULATIVE", True))
+                         speculative=_bool_env("TENSORSHARP_SPECULATIVE", True),
+                         stream_interval_ms=max(0, _int_env("TENSORSHARP_STREAM_INTERVAL_MS", 20)))
 
 
 def manifests_dir() -> Path:

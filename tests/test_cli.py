@@ -194,3 +194,10 @@ def test_speculation_options_come_from_the_environment_unless_given(monkeypatch,
     assert (args.speculative, args.draft_model, args.draft_max) == (True, "other.gguf", 3)
     monkeypatch.delenv("TENSORSHARP_SPECULATIVE")
     assert cli.build_parser().parse_args([command]).speculative is True
+
+
+def test_the_stream_interval_comes_from_the_environment_unless_given(monkeypatch):
+    assert cli.build_parser().parse_args(["serve"]).stream_interval == 20
+    monkeypatch.setenv("TENSORSHARP_STREAM_INTERVAL_MS", "0")
+    assert cli.build_parser().parse_args(["serve"]).stream_interval == 0
+    assert cli.build_parser().parse_args(["serve", "--stream-interval", "5"]).stream_interval == 5

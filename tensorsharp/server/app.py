@@ -14,6 +14,7 @@ from tensorsharp import config, store
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.server import access
 from tensorsharp.server.blobs import Blobs
+from tensorsharp.server.bridge import GATHER
 from tensorsharp.server.catalog import Catalog, Spec, file_spec
 from tensorsharp.server.errors import ApiError
 from tensorsharp.server.metrics import Metrics
@@ -46,6 +47,7 @@ class State:
     web_root: Path | None
     blobs: Blobs
     draining: bool = False   # stopping: requests still arriving on open connections get 503
+    gather: float = 0.0      # seconds within which a stream's tokens are written together (bridge.GATHER)
     metrics: Metrics = field(init=False)
 
     def __post_init__(self):
@@ -152,7 +154,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                max_loaded: int | None = None, max_memory: int | None = None,
                keep_alive: str | float | None = None, speculative: bool | None = None,
                ray: str | None = None, replicas: int | None = None, draft_model: str | None = None,
-               draft_max: int | None = None) -> Flask:
+               draft_max: int | None = None, stream_interval_ms: int | None = None) -> Flask:
     """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
     load, or a list of those; default: the configured model), which is loaded at once, stays
     loaded unless a request's keep_alive says otherwise, and is the default of requests that name
@@ -162,7 +164,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     verifies prompt-lookup guesses; ray: a Ray cluster ("auto", "local" or an address) on which
     `replicas` actors serve each model, this process routing to them; draft_model: a small model
     sharing the vocabulary of the models named here (not of those loaded on demand) that guesses
-    up to draft_max tokens at a time for them. Unset options come from tensorsharp.config (the
+    up to draft_max tokens at a time for them; stream_interval_ms: a stream's tokens that come
+    within this long of the last ones written go out together (0: each at once). Unset options come from tensorsharp.config (the
     TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
@@ -234,7 +237,9 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
         return next((s.path for s in catalog.specs() if s.digest == hex_), None)
     app.extensions["tensorsharp"] = State(catalog, pool, names[0], load_kw["n_ctx"], Sessions(),
                                           Uploads(upload_dir or config.uploads_dir(), max_body), rules, web_root(),
-                                          Blobs(config.blobs_dir(), stored))
+                                          Blobs(config.blobs_dir(), stored),
+                                          gather=(opts.stream_interval_ms if stream_interval_ms is None
+                                                  else stream_interval_ms) / 1000)
 
     shared = app.extensions["tensorsharp"]   # for callbacks that run after the app context ends
     app.url_map.converters["page"] = meta.PagePath
@@ -246,6 +251,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
         # Generation reports each finished choice here (see Generation.events).
         request.environ["tensorsharp.metrics"] = state().metrics
         request.environ[GROW] = state().pool.grow
+        request.environ[GATHER] = state().gather
         if state().draining and request.path != "/health":
             raise ApiError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
         page = state().web_root is not None and request.endpoint in ("meta.index", "meta.static_file")
