@@ -12,10 +12,10 @@
  * acc += id * (d_w * d_x), and Q4_1 adds m_w * (d_x * sum(xq));
  * acc restarts every CHUNK blocks and the chunks' sums add up in order, as in gemm_panel.c. */
 #include <immintrin.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "packed.h"
 
 #define TILE 8 /* tokens per pass over a row group's weights: 8 accumulators beside 8 quant registers */
@@ -29,22 +29,11 @@
  * gemm's time against 0.96-1.03x in passes of 8; 9 tokens: 0.84-0.99x against 0.94-1.17x). */
 #define PANEL_FROM 13
 
-TS_ALWAYS_INLINE int offset_of(int type) {
-    return type == TS_TYPE_Q4_0 ? 8 : type == TS_TYPE_Q5_0 ? 16 : type == TS_TYPE_Q8_0 ? 128 : 0;
-}
-
-/* -offset * sum(xq) of activation block b: q8x32 keeps d * sum(xq), exact in float (d has half
- * precision), so s / d rounds back to the sum. */
-TS_ALWAYS_INLINE int32_t block_off(const uint8_t *x, int64_t b, int o) {
-    const ts_block_q8x32 *xb = (const ts_block_q8x32 *)x + b;
-    return xb->d == 0.0f ? 0 : -o * (int32_t)lrintf(xb->s / xb->d);
-}
-
 /* Rows of one group (16, packed at wg) x NT tokens (xt[t], blocks' -offset * sum(xq) in off[t]
- * or, without them, computed here) over all nb blocks; y + t * ys receives token t's 16 sums. */
+ * where the type has an offset) over all nb blocks; y + t * ys receives token t's 16 sums. */
 TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb, const uint8_t *const *xt,
                                  const int32_t *const *off, float *y, size_t ys) {
-    const int bs = ts_q8x32_block_bytes(type), o = offset_of(type);
+    const int bs = ts_q8x32_block_bytes(type), o = quant_offset(type);
     __m512 acc[TILE], ysum[TILE];
     for (int t = 0; t < NT; t++) acc[t] = ysum[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -59,7 +48,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
             const ts_block_q8x32 *xb = (const ts_block_q8x32 *)xt[t] + b;
             /* A lone token runs two chains of vpdpbusd, halving the latency its block waits on;
              * several tokens' chains already overlap. Integer sums are exact: order does not show. */
-            __m512i id = o ? _mm512_set1_epi32(off[t] ? off[t][b] : block_off(xt[t], b, o)) : ts_avx512_fresh_zero();
+            __m512i id = o ? _mm512_set1_epi32(off[t][b]) : ts_avx512_fresh_zero();
             __m512i id1 = ts_avx512_fresh_zero();
             for (int j = 0; j < 8; j++) {
                 int32_t a;
@@ -88,13 +77,17 @@ TS_ALWAYS_INLINE void gemm_packed(int type, int64_t n, int nr, int nc, const voi
         ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
         return;
     }
-    const int o = offset_of(type);
-    const int64_t nb = n / TS_QK;
-    /* Each token's block offsets once per call rather than once per row group; without memory
-     * for them the tile computes each where it needs it. */
-    int32_t *offs = o ? malloc((size_t)nc * (size_t)nb * sizeof(int32_t)) : NULL;
+    const int o = quant_offset(type);
+    /* Each token's block offsets once per call rather than once per row group (token_sums
+     * writes whole runs of 16); without memory for them the panels take the call. */
+    const int64_t nb = n / TS_QK, stride = (nb + 15) / 16 * 16;
+    int32_t *offs = o ? malloc((size_t)nc * (size_t)stride * sizeof(int32_t)) : NULL;
+    if (o && !offs) {
+        ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
+        return;
+    }
     for (int t = 0; offs && t < nc; t++)
-        for (int64_t b = 0; b < nb; b++) offs[(size_t)t * nb + b] = block_off((const uint8_t *)x + (size_t)t * x_stride, b, o);
+        token_sums(type, (const uint8_t *)x + (size_t)t * x_stride, 0, (int)nb, offs + (size_t)t * stride, NULL);
     for (int r0 = 0; r0 + TS_PACK_ROWS <= nr; r0 += TS_PACK_ROWS) {
         const uint8_t *wg = (const uint8_t *)w + (size_t)r0 * w_stride;
         for (int t0 = 0; t0 < nc; t0 += TILE) {
@@ -103,7 +96,7 @@ TS_ALWAYS_INLINE void gemm_packed(int type, int64_t n, int nr, int nc, const voi
             const int32_t *off[TILE];
             for (int t = 0; t < nt; t++) {
                 xt[t] = (const uint8_t *)x + (size_t)(t0 + t) * x_stride;
-                off[t] = offs ? offs + (size_t)(t0 + t) * nb : NULL;
+                off[t] = offs ? offs + (size_t)(t0 + t) * stride : NULL;
             }
             float *yt = y + (size_t)t0 * y_stride + r0;
             switch (nt) {
