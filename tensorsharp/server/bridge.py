@@ -42,8 +42,7 @@ class EngineEvents:
         self._waiter: Waiter | None = None   # set while the consuming greenlet sleeps
         self._watcher.start(self._on_send)
         self._gather = (environ or {}).get(GATHER, 0.0)
-        self._armed = False    # the consumer waits for any event
-        self._holding = False  # the consumer gathers tokens: it waits for its timer or an ending
+        self._armed = False    # the consumer waits for any event (while it gathers: for its timer or an ending)
         self._urgent = False   # an event other than a Token was put since the last drain
         self._open = True
         self._unfinished = set(range(len(requests)))
@@ -74,7 +73,7 @@ class EngineEvents:
     def _on_send(self) -> None:   # the watcher's callback, on the hub
         # A send made before the consumer began to gather (its wake-up was already under way)
         # must not end the gathering: only an ending does.
-        if not self._holding or self._urgent:
+        if self._armed or self._urgent:
             self._wake()
 
     def _wake(self) -> None:   # on the hub
@@ -114,9 +113,9 @@ class EngineEvents:
                 break
             hold = gathered and self._gather > 0
             gathered = False
-            self._armed, self._holding = not hold, hold
+            self._armed = not hold
             if self._events and (self._armed or self._urgent):
-                self._armed = self._holding = False
+                self._armed = False
                 continue
             self._waiter = Waiter()
             if hold:
@@ -129,7 +128,7 @@ class EngineEvents:
             try:
                 self._waiter.get()
             finally:
-                self._armed = self._holding = False
+                self._armed = False
                 if hold:
                     timer.close()
 
@@ -184,11 +183,7 @@ class _Sink:
 
     def __call__(self, event) -> None:
         self.put(event)
-        # More than this event in the deque: the consumer has not drained the earlier ones,
-        # whose wake-up is on its way (or whose gathering ends), and it will find this one in the
-        # same drain; an ending does not wait for the gathering.
-        if len(self._owner._events) == 1 or type(event) is not Token:
-            self._owner._notify()
+        self.flush()
 
     def put(self, event) -> None:
         self._owner._events.append((self._index, event))
