@@ -165,8 +165,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     `replicas` actors serve each model, this process routing to them; draft_model: a small model
     sharing the vocabulary of the models named here (not of those loaded on demand) that guesses
     up to draft_max tokens at a time for them; stream_interval_ms: a stream's tokens that come
-    within this long of the last ones written go out together (0: each at once). Unset options come from tensorsharp.config (the
-    TENSORSHARP_* environment)."""
+    within this long of the last ones written go out together (0: each at once). Unset options
+    come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
     given = [m if isinstance(m, ServedModel) else store.resolve(m) for m in models]
