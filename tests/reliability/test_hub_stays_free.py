@@ -24,15 +24,27 @@ def app(tmp_path_factory):
     app.extensions["tensorsharp"].served.close()
 
 
-def health_latencies(client, busy: gevent.Greenlet) -> list[float]:
-    """Times of /health requests made while `busy` runs (at least a few)."""
-    took = []
-    while not busy.ready() or len(took) < 3:
-        t = time.monotonic()
-        assert client.get("/health").status_code == 200
-        took.append(time.monotonic() - t)
+def hub_stalls(client, busy_request) -> list[float]:
+    """How late the hub woke a greenlet that sleeps 5 ms and asks /health, again and again, while
+    `busy_request` runs in another greenlet: work done on the hub shows up as lateness, work on a
+    worker thread only where it holds the GIL."""
+    late = []
+
+    def probe():
+        while True:
+            t = time.monotonic()
+            assert client.get("/health").status_code == 200
+            gevent.sleep(0.005)
+            late.append(time.monotonic() - t - 0.005)
+
+    prober = gevent.spawn(probe)
+    gevent.sleep(0.02)
+    try:
+        result = gevent.spawn(busy_request).get()
         gevent.sleep(0.02)
-    return took
+    finally:
+        prober.kill()
+    return result, late
 
 
 def test_a_looping_template_is_stopped_and_health_stays_fast(app):
@@ -42,11 +54,9 @@ def test_a_looping_template_is_stopped_and_health_stays_fast(app):
     served.template = ChatTemplate(LOOPING)
     try:
         t0 = time.monotonic()
-        busy = gevent.spawn(client.post, "/v1/chat/completions",
-                            json={"model": FILE, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
-        gevent.sleep(0)
-        took = health_latencies(client, busy)
-        r = busy.get()
+        r, late = hub_stalls(client, lambda: client.post(
+            "/v1/chat/completions", json={"model": FILE, "messages": [{"role": "user", "content": "Hi"}],
+                                          "max_tokens": 2}))
         elapsed = time.monotonic() - t0
     finally:
         served.template = original
@@ -54,7 +64,8 @@ def test_a_looping_template_is_stopped_and_health_stays_fast(app):
     message = r.get_json()["error"]["message"]
     assert "chat template of smollm2-135m:latest was stopped" in message and "longer than 2 s" in message
     assert elapsed < 10
-    assert len(took) >= 10 and statistics.median(took) < 0.05, took
+    # The template runs on a worker thread for 2 s; the hub gets the GIL back every switch interval.
+    assert len(late) >= 50 and statistics.median(late) < 0.05 and max(late) < 0.25, late
     assert client.post("/v1/chat/completions", json={"model": FILE, "max_tokens": 2,
                                                       "messages": [{"role": "user", "content": "Hi"}]}).status_code == 200
 
@@ -65,14 +76,14 @@ def test_a_30_mb_prompt_is_refused_fast_and_health_stays_fast(app, route):
     text = "abcdefghij" * 3_000_000
     body = json.dumps({"model": FILE, "messages": [{"role": "user", "content": text}], "stream": False})
     t0 = time.monotonic()
-    busy = gevent.spawn(client.post, route, data=body, content_type="application/json")
-    gevent.sleep(0)
-    took = health_latencies(client, busy)
-    r = busy.get()
+    r, late = hub_stalls(client, lambda: client.post(route, data=body, content_type="application/json"))
     assert r.status_code == 400 and time.monotonic() - t0 < 5
     err = r.get_json()["error"]
     assert "context holds 512" in (err["message"] if isinstance(err, dict) else err)
-    assert max(took) < 0.05, took
+    # Tokenizing or rendering 30 MB on the hub would stall it for seconds. What remains is reading
+    # the body and parsing it, which holds the GIL ~50 ms even on a worker thread (json.loads is
+    # one C call); a slow machine or a garbage collection may double that.
+    assert max(late) < 0.25, late
 
 
 def test_a_prompt_just_over_the_context_is_still_counted_exactly(app):
