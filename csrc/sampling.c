@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ts/sampling.h"
+#include "ts/threadpool.h"
 
 #define BLOCK TS_BLOCK_MAX
 /* Candidate sets up to this size are sorted outright; larger ones are split by a histogram. */
@@ -494,6 +495,32 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
         if (cp.tau >= c.tau) c = cp;   /* the shorter of the two prefixes */
     }
     return draw_implicit(k, x, n, c, mx, (float)(1.0 / p->temperature), u, w->e);
+}
+
+typedef struct {
+    const ts_kernels *kern;
+    ts_sample_row *rows;
+    int n_rows;
+    int64_t n;
+    ts_sample_work *works;
+} sample_rows_job;
+
+static void sample_rows_task(void *ctx, int ith, int nth) {
+    const sample_rows_job *j = ctx;
+    for (int r = ith; r < j->n_rows; r += nth) {
+        ts_sample_row *s = &j->rows[r];
+        s->token = ts_sample(j->kern, s->logits, j->n, &s->p, s->bias_id, s->bias, s->n_bias, s->recent,
+                             s->n_recent, s->mask, s->u, &j->works[ith]);
+    }
+}
+
+void ts_sample_rows(const ts_kernels *kern, ts_sample_row *rows, int n_rows, int64_t n, ts_sample_work *works,
+                    int n_works, int n_threads) {
+    if (n_rows <= 0 || n_works <= 0) return;
+    sample_rows_job j = {kern, rows, n_rows, n, works};
+    int nth = n_rows < n_works ? n_rows : n_works;
+    if (n_threads > 0 && n_threads < nth) nth = n_threads;
+    ts_threadpool_run(ts_threadpool_global(), sample_rows_task, &j, nth);
 }
 
 int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,

@@ -152,5 +152,18 @@ cdef extern from "ts/sampling.h" nogil:
     int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const ts_sample_params *p,
                       const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
                       int64_t n_recent, const uint32_t *mask, double u, ts_sample_work *w)
+    ctypedef struct ts_sample_row:
+        const float *logits
+        ts_sample_params p
+        const int32_t *bias_id
+        const float *bias
+        int n_bias
+        const int32_t *recent
+        int64_t n_recent
+        const uint32_t *mask
+        double u
+        int32_t token
+    void ts_sample_rows(const ts_kernels *kern, ts_sample_row *rows, int n_rows, int64_t n, ts_sample_work *works,
+                        int n_works, int n_threads)
     int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,
                     int32_t *top_id, double *top_lp, double *lp_token, ts_sample_work *w)

@@ -328,6 +328,62 @@ def sample(const float[::1] logits, double temperature, int top_k, double top_p,
     return tok
 
 
+def sample_rows(list rows, list works, int n_threads=0, str isa=None):
+    """ts_sample_rows: each row a tuple of sample()'s arguments from logits to u, every row's logits
+    of works[0].n_vocab; one SampleWork per thread. The tokens, -1 where a row's logit-bias or
+    recent token id is outside the vocabulary."""
+    cdef const ts_kernels *k = _table(isa)
+    cdef int n_rows = len(rows), n_works = len(works), i
+    cdef int64_t n
+    cdef SampleWork work
+    cdef const float[::1] logits
+    cdef const int32_t[::1] bias_id
+    cdef const float[::1] bias
+    cdef const int32_t[::1] recent
+    cdef const uint32_t[::1] mask
+    if n_rows == 0:
+        return []
+    if n_works == 0:
+        raise ValueError("sample_rows: no scratch")
+    n = (<SampleWork>works[0]).n_vocab
+    cdef ts_sample_row *r = <ts_sample_row *>malloc(n_rows * sizeof(ts_sample_row))
+    cdef ts_sample_work *w = <ts_sample_work *>malloc(n_works * sizeof(ts_sample_work))
+    try:
+        if r == NULL or w == NULL:
+            raise MemoryError()
+        for i in range(n_works):
+            work = works[i]
+            if work.n_vocab != n:
+                raise ValueError("sample_rows: scratch sizes differ")
+            w[i] = work.w
+        for i in range(n_rows):
+            row = rows[i]
+            logits, bias_id, bias, recent, mask = row[0], row[8], row[9], row[10], row[11]
+            if logits.shape[0] != n or bias.shape[0] != bias_id.shape[0]:
+                raise ValueError("sample_rows: logits, bias or scratch sizes differ")
+            r[i].logits = &logits[0]
+            r[i].p.temperature = row[1]
+            r[i].p.top_k = row[2]
+            r[i].p.top_p = row[3]
+            r[i].p.min_p = row[4]
+            r[i].p.repeat_penalty = row[5]
+            r[i].p.presence_penalty = row[6]
+            r[i].p.frequency_penalty = row[7]
+            r[i].bias_id = &bias_id[0] if bias_id.shape[0] > 0 else NULL
+            r[i].bias = &bias[0] if bias.shape[0] > 0 else NULL
+            r[i].n_bias = bias_id.shape[0]
+            r[i].recent = &recent[0] if recent.shape[0] > 0 else NULL
+            r[i].n_recent = recent.shape[0]
+            r[i].mask = &mask[0] if mask is not None else NULL
+            r[i].u = row[12]
+        with nogil:
+            ts_sample_rows(k, r, n_rows, n, w, n_works, n_threads)
+        return [r[i].token for i in range(n_rows)]
+    finally:
+        free(r)
+        free(w)
+
+
 def logprobs(const float[::1] logits, int32_t token, int32_t[::1] top_id, double[::1] top_lp,
              SampleWork work, str isa=None):
     """Log-softmax of logits at token; fills the best top_id.shape[0] and returns (lp, how many)."""

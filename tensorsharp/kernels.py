@@ -317,18 +317,25 @@ def exp_sum(x: np.ndarray, sub: float, scale: float, lo: float, isa: str | None 
 _scratch = threading.local()   # SampleWork per vocabulary size, per thread: ts_sample writes into it
 
 
-def _sample_work(n_vocab: int) -> _kernels.SampleWork:
+def _sample_works(n_vocab: int, count: int) -> list[_kernels.SampleWork]:
+    """count scratch areas for n_vocab tokens, kept for this thread's later calls."""
     works = getattr(_scratch, "works", None)
     if works is None:
         works = _scratch.works = {}
-    w = works.get(n_vocab)
-    if w is None:
+    have = works.get(n_vocab)
+    if have is None:
         if len(works) >= 4:   # a process serving one model sees one size; tests see many
             works.clear()
-        w = works[n_vocab] = _kernels.SampleWork(
+        have = works[n_vocab] = []
+    while len(have) < count:
+        have.append(_kernels.SampleWork(
             np.empty(n_vocab, np.float32), np.empty(n_vocab, np.float32), np.empty(12 * n_vocab, np.uint8),
-            np.zeros(n_vocab, np.int32), np.empty((n_vocab + 63) // 64, np.float32))
-    return w
+            np.zeros(n_vocab, np.int32), np.empty((n_vocab + 63) // 64, np.float32)))
+    return have[:count]
+
+
+def _sample_work(n_vocab: int) -> _kernels.SampleWork:
+    return _sample_works(n_vocab, 1)[0]
 
 
 def _logits_row(logits: np.ndarray) -> np.ndarray:
@@ -359,6 +366,29 @@ def sample_token(logits: np.ndarray, u: float, temperature: float = 0.0, top_k: 
     top_k = min(max(int(top_k), 0), 2 ** 31 - 1)
     return _kernels.sample(logits, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
                            frequency_penalty, bias_ids, bias, recent, bitmask, u, _sample_work(logits.size), isa)
+
+
+def sample_tokens(rows: list[tuple], n_threads: int = 0, isa: str | None = None) -> list[int | None]:
+    """sample_token on each row, a tuple of its arguments from logits to bitmask (all rows of one
+    vocabulary size), the rows spread over the pool's threads (n_threads, 0: all). A row's token
+    is the one sample_token gives it; None where its logit-bias or recent ids are outside the
+    vocabulary (where sample_token raises)."""
+    if not rows:
+        return []
+    args = []
+    for logits, u, temperature, top_k, top_p, min_p, rp, pp, fp, bias_ids, bias, recent, bitmask in rows:
+        logits = _logits_row(logits)
+        if bitmask is not None:
+            bitmask = _check_bitmask(bitmask, logits.size)
+        args.append((logits, temperature, min(max(int(top_k), 0), 2 ** 31 - 1), top_p, min_p, rp, pp, fp,
+                     _NO_IDS if bias_ids is None else np.ascontiguousarray(bias_ids, dtype=np.int32),
+                     _NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
+                     _NO_IDS if recent is None else np.ascontiguousarray(recent, dtype=np.int32), bitmask, u))
+    if any(a[0].size != args[0][0].size for a in args):
+        raise ValueError("sample_tokens wants rows of one vocabulary size")
+    threads = min(len(rows), n_threads if n_threads > 0 else _kernels.cpu_count())
+    tokens = _kernels.sample_rows(args, _sample_works(args[0][0].size, threads), n_threads, isa)
+    return [t if t >= 0 else None for t in tokens]
 
 
 def logprobs(logits: np.ndarray, token: int, n_top: int, isa: str | None = None

@@ -188,6 +188,26 @@ def test_logprobs_match_log_softmax(isa, n):
     assert [v for _, v in top] == pytest.approx(lp[want], abs=1e-5)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 0])
+def test_rows_sampled_together_match_each_alone(isa, n_threads):
+    rng = np.random.default_rng(n_threads)
+    n = 40000
+    rows = []
+    for i in range(9):
+        x = _row(["peaked", "flat", "spike", "levels"][i % 4], n, rng)
+        mask = rng.integers(0, 2 ** 32, (n + 31) // 32, dtype=np.uint32) if i % 3 == 0 else None
+        rows.append((x, float(rng.random()), [0.0, 0.8, 1.3][i % 3], [0, 40][i % 2], [1.0, 0.9][i % 2],
+                     [0.0, 0.05][i % 2], 1.1, 0.2 * (i % 2), 0.1, np.array([i, 7 * i], np.int32),
+                     np.array([1.5, -2.0], np.float32), rng.integers(0, n, 32).astype(np.int32), mask))
+    alone = [kernels.sample_token(*r, isa=isa) for r in rows]
+    assert kernels.sample_tokens(rows, n_threads, isa=isa) == alone
+    # A row whose bias names a token outside the vocabulary gets None; the others are still drawn.
+    bad = rows[4][:9] + (np.array([n, 0], np.int32),) + rows[4][10:]
+    assert kernels.sample_tokens(rows[:4] + [bad] + rows[5:], n_threads, isa=isa) == alone[:4] + [None] + alone[5:]
+    with pytest.raises(ValueError):
+        kernels.sample_tokens([rows[0], (rows[1][0][:-1],) + rows[1][1:]], n_threads, isa=isa)
+
+
 def test_isas_agree_on_the_draw():
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(151936) * 2).astype(np.float32)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tensorsharp.kernels import logprobs, sample_token
+from tensorsharp.kernels import logprobs, sample_token, sample_tokens
 
 # Bound of the integer options that count tokens: a window or top-k past any vocabulary or context
 # means "all", and keeps values such as 2^63 out of buffer sizes and the C call's int arguments.
@@ -99,13 +99,27 @@ class Sampler:
     def sample(self, logits: np.ndarray, bitmask: np.ndarray | None = None) -> Sample:
         """One token from logits (n_vocab,); bitmask (ceil(n_vocab/32),) uint32 limits the allowed
         tokens (a constraint's mask: bit i % 32 of word i // 32 set = token i allowed)."""
+        return self._result(logits, sample_token(*self._arguments(logits, bitmask)))
+
+    def _arguments(self, logits: np.ndarray, bitmask: np.ndarray | None) -> tuple:
+        """sample_token's arguments for one row."""
         p = self.p
         # One uniform per sampled token, none for greedy: a seed's stream advances as before.
         u = self.rng.random() if p.temperature > 0 else 0.0
-        token = sample_token(logits, u, p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty,
-                             p.presence_penalty, p.frequency_penalty, self._bias_ids, self._bias,
-                             self.recent if self._penalize else None, bitmask)
+        return (logits, u, p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.presence_penalty,
+                p.frequency_penalty, self._bias_ids, self._bias, self.recent if self._penalize else None, bitmask)
+
+    def _result(self, logits: np.ndarray, token: int) -> Sample:
         out = Sample(token)
-        if p.n_probs:
-            out.logprob, out.top = logprobs(logits, token, p.n_probs)
+        if self.p.n_probs:
+            out.logprob, out.top = logprobs(logits, token, self.p.n_probs)
         return out
+
+
+def sample_rows(jobs: list[tuple[Sampler, np.ndarray]], n_threads: int = 0) -> list[Sample | None]:
+    """What each sampler's sample(logits) gives, for the rows of several sequences at once: their
+    ts_sample calls share the pool's threads (a row of a large vocabulary is mostly a cold read of
+    its logits, which threads divide). None where sample would raise ValueError (a logit-bias or
+    recent token id outside the vocabulary)."""
+    tokens = sample_tokens([s._arguments(logits, None) for s, logits in jobs], n_threads)
+    return [None if t is None else s._result(logits, t) for (s, logits), t in zip(jobs, tokens)]

@@ -31,7 +31,7 @@ from tensorsharp.engine.draft_model import DraftModel
 from tensorsharp.engine.kv_cache import KVCache, common_prefix
 from tensorsharp.engine.request import (Done, Embedded, Failed, GenerationRequest, Handle, Queued, QueueFullError,
                                         Sink, Started, Token, check_pooling)
-from tensorsharp.engine.sampler import Sampler
+from tensorsharp.engine.sampler import Sample, Sampler, sample_rows
 from tensorsharp.engine.stop import StopMatcher
 from tensorsharp.engine.thread import EngineThread, engine_error, fair_group
 from tensorsharp.errors import ContextFullError, TensorSharpError
@@ -477,11 +477,12 @@ class Scheduler(EngineThread):
                 self._reset(a.slot)
                 self._fail(a, engine_error(e))
             return
+        first = self._sample_first_rows(owners, logits)
         row = 0
         for a, n in owners:
             if a.decoding:
                 try:
-                    self._verify(a, logits[row:row + n])
+                    self._verify(a, logits[row:row + n], first.get(id(a)))
                 except Exception as e:   # a bug hit by one request's sampling fails that request alone
                     log.exception("sampling failed")
                     if a in self._active:
@@ -500,7 +501,7 @@ class Scheduler(EngineThread):
             a.decoding = True
             a.t_first = time.monotonic_ns()
             try:
-                tok = self._sample(a, logits[row])
+                tok = self._sample(a, logits[row], first.get(id(a)))
                 if tok is not None:
                     a.todo = [tok]
             except Exception as e:   # a bug hit by one request's sampling fails that request alone
@@ -558,7 +559,27 @@ class Scheduler(EngineThread):
             for (a, _), draft in zip(asks, drafts):
                 a.draft = draft
 
-    def _verify(self, a: _Active, logits: np.ndarray) -> None:
+    def _sample_first_rows(self, owners: list, logits: np.ndarray) -> dict:
+        """The first row each request samples in this step, drawn together when there are several
+        (sampler.sample_rows: the calls share the pool's threads), by id of the request's _Active.
+        A request's later rows, its guesses, depend on the first and go one by one; so do rows a
+        constraint masks, since the mask follows the constraint's state."""
+        jobs, row = [], 0
+        for a, n in owners:
+            if a.decoding:
+                if a.req.constraint is None:
+                    jobs.append((a, logits[row]))
+                row += n
+            elif a.req.pooling is None and n == len(a.todo):
+                if a.req.constraint is None:
+                    jobs.append((a, logits[row]))
+                row += 1
+        if len(jobs) < 2:
+            return {}
+        samples = sample_rows([(a.sampler, lg) for a, lg in jobs], self.stepper.n_threads)
+        return {id(a): s for (a, _), s in zip(jobs, samples)}
+
+    def _verify(self, a: _Active, logits: np.ndarray, first: Sample | None = None) -> None:
         """Samples A's rows (its last token's, then one per guessed token) in order, each as if
         decoded alone: a row's token that equals the next guessed token means that guess holds
         (its K/V, already written, is kept), anything else ends the step for A. Rejected rows'
@@ -575,7 +596,7 @@ class Scheduler(EngineThread):
             drafter.proposed += len(draft)
         held, missed = 0, False
         for i in range(len(draft) + 1):
-            tok = self._sample(a, logits[i])
+            tok = self._sample(a, logits[i], first if i == 0 else None)
             if tok is None:
                 break
             if i < len(draft) and tok == draft[i]:
@@ -614,8 +635,9 @@ class Scheduler(EngineThread):
             row += n
         return tokens, embd, attn_end
 
-    def _sample(self, a: _Active, logits: np.ndarray) -> int | None:
-        """Samples, accounts and emits a token; returns it if the request goes on, else None.
+    def _sample(self, a: _Active, logits: np.ndarray, drawn: Sample | None = None) -> int | None:
+        """Samples (or takes the drawn sample of this row), accounts and emits a token; returns it if
+        the request goes on, else None.
 
         With a guess, standard speculative sampling against a draft that is a point mass on the
         guessed token d accepts d with probability p(d) and otherwise samples p without d,
@@ -624,9 +646,12 @@ class Scheduler(EngineThread):
         constraint and the seed's stream all advance over the accepted tokens only."""
         req = a.req
         c = req.constraint
-        if c is not None:
-            c.fill_mask(a.mask)
-        s = a.sampler.sample(logits, a.mask)
+        if drawn is not None:
+            s = drawn
+        else:
+            if c is not None:
+                c.fill_mask(a.mask)
+            s = a.sampler.sample(logits, a.mask)
         tok = s.token
         a.sampler.accept(tok)
         try:

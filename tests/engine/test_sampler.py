@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tensorsharp.engine.sampler import Sampler, SamplingParams
+from tensorsharp.engine.sampler import Sampler, SamplingParams, sample_rows
 
 
 def log_softmax(logits):
@@ -57,6 +57,28 @@ def test_seed_reproduces():
     s1, s2 = Sampler(p), Sampler(p)
     assert [s1.sample(logits).token for _ in range(20)] == [s2.sample(logits).token for _ in range(20)]
     assert len(set(a)) == 1
+
+
+def test_rows_sampled_together_equal_each_sampler_alone():
+    """Seeded samplers with penalties, bias and log-probabilities: sample_rows gives what each
+    sample() gives, and leaves every sampler's seed stream and window where sample() would."""
+    rng = np.random.default_rng(3)
+    logits = [rng.standard_normal(5000).astype(np.float32) for _ in range(6)]
+    params = [SamplingParams(temperature=0.9, top_k=40, top_p=0.9, min_p=0.05, repeat_penalty=1.2, seed=1,
+                             n_probs=3),
+              SamplingParams(), SamplingParams(temperature=1.0, seed=2, logit_bias={5: 4.0}),
+              SamplingParams(temperature=0.7, presence_penalty=0.5, frequency_penalty=0.3, seed=3),
+              SamplingParams(temperature=2.0, top_p=0.5, seed=4), SamplingParams(n_probs=2)]
+    history = list(range(40))
+    alone = [Sampler(p, history) for p in params]
+    together = [Sampler(p, history) for p in params]
+    for _ in range(3):
+        want = [s.sample(lg) for s, lg in zip(alone, logits)]
+        got = sample_rows(list(zip(together, logits)), n_threads=2)
+        assert got == want
+        for a, t, w in zip(alone, together, want):
+            a.accept(w.token)
+            t.accept(w.token)
 
 
 def test_repeat_penalty_and_window():

@@ -142,6 +142,28 @@ def test_two_parallel_requests_each_equal_their_solo_output(smol):
     assert not ca.of(Queued) and not cb.of(Queued)
 
 
+def test_parallel_sampled_requests_draw_together_and_each_equal_its_solo_output(smol, monkeypatch):
+    """Seeded sampling in a batch: each step's first rows are sampled in one call on the pool's
+    threads, and every request gets the tokens it gets alone."""
+    prompts = [smol.tokenize(t) for t in ("Once upon a time", "The best way to cook rice", "In 1999,")]
+    params = [SamplingParams(temperature=0.9, top_k=40, top_p=0.9, repeat_penalty=1.1, seed=11),
+              SamplingParams(temperature=1.2, min_p=0.05, seed=12, n_probs=2), SamplingParams()]
+
+    def outputs(parallel):
+        with make(smol, parallel=parallel, n_threads=2, speculative=False) as s:
+            cs = [Collector(str(i)) for i in range(3)]
+            for p, sp, c in zip(prompts, params, cs):
+                s.submit(GenerationRequest(p, 16, sp, stop_at_eog=False), c)
+            return [[(e.id, e.logprob, e.top) for e in c.wait().of(Token)] for c in cs]
+
+    solo = outputs(1)
+    together = []
+    original = sched.sample_rows
+    monkeypatch.setattr(sched, "sample_rows", lambda jobs, n: together.append(len(jobs)) or original(jobs, n))
+    assert outputs(3) == solo
+    assert together and max(together) == 3
+
+
 def test_second_turn_reuses_the_cached_prefix(smol):
     first = chat(smol, "Name a color.")
     with make(smol) as s:

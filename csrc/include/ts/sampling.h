@@ -48,6 +48,26 @@ int32_t ts_sample(const ts_kernels *kern, const float *logits, int64_t n, const 
                   const int32_t *bias_id, const float *bias, int n_bias, const int32_t *recent,
                   int64_t n_recent, const uint32_t *mask, double u, ts_sample_work *w);
 
+/* One row of a ts_sample_rows call: ts_sample's arguments, and its result in token. */
+typedef struct {
+    const float *logits;
+    ts_sample_params p;
+    const int32_t *bias_id;
+    const float *bias;
+    int n_bias;
+    const int32_t *recent;
+    int64_t n_recent;
+    const uint32_t *mask;
+    double u;
+    int32_t token;
+} ts_sample_row;
+
+/* ts_sample on each of n_rows rows of n logits, the rows spread over up to n_threads threads of the
+ * global pool (<= 0: all) and no more than n_works: thread i uses works[i]. A row's token is the one
+ * ts_sample alone gives it. */
+void ts_sample_rows(const ts_kernels *kern, ts_sample_row *rows, int n_rows, int64_t n, ts_sample_work *works,
+                    int n_works, int n_threads);
+
 /* Log-softmax of logits (n; non-finite ones count as -inf) at token -> *lp_token, and the n_top best (ties: lowest id)
  * into top_id / top_lp, best first. Returns how many were written (min(n_top, n)). */
 int ts_logprobs(const ts_kernels *kern, const float *logits, int64_t n, int32_t token, int n_top,
