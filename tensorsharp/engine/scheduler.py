@@ -576,7 +576,11 @@ class Scheduler(EngineThread):
                 row += 1
         if len(jobs) < 2:
             return {}
-        samples = sample_rows([(a.sampler, lg) for a, lg in jobs], self.stepper.n_threads)
+        try:
+            samples = sample_rows([(a.sampler, lg) for a, lg in jobs], self.stepper.n_threads)
+        except Exception:   # a bug here must not end the step: each row is then sampled alone,
+            log.exception("sampling rows together failed")   # where it fails its own request
+            return {}
         return {id(a): s for (a, _), s in zip(jobs, samples)}
 
     def _verify(self, a: _Active, logits: np.ndarray, first: Sample | None = None) -> None:

@@ -164,6 +164,19 @@ def test_parallel_sampled_requests_draw_together_and_each_equal_its_solo_output(
     assert together and max(together) == 3
 
 
+def test_a_failure_sampling_rows_together_leaves_each_to_be_sampled_alone(smol, monkeypatch):
+    def broken(jobs, n):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sched, "sample_rows", broken)
+    prompts = [smol.tokenize("Once upon a time"), smol.tokenize("In 1999,")]
+    with make(smol, parallel=2, speculative=False) as s:
+        cs = [Collector(str(i)) for i in range(2)]
+        for p, c in zip(prompts, cs):
+            s.submit(GenerationRequest(p, 6, stop_at_eog=False), c)
+        assert [len(c.wait().ids) for c in cs] == [6, 6]
+
+
 def test_second_turn_reuses_the_cached_prefix(smol):
     first = chat(smol, "Name a color.")
     with make(smol) as s:
