@@ -24,10 +24,10 @@ def app(tmp_path_factory):
     app.extensions["tensorsharp"].served.close()
 
 
-def hub_stalls(client, busy_request) -> list[float]:
-    """How late the hub woke a greenlet that sleeps 5 ms and asks /health, again and again, while
-    `busy_request` runs in another greenlet: work done on the hub shows up as lateness, work on a
-    worker thread only where it holds the GIL."""
+def hub_stalls(client, busy_request) -> tuple[object, list[float]]:
+    """busy_request's result, and how late the hub woke a greenlet that asks /health and sleeps
+    5 ms, again and again, while busy_request ran in another greenlet: work done on the hub shows
+    up as lateness, work on a worker thread only where it holds the GIL."""
     late = []
 
     def probe():
@@ -65,7 +65,8 @@ def test_a_looping_template_is_stopped_and_health_stays_fast(app):
     assert "chat template of smollm2-135m:latest was stopped" in message and "longer than 2 s" in message
     assert elapsed < 10
     # The template runs on a worker thread for 2 s; the hub gets the GIL back every switch interval.
-    assert len(late) >= 50 and statistics.median(late) < 0.05 and max(late) < 0.25, late
+    # On the hub it would leave the probe a handful of wake-ups, each seconds late.
+    assert len(late) >= 50 and statistics.median(late) < 0.05, late
     assert client.post("/v1/chat/completions", json={"model": FILE, "max_tokens": 2,
                                                       "messages": [{"role": "user", "content": "Hi"}]}).status_code == 200
 
@@ -82,8 +83,8 @@ def test_a_30_mb_prompt_is_refused_fast_and_health_stays_fast(app, route):
     assert "context holds 512" in (err["message"] if isinstance(err, dict) else err)
     # Tokenizing or rendering 30 MB on the hub would stall it for seconds. What remains is reading
     # the body and parsing it, which holds the GIL ~50 ms even on a worker thread (json.loads is
-    # one C call); a slow machine or a garbage collection may double that.
-    assert max(late) < 0.25, late
+    # one C call); a slow machine or a garbage collection may double or triple that.
+    assert max(late) < 0.5, late
 
 
 def test_a_prompt_just_over_the_context_is_still_counted_exactly(app):
