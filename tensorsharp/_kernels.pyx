@@ -304,43 +304,56 @@ cdef class SampleWork:
         self.w.block_max = &block_max[0]
 
 
-def sample(const float[::1] logits, double temperature, int top_k, double top_p, double min_p,
-           double repeat_penalty, double presence_penalty, double frequency_penalty,
-           const int32_t[::1] bias_id, const float[::1] bias, const int32_t[::1] recent,
-           const uint32_t[::1] mask, double u, SampleWork work, str isa=None):
-    cdef const ts_kernels *k = _table(isa)
-    cdef ts_sample_params p
-    cdef int32_t tok
-    cdef const uint32_t *mask_p = &mask[0] if mask is not None else NULL
-    cdef const int32_t *recent_p = &recent[0] if recent.shape[0] > 0 else NULL
-    cdef const int32_t *bias_id_p = &bias_id[0] if bias_id.shape[0] > 0 else NULL
-    cdef const float *bias_p = &bias[0] if bias.shape[0] > 0 else NULL
-    if logits.shape[0] != work.n_vocab or bias.shape[0] != bias_id.shape[0]:
+cdef int _fill_row(ts_sample_row *r, tuple row, int64_t n) except -1:
+    """One row of ts_sample's arguments (kernels._sample_row's tuple) into r; the arrays stay the
+    caller's, alive for as long as r is used."""
+    cdef const float[::1] logits = row[0]
+    cdef const int32_t[::1] bias_id = row[8]
+    cdef const float[::1] bias = row[9]
+    cdef const int32_t[::1] recent = row[10]
+    cdef const uint32_t[::1] mask = row[11]
+    if logits.shape[0] != n or bias.shape[0] != bias_id.shape[0]:
         raise ValueError("sample: logits, bias or scratch sizes differ")
-    p.temperature = temperature; p.top_k = top_k; p.top_p = top_p; p.min_p = min_p
-    p.repeat_penalty = repeat_penalty; p.presence_penalty = presence_penalty
-    p.frequency_penalty = frequency_penalty
+    r.logits = &logits[0]
+    r.p.temperature = row[1]
+    r.p.top_k = row[2]
+    r.p.top_p = row[3]
+    r.p.min_p = row[4]
+    r.p.repeat_penalty = row[5]
+    r.p.presence_penalty = row[6]
+    r.p.frequency_penalty = row[7]
+    r.bias_id = &bias_id[0] if bias_id.shape[0] > 0 else NULL
+    r.bias = &bias[0] if bias.shape[0] > 0 else NULL
+    r.n_bias = bias_id.shape[0]
+    r.recent = &recent[0] if recent.shape[0] > 0 else NULL
+    r.n_recent = recent.shape[0]
+    r.mask = &mask[0] if mask is not None else NULL
+    r.u = row[12]
+    return 0
+
+
+def sample(tuple row, SampleWork work, str isa=None):
+    """ts_sample on one row (kernels._sample_row's tuple) of work.n_vocab logits."""
+    cdef const ts_kernels *k = _table(isa)
+    cdef ts_sample_row r
+    cdef int32_t tok
+    _fill_row(&r, row, work.n_vocab)
     with nogil:
-        tok = ts_sample(k, &logits[0], logits.shape[0], &p, bias_id_p, bias_p, bias_id.shape[0], recent_p,
-                        recent.shape[0], mask_p, u, &work.w)
+        tok = ts_sample(k, r.logits, work.n_vocab, &r.p, r.bias_id, r.bias, r.n_bias, r.recent, r.n_recent, r.mask,
+                        r.u, &work.w)
     if tok < 0:
         raise ValueError("sample: a logit-bias or recent token id is outside the vocabulary")
     return tok
 
 
 def sample_rows(list rows, list works, int n_threads=0, str isa=None):
-    """ts_sample_rows: each row a tuple of sample()'s arguments from logits to u, every row's logits
-    of works[0].n_vocab; one SampleWork per thread. The tokens, -1 where a row's logit-bias or
-    recent token id is outside the vocabulary."""
+    """ts_sample_rows: each row kernels._sample_row's tuple, every row's logits of
+    works[0].n_vocab; one SampleWork per thread. The tokens, -1 where a row's logit-bias or recent
+    token id is outside the vocabulary."""
     cdef const ts_kernels *k = _table(isa)
     cdef int n_rows = len(rows), n_works = len(works), i
     cdef int64_t n
     cdef SampleWork work
-    cdef const float[::1] logits
-    cdef const int32_t[::1] bias_id
-    cdef const float[::1] bias
-    cdef const int32_t[::1] recent
-    cdef const uint32_t[::1] mask
     if n_rows == 0:
         return []
     if n_works == 0:
@@ -357,25 +370,7 @@ def sample_rows(list rows, list works, int n_threads=0, str isa=None):
                 raise ValueError("sample_rows: scratch sizes differ")
             w[i] = work.w
         for i in range(n_rows):
-            row = rows[i]
-            logits, bias_id, bias, recent, mask = row[0], row[8], row[9], row[10], row[11]
-            if logits.shape[0] != n or bias.shape[0] != bias_id.shape[0]:
-                raise ValueError("sample_rows: logits, bias or scratch sizes differ")
-            r[i].logits = &logits[0]
-            r[i].p.temperature = row[1]
-            r[i].p.top_k = row[2]
-            r[i].p.top_p = row[3]
-            r[i].p.min_p = row[4]
-            r[i].p.repeat_penalty = row[5]
-            r[i].p.presence_penalty = row[6]
-            r[i].p.frequency_penalty = row[7]
-            r[i].bias_id = &bias_id[0] if bias_id.shape[0] > 0 else NULL
-            r[i].bias = &bias[0] if bias.shape[0] > 0 else NULL
-            r[i].n_bias = bias_id.shape[0]
-            r[i].recent = &recent[0] if recent.shape[0] > 0 else NULL
-            r[i].n_recent = recent.shape[0]
-            r[i].mask = &mask[0] if mask is not None else NULL
-            r[i].u = row[12]
+            _fill_row(&r[i], rows[i], n)
         with nogil:
             ts_sample_rows(k, r, n_rows, n, w, n_works, n_threads)
         return [r[i].token for i in range(n_rows)]

@@ -357,15 +357,23 @@ def sample_token(logits: np.ndarray, u: float, temperature: float = 0.0, top_k: 
     """One token from logits (n_vocab,) by ts_sample (see csrc/include/ts/sampling.h): bias_ids (m,)
     int32 and bias (m,) float32 add a logit bias; recent (window,) int32 are the tokens the penalties
     count; bitmask (ceil(n_vocab/32),) uint32 allows bit i % 32 of word i // 32; u in [0, 1)."""
+    row = _sample_row(logits, u, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+                      frequency_penalty, bias_ids, bias, recent, bitmask)
+    return _kernels.sample(row, _sample_work(row[0].size), isa)
+
+
+def _sample_row(logits, u, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty,
+                bias_ids, bias, recent, bitmask) -> tuple:
+    """sample_token's arguments as the C wrapper takes a row (_kernels.sample, sample_rows):
+    contiguous arrays of its types, top_k within int32, u last."""
     logits = _logits_row(logits)
     if bitmask is not None:
         bitmask = _check_bitmask(bitmask, logits.size)
-    bias_ids = _NO_IDS if bias_ids is None else np.ascontiguousarray(bias_ids, dtype=np.int32)
-    bias = _NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    recent = _NO_IDS if recent is None else np.ascontiguousarray(recent, dtype=np.int32)
-    top_k = min(max(int(top_k), 0), 2 ** 31 - 1)
-    return _kernels.sample(logits, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
-                           frequency_penalty, bias_ids, bias, recent, bitmask, u, _sample_work(logits.size), isa)
+    return (logits, temperature, min(max(int(top_k), 0), 2 ** 31 - 1), top_p, min_p, repeat_penalty,
+            presence_penalty, frequency_penalty,
+            _NO_IDS if bias_ids is None else np.ascontiguousarray(bias_ids, dtype=np.int32),
+            _NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
+            _NO_IDS if recent is None else np.ascontiguousarray(recent, dtype=np.int32), bitmask, u)
 
 
 def sample_tokens(rows: list[tuple], n_threads: int = 0, isa: str | None = None) -> list[int | None]:
@@ -375,15 +383,7 @@ def sample_tokens(rows: list[tuple], n_threads: int = 0, isa: str | None = None)
     vocabulary (where sample_token raises)."""
     if not rows:
         return []
-    args = []
-    for logits, u, temperature, top_k, top_p, min_p, rp, pp, fp, bias_ids, bias, recent, bitmask in rows:
-        logits = _logits_row(logits)
-        if bitmask is not None:
-            bitmask = _check_bitmask(bitmask, logits.size)
-        args.append((logits, temperature, min(max(int(top_k), 0), 2 ** 31 - 1), top_p, min_p, rp, pp, fp,
-                     _NO_IDS if bias_ids is None else np.ascontiguousarray(bias_ids, dtype=np.int32),
-                     _NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
-                     _NO_IDS if recent is None else np.ascontiguousarray(recent, dtype=np.int32), bitmask, u))
+    args = [_sample_row(*row) for row in rows]
     if any(a[0].size != args[0][0].size for a in args):
         raise ValueError("sample_tokens wants rows of one vocabulary size")
     threads = min(len(rows), n_threads if n_threads > 0 else _kernels.cpu_count())
