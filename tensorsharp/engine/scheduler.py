@@ -427,6 +427,7 @@ class Scheduler(EngineThread):
     def _step(self) -> None:
         """One forward pass: each decoding request's last token, then prompt chunks in admission order."""
         keys, pos, seq, rows, owners = [], [], [], [], []
+        sampling = []   # (request, index in rows of the first row it samples)
         hid_rows, hid_of = [], {}   # embedding requests' rows whose final hidden state they pool
         budget = self.stepper.n_batch
         self._guess()
@@ -437,6 +438,7 @@ class Scheduler(EngineThread):
                 keys += a.todo[:1] + a.draft
                 pos += range(start, start + n)
                 seq += [a.slot.index] * n
+                sampling.append((a, len(rows)))
                 rows += range(len(keys) - n, len(keys))
                 owners.append((a, n))
                 budget -= n
@@ -459,6 +461,7 @@ class Scheduler(EngineThread):
                 hid_of[id(a)] = (len(hid_rows), len(wanted))
                 hid_rows += wanted
             elif len(chunk) == len(a.todo):
+                sampling.append((a, len(rows)))
                 rows.append(len(keys) - 1)
             owners.append((a, len(chunk)))
             budget -= len(chunk)
@@ -477,7 +480,7 @@ class Scheduler(EngineThread):
                 self._reset(a.slot)
                 self._fail(a, engine_error(e))
             return
-        first = self._sample_first_rows(owners, logits)
+        first = self._sample_first_rows(sampling, logits)
         row = 0
         for a, n in owners:
             if a.decoding:
@@ -559,21 +562,13 @@ class Scheduler(EngineThread):
             for (a, _), draft in zip(asks, drafts):
                 a.draft = draft
 
-    def _sample_first_rows(self, owners: list, logits: np.ndarray) -> dict:
-        """The first row each request samples in this step, drawn together when there are several
-        (sampler.sample_rows: the calls share the pool's threads), by id of the request's _Active.
-        A request's later rows, its guesses, depend on the first and go one by one; so do rows a
-        constraint masks, since the mask follows the constraint's state."""
-        jobs, row = [], 0
-        for a, n in owners:
-            if a.decoding:
-                if a.req.constraint is None:
-                    jobs.append((a, logits[row]))
-                row += n
-            elif a.req.pooling is None and n == len(a.todo):
-                if a.req.constraint is None:
-                    jobs.append((a, logits[row]))
-                row += 1
+    def _sample_first_rows(self, sampling: list, logits: np.ndarray) -> dict:
+        """The first row each request samples in this step (sampling: (request, its logits row)),
+        drawn together when there are several (sampler.sample_rows: the calls share the pool's
+        threads), by id of the request's _Active. A request's later rows, its guesses, depend on
+        the first and go one by one; so do rows a constraint masks, since the mask follows the
+        constraint's state."""
+        jobs = [(a, logits[i]) for a, i in sampling if a.req.constraint is None]
         if len(jobs) < 2:
             return {}
         try:
