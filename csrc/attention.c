@@ -52,19 +52,25 @@ void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth) {
             p1[t - t0] = b->end ? b->end[t] : p + 1;
         }
         const size_t off = (size_t)s * b->seq_stride + (size_t)g * b->head_stride;
-        if (!b->k->attn_rows) { /* a level without a grouped kernel: one head at a time */
-            for (int t = t0; t < t1; t++)
-                for (int h = h0; h < h1; h++)
-                    b->k->attn_head(b->q + (size_t)t * b->q_stride + (size_t)h * b->head_dim, b->kc + off,
-                                    b->vc + off, b->head_dim, p0[t - t0], p1[t - t0], b->head_dim, b->scale,
-                                    b->softcap, b->sinks ? b->sinks[h] : -INFINITY, b->out + (size_t)t * b->out_stride + (size_t)h * b->head_dim);
-            t0 = t1;
-            continue;
+        const float *q = b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim;
+        float *out = b->out + (size_t)t0 * b->out_stride + (size_t)h0 * b->head_dim;
+        const float *sinks = b->sinks ? b->sinks + h0 : NULL;
+        if (b->kv_type == TS_TYPE_Q8_0) {
+            const ts_block_q8_0 *kc = b->kc, *vc = b->vc;
+            b->k->attn_rows_q8_0(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, kc + off / TS_QK,
+                                 vc + off / TS_QK, b->head_dim, b->head_dim, b->scale, b->softcap, sinks);
+        } else if (b->k->attn_rows) {
+            const ts_f16 *kc = b->kc, *vc = b->vc;
+            b->k->attn_rows(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, kc + off, vc + off,
+                            b->head_dim, b->head_dim, b->scale, b->softcap, sinks);
+        } else { /* a level without a grouped kernel: one head at a time */
+            const ts_f16 *kc = b->kc, *vc = b->vc;
+            for (int t = 0; t < t1 - t0; t++)
+                for (int h = 0; h < h1 - h0; h++)
+                    b->k->attn_head(q + (size_t)t * b->q_stride + (size_t)h * b->head_dim, kc + off, vc + off,
+                                    b->head_dim, p0[t], p1[t], b->head_dim, b->scale, b->softcap,
+                                    sinks ? sinks[h] : -INFINITY, out + (size_t)t * b->out_stride + (size_t)h * b->head_dim);
         }
-        b->k->attn_rows(b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim, b->q_stride,
-                        b->out + (size_t)t0 * b->out_stride + (size_t)h0 * b->head_dim, b->out_stride,
-                        t1 - t0, h1 - h0, p0, p1, b->kc + off, b->vc + off, b->head_dim, b->head_dim,
-                        b->scale, b->softcap, b->sinks ? b->sinks + h0 : NULL);
         t0 = t1;
     }
 }

@@ -339,6 +339,11 @@ static size_t cache_offset(const ts_model *m, const ts_kv_cache *kv, int s, int 
     return (((size_t)s * hp->n_layer + l) * hp->n_head_kv + h) * (size_t)kv->n_ctx * hp->head_dim;
 }
 
+/* The cache element at offset off (head_dim divides it, so a Q8_0 offset is whole blocks). */
+static void *cache_at(const ts_kv_cache *kv, void *base, size_t off) {
+    return kv->type == TS_TYPE_Q8_0 ? (void *)((ts_block_q8_0 *)base + off / TS_QK) : (void *)((ts_f16 *)base + off);
+}
+
 /* One head of q or k rotated for its position as the layer wants it (SmolLM3: some layers not at all). */
 static void rope_head(const ts_model *m, const ts_layer *L, float *x, float pos) {
     const ts_hparams *hp = &m->hp;
@@ -377,8 +382,13 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
             if (k_norm) k->rmsnorm(kr, k_norm, kr, hd, hp->norm_eps);
             rope_head(m, L, kr, pos);
             const size_t off = cache_offset(m, j->kv, j->seq[t], l, kh) + (size_t)j->pos[t] * hd;
-            k->f32_to_f16(kr, j->kv->k + off, hd);
-            k->f32_to_f16(vr, j->kv->v + off, hd);
+            if (j->kv->type == TS_TYPE_Q8_0) {
+                k->quantize_q8_0(kr, cache_at(j->kv, j->kv->k, off), hd);
+                k->quantize_q8_0(vr, cache_at(j->kv, j->kv->v, off), hd);
+            } else {
+                k->f32_to_f16(kr, cache_at(j->kv, j->kv->k, off), hd);
+                k->f32_to_f16(vr, cache_at(j->kv, j->kv->v, off), hd);
+            }
         }
     }
 }
@@ -406,7 +416,8 @@ static void attend(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     const ts_model *m = c->m;
     const ts_hparams *hp = &m->hp;
     const size_t head = (size_t)j->kv->n_ctx * hp->head_dim, first = cache_offset(m, j->kv, 0, l, 0);
-    const ts_attn_batch b = {m->k, c->q, c->q_dim, c->t, c->max_in, j->kv->k + first, j->kv->v + first,
+    const ts_attn_batch b = {m->k, c->q, c->q_dim, c->t, c->max_in, cache_at(j->kv, j->kv->k, first),
+                             cache_at(j->kv, j->kv->v, first), j->kv->type,
                              (int64_t)(hp->n_layer * hp->n_head_kv * head), (int64_t)head, j->pos, j->seq, j->attn_end,
                              j->n_tok, hp->n_head, hp->n_head_kv, hp->head_dim, L->p.window, hp->attn_scale,
                              hp->attn_softcap, vec(&L->w[TS_W_ATTN_SINKS])};
@@ -725,6 +736,9 @@ int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, con
     const ts_hparams *hp = &c->m->hp;
     if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || n_hid < 0 || n_hid > n_tok ||
         (n_hid > 0 && (!hid_rows || !hidden)) || !kv->k || !kv->v)
+        return -1;
+    if (kv->type != TS_TYPE_F16 &&
+        (kv->type != TS_TYPE_Q8_0 || hp->head_dim % TS_QK || hp->head_dim > TS_ATTN_Q8_MAX_DIM))
         return -1;
     for (int t = 0; t < n_tok; t++) {
         if (tokens[t] < (embd ? -1 : 0) || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||

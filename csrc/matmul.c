@@ -147,16 +147,19 @@ static void attn_task(void *arg, int ith, int nth) {
     for (int item = ith; item < items; item += nth) ts_attn_batch_run(b, item, nth);
 }
 
-int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
+int ts_attention(const ts_kernels *kern, const float *q, const void *k, const void *v, int kv_type,
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, const float *sinks, float *out, int n_threads) {
     const ts_kernels *kt = kern ? kern : ts_kernels_get();
     if (!kt->attn_head || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
         n_ctx <= 0 || n_head % n_kv_head != 0)
         return -1;
+    if (kv_type != TS_TYPE_F16 &&
+        (kv_type != TS_TYPE_Q8_0 || head_dim % TS_QK || head_dim > TS_ATTN_Q8_MAX_DIM))
+        return -1;
     for (int t = 0; t < n_tok; t++)
         if (q_pos[t] < 0 || q_pos[t] >= n_ctx) return -1;
-    const ts_attn_batch b = {kt, q, (int64_t)n_head * head_dim, out, (int64_t)n_head * head_dim, k, v, 0,
+    const ts_attn_batch b = {kt, q, (int64_t)n_head * head_dim, out, (int64_t)n_head * head_dim, k, v, kv_type, 0,
                              (int64_t)n_ctx * head_dim, q_pos, NULL, NULL, n_tok, n_head, n_kv_head, head_dim, window,
                              scale, softcap, sinks};
     ts_threadpool_run(ts_threadpool_global(), attn_task, (void *)&b, n_threads);

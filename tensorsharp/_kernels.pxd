@@ -23,6 +23,7 @@ cdef extern from "ts/kernels.h" nogil:
         void *gemm_packed[40]
         ts_quantize_row_fn quantize_q8x32
         ts_quantize_row_fn quantize_q8k
+        ts_quantize_row_fn quantize_q8_0
         void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps) noexcept nogil
         void (*softmax)(float *x, int n) noexcept nogil
         void (*silu)(const float *x, float *y, int n) noexcept nogil
@@ -51,7 +52,7 @@ cdef extern from "ts/kernels.h" nogil:
     const char *ts_isa_available()
     int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
                   int64_t row_bytes, int packed, const float *x, int64_t n, float *y, int n_threads)
-    int ts_attention(const ts_kernels *kern, const float *q, const uint16_t *k, const uint16_t *v,
+    int ts_attention(const ts_kernels *kern, const float *q, const void *k, const void *v, int kv_type,
                      const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                      int n_ctx, int window, float scale, float softcap, const float *sinks, float *out,
                      int n_threads)
@@ -91,9 +92,9 @@ cdef extern from "ts/model.h" nogil:
     ctypedef struct ts_context:
         pass
     ctypedef struct ts_kv_cache:
-        uint16_t *k
-        uint16_t *v
-        int n_seq, n_ctx
+        void *k
+        void *v
+        int n_seq, n_ctx, type
     ts_model *ts_model_create(const ts_hparams *hp)
     void ts_model_free(ts_model *m)
     int ts_model_set_tensor(ts_model *m, int layer, int slot, const ts_tensor *t)

@@ -97,6 +97,12 @@ def quantize_act(const float[::1] x, int act, uint8_t[::1] out, str isa=None):
         q(&x[0], &out[0], x.shape[0])
 
 
+def quantize_q8_0(const float[::1] x, uint8_t[::1] out, str isa=None):
+    cdef const ts_kernels *k = _table(isa)
+    with nogil:
+        k.quantize_q8_0(&x[0], &out[0], x.shape[0])
+
+
 def matmul(const uint8_t[:, ::1] w, int type_id, int64_t cols, const float[:, ::1] x,
            float[:, ::1] y, int n_threads=0, str isa=None, bint packed=False):
     cdef const ts_kernels *k = _table(isa)
@@ -209,18 +215,31 @@ def f32_to_f16(const float[::1] x, uint16_t[::1] y, str isa=None):
         k.f32_to_f16(&x[0], &y[0], x.shape[0])
 
 
-def attention(const float[:, :, ::1] q, const uint16_t[:, :, ::1] kc, const uint16_t[:, :, ::1] vc,
+cdef int64_t _kv_row_bytes(int kv_type, int head_dim):
+    """Bytes of one position's head_dim values in a cache of kv_type (-1: not a cache type)."""
+    if kv_type == 1:
+        return 2 * head_dim
+    if kv_type == 8 and head_dim % 32 == 0:
+        return head_dim // 32 * 34
+    return -1
+
+
+def attention(const float[:, :, ::1] q, const uint8_t[:, :, ::1] kc, const uint8_t[:, :, ::1] vc, int kv_type,
               const int32_t[::1] q_pos, int window, float scale, float softcap,
               float[:, :, ::1] out, int n_threads=0, str isa=None, const float[::1] sinks=None):
+    """kc, vc: (n_kv_head, n_ctx, bytes of a position's head_dim values in kv_type, F16 or Q8_0)."""
     cdef const ts_kernels *k = _table(isa)
     cdef int rc
+    if (kc.shape[2] != _kv_row_bytes(kv_type, q.shape[2]) or vc.shape[0] != kc.shape[0] or vc.shape[1] != kc.shape[1]
+            or vc.shape[2] != kc.shape[2]):
+        raise ValueError("attention: the cache rows do not hold head_dim values of the cache type")
     cdef const float *sinks_p = NULL
     if sinks is not None:
         if sinks.shape[0] != q.shape[1]:
             raise ValueError("attention: one sink per head")
         sinks_p = &sinks[0]
     with nogil:
-        rc = ts_attention(k, &q[0, 0, 0], &kc[0, 0, 0], &vc[0, 0, 0], &q_pos[0], q.shape[0],
+        rc = ts_attention(k, &q[0, 0, 0], &kc[0, 0, 0], &vc[0, 0, 0], kv_type, &q_pos[0], q.shape[0],
                           q.shape[1], kc.shape[0], q.shape[2], kc.shape[1], window, scale,
                           softcap, sinks_p, &out[0, 0, 0], n_threads)
     if rc != 0:
@@ -473,14 +492,15 @@ cdef class NativeContext:
         if self.c != NULL:
             ts_context_free(self.c)
 
-    def forward(self, uint16_t[:, :, :, :, ::1] k_cache, uint16_t[:, :, :, :, ::1] v_cache,
+    def forward(self, uint8_t[:, :, :, :, ::1] k_cache, uint8_t[:, :, :, :, ::1] v_cache, int kv_type,
                 const int32_t[::1] tokens, const int32_t[::1] pos, const int32_t[::1] seq,
                 const int32_t[::1] out_rows, float[:, ::1] logits, int n_threads=0,
                 const float[:, ::1] embd=None, const int32_t[::1] attn_end=None,
                 const int32_t[::1] hid_rows=None, float[:, ::1] hidden=None):
         """embd (n_tok, n_embd): input rows of the tokens given as -1; attn_end (n_tok): exclusive
         attention end per row; hidden (len(hid_rows), n_embd): final hidden states of the rows
-        hid_rows lists (see ts_forward_hidden)."""
+        hid_rows lists (see ts_forward_hidden). k_cache, v_cache: (n_seq, n_layer, n_head_kv, n_ctx,
+        bytes of a position's head_dim values in kv_type, F16 or Q8_0)."""
         cdef ts_kv_cache kv
         cdef int rc
         cdef int n_tok = tokens.shape[0]
@@ -496,9 +516,10 @@ cdef class NativeContext:
         kv.v = &v_cache[0, 0, 0, 0, 0]
         kv.n_seq = k_cache.shape[0]
         kv.n_ctx = k_cache.shape[3]
+        kv.type = kv_type
         if (n_tok != pos.shape[0] or n_tok != seq.shape[0]
                 or k_cache.shape[1] != self.model.n_layer or k_cache.shape[2] != self.model.n_head_kv
-                or k_cache.shape[4] != self.model.head_dim
+                or k_cache.shape[4] != _kv_row_bytes(kv_type, self.model.head_dim)
                 or any(v_cache.shape[i] != k_cache.shape[i] for i in range(5))
                 or (n_out > 0 and (logits.shape[0] < n_out or logits.shape[1] != self.model.n_vocab))
                 or (embd is not None and (embd.shape[0] != n_tok or embd.shape[1] != self.model.n_embd))
@@ -516,7 +537,8 @@ cdef class NativeContext:
             rc = ts_forward_hidden(self.c, &kv, &tokens[0], &pos[0], &seq[0], embd_p, end_p, n_tok, rows_p, n_out,
                                    logits_p, hid_p, n_hid, hidden_p, n_threads)
         if rc != 0:
-            raise ValueError("forward: token id, position, sequence or attention end out of range, or batch too large")
+            raise ValueError("forward: token id, position, sequence or attention end out of range, batch too large, "
+                             "or a cache type the model's head size does not allow")
 
 
 cdef class NativeVit:

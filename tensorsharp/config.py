@@ -85,20 +85,35 @@ class LoadOptions:
     draft_model: str | None = None  # a small model sharing the vocabulary that guesses tokens
                                     # for speculative decoding; None: prompt lookup alone
     draft_max: int = DEFAULT_DRAFT_MAX   # tokens per draft model guess at most
+    kv_cache_type: str = "f16"   # how the KV cache stores K and V: f16, or q8_0 (53% of the bytes)
 
 
 NO_MMPROJ = "none"
 
 
+KV_CACHE_TYPES = ("f16", "q8_0")
+
+
+def kv_cache_type(value: str | None = None) -> str:
+    """A KV cache type checked: value, else TENSORSHARP_KV_CACHE_TYPE, else Ollama's
+    OLLAMA_KV_CACHE_TYPE (so an Ollama setup carries over), else f16."""
+    raw = value or os.environ.get("TENSORSHARP_KV_CACHE_TYPE") or os.environ.get("OLLAMA_KV_CACHE_TYPE") or "f16"
+    name = raw.strip().lower()
+    if name not in KV_CACHE_TYPES:
+        raise TensorSharpError(f"KV cache type {raw!r} is not one of {', '.join(KV_CACHE_TYPES)}")
+    return name
+
+
 def load_options() -> LoadOptions:
     """Load-time defaults, each overridable by TENSORSHARP_MODEL / _CTX / _THREADS / _MMPROJ /
-    _DRAFT_MODEL / _DRAFT_MAX."""
+    _DRAFT_MODEL / _DRAFT_MAX / _KV_CACHE_TYPE (or OLLAMA_KV_CACHE_TYPE)."""
     return LoadOptions(model=default_model(),
                        n_ctx=_int_env("TENSORSHARP_CTX", DEFAULT_N_CTX),
                        n_threads=_int_env("TENSORSHARP_THREADS", 0),
                        mmproj=os.environ.get("TENSORSHARP_MMPROJ") or None,
                        draft_model=os.environ.get("TENSORSHARP_DRAFT_MODEL") or None,
-                       draft_max=max(1, _int_env("TENSORSHARP_DRAFT_MAX", DEFAULT_DRAFT_MAX)))
+                       draft_max=max(1, _int_env("TENSORSHARP_DRAFT_MAX", DEFAULT_DRAFT_MAX)),
+                       kv_cache_type=kv_cache_type())
 
 
 def repack_weights() -> bool:

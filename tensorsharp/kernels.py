@@ -65,6 +65,17 @@ def quantize_activations(x: np.ndarray, act: int, isa: str | None = None) -> np.
     return out
 
 
+def quantize_q8_0(x: np.ndarray, isa: str | None = None) -> np.ndarray:
+    """Floats (a multiple of 32) -> GGML Q8_0 blocks, as the KV cache stores its q8_0 rows."""
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    if x.size % 32:
+        raise ValueError(f"{x.size} is not a multiple of 32")
+    out = np.empty(x.size // 32 * 34, dtype=np.uint8)
+    if x.size:
+        _kernels.quantize_q8_0(x, out, isa)
+    return out
+
+
 def packs(type_name: str, rows: int, isa: str | None = None) -> bool:
     """Whether a (rows, ...) weight of this type is worth repacking for the table in use: its
     gemm_packed exists and the rows fill whole groups."""
@@ -261,17 +272,21 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
               n_threads: int = 0, isa: str | None = None, sinks: np.ndarray | None = None) -> np.ndarray:
     """Causal grouped-query attention of one sequence.
 
-    q (n_tok, n_head, head_dim) f32; k_cache, v_cache (n_kv_head, n_ctx, head_dim) f16;
+    q (n_tok, n_head, head_dim) f32; k_cache, v_cache (n_kv_head, n_ctx, head_dim) f16, or
+    (n_kv_head, n_ctx, head_dim // 32 * 34) uint8 holding Q8_0 blocks (the q8_0 cache);
     q_pos (n_tok) int: a query at p sees cache positions [p - window + 1, p] (window 0: all);
     sinks (n_head) or None: a logit per head that joins each softmax's denominator.
     """
     q = _f32(q)
-    k_cache = np.ascontiguousarray(k_cache, dtype=np.float16)
-    v_cache = np.ascontiguousarray(v_cache, dtype=np.float16)
+    q8 = np.asarray(k_cache).dtype == np.uint8
+    dtype = np.uint8 if q8 else np.float16
+    k_cache = np.ascontiguousarray(k_cache, dtype=dtype)
+    v_cache = np.ascontiguousarray(v_cache, dtype=dtype)
     q_pos = np.asarray(q_pos).reshape(-1)
     if q.ndim != 3 or k_cache.ndim != 3 or k_cache.shape != v_cache.shape:
-        raise ValueError("attention wants q (n_tok, n_head, head_dim) and k/v (n_kv_head, n_ctx, head_dim)")
-    if q.shape[2] != k_cache.shape[2] or q.shape[1] % k_cache.shape[0] or q_pos.size != q.shape[0]:
+        raise ValueError("attention wants q (n_tok, n_head, head_dim) and k/v (n_kv_head, n_ctx, row)")
+    row = q.shape[2] // 32 * 34 if q8 else q.shape[2]
+    if k_cache.shape[2] != row or q.shape[1] % k_cache.shape[0] or q_pos.size != q.shape[0]:
         raise ValueError("attention: head counts, head_dim or positions do not match")
     # Checked before narrowing to int32, which would wrap large positions silently.
     if q_pos.size and (q_pos.min() < 0 or q_pos.max() >= k_cache.shape[1]):
@@ -280,8 +295,8 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     if scale is None:
         scale = 1.0 / float(np.sqrt(q.shape[2]))
     out = np.empty_like(q)
-    _kernels.attention(q, k_cache.view(np.uint16), v_cache.view(np.uint16), q_pos, window,
-                       scale, softcap, out, n_threads, isa, None if sinks is None else _f32(sinks))
+    _kernels.attention(q, k_cache.view(np.uint8), v_cache.view(np.uint8), _type_id("Q8_0" if q8 else "F16"), q_pos,
+                       window, scale, softcap, out, n_threads, isa, None if sinks is None else _f32(sinks))
     return out
 
 

@@ -18,7 +18,8 @@ from tensorsharp.tokenizer import Tokenizer
 class Model:
     """One model with a single-sequence KV cache that reuses the prefix shared with the last call."""
 
-    def __init__(self, model: str, n_ctx: int = 4096, n_threads: int = 0, n_batch: int = 512):
+    def __init__(self, model: str, n_ctx: int = 4096, n_threads: int = 0, n_batch: int = 512,
+                 kv_cache_type: str = "f16"):
         self.path = store.resolve(model)
         with reading(self.path):
             self.gguf = GGUFFile(self.path)
@@ -26,7 +27,7 @@ class Model:
             self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
             hp = self.transformer.hparams
             self.n_ctx = min(n_ctx, hp.n_ctx_train) if n_ctx > 0 else hp.n_ctx_train
-            self.cache = KVCache(self.transformer, self.n_ctx)
+            self.cache = KVCache(self.transformer, self.n_ctx, cache_type=kv_cache_type)
             self.transformer.use_context(self.n_ctx)  # LongRoPE picks its factors by the context
             self.stepper = Stepper(self.transformer, self.cache, n_batch=n_batch, n_threads=n_threads)
         self._cached: list[int] = []  # tokens whose K/V sit in slot 0 of the cache, in order

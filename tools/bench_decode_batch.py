@@ -9,7 +9,8 @@ time: one thread runs the whole step on the caller, so time lost to other tenant
 more threads a barrier's spinning would count).
 
 --repack 0,1 loads each model once per value of TENSORSHARP_REPACK (the file's layout, the
-repacked one) and times both in the same rounds, one line each.
+repacked one) and times both in the same rounds, one line each. --kv-cache-type f16,q8_0 does
+the same for the KV cache's types (and gives llama.cpp a line per type: -ctk/-ctv, flash attention on).
 
 --llama-bin DIR adds a line per model and thread count for llama.cpp: its llama-batched-bench
 (build the target beside llama-server) decodes --llama-tokens tokens in each of B sequences
@@ -19,7 +20,8 @@ ours; medians. Always wall time.
 
     python tools/bench_decode_batch.py [--models smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b]
                                        [--threads 2] [--batch 1,2,4,8,16] [--repeat 9] [--steps 5]
-                                       [--clock wall|cpu] [--repack 0,1] [--llama-bin DIR]
+                                       [--clock wall|cpu] [--repack 0,1] [--kv-cache-type f16,q8_0]
+                                       [--llama-bin DIR]
 """
 from __future__ import annotations
 
@@ -41,9 +43,9 @@ from tensorsharp.models import load_model
 MODELS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
 
 
-def stepper_of(name: str, threads: int, batches: list[int], ctx: int, repack: str | None):
+def stepper_of(name: str, threads: int, batches: list[int], ctx: int, repack: str | None, kv_type: str = "f16"):
     """step(b): one decode step of b sequences of model `name` (loaded with TENSORSHARP_REPACK set
-    to repack where given)."""
+    to repack where given) over a KV cache of kv_type."""
     saved = os.environ.get("TENSORSHARP_REPACK")
     if repack is not None:
         os.environ["TENSORSHARP_REPACK"] = repack
@@ -55,7 +57,7 @@ def stepper_of(name: str, threads: int, batches: list[int], ctx: int, repack: st
         else:
             os.environ["TENSORSHARP_REPACK"] = saved
     n_seq = max(batches)
-    cache = KVCache(transformer, n_ctx=ctx + 8, n_seq=n_seq)
+    cache = KVCache(transformer, n_ctx=ctx + 8, n_seq=n_seq, cache_type=kv_type)
     stepper = Stepper(transformer, cache, n_batch=max(n_seq, ctx), n_threads=threads)
     prompt = np.random.default_rng(0).integers(0, transformer.hparams.n_vocab, ctx)
     stepper.prefill(prompt, seq=0)
@@ -71,9 +73,9 @@ def stepper_of(name: str, threads: int, batches: list[int], ctx: int, repack: st
 
 
 def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: int, steps: int, clock,
-                repacks: list[str | None]) -> list[dict[int, list[float]]]:
-    """Per value of repacks, per batch size, the step time (s) of each round."""
-    step_fns = [stepper_of(name, threads, batches, ctx, r) for r in repacks]
+                variants: list[tuple[str | None, str]]) -> list[dict[int, list[float]]]:
+    """Per variant (repack, KV cache type), per batch size, the step time (s) of each round."""
+    step_fns = [stepper_of(name, threads, batches, ctx, r, t) for r, t in variants]
     for step in step_fns:  # warm-up: pages in the weights, sizes the pool
         for b in batches:
             step(b)
@@ -89,11 +91,13 @@ def bench_model(name: str, threads: int, batches: list[int], ctx: int, repeat: i
 
 
 def llama_steps(llama_bin: str, name: str, threads: int, batches: list[int], ctx: int, tokens: int,
-                rounds: int = 3) -> dict[int, float]:
+                kv_type: str = "f16", rounds: int = 3) -> dict[int, float]:
     """Per batch size, llama.cpp's median decode step time (s) from llama-batched-bench."""
     cmd = [str(Path(llama_bin) / "llama-batched-bench"), "-m", str(store.resolve(name)),
            "-c", str(max(batches) * (ctx + tokens) + 64), "-b", "2048", "-ub", "512", "-npp", str(ctx),
            "-ntg", str(tokens), "-npl", ",".join(map(str, batches)), "-t", str(threads)]
+    if kv_type != "f16":   # a quantized V cache needs llama.cpp's flash attention
+        cmd += ["-ctk", kv_type, "-ctv", kv_type, "-fa", "on"]
     steps: dict[int, list[float]] = {b: [] for b in batches}
     for _ in range(rounds):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -115,10 +119,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5, help="steps timed together per batch size and round")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time, or this process's CPU time")
     ap.add_argument("--repack", default=None, help="comma-separated TENSORSHARP_REPACK values timed side by side")
+    ap.add_argument("--kv-cache-type", default="f16", help="comma-separated KV cache types timed side by side")
     ap.add_argument("--llama-bin", default=None, help="llama.cpp's bin directory (llama-batched-bench)")
     ap.add_argument("--llama-tokens", type=int, default=32, help="tokens llama-batched-bench decodes per sequence")
     args = ap.parse_args()
     repacks = args.repack.split(",") if args.repack else [None]
+    kv_types = args.kv_cache_type.split(",")
+    variants = [(r, t) for r in repacks for t in kv_types]
     batches = [int(b) for b in args.batch.split(",")]
     if 1 not in batches:
         batches = [1] + batches
@@ -129,16 +136,17 @@ def main() -> int:
     for name in args.models.split(","):
         for nt in (int(t) for t in args.threads.split(",")):
             clock = time.perf_counter if args.clock == "wall" else time.process_time
-            for repack, times in zip(repacks, bench_model(name, nt, batches, args.ctx, args.repeat, args.steps,
-                                                          clock, repacks)):
+            for (repack, kv_type), times in zip(variants, bench_model(name, nt, batches, args.ctx, args.repeat,
+                                                                      args.steps, clock, variants)):
                 med = {b: statistics.median(t) for b, t in times.items()}
                 ratio = {b: statistics.median(x / y for x, y in zip(times[b], times[1])) for b in batches}
-                label = name if repack is None else f"{name} REPACK={repack}"
+                label = name + ("" if repack is None else f" REPACK={repack}") + (f" KV={kv_type}" if len(kv_types) > 1 else "")
                 print(f"| {label} | {nt} | " + " | ".join(f"{1e3 * med[b]:.1f}" for b in batches) + " | "
                       + " | ".join(f"{ratio[b]:.2f}" for b in batches if b != 1) + " |", flush=True)
-            if args.llama_bin:
-                peer = llama_steps(args.llama_bin, name, nt, batches, args.ctx, args.llama_tokens)
-                print(f"| {name} llama.cpp | {nt} | " + " | ".join(f"{1e3 * peer[b]:.1f}" for b in batches) + " | "
+            for kv_type in kv_types if args.llama_bin else ():
+                peer = llama_steps(args.llama_bin, name, nt, batches, args.ctx, args.llama_tokens, kv_type)
+                label = f"{name} llama.cpp" + (f" KV={kv_type}" if len(kv_types) > 1 else "")
+                print(f"| {label} | {nt} | " + " | ".join(f"{1e3 * peer[b]:.1f}" for b in batches) + " | "
                       + " | ".join(f"{peer[b] / peer[1]:.2f}" for b in batches if b != 1) + " |", flush=True)
     return 0
 

@@ -79,16 +79,23 @@ static void f32_to_f16_scalar(const float *x, ts_f16 *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = ts_f32_to_f16(x[i]);
 }
 
+/* Element d of position p of a cache head: f16, or Q8_0 (stride / 32 blocks per position). */
+static inline float cache_value(const void *x, int type, int64_t stride, int p, int d) {
+    if (type == TS_TYPE_Q8_0) {
+        const ts_block_q8_0 *b = (const ts_block_q8_0 *)x + (int64_t)p * (stride / TS_QK) + d / TS_QK;
+        return ts_f16_to_f32(b->d) * (float)b->qs[d % TS_QK];
+    }
+    return ts_f16_to_f32(((const ts_f16 *)x)[(int64_t)p * stride + d]);
+}
+
 /* out doubles as the running accumulator; it is rescaled whenever the running max grows. */
-static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
-                             int p0, int p1, int head_dim, float scale, float softcap, float sink,
-                             float *out) {
+static void attn_head_ref(const float *q, const void *k, const void *v, int type, int64_t kv_stride, int p0, int p1,
+                          int head_dim, float scale, float softcap, float sink, float *out) {
     float m = -INFINITY, l = 0.0f;
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
     for (int p = p0; p < p1; p++) {
-        const ts_f16 *kp = k + (int64_t)p * kv_stride, *vp = v + (int64_t)p * kv_stride;
         float s = 0.0f;
-        for (int d = 0; d < head_dim; d++) s += q[d] * ts_f16_to_f32(kp[d]);
+        for (int d = 0; d < head_dim; d++) s += q[d] * cache_value(k, type, kv_stride, p, d);
         s *= scale;
         if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         if (s > m) {
@@ -99,11 +106,28 @@ static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, i
         }
         const float e = expf(s - m);
         l += e;
-        for (int d = 0; d < head_dim; d++) out[d] += e * ts_f16_to_f32(vp[d]);
+        for (int d = 0; d < head_dim; d++) out[d] += e * cache_value(v, type, kv_stride, p, d);
     }
     if (sink > -INFINITY) l += expf(sink - m);
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int d = 0; d < head_dim; d++) out[d] *= inv;
+}
+
+static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
+                             int p0, int p1, int head_dim, float scale, float softcap, float sink,
+                             float *out) {
+    attn_head_ref(q, k, v, TS_TYPE_F16, kv_stride, p0, p1, head_dim, scale, softcap, sink, out);
+}
+
+static void attn_rows_q8_0_scalar(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                  int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
+                                  const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
+                                  float softcap, const float *sinks) {
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++)
+            attn_head_ref(q + t * q_stride + (int64_t)h * head_dim, k, v, TS_TYPE_Q8_0, kv_stride, p0[t], p1[t],
+                          head_dim, scale, softcap, sinks ? sinks[h] : -INFINITY,
+                          out + t * out_stride + (int64_t)h * head_dim);
 }
 
 /* Mean and variance in double, two passes: the oracle for the SIMD layer norms. */
@@ -198,6 +222,7 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->attn_head = attn_head_scalar;
+    k->attn_rows_q8_0 = attn_rows_q8_0_scalar;
     k->layernorm = layernorm_scalar;
     k->gelu_quick = gelu_quick_scalar;
     k->attn_f32 = attn_f32_scalar;

@@ -83,6 +83,15 @@ static void quantize_q8x32(const float *x, void *vy, int64_t n) {
     }
 }
 
+static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+    ts_block_q8_0 *y = vy;
+    for (int64_t b = 0; b < n / TS_QK; b++, x += TS_QK) {
+        float id;
+        y[b].d = ts_f32_to_f16(q8_scale(x, TS_QK, &id));
+        for (int i = 0; i < TS_QK; i++) y[b].qs[i] = q8_round(x[i] * id);
+    }
+}
+
 static void quantize_q8k(const float *x, void *vy, int64_t n) {
     ts_block_q8k *y = vy;
     for (int64_t b = 0; b < n / TS_QK_K; b++, x += TS_QK_K) {
@@ -108,6 +117,7 @@ void ts_register_scalar(ts_kernels *k) {
     k->vec_dot[TS_TYPE_BF16] = vec_dot_bf16;
     k->quantize_q8x32 = quantize_q8x32;
     k->quantize_q8k = quantize_q8k;
+    k->quantize_q8_0 = quantize_q8_0;
     ts_register_scalar_legacy(k);
     ts_register_scalar_kquants(k);
     ts_register_scalar_iquants(k);

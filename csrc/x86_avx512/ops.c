@@ -2,6 +2,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "ts/fp16.h"
 #include "ts/kernels.h"
 
 #define TS_SQRT_2_OVER_PI 0.79788456080286535588f
@@ -412,19 +413,36 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
 }
 
 #define TS_ATTN_ROWS_MAX_DIM 256
+_Static_assert(TS_ATTN_Q8_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "q8_0 rows go through the grouped kernel");
 
-/* attn_head's blocks of 16 positions, with each block of k and v converted to f32 once and then
- * used by every row whose range meets it. */
-static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
-                             int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v,
-                             int64_t kv_stride, int head_dim, float scale, float softcap, const float *sinks) {
-    if (head_dim > TS_ATTN_ROWS_MAX_DIM || n_tok * n_head == 1) {
-        for (int t = 0; t < n_tok; t++)
-            for (int h = 0; h < n_head; h++)
-                attn_head_avx512(q + t * q_stride + (int64_t)h * head_dim, k, v, kv_stride, p0[t], p1[t], head_dim,
-                                 scale, softcap, sinks ? sinks[h] : -INFINITY, out + t * out_stride + (int64_t)h * head_dim);
+/* Row p of a cache head widened to f32 in dst: f16 rows kv_stride elements apart, or Q8_0 rows of
+ * kv_stride / 32 blocks (head_dim a multiple of 32). */
+static inline __attribute__((always_inline)) void widen_row(float *dst, const void *x, int type, int64_t kv_stride,
+                                                            int64_t p, int head_dim) {
+    if (type == TS_TYPE_Q8_0) {
+        const ts_block_q8_0 *r = (const ts_block_q8_0 *)x + p * (kv_stride / TS_QK);
+        for (int b = 0; b < head_dim / TS_QK; b++) {
+            const __m512 d = _mm512_set1_ps(ts_f16_to_f32(r[b].d));
+            for (int i = 0; i < TS_QK; i += 16) {
+                const __m512i qi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(r[b].qs + i)));
+                _mm512_storeu_ps(dst + b * TS_QK + i, _mm512_mul_ps(_mm512_cvtepi32_ps(qi), d));
+            }
+        }
         return;
     }
+    const ts_f16 *r = (const ts_f16 *)x + p * kv_stride;
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 md = tail_mask(head_dim - d);
+        _mm512_mask_storeu_ps(dst + d, md, load_f16x16(md, r + d));
+    }
+}
+
+/* attn_head's blocks of 16 positions, with each block of k and v widened to f32 once and then
+ * used by every row whose range meets it. type: the cache's (a constant at each call). */
+static inline __attribute__((always_inline)) void attn_rows_widened(
+    const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok, int n_head, const int32_t *p0,
+    const int32_t *p1, const void *k, const void *v, int type, int64_t kv_stride, int head_dim, float scale,
+    float softcap, const float *sinks) {
     float kf[16 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(64)));
     float vf[16 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(64)));
     float m[TS_ATTN_MAX_ROWS], l[TS_ATTN_MAX_ROWS], wt[16];
@@ -443,12 +461,9 @@ static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64
         const int nb = hi - pb < 16 ? hi - pb : 16;
         /* Unused slots repeat the last row: finite values under a zero weight. */
         for (int j = 0; j < 16; j++) {
-            const int64_t off = (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
-            for (int d = 0; d < head_dim; d += 16) {
-                const __mmask16 md = tail_mask(head_dim - d);
-                _mm512_mask_storeu_ps(kf + j * head_dim + d, md, load_f16x16(md, k + off + d));
-                _mm512_mask_storeu_ps(vf + j * head_dim + d, md, load_f16x16(md, v + off + d));
-            }
+            const int64_t p = pb + (j < nb ? j : nb - 1);
+            widen_row(kf + j * head_dim, k, type, kv_stride, p, head_dim);
+            widen_row(vf + j * head_dim, v, type, kv_stride, p, head_dim);
         }
         for (int t = 0; t < n_tok; t++) {
             const int a = p0[t] > pb ? p0[t] - pb : 0, b = p1[t] - pb < nb ? p1[t] - pb : nb;
@@ -476,6 +491,28 @@ static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64
         for (int h = 0; h < n_head; h++)
             normalize_out(out + t * out_stride + (int64_t)h * head_dim, head_dim, l[t * n_head + h], m[t * n_head + h],
                           sinks ? sinks[h] : -INFINITY);
+}
+
+static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                             int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v,
+                             int64_t kv_stride, int head_dim, float scale, float softcap, const float *sinks) {
+    if (head_dim > TS_ATTN_ROWS_MAX_DIM || n_tok * n_head == 1) {
+        for (int t = 0; t < n_tok; t++)
+            for (int h = 0; h < n_head; h++)
+                attn_head_avx512(q + t * q_stride + (int64_t)h * head_dim, k, v, kv_stride, p0[t], p1[t], head_dim,
+                                 scale, softcap, sinks ? sinks[h] : -INFINITY, out + t * out_stride + (int64_t)h * head_dim);
+        return;
+    }
+    attn_rows_widened(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_F16, kv_stride, head_dim,
+                      scale, softcap, sinks);
+}
+
+static void attn_rows_q8_0_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                  int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
+                                  const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
+                                  float softcap, const float *sinks) {
+    attn_rows_widened(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_Q8_0, kv_stride, head_dim,
+                      scale, softcap, sinks);
 }
 
 /* ---- vision: layer norm and non-causal f32 attention ---- */
@@ -671,6 +708,7 @@ void ts_register_avx512_ops(ts_kernels *k) {
     k->f32_to_f16 = f32_to_f16_avx512;
     k->attn_head = attn_head_avx512;
     k->attn_rows = attn_rows_avx512;
+    k->attn_rows_q8_0 = attn_rows_q8_0_avx512;
     k->layernorm = layernorm_avx512;
     k->attn_f32 = attn_f32_avx512;
     k->gemm_f16_tile = gemm_f16_tile_avx512;

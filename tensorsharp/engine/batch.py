@@ -37,7 +37,7 @@ class Stepper:
         if hidden_rows is not None:
             hidden_rows = np.ascontiguousarray(hidden_rows, dtype=np.int32)
             hidden = np.empty((max(len(hidden_rows), 1), self.model.hparams.n_embd), dtype=np.float32)
-        self._ctx.forward(self.cache.k, self.cache.v, tokens, pos, seq, out_rows, logits, self.n_threads,
+        self._ctx.forward(self.cache.k, self.cache.v, self.cache.type_id, tokens, pos, seq, out_rows, logits, self.n_threads,
                           embd, attn_end, hidden_rows, hidden)
         if hidden is None:
             return logits[: len(out_rows)]

@@ -700,16 +700,17 @@ class Scheduler(EngineThread):
 def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: int = 2,
           max_queue: int = 16, n_batch: int = 512, n_threads: int = 0, speculative: bool = True,
           costs: guess_budget.StepCosts | None = None, draft=None,
-          draft_max: int = DEFAULT_DRAFT_MAX) -> Scheduler:
+          draft_max: int = DEFAULT_DRAFT_MAX, kv_cache_type: str = "f16") -> Scheduler:
     """A scheduler over a fresh KV cache of parallel + cache_slots sequences (not started yet).
     costs: see Scheduler.
     Speculation stays off where a weight type's kernels give a row other bits alone than in a
     batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs.
     draft: the Transformer of a draft model sharing the vocabulary (draft_model.check_vocab),
-    guessing up to draft_max tokens at a time where prompt lookup has no guess."""
+    guessing up to draft_max tokens at a time where prompt lookup has no guess. kv_cache_type: f16
+    or q8_0 (kv_cache.KVCache); the draft model's cache stays f16."""
     if cache_slots < 0:
         raise ValueError("cache_slots must not be negative")
-    cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots)
+    cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots, cache_type=kv_cache_type)
     transformer.use_context(n_ctx)  # LongRoPE picks its factors by the context of a sequence
     if speculative and not kernels.rows_exact(t.type.id for t in transformer.gguf.tensors.values()):
         log.info("speculative decoding is off: this CPU's kernels for the model's weight types "

@@ -154,7 +154,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                max_loaded: int | None = None, max_memory: int | None = None,
                keep_alive: str | float | None = None, speculative: bool | None = None,
                ray: str | None = None, replicas: int | None = None, draft_model: str | None = None,
-               draft_max: int | None = None, stream_interval_ms: int | None = None) -> Flask:
+               draft_max: int | None = None, stream_interval_ms: int | None = None,
+               kv_cache_type: str | None = None) -> Flask:
     """An app serving every model of the store, and `model` (a ServedModel, or a name or path to
     load, or a list of those; default: the configured model), which is loaded at once, stays
     loaded unless a request's keep_alive says otherwise, and is the default of requests that name
@@ -165,7 +166,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     `replicas` actors serve each model, this process routing to them; draft_model: a small model
     sharing the vocabulary of the models named here (not of those loaded on demand) that guesses
     up to draft_max tokens at a time for them; stream_interval_ms: a stream's tokens that come
-    within this long of the last ones written go out together (0: each at once). Unset options
+    within this long of the last ones written go out together (0: each at once); kv_cache_type:
+    how the models' KV caches store K and V (f16 or q8_0). Unset options
     come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]
@@ -177,7 +179,8 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
                    max_queue=opts.max_queue if max_queue is None else max_queue,
                    tool_format=tool_format or opts.tool_format, mmproj=mmproj or load.mmproj,
                    max_image_bytes=opts.max_image_bytes, max_image_pixels=opts.max_image_pixels,
-                   speculative=opts.speculative if speculative is None else speculative)
+                   speculative=opts.speculative if speculative is None else speculative,
+                   kv_cache_type=config.kv_cache_type(kv_cache_type) if kv_cache_type else load.kv_cache_type)
 
     # The draft goes with the models named here: its vocabulary is checked against theirs when
     # they load (and load again after an unload), and the store's other models go without.
@@ -203,7 +206,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
 
     def estimate(spec: Spec) -> int:
         facts, n_seq = catalog.facts(spec), load_kw["parallel"] + load_kw["cache_slots"]
-        need = facts.memory_bytes(spec.file_size, load_kw["n_ctx"], n_seq)
+        need = facts.memory_bytes(spec.file_size, load_kw["n_ctx"], n_seq, load_kw["kv_cache_type"])
         if draft_spec is not None and spec.path in drafted and load_kw["speculative"]:
             # Its file and a cache of the target's context for every slot (draft_model.DraftModel).
             n_ctx = min(load_kw["n_ctx"], facts.context_length) if load_kw["n_ctx"] > 0 else facts.context_length

@@ -11,6 +11,7 @@ from pathlib import Path
 from tensorsharp import config, manifests, store
 from tensorsharp.chat.output import chat_format
 from tensorsharp.chat.template import ChatTemplate, template_source
+from tensorsharp.engine.kv_cache import bytes_from_f16
 from tensorsharp.errors import TensorSharpError
 from tensorsharp.gguf import GGUFFile
 from tensorsharp.models import ARCHITECTURES, is_encoder, reading
@@ -79,11 +80,12 @@ class Facts:
     n_vocab: int = 0
     n_merges: int = 0                       # BPE merge rules (0 for SentencePiece)
 
-    def memory_bytes(self, file_size: int, n_ctx: int, n_seq: int) -> int:
+    def memory_bytes(self, file_size: int, n_ctx: int, n_seq: int, kv_cache_type: str = "f16") -> int:
         """What loading takes: the weights (the file), a KV cache of n_seq slots of n_ctx
-        (0: the training context) positions, and what held_bytes adds."""
+        (0: the training context) positions of kv_cache_type, and what held_bytes adds."""
         n_ctx = min(n_ctx, self.context_length) if n_ctx > 0 else self.context_length   # as ServedModel.load
-        return self.held_bytes(file_size, self.kv_bytes_per_token * n_ctx * n_seq, False)
+        kv = bytes_from_f16(self.kv_bytes_per_token * n_ctx * n_seq, kv_cache_type)
+        return self.held_bytes(file_size, kv, False)
 
     def held_bytes(self, file_size: int, kv_bytes: int, constrained: bool) -> int:
         """The process memory a loaded model holds: its file (mapped, every page read once the

@@ -91,14 +91,14 @@ class ServedModel:
              max_queue: int = 16, n_batch: int = 512, tool_format: str | None = None, mmproj: str | None = None,
              max_image_bytes: int = 20 << 20, max_image_pixels: int = 50_000_000,
              speculative: bool = True, spec: Spec | None = None, engine=None, draft_model: str | None = None,
-             draft_max: int = config.DEFAULT_DRAFT_MAX) -> "ServedModel":
+             draft_max: int = config.DEFAULT_DRAFT_MAX, kv_cache_type: str = "f16") -> "ServedModel":
         """Resolves (pulling if needed) and loads a model, and starts its engine thread. mmproj: a
         projector file for images; None pairs one found beside the model; config.NO_MMPROJ: none.
         spec: the catalog entry it is served as (default: the file under its registry name). engine:
         what serves its requests, built with scheduler.build's arguments (default: that, in this
         process; cluster.engine.RayEngine stands in for it on a Ray cluster). draft_model: name or
         path of a small model with the same vocabulary that guesses up to draft_max tokens at a
-        time for speculative decoding (refused if its vocabulary differs)."""
+        time for speculative decoding (refused if its vocabulary differs). kv_cache_type: f16 or q8_0."""
         t0 = time.monotonic_ns()
         path = spec.path if spec is not None else store.resolve(model)
         with reading(path):
@@ -117,7 +117,7 @@ class ServedModel:
         build = engine or sched.build
         scheduler = build(transformer, tokenizer, n_ctx, parallel=parallel, cache_slots=cache_slots,
                           max_queue=max_queue, n_batch=n_batch, n_threads=n_threads, speculative=speculative,
-                          draft=draft, draft_max=draft_max)
+                          draft=draft, draft_max=draft_max, kv_cache_type=kv_cache_type)
         with reading(path):   # the chat template and constraint vocabulary come from the file too
             served = cls(path, gguf, transformer, tokenizer, scheduler, time.monotonic_ns() - t0, tool_format, images,
                          spec)

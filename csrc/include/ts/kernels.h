@@ -45,6 +45,15 @@ typedef void (*ts_attn_rows_fn)(const float *q, int64_t q_stride, float *out, in
                                 int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k,
                                 const ts_f16 *v, int64_t kv_stride, int head_dim, float scale, float softcap,
                                 const float *sinks);
+/* attn_rows over a Q8_0 cache: position p of k and v is the kv_stride / 32 blocks at
+ * k + p * (kv_stride / 32) (kv_stride and head_dim multiples of 32, head_dim at most
+ * TS_ATTN_Q8_MAX_DIM). Each block of k and v is widened to f32 once for all the rows; the
+ * arithmetic is then attn_rows' on the dequantized values. */
+#define TS_ATTN_Q8_MAX_DIM 256
+typedef void (*ts_attn_rows_q8_0_fn)(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                     int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
+                                     const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
+                                     float softcap, const float *sinks);
 /* Full (non-causal) attention of nq query rows over positions [0, n_kv), everything f32.
  * q: row i at q + i*q_stride; k, v: position p at k + p*kv_stride (head_dim floats each);
  * scale multiplies q.k; scores: nq*n_kv floats of scratch; out: row i at out + i*out_stride. */
@@ -69,6 +78,9 @@ typedef struct {
     ts_gemm_fn gemm_packed[TS_TYPE_COUNT];
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
+    /* x: n floats -> y: n / 32 GGML Q8_0 blocks, as ggml's x86 quantizer makes them: the KV cache's
+     * q8_0 rows. One scalar implementation for every level, so a row has the same bits on each. */
+    ts_quantize_row_fn quantize_q8_0;
 
     /* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). y may alias x. */
     void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps);
@@ -92,6 +104,7 @@ typedef struct {
     void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
     ts_attn_head_fn attn_head;
     ts_attn_rows_fn attn_rows; /* optional: NULL runs attn_head per row */
+    ts_attn_rows_q8_0_fn attn_rows_q8_0;
     /* y = (x - mean(x)) / sqrt(var(x) + eps) * w + b; w, b may be NULL. y may alias x. */
     void (*layernorm)(const float *x, const float *w, const float *b, float *y, int n, float eps);
     /* y = x * sigmoid(1.702 x) (CLIP's quick GELU). y may alias x. */
@@ -164,17 +177,19 @@ void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn 
                      int64_t y_stride, int ith, int nth, atomic_int *next);
 
 /* Causal attention for one sequence with grouped-query heads.
- * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) f16;
+ * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) of kv_type (TS_TYPE_F16,
+ * or TS_TYPE_Q8_0: head_dim / 32 blocks per position);
  * q_pos: (n_tok) position of each query; a query at p sees cache positions
  * [max(0, p - window + 1), p] (window <= 0: all). sinks: (n_head) attention sinks, or NULL.
  * out: (n_tok, n_head, head_dim). */
-int ts_attention(const ts_kernels *kern, const float *q, const ts_f16 *k, const ts_f16 *v,
+int ts_attention(const ts_kernels *kern, const float *q, const void *k, const void *v, int kv_type,
                  const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                  int n_ctx, int window, float scale, float softcap, const float *sinks, float *out, int n_threads);
 
 /* The attention of a batch, split into work items for the pool. Query token t, head h is at
- * q + t*q_stride + h*head_dim (out alike); the K/V rows of sequence s, kv head g start at
- * k + s*seq_stride + g*head_stride, positions head_dim apart. Token t attends to
+ * q + t*q_stride + h*head_dim (out alike); the K/V rows of sequence s, kv head g start
+ * s*seq_stride + g*head_stride elements of kv_type (TS_TYPE_F16 or TS_TYPE_Q8_0) into kc and vc,
+ * positions head_dim apart. Token t attends to
  * [max(0, pos - window + 1), end) with end = end[t], or pos + 1 when end is NULL (window <= 0:
  * from 0). seq NULL: all tokens in sequence 0. */
 typedef struct {
@@ -183,7 +198,8 @@ typedef struct {
     int64_t q_stride;
     float *out;
     int64_t out_stride;
-    const ts_f16 *kc, *vc;
+    const void *kc, *vc;
+    int kv_type;
     int64_t seq_stride, head_stride;
     const int32_t *pos, *seq, *end;
     int n_tok, n_head, n_head_kv, head_dim, window;
