@@ -167,6 +167,13 @@ def _q8_cache(rng, n_kv_head, n_ctx, hd, spread=1.0):
     return kq, vq, kd, vd
 
 
+def _q8_round_trip(q):
+    """Query rows as attention over a Q8_0 cache takes them: quantized to Q8_0 first, as llama.cpp does."""
+    from gguf import GGMLQuantizationType, quants
+    rows = q.reshape(-1, q.shape[-1]).astype(np.float32)
+    return quants.dequantize(quants.quantize(rows, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0).reshape(q.shape)
+
+
 def test_q8_0_rows_are_ggmls(rng):
     """The cache's quantizer writes the bytes gguf-py's Q8_0 quantizer does (ggml's layout and rounding)."""
     from gguf import GGMLQuantizationType, quants
@@ -185,15 +192,15 @@ Q8_HEADS = [(9, 3, 64), (14, 2, 64), (4, 1, 256), (2, 2, 32)]
 @pytest.mark.parametrize("window,softcap", [(0, 0.0), (37, 0.0), (20, 5.0)])
 @pytest.mark.parametrize("n_tok", [1, 11])
 def test_q8_0_cache_equals_attention_over_its_values(isa, heads, window, softcap, n_tok, rng):
-    """Over a Q8_0 cache, the result is exact attention over the values the blocks hold: decode
-    (one query) and a prefill chunk, windows and soft-capping, on every ISA."""
+    """Over a Q8_0 cache, the result is exact attention of the Q8_0-rounded queries over the values
+    the blocks hold: decode (one query) and a prefill chunk, windows and soft-capping, on every ISA."""
     n_head, n_kv_head, hd = heads
     kq, vq, kd, vd = _q8_cache(rng, n_kv_head, 160, hd, spread=2.0)
     q_pos = np.arange(101 - n_tok, 101, dtype=np.int32)
     q = rng.standard_normal((n_tok, n_head, hd)).astype(np.float32)
     scale = 1.0 / np.sqrt(hd)
     out = kernels.attention(q, kq, vq, q_pos, scale, window, softcap, isa=isa)
-    _check(out, attention_ref(q, kd, vd, q_pos, scale, window, softcap), vd)
+    _check(out, attention_ref(_q8_round_trip(q), kd, vd, q_pos, scale, window, softcap), vd)
 
 
 def test_q8_0_cache_long_context_sinks_and_threads(isa, rng):
@@ -202,7 +209,7 @@ def test_q8_0_cache_long_context_sinks_and_threads(isa, rng):
     q = rng.standard_normal((2, 9, 64)).astype(np.float32)
     sinks = np.array([-30.0, -1.0, 0.5, 2.0, 40.0, 0.0, 1.0, -2.0, 3.0], np.float32)
     out = kernels.attention(q, kq, vq, q_pos, sinks=sinks, n_threads=1, isa=isa)
-    _check(out, attention_ref(q, kd, vd, q_pos, 0.125, sinks=sinks), vd)
+    _check(out, attention_ref(_q8_round_trip(q), kd, vd, q_pos, 0.125, sinks=sinks), vd)
     assert np.array_equal(out, kernels.attention(q, kq, vq, q_pos, sinks=sinks, n_threads=2, isa=isa))
 
 

@@ -119,15 +119,21 @@ static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, i
     attn_head_ref(q, k, v, TS_TYPE_F16, kv_stride, p0, p1, head_dim, scale, softcap, sink, out);
 }
 
+/* Each query row is first quantized to Q8_0 as llama.cpp does against a Q8_0 cache (the SIMD
+ * levels then take integer products), and its values attend. */
 static void attn_rows_q8_0_scalar(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
                                   int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
                                   const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
                                   float softcap, const float *sinks) {
+    ts_block_q8_0 qb[TS_ATTN_Q8_MAX_DIM / TS_QK];
+    float qv[TS_ATTN_Q8_MAX_DIM];
     for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_head; h++)
-            attn_head_ref(q + t * q_stride + (int64_t)h * head_dim, k, v, TS_TYPE_Q8_0, kv_stride, p0[t], p1[t],
-                          head_dim, scale, softcap, sinks ? sinks[h] : -INFINITY,
-                          out + t * out_stride + (int64_t)h * head_dim);
+        for (int h = 0; h < n_head; h++) {
+            ts_kernels_get()->quantize_q8_0(q + t * q_stride + (int64_t)h * head_dim, qb, head_dim);
+            for (int i = 0; i < head_dim; i++) qv[i] = ts_f16_to_f32(qb[i / TS_QK].d) * (float)qb[i / TS_QK].qs[i % TS_QK];
+            attn_head_ref(qv, k, v, TS_TYPE_Q8_0, kv_stride, p0[t], p1[t], head_dim, scale, softcap,
+                          sinks ? sinks[h] : -INFINITY, out + t * out_stride + (int64_t)h * head_dim);
+        }
 }
 
 /* Mean and variance in double, two passes: the oracle for the SIMD layer norms. */

@@ -13,4 +13,5 @@ void TS_REGISTER(ts_kernels *k) {
     TS_AVX512_NAME(ts_avx512_register_kquants)(k);
     TS_AVX512_NAME(ts_avx512_register_iquants)(k);
     TS_AVX512_NAME(ts_avx512_register_float)(k);
+    TS_AVX512_NAME(ts_avx512_register_attention)(k);
 }

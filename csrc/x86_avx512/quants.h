@@ -22,6 +22,7 @@ void TS_AVX512_NAME(ts_avx512_register_legacy)(ts_kernels *k);
 void TS_AVX512_NAME(ts_avx512_register_kquants)(ts_kernels *k);
 void TS_AVX512_NAME(ts_avx512_register_iquants)(ts_kernels *k);
 void TS_AVX512_NAME(ts_avx512_register_float)(ts_kernels *k);
+void TS_AVX512_NAME(ts_avx512_register_attention)(ts_kernels *k);
 
 /* Kernels are built from small helpers taking constant layout arguments; they must inline
  * so that those arguments fold into immediates and index vectors. */
