@@ -55,10 +55,11 @@ void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth) {
         const float *q = b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim;
         float *out = b->out + (size_t)t0 * b->out_stride + (size_t)h0 * b->head_dim;
         const float *sinks = b->sinks ? b->sinks + h0 : NULL;
-        if (b->kv_type == TS_TYPE_Q8_0) {
-            const ts_block_q8_0 *kc = b->kc, *vc = b->vc;
-            b->k->attn_rows_q8_0(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, kc + off / TS_QK,
-                                 vc + off / TS_QK, b->head_dim, b->head_dim, b->scale, b->softcap, sinks);
+        if (b->kv_type != TS_TYPE_F16) {
+            const size_t bytes = (off / TS_QK) * (size_t)ts_q8x32_block_bytes(b->kv_type);
+            b->k->attn_rows_quant(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, b->kv_type,
+                                  (const char *)b->kc + bytes, (const char *)b->vc + bytes, b->head_dim, b->head_dim,
+                                  b->scale, b->softcap, sinks);
         } else if (b->k->attn_rows) {
             const ts_f16 *kc = b->kc, *vc = b->vc;
             b->k->attn_rows(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, kc + off, vc + off,

@@ -339,9 +339,10 @@ static size_t cache_offset(const ts_model *m, const ts_kv_cache *kv, int s, int 
     return (((size_t)s * hp->n_layer + l) * hp->n_head_kv + h) * (size_t)kv->n_ctx * hp->head_dim;
 }
 
-/* The cache element at offset off (head_dim divides it, so a Q8_0 offset is whole blocks). */
+/* The cache element at offset off (head_dim divides it, so a quantized cache's offset is whole blocks). */
 static void *cache_at(const ts_kv_cache *kv, void *base, size_t off) {
-    return kv->type == TS_TYPE_Q8_0 ? (void *)((ts_block_q8_0 *)base + off / TS_QK) : (void *)((ts_f16 *)base + off);
+    if (kv->type == TS_TYPE_F16) return (ts_f16 *)base + off;
+    return (char *)base + off / TS_QK * (size_t)ts_q8x32_block_bytes(kv->type);
 }
 
 /* One head of q or k rotated for its position as the layer wants it (SmolLM3: some layers not at all). */
@@ -352,7 +353,43 @@ static void rope_head(const ts_model *m, const ts_layer *L, float *x, float pos)
                L->p.rope_mscale, hp->rope_neox);
 }
 
-/* Bias, per-head norm and RoPE of q and k; k and v then go into the cache. */
+/* A quantized cache holds K and V turned by an orthonormal Walsh-Hadamard matrix H (H = H^T,
+ * H H = I), as llama.cpp's does: H spreads a head's outlying values over all its elements, so
+ * that 32-element blocks quantize with a smaller step. Queries turn with K's H, which leaves
+ * every score as it was; the attention output, a sum of turned V rows, turns back with V's. The
+ * sizes are llama.cpp's: K's the largest power of two from 64 up that divides the head, V's 64;
+ * none for heads that 64 does not divide. */
+static int rotation_k(const ts_hparams *hp, const ts_kv_cache *kv) {
+    if (kv->type == TS_TYPE_F16 || hp->head_dim % 64) return 0;
+    int n = 64;
+    while (hp->head_dim % (2 * n) == 0) n *= 2;
+    return n;
+}
+
+static int rotation_v(const ts_hparams *hp, const ts_kv_cache *kv) {
+    return kv->type == TS_TYPE_F16 || hp->head_dim % 64 ? 0 : 64;
+}
+
+/* x (len, a multiple of n) = H x in chunks of n (a power of two; 0: none): the butterflies of the fast
+ * Walsh-Hadamard transform, which in this order give the Sylvester matrix llama.cpp builds. */
+static void hadamard(float *x, int len, int n) {
+    if (!n) return;
+    const float f = 1.0f / sqrtf((float)n);
+    for (int c = 0; c < len; c += n) {
+        float *y = x + c;
+        for (int s = 1; s < n; s *= 2)
+            for (int i = 0; i < n; i += 2 * s)
+                for (int k = i; k < i + s; k++) {
+                    const float a = y[k], b = y[k + s];
+                    y[k] = a + b;
+                    y[k + s] = a - b;
+                }
+        for (int k = 0; k < n; k++) y[k] *= f;
+    }
+}
+
+/* Bias, per-head norm and RoPE of q and k (turned for a quantized cache); k and v then go into
+ * the cache. */
 static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) {
     ts_context *c = j->c;
     const ts_model *m = c->m;
@@ -362,6 +399,7 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
     /* per-head norms only; whole-row ones ran in qk_norm_whole */
     const float *q_norm = hp->qk_norm_whole ? NULL : vec(&L->w[TS_W_Q_NORM]);
     const float *k_norm = hp->qk_norm_whole ? NULL : vec(&L->w[TS_W_K_NORM]);
+    const int rot_k = rotation_k(hp, j->kv);
     for (int item = ith; item < j->n_tok * heads; item += nth) {
         const int t = item / heads, h = item % heads;
         const float pos = (float)j->pos[t];
@@ -371,6 +409,7 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
                 for (int i = 0; i < hd; i++) q[i] += vec(&L->w[TS_W_Q_BIAS])[h * hd + i];
             if (q_norm) k->rmsnorm(q, q_norm, q, hd, hp->norm_eps);
             rope_head(m, L, q, pos);
+            if (rot_k) hadamard(q, hd, rot_k);
         } else {
             const int kh = h - hp->n_head;
             float *kr = c->kb + (size_t)t * c->kv_dim + (size_t)kh * hd;
@@ -382,9 +421,12 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
             if (k_norm) k->rmsnorm(kr, k_norm, kr, hd, hp->norm_eps);
             rope_head(m, L, kr, pos);
             const size_t off = cache_offset(m, j->kv, j->seq[t], l, kh) + (size_t)j->pos[t] * hd;
-            if (j->kv->type == TS_TYPE_Q8_0) {
-                k->quantize_q8_0(kr, cache_at(j->kv, j->kv->k, off), hd);
-                k->quantize_q8_0(vr, cache_at(j->kv, j->kv->v, off), hd);
+            if (j->kv->type != TS_TYPE_F16) {
+                hadamard(kr, hd, rot_k);
+                hadamard(vr, hd, rotation_v(hp, j->kv));
+                const ts_quantize_row_fn quantize = j->kv->type == TS_TYPE_Q8_0 ? k->quantize_q8_0 : k->quantize_q4_0;
+                quantize(kr, cache_at(j->kv, j->kv->k, off), hd);
+                quantize(vr, cache_at(j->kv, j->kv->v, off), hd);
             } else {
                 k->f32_to_f16(kr, cache_at(j->kv, j->kv->k, off), hd);
                 k->f32_to_f16(vr, cache_at(j->kv, j->kv->v, off), hd);
@@ -618,6 +660,7 @@ static void step_run(step_job *j, int ith, int nth) {
 
     /* Token-partitioned phases use this same split, so consecutive ones need no barrier. */
     const int t0 = n * ith / nth, t1 = n * (ith + 1) / nth;
+    const int rot_v = rotation_v(hp, j->kv);
     const ts_tensor *emb = &m->g[TS_W_TOKEN_EMBD];
     for (int t = t0; t < t1; t++) {
         float *x = c->x + (size_t)t * E;
@@ -658,7 +701,10 @@ static void step_run(step_job *j, int ith, int nth) {
         attend(j, L, l, ith, nth);
         ts_threadpool_barrier(pool, nth);
         mask = ts_act_mask(&W[TS_W_O], NULL, NULL);
-        for (int t = t0; t < t1; t++) quantize_row(c, c->t + (size_t)t * c->max_in, t, c->q_dim, mask);
+        for (int t = t0; t < t1; t++) {
+            if (rot_v) hadamard(c->t + (size_t)t * c->max_in, c->q_dim, rot_v);   /* the output turned back */
+            quantize_row(c, c->t + (size_t)t * c->max_in, t, c->q_dim, mask);
+        }
         ts_threadpool_barrier(pool, nth);
         mm(c, &W[TS_W_O], c->t, c->max_in, n, c->o, ith, nth);
         ts_threadpool_barrier(pool, nth);
@@ -737,9 +783,7 @@ int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, con
     if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || n_hid < 0 || n_hid > n_tok ||
         (n_hid > 0 && (!hid_rows || !hidden)) || !kv->k || !kv->v)
         return -1;
-    if (kv->type != TS_TYPE_F16 &&
-        (kv->type != TS_TYPE_Q8_0 || hp->head_dim % TS_QK || hp->head_dim > TS_ATTN_Q8_MAX_DIM))
-        return -1;
+    if (!ts_cache_type_fits(kv->type, hp->head_dim)) return -1;
     for (int t = 0; t < n_tok; t++) {
         if (tokens[t] < (embd ? -1 : 0) || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
             seq[t] < 0 || seq[t] >= kv->n_seq)

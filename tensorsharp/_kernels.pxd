@@ -24,6 +24,7 @@ cdef extern from "ts/kernels.h" nogil:
         ts_quantize_row_fn quantize_q8x32
         ts_quantize_row_fn quantize_q8k
         ts_quantize_row_fn quantize_q8_0
+        ts_quantize_row_fn quantize_q4_0
         void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps) noexcept nogil
         void (*softmax)(float *x, int n) noexcept nogil
         void (*silu)(const float *x, float *y, int n) noexcept nogil

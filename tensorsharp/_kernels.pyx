@@ -97,10 +97,14 @@ def quantize_act(const float[::1] x, int act, uint8_t[::1] out, str isa=None):
         q(&x[0], &out[0], x.shape[0])
 
 
-def quantize_q8_0(const float[::1] x, uint8_t[::1] out, str isa=None):
+def quantize_cache_row(const float[::1] x, int type_id, uint8_t[::1] out, str isa=None):
+    """x -> Q8_0 (type 8) or Q4_0 (type 2) blocks in out, as the KV cache stores its rows."""
     cdef const ts_kernels *k = _table(isa)
+    cdef ts_quantize_row_fn q = k.quantize_q8_0 if type_id == 8 else k.quantize_q4_0
+    if type_id not in (2, 8) or out.shape[0] < x.shape[0] // 32 * (34 if type_id == 8 else 18):
+        raise ValueError("quantize_cache_row: a Q8_0 or Q4_0 row, and room for it")
     with nogil:
-        k.quantize_q8_0(&x[0], &out[0], x.shape[0])
+        q(&x[0], &out[0], x.shape[0])
 
 
 def matmul(const uint8_t[:, ::1] w, int type_id, int64_t cols, const float[:, ::1] x,
@@ -219,8 +223,8 @@ cdef int64_t _kv_row_bytes(int kv_type, int head_dim):
     """Bytes of one position's head_dim values in a cache of kv_type (-1: not a cache type)."""
     if kv_type == 1:
         return 2 * head_dim
-    if kv_type == 8 and head_dim % 32 == 0:
-        return head_dim // 32 * 34
+    if kv_type in (2, 8) and head_dim % 32 == 0:
+        return head_dim // 32 * (34 if kv_type == 8 else 18)
     return -1
 
 

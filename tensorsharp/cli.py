@@ -54,6 +54,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"models dir:     {config.models_dir()}")
     print(f"default model:  {opts.model}")
     print(f"context:        {opts.n_ctx or 'model default'}")
+    print(f"kv cache:       {opts.kv_cache_type}")
     print(f"threads:        {opts.n_threads or 'one per usable cpu'}")
     return 0
 

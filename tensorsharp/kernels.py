@@ -65,14 +65,17 @@ def quantize_activations(x: np.ndarray, act: int, isa: str | None = None) -> np.
     return out
 
 
-def quantize_q8_0(x: np.ndarray, isa: str | None = None) -> np.ndarray:
-    """Floats (a multiple of 32) -> GGML Q8_0 blocks, as the KV cache stores its q8_0 rows."""
+def quantize_cache_row(x: np.ndarray, type_name: str, isa: str | None = None) -> np.ndarray:
+    """Floats (a multiple of 32) -> GGML Q8_0 or Q4_0 blocks, as the KV cache stores its rows."""
+    t = tensor_type(type_name)
+    if type_name not in ("Q8_0", "Q4_0"):
+        raise ValueError(f"a KV cache row is Q8_0 or Q4_0, not {type_name}")
     x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     if x.size % 32:
         raise ValueError(f"{x.size} is not a multiple of 32")
-    out = np.empty(x.size // 32 * 34, dtype=np.uint8)
+    out = np.empty(t.row_bytes(x.size), dtype=np.uint8)
     if x.size:
-        _kernels.quantize_q8_0(x, out, isa)
+        _kernels.quantize_cache_row(x, t.id, out, isa)
     return out
 
 
@@ -273,19 +276,23 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     """Causal grouped-query attention of one sequence.
 
     q (n_tok, n_head, head_dim) f32; k_cache, v_cache (n_kv_head, n_ctx, head_dim) f16, or
-    (n_kv_head, n_ctx, head_dim // 32 * 34) uint8 holding Q8_0 blocks (the q8_0 cache);
+    (n_kv_head, n_ctx, head_dim // 32 * 34 or * 18) uint8 holding Q8_0 or Q4_0 blocks (the
+    quantized caches, told apart by their rows' length);
     q_pos (n_tok) int: a query at p sees cache positions [p - window + 1, p] (window 0: all);
     sinks (n_head) or None: a logit per head that joins each softmax's denominator.
     """
     q = _f32(q)
-    q8 = np.asarray(k_cache).dtype == np.uint8
-    dtype = np.uint8 if q8 else np.float16
+    quantized = np.asarray(k_cache).dtype == np.uint8
+    dtype = np.uint8 if quantized else np.float16
     k_cache = np.ascontiguousarray(k_cache, dtype=dtype)
     v_cache = np.ascontiguousarray(v_cache, dtype=dtype)
     q_pos = np.asarray(q_pos).reshape(-1)
     if q.ndim != 3 or k_cache.ndim != 3 or k_cache.shape != v_cache.shape:
         raise ValueError("attention wants q (n_tok, n_head, head_dim) and k/v (n_kv_head, n_ctx, row)")
-    row = q.shape[2] // 32 * 34 if q8 else q.shape[2]
+    cache_type = "F16"
+    if quantized:
+        cache_type = "Q4_0" if k_cache.shape[2] == q.shape[2] // 32 * 18 else "Q8_0"
+    row = q.shape[2] if cache_type == "F16" else tensor_type(cache_type).row_bytes(q.shape[2])
     if k_cache.shape[2] != row or q.shape[1] % k_cache.shape[0] or q_pos.size != q.shape[0]:
         raise ValueError("attention: head counts, head_dim or positions do not match")
     # Checked before narrowing to int32, which would wrap large positions silently.
@@ -295,7 +302,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
     if scale is None:
         scale = 1.0 / float(np.sqrt(q.shape[2]))
     out = np.empty_like(q)
-    _kernels.attention(q, k_cache.view(np.uint8), v_cache.view(np.uint8), _type_id("Q8_0" if q8 else "F16"), q_pos,
+    _kernels.attention(q, k_cache.view(np.uint8), v_cache.view(np.uint8), _type_id(cache_type), q_pos,
                        window, scale, softcap, out, n_threads, isa, None if sinks is None else _f32(sinks))
     return out
 

@@ -213,15 +213,16 @@ def test_the_kv_cache_type_comes_from_ours_then_ollamas_environment_unless_given
     monkeypatch.setenv("TENSORSHARP_KV_CACHE_TYPE", "F16")
     assert cli.build_parser().parse_args([command]).kv_cache_type == "f16"
     assert cli.build_parser().parse_args([command, "--kv-cache-type", "q8_0"]).kv_cache_type == "q8_0"
+    assert cli.build_parser().parse_args([command, "--kv-cache-type", "q4_0"]).kv_cache_type == "q4_0"
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args([command, "--kv-cache-type", "q4_0"])
+        cli.build_parser().parse_args([command, "--kv-cache-type", "q4_1"])
 
 
 def test_a_malformed_environment_value_is_named_not_a_traceback(tmp_path, env):
-    env["OLLAMA_KV_CACHE_TYPE"] = "q4_0"
+    env["OLLAMA_KV_CACHE_TYPE"] = "q4_1"
     r = _run(tmp_path, env, "run", "smollm2-135m", "hi")
-    assert r.returncode == 1 and r.stderr == ("tensorsharp: error: KV cache type 'q4_0' is not one of "
-                                              "f16, q8_0\n"), r.stderr
+    assert r.returncode == 1 and r.stderr == ("tensorsharp: error: KV cache type 'q4_1' is not one of "
+                                              "f16, q8_0, q4_0\n"), r.stderr
     env.pop("OLLAMA_KV_CACHE_TYPE")
     env["TENSORSHARP_CTX"] = "many"
     r = _run(tmp_path, env, "serve")

@@ -153,49 +153,56 @@ def test_sinks(isa, heads, window, n_tok, rng):
     assert np.max(np.abs(ref - plain)) > 100 * ATTN_TOL  # the sinks change the result
 
 
-# ---- the q8_0 cache: GGML Q8_0 rows, checked against gguf-py's quantizer and dequantizer ----
+# ---- the quantized caches: GGML Q8_0 / Q4_0 rows, checked against gguf-py's quantizers and dequantizers ----
 
-def _q8_cache(rng, n_kv_head, n_ctx, hd, spread=1.0):
-    """(k, v) as Q8_0 rows (n_kv_head, n_ctx, hd / 32 * 34) made by gguf-py, and their values."""
+CACHE_TYPES = ["Q8_0", "Q4_0"]
+
+
+def _quantized_cache(rng, cache_type, n_kv_head, n_ctx, hd, spread=1.0):
+    """(k, v) as rows of cache_type (n_kv_head, n_ctx, row bytes) made by gguf-py, and their values."""
     from gguf import GGMLQuantizationType, quants
+    t = GGMLQuantizationType[cache_type]
     rows = []
     for x in (rng.standard_normal((n_kv_head * n_ctx, hd)) * spread, rng.standard_normal((n_kv_head * n_ctx, hd))):
-        q = quants.quantize(x.astype(np.float32), GGMLQuantizationType.Q8_0)
-        rows.append((q.reshape(n_kv_head, n_ctx, -1),
-                     quants.dequantize(q, GGMLQuantizationType.Q8_0).reshape(n_kv_head, n_ctx, hd)))
+        q = quants.quantize(x.astype(np.float32), t)
+        rows.append((q.reshape(n_kv_head, n_ctx, -1), quants.dequantize(q, t).reshape(n_kv_head, n_ctx, hd)))
     (kq, kd), (vq, vd) = rows
     return kq, vq, kd, vd
 
 
 def _q8_round_trip(q):
-    """Query rows as attention over a Q8_0 cache takes them: quantized to Q8_0 first, as llama.cpp does."""
+    """Query rows as attention over a quantized cache takes them: quantized to Q8_0 first, as llama.cpp does."""
     from gguf import GGMLQuantizationType, quants
     rows = q.reshape(-1, q.shape[-1]).astype(np.float32)
     return quants.dequantize(quants.quantize(rows, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0).reshape(q.shape)
 
 
-def test_q8_0_rows_are_ggmls(rng):
-    """The cache's quantizer writes the bytes gguf-py's Q8_0 quantizer does (ggml's layout and rounding)."""
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_cache_rows_are_ggmls(cache_type, rng):
+    """The cache's quantizers write the bytes gguf-py's do (ggml's layout and rounding), on every level."""
     from gguf import GGMLQuantizationType, quants
-    x = np.concatenate([rng.standard_normal(4096) * 3, np.zeros(32), np.full(32, 1e-30), rng.standard_normal(32) * 1e4])
+    x = np.concatenate([rng.standard_normal(4096) * 3, np.zeros(32), np.full(32, 1e-30), rng.standard_normal(32) * 1e4,
+                        -np.abs(rng.standard_normal(32)), np.abs(rng.standard_normal(32))])
     x = x.astype(np.float32)
-    want = quants.quantize(x.reshape(1, -1), GGMLQuantizationType.Q8_0).reshape(-1)
+    want = quants.quantize(x.reshape(1, -1), GGMLQuantizationType[cache_type]).reshape(-1)
     for isa in kernels.available_isas():
-        assert np.array_equal(kernels.quantize_q8_0(x, isa=isa), want)
+        assert np.array_equal(kernels.quantize_cache_row(x, cache_type, isa=isa), want)
 
 
 # (n_head, n_kv_head, head_dim): SmolLM2, Qwen2.5's 14 over 2, Gemma 3's 256, and 32 (one block)
-Q8_HEADS = [(9, 3, 64), (14, 2, 64), (4, 1, 256), (2, 2, 32)]
+QUANT_HEADS = [(9, 3, 64), (14, 2, 64), (4, 1, 256), (2, 2, 32)]
 
 
-@pytest.mark.parametrize("heads", Q8_HEADS)
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+@pytest.mark.parametrize("heads", QUANT_HEADS)
 @pytest.mark.parametrize("window,softcap", [(0, 0.0), (37, 0.0), (20, 5.0)])
 @pytest.mark.parametrize("n_tok", [1, 11])
-def test_q8_0_cache_equals_attention_over_its_values(isa, heads, window, softcap, n_tok, rng):
-    """Over a Q8_0 cache, the result is exact attention of the Q8_0-rounded queries over the values
-    the blocks hold: decode (one query) and a prefill chunk, windows and soft-capping, on every ISA."""
+def test_quantized_cache_equals_attention_over_its_values(isa, cache_type, heads, window, softcap, n_tok, rng):
+    """Over a Q8_0 or Q4_0 cache, the result is exact attention of the Q8_0-rounded queries over the
+    values the blocks hold: decode (one query) and a prefill chunk, windows and soft-capping, on
+    every ISA."""
     n_head, n_kv_head, hd = heads
-    kq, vq, kd, vd = _q8_cache(rng, n_kv_head, 160, hd, spread=2.0)
+    kq, vq, kd, vd = _quantized_cache(rng, cache_type, n_kv_head, 160, hd, spread=2.0)
     q_pos = np.arange(101 - n_tok, 101, dtype=np.int32)
     q = rng.standard_normal((n_tok, n_head, hd)).astype(np.float32)
     scale = 1.0 / np.sqrt(hd)
@@ -203,8 +210,9 @@ def test_q8_0_cache_equals_attention_over_its_values(isa, heads, window, softcap
     _check(out, attention_ref(_q8_round_trip(q), kd, vd, q_pos, scale, window, softcap), vd)
 
 
-def test_q8_0_cache_long_context_sinks_and_threads(isa, rng):
-    kq, vq, kd, vd = _q8_cache(rng, 3, 2100, 64)
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_quantized_cache_long_context_sinks_and_threads(isa, cache_type, rng):
+    kq, vq, kd, vd = _quantized_cache(rng, cache_type, 3, 2100, 64)
     q_pos = np.array([2047, 2099], np.int32)
     q = rng.standard_normal((2, 9, 64)).astype(np.float32)
     sinks = np.array([-30.0, -1.0, 0.5, 2.0, 40.0, 0.0, 1.0, -2.0, 3.0], np.float32)
@@ -213,12 +221,13 @@ def test_q8_0_cache_long_context_sinks_and_threads(isa, rng):
     assert np.array_equal(out, kernels.attention(q, kq, vq, q_pos, sinks=sinks, n_threads=2, isa=isa))
 
 
-def test_q8_0_cache_bad_shapes_raise(rng):
-    kq, vq, _, _ = _q8_cache(rng, 3, 16, 64)
+def test_quantized_cache_bad_shapes_raise(rng):
+    kq, vq, _, _ = _quantized_cache(rng, "Q8_0", 3, 16, 64)
     q = rng.standard_normal((2, 9, 64)).astype(np.float32)
     pos = np.array([3, 4], np.int32)
     kernels.attention(q, kq, vq, pos)  # the well-formed call the cases below break
     for args in [(q, kq[:, :, :34], vq[:, :, :34], pos),           # rows of one block for head_dim 64
+                 (q, kq[:, :, :40], vq[:, :, :40], pos),           # rows of no cache type
                  (q[:, :, :48], kq, vq, pos),                      # head_dim not a multiple of 32
                  (q, kq, vq[:, :8], pos)]:                         # k and v differ
         with pytest.raises(ValueError):

@@ -79,11 +79,18 @@ static void f32_to_f16_scalar(const float *x, ts_f16 *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = ts_f32_to_f16(x[i]);
 }
 
-/* Element d of position p of a cache head: f16, or Q8_0 (stride / 32 blocks per position). */
+/* Element d of position p of a cache head: f16, or Q8_0 / Q4_0 (stride / 32 blocks per position). */
 static inline float cache_value(const void *x, int type, int64_t stride, int p, int d) {
+    const int64_t blk = (int64_t)p * (stride / TS_QK) + d / TS_QK;
+    const int i = d % TS_QK;
     if (type == TS_TYPE_Q8_0) {
-        const ts_block_q8_0 *b = (const ts_block_q8_0 *)x + (int64_t)p * (stride / TS_QK) + d / TS_QK;
-        return ts_f16_to_f32(b->d) * (float)b->qs[d % TS_QK];
+        const ts_block_q8_0 *b = (const ts_block_q8_0 *)x + blk;
+        return ts_f16_to_f32(b->d) * (float)b->qs[i];
+    }
+    if (type == TS_TYPE_Q4_0) {
+        const ts_block_q4_0 *b = (const ts_block_q4_0 *)x + blk;
+        const int q = i < TS_QK / 2 ? b->qs[i] & 15 : b->qs[i - TS_QK / 2] >> 4;
+        return ts_f16_to_f32(b->d) * (float)(q - 8);
     }
     return ts_f16_to_f32(((const ts_f16 *)x)[(int64_t)p * stride + d]);
 }
@@ -119,19 +126,19 @@ static void attn_head_scalar(const float *q, const ts_f16 *k, const ts_f16 *v, i
     attn_head_ref(q, k, v, TS_TYPE_F16, kv_stride, p0, p1, head_dim, scale, softcap, sink, out);
 }
 
-/* Each query row is first quantized to Q8_0 as llama.cpp does against a Q8_0 cache (the SIMD
- * levels then take integer products), and its values attend. */
-static void attn_rows_q8_0_scalar(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
-                                  int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
-                                  const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
-                                  float softcap, const float *sinks) {
-    ts_block_q8_0 qb[TS_ATTN_Q8_MAX_DIM / TS_QK];
-    float qv[TS_ATTN_Q8_MAX_DIM];
+/* Each query row is first quantized to Q8_0 as llama.cpp does against a Q8_0 or Q4_0 cache (the
+ * SIMD levels then take integer products), and its values attend. */
+static void attn_rows_quant_scalar(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                   int n_head, const int32_t *p0, const int32_t *p1, int type, const void *k,
+                                   const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
+                                   const float *sinks) {
+    ts_block_q8_0 qb[TS_ATTN_QUANT_MAX_DIM / TS_QK];
+    float qv[TS_ATTN_QUANT_MAX_DIM];
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++) {
             ts_kernels_get()->quantize_q8_0(q + t * q_stride + (int64_t)h * head_dim, qb, head_dim);
             for (int i = 0; i < head_dim; i++) qv[i] = ts_f16_to_f32(qb[i / TS_QK].d) * (float)qb[i / TS_QK].qs[i % TS_QK];
-            attn_head_ref(qv, k, v, TS_TYPE_Q8_0, kv_stride, p0[t], p1[t], head_dim, scale, softcap,
+            attn_head_ref(qv, k, v, type, kv_stride, p0[t], p1[t], head_dim, scale, softcap,
                           sinks ? sinks[h] : -INFINITY, out + t * out_stride + (int64_t)h * head_dim);
         }
 }
@@ -228,7 +235,7 @@ void ts_register_scalar_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_scalar;
     k->f32_to_f16 = f32_to_f16_scalar;
     k->attn_head = attn_head_scalar;
-    k->attn_rows_q8_0 = attn_rows_q8_0_scalar;
+    k->attn_rows_quant = attn_rows_quant_scalar;
     k->layernorm = layernorm_scalar;
     k->gelu_quick = gelu_quick_scalar;
     k->attn_f32 = attn_f32_scalar;

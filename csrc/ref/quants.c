@@ -92,6 +92,28 @@ static void quantize_q8_0(const float *x, void *vy, int64_t n) {
     }
 }
 
+/* ggml's reference Q4_0: the value of largest magnitude maps to -8, d = it / -8, and each
+ * quant is x / d + 8.5 truncated, at most 15; the first 16 elements in the low nibbles. */
+static void quantize_q4_0(const float *x, void *vy, int64_t n) {
+    ts_block_q4_0 *y = vy;
+    for (int64_t b = 0; b < n / TS_QK; b++, x += TS_QK) {
+        float amax = 0.0f, max = 0.0f;
+        for (int i = 0; i < TS_QK; i++)
+            if (fabsf(x[i]) > amax) {
+                amax = fabsf(x[i]);
+                max = x[i];
+            }
+        const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = ts_f32_to_f16(d);
+        for (int i = 0; i < TS_QK / 2; i++) {
+            const float v0 = x[i] * id + 8.5f, v1 = x[i + TS_QK / 2] * id + 8.5f;
+            /* NaN and out-of-range inputs (an inf in the block) clamp instead of converting undefined */
+            const int q0 = v0 >= 15.0f ? 15 : v0 >= 0.0f ? (int)v0 : 0, q1 = v1 >= 15.0f ? 15 : v1 >= 0.0f ? (int)v1 : 0;
+            y[b].qs[i] = (uint8_t)(q0 | q1 << 4);
+        }
+    }
+}
+
 static void quantize_q8k(const float *x, void *vy, int64_t n) {
     ts_block_q8k *y = vy;
     for (int64_t b = 0; b < n / TS_QK_K; b++, x += TS_QK_K) {
@@ -118,6 +140,7 @@ void ts_register_scalar(ts_kernels *k) {
     k->quantize_q8x32 = quantize_q8x32;
     k->quantize_q8k = quantize_q8k;
     k->quantize_q8_0 = quantize_q8_0;
+    k->quantize_q4_0 = quantize_q4_0;
     ts_register_scalar_legacy(k);
     ts_register_scalar_kquants(k);
     ts_register_scalar_iquants(k);

@@ -124,12 +124,30 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
 }
 
 #define TS_ATTN_ROWS_MAX_DIM 256
-_Static_assert(TS_ATTN_Q8_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "q8_0 rows go through the grouped kernel");
+_Static_assert(TS_ATTN_QUANT_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "quantized rows go through the grouped kernel");
 
-/* Row p of a cache head widened to f32 in dst: f16 rows kv_stride elements apart, or Q8_0 rows of
- * kv_stride / 32 blocks (head_dim a multiple of 32). */
+/* Block b of row p of a quantized cache head (rows of row_blocks blocks). */
+static inline const void *cache_block(const void *x, int type, int64_t row_blocks, int64_t p, int b) {
+    return (const char *)x + (p * row_blocks + b) * ts_q8x32_block_bytes(type);
+}
+
+/* Row p of a cache head widened to f32 in dst: f16 rows kv_stride elements apart, or Q8_0 / Q4_0
+ * rows of kv_stride / 32 blocks (head_dim a multiple of 32). */
 static inline __attribute__((always_inline)) void widen_row(float *dst, const void *x, int type, int64_t kv_stride,
                                                             int64_t p, int head_dim) {
+    if (type == TS_TYPE_Q4_0) {
+        for (int b = 0; b < head_dim / TS_QK; b++) {
+            const ts_block_q4_0 *r = cache_block(x, type, kv_stride / TS_QK, p, b);
+            const __m512 d = _mm512_set1_ps(_cvtsh_ss(r->d));
+            const __m128i qs = _mm_loadu_si128((const __m128i *)r->qs), m = _mm_set1_epi8(15);
+            const __m128i half[2] = {_mm_and_si128(qs, m), _mm_and_si128(_mm_srli_epi16(qs, 4), m)};
+            for (int i = 0; i < 2; i++) {
+                const __m512 qf = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(half[i]), _mm512_set1_epi32(8)));
+                _mm512_storeu_ps(dst + b * TS_QK + 16 * i, _mm512_mul_ps(qf, d));
+            }
+        }
+        return;
+    }
     if (type == TS_TYPE_Q8_0) {
         const ts_block_q8_0 *r = (const ts_block_q8_0 *)x + p * (kv_stride / TS_QK);
         for (int b = 0; b < head_dim / TS_QK; b++) {
@@ -148,56 +166,62 @@ static inline __attribute__((always_inline)) void widen_row(float *dst, const vo
     }
 }
 
-/* A query row quantized to Q8_0 as llama.cpp quantizes it against a Q8_0 cache: its products
- * with a Q8_0 key row are then integer sums, scaled per block. qs: the quants; d: each block's
- * scale; adj: -128 times each block's sum of quants, which undoes the 128 added to every key
- * quant to make it the unsigned side of vpdpbusd. */
+/* A query row quantized to Q8_0 as llama.cpp quantizes it against a Q8_0 or Q4_0 cache: its
+ * products with a key row are then integer sums, scaled per block. qs: the quants; d: each
+ * block's scale; sum: each block's sum of quants, which takes off again the offset that makes key
+ * quants the unsigned side of vpdpbusd (128 added to Q8_0's, Q4_0's stored 8 too many). */
 typedef struct {
-    int8_t qs[TS_ATTN_Q8_MAX_DIM] __attribute__((aligned(64)));
-    float d[TS_ATTN_Q8_MAX_DIM / TS_QK];
-    int32_t adj[TS_ATTN_Q8_MAX_DIM / TS_QK];
+    int8_t qs[TS_ATTN_QUANT_MAX_DIM] __attribute__((aligned(64)));
+    float d[TS_ATTN_QUANT_MAX_DIM / TS_QK];
+    int32_t sum[TS_ATTN_QUANT_MAX_DIM / TS_QK];
 } q8_row;
 
 static void quantize_query(const ts_kernels *k, const float *q, int head_dim, q8_row *r) {
-    ts_block_q8_0 b[TS_ATTN_Q8_MAX_DIM / TS_QK];
+    ts_block_q8_0 b[TS_ATTN_QUANT_MAX_DIM / TS_QK];
     k->quantize_q8_0(q, b, head_dim);
     for (int i = 0; i < head_dim / TS_QK; i++) {
         int32_t sum = 0;
         for (int j = 0; j < TS_QK; j++) sum += r->qs[i * TS_QK + j] = b[i].qs[j];
         r->d[i] = ts_f16_to_f32(b[i].d);
-        r->adj[i] = -128 * sum;
+        r->sum[i] = sum;
     }
 }
 
 /* The values a quantized query row stands for: what the f32 path multiplies by, so that every
- * level scores a Q8_0 cache alike. */
+ * level scores a quantized cache alike. */
 static void dequantize_query(const q8_row *r, int head_dim, float *q) {
     for (int i = 0; i < head_dim; i++) q[i] = r->d[i / TS_QK] * (float)r->qs[i];
 }
 
-/* The Q8_0 scale of block b of rows pb .. pb + 15 (rows past nb repeat row nb - 1) as 16 floats. */
-static inline __m512 block_scales(const ts_block_q8_0 *x, int64_t row_blocks, int64_t pb, int nb, int b) {
+/* The scale (a block's leading f16) of block b of rows pb .. pb + 15 (rows past nb repeat row
+ * nb - 1) as 16 floats. */
+static inline __m512 block_scales(const void *x, int type, int64_t row_blocks, int64_t pb, int nb, int b) {
     const __m512i rows = _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(nb - 1));
-    const __m512i off = _mm512_mullo_epi32(rows, _mm512_set1_epi32((int)(row_blocks * sizeof(ts_block_q8_0))));
-    const __m512i dw = _mm512_i32gather_epi32(off, (const void *)(x + pb * row_blocks + b), 1);
+    const __m512i off = _mm512_mullo_epi32(rows, _mm512_set1_epi32((int)(row_blocks * ts_q8x32_block_bytes(type))));
+    const __m512i dw = _mm512_i32gather_epi32(off, cache_block(x, type, row_blocks, pb, b), 1);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
 }
 
 #ifdef TS_VNNI
-/* Block b's quants of rows pb .. pb + 15 (the last repeated past nb), 128 added to each, turned so
- * that kt[i] holds in lane j the four bytes 4i .. 4i + 3 of row j: then one vpdpbusd against four
- * broadcast query bytes gives sixteen positions' partial sums. Two rows per register (row j and
- * j + 8 in its halves) and an 8 x 8 transpose of 32-bit words inside each half. */
-static inline __attribute__((always_inline)) void transpose_keys(const ts_block_q8_0 *x, int64_t row_blocks,
+/* Block b's quants of rows pb .. pb + 15 (the last repeated past nb) as unsigned bytes (Q8_0's
+ * with 128 added, Q4_0's as stored: 8 more than their value), turned so that kt[i] holds in lane
+ * j the four bytes 4i .. 4i + 3 of row j: then one vpdpbusd against four broadcast query bytes
+ * gives sixteen positions' partial sums. Two rows per register (row j and j + 8 in its halves)
+ * and an 8 x 8 transpose of 32-bit words inside each half. */
+static inline __attribute__((always_inline)) void transpose_keys(const void *x, int type, int64_t row_blocks,
                                                                   int64_t pb, int nb, int b, __m512i kt[8]) {
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512i z[8], u[8];
     for (int j = 0; j < 8; j++) {
         const int lo = j < nb ? j : nb - 1, hi = j + 8 < nb ? j + 8 : nb - 1;
-        const __m256i a = _mm256_loadu_si256((const __m256i *)x[(pb + lo) * row_blocks + b].qs);
-        const __m256i c = _mm256_loadu_si256((const __m256i *)x[(pb + hi) * row_blocks + b].qs);
-        z[j] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1), flip);
+        if (type == TS_TYPE_Q4_0) {
+            const ts_block_q4_0 *a = cache_block(x, type, row_blocks, pb + lo, b), *c = cache_block(x, type, row_blocks, pb + hi, b);
+            z[j] = ts_avx512_nibble_pair(a->qs, c->qs);
+        } else {
+            const ts_block_q8_0 *a = cache_block(x, type, row_blocks, pb + lo, b), *c = cache_block(x, type, row_blocks, pb + hi, b);
+            const __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs), qc = _mm256_loadu_si256((const __m256i *)c->qs);
+            z[j] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qa), qc, 1), _mm512_set1_epi8((char)0x80));
+        }
     }
     for (int j = 0; j < 8; j += 2) {
         u[j] = _mm512_unpacklo_epi32(z[j], z[j + 1]);
@@ -220,7 +244,7 @@ static inline __attribute__((always_inline)) void transpose_keys(const ts_block_
 #endif
 
 /* attn_head's blocks of 16 positions, with each block of k and v read once for every row whose
- * range meets it. type: the cache's (a constant at each call). Over a Q8_0 cache each query row
+ * range meets it. type: the cache's (a constant at each call). Over a quantized cache each query row
  * is quantized first (qq); with VNNI the scores are then integer sums of the quants and each
  * block's keys are turned once for all the rows, and without it, k is widened to f32 and met by
  * the quantized rows' values: the same scores up to rounding. v is widened to f32 either way. */
@@ -232,7 +256,8 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
     float vf[16 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(64)));
     float m[TS_ATTN_MAX_ROWS], l[TS_ATTN_MAX_ROWS], wt[16];
 #ifdef TS_VNNI
-    const int int8_scores = type == TS_TYPE_Q8_0;
+    const int int8_scores = type != TS_TYPE_F16;
+    const int32_t offset = type == TS_TYPE_Q4_0 ? 8 : 128;
     const int64_t row_blocks = kv_stride / TS_QK;
 #else
     const int int8_scores = 0;
@@ -257,12 +282,12 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
             widen_row(vf + j * head_dim, v, type, kv_stride, p, head_dim);
         }
 #ifdef TS_VNNI
-        __m512i kt[TS_ATTN_Q8_MAX_DIM / TS_QK][8];
-        __m512 kd[TS_ATTN_Q8_MAX_DIM / TS_QK];
+        __m512i kt[TS_ATTN_QUANT_MAX_DIM / TS_QK][8];
+        __m512 kd[TS_ATTN_QUANT_MAX_DIM / TS_QK];
         if (int8_scores)
             for (int b = 0; b < head_dim / TS_QK; b++) {
-                transpose_keys(k, row_blocks, pb, nb, b, kt[b]);
-                kd[b] = block_scales(k, row_blocks, pb, nb, b);
+                transpose_keys(k, type, row_blocks, pb, nb, b, kt[b]);
+                kd[b] = block_scales(k, type, row_blocks, pb, nb, b);
             }
 #endif
         for (int t = 0; t < n_tok; t++) {
@@ -281,7 +306,7 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
                     const q8_row *qr8 = qq + r;
                     __m512 part[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
                     for (int bk = 0; bk < head_dim / TS_QK; bk++) {
-                        __m512i acc[2] = {_mm512_set1_epi32(qr8->adj[bk]), _mm512_setzero_si512()};
+                        __m512i acc[2] = {_mm512_set1_epi32(-offset * qr8->sum[bk]), _mm512_setzero_si512()};
                         const int32_t *qw = (const int32_t *)(qr8->qs + bk * TS_QK);
                         for (int i = 0; i < 8; i++)
                             acc[i & 1] = _mm512_dpbusd_epi32(acc[i & 1], kt[bk][i], _mm512_set1_epi32(qw[i]));
@@ -328,28 +353,41 @@ static void attn_rows_avx512(const float *q, int64_t q_stride, float *out, int64
                       scale, softcap, sinks, NULL);
 }
 
-static void attn_rows_q8_0_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
-                                  int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
-                                  const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
-                                  float softcap, const float *sinks) {
+/* Over a quantized cache the type becomes a constant of the grouped kernel. */
+static inline __attribute__((always_inline)) void attn_rows_quant_typed(
+    const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok, int n_head, const int32_t *p0,
+    const int32_t *p1, int type, const void *k, const void *v, int64_t kv_stride, int head_dim, float scale,
+    float softcap, const float *sinks) {
     const ts_kernels *kt = ts_kernels_get();
     q8_row qq[TS_ATTN_MAX_ROWS];
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++)
             quantize_query(kt, q + t * q_stride + (int64_t)h * head_dim, head_dim, &qq[t * n_head + h]);
 #ifdef TS_VNNI
-    attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_Q8_0, kv_stride, head_dim,
+    attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, type, kv_stride, head_dim,
                       scale, softcap, sinks, qq);
 #else
-    float qf[TS_ATTN_MAX_ROWS * TS_ATTN_Q8_MAX_DIM];
+    float qf[TS_ATTN_MAX_ROWS * TS_ATTN_QUANT_MAX_DIM];
     for (int r = 0; r < n_tok * n_head; r++) dequantize_query(&qq[r], head_dim, qf + r * head_dim);
-    attn_rows_grouped(qf, (int64_t)n_head * head_dim, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_Q8_0,
+    attn_rows_grouped(qf, (int64_t)n_head * head_dim, out, out_stride, n_tok, n_head, p0, p1, k, v, type,
                       kv_stride, head_dim, scale, softcap, sinks, NULL);
 #endif
+}
+
+static void attn_rows_quant_avx512(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                   int n_head, const int32_t *p0, const int32_t *p1, int type, const void *k,
+                                   const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
+                                   const float *sinks) {
+    if (type == TS_TYPE_Q4_0)
+        attn_rows_quant_typed(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, TS_TYPE_Q4_0, k, v, kv_stride,
+                              head_dim, scale, softcap, sinks);
+    else
+        attn_rows_quant_typed(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, TS_TYPE_Q8_0, k, v, kv_stride,
+                              head_dim, scale, softcap, sinks);
 }
 
 void TS_AVX512_NAME(ts_avx512_register_attention)(ts_kernels *k) {
     k->attn_head = attn_head_avx512;
     k->attn_rows = attn_rows_avx512;
-    k->attn_rows_q8_0 = attn_rows_q8_0_avx512;
+    k->attn_rows_quant = attn_rows_quant_avx512;
 }

@@ -1,6 +1,6 @@
-"""The KV cache of a fixed number of sequence slots, owned in numpy and filled by C: f16, or q8_0
-(GGML's 8-bit blocks, llama.cpp's `--cache-type-k/v q8_0` and Ollama's `OLLAMA_KV_CACHE_TYPE`), which
-holds a position in 53% of the bytes for a small loss of precision."""
+"""The KV cache of a fixed number of sequence slots, owned in numpy and filled by C: f16, or q8_0 /
+q4_0 (GGML's 8- and 4-bit blocks, llama.cpp's `--cache-type-k/v` and Ollama's `OLLAMA_KV_CACHE_TYPE`),
+which hold a position in 53% / 28% of the bytes for some loss of precision."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,26 +19,28 @@ def common_prefix(a: list, b: list) -> int:
 
 
 # GGML type ids, as the C side takes them
-_TYPE_IDS = {"f16": 1, "q8_0": 8}
-# head sizes the q8_0 attention kernel takes (TS_ATTN_Q8_MAX_DIM)
-_Q8_MAX_HEAD_DIM = 256
+_TYPE_IDS = {"f16": 1, "q8_0": 8, "q4_0": 2}
+# bytes of a block of 32 values
+_BLOCK_BYTES = {"q8_0": 34, "q4_0": 18}
+# head sizes the quantized caches' attention kernel takes (TS_ATTN_QUANT_MAX_DIM)
+_QUANT_MAX_HEAD_DIM = 256
 
 
 def row_bytes(cache_type: str, head_dim: int) -> int:
     """Bytes one position of one KV head takes in a cache of this type."""
     if cache_type == "f16":
         return 2 * head_dim
-    if cache_type == "q8_0":
-        if head_dim % 32 or head_dim > _Q8_MAX_HEAD_DIM:
-            raise ValueError(f"a q8_0 KV cache needs a head size that is a multiple of 32 up to "
-                             f"{_Q8_MAX_HEAD_DIM}; this model's is {head_dim}")
-        return head_dim // 32 * 34
+    if cache_type in _BLOCK_BYTES:
+        if head_dim % 32 or head_dim > _QUANT_MAX_HEAD_DIM:
+            raise ValueError(f"a {cache_type} KV cache needs a head size that is a multiple of 32 up to "
+                             f"{_QUANT_MAX_HEAD_DIM}; this model's is {head_dim}")
+        return head_dim // 32 * _BLOCK_BYTES[cache_type]
     raise ValueError(f"KV cache type {cache_type!r} is not one of {', '.join(_TYPE_IDS)}")
 
 
 def bytes_from_f16(f16_bytes: int, cache_type: str) -> int:
-    """What a cache of this type takes where an f16 one takes f16_bytes (q8_0: 34 bytes per 64)."""
-    return f16_bytes * 17 // 32 if cache_type == "q8_0" else f16_bytes
+    """What a cache of this type takes where an f16 one takes f16_bytes (34 or 18 bytes per 64)."""
+    return f16_bytes * _BLOCK_BYTES[cache_type] // 64 if cache_type in _BLOCK_BYTES else f16_bytes
 
 
 class KVCache:

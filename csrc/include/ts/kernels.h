@@ -45,15 +45,24 @@ typedef void (*ts_attn_rows_fn)(const float *q, int64_t q_stride, float *out, in
                                 int n_head, const int32_t *p0, const int32_t *p1, const ts_f16 *k,
                                 const ts_f16 *v, int64_t kv_stride, int head_dim, float scale, float softcap,
                                 const float *sinks);
-/* attn_rows over a Q8_0 cache: position p of k and v is the kv_stride / 32 blocks at
- * k + p * (kv_stride / 32) (kv_stride and head_dim multiples of 32, head_dim at most
- * TS_ATTN_Q8_MAX_DIM). Each block of k and v is widened to f32 once for all the rows; the
- * arithmetic is then attn_rows' on the dequantized values. */
-#define TS_ATTN_Q8_MAX_DIM 256
-typedef void (*ts_attn_rows_q8_0_fn)(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
-                                     int n_head, const int32_t *p0, const int32_t *p1, const ts_block_q8_0 *k,
-                                     const ts_block_q8_0 *v, int64_t kv_stride, int head_dim, float scale,
-                                     float softcap, const float *sinks);
+/* attn_rows over a cache of 32-element blocks, Q8_0 or Q4_0 (type): position p of k and v is
+ * the kv_stride / 32 blocks from block p * (kv_stride / 32) (kv_stride and head_dim multiples of
+ * 32, head_dim at most TS_ATTN_QUANT_MAX_DIM). Each query row is quantized to Q8_0 first, as
+ * llama.cpp does against such a cache, and attends with those values: every level gives the same
+ * result up to rounding (with VNNI the scores are integer sums). */
+#define TS_ATTN_QUANT_MAX_DIM 256
+typedef void (*ts_attn_rows_quant_fn)(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                      int n_head, const int32_t *p0, const int32_t *p1, int type, const void *k,
+                                      const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
+                                      const float *sinks);
+
+/* Whether a KV cache of this type (TS_TYPE_F16, TS_TYPE_Q8_0, TS_TYPE_Q4_0) can hold heads of
+ * head_dim, and the bytes of a position's head_dim values in it. */
+static inline int ts_cache_type_fits(int type, int head_dim) {
+    if (type == TS_TYPE_F16) return head_dim > 0;
+    return (type == TS_TYPE_Q8_0 || type == TS_TYPE_Q4_0) && head_dim > 0 && head_dim % TS_QK == 0 &&
+           head_dim <= TS_ATTN_QUANT_MAX_DIM;
+}
 /* Full (non-causal) attention of nq query rows over positions [0, n_kv), everything f32.
  * q: row i at q + i*q_stride; k, v: position p at k + p*kv_stride (head_dim floats each);
  * scale multiplies q.k; scores: nq*n_kv floats of scratch; out: row i at out + i*out_stride. */
@@ -78,9 +87,11 @@ typedef struct {
     ts_gemm_fn gemm_packed[TS_TYPE_COUNT];
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
-    /* x: n floats -> y: n / 32 GGML Q8_0 blocks, as ggml's x86 quantizer makes them: the KV cache's
-     * q8_0 rows. One scalar implementation for every level, so a row has the same bits on each. */
+    /* x: n floats -> y: n / 32 GGML Q8_0 or Q4_0 blocks, as ggml's x86 quantizer makes them: the
+     * KV cache's q8_0 and q4_0 rows. One scalar implementation for every level, so a row has the
+     * same bits on each. */
     ts_quantize_row_fn quantize_q8_0;
+    ts_quantize_row_fn quantize_q4_0;
 
     /* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). y may alias x. */
     void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps);
@@ -104,7 +115,7 @@ typedef struct {
     void (*f32_to_f16)(const float *x, ts_f16 *y, int64_t n);
     ts_attn_head_fn attn_head;
     ts_attn_rows_fn attn_rows; /* optional: NULL runs attn_head per row */
-    ts_attn_rows_q8_0_fn attn_rows_q8_0;
+    ts_attn_rows_quant_fn attn_rows_quant;
     /* y = (x - mean(x)) / sqrt(var(x) + eps) * w + b; w, b may be NULL. y may alias x. */
     void (*layernorm)(const float *x, const float *w, const float *b, float *y, int n, float eps);
     /* y = x * sigmoid(1.702 x) (CLIP's quick GELU). y may alias x. */
@@ -178,7 +189,7 @@ void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn 
 
 /* Causal attention for one sequence with grouped-query heads.
  * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) of kv_type (TS_TYPE_F16,
- * or TS_TYPE_Q8_0: head_dim / 32 blocks per position);
+ * or TS_TYPE_Q8_0 / TS_TYPE_Q4_0: head_dim / 32 blocks per position; ts_cache_type_fits);
  * q_pos: (n_tok) position of each query; a query at p sees cache positions
  * [max(0, p - window + 1), p] (window <= 0: all). sinks: (n_head) attention sinks, or NULL.
  * out: (n_tok, n_head, head_dim). */
@@ -188,7 +199,7 @@ int ts_attention(const ts_kernels *kern, const float *q, const void *k, const vo
 
 /* The attention of a batch, split into work items for the pool. Query token t, head h is at
  * q + t*q_stride + h*head_dim (out alike); the K/V rows of sequence s, kv head g start
- * s*seq_stride + g*head_stride elements of kv_type (TS_TYPE_F16 or TS_TYPE_Q8_0) into kc and vc,
+ * s*seq_stride + g*head_stride elements of kv_type (TS_TYPE_F16, TS_TYPE_Q8_0 or TS_TYPE_Q4_0) into kc and vc,
  * positions head_dim apart. Token t attends to
  * [max(0, pos - window + 1), end) with end = end[t], or pos + 1 when end is NULL (window <= 0:
  * from 0). seq NULL: all tokens in sequence 0. */

@@ -99,8 +99,8 @@ int ts_model_set_layer_params(ts_model *m, int layer, const ts_layer_params *lp)
 int ts_model_finalize(ts_model *m, char *msg, int msg_len);
 
 /* KV cache of n_seq independent sequences of up to n_ctx positions each.
- * k, v: (n_seq, n_layer, n_head_kv, n_ctx, head_dim) elements of type (TS_TYPE_F16, or TS_TYPE_Q8_0:
- * head_dim / 32 blocks per position, head_dim at most TS_ATTN_Q8_MAX_DIM), owned by the caller. */
+ * k, v: (n_seq, n_layer, n_head_kv, n_ctx, head_dim) elements of type (TS_TYPE_F16, or TS_TYPE_Q8_0
+ * or TS_TYPE_Q4_0: head_dim / 32 blocks per position; ts_cache_type_fits), owned by the caller. */
 typedef struct {
     void *k, *v;
     int n_seq, n_ctx, type;
