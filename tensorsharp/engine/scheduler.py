@@ -706,8 +706,8 @@ def build(transformer, tokenizer, n_ctx: int, parallel: int = 1, cache_slots: in
     Speculation stays off where a weight type's kernels give a row other bits alone than in a
     batch (gemm without a one-row path: AVX2, Q2_K, Q3_K), since guesses would then change outputs.
     draft: the Transformer of a draft model sharing the vocabulary (draft_model.check_vocab),
-    guessing up to draft_max tokens at a time where prompt lookup has no guess. kv_cache_type: f16
-    or q8_0 (kv_cache.KVCache); the draft model's cache stays f16."""
+    guessing up to draft_max tokens at a time where prompt lookup has no guess. kv_cache_type: f16,
+    q8_0 or q4_0 (kv_cache.KVCache); the draft model's cache stays f16."""
     if cache_slots < 0:
         raise ValueError("cache_slots must not be negative")
     cache = KVCache(transformer, n_ctx, n_seq=parallel + cache_slots, cache_type=kv_cache_type)

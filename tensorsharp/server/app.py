@@ -167,7 +167,7 @@ def create_app(model: str | ServedModel | list | None = None, *, n_ctx: int | No
     sharing the vocabulary of the models named here (not of those loaded on demand) that guesses
     up to draft_max tokens at a time for them; stream_interval_ms: a stream's tokens that come
     within this long of the last ones written go out together (0: each at once); kv_cache_type:
-    how the models' KV caches store K and V (f16 or q8_0). Unset options
+    how the models' KV caches store K and V (f16, q8_0 or q4_0). Unset options
     come from tensorsharp.config (the TENSORSHARP_* environment)."""
     load, opts = config.load_options(), config.server_options()
     models = model if isinstance(model, list) else [model or load.model]

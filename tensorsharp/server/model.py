@@ -98,7 +98,7 @@ class ServedModel:
         what serves its requests, built with scheduler.build's arguments (default: that, in this
         process; cluster.engine.RayEngine stands in for it on a Ray cluster). draft_model: name or
         path of a small model with the same vocabulary that guesses up to draft_max tokens at a
-        time for speculative decoding (refused if its vocabulary differs). kv_cache_type: f16 or q8_0."""
+        time for speculative decoding (refused if its vocabulary differs). kv_cache_type: f16, q8_0 or q4_0."""
         t0 = time.monotonic_ns()
         path = spec.path if spec is not None else store.resolve(model)
         with reading(path):
