@@ -328,25 +328,48 @@ static inline __m256 load_f16_tail(const ts_f16 *p, int rem) {
     return load_f16x8(tmp);
 }
 
+/* Eight values of a cache row from element d (a multiple of 8): f16, or Q8_0 / Q4_0 blocks (the
+ * quantized caches, whose heads 32 divides). */
+static inline __attribute__((always_inline)) __m256 load_row8(const void *row, int type, int d) {
+    if (type == TS_TYPE_F16) return load_f16x8((const ts_f16 *)row + d);
+    const int i = d % TS_QK;
+    if (type == TS_TYPE_Q8_0) {
+        const ts_block_q8_0 *b = (const ts_block_q8_0 *)row + d / TS_QK;
+        const __m256i qi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + i)));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(qi), _mm256_set1_ps(_cvtsh_ss(b->d)));
+    }
+    const ts_block_q4_0 *b = (const ts_block_q4_0 *)row + d / TS_QK;
+    __m128i q = _mm_loadl_epi64((const __m128i *)(b->qs + i % (TS_QK / 2)));
+    if (i >= TS_QK / 2) q = _mm_srli_epi16(q, 4);
+    q = _mm_and_si128(q, _mm_set1_epi8(15));
+    const __m256i qi = _mm256_sub_epi32(_mm256_cvtepu8_epi32(q), _mm256_set1_epi32(8));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(qi), _mm256_set1_ps(_cvtsh_ss(b->d)));
+}
+
 /* Positions go in blocks of 8: eight dot products reduced together, one vectorized exp,
  * at most one rescale of the accumulator (out) per block, then the weighted rows of v.
  * A short last block repeats its last row in the unused slots (their weight is 0), so the
- * inner loops keep a fixed count and the accumulators stay in registers. */
-static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
-                           int p0, int p1, int head_dim, float scale, float softcap, float sink, float *out) {
+ * inner loops keep a fixed count and the accumulators stay in registers. Rows are kv_stride
+ * elements of type apart (a constant at each call; tails only for f16). */
+static inline __attribute__((always_inline)) void attn_head_typed(const float *q, const void *k, const void *v,
+                                                                  int type, int64_t kv_stride, int p0, int p1,
+                                                                  int head_dim, float scale, float softcap,
+                                                                  float sink, float *out) {
     const int nd = head_dim & ~7, rem = head_dim - nd;
     const __m256i mrem = tail_mask(rem);
     const __m256 qtail = _mm256_maskload_ps(q + nd, mrem);
+    const size_t row_bytes = type == TS_TYPE_F16 ? (size_t)kv_stride * sizeof(ts_f16)
+                                                 : (size_t)(kv_stride / TS_QK) * (size_t)ts_q8x32_block_bytes(type);
     float m = -INFINITY, l = 0.0f;
     float wt[8];
-    const ts_f16 *kr[8], *vr[8];
+    const char *kr[8], *vr[8];
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
     for (int pb = p0; pb < p1; pb += 8) {
         const int nb = p1 - pb < 8 ? p1 - pb : 8;
         for (int j = 0; j < 8; j++) {
-            const int64_t off = (int64_t)(pb + (j < nb ? j : nb - 1)) * kv_stride;
-            kr[j] = k + off;
-            vr[j] = v + off;
+            const size_t off = (size_t)(pb + (j < nb ? j : nb - 1)) * row_bytes;
+            kr[j] = (const char *)k + off;
+            vr[j] = (const char *)v + off;
         }
         __m256 acc[8];
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
@@ -354,11 +377,11 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
             const __m256 qv = _mm256_loadu_ps(q + d);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
-                acc[j] = _mm256_fmadd_ps(qv, load_f16x8(kr[j] + d), acc[j]);
+                acc[j] = _mm256_fmadd_ps(qv, load_row8(kr[j], type, d), acc[j]);
         }
-        if (rem)
+        if (type == TS_TYPE_F16 && rem)
             for (int j = 0; j < 8; j++)
-                acc[j] = _mm256_fmadd_ps(qtail, load_f16_tail(kr[j] + nd, rem), acc[j]);
+                acc[j] = _mm256_fmadd_ps(qtail, load_f16_tail((const ts_f16 *)kr[j] + nd, rem), acc[j]);
         __m256 s = _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(scale));
         if (softcap > 0.0f) {
             const __m256 cap = _mm256_set1_ps(softcap);
@@ -384,13 +407,13 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
             __m256 o = _mm256_loadu_ps(out + d);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
-                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_f16x8(vr[j] + d), o);
+                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_row8(vr[j], type, d), o);
             _mm256_storeu_ps(out + d, o);
         }
-        if (rem) {
+        if (type == TS_TYPE_F16 && rem) {
             __m256 o = _mm256_maskload_ps(out + nd, mrem);
             for (int j = 0; j < 8; j++)
-                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_f16_tail(vr[j] + nd, rem), o);
+                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_f16_tail((const ts_f16 *)vr[j] + nd, rem), o);
             _mm256_maskstore_ps(out + nd, mrem, o);
         }
     }
@@ -400,6 +423,32 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
         const __m256i mm = tail_mask(head_dim - d);
         _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), inv));
     }
+}
+
+static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
+                           int p0, int p1, int head_dim, float scale, float softcap, float sink, float *out) {
+    attn_head_typed(q, k, v, TS_TYPE_F16, kv_stride, p0, p1, head_dim, scale, softcap, sink, out);
+}
+
+/* Over a quantized cache each query row is quantized to Q8_0 first (as llama.cpp does), and
+ * its values attend, a head at a time. */
+static void attn_rows_quant_avx2(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
+                                 int n_head, const int32_t *p0, const int32_t *p1, int type, const void *k,
+                                 const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
+                                 const float *sinks) {
+    ts_block_q8_0 qb[TS_ATTN_QUANT_MAX_DIM / TS_QK];
+    float qv[TS_ATTN_QUANT_MAX_DIM];
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++) {
+            ts_kernels_get()->quantize_q8_0(q + t * q_stride + (int64_t)h * head_dim, qb, head_dim);
+            for (int i = 0; i < head_dim; i++) qv[i] = _cvtsh_ss(qb[i / TS_QK].d) * (float)qb[i / TS_QK].qs[i % TS_QK];
+            const float sink = sinks ? sinks[h] : -INFINITY;
+            float *o = out + t * out_stride + (int64_t)h * head_dim;
+            if (type == TS_TYPE_Q4_0)
+                attn_head_typed(qv, k, v, TS_TYPE_Q4_0, kv_stride, p0[t], p1[t], head_dim, scale, softcap, sink, o);
+            else
+                attn_head_typed(qv, k, v, TS_TYPE_Q8_0, kv_stride, p0[t], p1[t], head_dim, scale, softcap, sink, o);
+        }
 }
 
 /* ---- vision: layer norm and non-causal f32 attention ---- */
@@ -607,6 +656,7 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;
     k->attn_head = attn_head_avx2;
+    k->attn_rows_quant = attn_rows_quant_avx2;
     k->layernorm = layernorm_avx2;
     k->attn_f32 = attn_f32_avx2;
     k->gemm_f16_tile = gemm_f16_tile_avx2;
