@@ -11,11 +11,12 @@ llama-server is built from the llama-cpp-python==0.3.36 sdist's vendor/llama.cpp
 -DLLAMA_BUILD_SERVER=ON (and -DGGML_NATIVE=ON where the CPU has no AMX); pass its path. Without
 it only our server runs, and "x one client" still gives its scaling. With --spec-off our server
 also runs with speculative decoding off (TENSORSHARP_SPECULATIVE=0) in each round, and the table
-gives speculation's ratio to it, measured in the same run.
+gives speculation's ratio to it, measured in the same run. --kv-cache-type q8_0 (or q4_0) gives
+both servers that KV cache (llama-server: -ctk/-ctv with flash attention on).
 
     python tools/bench_serve.py [--llama-server PATH] [--model qwen2.5-coder-0.5b] [--threads 2]
         [--parallel 8] [--clients 1,2,4,8,16] [--max-tokens 128] [--rounds 2] [--workload prose|code]
-        [--llama-args '--poll 0'] [--spec-off]
+        [--llama-args '--poll 0'] [--spec-off] [--kv-cache-type f16|q8_0|q4_0]
 """
 from __future__ import annotations
 
@@ -102,14 +103,17 @@ def main(argv=None) -> int:
     p.add_argument("--llama-args", default="", help="more llama-server arguments, e.g. '--poll 0' (its "
                    "threads sleep rather than spin while waiting for work)")
     p.add_argument("--spec-off", action="store_true", help="also run ours with speculative decoding off")
+    p.add_argument("--kv-cache-type", default="f16", choices=["f16", "q8_0", "q4_0"], help="both servers' KV cache")
     args = p.parse_args(argv)
     path = store.resolve(args.model)
     clients = [int(c) for c in args.clients.split(",")]
     ours = ["-m", "tensorsharp", "serve", "--model", str(path), "--port", "{port}", "--threads", str(args.threads),
-            "--parallel", str(args.parallel), "--ctx", str(args.ctx)]
+            "--parallel", str(args.parallel), "--ctx", str(args.ctx), "--kv-cache-type", args.kv_cache_type]
     llama = ["-m", str(path), "--port", "{port}", "--host", "127.0.0.1", "-t", str(args.threads),
              "-tb", str(args.threads), "-np", str(args.parallel), "-c", str(args.ctx * args.parallel),
              "--no-webui", "-ngl", "0", *shlex.split(args.llama_args)]
+    if args.kv_cache_type != "f16":
+        llama += ["-ctk", args.kv_cache_type, "-ctv", args.kv_cache_type, "-fa", "on"]
     table: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.rounds):
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
            for key, rs in table.items()}
     extra = f", llama-server {args.llama_args}" if args.llama_args else ""
     print(f"\n{args.model}, {args.threads} threads, parallel {args.parallel}, {args.max_tokens} tokens per reply, "
-          f"workload {args.workload}, medians of {args.rounds}{extra}\n")
+          f"workload {args.workload}, KV cache {args.kv_cache_type}, medians of {args.rounds}{extra}\n")
     one = med.get(("ours", 1), {}).get("tok_s")
     off_one = med.get(("ours-nospec", 1), {}).get("tok_s")
     print("| clients | ours tok/s | x one client | spec off tok/s | x one client | spec on / off "
