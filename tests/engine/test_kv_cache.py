@@ -25,8 +25,9 @@ def test_reserve_truncate_and_full(smol):
         cache.truncate(1, 7)
 
 
-def test_copied_prefix_continues_like_the_original(smol):
-    cache = KVCache(smol.transformer, n_ctx=32, n_seq=2)
+@pytest.mark.parametrize("cache_type", ["f16", "q8_0", "q4_0"])
+def test_copied_prefix_continues_like_the_original(smol, cache_type):
+    cache = KVCache(smol.transformer, n_ctx=32, n_seq=2, cache_type=cache_type)
     step = Stepper(smol.transformer, cache, n_batch=32)
     prompt = smol.tokenize("The quick brown fox jumps over")
     n = len(prompt)
