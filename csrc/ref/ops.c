@@ -132,12 +132,10 @@ static void attn_rows_quant_scalar(const float *q, int64_t q_stride, float *out,
                                    int n_head, const int32_t *p0, const int32_t *p1, int type, const void *k,
                                    const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
                                    const float *sinks) {
-    ts_block_q8_0 qb[TS_ATTN_QUANT_MAX_DIM / TS_QK];
     float qv[TS_ATTN_QUANT_MAX_DIM];
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++) {
-            ts_kernels_get()->quantize_q8_0(q + t * q_stride + (int64_t)h * head_dim, qb, head_dim);
-            for (int i = 0; i < head_dim; i++) qv[i] = ts_f16_to_f32(qb[i / TS_QK].d) * (float)qb[i / TS_QK].qs[i % TS_QK];
+            ts_q8_0_round_trip(q + t * q_stride + (int64_t)h * head_dim, qv, head_dim);
             attn_head_ref(qv, k, v, type, kv_stride, p0[t], p1[t], head_dim, scale, softcap,
                           sinks ? sinks[h] : -INFINITY, out + t * out_stride + (int64_t)h * head_dim);
         }

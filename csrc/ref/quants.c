@@ -92,6 +92,14 @@ static void quantize_q8_0(const float *x, void *vy, int64_t n) {
     }
 }
 
+void ts_q8_0_round_trip(const float *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / TS_QK; b++) {
+        ts_block_q8_0 blk;
+        quantize_q8_0(x + b * TS_QK, &blk, TS_QK);
+        for (int i = 0; i < TS_QK; i++) y[b * TS_QK + i] = ts_f16_to_f32(blk.d) * (float)blk.qs[i];
+    }
+}
+
 /* ggml's reference Q4_0: the value of largest magnitude maps to -8, d = it / -8, and each
  * quant is x / d + 8.5 truncated, at most 15; the first 16 elements in the low nibbles. */
 static void quantize_q4_0(const float *x, void *vy, int64_t n) {

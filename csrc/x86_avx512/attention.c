@@ -176,6 +176,7 @@ typedef struct {
     int32_t sum[TS_ATTN_QUANT_MAX_DIM / TS_QK];
 } q8_row;
 
+#ifdef TS_VNNI
 static void quantize_query(const ts_kernels *k, const float *q, int head_dim, q8_row *r) {
     ts_block_q8_0 b[TS_ATTN_QUANT_MAX_DIM / TS_QK];
     k->quantize_q8_0(q, b, head_dim);
@@ -186,12 +187,7 @@ static void quantize_query(const ts_kernels *k, const float *q, int head_dim, q8
         r->sum[i] = sum;
     }
 }
-
-/* The values a quantized query row stands for: what the f32 path multiplies by, so that every
- * level scores a quantized cache alike. */
-static void dequantize_query(const q8_row *r, int head_dim, float *q) {
-    for (int i = 0; i < head_dim; i++) q[i] = r->d[i / TS_QK] * (float)r->qs[i];
-}
+#endif
 
 /* The scale (a block's leading f16) of block b of rows pb .. pb + 15 (rows past nb repeat row
  * nb - 1) as 16 floats. */
@@ -358,17 +354,19 @@ static inline __attribute__((always_inline)) void attn_rows_quant_typed(
     const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok, int n_head, const int32_t *p0,
     const int32_t *p1, int type, const void *k, const void *v, int64_t kv_stride, int head_dim, float scale,
     float softcap, const float *sinks) {
+#ifdef TS_VNNI
     const ts_kernels *kt = ts_kernels_get();
     q8_row qq[TS_ATTN_MAX_ROWS];
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++)
             quantize_query(kt, q + t * q_stride + (int64_t)h * head_dim, head_dim, &qq[t * n_head + h]);
-#ifdef TS_VNNI
     attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, type, kv_stride, head_dim,
                       scale, softcap, sinks, qq);
 #else
     float qf[TS_ATTN_MAX_ROWS * TS_ATTN_QUANT_MAX_DIM];
-    for (int r = 0; r < n_tok * n_head; r++) dequantize_query(&qq[r], head_dim, qf + r * head_dim);
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++)
+            ts_q8_0_round_trip(q + t * q_stride + (int64_t)h * head_dim, qf + (t * n_head + h) * head_dim, head_dim);
     attn_rows_grouped(qf, (int64_t)n_head * head_dim, out, out_stride, n_tok, n_head, p0, p1, k, v, type,
                       kv_stride, head_dim, scale, softcap, sinks, NULL);
 #endif

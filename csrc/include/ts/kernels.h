@@ -56,6 +56,10 @@ typedef void (*ts_attn_rows_quant_fn)(const float *q, int64_t q_stride, float *o
                                       const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
                                       const float *sinks);
 
+/* y = x (n, a multiple of 32) quantized to Q8_0 and back: a query row as every level's
+ * attention over a quantized cache takes it. */
+void ts_q8_0_round_trip(const float *x, float *y, int64_t n);
+
 /* Whether a KV cache of this type (TS_TYPE_F16, TS_TYPE_Q8_0, TS_TYPE_Q4_0) can hold heads of
  * head_dim, and the bytes of a position's head_dim values in it. */
 static inline int ts_cache_type_fits(int type, int head_dim) {
