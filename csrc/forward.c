@@ -424,9 +424,8 @@ static void qk_prepare(step_job *j, const ts_layer *L, int l, int ith, int nth) 
             if (j->kv->type != TS_TYPE_F16) {
                 hadamard(kr, hd, rot_k);
                 hadamard(vr, hd, rotation_v(hp, j->kv));
-                const ts_quantize_row_fn quantize = j->kv->type == TS_TYPE_Q8_0 ? k->quantize_q8_0 : k->quantize_q4_0;
-                quantize(kr, cache_at(j->kv, j->kv->k, off), hd);
-                quantize(vr, cache_at(j->kv, j->kv->v, off), hd);
+                ts_quantize_cache_row(j->kv->type, kr, cache_at(j->kv, j->kv->k, off), hd);
+                ts_quantize_cache_row(j->kv->type, vr, cache_at(j->kv, j->kv->v, off), hd);
             } else {
                 k->f32_to_f16(kr, cache_at(j->kv, j->kv->k, off), hd);
                 k->f32_to_f16(vr, cache_at(j->kv, j->kv->v, off), hd);
@@ -783,7 +782,7 @@ int ts_forward_hidden(ts_context *c, ts_kv_cache *kv, const int32_t *tokens, con
     if (n_tok <= 0 || n_tok > c->n_batch || n_out < 0 || n_out > n_tok || n_hid < 0 || n_hid > n_tok ||
         (n_hid > 0 && (!hid_rows || !hidden)) || !kv->k || !kv->v)
         return -1;
-    if (!ts_cache_type_fits(kv->type, hp->head_dim)) return -1;
+    if (!ts_cache_row_bytes(kv->type, hp->head_dim)) return -1;
     for (int t = 0; t < n_tok; t++) {
         if (tokens[t] < (embd ? -1 : 0) || tokens[t] >= hp->n_vocab || pos[t] < 0 || pos[t] >= kv->n_ctx ||
             seq[t] < 0 || seq[t] >= kv->n_seq)

@@ -154,7 +154,7 @@ int ts_attention(const ts_kernels *kern, const float *q, const void *k, const vo
     if (!kt->attn_head || n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 ||
         n_ctx <= 0 || n_head % n_kv_head != 0)
         return -1;
-    if (!ts_cache_type_fits(kv_type, head_dim)) return -1;
+    if (!ts_cache_row_bytes(kv_type, head_dim)) return -1;
     for (int t = 0; t < n_tok; t++)
         if (q_pos[t] < 0 || q_pos[t] >= n_ctx) return -1;
     const ts_attn_batch b = {kt, q, (int64_t)n_head * head_dim, out, (int64_t)n_head * head_dim, k, v, kv_type, 0,

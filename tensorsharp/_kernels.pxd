@@ -23,8 +23,6 @@ cdef extern from "ts/kernels.h" nogil:
         void *gemm_packed[40]
         ts_quantize_row_fn quantize_q8x32
         ts_quantize_row_fn quantize_q8k
-        ts_quantize_row_fn quantize_q8_0
-        ts_quantize_row_fn quantize_q4_0
         void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps) noexcept nogil
         void (*softmax)(float *x, int n) noexcept nogil
         void (*silu)(const float *x, float *y, int n) noexcept nogil
@@ -53,6 +51,8 @@ cdef extern from "ts/kernels.h" nogil:
     const char *ts_isa_available()
     int ts_matmul(const ts_kernels *kern, int type, const void *w, int64_t rows, int64_t cols,
                   int64_t row_bytes, int packed, const float *x, int64_t n, float *y, int n_threads)
+    void ts_quantize_cache_row(int type, const float *x, void *y, int64_t n) nogil
+    int64_t ts_cache_row_bytes(int type, int head_dim)
     int ts_attention(const ts_kernels *kern, const float *q, const void *k, const void *v, int kv_type,
                      const int32_t *q_pos, int n_tok, int n_head, int n_kv_head, int head_dim,
                      int n_ctx, int window, float scale, float softcap, const float *sinks, float *out,

@@ -97,14 +97,19 @@ def quantize_act(const float[::1] x, int act, uint8_t[::1] out, str isa=None):
         q(&x[0], &out[0], x.shape[0])
 
 
-def quantize_cache_row(const float[::1] x, int type_id, uint8_t[::1] out, str isa=None):
+def quantize_cache_row(const float[::1] x, int type_id, uint8_t[::1] out):
     """x -> Q8_0 (type 8) or Q4_0 (type 2) blocks in out, as the KV cache stores its rows."""
-    cdef const ts_kernels *k = _table(isa)
-    cdef ts_quantize_row_fn q = k.quantize_q8_0 if type_id == 8 else k.quantize_q4_0
-    if type_id not in (2, 8) or out.shape[0] < x.shape[0] // 32 * (34 if type_id == 8 else 18):
+    if (type_id not in (2, 8) or x.shape[0] % 32
+            or out.shape[0] < x.shape[0] // 32 * ts_cache_row_bytes(type_id, 32)):
         raise ValueError("quantize_cache_row: a Q8_0 or Q4_0 row, and room for it")
     with nogil:
-        q(&x[0], &out[0], x.shape[0])
+        ts_quantize_cache_row(type_id, &x[0], &out[0], x.shape[0])
+
+
+def cache_row_bytes(int type_id, int head_dim):
+    """Bytes of a position's head_dim values in a KV cache of type F16, Q8_0 or Q4_0; 0 where that
+    type cannot hold such heads."""
+    return ts_cache_row_bytes(type_id, head_dim)
 
 
 def matmul(const uint8_t[:, ::1] w, int type_id, int64_t cols, const float[:, ::1] x,
@@ -219,22 +224,13 @@ def f32_to_f16(const float[::1] x, uint16_t[::1] y, str isa=None):
         k.f32_to_f16(&x[0], &y[0], x.shape[0])
 
 
-cdef int64_t _kv_row_bytes(int kv_type, int head_dim):
-    """Bytes of one position's head_dim values in a cache of kv_type (-1: not a cache type)."""
-    if kv_type == 1:
-        return 2 * head_dim
-    if kv_type in (2, 8) and head_dim % 32 == 0:
-        return head_dim // 32 * (34 if kv_type == 8 else 18)
-    return -1
-
-
 def attention(const float[:, :, ::1] q, const uint8_t[:, :, ::1] kc, const uint8_t[:, :, ::1] vc, int kv_type,
               const int32_t[::1] q_pos, int window, float scale, float softcap,
               float[:, :, ::1] out, int n_threads=0, str isa=None, const float[::1] sinks=None):
-    """kc, vc: (n_kv_head, n_ctx, bytes of a position's head_dim values in kv_type, F16 or Q8_0)."""
+    """kc, vc: (n_kv_head, n_ctx, bytes of a position's head_dim values in kv_type, F16, Q8_0 or Q4_0)."""
     cdef const ts_kernels *k = _table(isa)
     cdef int rc
-    if (kc.shape[2] != _kv_row_bytes(kv_type, q.shape[2]) or vc.shape[0] != kc.shape[0] or vc.shape[1] != kc.shape[1]
+    if (kc.shape[2] != ts_cache_row_bytes(kv_type, q.shape[2]) or vc.shape[0] != kc.shape[0] or vc.shape[1] != kc.shape[1]
             or vc.shape[2] != kc.shape[2]):
         raise ValueError("attention: the cache rows do not hold head_dim values of the cache type")
     cdef const float *sinks_p = NULL
@@ -504,7 +500,7 @@ cdef class NativeContext:
         """embd (n_tok, n_embd): input rows of the tokens given as -1; attn_end (n_tok): exclusive
         attention end per row; hidden (len(hid_rows), n_embd): final hidden states of the rows
         hid_rows lists (see ts_forward_hidden). k_cache, v_cache: (n_seq, n_layer, n_head_kv, n_ctx,
-        bytes of a position's head_dim values in kv_type, F16 or Q8_0)."""
+        bytes of a position's head_dim values in kv_type, F16, Q8_0 or Q4_0: ts_cache_row_bytes)."""
         cdef ts_kv_cache kv
         cdef int rc
         cdef int n_tok = tokens.shape[0]
@@ -523,7 +519,7 @@ cdef class NativeContext:
         kv.type = kv_type
         if (n_tok != pos.shape[0] or n_tok != seq.shape[0]
                 or k_cache.shape[1] != self.model.n_layer or k_cache.shape[2] != self.model.n_head_kv
-                or k_cache.shape[4] != _kv_row_bytes(kv_type, self.model.head_dim)
+                or k_cache.shape[4] != ts_cache_row_bytes(kv_type, self.model.head_dim)
                 or any(v_cache.shape[i] != k_cache.shape[i] for i in range(5))
                 or (n_out > 0 and (logits.shape[0] < n_out or logits.shape[1] != self.model.n_vocab))
                 or (embd is not None and (embd.shape[0] != n_tok or embd.shape[1] != self.model.n_embd))

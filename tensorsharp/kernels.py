@@ -65,7 +65,7 @@ def quantize_activations(x: np.ndarray, act: int, isa: str | None = None) -> np.
     return out
 
 
-def quantize_cache_row(x: np.ndarray, type_name: str, isa: str | None = None) -> np.ndarray:
+def quantize_cache_row(x: np.ndarray, type_name: str) -> np.ndarray:
     """Floats (a multiple of 32) -> GGML Q8_0 or Q4_0 blocks, as the KV cache stores its rows."""
     t = tensor_type(type_name)
     if type_name not in ("Q8_0", "Q4_0"):
@@ -75,8 +75,14 @@ def quantize_cache_row(x: np.ndarray, type_name: str, isa: str | None = None) ->
         raise ValueError(f"{x.size} is not a multiple of 32")
     out = np.empty(t.row_bytes(x.size), dtype=np.uint8)
     if x.size:
-        _kernels.quantize_cache_row(x, t.id, out, isa)
+        _kernels.quantize_cache_row(x, t.id, out)
     return out
+
+
+def cache_row_bytes(cache_type: str, head_dim: int) -> int:
+    """Bytes of a position's head_dim values in a KV cache of cache_type (f16, q8_0, q4_0); 0 where
+    that type cannot hold such heads."""
+    return _kernels.cache_row_bytes(tensor_type(cache_type.upper()).id, head_dim)
 
 
 def packs(type_name: str, rows: int, isa: str | None = None) -> bool:

@@ -122,6 +122,11 @@ static void quantize_q4_0(const float *x, void *vy, int64_t n) {
     }
 }
 
+void ts_quantize_cache_row(int type, const float *x, void *y, int64_t n) {
+    if (type == TS_TYPE_Q4_0) quantize_q4_0(x, y, n);
+    else quantize_q8_0(x, y, n);
+}
+
 static void quantize_q8k(const float *x, void *vy, int64_t n) {
     ts_block_q8k *y = vy;
     for (int64_t b = 0; b < n / TS_QK_K; b++, x += TS_QK_K) {
@@ -147,8 +152,6 @@ void ts_register_scalar(ts_kernels *k) {
     k->vec_dot[TS_TYPE_BF16] = vec_dot_bf16;
     k->quantize_q8x32 = quantize_q8x32;
     k->quantize_q8k = quantize_q8k;
-    k->quantize_q8_0 = quantize_q8_0;
-    k->quantize_q4_0 = quantize_q4_0;
     ts_register_scalar_legacy(k);
     ts_register_scalar_kquants(k);
     ts_register_scalar_iquants(k);

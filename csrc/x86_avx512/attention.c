@@ -177,9 +177,9 @@ typedef struct {
 } q8_row;
 
 #ifdef TS_VNNI
-static void quantize_query(const ts_kernels *k, const float *q, int head_dim, q8_row *r) {
+static void quantize_query(const float *q, int head_dim, q8_row *r) {
     ts_block_q8_0 b[TS_ATTN_QUANT_MAX_DIM / TS_QK];
-    k->quantize_q8_0(q, b, head_dim);
+    ts_quantize_cache_row(TS_TYPE_Q8_0, q, b, head_dim);
     for (int i = 0; i < head_dim / TS_QK; i++) {
         int32_t sum = 0;
         for (int j = 0; j < TS_QK; j++) sum += r->qs[i * TS_QK + j] = b[i].qs[j];
@@ -355,11 +355,10 @@ static inline __attribute__((always_inline)) void attn_rows_quant_typed(
     const int32_t *p1, int type, const void *k, const void *v, int64_t kv_stride, int head_dim, float scale,
     float softcap, const float *sinks) {
 #ifdef TS_VNNI
-    const ts_kernels *kt = ts_kernels_get();
     q8_row qq[TS_ATTN_MAX_ROWS];
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++)
-            quantize_query(kt, q + t * q_stride + (int64_t)h * head_dim, head_dim, &qq[t * n_head + h]);
+            quantize_query(q + t * q_stride + (int64_t)h * head_dim, head_dim, &qq[t * n_head + h]);
     attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, type, kv_stride, head_dim,
                       scale, softcap, sinks, qq);
 #else

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tensorsharp import kernels
+from tensorsharp.config import KV_CACHE_TYPES
 from tensorsharp.errors import ContextFullError
+from tensorsharp.gguf.types import tensor_type
 from tensorsharp.models.base import Transformer
 
 
@@ -18,29 +21,20 @@ def common_prefix(a: list, b: list) -> int:
     return i
 
 
-# GGML type ids, as the C side takes them
-_TYPE_IDS = {"f16": 1, "q8_0": 8, "q4_0": 2}
-# bytes of a block of 32 values
-_BLOCK_BYTES = {"q8_0": 34, "q4_0": 18}
-# head sizes the quantized caches' attention kernel takes (TS_ATTN_QUANT_MAX_DIM)
-_QUANT_MAX_HEAD_DIM = 256
-
-
 def row_bytes(cache_type: str, head_dim: int) -> int:
     """Bytes one position of one KV head takes in a cache of this type."""
-    if cache_type == "f16":
-        return 2 * head_dim
-    if cache_type in _BLOCK_BYTES:
-        if head_dim % 32 or head_dim > _QUANT_MAX_HEAD_DIM:
-            raise ValueError(f"a {cache_type} KV cache needs a head size that is a multiple of 32 up to "
-                             f"{_QUANT_MAX_HEAD_DIM}; this model's is {head_dim}")
-        return head_dim // 32 * _BLOCK_BYTES[cache_type]
-    raise ValueError(f"KV cache type {cache_type!r} is not one of {', '.join(_TYPE_IDS)}")
+    if cache_type not in KV_CACHE_TYPES:
+        raise ValueError(f"KV cache type {cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}")
+    n = kernels.cache_row_bytes(cache_type, head_dim)
+    if not n:
+        raise ValueError(f"a {cache_type} KV cache needs a head size that is a multiple of 32 up to 256; "
+                         f"this model's is {head_dim}")
+    return n
 
 
 def bytes_from_f16(f16_bytes: int, cache_type: str) -> int:
-    """What a cache of this type takes where an f16 one takes f16_bytes (34 or 18 bytes per 64)."""
-    return f16_bytes * _BLOCK_BYTES[cache_type] // 64 if cache_type in _BLOCK_BYTES else f16_bytes
+    """What a cache of this type takes where an f16 one takes f16_bytes."""
+    return f16_bytes * row_bytes(cache_type, 64) // row_bytes("f16", 64)
 
 
 class KVCache:
@@ -52,7 +46,7 @@ class KVCache:
             raise ValueError("n_ctx and n_seq must be positive")
         shape = (n_seq, hp.n_layer, hp.n_head_kv, n_ctx, row_bytes(cache_type, hp.head_dim))
         self.type = cache_type
-        self.type_id = _TYPE_IDS[cache_type]
+        self.type_id = tensor_type(cache_type.upper()).id   # as the C side takes it
         self.k = np.zeros(shape, dtype=np.uint8)  # (n_seq, n_layer, n_kv_head, n_ctx, row bytes)
         self.v = np.zeros(shape, dtype=np.uint8)  # same layout as k
         self.length = np.zeros(n_seq, dtype=np.int64)  # (n_seq) valid positions per slot

@@ -60,12 +60,19 @@ typedef void (*ts_attn_rows_quant_fn)(const float *q, int64_t q_stride, float *o
  * attention over a quantized cache takes it. */
 void ts_q8_0_round_trip(const float *x, float *y, int64_t n);
 
-/* Whether a KV cache of this type (TS_TYPE_F16, TS_TYPE_Q8_0, TS_TYPE_Q4_0) can hold heads of
- * head_dim, and the bytes of a position's head_dim values in it. */
-static inline int ts_cache_type_fits(int type, int head_dim) {
-    if (type == TS_TYPE_F16) return head_dim > 0;
-    return (type == TS_TYPE_Q8_0 || type == TS_TYPE_Q4_0) && head_dim > 0 && head_dim % TS_QK == 0 &&
-           head_dim <= TS_ATTN_QUANT_MAX_DIM;
+/* x (n floats, a multiple of 32) -> n / 32 GGML blocks of type (TS_TYPE_Q8_0 or TS_TYPE_Q4_0), as
+ * ggml's x86 quantizers make them: the KV cache's rows. Scalar, so a row has the same bits on
+ * every level. */
+void ts_quantize_cache_row(int type, const float *x, void *y, int64_t n);
+
+/* Bytes of a position's head_dim values in a KV cache of type (TS_TYPE_F16, TS_TYPE_Q8_0,
+ * TS_TYPE_Q4_0), or 0 where that type cannot hold such heads. */
+static inline int64_t ts_cache_row_bytes(int type, int head_dim) {
+    if (head_dim <= 0) return 0;
+    if (type == TS_TYPE_F16) return 2 * (int64_t)head_dim;
+    if ((type != TS_TYPE_Q8_0 && type != TS_TYPE_Q4_0) || head_dim % TS_QK || head_dim > TS_ATTN_QUANT_MAX_DIM)
+        return 0;
+    return (int64_t)(head_dim / TS_QK) * ts_q8x32_block_bytes(type);
 }
 /* Full (non-causal) attention of nq query rows over positions [0, n_kv), everything f32.
  * q: row i at q + i*q_stride; k, v: position p at k + p*kv_stride (head_dim floats each);
@@ -91,11 +98,6 @@ typedef struct {
     ts_gemm_fn gemm_packed[TS_TYPE_COUNT];
     ts_quantize_row_fn quantize_q8x32;
     ts_quantize_row_fn quantize_q8k;
-    /* x: n floats -> y: n / 32 GGML Q8_0 or Q4_0 blocks, as ggml's x86 quantizer makes them: the
-     * KV cache's q8_0 and q4_0 rows. One scalar implementation for every level, so a row has the
-     * same bits on each. */
-    ts_quantize_row_fn quantize_q8_0;
-    ts_quantize_row_fn quantize_q4_0;
 
     /* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). y may alias x. */
     void (*rmsnorm)(const float *x, const float *w, float *y, int n, float eps);
@@ -193,7 +195,7 @@ void ts_matmul_claim(ts_vec_dot_fn dot, ts_vec_dot_rows_fn dot_rows, ts_gemm_fn 
 
 /* Causal attention for one sequence with grouped-query heads.
  * q: (n_tok, n_head, head_dim) f32; k, v: (n_kv_head, n_ctx, head_dim) of kv_type (TS_TYPE_F16,
- * or TS_TYPE_Q8_0 / TS_TYPE_Q4_0: head_dim / 32 blocks per position; ts_cache_type_fits);
+ * or TS_TYPE_Q8_0 / TS_TYPE_Q4_0: head_dim / 32 blocks per position; ts_cache_row_bytes);
  * q_pos: (n_tok) position of each query; a query at p sees cache positions
  * [max(0, p - window + 1), p] (window <= 0: all). sinks: (n_head) attention sinks, or NULL.
  * out: (n_tok, n_head, head_dim). */

@@ -100,7 +100,7 @@ int ts_model_finalize(ts_model *m, char *msg, int msg_len);
 
 /* KV cache of n_seq independent sequences of up to n_ctx positions each.
  * k, v: (n_seq, n_layer, n_head_kv, n_ctx, head_dim) elements of type (TS_TYPE_F16, or TS_TYPE_Q8_0
- * or TS_TYPE_Q4_0: head_dim / 32 blocks per position; ts_cache_type_fits), owned by the caller. */
+ * or TS_TYPE_Q4_0: head_dim / 32 blocks per position; ts_cache_row_bytes), owned by the caller. */
 typedef struct {
     void *k, *v;
     int n_seq, n_ctx, type;
