@@ -313,16 +313,9 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
                 } else
 #endif
                 {
-                    __m512 acc[16];
-                    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
-                    for (int d = 0; d < head_dim; d += 16) {
-                        const __mmask16 md = tail_mask(head_dim - d);
-                        const __m512 qv = _mm512_maskz_loadu_ps(md, qr + d);
-#pragma GCC unroll 16
-                        for (int j = 0; j < 16; j++)
-                            acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kf + j * head_dim + d), acc[j]);
-                    }
-                    dots = hsum16x16(acc);
+                    const float *kr[16];
+                    for (int j = 0; j < 16; j++) kr[j] = kf + j * head_dim;
+                    dots = dot16_f32(qr, kr, head_dim);
                 }
                 const __m512 rescale = online_softmax(dots, scale, softcap, valid, &m[r], &l[r], wt);
                 pv_block(o, NULL, vf, wt, head_dim, rescale);

@@ -239,19 +239,6 @@ static void layernorm_avx512(const float *x, const float *w, const float *b, flo
     }
 }
 
-/* Scores of one query against 16 keys (rows kr[j]), as one vector. */
-static inline __m512 dot16_f32(const float *q, const float *const kr[16], int head_dim) {
-    __m512 acc[16];
-    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
-    for (int d = 0; d < head_dim; d += 16) {
-        const __mmask16 md = tail_mask(head_dim - d);
-        const __m512 qv = _mm512_maskz_loadu_ps(md, q + d);
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kr[j] + d), acc[j]);
-    }
-    return hsum16x16(acc);
-}
-
 /* o[i][0 .. 16*NC) += sum_{p0 <= p < p1} s[i][p] * v[p][d0 ..] for 4 query rows: the 4*NC
  * accumulators stay in registers for the whole pass. md masks the last chunk. */
 static inline __attribute__((always_inline)) void pv_tile(const float *const s[4], float *const o[4],

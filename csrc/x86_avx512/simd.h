@@ -1,5 +1,5 @@
 /* AVX-512 helpers shared by ops.c and attention.c: masks, f16 loads, exp, tanh and the 16-way
- * horizontal sum. */
+ * horizontal sum, and f32 dot products of one query with 16 keys. */
 #ifndef TS_X86_AVX512_SIMD_H
 #define TS_X86_AVX512_SIMD_H
 
@@ -85,6 +85,19 @@ static inline __m512 hsum16x16(const __m512 a[16]) {
     const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
     const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
     return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));
+}
+
+/* Scores of one query against 16 keys (rows kr[j]), as one vector. */
+static inline __m512 dot16_f32(const float *q, const float *const kr[16], int head_dim) {
+    __m512 acc[16];
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+    for (int d = 0; d < head_dim; d += 16) {
+        const __mmask16 md = tail_mask(head_dim - d);
+        const __m512 qv = _mm512_maskz_loadu_ps(md, q + d);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kr[j] + d), acc[j]);
+    }
+    return hsum16x16(acc);
 }
 
 #endif
