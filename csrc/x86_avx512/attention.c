@@ -35,7 +35,8 @@ static inline __attribute__((always_inline)) __m512 online_softmax(__m512 dots, 
 /* Value row j of a block, chunk at d: f16 rows through vr, or (vr NULL) f32 rows of head_dim at vf. */
 static inline __attribute__((always_inline)) __m512 v_chunk(const ts_f16 *const *vr, const float *vf, int j, int d,
                                                            int head_dim, __mmask16 md) {
-    return vr ? load_f16x16(md, vr[j] + d) : _mm512_maskz_loadu_ps(md, vf + (int64_t)j * head_dim + d);
+    if (vr) return load_f16x16(md, vr[j] + d);
+    return mask_full(md) ? _mm512_loadu_ps(vf + (int64_t)j * head_dim + d) : _mm512_maskz_loadu_ps(md, vf + (int64_t)j * head_dim + d);
 }
 
 /* out[d0 .. d0 + 16*nc) = out * rescale + sum_j wt[j] * v_j over the sixteen rows of a block.
@@ -162,7 +163,8 @@ static inline __attribute__((always_inline)) void widen_row(float *dst, const vo
     const ts_f16 *r = (const ts_f16 *)x + p * kv_stride;
     for (int d = 0; d < head_dim; d += 16) {
         const __mmask16 md = tail_mask(head_dim - d);
-        _mm512_mask_storeu_ps(dst + d, md, load_f16x16(md, r + d));
+        if (mask_full(md)) _mm512_storeu_ps(dst + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + d))));
+        else _mm512_mask_storeu_ps(dst + d, md, load_f16x16(md, r + d));
     }
 }
 

