@@ -221,6 +221,30 @@ def test_quantized_cache_long_context_sinks_and_threads(isa, cache_type, rng):
     assert np.array_equal(out, kernels.attention(q, kq, vq, q_pos, sinks=sinks, n_threads=2, isa=isa))
 
 
+@pytest.mark.parametrize("cache_type", ["F16"] + CACHE_TYPES)
+@pytest.mark.parametrize("heads", [(9, 3, 64), (6, 2, 96), (4, 1, 36)])
+def test_a_row_alone_has_the_bits_it_has_among_its_group(isa, cache_type, heads, rng):
+    """The rows of a K/V head's group (a prefill chunk's tokens x the group's heads) attend together,
+    each block of the cache read once for all of them; one query row attends on its own. Each row's
+    result has the same bits either way, so a sequence decodes the same alone as in a batch."""
+    n_head, n_kv_head, hd = heads
+    if cache_type != "F16" and hd % 32:
+        pytest.skip("quantized caches hold heads of whole 32-element blocks")
+    if cache_type == "F16":
+        k, v = _cache(rng, n_kv_head, 90, hd)
+    else:
+        k, v, _, _ = _quantized_cache(rng, cache_type, n_kv_head, 90, hd)
+    q_pos = np.array([40, 41, 42, 88], np.int32)
+    q = rng.standard_normal((4, n_head, hd)).astype(np.float32)
+    out = kernels.attention(q, k, v, q_pos, isa=isa)
+    group = n_head // n_kv_head
+    for t in range(4):
+        for h in range(n_head):
+            g = slice(h // group, h // group + 1)
+            alone = kernels.attention(q[t:t + 1, h:h + 1], k[g], v[g], q_pos[t:t + 1], 1.0 / np.sqrt(hd), isa=isa)
+            assert np.array_equal(alone[0, 0], out[t, h]), (t, h)
+
+
 def test_quantized_cache_bad_shapes_raise(rng):
     kq, vq, _, _ = _quantized_cache(rng, "Q8_0", 3, 16, 64)
     q = rng.standard_normal((2, 9, 64)).astype(np.float32)

@@ -346,22 +346,100 @@ static inline __attribute__((always_inline)) __m256 load_row8(const void *row, i
     return _mm256_mul_ps(_mm256_cvtepi32_ps(qi), _mm256_set1_ps(_cvtsh_ss(b->d)));
 }
 
-/* Positions go in blocks of 8: eight dot products reduced together, one vectorized exp,
- * at most one rescale of the accumulator (out) per block, then the weighted rows of v.
- * A short last block repeats its last row in the unused slots (their weight is 0), so the
- * inner loops keep a fixed count and the accumulators stay in registers. Rows are kv_stride
- * elements of type apart (a constant at each call; tails only for f16). */
+/* Eight values of row j of a block from element d: cache rows through r (of type), or (r NULL)
+ * the block's rows widened to f32, stride apart. */
+static inline __attribute__((always_inline)) __m256 row_chunk(const char *const *r, const float *f, int64_t stride,
+                                                              int type, int j, int d) {
+    return r ? load_row8(r[j], type, d) : _mm256_loadu_ps(f + j * stride + d);
+}
+
+/* The rem < 8 trailing values of an f16 row from element nd, zero padded (widened rows hold them so). */
+static inline __attribute__((always_inline)) __m256 row_tail(const char *const *r, const float *f, int64_t stride,
+                                                             int j, int nd, int rem) {
+    return r ? load_f16_tail((const ts_f16 *)r[j] + nd, rem) : _mm256_loadu_ps(f + j * stride + nd);
+}
+
+/* One block of 8 positions of a query row: eight dot products reduced together, one vectorized
+ * exp, at most one rescale of the accumulator (out) per block, then the weighted rows of v.
+ * Keys and values come from cache rows (kr, vr) or from the block widened once for several rows
+ * (kf, vf; kr and vr NULL): the same values, so the same bits. valid: the lanes the row sees; the
+ * others hold a repeated row under a zero weight, so the inner loops keep a fixed count. */
+static inline __attribute__((always_inline)) void attn_block(const float *q, const char *const *kr, const char *const *vr,
+                                                             const float *kf, const float *vf, int64_t stride, int type,
+                                                             __m256 valid, int head_dim, float scale, float softcap,
+                                                             float *m, float *l, float *out) {
+    const int nd = head_dim & ~7, rem = head_dim - nd;
+    __m256 acc[8];
+    float wt[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int d = 0; d < nd; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qv, row_chunk(kr, kf, stride, type, j, d), acc[j]);
+    }
+    if (type == TS_TYPE_F16 && rem) {
+        const __m256 qtail = _mm256_maskload_ps(q + nd, tail_mask(rem));
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qtail, row_tail(kr, kf, stride, j, nd, rem), acc[j]);
+    }
+    __m256 s = _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(scale));
+    if (softcap > 0.0f) {
+        const __m256 cap = _mm256_set1_ps(softcap);
+        s = _mm256_mul_ps(cap, tanh_avx2(_mm256_div_ps(s, cap)));
+    }
+    s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, valid);
+    const float bm = hmax(s);
+    if (bm > *m) {
+        const float c = expf(*m - bm);
+        *l *= c;
+        const __m256 vc = _mm256_set1_ps(c);
+        for (int d = 0; d < head_dim; d += 8) {
+            const __m256i mm = tail_mask(head_dim - d);
+            _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), vc));
+        }
+        *m = bm;
+    }
+    const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(s, _mm256_set1_ps(*m))), valid);
+    *l += hsum(e);
+    _mm256_storeu_ps(wt, e);
+    for (int d = 0; d < nd; d += 8) {
+        __m256 o = _mm256_loadu_ps(out + d);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), row_chunk(vr, vf, stride, type, j, d), o);
+        _mm256_storeu_ps(out + d, o);
+    }
+    if (type == TS_TYPE_F16 && rem) {
+        const __m256i mrem = tail_mask(rem);
+        __m256 o = _mm256_maskload_ps(out + nd, mrem);
+        for (int j = 0; j < 8; j++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), row_tail(vr, vf, stride, j, nd, rem), o);
+        _mm256_maskstore_ps(out + nd, mrem, o);
+    }
+}
+
+/* out /= l, the softmax's denominator (0 when no position was seen), to which a sink adds its
+ * term (m: the running maximum l is relative to). */
+static void normalize_out(float *out, int head_dim, float l, float m, float sink) {
+    if (sink > -INFINITY) l += expf(sink - m);
+    const __m256 inv = _mm256_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
+    for (int d = 0; d < head_dim; d += 8) {
+        const __m256i mm = tail_mask(head_dim - d);
+        _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), inv));
+    }
+}
+
+/* Bytes of a cache row of head_dim values: f16 rows kv_stride elements apart, or Q8_0 / Q4_0 rows
+ * of kv_stride / 32 blocks. */
+static inline size_t cache_row_bytes(int type, int64_t kv_stride) {
+    return type == TS_TYPE_F16 ? (size_t)kv_stride * sizeof(ts_f16) : (size_t)(kv_stride / TS_QK) * (size_t)ts_q8x32_block_bytes(type);
+}
+
+/* One query row over [p0, p1), blocks of 8 positions read straight from the cache (a short last
+ * block repeats its last row). type: a constant at each call; tails only for f16. */
 static inline __attribute__((always_inline)) void attn_head_typed(const float *q, const void *k, const void *v,
                                                                   int type, int64_t kv_stride, int p0, int p1,
                                                                   int head_dim, float scale, float softcap,
                                                                   float sink, float *out) {
-    const int nd = head_dim & ~7, rem = head_dim - nd;
-    const __m256i mrem = tail_mask(rem);
-    const __m256 qtail = _mm256_maskload_ps(q + nd, mrem);
-    const size_t row_bytes = type == TS_TYPE_F16 ? (size_t)kv_stride * sizeof(ts_f16)
-                                                 : (size_t)(kv_stride / TS_QK) * (size_t)ts_q8x32_block_bytes(type);
+    const size_t row_bytes = cache_row_bytes(type, kv_stride);
     float m = -INFINITY, l = 0.0f;
-    float wt[8];
     const char *kr[8], *vr[8];
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
     for (int pb = p0; pb < p1; pb += 8) {
@@ -371,58 +449,10 @@ static inline __attribute__((always_inline)) void attn_head_typed(const float *q
             kr[j] = (const char *)k + off;
             vr[j] = (const char *)v + off;
         }
-        __m256 acc[8];
-        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-        for (int d = 0; d < nd; d += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + d);
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                acc[j] = _mm256_fmadd_ps(qv, load_row8(kr[j], type, d), acc[j]);
-        }
-        if (type == TS_TYPE_F16 && rem)
-            for (int j = 0; j < 8; j++)
-                acc[j] = _mm256_fmadd_ps(qtail, load_f16_tail((const ts_f16 *)kr[j] + nd, rem), acc[j]);
-        __m256 s = _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(scale));
-        if (softcap > 0.0f) {
-            const __m256 cap = _mm256_set1_ps(softcap);
-            s = _mm256_mul_ps(cap, tanh_avx2(_mm256_div_ps(s, cap)));
-        }
-        const __m256 valid = _mm256_castsi256_ps(tail_mask(nb));
-        s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, valid);
-        const float bm = hmax(s);
-        if (bm > m) {
-            const float c = expf(m - bm);
-            l *= c;
-            const __m256 vc = _mm256_set1_ps(c);
-            for (int d = 0; d < head_dim; d += 8) {
-                const __m256i mm = tail_mask(head_dim - d);
-                _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), vc));
-            }
-            m = bm;
-        }
-        const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(s, _mm256_set1_ps(m))), valid);
-        l += hsum(e);
-        _mm256_storeu_ps(wt, e);
-        for (int d = 0; d < nd; d += 8) {
-            __m256 o = _mm256_loadu_ps(out + d);
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_row8(vr[j], type, d), o);
-            _mm256_storeu_ps(out + d, o);
-        }
-        if (type == TS_TYPE_F16 && rem) {
-            __m256 o = _mm256_maskload_ps(out + nd, mrem);
-            for (int j = 0; j < 8; j++)
-                o = _mm256_fmadd_ps(_mm256_broadcast_ss(wt + j), load_f16_tail((const ts_f16 *)vr[j] + nd, rem), o);
-            _mm256_maskstore_ps(out + nd, mrem, o);
-        }
+        attn_block(q, kr, vr, NULL, NULL, 0, type, _mm256_castsi256_ps(tail_mask(nb)), head_dim, scale, softcap, &m,
+                   &l, out);
     }
-    if (sink > -INFINITY) l += expf(sink - m);
-    const __m256 inv = _mm256_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
-    for (int d = 0; d < head_dim; d += 8) {
-        const __m256i mm = tail_mask(head_dim - d);
-        _mm256_maskstore_ps(out + d, mm, _mm256_mul_ps(_mm256_maskload_ps(out + d, mm), inv));
-    }
+    normalize_out(out, head_dim, l, m, sink);
 }
 
 static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
@@ -430,23 +460,105 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
     attn_head_typed(q, k, v, TS_TYPE_F16, kv_stride, p0, p1, head_dim, scale, softcap, sink, out);
 }
 
+#define TS_ATTN_ROWS_MAX_DIM 256
+_Static_assert(TS_ATTN_QUANT_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "quantized rows go through the grouped kernel");
+
+/* attn_head_typed's blocks for the rows that share a K/V head: each block of 8 cache rows is
+ * widened to f32 once (a quantized one dequantized) for every row whose range meets it, which
+ * per row cost as much as the products themselves. Rows over a quantized cache are q8-rounded
+ * queries (qq, rows head_dim apart); blocks start at the rows' lowest position. */
+static inline __attribute__((always_inline)) void attn_rows_grouped(
+    const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok, int n_head, const int32_t *p0,
+    const int32_t *p1, const void *k, const void *v, int type, int64_t kv_stride, int head_dim, float scale,
+    float softcap, const float *sinks, const float *qq) {
+    float kf[8 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(32)));
+    float vf[8 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(32)));
+    float m[TS_ATTN_MAX_ROWS], l[TS_ATTN_MAX_ROWS];
+    const size_t row_bytes = cache_row_bytes(type, kv_stride);
+    const int64_t stride = (head_dim + 7) & ~7;
+    const int nd = head_dim & ~7;
+    int lo = p1[0], hi = p0[0];
+    for (int t = 0; t < n_tok; t++) {
+        if (p0[t] < p1[t] && p0[t] < lo) lo = p0[t];
+        if (p1[t] > hi) hi = p1[t];
+        for (int h = 0; h < n_head; h++) {
+            m[t * n_head + h] = -INFINITY;
+            l[t * n_head + h] = 0.0f;
+            float *o = out + t * out_stride + (int64_t)h * head_dim;
+            for (int d = 0; d < head_dim; d++) o[d] = 0.0f;
+        }
+    }
+    for (int pb = lo; pb < hi; pb += 8) {
+        const int nb = hi - pb < 8 ? hi - pb : 8;
+        for (int j = 0; j < 8; j++) {
+            const size_t off = (size_t)(pb + (j < nb ? j : nb - 1)) * row_bytes;
+            const char *kr = (const char *)k + off, *vr = (const char *)v + off;
+            for (int d = 0; d < nd; d += 8) {
+                _mm256_store_ps(kf + j * stride + d, load_row8(kr, type, d));
+                _mm256_store_ps(vf + j * stride + d, load_row8(vr, type, d));
+            }
+            if (nd < head_dim) {
+                _mm256_store_ps(kf + j * stride + nd, load_f16_tail((const ts_f16 *)kr + nd, head_dim - nd));
+                _mm256_store_ps(vf + j * stride + nd, load_f16_tail((const ts_f16 *)vr + nd, head_dim - nd));
+            }
+        }
+        for (int t = 0; t < n_tok; t++) {
+            const int a = p0[t] > pb ? p0[t] - pb : 0, b = p1[t] - pb < nb ? p1[t] - pb : nb;
+            if (a >= b) continue;
+            const __m256 valid = _mm256_castsi256_ps(_mm256_andnot_si256(tail_mask(a), tail_mask(b)));
+            for (int h = 0; h < n_head; h++) {
+                const int r = t * n_head + h;
+                const float *qr = qq ? qq + (int64_t)r * head_dim : q + t * q_stride + (int64_t)h * head_dim;
+                attn_block(qr, NULL, NULL, kf, vf, stride, type, valid, head_dim, scale, softcap, &m[r], &l[r],
+                           out + t * out_stride + (int64_t)h * head_dim);
+            }
+        }
+    }
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++)
+            normalize_out(out + t * out_stride + (int64_t)h * head_dim, head_dim, l[t * n_head + h], m[t * n_head + h],
+                          sinks ? sinks[h] : -INFINITY);
+}
+
+static void attn_rows_avx2(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok, int n_head,
+                           const int32_t *p0, const int32_t *p1, const ts_f16 *k, const ts_f16 *v, int64_t kv_stride,
+                           int head_dim, float scale, float softcap, const float *sinks) {
+    if (head_dim > TS_ATTN_ROWS_MAX_DIM || n_tok * n_head == 1) {
+        for (int t = 0; t < n_tok; t++)
+            for (int h = 0; h < n_head; h++)
+                attn_head_typed(q + t * q_stride + (int64_t)h * head_dim, k, v, TS_TYPE_F16, kv_stride, p0[t], p1[t],
+                                head_dim, scale, softcap, sinks ? sinks[h] : -INFINITY,
+                                out + t * out_stride + (int64_t)h * head_dim);
+        return;
+    }
+    attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_F16, kv_stride, head_dim,
+                      scale, softcap, sinks, NULL);
+}
+
 /* Over a quantized cache each query row is quantized to Q8_0 first (as llama.cpp does), and
- * its values attend, a head at a time. */
+ * its values attend. */
 static void attn_rows_quant_avx2(const float *q, int64_t q_stride, float *out, int64_t out_stride, int n_tok,
                                  int n_head, const int32_t *p0, const int32_t *p1, int type, const void *k,
                                  const void *v, int64_t kv_stride, int head_dim, float scale, float softcap,
                                  const float *sinks) {
-    float qv[TS_ATTN_QUANT_MAX_DIM];
+    float qq[TS_ATTN_MAX_ROWS * TS_ATTN_QUANT_MAX_DIM];
     for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_head; h++) {
-            ts_q8_0_round_trip(q + t * q_stride + (int64_t)h * head_dim, qv, head_dim);
-            const float sink = sinks ? sinks[h] : -INFINITY;
-            float *o = out + t * out_stride + (int64_t)h * head_dim;
-            if (type == TS_TYPE_Q4_0)
-                attn_head_typed(qv, k, v, TS_TYPE_Q4_0, kv_stride, p0[t], p1[t], head_dim, scale, softcap, sink, o);
-            else
-                attn_head_typed(qv, k, v, TS_TYPE_Q8_0, kv_stride, p0[t], p1[t], head_dim, scale, softcap, sink, o);
-        }
+        for (int h = 0; h < n_head; h++)
+            ts_q8_0_round_trip(q + t * q_stride + (int64_t)h * head_dim, qq + (int64_t)(t * n_head + h) * head_dim, head_dim);
+    if (n_tok * n_head == 1) {
+        const float sink = sinks ? sinks[0] : -INFINITY;
+        if (type == TS_TYPE_Q4_0)
+            attn_head_typed(qq, k, v, TS_TYPE_Q4_0, kv_stride, p0[0], p1[0], head_dim, scale, softcap, sink, out);
+        else
+            attn_head_typed(qq, k, v, TS_TYPE_Q8_0, kv_stride, p0[0], p1[0], head_dim, scale, softcap, sink, out);
+        return;
+    }
+    if (type == TS_TYPE_Q4_0)
+        attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_Q4_0, kv_stride, head_dim,
+                          scale, softcap, sinks, qq);
+    else
+        attn_rows_grouped(q, q_stride, out, out_stride, n_tok, n_head, p0, p1, k, v, TS_TYPE_Q8_0, kv_stride, head_dim,
+                          scale, softcap, sinks, qq);
 }
 
 /* ---- vision: layer norm and non-causal f32 attention ---- */
@@ -654,6 +766,7 @@ void ts_register_avx2_ops(ts_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx2;
     k->f32_to_f16 = f32_to_f16_avx2;
     k->attn_head = attn_head_avx2;
+    k->attn_rows = attn_rows_avx2;
     k->attn_rows_quant = attn_rows_quant_avx2;
     k->layernorm = layernorm_avx2;
     k->attn_f32 = attn_f32_avx2;
