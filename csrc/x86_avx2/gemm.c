@@ -4,6 +4,7 @@
 
 #include "quants.h"
 #include "ts/kernels.h"
+#include "ts/prefetch.h"
 
 #define TS_INLINE static inline __attribute__((always_inline))
 
@@ -42,6 +43,16 @@ TS_INLINE void store_cols(const __m256 *acc, int nc, float *y, size_t ys, int fi
         const float v = hsum(acc[c]);
         y[c * ys] = first ? v : y[c * ys] + v;
     }
+}
+
+/* Asks for the bytes [p, p + bytes) of the weight row TS_PREFETCH_AHEAD bytes ahead of this one's
+ * (at least the next). The 32-element gemm reads a tile's rows one after another, each in a chunk
+ * of blocks too short for the hardware prefetcher to follow, and the rows ahead are what it reads
+ * next (past the tile's last row, the next tile's: the same chunk of the rows that follow). The
+ * k-quant gemm reads whole rows back to back, and asks ahead of each super-block as the matvec does. */
+TS_INLINE void prefetch_rows_ahead(const uint8_t *p, size_t bytes, size_t w_stride) {
+    const size_t rows = 1 + TS_PREFETCH_AHEAD / (bytes ? bytes : 1);
+    ts_prefetch_ahead(p, bytes, rows * w_stride);
 }
 
 /* The whole product in tiles of up to ROW_GROUP weight rows x COLS activation rows. */
@@ -129,6 +140,7 @@ TS_INLINE void gemm_q8x32_rows(int type, int nc, int nbc, int nr, const uint8_t 
     const __m256i codebook = type == TS_TYPE_MXFP4 ? ts_avx2_mxfp4_values() : ts_avx2_iq4_values();
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * w_stride;
+        prefetch_rows_ahead(wr, (size_t)nbc * bs, w_stride);
         __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int p = 0; 2 * p < nbc; p++) {
@@ -288,6 +300,7 @@ TS_INLINE void gemm_k45_rows(int five, int nc, int64_t nb, int nr, const void *w
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             const ts_block_q4_K *blk = (const ts_block_q4_K *)(wr + (size_t)b * bsize);
+            ts_prefetch_ahead(blk, bsize, TS_PREFETCH_AHEAD);
             const uint8_t *qs = five ? ((const ts_block_q5_K *)blk)->qs : blk->qs;
             const __m256i qh = five ? load(((const ts_block_q5_K *)blk)->qh) : _mm256_setzero_si256();
             const __m256i sm = q4_K_scales16(blk->scales);
@@ -325,6 +338,7 @@ TS_INLINE void gemm_q6_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
         __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
+            ts_prefetch_ahead(&wr[b], sizeof(wr[b]), TS_PREFETCH_AHEAD);
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr[b].scales));
             /* Quants are stored as u - 32: the -32 * sum(scale * bsums) term starts each sum. */
             const __m256i bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
@@ -365,6 +379,7 @@ TS_INLINE void gemm_q3_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
         __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
+            ts_prefetch_ahead(&wr[b], sizeof(wr[b]), TS_PREFETCH_AHEAD);
             const __m256i sc16 = _mm256_cvtepi8_epi16(ts_avx2_q3_K_scales(wr[b].scales));
             const __m256i bias = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 2));
             const __m256i hm = load(wr[b].hmask);
@@ -389,6 +404,7 @@ TS_INLINE void gemm_q2_K_rows(int nc, int64_t nb, int nr, const void *w, size_t 
         __m256 acc[COLS];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
+            ts_prefetch_ahead(&wr[b], sizeof(wr[b]), TS_PREFETCH_AHEAD);
             const __m256i raw = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)wr[b].scales));
             const __m256i sc16 = _mm256_and_si256(raw, _mm256_set1_epi16(0x0F));
             const __m256i mins = _mm256_srli_epi16(raw, 4);
