@@ -77,6 +77,7 @@ TS_ALWAYS_INLINE void group_tile(int NT, const uint8_t *wg, int64_t nb, const ui
             const uint8_t *blk = wg + (size_t)b * TS_PACK_ROWS * bs;
             for (int l = 0; l < TS_PACK_ROWS * bs; l += 64)
                 _mm_prefetch((const char *)blk + PF_AHEAD * TS_PACK_ROWS * bs + l, _MM_HINT_T0);
+            ts_packed_prefetch_l2(blk, TS_PACK_ROWS * bs);
             const uint8_t *a = xq + (size_t)b * sizeof(ts_block_q8x32);
             if (b % 2) ISSUE(1, 3, 5, a, blk + head, c[1]);
             else ISSUE(0, 2, 4, a, blk + head, c[0]);

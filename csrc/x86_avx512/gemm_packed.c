@@ -41,6 +41,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
         /* With many tokens the weights arrive slower than the hardware prefetcher runs ahead of
          * them (a page's end stops it): ask for blocks a few ahead (past the end: harmless). */
         for (int l = 0; l < TS_PACK_ROWS * bs; l += 64) _mm_prefetch((const char *)blk + PF_AHEAD * TS_PACK_ROWS * bs + l, _MM_HINT_T0);
+        ts_packed_prefetch_l2(blk, TS_PACK_ROWS * bs);
         __m512i q[8];
         ts_packed_quants(type, blk, q);
         const __m512 dw = ts_packed_d(blk), mw = ts_packed_m(type, blk);
