@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ts/attn_rows.h"
 #include "ts/fp16.h"
 #include "ts/kernels.h"
 
@@ -477,17 +478,8 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
     const size_t row_bytes = cache_row_bytes(type, kv_stride);
     const int64_t stride = (head_dim + 7) & ~7;
     const int nd = head_dim & ~7;
-    int lo = p1[0], hi = p0[0];
-    for (int t = 0; t < n_tok; t++) {
-        if (p0[t] < p1[t] && p0[t] < lo) lo = p0[t];
-        if (p1[t] > hi) hi = p1[t];
-        for (int h = 0; h < n_head; h++) {
-            m[t * n_head + h] = -INFINITY;
-            l[t * n_head + h] = 0.0f;
-            float *o = out + t * out_stride + (int64_t)h * head_dim;
-            for (int d = 0; d < head_dim; d++) o[d] = 0.0f;
-        }
-    }
+    int lo, hi;
+    ts_attn_rows_begin(n_tok, n_head, p0, p1, head_dim, out, out_stride, m, l, &lo, &hi);
     for (int pb = lo; pb < hi; pb += 8) {
         const int nb = hi - pb < 8 ? hi - pb : 8;
         for (int j = 0; j < 8; j++) {

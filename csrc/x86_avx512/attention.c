@@ -5,6 +5,7 @@
 
 #include "quants.h"
 #include "simd.h"
+#include "ts/attn_rows.h"
 
 /* One block of 16 positions of the online softmax: the block's dot products (lane j: position j)
  * scaled, soft-capped and -inf outside `valid`, the running max *m and sum *l updated, the
@@ -260,17 +261,8 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
 #else
     const int int8_scores = 0;
 #endif
-    int lo = p1[0], hi = p0[0];
-    for (int t = 0; t < n_tok; t++) {
-        if (p0[t] < p1[t] && p0[t] < lo) lo = p0[t];
-        if (p1[t] > hi) hi = p1[t];
-        for (int h = 0; h < n_head; h++) {
-            m[t * n_head + h] = -INFINITY;
-            l[t * n_head + h] = 0.0f;
-            float *o = out + t * out_stride + (int64_t)h * head_dim;
-            for (int d = 0; d < head_dim; d += 16) _mm512_mask_storeu_ps(o + d, tail_mask(head_dim - d), _mm512_setzero_ps());
-        }
-    }
+    int lo, hi;
+    ts_attn_rows_begin(n_tok, n_head, p0, p1, head_dim, out, out_stride, m, l, &lo, &hi);
     for (int pb = lo; pb < hi; pb += 16) {
         const int nb = hi - pb < 16 ? hi - pb : 16;
         /* Unused slots repeat the last row: finite values under a zero weight. */
