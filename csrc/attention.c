@@ -55,20 +55,18 @@ void ts_attn_batch_run(const ts_attn_batch *b, int item, int nth) {
         const float *q = b->q + (size_t)t0 * b->q_stride + (size_t)h0 * b->head_dim;
         float *out = b->out + (size_t)t0 * b->out_stride + (size_t)h0 * b->head_dim;
         const float *sinks = b->sinks ? b->sinks + h0 : NULL;
+        const size_t bytes = ts_cache_bytes(b->kv_type, (int64_t)off);
+        const void *kc = (const char *)b->kc + bytes, *vc = (const char *)b->vc + bytes;
         if (b->kv_type != TS_TYPE_F16) {
-            const size_t bytes = (off / TS_QK) * (size_t)ts_q8x32_block_bytes(b->kv_type);
-            b->k->attn_rows_quant(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, b->kv_type,
-                                  (const char *)b->kc + bytes, (const char *)b->vc + bytes, b->head_dim, b->head_dim,
-                                  b->scale, b->softcap, sinks);
+            b->k->attn_rows_quant(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, b->kv_type, kc, vc,
+                                  b->head_dim, b->head_dim, b->scale, b->softcap, sinks);
         } else if (b->k->attn_rows) {
-            const ts_f16 *kc = b->kc, *vc = b->vc;
-            b->k->attn_rows(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, kc + off, vc + off,
+            b->k->attn_rows(q, b->q_stride, out, b->out_stride, t1 - t0, h1 - h0, p0, p1, kc, vc,
                             b->head_dim, b->head_dim, b->scale, b->softcap, sinks);
         } else { /* a level without a grouped kernel: one head at a time */
-            const ts_f16 *kc = b->kc, *vc = b->vc;
             for (int t = 0; t < t1 - t0; t++)
                 for (int h = 0; h < h1 - h0; h++)
-                    b->k->attn_head(q + (size_t)t * b->q_stride + (size_t)h * b->head_dim, kc + off, vc + off,
+                    b->k->attn_head(q + (size_t)t * b->q_stride + (size_t)h * b->head_dim, kc, vc,
                                     b->head_dim, p0[t], p1[t], b->head_dim, b->scale, b->softcap,
                                     sinks ? sinks[h] : -INFINITY, out + (size_t)t * b->out_stride + (size_t)h * b->head_dim);
         }

@@ -341,8 +341,7 @@ static size_t cache_offset(const ts_model *m, const ts_kv_cache *kv, int s, int 
 
 /* The cache element at offset off (head_dim divides it, so a quantized cache's offset is whole blocks). */
 static void *cache_at(const ts_kv_cache *kv, void *base, size_t off) {
-    if (kv->type == TS_TYPE_F16) return (ts_f16 *)base + off;
-    return (char *)base + off / TS_QK * (size_t)ts_q8x32_block_bytes(kv->type);
+    return (char *)base + ts_cache_bytes(kv->type, (int64_t)off);
 }
 
 /* One head of q or k rotated for its position as the layer wants it (SmolLM3: some layers not at all). */

@@ -297,8 +297,8 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, q_pos: np
         raise ValueError("attention wants q (n_tok, n_head, head_dim) and k/v (n_kv_head, n_ctx, row)")
     cache_type = "F16"
     if quantized:
-        cache_type = "Q4_0" if k_cache.shape[2] == q.shape[2] // 32 * 18 else "Q8_0"
-    row = q.shape[2] if cache_type == "F16" else tensor_type(cache_type).row_bytes(q.shape[2])
+        cache_type = "Q4_0" if k_cache.shape[2] == cache_row_bytes("Q4_0", q.shape[2]) else "Q8_0"
+    row = q.shape[2] if cache_type == "F16" else cache_row_bytes(cache_type, q.shape[2])
     if k_cache.shape[2] != row or q.shape[1] % k_cache.shape[0] or q_pos.size != q.shape[0]:
         raise ValueError("attention: head counts, head_dim or positions do not match")
     # Checked before narrowing to int32, which would wrap large positions silently.

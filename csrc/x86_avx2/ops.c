@@ -427,19 +427,13 @@ static void normalize_out(float *out, int head_dim, float l, float m, float sink
     }
 }
 
-/* Bytes of a cache row of head_dim values: f16 rows kv_stride elements apart, or Q8_0 / Q4_0 rows
- * of kv_stride / 32 blocks. */
-static inline size_t cache_row_bytes(int type, int64_t kv_stride) {
-    return type == TS_TYPE_F16 ? (size_t)kv_stride * sizeof(ts_f16) : (size_t)(kv_stride / TS_QK) * (size_t)ts_q8x32_block_bytes(type);
-}
-
 /* One query row over [p0, p1), blocks of 8 positions read straight from the cache (a short last
  * block repeats its last row). type: a constant at each call; tails only for f16. */
 static inline __attribute__((always_inline)) void attn_head_typed(const float *q, const void *k, const void *v,
                                                                   int type, int64_t kv_stride, int p0, int p1,
                                                                   int head_dim, float scale, float softcap,
                                                                   float sink, float *out) {
-    const size_t row_bytes = cache_row_bytes(type, kv_stride);
+    const size_t row_bytes = ts_cache_bytes(type, kv_stride);
     float m = -INFINITY, l = 0.0f;
     const char *kr[8], *vr[8];
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
@@ -475,7 +469,7 @@ static inline __attribute__((always_inline)) void attn_rows_grouped(
     float kf[8 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(32)));
     float vf[8 * TS_ATTN_ROWS_MAX_DIM] __attribute__((aligned(32)));
     float m[TS_ATTN_MAX_ROWS], l[TS_ATTN_MAX_ROWS];
-    const size_t row_bytes = cache_row_bytes(type, kv_stride);
+    const size_t row_bytes = ts_cache_bytes(type, kv_stride);
     const int64_t stride = (head_dim + 7) & ~7;
     const int nd = head_dim & ~7;
     int lo, hi;

@@ -65,14 +65,20 @@ void ts_q8_0_round_trip(const float *x, float *y, int64_t n);
  * every level. */
 void ts_quantize_cache_row(int type, const float *x, void *y, int64_t n);
 
+/* Bytes of n consecutive values of a KV cache of type (TS_TYPE_F16, or TS_TYPE_Q8_0 / TS_TYPE_Q4_0
+ * with n a multiple of 32): a row's size, or the byte offset of an element offset. */
+static inline size_t ts_cache_bytes(int type, int64_t n) {
+    return type == TS_TYPE_F16 ? (size_t)n * sizeof(ts_f16) : (size_t)(n / TS_QK) * (size_t)ts_q8x32_block_bytes(type);
+}
+
 /* Bytes of a position's head_dim values in a KV cache of type (TS_TYPE_F16, TS_TYPE_Q8_0,
  * TS_TYPE_Q4_0), or 0 where that type cannot hold such heads. */
 static inline int64_t ts_cache_row_bytes(int type, int head_dim) {
     if (head_dim <= 0) return 0;
-    if (type == TS_TYPE_F16) return 2 * (int64_t)head_dim;
-    if ((type != TS_TYPE_Q8_0 && type != TS_TYPE_Q4_0) || head_dim % TS_QK || head_dim > TS_ATTN_QUANT_MAX_DIM)
+    if (type != TS_TYPE_F16 &&
+        ((type != TS_TYPE_Q8_0 && type != TS_TYPE_Q4_0) || head_dim % TS_QK || head_dim > TS_ATTN_QUANT_MAX_DIM))
         return 0;
-    return (int64_t)(head_dim / TS_QK) * ts_q8x32_block_bytes(type);
+    return (int64_t)ts_cache_bytes(type, head_dim);
 }
 /* Full (non-causal) attention of nq query rows over positions [0, n_kv), everything f32.
  * q: row i at q + i*q_stride; k, v: position p at k + p*kv_stride (head_dim floats each);
