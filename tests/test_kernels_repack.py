@@ -135,14 +135,14 @@ def _need_packed(isa, type_name):
 @pytest.mark.parametrize("type_name,blocks", [(t, b) for t in TYPES for b in ((1, 3, 9) if t in PIECES else (1, 3, 65))])
 def test_packed_gemm_matches_unpacked(isa, type_name, blocks, rng):
     _need_packed(isa, type_name)
-    rows, n, cols = 48, 20, _cols(type_name, blocks)
+    rows, n, cols = 48, 60, _cols(type_name, blocks)
     w = random_weights(type_name, rows, cols, rng)
     x = rng.standard_normal((n, cols), dtype=np.float32)
     x[3, :tensor_type(type_name).block_size] = 0.0  # an all-zero activation block has d = 0 and adds nothing
     packed = kernels.repack(w, type_name, cols)
     w_deq = gguf_dequantize(w, GGMLQuantizationType[type_name]).reshape(rows, cols)
     ref, mag = matmul_ref(w_deq, x, ACT_OF[type_name])
-    for nc in (1, 3, 8, 9, 20):
+    for nc in (1, 3, 8, 9, 20, 60):   # AVX-512: passes of 8 tokens up to 48, panels beyond
         y = kernels.matmul(packed, type_name, x[:nc], isa=isa, packed=True, n_threads=2)
         unpacked = kernels.matmul(w, type_name, x[:nc], isa="scalar")
         assert np.all(np.abs(y - unpacked) <= 1e-5 * mag[:nc] + 1e-6), (nc, np.max(np.abs(y - unpacked)))
@@ -156,12 +156,13 @@ def test_packed_row_has_the_same_bits_in_any_batch(isa, type_name, rng):
     _need_packed(isa, type_name)
     cols = 320 if type_name not in PIECES else 768
     w = random_weights(type_name, 64, cols, rng)
-    x = rng.standard_normal((13, cols), dtype=np.float32)
+    x = rng.standard_normal((60, cols), dtype=np.float32)
     packed = kernels.repack(w, type_name, cols)
-    y = kernels.matmul(packed, type_name, x, isa=isa, packed=True)
-    for t in range(13):
+    y = kernels.matmul(packed, type_name, x, isa=isa, packed=True)   # AVX-512: in panels
+    for t in range(60):
         assert np.array_equal(y[t], kernels.matmul(packed, type_name, x[t:t + 1], isa=isa, packed=True)[0])
-    assert np.array_equal(y[5:9], kernels.matmul(packed, type_name, x[5:9], isa=isa, packed=True))
+    for a, b in [(5, 9), (0, 13), (7, 23)]:   # passes of 8 tokens
+        assert np.array_equal(y[a:b], kernels.matmul(packed, type_name, x[a:b], isa=isa, packed=True)), (a, b)
 
 
 def test_packed_matmul_refuses_what_it_cannot_run(rng):

@@ -23,11 +23,6 @@
  * elements (gemm_panel.c), so that a packed model computes the bits the unpacked one did. */
 #define CHUNK 16
 #define PF_AHEAD 4 /* blocks prefetched ahead */
-/* Tokens from which gemm_panel.c's panels over the packed rows take the call: their 32-row x 4-token
- * tiles load a weight register once for four tokens where group_tile broadcasts per token, which
- * outweighs filling the panel from 13 tokens on (1 thread, 16 tokens: 0.76-0.98x the unpacked
- * gemm's time against 0.96-1.03x in passes of 8; 9 tokens: 0.84-0.99x against 0.94-1.17x). */
-#define PANEL_FROM 13
 
 /* Rows of one group (16, packed at wg) x NT tokens (xt[t], blocks' -offset * sum(xq) in off[t]
  * where the type has an offset) over all nb blocks; y + t * ys receives token t's 16 sums. */
@@ -74,7 +69,7 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t nb
  * with rows w_stride bytes apart as the original was. */
 TS_ALWAYS_INLINE void gemm_packed(int type, int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                                   size_t x_stride, float *y, size_t y_stride) {
-    if (nc >= PANEL_FROM) {
+    if (nc >= TS_PACKED_PANEL_FROM) {
         ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
         return;
     }

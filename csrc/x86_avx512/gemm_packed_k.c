@@ -21,12 +21,6 @@
 #define TILE 8   /* tokens per pass over a row group's weights */
 #define CHUNK (KC / TS_QK_K) /* super-blocks per chunk: gemm_panel.c's */
 #define PF_AHEAD 1 /* super-blocks prefetched ahead */
-/* Tokens from which gemm_panel.c's panels over the packed rows take the call: they decode a chunk of 32
- * rows once for all tokens where passes of TILE decode it per pass. In cache that wins at 16
- * tokens (1 thread, 4864 x 128: Q4_K 94 against 100 us, Q6_K 117 against 130); from memory the
- * two were even for Q4_K and the passes ahead for Q6_K (4864 x 896, 12 tokens: 0.83 against
- * 0.90 ms), so the legacy formats' crossover is kept. */
-#define PANEL_FROM 13
 
 TS_ALWAYS_INLINE int block_bytes(int type) {
     return type == TS_TYPE_Q6_K ? (int)sizeof(ts_block_q6_K) : (int)sizeof(ts_block_q4_K);
@@ -109,7 +103,7 @@ TS_ALWAYS_INLINE void gemm_packed_k(int type, int64_t n, int nr, int nc, const v
                                     const void *x, size_t x_stride, float *y, size_t y_stride) {
     const int per_sb = TS_QK_K / block_elems(type); /* sums per super-block */
     const int64_t ns = n / TS_QK_K, stride = ns * per_sb; /* per token */
-    void *sums = nc < PANEL_FROM ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
+    void *sums = nc < TS_PACKED_PANEL_FROM ? malloc((size_t)nc * (size_t)stride * 4) : NULL;
     if (!sums) {
         ts_avx512vnni_gemm_panels_packed(type, n, nr, nc, w, w_stride, x, x_stride, y, y_stride);
         return;

@@ -18,6 +18,16 @@
  * Gemma 3, Qwen2.5), of 4 and 8 8-23% (16 KB ahead did no better). */
 #define TS_PACKED_L2_AHEAD 8192
 
+/* Tokens from which gemm_panel.c's panels take a packed gemm from the passes of 8 tokens over each
+ * group of 16 rows (gemm_packed.c, gemm_packed_k.c). A panel decodes 32 rows of a chunk once for all
+ * tokens, but it reads them in one burst and then computes with no load in flight, while the passes
+ * stream the weights under their products. In cache the two are even from 13 to 64 tokens (AMD EPYC
+ * Zen 4, 1 thread, 896 x 4864); from memory the passes take 0.4-0.7x the panels' time at 13-16 tokens
+ * (Gemma 3's 640 x 262144 Q8_0 head, 13 tokens: 13.8 against 34.2 ms) and 0.7-0.9x at 32. In the
+ * models, 2 threads, a step of 16 rows: Gemma 3 31-37 -> 23-24 ms, Qwen2.5 55-64 -> 38-42 ms; 48 rows
+ * even or better. An Intel Xeon had measured panels ahead from 13 tokens, in cache only. */
+#define TS_PACKED_PANEL_FROM 49
+
 /* Asks the L2 for [p + TS_PACKED_L2_AHEAD, + bytes): prefetches never fault, so past a matrix's end
  * is harmless. */
 TS_ALWAYS_INLINE void ts_packed_prefetch_l2(const uint8_t *p, int bytes) {
