@@ -18,8 +18,8 @@
  * Gemma 3, Qwen2.5), of 4 and 8 8-23% (16 KB ahead did no better). */
 #define TS_PACKED_L2_AHEAD 8192
 
-/* Tokens from which gemm_panel.c's panels take a packed gemm from the passes of 8 tokens over each
- * group of 16 rows (gemm_packed.c, gemm_packed_k.c). A panel decodes 32 rows of a chunk once for all
+/* Tokens from which a packed gemm goes to gemm_panel.c's panels instead of passes of 8 tokens over
+ * each group of 16 rows (gemm_packed.c, gemm_packed_k.c). A panel decodes 32 rows of a chunk once for all
  * tokens, but it reads them in one burst and then computes with no load in flight, while the passes
  * stream the weights under their products. In cache the two are even from 13 to 64 tokens (AMD EPYC
  * Zen 4, 1 thread, 896 x 4864); from memory the passes take 0.4-0.7x the panels' time at 13-16 tokens
