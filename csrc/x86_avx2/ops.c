@@ -455,9 +455,6 @@ static void attn_head_avx2(const float *q, const ts_f16 *k, const ts_f16 *v, int
     attn_head_typed(q, k, v, TS_TYPE_F16, kv_stride, p0, p1, head_dim, scale, softcap, sink, out);
 }
 
-#define TS_ATTN_ROWS_MAX_DIM 256
-_Static_assert(TS_ATTN_QUANT_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "quantized rows go through the grouped kernel");
-
 /* attn_head_typed's blocks for the rows that share a K/V head: each block of 8 cache rows is
  * widened to f32 once (a quantized one dequantized) for every row whose range meets it, which
  * per row cost as much as the products themselves. Rows over a quantized cache are q8-rounded

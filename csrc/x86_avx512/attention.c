@@ -125,9 +125,6 @@ static void attn_head_avx512(const float *q, const ts_f16 *k, const ts_f16 *v, i
     normalize_out(out, head_dim, l, m, sink);
 }
 
-#define TS_ATTN_ROWS_MAX_DIM 256
-_Static_assert(TS_ATTN_QUANT_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "quantized rows go through the grouped kernel");
-
 /* Block b of row p of a quantized cache head (rows of row_blocks blocks). */
 static inline const void *cache_block(const void *x, int type, int64_t row_blocks, int64_t p, int b) {
     return (const char *)x + (p * row_blocks + b) * ts_q8x32_block_bytes(type);

@@ -6,6 +6,13 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ts/kernels.h"
+
+/* The largest head the grouped kernels widen a block of rows for (on the stack); larger heads go
+ * one row at a time. Every quantized cache's heads fit: they have no per-row path. */
+#define TS_ATTN_ROWS_MAX_DIM 256
+_Static_assert(TS_ATTN_QUANT_MAX_DIM <= TS_ATTN_ROWS_MAX_DIM, "quantized rows go through the grouped kernel");
+
 /* Rows t * n_head + h of a group: each one's softmax state reset (running maximum m = -inf, sum
  * l = 0, output zero), and the positions the kernel reads for all of them, [*lo, *hi): from the
  * lowest start of a row that sees any position to the highest end. Blocks start at *lo. */
