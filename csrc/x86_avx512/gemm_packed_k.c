@@ -46,9 +46,9 @@ TS_ALWAYS_INLINE void group_tile(int type, int NT, const uint8_t *wg, int64_t ns
             /* The group is one stream, but the prefetcher stops at each page's end: each run asks
              * for its eighth of the next super-block's lines (spread so, 8 tokens took ~10% less
              * time from memory than with all lines asked for at the super-block's start). */
-            for (int l = run * lines / 8; l < (run + 1) * lines / 8; l++)
-                _mm_prefetch((const char *)blk + PF_AHEAD * sb_bytes + 64 * l, _MM_HINT_T0);
-            ts_packed_prefetch_l2(blk + 64 * (run * lines / 8), 64 * ((run + 1) * lines / 8 - run * lines / 8));
+            const int l0 = run * lines / 8, l1 = (run + 1) * lines / 8;
+            for (int l = l0; l < l1; l++) _mm_prefetch((const char *)blk + PF_AHEAD * sb_bytes + 64 * l, _MM_HINT_T0);
+            ts_packed_prefetch_l2(blk + 64 * l0, 64 * (l1 - l0));
             for (int t = 0; t < NT; t++) {
                 const int8_t *xq = ((const ts_block_q8k *)xt[t] + s)->qs + 32 * run;
                 if (type == TS_TYPE_Q4_K) {
